@@ -1,0 +1,266 @@
+//! The one module that talks to RocksDB.
+//!
+//! One database per workspace, under `.cachesync/store`, with a column family per kind of
+//! record (see [`crate::keys`]). Chunk bytes go to blob files (BlobDB) so compaction never
+//! rewrites them, compressed with lz4. Writes that make state durable (refs, journal marks)
+//! are synced; a synced write also makes every earlier write durable, because the write-ahead
+//! log is sequential.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions, DB,
+};
+
+use crate::error::{ObjectError, Result};
+use crate::keys;
+
+/// An open database.
+pub struct Db {
+    db: DB,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.path).finish()
+    }
+}
+
+fn cf_options(name: &str) -> Options {
+    let mut opts = Options::default();
+    opts.set_compression_type(DBCompressionType::Lz4);
+    if name == keys::CF_CHUNKS {
+        opts.set_enable_blob_files(true);
+        opts.set_min_blob_size(1024);
+        opts.set_blob_compression_type(DBCompressionType::Lz4);
+        opts.set_enable_blob_gc(true);
+    }
+    opts
+}
+
+impl Db {
+    /// Opens (creating when `create`) the database at `path`.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] when RocksDB cannot open it (missing, locked, damaged).
+    pub fn open(path: &Path, create: bool) -> Result<Db> {
+        let mut opts = Options::default();
+        opts.create_if_missing(create);
+        opts.create_missing_column_families(true);
+        opts.set_keep_log_file_num(3);
+        opts.set_max_log_file_size(1 << 20);
+        opts.set_compression_type(DBCompressionType::Lz4);
+        let cfs = keys::ALL_CFS
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| db_error(path, e))?;
+        Ok(Db {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A table (column family) of this database.
+    pub fn table(&self, cf: &'static str) -> Table<'_> {
+        Table { db: self, cf }
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("every column family in keys::ALL_CFS is opened by Db::open")
+    }
+
+    /// Applies a batch atomically; `sync` makes it (and all earlier writes) durable first.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn write(&self, batch: Batch, sync: bool) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        for op in batch.ops {
+            match op {
+                BatchOp::Put(cf, k, v) => wb.put_cf(self.cf(cf), k, v),
+                BatchOp::Delete(cf, k) => wb.delete_cf(self.cf(cf), k),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db
+            .write_opt(wb, &wo)
+            .map_err(|e| db_error(&self.path, e))
+    }
+
+    /// Flushes memtables to disk (used before measuring disk use).
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn flush(&self) -> Result<()> {
+        for cf in keys::ALL_CFS {
+            self.db
+                .flush_cf(self.cf(cf))
+                .map_err(|e| db_error(&self.path, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn db_error(path: &Path, e: rocksdb::Error) -> ObjectError {
+    ObjectError::Db {
+        path: path.to_path_buf(),
+        message: e.into_string(),
+    }
+}
+
+/// One column family: get, put, delete and ordered scans.
+#[derive(Clone, Copy)]
+pub struct Table<'a> {
+    db: &'a Db,
+    cf: &'static str,
+}
+
+impl<'a> Table<'a> {
+    /// The value at `key`.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db
+            .db
+            .get_cf(self.db.cf(self.cf), key)
+            .map_err(|e| db_error(&self.db.path, e))
+    }
+
+    /// True when `key` is present.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn contains(&self, key: &[u8]) -> Result<bool> {
+        let cf = self.db.cf(self.cf);
+        if !self.db.db.key_may_exist_cf(cf, key) {
+            return Ok(false);
+        }
+        Ok(self
+            .db
+            .db
+            .get_pinned_cf(cf, key)
+            .map_err(|e| db_error(&self.db.path, e))?
+            .is_some())
+    }
+
+    /// Writes one value (not synced).
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.db
+            .db
+            .put_cf(self.db.cf(self.cf), key, value)
+            .map_err(|e| db_error(&self.db.path, e))
+    }
+
+    /// Deletes one key (not synced).
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn delete(&self, key: &[u8]) -> Result<()> {
+        self.db
+            .db
+            .delete_cf(self.db.cf(self.cf), key)
+            .map_err(|e| db_error(&self.db.path, e))
+    }
+
+    /// Every `(key, value)` whose key starts with `prefix`, in key order.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        self.for_each_prefix(prefix, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` on every `(key, value)` whose key starts with `prefix`, in key order, until
+    /// it returns false.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn for_each_prefix(
+        &self,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let iter = self.db.db.iterator_cf(
+            self.db.cf(self.cf),
+            IteratorMode::From(prefix, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item.map_err(|e| db_error(&self.db.path, e))?;
+            if !k.starts_with(prefix) || !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The last `(key, value)` of the table, if any.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn last(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let mut iter = self
+            .db
+            .db
+            .iterator_cf(self.db.cf(self.cf), IteratorMode::End);
+        match iter.next() {
+            Some(item) => {
+                let (k, v) = item.map_err(|e| db_error(&self.db.path, e))?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+enum BatchOp {
+    Put(&'static str, Vec<u8>, Vec<u8>),
+    Delete(&'static str, Vec<u8>),
+}
+
+/// Writes to several tables, applied atomically by [`Db::write`] or [`crate::Store::commit`].
+#[derive(Default)]
+pub struct Batch {
+    ops: Vec<BatchOp>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Adds a put.
+    pub fn put(&mut self, cf: &'static str, key: &[u8], value: &[u8]) {
+        self.ops
+            .push(BatchOp::Put(cf, key.to_vec(), value.to_vec()));
+    }
+
+    /// Adds a delete.
+    pub fn delete(&mut self, cf: &'static str, key: &[u8]) {
+        self.ops.push(BatchOp::Delete(cf, key.to_vec()));
+    }
+
+    /// True when nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}

@@ -1,0 +1,653 @@
+//! The store: objects written once, named by their hash, verified on every read.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use crate::chunker::ChunkerParams;
+use crate::db::{Batch, Db, Table};
+use crate::error::{ObjectError, Result};
+use crate::file::FileObject;
+use crate::id::{ChunkId, FileId, SnapshotId, TreeId};
+use crate::keys;
+use crate::snapshot::Snapshot;
+use crate::tree::{Entry, EntryKind, Tree};
+
+/// The store format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What one ingest did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// Chunks cut.
+    pub chunks: u64,
+    /// Chunks that were new to the store.
+    pub new_chunks: u64,
+    /// Bytes of the new chunks (before compression).
+    pub new_bytes: u64,
+}
+
+/// What garbage collection removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Snapshots removed.
+    pub snapshots: u64,
+    /// Trees removed.
+    pub trees: u64,
+    /// File objects removed.
+    pub files: u64,
+    /// Chunks removed.
+    pub chunks: u64,
+}
+
+/// A content-addressed store in one RocksDB database.
+#[derive(Debug)]
+pub struct Store {
+    db: Db,
+    chunker: ChunkerParams,
+}
+
+impl Store {
+    /// Creates a new store at `path` (a directory that must not hold a store yet).
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] if the database cannot be created.
+    pub fn create(path: &Path) -> Result<Store> {
+        let db = Db::open(path, true)?;
+        let chunker = ChunkerParams::DEFAULT;
+        let mut batch = Batch::new();
+        batch.put(
+            keys::CF_META,
+            keys::META_FORMAT,
+            &FORMAT_VERSION.to_le_bytes(),
+        );
+        let mut params = Vec::new();
+        for v in [chunker.min, chunker.avg, chunker.max] {
+            params.extend_from_slice(&v.to_le_bytes());
+        }
+        batch.put(keys::CF_META, keys::META_CHUNKER, &params);
+        db.write(batch, true)?;
+        Ok(Store { db, chunker })
+    }
+
+    /// Opens an existing store, refusing another format version.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] if it cannot be opened, [`ObjectError::Format`] for another version.
+    pub fn open(path: &Path) -> Result<Store> {
+        let db = Db::open(path, false)?;
+        let meta = db.table(keys::CF_META);
+        let found = meta
+            .get(keys::META_FORMAT)?
+            .and_then(|v| <[u8; 4]>::try_from(v.as_slice()).ok())
+            .map(u32::from_le_bytes)
+            .unwrap_or(0);
+        if found != FORMAT_VERSION {
+            return Err(ObjectError::Format {
+                path: path.to_path_buf(),
+                found,
+                expected: FORMAT_VERSION,
+            });
+        }
+        let chunker = match meta.get(keys::META_CHUNKER)? {
+            Some(v) if v.len() == 12 => {
+                let word =
+                    |i: usize| u32::from_le_bytes(v[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+                ChunkerParams {
+                    min: word(0),
+                    avg: word(1),
+                    max: word(2),
+                }
+            }
+            _ => {
+                return Err(ObjectError::Decode {
+                    what: "store metadata".into(),
+                    detail: "chunker parameters missing or malformed".into(),
+                })
+            }
+        };
+        Ok(Store { db, chunker })
+    }
+
+    /// The underlying database (for the engine's tables and batches).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// One of the engine's tables.
+    pub fn table(&self, cf: &'static str) -> Table<'_> {
+        self.db.table(cf)
+    }
+
+    /// Applies a batch atomically and durably.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn commit(&self, batch: Batch) -> Result<()> {
+        self.db.write(batch, true)
+    }
+
+    // ---- chunks and files ----
+
+    /// Chunks `source`, stores the chunks it does not have yet and the file object, and
+    /// returns the file's id and size.
+    ///
+    /// # Errors
+    /// [`ObjectError::Read`] if the source fails, [`ObjectError::Db`] on a store failure.
+    pub fn ingest(&self, source: impl Read) -> Result<(FileId, u64, IngestStats)> {
+        let chunks_table = self.db.table(keys::CF_CHUNKS);
+        let mut whole = blake3::Hasher::new();
+        let mut stats = IngestStats::default();
+        let mut list = Vec::new();
+        for chunk in self.chunker.chunks(source) {
+            let data = chunk.map_err(ObjectError::Read)?;
+            whole.update(&data);
+            let id = ChunkId::of(&data);
+            stats.bytes_read += data.len() as u64;
+            stats.chunks += 1;
+            if !chunks_table.contains(id.as_bytes())? {
+                chunks_table.put(id.as_bytes(), &data)?;
+                stats.new_chunks += 1;
+                stats.new_bytes += data.len() as u64;
+            }
+            list.push((
+                id,
+                u32::try_from(data.len()).expect("chunks are at most 256 KiB"),
+            ));
+        }
+        let id = FileId(*whole.finalize().as_bytes());
+        let object = FileObject {
+            id,
+            size: stats.bytes_read,
+            chunks: list,
+        };
+        let files = self.db.table(keys::CF_FILES);
+        if !files.contains(id.as_bytes())? {
+            files.put(id.as_bytes(), &object.encode())?;
+        }
+        Ok((id, stats.bytes_read, stats))
+    }
+
+    /// Stores a byte slice as a file.
+    ///
+    /// # Errors
+    /// As [`Store::ingest`].
+    pub fn ingest_bytes(&self, bytes: &[u8]) -> Result<FileId> {
+        Ok(self.ingest(bytes)?.0)
+    }
+
+    /// True when the file object and all its chunks are present (not verified).
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a store failure.
+    pub fn has_file(&self, id: FileId) -> Result<bool> {
+        let Some(object) = self.file_object(id)? else {
+            return Ok(false);
+        };
+        let chunks = self.db.table(keys::CF_CHUNKS);
+        for (cid, _) in &object.chunks {
+            if !chunks.contains(cid.as_bytes())? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The file object for `id`, if present.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`], or [`ObjectError::Decode`] if it is malformed.
+    pub fn file_object(&self, id: FileId) -> Result<Option<FileObject>> {
+        match self.db.table(keys::CF_FILES).get(id.as_bytes())? {
+            Some(bytes) => Ok(Some(FileObject::decode(id, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// One chunk, verified against its id.
+    ///
+    /// # Errors
+    /// [`ObjectError::MissingChunk`], [`ObjectError::CorruptChunk`], [`ObjectError::Db`].
+    pub fn chunk(&self, id: ChunkId) -> Result<Vec<u8>> {
+        let data = self
+            .db
+            .table(keys::CF_CHUNKS)
+            .get(id.as_bytes())?
+            .ok_or(ObjectError::MissingChunk(id))?;
+        if ChunkId::of(&data) != id {
+            return Err(ObjectError::CorruptChunk(id));
+        }
+        Ok(data)
+    }
+
+    /// Writes a file's content to `out`, verifying every chunk and the whole-file hash.
+    ///
+    /// Bytes are written as they are verified chunk by chunk; if the final whole-file hash
+    /// does not match, the error says so and the caller must discard what it wrote (the engine
+    /// writes to a temporary file and renames only on success).
+    ///
+    /// # Errors
+    /// [`ObjectError::MissingFile`], chunk errors, [`ObjectError::CorruptFile`],
+    /// [`ObjectError::Write`].
+    pub fn read_file(&self, id: FileId, out: &mut impl Write) -> Result<u64> {
+        let object = self.file_object(id)?.ok_or(ObjectError::MissingFile(id))?;
+        let mut whole = blake3::Hasher::new();
+        for (cid, len) in &object.chunks {
+            let data = self.chunk(*cid)?;
+            if data.len() != *len as usize {
+                return Err(ObjectError::CorruptFile {
+                    id,
+                    detail: format!(
+                        "chunk {} has {} bytes, expected {len}",
+                        cid.short(),
+                        data.len()
+                    ),
+                });
+            }
+            whole.update(&data);
+            out.write_all(&data).map_err(ObjectError::Write)?;
+        }
+        if FileId(*whole.finalize().as_bytes()) != id {
+            return Err(ObjectError::CorruptFile {
+                id,
+                detail: "content does not hash to the file's id".into(),
+            });
+        }
+        Ok(object.size)
+    }
+
+    /// A file's whole content, verified.
+    ///
+    /// # Errors
+    /// As [`Store::read_file`].
+    pub fn read_file_bytes(&self, id: FileId) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_file(id, &mut out)?;
+        Ok(out)
+    }
+
+    // ---- trees and snapshots ----
+
+    /// Stores a tree (if new) and returns its id.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`].
+    pub fn put_tree(&self, tree: &Tree) -> Result<TreeId> {
+        let bytes = tree.encode();
+        let id = TreeId::of(&bytes);
+        let table = self.db.table(keys::CF_TREES);
+        if !table.contains(id.as_bytes())? {
+            table.put(id.as_bytes(), &bytes)?;
+        }
+        Ok(id)
+    }
+
+    /// Reads a tree, verified against its id.
+    ///
+    /// # Errors
+    /// [`ObjectError::MissingTree`], [`ObjectError::Decode`] (also when the hash differs).
+    pub fn tree(&self, id: TreeId) -> Result<Tree> {
+        let bytes = self
+            .db
+            .table(keys::CF_TREES)
+            .get(id.as_bytes())?
+            .ok_or(ObjectError::MissingTree(id))?;
+        if TreeId::of(&bytes) != id {
+            return Err(ObjectError::Decode {
+                what: format!("tree {}", id.short()),
+                detail: "bytes do not match the tree's hash".into(),
+            });
+        }
+        Tree::decode(&bytes)
+    }
+
+    /// Stores a snapshot and returns its id.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`].
+    pub fn put_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
+        let bytes = snapshot.encode();
+        let id = SnapshotId::of(&bytes);
+        self.db
+            .table(keys::CF_SNAPSHOTS)
+            .put(id.as_bytes(), &bytes)?;
+        Ok(id)
+    }
+
+    /// Reads a snapshot, verified against its id.
+    ///
+    /// # Errors
+    /// [`ObjectError::MissingSnapshot`], [`ObjectError::Decode`].
+    pub fn snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
+        let bytes = self
+            .db
+            .table(keys::CF_SNAPSHOTS)
+            .get(id.as_bytes())?
+            .ok_or(ObjectError::MissingSnapshot(id))?;
+        if SnapshotId::of(&bytes) != id {
+            return Err(ObjectError::Decode {
+                what: format!("snapshot {}", id.short()),
+                detail: "bytes do not match the snapshot's hash".into(),
+            });
+        }
+        Snapshot::decode(&bytes)
+    }
+
+    /// The snapshot a ref names.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`], [`ObjectError::Decode`] for a malformed ref.
+    pub fn get_ref(&self, name: &str) -> Result<Option<SnapshotId>> {
+        match self.db.table(keys::CF_REFS).get(name.as_bytes())? {
+            Some(v) => SnapshotId::from_slice(&v)
+                .map(Some)
+                .ok_or_else(|| ObjectError::Decode {
+                    what: format!("ref {name}"),
+                    detail: "not a 32-byte id".into(),
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds "set ref `name` to `id`" to a batch (applied with [`Store::commit`]).
+    pub fn set_ref_in(batch: &mut Batch, name: &str, id: SnapshotId) {
+        batch.put(keys::CF_REFS, name.as_bytes(), id.as_bytes());
+    }
+
+    /// Every ref.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`].
+    pub fn refs(&self) -> Result<Vec<(String, SnapshotId)>> {
+        let mut out = Vec::new();
+        for (k, v) in self.db.table(keys::CF_REFS).scan_prefix(b"")? {
+            if let (Ok(name), Some(id)) = (String::from_utf8(k), SnapshotId::from_slice(&v)) {
+                out.push((name, id));
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- flat views ----
+
+    /// Writes a flat map of paths (relative, `/`-separated bytes, no leading slash) to entries
+    /// as trees, bottom-up, and returns the root tree's id. Directory entries' `tree` fields are
+    /// filled in; a path whose parent is missing from the map gets no parent entry metadata
+    /// (its parent directory is created with mode 0o755).
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`].
+    pub fn write_flat(&self, flat: &BTreeMap<Vec<u8>, Entry>) -> Result<TreeId> {
+        // Children grouped by parent path.
+        let mut children: BTreeMap<Vec<u8>, Vec<Entry>> = BTreeMap::new();
+        children.entry(Vec::new()).or_default();
+        for (path, entry) in flat {
+            let (parent, _) = split_parent(path);
+            let mut p = parent.to_vec();
+            // Make sure every ancestor has a slot.
+            loop {
+                children.entry(p.clone()).or_default();
+                if p.is_empty() {
+                    break;
+                }
+                p = split_parent(&p).0.to_vec();
+            }
+            if entry.kind == EntryKind::Dir {
+                children.entry(path.clone()).or_default();
+            }
+            children
+                .entry(parent.to_vec())
+                .or_default()
+                .push(entry.clone());
+        }
+        // Implicit directories (ancestors not in the map) get a default entry.
+        let implicit: Vec<Vec<u8>> = children
+            .keys()
+            .filter(|p| !p.is_empty() && !flat.contains_key(*p))
+            .cloned()
+            .collect();
+        for p in implicit {
+            let (parent, name) = split_parent(&p);
+            let mut e = Entry::new(name, EntryKind::Dir);
+            e.mode = 0o755;
+            children.entry(parent.to_vec()).or_default().push(e);
+        }
+        // Deepest directories first: a key's tree is built after all its descendants.
+        let mut dirs: Vec<Vec<u8>> = children.keys().cloned().collect();
+        dirs.sort_by_key(|p| std::cmp::Reverse(depth(p)));
+        let mut built: BTreeMap<Vec<u8>, TreeId> = BTreeMap::new();
+        for dir in dirs {
+            let mut entries = children.remove(&dir).unwrap_or_default();
+            for e in entries.iter_mut() {
+                if e.kind == EntryKind::Dir {
+                    let child = join(&dir, &e.name);
+                    e.tree = Some(
+                        *built
+                            .get(&child)
+                            .expect("children are built before parents"),
+                    );
+                }
+            }
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            let id = self.put_tree(&Tree { entries })?;
+            built.insert(dir, id);
+        }
+        Ok(*built.get(&Vec::new()).expect("the root is always built"))
+    }
+
+    /// Reads a tree recursively into a flat map of path → entry (see [`Store::write_flat`]).
+    ///
+    /// # Errors
+    /// Tree read errors.
+    pub fn read_flat(&self, root: TreeId) -> Result<BTreeMap<Vec<u8>, Entry>> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![(Vec::new(), root)];
+        while let Some((prefix, id)) = stack.pop() {
+            for entry in self.tree(id)?.entries {
+                let path = join(&prefix, &entry.name);
+                if entry.kind == EntryKind::Dir {
+                    if let Some(t) = entry.tree {
+                        stack.push((path.clone(), t));
+                    }
+                }
+                out.insert(path, entry);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The flat map of the snapshot a ref names (empty if the ref is unset).
+    ///
+    /// # Errors
+    /// Ref, snapshot and tree read errors.
+    pub fn read_ref_flat(&self, name: &str) -> Result<BTreeMap<Vec<u8>, Entry>> {
+        match self.get_ref(name)? {
+            Some(id) => self.read_flat(self.snapshot(id)?.root),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+
+    // ---- garbage collection ----
+
+    /// Removes every object not reachable from the refs or from `extra_files` (file objects
+    /// the engine keeps outside trees, such as conflict variants). Snapshots are kept only
+    /// when a ref names them: parents are history, and the journal keeps history.
+    ///
+    /// # Errors
+    /// Read errors of reachable objects (gc refuses to run on a damaged store: run fsck).
+    pub fn gc(&self, extra_files: &[FileId]) -> Result<GcReport> {
+        let mut live_snapshots = std::collections::HashSet::new();
+        let mut live_trees = std::collections::HashSet::new();
+        let mut live_files: std::collections::HashSet<FileId> =
+            extra_files.iter().copied().collect();
+        for (_, sid) in self.refs()? {
+            live_snapshots.insert(sid);
+            let snap = self.snapshot(sid)?;
+            let mut stack = vec![snap.root];
+            while let Some(t) = stack.pop() {
+                if !live_trees.insert(t) {
+                    continue;
+                }
+                for e in self.tree(t)?.entries {
+                    if let Some(sub) = e.tree {
+                        stack.push(sub);
+                    }
+                    if let Some(f) = e.file {
+                        live_files.insert(f);
+                    }
+                }
+            }
+        }
+        let mut live_chunks = std::collections::HashSet::new();
+        for f in &live_files {
+            if let Some(object) = self.file_object(*f)? {
+                live_chunks.extend(object.chunks.iter().map(|(c, _)| *c));
+            }
+        }
+        let mut report = GcReport::default();
+        let mut batch = Batch::new();
+        let mut sweep = |cf: &'static str, live: &dyn Fn(&[u8]) -> bool, count: &mut u64| {
+            self.db.table(cf).for_each_prefix(b"", |k, _| {
+                if !live(k) {
+                    batch.delete(cf, k);
+                    *count += 1;
+                }
+                true
+            })
+        };
+        sweep(
+            keys::CF_SNAPSHOTS,
+            &|k| SnapshotId::from_slice(k).is_some_and(|id| live_snapshots.contains(&id)),
+            &mut report.snapshots,
+        )?;
+        sweep(
+            keys::CF_TREES,
+            &|k| TreeId::from_slice(k).is_some_and(|id| live_trees.contains(&id)),
+            &mut report.trees,
+        )?;
+        sweep(
+            keys::CF_FILES,
+            &|k| FileId::from_slice(k).is_some_and(|id| live_files.contains(&id)),
+            &mut report.files,
+        )?;
+        sweep(
+            keys::CF_CHUNKS,
+            &|k| ChunkId::from_slice(k).is_some_and(|id| live_chunks.contains(&id)),
+            &mut report.chunks,
+        )?;
+        self.commit(batch)?;
+        Ok(report)
+    }
+}
+
+/// Splits `a/b/c` into (`a/b`, `c`); a top-level name has an empty parent.
+pub fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&[], path),
+    }
+}
+
+/// Joins a parent path and a name.
+pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    if parent.is_empty() {
+        return name.to_vec();
+    }
+    let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
+    p.extend_from_slice(parent);
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
+
+fn depth(path: &[u8]) -> usize {
+    if path.is_empty() {
+        0
+    } else {
+        1 + path.iter().filter(|&&b| b == b'/').count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_entry(store: &Store, name: &[u8], content: &[u8]) -> Entry {
+        let mut e = Entry::new(name, EntryKind::File);
+        e.file = Some(store.ingest_bytes(content).expect("ingest"));
+        e.size = content.len() as u64;
+        e.mode = 0o644;
+        e
+    }
+
+    #[test]
+    fn ingest_read_back_and_dedup() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::create(&dir.path().join("s")).expect("create");
+        let data: Vec<u8> = (0..1_000_000u32)
+            .flat_map(|i| i.wrapping_mul(7919).to_le_bytes())
+            .collect();
+        let (id, size, stats) = store.ingest(&data[..]).expect("ingest");
+        assert_eq!(size, data.len() as u64);
+        assert!(stats.new_chunks > 1);
+        let (_, _, again) = store.ingest(&data[..]).expect("ingest again");
+        assert_eq!(again.new_chunks, 0);
+        assert_eq!(store.read_file_bytes(id).expect("read"), data);
+    }
+
+    #[test]
+    fn corrupt_chunk_is_never_served() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::create(&dir.path().join("s")).expect("create");
+        let id = store.ingest_bytes(b"precious").expect("ingest");
+        let object = store.file_object(id).expect("read").expect("present");
+        let (cid, _) = object.chunks[0];
+        store
+            .table(keys::CF_CHUNKS)
+            .put(cid.as_bytes(), b"pRecious")
+            .expect("overwrite");
+        let err = store
+            .read_file_bytes(id)
+            .expect_err("corruption must be reported");
+        assert!(
+            matches!(err, ObjectError::CorruptChunk(c) if c == cid),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn flat_round_trip_and_gc() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::create(&dir.path().join("s")).expect("create");
+        let mut flat = BTreeMap::new();
+        flat.insert(b"a.txt".to_vec(), file_entry(&store, b"a.txt", b"a"));
+        let mut d = Entry::new(b"d", EntryKind::Dir);
+        d.mode = 0o700;
+        flat.insert(b"d".to_vec(), d);
+        flat.insert(b"d/e\n\xff".to_vec(), file_entry(&store, b"e\n\xff", b"e"));
+        let root = store.write_flat(&flat).expect("write");
+        let back = store.read_flat(root).expect("read");
+        assert_eq!(
+            back.keys().collect::<Vec<_>>(),
+            flat.keys().collect::<Vec<_>>()
+        );
+        assert_eq!(back[&b"d".to_vec()].mode, 0o700);
+        let orphan = store.ingest_bytes(b"orphan").expect("ingest");
+        let snap = Snapshot {
+            root,
+            parent: None,
+            time_ns: 0,
+            description: "t".into(),
+        };
+        let sid = store.put_snapshot(&snap).expect("snapshot");
+        let mut b = Batch::new();
+        Store::set_ref_in(&mut b, "base", sid);
+        store.commit(b).expect("commit");
+        let report = store.gc(&[]).expect("gc");
+        assert_eq!(report.files, 1);
+        assert!(store.file_object(orphan).expect("read").is_none());
+        assert_eq!(store.read_flat(root).expect("read").len(), 3);
+    }
+}
