@@ -1,0 +1,101 @@
+//! The workspace configuration: `.cachesync/config.json`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SyncError};
+
+/// The config format this build writes; older ones are migrated, newer ones refused.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// A workspace's settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The config format version.
+    pub version: u32,
+    /// The remote directory (absolute).
+    pub remote: PathBuf,
+    /// How long one remote call may take before the remote counts as disconnected.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// The deletion guard: a run may delete at most this share (percent) of the files on
+    /// either side without `--force`.
+    #[serde(default = "default_max_delete_percent")]
+    pub max_delete_percent: u32,
+    /// Remote directory listings in flight at once during a scan.
+    #[serde(default = "default_parallel")]
+    pub parallel: usize,
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_delete_percent() -> u32 {
+    50
+}
+fn default_parallel() -> usize {
+    16
+}
+
+impl Config {
+    /// A new config for `remote` with the defaults.
+    pub fn new(remote: PathBuf) -> Config {
+        Config {
+            version: CONFIG_VERSION,
+            remote,
+            timeout_ms: default_timeout_ms(),
+            max_delete_percent: default_max_delete_percent(),
+            parallel: default_parallel(),
+        }
+    }
+
+    /// The per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.max(1))
+    }
+
+    /// Reads and validates a config file.
+    ///
+    /// # Errors
+    /// [`SyncError::Config`] when it is unreadable, malformed, or from a newer cachesync.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| SyncError::Config {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        let config: Config = serde_json::from_str(&text).map_err(|e| SyncError::Config {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        if config.version > CONFIG_VERSION {
+            return Err(SyncError::Config {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "written by a newer cachesync (config version {}, this one reads {})",
+                    config.version, CONFIG_VERSION
+                ),
+            });
+        }
+        if config.max_delete_percent > 100 || config.parallel == 0 {
+            return Err(SyncError::Config {
+                path: path.to_path_buf(),
+                detail: "max_delete_percent must be 0..=100 and parallel at least 1".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// Writes the config (atomically: temporary file, then rename).
+    ///
+    /// # Errors
+    /// [`SyncError::Io`].
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("a config always serializes");
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text + "\n").map_err(|e| SyncError::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| SyncError::io(path, e))
+    }
+}

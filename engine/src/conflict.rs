@@ -1,0 +1,152 @@
+//! Conflict records: a path both sides changed differently, with every version kept.
+//!
+//! The local file stays as it is in the workspace; the server's version (already in the store:
+//! the remote scan stored it) and the base version are kept as store objects, so nothing is
+//! lost and every variant can be shown later. Records are keyed by path in their own table.
+
+use cachesync_objects::{keys, Batch, Entry, EntryKind, FileId, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::paths::{display, hex};
+
+/// One version of a conflicted path.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Variant {
+    /// `file`, `dir`, `symlink`, ...
+    pub kind: String,
+    /// Permission bits.
+    pub mode: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// A file's content id (hex).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub file: Option<String>,
+    /// A symlink's target (displayable).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target: Option<String>,
+}
+
+impl Variant {
+    /// The variant of an entry (`None` = absent on that side).
+    pub fn of(e: Option<&Entry>) -> Option<Variant> {
+        e.map(|e| Variant {
+            kind: e.kind.as_str().to_string(),
+            mode: e.mode,
+            size: e.size,
+            file: e.file.map(|f| f.to_hex()),
+            target: (e.kind == EntryKind::Symlink).then(|| display(&e.target)),
+        })
+    }
+
+    /// The content id, if a file.
+    pub fn file_id(&self) -> Option<FileId> {
+        self.file.as_deref().and_then(FileId::from_hex)
+    }
+}
+
+/// Whether a conflict still needs the user.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictState {
+    /// Needs resolution.
+    Open,
+    /// Both sides agree again.
+    Resolved,
+}
+
+/// A conflict record.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConflictRecord {
+    /// The path, displayable.
+    pub path: String,
+    /// The path's bytes, hex.
+    pub path_hex: String,
+    /// `content`, `metadata`, `type`, `target`.
+    pub kind: String,
+    /// When it was first seen, ns.
+    pub since_ns: i64,
+    /// Open or resolved.
+    pub state: ConflictState,
+    /// The base version (absent when both sides created the path).
+    pub base: Option<Variant>,
+    /// The local version.
+    pub client: Option<Variant>,
+    /// The server's version.
+    pub server: Option<Variant>,
+}
+
+impl ConflictRecord {
+    /// The path's bytes.
+    pub fn path_bytes(&self) -> Vec<u8> {
+        (0..self.path_hex.len() / 2)
+            .filter_map(|i| u8::from_str_radix(&self.path_hex[i * 2..i * 2 + 2], 16).ok())
+            .collect()
+    }
+
+    /// File ids this record keeps alive (gc roots).
+    pub fn files(&self) -> Vec<FileId> {
+        [&self.base, &self.client, &self.server]
+            .into_iter()
+            .flatten()
+            .filter_map(Variant::file_id)
+            .collect()
+    }
+}
+
+/// A new open record.
+pub fn record(
+    path: &[u8],
+    kind: &str,
+    base: Option<&Entry>,
+    client: Option<&Entry>,
+    server: Option<&Entry>,
+) -> ConflictRecord {
+    ConflictRecord {
+        path: display(path),
+        path_hex: hex(path),
+        kind: kind.to_string(),
+        since_ns: crate::now_ns(),
+        state: ConflictState::Open,
+        base: Variant::of(base),
+        client: Variant::of(client),
+        server: Variant::of(server),
+    }
+}
+
+/// Every record.
+///
+/// # Errors
+/// Store errors.
+pub fn all(store: &Store) -> Result<Vec<ConflictRecord>> {
+    let mut out = Vec::new();
+    store
+        .table(keys::CF_CONFLICTS)
+        .for_each_prefix(b"", |_, v| {
+            if let Ok(r) = serde_json::from_slice(v) {
+                out.push(r);
+            }
+            true
+        })?;
+    Ok(out)
+}
+
+/// Open records only.
+///
+/// # Errors
+/// Store errors.
+pub fn open(store: &Store) -> Result<Vec<ConflictRecord>> {
+    Ok(all(store)?
+        .into_iter()
+        .filter(|r| r.state == ConflictState::Open)
+        .collect())
+}
+
+/// Adds "write `r`" to a batch.
+pub fn put(batch: &mut Batch, r: &ConflictRecord) {
+    batch.put(
+        keys::CF_CONFLICTS,
+        &r.path_bytes(),
+        &serde_json::to_vec(r).expect("a conflict record always serializes"),
+    );
+}

@@ -1,0 +1,173 @@
+//! The engine's errors, and the exit codes of DESIGN.md they map to.
+
+use std::path::PathBuf;
+
+use cachesync_objects::ObjectError;
+
+/// The error classes scripts rely on (DESIGN.md's exit codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 1: anything else.
+    Other,
+    /// 2: bad usage.
+    Usage,
+    /// 3: the operation needs the remote, which is not reachable (or not the right one).
+    Disconnected,
+    /// 4: the content is not in the cache.
+    DisconData,
+    /// 5: a permission only the server could vouch for.
+    DisconPerm,
+    /// 6: the cache budget is exhausted.
+    DisconFull,
+    /// 7: conflicts remain.
+    Conflicted,
+}
+
+impl ErrorCode {
+    /// The process exit code.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorCode::Other => 1,
+            ErrorCode::Usage => 2,
+            ErrorCode::Disconnected => 3,
+            ErrorCode::DisconData => 4,
+            ErrorCode::DisconPerm => 5,
+            ErrorCode::DisconFull => 6,
+            ErrorCode::Conflicted => 7,
+        }
+    }
+
+    /// The symbolic name used in JSON (`"code"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::Other => "EOTHER",
+            ErrorCode::Usage => "EUSAGE",
+            ErrorCode::Disconnected => "EDISCONNECTED",
+            ErrorCode::DisconData => "EDISCONDATA",
+            ErrorCode::DisconPerm => "EDISCONPERM",
+            ErrorCode::DisconFull => "EDISCONFULL",
+            ErrorCode::Conflicted => "ECONFLICTED",
+        }
+    }
+}
+
+/// What can go wrong in a sync.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The remote did not answer, or answered with a network-class error.
+    #[error("the remote is not reachable: {reason}")]
+    Disconnected {
+        /// What failed, and how.
+        reason: String,
+    },
+    /// The directory at the remote path is not the remote this workspace was cloned from.
+    #[error("refusing to sync: {reason}")]
+    RemoteIdentity {
+        /// What did not match.
+        reason: String,
+    },
+    /// The run would delete more than the configured share of files.
+    #[error(
+        "refusing to delete {count} of {total} files on the {side} side (more than {percent}%)"
+    )]
+    DeletionGuard {
+        /// "local" or "remote".
+        side: &'static str,
+        /// Deletions planned.
+        count: usize,
+        /// Files in the base snapshot.
+        total: usize,
+        /// The configured limit.
+        percent: u32,
+    },
+    /// Conflicts remain after the run did everything else.
+    #[error("{0} conflict(s) remain")]
+    Conflicted(usize),
+    /// No workspace here.
+    #[error("not a cachesync workspace (or any parent up to /): {0}")]
+    NotAWorkspace(PathBuf),
+    /// Another cachesync process holds the workspace.
+    #[error("another cachesync process ({holder}) is working on this workspace")]
+    Locked {
+        /// Who holds it, as recorded in the lock file.
+        holder: String,
+    },
+    /// Bad input from the user.
+    #[error("{0}")]
+    Usage(String),
+    /// A local I/O error.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A remote I/O error that is not network-class (permission, no space, ...).
+    #[error("remote {path}: {source}")]
+    RemoteIo {
+        /// The remote path involved.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] ObjectError),
+    /// The configuration is invalid.
+    #[error("configuration {path}: {detail}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// The engine's result type.
+pub type Result<T, E = SyncError> = std::result::Result<T, E>;
+
+impl SyncError {
+    /// The exit-code class of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SyncError::Disconnected { .. } | SyncError::RemoteIdentity { .. } => {
+                ErrorCode::Disconnected
+            }
+            SyncError::Conflicted(_) => ErrorCode::Conflicted,
+            SyncError::Usage(_) => ErrorCode::Usage,
+            _ => ErrorCode::Other,
+        }
+    }
+
+    /// What the user can do next, when there is something to say.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            SyncError::Disconnected { .. } => {
+                Some("check that the share is mounted and the server answers, then run the command again")
+            }
+            SyncError::RemoteIdentity { .. } => Some(
+                "mount the share this workspace was cloned from at the same path; nothing was changed",
+            ),
+            SyncError::DeletionGuard { .. } => Some(
+                "review the plan with `--dry-run`; if the deletions are intended, run again with `--force`",
+            ),
+            SyncError::Conflicted(_) => {
+                Some("`cachesync status` lists them; your local files were kept as they are")
+            }
+            SyncError::NotAWorkspace(_) => Some("run `cachesync clone REMOTE DIR` first, or cd into a workspace"),
+            SyncError::Locked { .. } => Some("wait for it to finish; a crashed run's lock is taken over automatically"),
+            SyncError::Store(e) if e.is_corruption() => Some("run `cachesync fsck` to see what is damaged"),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> SyncError {
+        SyncError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

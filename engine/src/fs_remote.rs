@@ -1,0 +1,195 @@
+//! The plain-file-system remote: a mounted directory (sshfs, NFS, SMB, a local dir).
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cachesync_objects::EntryKind;
+
+use crate::remote::{Remote, RemoteEntry, RemoteRead, RemoteWrite};
+
+/// A remote that is a directory on a mounted file system.
+#[derive(Clone, Debug)]
+pub struct FsRemote {
+    root: PathBuf,
+}
+
+impl FsRemote {
+    /// A remote rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> FsRemote {
+        FsRemote { root: root.into() }
+    }
+
+    /// The absolute path of a relative remote path.
+    pub fn abs(&self, rel: &[u8]) -> PathBuf {
+        if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(OsStr::from_bytes(rel))
+        }
+    }
+}
+
+/// Reads kind, mode, owner, times and size from metadata.
+pub fn entry_from_metadata(name: &[u8], md: &fs::Metadata) -> RemoteEntry {
+    let ft = md.file_type();
+    use std::os::unix::fs::FileTypeExt;
+    let kind = if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_fifo() {
+        EntryKind::Fifo
+    } else if ft.is_socket() {
+        EntryKind::Socket
+    } else if ft.is_block_device() {
+        EntryKind::BlockDevice
+    } else if ft.is_char_device() {
+        EntryKind::CharDevice
+    } else {
+        EntryKind::File
+    };
+    RemoteEntry {
+        name: name.to_vec(),
+        kind,
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        size: if kind == EntryKind::Dir { 0 } else { md.size() },
+        ino: md.ino(),
+        rdev: md.rdev(),
+        target: Vec::new(),
+    }
+}
+
+/// Converts nanoseconds since the epoch to a `SystemTime`.
+pub fn system_time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+fn stat_path(path: &Path, name: &[u8]) -> io::Result<RemoteEntry> {
+    let md = fs::symlink_metadata(path)?;
+    let mut e = entry_from_metadata(name, &md);
+    if e.kind == EntryKind::Symlink {
+        e.target = fs::read_link(path)?.into_os_string().as_bytes().to_vec();
+    }
+    Ok(e)
+}
+
+struct FsWrite {
+    file: File,
+}
+
+impl Write for FsWrite {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl RemoteWrite for FsWrite {
+    fn finish(self: Box<Self>, mode: u32, mtime_ns: i64) -> io::Result<()> {
+        self.file
+            .set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
+        self.file
+            .set_times(fs::FileTimes::new().set_modified(system_time(mtime_ns)))?;
+        self.file.sync_all()
+    }
+}
+
+impl Remote for FsRemote {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn list(&self, dir: &[u8]) -> io::Result<Vec<RemoteEntry>> {
+        let path = self.abs(dir);
+        let mut out = Vec::new();
+        for item in fs::read_dir(&path)? {
+            let item = item?;
+            let name = item.file_name();
+            out.push(stat_path(&item.path(), name.as_bytes())?);
+        }
+        Ok(out)
+    }
+
+    fn stat(&self, path: &[u8]) -> io::Result<Option<RemoteEntry>> {
+        let name = cachesync_objects::store::split_parent(path).1;
+        match stat_path(&self.abs(path), name) {
+            Ok(e) => Ok(Some(e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open(&self, path: &[u8]) -> io::Result<Box<dyn RemoteRead>> {
+        Ok(Box::new(File::open(self.abs(path))?))
+    }
+
+    fn create(&self, path: &[u8]) -> io::Result<Box<dyn RemoteWrite>> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(self.abs(path))?;
+        Ok(Box::new(FsWrite { file }))
+    }
+
+    fn rename(&self, from: &[u8], to: &[u8]) -> io::Result<()> {
+        fs::rename(self.abs(from), self.abs(to))
+    }
+
+    fn remove_file(&self, path: &[u8]) -> io::Result<()> {
+        fs::remove_file(self.abs(path))
+    }
+
+    fn remove_dir(&self, path: &[u8]) -> io::Result<()> {
+        fs::remove_dir(self.abs(path))
+    }
+
+    fn mkdir(&self, path: &[u8], mode: u32) -> io::Result<()> {
+        let p = self.abs(path);
+        fs::create_dir(&p)?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode & 0o7777))
+    }
+
+    fn set_mode(&self, path: &[u8], mode: u32) -> io::Result<()> {
+        fs::set_permissions(self.abs(path), fs::Permissions::from_mode(mode & 0o7777))
+    }
+
+    fn symlink(&self, target: &[u8], path: &[u8]) -> io::Result<()> {
+        std::os::unix::fs::symlink(OsStr::from_bytes(target), self.abs(path))
+    }
+
+    fn mknod(&self, path: &[u8], kind: EntryKind, mode: u32, rdev: u64) -> io::Result<()> {
+        mknod(&self.abs(path), kind, mode, rdev)
+    }
+}
+
+/// Creates a fifo, socket node or device at `path`.
+///
+/// # Errors
+/// The underlying I/O error; `Unsupported` for other kinds.
+pub fn mknod(path: &Path, kind: EntryKind, mode: u32, rdev: u64) -> io::Result<()> {
+    use rustix::fs::{FileType, Mode, CWD};
+    let ft = match kind {
+        EntryKind::Fifo => FileType::Fifo,
+        EntryKind::Socket => FileType::Socket,
+        EntryKind::BlockDevice => FileType::BlockDevice,
+        EntryKind::CharDevice => FileType::CharacterDevice,
+        _ => return Err(io::Error::from(io::ErrorKind::Unsupported)),
+    };
+    rustix::fs::mknodat(CWD, path, ft, Mode::from_raw_mode(mode & 0o7777), rdev)?;
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! cachesync's sync engine.
+//!
+//! A workspace (a local directory with `.cachesync/` at its root) caches a remote directory
+//! reached through plain file-system calls. A sync scans both sides ([`scan`]), reconciles them
+//! against the base snapshot ([`reconcile`]), plans the steps ([`plan`]), writes the plan to the
+//! journal ([`journal`]), applies it step by step with preconditions ([`sync`]) and commits the
+//! new base snapshot, index and conflict records in one atomic write.
+
+pub mod config;
+pub mod conflict;
+mod error;
+pub mod fs_remote;
+pub mod identity;
+pub mod ignore_rules;
+pub mod index;
+pub mod journal;
+pub mod lock;
+pub mod mount;
+pub mod paths;
+pub mod plan;
+pub mod progress;
+pub mod reconcile;
+pub mod remote;
+pub mod scan;
+pub mod status;
+pub mod sync;
+pub mod timed;
+pub mod workspace;
+
+pub use error::{ErrorCode, Result, SyncError};
+pub use progress::{NoProgress, Progress};
+pub use workspace::Workspace;
+
+/// Now, in nanoseconds since the epoch.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,97 @@
+//! Relative paths as bytes, and how they are shown to people and scripts.
+//!
+//! Names are bytes: non-UTF-8 names and names with newlines must survive. Paths inside the
+//! engine are `/`-separated byte strings relative to the workspace (or remote) root.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// A path for humans: as is when it is printable UTF-8, else quoted C-style with `\n`, `\t`,
+/// `\\`, `\"` and `\xNN` escapes (as git's `core.quotePath` does).
+pub fn display(path: &[u8]) -> String {
+    match std::str::from_utf8(path) {
+        Ok(s) if !s.chars().any(|c| c.is_control() || c == '"' || c == '\\') => s.to_string(),
+        _ => quote(path),
+    }
+}
+
+fn quote(path: &[u8]) -> String {
+    let mut out = String::from("\"");
+    let mut rest = path;
+    while !rest.is_empty() {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                push_escaped(&mut out, s);
+                break;
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                push_escaped(&mut out, std::str::from_utf8(good).expect("valid prefix"));
+                let n = e.error_len().unwrap_or(bad.len());
+                for b in &bad[..n] {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+                rest = &bad[n..];
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn push_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The workspace path of a relative path.
+pub fn under(root: &Path, rel: &[u8]) -> PathBuf {
+    if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(OsStr::from_bytes(rel))
+    }
+}
+
+/// The bytes of a path.
+pub fn bytes(path: &Path) -> &[u8] {
+    path.as_os_str().as_bytes()
+}
+
+/// True when `path` is `dir` or inside it.
+pub fn is_within(path: &[u8], dir: &[u8]) -> bool {
+    dir.is_empty()
+        || path == dir
+        || (path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/')
+}
+
+/// Lower-case hex of some bytes (JSON's `path_hex` for names that are not UTF-8).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub use cachesync_objects::store::{join, split_parent};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(display(b"src/main.rs"), "src/main.rs");
+        assert_eq!(display(b"a\nb"), "\"a\\nb\"");
+        assert_eq!(display(b"caf\xc3\xa9"), "café");
+        assert_eq!(display(b"bad\xff.txt"), "\"bad\\xff.txt\"");
+        assert!(is_within(b"a/b", b"a"));
+        assert!(!is_within(b"ab", b"a"));
+    }
+}

@@ -1,0 +1,368 @@
+//! Plans: the steps that carry out a reconcile, each with its precondition.
+//!
+//! A plan is a value: it can be printed (`--dry-run`), tested and stored in the journal before
+//! anything is touched. Each step names the side it changes, the state the target must still
+//! be in (`expect`, checked immediately before the write), and the state to give it.
+//! Steps are ordered so that directories exist before what goes into them and are removed
+//! after what was in them; renames (same content deleted at one path and created at another
+//! on the same side) are carried out as renames instead of a copy and a delete.
+
+use std::collections::HashMap;
+
+use cachesync_objects::{Entry, EntryKind, FileId};
+use serde::Serialize;
+
+use crate::paths::{display, hex};
+use crate::reconcile::{same, Change, Outcome};
+
+/// Which side a step changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The workspace.
+    Local,
+    /// The remote.
+    Remote,
+}
+
+impl Side {
+    /// The name used in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Local => "local",
+            Side::Remote => "remote",
+        }
+    }
+}
+
+/// What a step does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Op {
+    /// Create a directory.
+    Mkdir,
+    /// Write a file (new or replacing one), atomically.
+    Write,
+    /// Create a symlink (replacing one), atomically.
+    Symlink,
+    /// Create a fifo, socket or device node.
+    Mknod,
+    /// Change permission bits only.
+    SetMode,
+    /// Rename `from` to the path.
+    Rename,
+    /// Remove what is there.
+    Remove,
+}
+
+/// One step of a plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// The side it changes.
+    pub side: Side,
+    /// What it does.
+    pub op: Op,
+    /// The path it changes.
+    pub path: Vec<u8>,
+    /// For renames: the source.
+    pub from: Option<Vec<u8>>,
+    /// The state the target (for renames: the source) must be in just before the step.
+    pub expect: Option<Entry>,
+    /// The state to give it.
+    pub target: Option<Entry>,
+    /// The change (index into [`Plan::changes`]) this step carries out.
+    pub change: usize,
+}
+
+/// A computed plan.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// Every path whose state differs somewhere.
+    pub changes: Vec<Change>,
+    /// The steps, in the order they run.
+    pub steps: Vec<Step>,
+}
+
+/// Which direction a command syncs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Remote → workspace only.
+    Pull,
+    /// Workspace → remote only.
+    Push,
+    /// Both ways.
+    Both,
+}
+
+impl Direction {
+    /// True when steps on `side` run in this direction.
+    pub fn allows(self, side: Side) -> bool {
+        matches!(
+            (self, side),
+            (Direction::Both, _) | (Direction::Pull, Side::Local) | (Direction::Push, Side::Remote)
+        )
+    }
+}
+
+fn depth(p: &[u8]) -> usize {
+    p.iter().filter(|&&b| b == b'/').count()
+}
+
+/// The order steps run in: directories made shallow-first, then content, then removals of
+/// non-directories, then directories removed deepest-first, then things that replace a
+/// removed directory, then directory modes.
+fn phase(step: &Step) -> (u8, i64) {
+    let d = depth(&step.path) as i64;
+    let replaces_dir = step
+        .expect
+        .as_ref()
+        .is_some_and(|e| e.kind == EntryKind::Dir);
+    match step.op {
+        Op::Mkdir => (0, d),
+        Op::Remove if !replaces_dir => (2, -d),
+        Op::Remove => (3, -d),
+        Op::SetMode
+            if step
+                .target
+                .as_ref()
+                .is_some_and(|t| t.kind == EntryKind::Dir) =>
+        {
+            (5, -d)
+        }
+        _ if replaces_dir => (4, d),
+        _ => (1, d),
+    }
+}
+
+fn create_op(kind: EntryKind) -> Op {
+    match kind {
+        EntryKind::Dir => Op::Mkdir,
+        EntryKind::File => Op::Write,
+        EntryKind::Symlink => Op::Symlink,
+        _ => Op::Mknod,
+    }
+}
+
+/// The steps that bring `current` on `side` to `target`.
+fn steps_for(
+    side: Side,
+    change: usize,
+    path: &[u8],
+    current: Option<&Entry>,
+    target: Option<&Entry>,
+) -> Vec<Step> {
+    let step = |op, expect: Option<&Entry>, target: Option<&Entry>| Step {
+        side,
+        op,
+        path: path.to_vec(),
+        from: None,
+        expect: expect.cloned(),
+        target: target.cloned(),
+        change,
+    };
+    match (current, target) {
+        (None, None) => vec![],
+        (Some(c), None) => vec![step(Op::Remove, Some(c), None)],
+        (None, Some(t)) => vec![step(create_op(t.kind), None, Some(t))],
+        (Some(c), Some(t)) if c.kind == t.kind => {
+            let content_same = match t.kind {
+                EntryKind::File => c.file == t.file,
+                EntryKind::Symlink => c.target == t.target,
+                EntryKind::BlockDevice | EntryKind::CharDevice => c.rdev == t.rdev,
+                _ => true,
+            };
+            if content_same {
+                if t.kind == EntryKind::Symlink {
+                    vec![]
+                } else {
+                    vec![step(Op::SetMode, Some(c), Some(t))]
+                }
+            } else if matches!(t.kind, EntryKind::File | EntryKind::Symlink) {
+                vec![step(create_op(t.kind), Some(c), Some(t))]
+            } else {
+                let mut removed = step(Op::Remove, Some(c), None);
+                removed.target = None;
+                let mut created = step(create_op(t.kind), None, Some(t));
+                created.expect = None;
+                vec![removed, created]
+            }
+        }
+        (Some(c), Some(t)) => {
+            // Another kind: remove, then create. A new directory replacing a file needs the
+            // file gone before its children arrive, so that removal runs first.
+            let mut removed = step(Op::Remove, Some(c), None);
+            if t.kind == EntryKind::Dir {
+                removed.op = Op::Remove;
+            }
+            let created = step(create_op(t.kind), None, Some(t));
+            vec![removed, created]
+        }
+    }
+}
+
+impl Plan {
+    /// Builds the steps for `changes`, in `direction`.
+    pub fn build(changes: Vec<Change>, direction: Direction) -> Plan {
+        let mut steps = Vec::new();
+        for (i, c) in changes.iter().enumerate() {
+            let Outcome::Resolved(target) = &c.outcome else {
+                continue;
+            };
+            for (side, current) in [(Side::Local, &c.local), (Side::Remote, &c.remote)] {
+                if !direction.allows(side) || same(current.as_ref(), target.as_ref()) {
+                    continue;
+                }
+                steps.extend(steps_for(
+                    side,
+                    i,
+                    &c.path,
+                    current.as_ref(),
+                    target.as_ref(),
+                ));
+            }
+        }
+        find_renames(&mut steps);
+        steps.sort_by_key(|s| {
+            let (p, d) = phase(s);
+            // A file removed so a directory can take its place goes before the mkdir.
+            let early = s.op == Op::Remove
+                && s.expect.as_ref().is_some_and(|e| e.kind != EntryKind::Dir)
+                && changes[s.change]
+                    .result()
+                    .and_then(|r| r.as_ref())
+                    .is_some_and(|t| t.kind == EntryKind::Dir);
+            if early {
+                (0u8, -1i64, s.path.clone())
+            } else {
+                (p, d, s.path.clone())
+            }
+        });
+        Plan { changes, steps }
+    }
+
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// Pairs "remove file with content F at P" with "create file with content F at Q" on the same
+/// side (each content used once) and turns them into one rename.
+fn find_renames(steps: &mut Vec<Step>) {
+    let mut removals: HashMap<(Side, FileId), Vec<usize>> = HashMap::new();
+    for (i, s) in steps.iter().enumerate() {
+        if s.op == Op::Remove {
+            if let Some(e) = &s.expect {
+                if let (EntryKind::File, Some(f)) = (e.kind, e.file) {
+                    removals.entry((s.side, f)).or_default().push(i);
+                }
+            }
+        }
+    }
+    let mut drop = vec![false; steps.len()];
+    for i in 0..steps.len() {
+        let s = &steps[i];
+        if s.op != Op::Write || s.expect.is_some() {
+            continue;
+        }
+        let Some(f) = s.target.as_ref().and_then(|t| t.file) else {
+            continue;
+        };
+        if let Some(list) = removals.get_mut(&(s.side, f)) {
+            if let Some(j) = list.pop() {
+                let source = steps[j].path.clone();
+                let expect = steps[j].expect.clone();
+                let s = &mut steps[i];
+                s.op = Op::Rename;
+                s.from = Some(source);
+                s.expect = expect;
+                drop[j] = true;
+            }
+        }
+    }
+    let mut k = 0;
+    steps.retain(|_| {
+        k += 1;
+        !drop[k - 1]
+    });
+}
+
+/// A step as stored in the journal and printed by `--dry-run --json`.
+#[derive(Serialize)]
+pub struct StepRecord {
+    /// `local` or `remote`.
+    pub side: Side,
+    /// What it does.
+    pub op: Op,
+    /// The path, displayable.
+    pub path: String,
+    /// The path's bytes in hex, when it is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
+    /// For renames, the source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The precondition, in words.
+    pub expect: String,
+}
+
+/// Describes an expected state, e.g. `file 12 bytes mtime 1700000000.123456789`.
+pub fn describe_state(e: Option<&Entry>) -> String {
+    match e {
+        None => "absent".into(),
+        Some(e) => match e.kind {
+            EntryKind::File => format!(
+                "file of {} bytes, mtime {}.{:09}",
+                e.size,
+                e.mtime_ns.div_euclid(1_000_000_000),
+                e.mtime_ns.rem_euclid(1_000_000_000)
+            ),
+            EntryKind::Symlink => format!("symlink to {}", display(&e.target)),
+            k => k.as_str().to_string(),
+        },
+    }
+}
+
+impl Step {
+    /// The journal/JSON form.
+    pub fn record(&self) -> StepRecord {
+        StepRecord {
+            side: self.side,
+            op: self.op,
+            path: display(&self.path),
+            path_hex: std::str::from_utf8(&self.path)
+                .is_err()
+                .then(|| hex(&self.path)),
+            from: self.from.as_deref().map(display),
+            expect: describe_state(self.expect.as_ref()),
+        }
+    }
+
+    /// One line for people, e.g. `remote  write   src/main.rs`.
+    pub fn line(&self) -> String {
+        let op = match self.op {
+            Op::Mkdir => "mkdir",
+            Op::Write => "write",
+            Op::Symlink => "symlink",
+            Op::Mknod => "mknod",
+            Op::SetMode => "chmod",
+            Op::Rename => "rename",
+            Op::Remove => "remove",
+        };
+        match &self.from {
+            Some(from) => format!(
+                "{:<6} {:<7} {} -> {}",
+                self.side.as_str(),
+                op,
+                display(from),
+                display(&self.path)
+            ),
+            None => format!(
+                "{:<6} {:<7} {}",
+                self.side.as_str(),
+                op,
+                display(&self.path)
+            ),
+        }
+    }
+}

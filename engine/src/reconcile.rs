@@ -1,0 +1,382 @@
+//! Three-way reconcile: base, local and remote trees give, path by path, what to do.
+//!
+//! A pure function of three flat trees. For each path, each side either kept the base state or
+//! changed it. One side changed → that side's state wins. Both changed to the same state →
+//! they converge (nothing to transfer). Both changed differently → the fields are merged where
+//! that is safe (content changed on one side, mode on the other; mtimes never count), else
+//! it is a conflict and both versions are kept. A file modified on one side and deleted on
+//! the other keeps the modified version (the deletion is reported). A directory deleted on one
+//! side keeps existing when the other side added or changed something inside it.
+
+use std::collections::BTreeSet;
+
+use cachesync_objects::{Entry, EntryKind};
+use serde::Serialize;
+
+use crate::scan::Flat;
+
+/// Why a path is in conflict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictKind {
+    /// Both sides changed a file's content differently.
+    Content,
+    /// Both sides changed the permission bits differently.
+    Metadata,
+    /// The two sides hold different kinds of thing (file, dir, symlink...).
+    Type,
+    /// Both sides changed a symlink's target (or a device's number) differently.
+    Target,
+}
+
+impl ConflictKind {
+    /// The name used in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictKind::Content => "content",
+            ConflictKind::Metadata => "metadata",
+            ConflictKind::Type => "type",
+            ConflictKind::Target => "target",
+        }
+    }
+}
+
+/// What reconcile decided for one path.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Both sides should end up as `Some(entry)` or absent (`None`).
+    Resolved(Option<Entry>),
+    /// Both versions are kept; nothing is written.
+    Conflict(ConflictKind),
+}
+
+/// One path whose state differs somewhere.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// The path.
+    pub path: Vec<u8>,
+    /// Its base state.
+    pub base: Option<Entry>,
+    /// Its local state.
+    pub local: Option<Entry>,
+    /// Its remote state.
+    pub remote: Option<Entry>,
+    /// What to do.
+    pub outcome: Outcome,
+    /// A modification won over a deletion (reported to the user).
+    pub modify_delete: bool,
+    /// A deleted directory was kept because the other side changed things inside it.
+    pub dir_kept: bool,
+}
+
+impl Change {
+    /// The agreed state, if resolved.
+    pub fn result(&self) -> Option<&Option<Entry>> {
+        match &self.outcome {
+            Outcome::Resolved(r) => Some(r),
+            Outcome::Conflict(_) => None,
+        }
+    }
+
+    /// True when the local side must change.
+    pub fn needs_local(&self) -> bool {
+        self.result()
+            .is_some_and(|r| !same(r.as_ref(), self.local.as_ref()))
+    }
+
+    /// True when the remote side must change.
+    pub fn needs_remote(&self) -> bool {
+        self.result()
+            .is_some_and(|r| !same(r.as_ref(), self.remote.as_ref()))
+    }
+}
+
+fn same_content(a: &Entry, b: &Entry) -> bool {
+    a.kind == b.kind
+        && match a.kind {
+            EntryKind::File => a.file == b.file,
+            EntryKind::Symlink => a.target == b.target,
+            EntryKind::BlockDevice | EntryKind::CharDevice => a.rdev == b.rdev,
+            EntryKind::Dir | EntryKind::Fifo | EntryKind::Socket => true,
+        }
+}
+
+fn same_mode(a: &Entry, b: &Entry) -> bool {
+    a.kind == EntryKind::Symlink || a.mode == b.mode
+}
+
+/// True when two states are the same for syncing: same kind, content and permission bits.
+/// Times, owners and inode numbers do not count.
+pub fn same(a: Option<&Entry>, b: Option<&Entry>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => same_content(a, b) && same_mode(a, b),
+        _ => false,
+    }
+}
+
+/// Merges two changed states against their base.
+fn merge(base: Option<&Entry>, l: &Entry, r: &Entry) -> Result<Entry, ConflictKind> {
+    if l.kind != r.kind {
+        return Err(ConflictKind::Type);
+    }
+    let content_from = match base {
+        Some(b) if b.kind == l.kind && same_content(b, l) => r,
+        Some(b) if b.kind == l.kind && same_content(b, r) => l,
+        _ if same_content(l, r) => l,
+        _ => {
+            return Err(if l.kind == EntryKind::File {
+                ConflictKind::Content
+            } else {
+                ConflictKind::Target
+            })
+        }
+    };
+    let mode = match base {
+        _ if same_mode(l, r) => l.mode,
+        Some(b) if b.kind == l.kind && same_mode(b, l) => r.mode,
+        Some(b) if b.kind == l.kind && same_mode(b, r) => l.mode,
+        _ => return Err(ConflictKind::Metadata),
+    };
+    let mut out = content_from.clone();
+    out.mode = mode;
+    Ok(out)
+}
+
+/// Reconciles three trees. Returns the paths where anything differs (unchanged paths are
+/// left out), sorted by path.
+pub fn reconcile(base: &Flat, local: &Flat, remote: &Flat) -> Vec<Change> {
+    let paths: BTreeSet<&Vec<u8>> = base
+        .keys()
+        .chain(local.keys())
+        .chain(remote.keys())
+        .collect();
+    let mut changes = Vec::new();
+    for path in paths {
+        let (b, l, r) = (base.get(path), local.get(path), remote.get(path));
+        let l_changed = !same(b, l);
+        let r_changed = !same(b, r);
+        if !l_changed && !r_changed {
+            continue;
+        }
+        let mut modify_delete = false;
+        let outcome = if !r_changed {
+            Outcome::Resolved(l.cloned())
+        } else if !l_changed {
+            Outcome::Resolved(r.cloned())
+        } else if same(l, r) {
+            Outcome::Resolved(l.cloned())
+        } else {
+            match (l, r) {
+                (Some(l), Some(r)) => match merge(b, l, r) {
+                    Ok(m) => Outcome::Resolved(Some(m)),
+                    Err(kind) => Outcome::Conflict(kind),
+                },
+                // Modified on one side, deleted on the other: the modification wins.
+                (Some(l), None) => {
+                    modify_delete = true;
+                    Outcome::Resolved(Some(l.clone()))
+                }
+                (None, Some(r)) => {
+                    modify_delete = true;
+                    Outcome::Resolved(Some(r.clone()))
+                }
+                (None, None) => unreachable!("same(None, None) is true"),
+            }
+        };
+        changes.push(Change {
+            path: path.clone(),
+            base: b.cloned(),
+            local: l.cloned(),
+            remote: r.cloned(),
+            outcome,
+            modify_delete,
+            dir_kept: false,
+        });
+    }
+    keep_dirs_with_survivors(&mut changes, local, remote);
+    changes
+}
+
+/// A directory resolved to "absent" while something inside it survives (added, changed, or in
+/// conflict) must be kept: it is recreated from whichever side still has it.
+fn keep_dirs_with_survivors(changes: &mut [Change], local: &Flat, remote: &Flat) {
+    let survivors: BTreeSet<Vec<u8>> = changes
+        .iter()
+        .filter(|c| !matches!(c.outcome, Outcome::Resolved(None)))
+        .map(|c| c.path.clone())
+        .collect();
+    // Ancestors of surviving paths that exist on some side.
+    let mut needed = BTreeSet::new();
+    for p in &survivors {
+        let mut cur = p.as_slice();
+        while let Some(i) = cur.iter().rposition(|&b| b == b'/') {
+            cur = &cur[..i];
+            if !needed.insert(cur.to_vec()) {
+                break;
+            }
+        }
+    }
+    for c in changes.iter_mut() {
+        if matches!(c.outcome, Outcome::Resolved(None)) && needed.contains(&c.path) {
+            let keep = local
+                .get(&c.path)
+                .or_else(|| remote.get(&c.path))
+                .filter(|e| e.kind == EntryKind::Dir)
+                .cloned();
+            if let Some(dir) = keep {
+                c.outcome = Outcome::Resolved(Some(dir));
+                c.dir_kept = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cachesync_objects::FileId;
+    use proptest::prelude::*;
+
+    fn file(content: &str, mode: u32) -> Entry {
+        let mut e = Entry::new(b"x", EntryKind::File);
+        e.file = Some(FileId::of(content.as_bytes()));
+        e.mode = mode;
+        e
+    }
+
+    fn dir() -> Entry {
+        let mut e = Entry::new(b"d", EntryKind::Dir);
+        e.mode = 0o755;
+        e
+    }
+
+    fn flat(items: &[(&str, Entry)]) -> Flat {
+        items
+            .iter()
+            .map(|(p, e)| (p.as_bytes().to_vec(), e.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn one_sided_changes_win() {
+        let base = flat(&[("a", file("1", 0o644)), ("b", file("1", 0o644))]);
+        let local = flat(&[("a", file("2", 0o644)), ("b", file("1", 0o644))]);
+        let remote = flat(&[("a", file("1", 0o644))]);
+        let c = reconcile(&base, &local, &remote);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].outcome, Outcome::Resolved(Some(file("2", 0o644))));
+        assert!(c[0].needs_remote() && !c[0].needs_local());
+        assert_eq!(c[1].outcome, Outcome::Resolved(None));
+        assert!(c[1].needs_local());
+    }
+
+    #[test]
+    fn mode_and_content_merge_and_mtime_is_ignored() {
+        let base = flat(&[("a", file("1", 0o644))]);
+        let local = flat(&[("a", file("2", 0o644))]);
+        let mut r = file("1", 0o755);
+        r.mtime_ns = 99;
+        let remote = flat(&[("a", r)]);
+        let c = reconcile(&base, &local, &remote);
+        assert_eq!(c[0].outcome, Outcome::Resolved(Some(file("2", 0o755))));
+        assert!(c[0].needs_local() && c[0].needs_remote());
+    }
+
+    #[test]
+    fn different_edits_conflict_and_same_edits_converge() {
+        let base = flat(&[("a", file("1", 0o644)), ("b", file("1", 0o644))]);
+        let local = flat(&[("a", file("2", 0o644)), ("b", file("3", 0o644))]);
+        let remote = flat(&[("a", file("2", 0o644)), ("b", file("4", 0o644))]);
+        let c = reconcile(&base, &local, &remote);
+        assert!(!c[0].needs_local() && !c[0].needs_remote());
+        assert_eq!(c[1].outcome, Outcome::Conflict(ConflictKind::Content));
+    }
+
+    #[test]
+    fn deleted_dir_with_additions_is_kept() {
+        let base = flat(&[("d", dir()), ("d/old", file("1", 0o644))]);
+        let local = flat(&[
+            ("d", dir()),
+            ("d/old", file("1", 0o644)),
+            ("d/new", file("n", 0o644)),
+        ]);
+        let remote = Flat::new();
+        let c = reconcile(&base, &local, &remote);
+        let d = c.iter().find(|c| c.path == b"d").expect("d");
+        assert!(d.dir_kept);
+        assert!(d.needs_remote());
+        let old = c.iter().find(|c| c.path == b"d/old").expect("old");
+        assert_eq!(old.outcome, Outcome::Resolved(None));
+    }
+
+    fn arb_state() -> impl Strategy<Value = Option<Entry>> {
+        prop_oneof![
+            Just(None),
+            (0u8..3, prop_oneof![Just(0o644u32), Just(0o755u32)])
+                .prop_map(|(c, m)| Some(file(&c.to_string(), m))),
+        ]
+    }
+
+    proptest! {
+        /// For random base, local and remote trees: every change of either side survives in
+        /// the result or in a conflict (nothing is lost), and applying the result then
+        /// reconciling again is a no-op.
+        #[test]
+        fn nothing_lost_and_second_run_is_noop(
+            states in proptest::collection::vec((arb_state(), arb_state(), arb_state()), 1..12)
+        ) {
+            let mut base = Flat::new();
+            let mut local = Flat::new();
+            let mut remote = Flat::new();
+            for (i, (b, l, r)) in states.iter().enumerate() {
+                let p = format!("f{i}").into_bytes();
+                if let Some(b) = b { base.insert(p.clone(), b.clone()); }
+                if let Some(l) = l { local.insert(p.clone(), l.clone()); }
+                if let Some(r) = r { remote.insert(p.clone(), r.clone()); }
+            }
+            let changes = reconcile(&base, &local, &remote);
+            let (mut nb, mut nl, mut nr) = (base.clone(), local.clone(), remote.clone());
+            for c in &changes {
+                match &c.outcome {
+                    Outcome::Resolved(res) => {
+                        // A changed local state is kept unless the remote made the same change
+                        // or a merge that contains it.
+                        if !same(c.base.as_ref(), c.local.as_ref()) {
+                            match (&c.local, res) {
+                                (Some(l), Some(m)) => {
+                                    prop_assert!(l.file == m.file || c.base.as_ref().is_some_and(|b| b.file == l.file));
+                                }
+                                (Some(_), None) => prop_assert!(false, "local content dropped"),
+                                (None, _) => {}
+                            }
+                        }
+                        if !same(c.base.as_ref(), c.remote.as_ref()) {
+                            match (&c.remote, res) {
+                                (Some(r), Some(m)) => {
+                                    prop_assert!(r.file == m.file || c.base.as_ref().is_some_and(|b| b.file == r.file));
+                                }
+                                (Some(_), None) => prop_assert!(false, "remote content dropped"),
+                                (None, _) => {}
+                            }
+                        }
+                        for t in [&mut nb, &mut nl, &mut nr] {
+                            match res {
+                                Some(e) => { t.insert(c.path.clone(), e.clone()); }
+                                None => { t.remove(&c.path); }
+                            }
+                        }
+                    }
+                    Outcome::Conflict(_) => {
+                        // Both versions stay where they are.
+                        prop_assert!(c.local.is_some() || c.remote.is_some());
+                    }
+                }
+            }
+            let again = reconcile(&nb, &nl, &nr);
+            for c in again {
+                prop_assert!(matches!(c.outcome, Outcome::Conflict(_)), "second run not a no-op: {:?}", c.path);
+            }
+        }
+    }
+}

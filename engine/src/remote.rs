@@ -1,0 +1,135 @@
+//! The remote: a directory reached through ordinary file-system calls.
+//!
+//! [`Remote`] is the small set of calls cachesync makes (list, stat, read, create, rename,
+//! remove, ...). [`crate::fs_remote::FsRemote`] implements it with plain calls on a mounted
+//! directory; [`crate::timed::TimedRemote`] runs every call with a timeout and turns
+//! network-class failures into "disconnected" (never "deleted"). Paths are relative, as bytes,
+//! `/`-separated; the empty path is the remote root.
+
+use std::io;
+
+use cachesync_objects::EntryKind;
+
+/// One directory entry as the remote reports it (attributes come with the listing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteEntry {
+    /// The name (last component).
+    pub name: Vec<u8>,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Size.
+    pub size: u64,
+    /// The remote's inode number (never an identity: sshfs renumbers at every mount).
+    pub ino: u64,
+    /// Device number, for devices.
+    pub rdev: u64,
+    /// Symlink target, for symlinks.
+    pub target: Vec<u8>,
+}
+
+/// A file being read from the remote.
+pub trait RemoteRead: io::Read + Send {}
+impl<T: io::Read + Send> RemoteRead for T {}
+
+/// A new file being written on the remote (under a temporary name).
+pub trait RemoteWrite: io::Write + Send {
+    /// Sets mode and mtime, fsyncs and closes. Only after this succeeds may the file be
+    /// renamed over its real name.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn finish(self: Box<Self>, mode: u32, mtime_ns: i64) -> io::Result<()>;
+}
+
+/// The calls cachesync makes on a remote. Implementations make plain calls and may block;
+/// [`crate::timed::TimedRemote`] bounds them.
+pub trait Remote: Send + Sync + 'static {
+    /// The remote root, for messages.
+    fn describe(&self) -> String;
+    /// Lists a directory with each entry's attributes. A directory that cannot be read is an
+    /// error, never an empty listing.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn list(&self, dir: &[u8]) -> io::Result<Vec<RemoteEntry>>;
+    /// The attributes of one path (not following symlinks); `None` if it does not exist.
+    ///
+    /// # Errors
+    /// The underlying I/O error (other than "not found").
+    fn stat(&self, path: &[u8]) -> io::Result<Option<RemoteEntry>>;
+    /// Opens a file for reading.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn open(&self, path: &[u8]) -> io::Result<Box<dyn RemoteRead>>;
+    /// Creates a new file, failing if it exists.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn create(&self, path: &[u8]) -> io::Result<Box<dyn RemoteWrite>>;
+    /// Renames `from` over `to` (atomically replacing a file at `to`).
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn rename(&self, from: &[u8], to: &[u8]) -> io::Result<()>;
+    /// Removes a file, symlink or special file.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn remove_file(&self, path: &[u8]) -> io::Result<()>;
+    /// Removes an empty directory.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn remove_dir(&self, path: &[u8]) -> io::Result<()>;
+    /// Creates a directory.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn mkdir(&self, path: &[u8], mode: u32) -> io::Result<()>;
+    /// Sets permission bits (not on symlinks).
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn set_mode(&self, path: &[u8], mode: u32) -> io::Result<()>;
+    /// Creates a symlink.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn symlink(&self, target: &[u8], path: &[u8]) -> io::Result<()>;
+    /// Creates a fifo, socket node or device.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn mknod(&self, path: &[u8], kind: EntryKind, mode: u32, rdev: u64) -> io::Result<()>;
+}
+
+/// True for the errors that mean "the remote is not answering" rather than "no such file":
+/// ETIMEDOUT, ENOTCONN, EIO, ESTALE, EHOSTDOWN, EHOSTUNREACH, ECONNABORTED, ECONNRESET,
+/// ENETUNREACH, ENETDOWN, ECONNREFUSED.
+pub fn is_network_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ETIMEDOUT
+                | libc::ENOTCONN
+                | libc::EIO
+                | libc::ESTALE
+                | libc::EHOSTDOWN
+                | libc::EHOSTUNREACH
+                | libc::ECONNABORTED
+                | libc::ECONNRESET
+                | libc::ENETUNREACH
+                | libc::ENETDOWN
+                | libc::ECONNREFUSED
+        )
+    ) || e.kind() == io::ErrorKind::TimedOut
+}

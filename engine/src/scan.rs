@@ -1,0 +1,431 @@
+//! Scans: the local workspace (through the index) and the remote (many listings in flight).
+//!
+//! Both produce a flat map of relative path → tree entry. Content is identified by its hash:
+//! the local scan hashes only files whose stat changed (see [`crate::index`]); the remote scan
+//! reads only files whose size or mtime differ from the last remote snapshot (never because an
+//! inode number changed: sshfs renumbers them at every mount), and stores what it reads, so a
+//! pull afterwards needs no second transfer.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+
+use cachesync_objects::{Entry, EntryKind, Store};
+
+use crate::error::{Result, SyncError};
+use crate::fs_remote::entry_from_metadata;
+use crate::ignore_rules::IgnoreRules;
+use crate::index::IndexEntry;
+use crate::paths::{display, join, under};
+use crate::remote::RemoteEntry;
+use crate::timed::TimedRemote;
+
+/// A flat tree: relative path → entry.
+pub type Flat = BTreeMap<Vec<u8>, Entry>;
+
+/// What the local scan found.
+#[derive(Default)]
+pub struct LocalScan {
+    /// The workspace as it is.
+    pub tree: Flat,
+    /// Index entries to (re)write.
+    pub index_updates: Vec<(Vec<u8>, IndexEntry)>,
+    /// Index paths that no longer exist.
+    pub index_removals: Vec<Vec<u8>>,
+    /// Ignored paths (for `status --ignored`).
+    pub ignored: Vec<Vec<u8>>,
+    /// Things the user should know (files that kept changing while read).
+    pub warnings: Vec<String>,
+    /// Files hashed because their stat changed.
+    pub hashed: u64,
+}
+
+/// Turns a remote entry into a tree entry (content filled in separately for files).
+pub fn tree_entry(r: &RemoteEntry) -> Entry {
+    let mut e = Entry::new(&r.name, r.kind);
+    e.mode = if r.kind == EntryKind::Symlink {
+        0o777
+    } else {
+        r.mode
+    };
+    e.uid = r.uid;
+    e.gid = r.gid;
+    e.mtime_ns = r.mtime_ns;
+    e.size = r.size;
+    e.target = r.target.clone();
+    if matches!(r.kind, EntryKind::BlockDevice | EntryKind::CharDevice) {
+        e.rdev = r.rdev;
+    }
+    e.remote_ino = r.ino;
+    e
+}
+
+fn index_entry(md: &fs::Metadata, file: cachesync_objects::FileId) -> IndexEntry {
+    IndexEntry {
+        size: md.size(),
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+        ino: md.ino(),
+        mode: md.mode(),
+        file,
+        recorded_ns: crate::now_ns(),
+    }
+}
+
+/// Hashes (and stores) a local file, making sure it did not change while it was read.
+///
+/// # Errors
+/// [`SyncError::Io`] when it cannot be read or keeps changing.
+pub fn ingest_local(store: &Store, path: &Path) -> Result<(IndexEntry, fs::Metadata)> {
+    for _ in 0..3 {
+        let before = fs::symlink_metadata(path).map_err(|e| SyncError::io(path, e))?;
+        let file = fs::File::open(path).map_err(|e| SyncError::io(path, e))?;
+        let (id, size, _) = store.ingest(file).map_err(|e| match e {
+            cachesync_objects::ObjectError::Read(io) => SyncError::io(path, io),
+            other => other.into(),
+        })?;
+        let after = fs::symlink_metadata(path).map_err(|e| SyncError::io(path, e))?;
+        let stable = before.size() == after.size()
+            && before.mtime() == after.mtime()
+            && before.mtime_nsec() == after.mtime_nsec()
+            && before.ctime_nsec() == after.ctime_nsec()
+            && size == after.size();
+        if stable {
+            return Ok((index_entry(&after, id), after));
+        }
+    }
+    Err(SyncError::io(
+        path,
+        std::io::Error::other(
+            "the file kept changing while it was read; try again when it is quiet",
+        ),
+    ))
+}
+
+/// Scans the workspace at `root`.
+///
+/// # Errors
+/// I/O errors on directories; store errors.
+pub fn scan_local(
+    root: &Path,
+    rules: &IgnoreRules,
+    store: &Store,
+    index: &HashMap<Vec<u8>, IndexEntry>,
+) -> Result<LocalScan> {
+    let mut out = LocalScan::default();
+    let mut stack: Vec<Vec<u8>> = vec![Vec::new()];
+    while let Some(dir) = stack.pop() {
+        let abs = under(root, &dir);
+        let rd = fs::read_dir(&abs).map_err(|e| SyncError::io(&abs, e))?;
+        for item in rd {
+            let item = item.map_err(|e| SyncError::io(&abs, e))?;
+            let name = item.file_name();
+            let rel = join(&dir, name.as_bytes());
+            let path = item.path();
+            let md = match fs::symlink_metadata(&path) {
+                Ok(md) => md,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(SyncError::io(&path, e)),
+            };
+            let is_dir = md.is_dir();
+            if IgnoreRules::is_internal(&rel) || rules.is_ignored(&rel, is_dir) {
+                if !IgnoreRules::is_internal(&rel) {
+                    out.ignored.push(rel);
+                }
+                continue;
+            }
+            let remote_like = entry_from_metadata(name.as_bytes(), &md);
+            let mut entry = tree_entry(&remote_like);
+            entry.remote_ino = 0;
+            match entry.kind {
+                EntryKind::Dir => stack.push(rel.clone()),
+                EntryKind::Symlink => {
+                    entry.target = fs::read_link(&path)
+                        .map_err(|e| SyncError::io(&path, e))?
+                        .into_os_string()
+                        .as_bytes()
+                        .to_vec();
+                }
+                EntryKind::File => {
+                    let fresh = index_entry(&md, cachesync_objects::FileId([0; 32]));
+                    match index.get(&rel) {
+                        Some(known) if known.still_valid(&fresh) => entry.file = Some(known.file),
+                        _ => match ingest_local(store, &path) {
+                            Ok((ie, md2)) => {
+                                entry.file = Some(ie.file);
+                                entry.size = md2.size();
+                                entry.mtime_ns = ie.mtime_ns;
+                                out.hashed += 1;
+                                out.index_updates.push((rel.clone(), ie));
+                            }
+                            Err(e) => {
+                                // Not recorded with content it never had: left out of this run.
+                                out.warnings.push(format!("skipped {}: {e}", display(&rel)));
+                                if let Some(known) = index.get(&rel) {
+                                    entry.file = Some(known.file);
+                                    entry.size = known.size;
+                                    entry.mtime_ns = known.mtime_ns;
+                                } else {
+                                    continue;
+                                }
+                            }
+                        },
+                    }
+                }
+                _ => {}
+            }
+            out.tree.insert(rel, entry);
+        }
+    }
+    for path in index.keys() {
+        if !out.tree.contains_key(path) {
+            out.index_removals.push(path.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Every remote entry found, with its relative path.
+pub type Listing = Vec<(Vec<u8>, RemoteEntry)>;
+
+type Fetched = Vec<(Vec<u8>, Result<(cachesync_objects::FileId, RemoteEntry)>)>;
+
+/// What the remote scan found.
+#[derive(Default)]
+pub struct RemoteScan {
+    /// The remote as it is.
+    pub tree: Flat,
+    /// Temporary files of cachesync writes found on the remote.
+    pub temporaries: Vec<Vec<u8>>,
+    /// Files read because their stat changed.
+    pub fetched: u64,
+    /// Bytes read from the remote.
+    pub bytes: u64,
+    /// Directory listings made.
+    pub listings: u64,
+}
+
+struct Shared {
+    queue: VecDeque<Vec<u8>>,
+    busy: usize,
+    failed: Option<SyncError>,
+    entries: Vec<(Vec<u8>, RemoteEntry)>,
+    listings: u64,
+}
+
+/// Walks the remote with `parallel` listings in flight at once, taking attributes from the
+/// listings. A directory that cannot be read fails the scan: it is never taken as empty.
+///
+/// # Errors
+/// [`SyncError::Disconnected`] and remote I/O errors.
+pub fn walk_remote(
+    remote: &TimedRemote,
+    rules: &IgnoreRules,
+    parallel: usize,
+) -> Result<(Listing, u64)> {
+    let shared = Arc::new((
+        Mutex::new(Shared {
+            queue: VecDeque::from([Vec::new()]),
+            busy: 0,
+            failed: None,
+            entries: Vec::new(),
+            listings: 0,
+        }),
+        Condvar::new(),
+    ));
+    std::thread::scope(|s| {
+        for _ in 0..parallel.max(1) {
+            let shared = Arc::clone(&shared);
+            s.spawn(move || {
+                let (lock, cv) = &*shared;
+                loop {
+                    let dir = {
+                        let mut st = lock.lock().unwrap_or_else(|p| p.into_inner());
+                        loop {
+                            if st.failed.is_some() {
+                                return;
+                            }
+                            if let Some(d) = st.queue.pop_front() {
+                                st.busy += 1;
+                                break d;
+                            }
+                            if st.busy == 0 {
+                                cv.notify_all();
+                                return;
+                            }
+                            st = cv.wait(st).unwrap_or_else(|p| p.into_inner());
+                        }
+                    };
+                    let result = remote.list(&dir);
+                    let mut st = lock.lock().unwrap_or_else(|p| p.into_inner());
+                    st.busy -= 1;
+                    st.listings += 1;
+                    match result {
+                        Ok(list) => {
+                            for e in list {
+                                let rel = join(&dir, &e.name);
+                                if e.kind == EntryKind::Dir
+                                    && !IgnoreRules::is_internal(&rel)
+                                    && !rules.is_ignored(&rel, true)
+                                {
+                                    st.queue.push_back(rel.clone());
+                                }
+                                st.entries.push((rel, e));
+                            }
+                        }
+                        Err(e) => st.failed = Some(e),
+                    }
+                    cv.notify_all();
+                }
+            });
+        }
+    });
+    let shared = Arc::try_unwrap(shared)
+        .ok()
+        .expect("all scan threads have ended")
+        .0
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(e) = shared.failed {
+        return Err(e);
+    }
+    Ok((shared.entries, shared.listings))
+}
+
+/// Scans the remote: lists it, then reads (and stores) the files whose size or mtime differ
+/// from `previous` (the last remote snapshot) or whose content is not in the store.
+///
+/// # Errors
+/// [`SyncError::Disconnected`], remote I/O and store errors.
+pub fn scan_remote(
+    remote: &TimedRemote,
+    rules: &IgnoreRules,
+    store: &Store,
+    previous: &Flat,
+    parallel: usize,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<RemoteScan> {
+    let (entries, listings) = walk_remote(remote, rules, parallel)?;
+    let mut out = RemoteScan {
+        listings,
+        ..RemoteScan::default()
+    };
+    let mut to_fetch = Vec::new();
+    for (rel, r) in entries {
+        if IgnoreRules::is_internal(&rel) {
+            if crate::paths::split_parent(&rel)
+                .1
+                .starts_with(crate::ignore_rules::TMP_PREFIX.as_bytes())
+            {
+                out.temporaries.push(rel);
+            }
+            continue;
+        }
+        if rules.is_ignored(&rel, r.kind == EntryKind::Dir) {
+            continue;
+        }
+        let mut entry = tree_entry(&r);
+        if r.kind == EntryKind::File {
+            match previous.get(&rel) {
+                Some(p)
+                    if p.kind == EntryKind::File
+                        && p.size == r.size
+                        && p.mtime_ns == r.mtime_ns
+                        && p.file.is_some_and(|f| store.has_file(f).unwrap_or(false)) =>
+                {
+                    entry.file = p.file;
+                }
+                _ => to_fetch.push(rel.clone()),
+            }
+        }
+        out.tree.insert(rel, entry);
+    }
+    let total: u64 = to_fetch
+        .iter()
+        .map(|p| out.tree.get(p).map_or(0, |e| e.size))
+        .sum();
+    let done = Mutex::new(0u64);
+    let results: Mutex<Fetched> = Mutex::new(Vec::new());
+    let queue = Mutex::new(to_fetch);
+    std::thread::scope(|s| {
+        for _ in 0..parallel.clamp(1, 8) {
+            s.spawn(|| loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some(rel) = next else { return };
+                let r = fetch(remote, store, &rel);
+                let failed_disconnected = matches!(r, Err(SyncError::Disconnected { .. }));
+                if let Ok((_, e)) = &r {
+                    let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
+                    *d += e.size;
+                    progress(*d, total);
+                }
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((rel, r));
+                if failed_disconnected {
+                    queue.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                }
+            });
+        }
+    });
+    for (rel, r) in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        match r {
+            Ok((id, stat)) => {
+                let mut entry = tree_entry(&stat);
+                entry.name = crate::paths::split_parent(&rel).1.to_vec();
+                entry.file = Some(id);
+                out.fetched += 1;
+                out.bytes += stat.size;
+                out.tree.insert(rel, entry);
+            }
+            Err(SyncError::RemoteIo { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                // Deleted between the listing and the read: it is gone.
+                out.tree.remove(&rel);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Reads one remote file into the store, making sure it did not change while it was read.
+///
+/// # Errors
+/// [`SyncError::Disconnected`], remote I/O and store errors.
+pub fn fetch(
+    remote: &TimedRemote,
+    store: &Store,
+    rel: &[u8],
+) -> Result<(cachesync_objects::FileId, RemoteEntry)> {
+    for _ in 0..3 {
+        let before = remote.stat(rel)?.ok_or_else(|| SyncError::RemoteIo {
+            path: display(rel).into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })?;
+        let mut reader = remote.open(rel)?;
+        let ingested = store.ingest(&mut reader);
+        let (id, size) = match ingested {
+            Ok((id, size, _)) => (id, size),
+            Err(e) => {
+                return Err(reader.error.take().unwrap_or_else(|| e.into()));
+            }
+        };
+        let after = remote.stat(rel)?.ok_or_else(|| SyncError::RemoteIo {
+            path: display(rel).into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })?;
+        if before.size == after.size && before.mtime_ns == after.mtime_ns && size == after.size {
+            return Ok((id, after));
+        }
+    }
+    Err(SyncError::RemoteIo {
+        path: display(rel).into(),
+        source: std::io::Error::other("the file kept changing while it was read"),
+    })
+}

@@ -1,0 +1,771 @@
+//! pull, push and sync: scan, reconcile, plan, journal, apply with preconditions, commit.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use cachesync_objects::{keys, Batch, Entry, EntryKind, Snapshot, Store};
+
+use crate::conflict::{self, ConflictRecord, ConflictState};
+use crate::error::{Result, SyncError};
+use crate::fs_remote::{entry_from_metadata, system_time};
+use crate::ignore_rules::TMP_PREFIX;
+use crate::index::{self, IndexEntry};
+use crate::journal::{self, OpRecord, OpState, TempRecord};
+use crate::paths::{display, hex, is_within, split_parent, under};
+use crate::plan::{Direction, Op, Plan, Side, Step};
+use crate::progress::Progress;
+use crate::reconcile::{reconcile, Outcome};
+use crate::scan::{scan_local, scan_remote, tree_entry, Flat, LocalScan, RemoteScan};
+use crate::timed::TimedRemote;
+use crate::workspace::Workspace;
+
+/// What the user asked for.
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    /// The command name, for the journal (`clone`, `pull`, `push`, `sync`).
+    pub command: String,
+    /// Which way.
+    pub direction: Direction,
+    /// Only these paths (and what is under them); empty = everything.
+    pub paths: Vec<Vec<u8>>,
+    /// Print the plan, change nothing.
+    pub dry_run: bool,
+    /// Override the deletion guard.
+    pub force: bool,
+}
+
+/// What a run did (or, for a dry run, would do).
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    /// The journal operation (0 for a dry run).
+    pub op: u64,
+    /// The plan.
+    pub plan: Plan,
+    /// Steps applied.
+    pub applied: usize,
+    /// Paths skipped because a side changed during the run (synced next time).
+    pub skipped: Vec<(Vec<u8>, String)>,
+    /// Open conflicts after the run.
+    pub conflicts: Vec<ConflictRecord>,
+    /// Automatic resolutions worth telling (modify/delete, kept directories).
+    pub notices: Vec<String>,
+    /// Warnings (files that kept changing, leftovers that could not be removed).
+    pub warnings: Vec<String>,
+    /// Bytes written to the remote.
+    pub bytes_up: u64,
+    /// Bytes read from the remote.
+    pub bytes_down: u64,
+    /// Interrupted operations this run abandoned.
+    pub recovered: Vec<u64>,
+}
+
+/// The three trees of a run.
+pub(crate) struct Trees {
+    pub base: Flat,
+    pub local: LocalScan,
+    pub remote: RemoteScan,
+    pub previous_remote: Flat,
+}
+
+impl Workspace {
+    /// Abandons operations a killed run left behind: removes their temporary files and marks
+    /// them abandoned. The reconcile that follows finishes their work.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn recover(&self, remote: &TimedRemote) -> Result<Vec<u64>> {
+        let mut done = Vec::new();
+        for mut op in journal::unfinished(&self.store)? {
+            for t in &op.temporaries {
+                let rel: Vec<u8> = (0..t.path_hex.len() / 2)
+                    .filter_map(|i| u8::from_str_radix(&t.path_hex[i * 2..i * 2 + 2], 16).ok())
+                    .collect();
+                if t.side == "local" {
+                    let _ = fs::remove_file(under(&self.root, &rel));
+                } else if !remote.pool().is_tripped() {
+                    let _ = remote.remove_file(&rel);
+                }
+            }
+            op.steps_done = journal::steps_marked(&self.store, op.id)?;
+            op.state = OpState::Abandoned;
+            op.finished_ns = Some(crate::now_ns());
+            op.summary = format!(
+                "interrupted after {} of {} steps; abandoned, the next run reconciled again",
+                op.steps_done,
+                op.plan.len()
+            );
+            journal::write(&self.store, &op)?;
+            done.push(op.id);
+        }
+        Ok(done)
+    }
+
+    /// Scans both sides. The remote scan stores the content of changed remote files.
+    pub(crate) fn scan_all(&self, remote: &TimedRemote, progress: &dyn Progress) -> Result<Trees> {
+        let rules = self.rules()?;
+        let base = self.store.read_ref_flat(keys::REF_BASE)?;
+        let previous_remote = self.store.read_ref_flat(keys::REF_REMOTE)?;
+        let idx = index::load(&self.store)?;
+        progress.start("scanning workspace", 0);
+        let local = scan_local(&self.root, &rules, &self.store, &idx)?;
+        progress.finish();
+        progress.start("scanning remote", 0);
+        let started = std::sync::atomic::AtomicBool::new(false);
+        let report = |done: u64, total: u64| {
+            if !started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                progress.finish();
+                progress.start("fetching changed remote files", total);
+            }
+            progress.set(done);
+        };
+        let remote_scan = scan_remote(
+            remote,
+            &rules,
+            &self.store,
+            &previous_remote,
+            self.config.parallel,
+            &report,
+        );
+        progress.finish();
+        Ok(Trees {
+            base,
+            local,
+            remote: remote_scan?,
+            previous_remote,
+        })
+    }
+
+    /// Runs a pull, push or sync (see [`SyncOptions`]).
+    ///
+    /// # Errors
+    /// [`SyncError::Disconnected`] / [`SyncError::RemoteIdentity`] when the remote is not
+    /// there, [`SyncError::DeletionGuard`], store and I/O errors. Conflicts are not errors
+    /// here: they are in the report.
+    pub fn sync(&mut self, opts: &SyncOptions, progress: &dyn Progress) -> Result<SyncReport> {
+        let remote = self.remote();
+        let mut report = SyncReport::default();
+        if !opts.dry_run {
+            report.recovered = self.recover(&remote)?;
+        }
+        crate::identity::check(&remote, &self.config.remote, &self.identity)?;
+        let trees = self.scan_all(&remote, progress)?;
+        report.bytes_down = trees.remote.bytes;
+        report.warnings.extend(trees.local.warnings.iter().cloned());
+        let mut changes = reconcile(&trees.base, &trees.local.tree, &trees.remote.tree);
+        if !opts.paths.is_empty() {
+            changes.retain(|c| opts.paths.iter().any(|p| is_within(&c.path, p)));
+        }
+        let plan = Plan::build(changes, opts.direction);
+        if !opts.force {
+            guard(&plan, &trees.base, self.config.max_delete_percent)?;
+        }
+        for c in &plan.changes {
+            if c.modify_delete {
+                report.notices.push(format!(
+                    "{}: modified on one side and deleted on the other; the modified version was kept",
+                    display(&c.path)
+                ));
+            }
+            if c.dir_kept {
+                report.notices.push(format!(
+                    "{}: deleted on one side, but the other side changed files inside it; the directory was kept",
+                    display(&c.path)
+                ));
+            }
+        }
+        if opts.dry_run {
+            report.conflicts = plan
+                .changes
+                .iter()
+                .filter_map(|c| match c.outcome {
+                    Outcome::Conflict(k) => Some(conflict::record(
+                        &c.path,
+                        k.as_str(),
+                        c.base.as_ref(),
+                        c.local.as_ref(),
+                        c.remote.as_ref(),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            report.plan = plan;
+            return Ok(report);
+        }
+
+        let op_id = journal::next_id(&self.store)?;
+        report.op = op_id;
+        let mut op = OpRecord {
+            id: op_id,
+            command: opts.command.clone(),
+            started_ns: crate::now_ns(),
+            finished_ns: None,
+            state: OpState::Running,
+            summary: String::new(),
+            plan: plan
+                .steps
+                .iter()
+                .map(|s| serde_json::to_value(s.record()).expect("steps serialize"))
+                .collect(),
+            temporaries: Vec::new(),
+            steps_done: 0,
+            error: None,
+        };
+        for (i, s) in plan.steps.iter().enumerate() {
+            if matches!(s.op, Op::Write | Op::Symlink) {
+                op.temporaries.push(TempRecord {
+                    side: s.side.as_str().into(),
+                    path_hex: hex(&self.temp_name(op_id, i, &s.path)),
+                });
+            }
+        }
+        journal::write(&self.store, &op)?;
+        // Our own leftovers on the remote from earlier runs.
+        let mine = format!("{TMP_PREFIX}{}.", self.workspace_id);
+        for t in &trees.remote.temporaries {
+            if split_parent(t).1.starts_with(mine.as_bytes()) {
+                let _ = remote.remove_file(t);
+            }
+        }
+
+        let mut applier = Applier {
+            ws: self,
+            remote: &remote,
+            op: op_id,
+            local_results: HashMap::new(),
+            remote_results: HashMap::new(),
+            bytes_up: 0,
+        };
+        let mut failed: HashSet<usize> = HashSet::new();
+        let mut fatal: Option<SyncError> = None;
+        let total = plan.steps.len() as u64;
+        progress.start("applying", total);
+        for (i, step) in plan.steps.iter().enumerate() {
+            if failed.contains(&step.change) {
+                continue;
+            }
+            match applier.apply(i, step) {
+                Ok(()) => {
+                    report.applied += 1;
+                    journal::mark_step(&self.store, op_id, i as u32)?;
+                }
+                Err(StepError::Precondition(why)) => {
+                    failed.insert(step.change);
+                    report.skipped.push((step.path.clone(), why));
+                }
+                Err(StepError::Fatal(e @ SyncError::Disconnected { .. })) => {
+                    fatal = Some(e);
+                    break;
+                }
+                Err(StepError::Fatal(e)) => {
+                    failed.insert(step.change);
+                    report.skipped.push((step.path.clone(), e.to_string()));
+                }
+            }
+            progress.set(i as u64 + 1);
+        }
+        progress.finish();
+        report.bytes_up = applier.bytes_up;
+        let (local_results, remote_results) = (applier.local_results, applier.remote_results);
+        // Steps not reached because the remote went away count as failed.
+        if fatal.is_some() {
+            let reached = report.applied + report.skipped.len();
+            for s in plan.steps.iter().skip(reached) {
+                failed.insert(s.change);
+            }
+        }
+
+        // New base, remote snapshot, index and conflicts, committed atomically.
+        let mut batch = Batch::new();
+        let mut new_base = trees.base.clone();
+        let mut new_remote = trees.remote.tree.clone();
+        for (path, result) in &remote_results {
+            match result {
+                Some(e) => {
+                    new_remote.insert(path.clone(), e.clone());
+                }
+                None => {
+                    new_remote.remove(path);
+                }
+            }
+        }
+        for (path, ie) in &trees.local.index_updates {
+            index::put(&mut batch, path, ie);
+        }
+        for path in &trees.local.index_removals {
+            index::remove(&mut batch, path);
+        }
+        for (path, result) in &local_results {
+            match result {
+                Some(ie) => index::put(&mut batch, path, ie),
+                None => index::remove(&mut batch, path),
+            }
+        }
+        let existing: BTreeMap<Vec<u8>, ConflictRecord> = conflict::open(&self.store)?
+            .into_iter()
+            .map(|r| (r.path_bytes(), r))
+            .collect();
+        let mut open_now = BTreeMap::new();
+        for (i, c) in plan.changes.iter().enumerate() {
+            match &c.outcome {
+                Outcome::Conflict(kind) => {
+                    let fresh = conflict::record(
+                        &c.path,
+                        kind.as_str(),
+                        c.base.as_ref(),
+                        c.local.as_ref(),
+                        c.remote.as_ref(),
+                    );
+                    let keep = existing.get(&c.path).filter(|old| {
+                        old.client == fresh.client
+                            && old.server == fresh.server
+                            && old.kind == fresh.kind
+                    });
+                    let r = keep.cloned().unwrap_or(fresh);
+                    conflict::put(&mut batch, &r);
+                    open_now.insert(c.path.clone(), r);
+                }
+                Outcome::Resolved(target) => {
+                    let local_ok = !c.needs_local()
+                        || (opts.direction.allows(Side::Local) && !failed.contains(&i));
+                    let remote_ok = !c.needs_remote()
+                        || (opts.direction.allows(Side::Remote) && !failed.contains(&i));
+                    if local_ok && remote_ok {
+                        match target {
+                            Some(e) => {
+                                new_base.insert(c.path.clone(), e.clone());
+                            }
+                            None => {
+                                new_base.remove(&c.path);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let filtered =
+            |p: &[u8]| opts.paths.is_empty() || opts.paths.iter().any(|f| is_within(p, f));
+        for (path, mut r) in existing {
+            if !open_now.contains_key(&path) && filtered(&path) {
+                r.state = ConflictState::Resolved;
+                conflict::put(&mut batch, &r);
+            }
+        }
+        report.conflicts = open_now.into_values().collect();
+        let now = crate::now_ns();
+        if new_base != trees.base || self.store.get_ref(keys::REF_BASE)?.is_none() {
+            let root = self.store.write_flat(&new_base)?;
+            let snap = Snapshot {
+                root,
+                parent: self.store.get_ref(keys::REF_BASE)?,
+                time_ns: now,
+                description: format!("base after {} (op {op_id})", opts.command),
+            };
+            let id = self.store.put_snapshot(&snap)?;
+            Store::set_ref_in(&mut batch, keys::REF_BASE, id);
+        }
+        if new_remote != trees.previous_remote || self.store.get_ref(keys::REF_REMOTE)?.is_none() {
+            let root = self.store.write_flat(&new_remote)?;
+            let snap = Snapshot {
+                root,
+                parent: self.store.get_ref(keys::REF_REMOTE)?,
+                time_ns: now,
+                description: format!("remote as seen by {} (op {op_id})", opts.command),
+            };
+            let id = self.store.put_snapshot(&snap)?;
+            Store::set_ref_in(&mut batch, keys::REF_REMOTE, id);
+        }
+        op.finished_ns = Some(crate::now_ns());
+        op.steps_done = report.applied as u64;
+        op.state = if fatal.is_some() {
+            OpState::Failed
+        } else {
+            OpState::Done
+        };
+        op.error = fatal.as_ref().map(|e| e.to_string());
+        op.summary = summary(&plan, &report);
+        journal::put(&mut batch, &op);
+        self.store.commit(batch)?;
+        report.plan = plan;
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// The temporary name step `i` of operation `op` writes before renaming into `path`.
+    pub fn temp_name(&self, op: u64, i: usize, path: &[u8]) -> Vec<u8> {
+        let (parent, _) = split_parent(path);
+        crate::paths::join(
+            parent,
+            format!("{TMP_PREFIX}{}.{op}.{i}", self.workspace_id).as_bytes(),
+        )
+    }
+}
+
+fn summary(plan: &Plan, report: &SyncReport) -> String {
+    let count = |side: Side| plan.steps.iter().filter(|s| s.side == side).count();
+    let mut s = format!(
+        "{} step(s): {} to the workspace, {} to the remote",
+        report.applied,
+        count(Side::Local),
+        count(Side::Remote)
+    );
+    if !report.conflicts.is_empty() {
+        s.push_str(&format!("; {} conflict(s)", report.conflicts.len()));
+    }
+    if !report.skipped.is_empty() {
+        s.push_str(&format!("; {} skipped", report.skipped.len()));
+    }
+    s
+}
+
+/// The deletion guard: refuses a plan that deletes more than `percent` of the base's files
+/// on either side (and more than one file).
+fn guard(plan: &Plan, base: &Flat, percent: u32) -> Result<()> {
+    let total = base.values().filter(|e| e.kind != EntryKind::Dir).count();
+    for side in [Side::Local, Side::Remote] {
+        let count = plan
+            .steps
+            .iter()
+            .filter(|s| {
+                s.side == side
+                    && s.op == Op::Remove
+                    && s.expect.as_ref().is_some_and(|e| e.kind != EntryKind::Dir)
+                    && plan.changes[s.change].result().is_some_and(|r| r.is_none())
+            })
+            .count();
+        if count > 1 && count * 100 > total * percent as usize {
+            return Err(SyncError::DeletionGuard {
+                side: side.as_str(),
+                count,
+                total,
+                percent,
+            });
+        }
+    }
+    Ok(())
+}
+
+enum StepError {
+    /// The target is no longer in the state the plan expects: skip, sync next time.
+    Precondition(String),
+    /// The step failed.
+    Fatal(SyncError),
+}
+
+impl From<SyncError> for StepError {
+    fn from(e: SyncError) -> StepError {
+        StepError::Fatal(e)
+    }
+}
+
+struct Applier<'a> {
+    ws: &'a Workspace,
+    remote: &'a TimedRemote,
+    op: u64,
+    local_results: HashMap<Vec<u8>, Option<IndexEntry>>,
+    remote_results: HashMap<Vec<u8>, Option<Entry>>,
+    bytes_up: u64,
+}
+
+/// True when what is there now is what the plan saw (kind, and for files size and mtime, for
+/// symlinks the target).
+fn matches(now: Option<&Entry>, expect: Option<&Entry>) -> bool {
+    match (now, expect) {
+        (None, None) => true,
+        (Some(n), Some(e)) => {
+            n.kind == e.kind
+                && match e.kind {
+                    EntryKind::File => n.size == e.size && n.mtime_ns == e.mtime_ns,
+                    EntryKind::Symlink => n.target == e.target,
+                    _ => true,
+                }
+        }
+        _ => false,
+    }
+}
+
+fn local_entry(path: &Path, name: &[u8]) -> std::io::Result<Option<Entry>> {
+    match fs::symlink_metadata(path) {
+        Ok(md) => {
+            let mut e = tree_entry(&entry_from_metadata(name, &md));
+            if e.kind == EntryKind::Symlink {
+                use std::os::unix::ffi::OsStrExt;
+                e.target = fs::read_link(path)?.as_os_str().as_bytes().to_vec();
+            }
+            Ok(Some(e))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl Applier<'_> {
+    fn apply(&mut self, i: usize, step: &Step) -> Result<(), StepError> {
+        match step.side {
+            Side::Local => self.apply_local(i, step),
+            Side::Remote => self.apply_remote(i, step),
+        }
+    }
+
+    fn check_local(&self, path: &[u8], expect: Option<&Entry>) -> Result<(), StepError> {
+        let abs = under(&self.ws.root, path);
+        let now = local_entry(&abs, split_parent(path).1).map_err(|e| SyncError::io(&abs, e))?;
+        if matches(now.as_ref(), expect) {
+            Ok(())
+        } else {
+            Err(StepError::Precondition(format!(
+                "{} changed in the workspace during the sync",
+                display(path)
+            )))
+        }
+    }
+
+    fn record_local(&mut self, path: &[u8], target: &Entry) -> Result<(), StepError> {
+        if target.kind != EntryKind::File {
+            self.local_results.insert(path.to_vec(), None);
+            return Ok(());
+        }
+        let abs = under(&self.ws.root, path);
+        let md = fs::symlink_metadata(&abs).map_err(|e| SyncError::io(&abs, e))?;
+        let ie = IndexEntry {
+            size: md.size(),
+            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+            ino: md.ino(),
+            mode: md.mode(),
+            file: target.file.expect("file entries have content"),
+            recorded_ns: crate::now_ns(),
+        };
+        self.local_results.insert(path.to_vec(), Some(ie));
+        Ok(())
+    }
+
+    fn apply_local(&mut self, i: usize, step: &Step) -> Result<(), StepError> {
+        let root = &self.ws.root;
+        let abs = under(root, &step.path);
+        let io = |e: std::io::Error| StepError::Fatal(SyncError::io(&abs, e));
+        let target = step.target.as_ref();
+        match step.op {
+            Op::Write | Op::Symlink => {
+                let t = target.expect("writes have a target");
+                let tmp_rel = self.ws.temp_name(self.op, i, &step.path);
+                let tmp = under(root, &tmp_rel);
+                let _ = fs::remove_file(&tmp);
+                if t.kind == EntryKind::File {
+                    let mut f = fs::File::create(&tmp).map_err(io)?;
+                    let written = self
+                        .ws
+                        .store
+                        .read_file(t.file.expect("file entries have content"), &mut f);
+                    if let Err(e) = written {
+                        drop(f);
+                        let _ = fs::remove_file(&tmp);
+                        return Err(StepError::Fatal(e.into()));
+                    }
+                    f.set_permissions(fs::Permissions::from_mode(t.mode))
+                        .map_err(io)?;
+                    f.set_times(fs::FileTimes::new().set_modified(system_time(t.mtime_ns)))
+                        .map_err(io)?;
+                } else {
+                    use std::os::unix::ffi::OsStrExt;
+                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&t.target), &tmp)
+                        .map_err(io)?;
+                }
+                if let Err(e) = self.check_local(&step.path, step.expect.as_ref()) {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(e);
+                }
+                fs::rename(&tmp, &abs).map_err(io)?;
+                self.record_local(&step.path, t)
+            }
+            Op::Mkdir => {
+                self.check_local(&step.path, None)?;
+                let t = target.expect("mkdir has a target");
+                fs::create_dir(&abs).map_err(io)?;
+                fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode)).map_err(io)?;
+                Ok(())
+            }
+            Op::Mknod => {
+                self.check_local(&step.path, None)?;
+                let t = target.expect("mknod has a target");
+                crate::fs_remote::mknod(&abs, t.kind, t.mode, t.rdev).map_err(io)?;
+                Ok(())
+            }
+            Op::SetMode => {
+                self.check_local(&step.path, step.expect.as_ref())?;
+                let t = target.expect("chmod has a target");
+                fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode)).map_err(io)?;
+                self.record_local(&step.path, t)
+            }
+            Op::Rename => {
+                let from = step.from.as_deref().expect("renames have a source");
+                self.check_local(from, step.expect.as_ref())?;
+                self.check_local(&step.path, None)?;
+                let t = target.expect("renames have a target");
+                fs::rename(under(root, from), &abs).map_err(io)?;
+                if t.kind != EntryKind::Symlink {
+                    fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode)).map_err(io)?;
+                }
+                self.local_results.insert(from.to_vec(), None);
+                self.record_local(&step.path, t)
+            }
+            Op::Remove => {
+                self.check_local(&step.path, step.expect.as_ref())?;
+                let is_dir = step
+                    .expect
+                    .as_ref()
+                    .is_some_and(|e| e.kind == EntryKind::Dir);
+                let r = if is_dir {
+                    fs::remove_dir(&abs)
+                } else {
+                    fs::remove_file(&abs)
+                };
+                match r {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                        return Err(StepError::Precondition(format!(
+                            "{} was not removed: it still holds files (ignored ones, or new ones)",
+                            display(&step.path)
+                        )))
+                    }
+                    Err(e) => return Err(io(e)),
+                }
+                self.local_results.insert(step.path.clone(), None);
+                Ok(())
+            }
+        }
+    }
+
+    fn check_remote(&self, path: &[u8], expect: Option<&Entry>) -> Result<(), StepError> {
+        let now = self.remote.stat(path)?.map(|r| tree_entry(&r));
+        if matches(now.as_ref(), expect) {
+            Ok(())
+        } else {
+            Err(StepError::Precondition(format!(
+                "{} changed on the remote during the sync",
+                display(path)
+            )))
+        }
+    }
+
+    fn record_remote(&mut self, path: &[u8], target: &Entry) -> Result<(), StepError> {
+        let stat = self.remote.stat(path)?;
+        let entry = stat.map(|r| {
+            let mut e = tree_entry(&r);
+            e.file = target.file;
+            e
+        });
+        self.remote_results.insert(path.to_vec(), entry);
+        Ok(())
+    }
+
+    fn apply_remote(&mut self, i: usize, step: &Step) -> Result<(), StepError> {
+        let remote = self.remote;
+        let target = step.target.as_ref();
+        match step.op {
+            Op::Write | Op::Symlink => {
+                let t = target.expect("writes have a target");
+                let tmp = self.ws.temp_name(self.op, i, &step.path);
+                let _ = remote.remove_file(&tmp);
+                if t.kind == EntryKind::File {
+                    let mut w = remote.create(&tmp)?;
+                    let id = t.file.expect("file entries have content");
+                    let object = self
+                        .ws
+                        .store
+                        .file_object(id)
+                        .map_err(SyncError::from)?
+                        .ok_or(SyncError::Store(
+                            cachesync_objects::ObjectError::MissingFile(id),
+                        ))?;
+                    let mut whole = blake3::Hasher::new();
+                    for (cid, _) in &object.chunks {
+                        let data = self.ws.store.chunk(*cid).map_err(SyncError::from)?;
+                        whole.update(&data);
+                        self.bytes_up += data.len() as u64;
+                        w.write_all(data)?;
+                    }
+                    if whole.finalize().as_bytes() != id.as_bytes() {
+                        let _ = remote.remove_file(&tmp);
+                        return Err(StepError::Fatal(SyncError::Store(
+                            cachesync_objects::ObjectError::CorruptFile {
+                                id,
+                                detail: "content does not hash to the file's id".into(),
+                            },
+                        )));
+                    }
+                    w.finish(t.mode, t.mtime_ns)?;
+                } else {
+                    remote.symlink(&t.target, &tmp)?;
+                }
+                if let Err(e) = self.check_remote(&step.path, step.expect.as_ref()) {
+                    let _ = remote.remove_file(&tmp);
+                    return Err(e);
+                }
+                remote.rename(&tmp, &step.path)?;
+                self.record_remote(&step.path, t)
+            }
+            Op::Mkdir => {
+                self.check_remote(&step.path, None)?;
+                let t = target.expect("mkdir has a target");
+                remote.mkdir(&step.path, t.mode)?;
+                self.record_remote(&step.path, t)
+            }
+            Op::Mknod => {
+                self.check_remote(&step.path, None)?;
+                let t = target.expect("mknod has a target");
+                remote.mknod(&step.path, t.kind, t.mode, t.rdev)?;
+                self.record_remote(&step.path, t)
+            }
+            Op::SetMode => {
+                self.check_remote(&step.path, step.expect.as_ref())?;
+                let t = target.expect("chmod has a target");
+                remote.set_mode(&step.path, t.mode)?;
+                self.record_remote(&step.path, t)
+            }
+            Op::Rename => {
+                let from = step.from.as_deref().expect("renames have a source");
+                self.check_remote(from, step.expect.as_ref())?;
+                self.check_remote(&step.path, None)?;
+                let t = target.expect("renames have a target");
+                remote.rename(from, &step.path)?;
+                if t.kind != EntryKind::Symlink
+                    && step.expect.as_ref().is_some_and(|e| e.mode != t.mode)
+                {
+                    remote.set_mode(&step.path, t.mode)?;
+                }
+                self.remote_results.insert(from.to_vec(), None);
+                self.record_remote(&step.path, t)
+            }
+            Op::Remove => {
+                self.check_remote(&step.path, step.expect.as_ref())?;
+                let is_dir = step
+                    .expect
+                    .as_ref()
+                    .is_some_and(|e| e.kind == EntryKind::Dir);
+                let r = if is_dir {
+                    remote.remove_dir(&step.path)
+                } else {
+                    remote.remove_file(&step.path)
+                };
+                match r {
+                    Ok(()) => {}
+                    Err(SyncError::RemoteIo { source, .. })
+                        if source.kind() == std::io::ErrorKind::DirectoryNotEmpty =>
+                    {
+                        return Err(StepError::Precondition(format!(
+                            "{} was not removed on the remote: it still holds files",
+                            display(&step.path)
+                        )))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                self.remote_results.insert(step.path.clone(), None);
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Remote calls with a timeout: a hung mount never hangs cachesync's caller.
+//!
+//! Every remote call runs on a worker thread of a [`CallPool`]; the caller waits at most the
+//! timeout. A call that outlives it is abandoned (the thread may stay stuck in the kernel: a
+//! call stuck in FUSE cannot be interrupted) and the pool *trips*: every later call fails at
+//! once as disconnected, so one hung mount costs one timeout, not one per file. Network-class
+//! errors trip it too. Both become [`SyncError::Disconnected`], never "not found".
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cachesync_objects::EntryKind;
+use crossbeam_channel::{bounded, unbounded, RecvTimeoutError, Sender};
+
+use crate::error::{Result, SyncError};
+use crate::paths::display;
+use crate::remote::{is_network_error, Remote, RemoteEntry, RemoteRead, RemoteWrite};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+struct PoolInner {
+    jobs: Sender<Job>,
+    receiver: crossbeam_channel::Receiver<Job>,
+    idle: AtomicUsize,
+    tripped: AtomicBool,
+    reason: Mutex<String>,
+}
+
+/// Worker threads that run remote calls, each awaited with a timeout.
+#[derive(Clone)]
+pub struct CallPool {
+    inner: Arc<PoolInner>,
+    timeout: Duration,
+}
+
+impl CallPool {
+    /// A pool whose calls time out after `timeout`.
+    pub fn new(timeout: Duration) -> CallPool {
+        let (jobs, receiver) = unbounded::<Job>();
+        CallPool {
+            inner: Arc::new(PoolInner {
+                jobs,
+                receiver,
+                idle: AtomicUsize::new(0),
+                tripped: AtomicBool::new(false),
+                reason: Mutex::new(String::new()),
+            }),
+            timeout,
+        }
+    }
+
+    /// The per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// True once a call timed out or failed with a network-class error.
+    pub fn is_tripped(&self) -> bool {
+        self.inner.tripped.load(Ordering::SeqCst)
+    }
+
+    fn trip(&self, reason: String) -> SyncError {
+        self.inner.tripped.store(true, Ordering::SeqCst);
+        let mut r = self.inner.reason.lock().unwrap_or_else(|p| p.into_inner());
+        if r.is_empty() {
+            *r = reason.clone();
+        }
+        SyncError::Disconnected { reason }
+    }
+
+    fn spawn_worker(&self) {
+        let inner = Arc::clone(&self.inner);
+        std::thread::Builder::new()
+            .name("remote-call".into())
+            .spawn(move || loop {
+                inner.idle.fetch_add(1, Ordering::SeqCst);
+                let job = inner.receiver.recv();
+                inner.idle.fetch_sub(1, Ordering::SeqCst);
+                match job {
+                    Ok(job) => job(),
+                    Err(_) => return,
+                }
+            })
+            .expect("spawning a thread only fails when the process is out of resources");
+    }
+
+    /// Runs `f` on a worker and waits at most the timeout. `what` names the call for messages.
+    ///
+    /// # Errors
+    /// [`SyncError::Disconnected`] on a timeout, a network-class error, or once tripped;
+    /// [`SyncError::RemoteIo`] for other I/O errors (at `path`).
+    pub fn run<T: Send + 'static>(
+        &self,
+        what: &str,
+        path: &[u8],
+        f: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if self.is_tripped() {
+            let reason = self
+                .inner
+                .reason
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            return Err(SyncError::Disconnected { reason });
+        }
+        let (tx, rx) = bounded(1);
+        if self.inner.idle.load(Ordering::SeqCst) == 0 {
+            self.spawn_worker();
+        }
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.inner
+            .jobs
+            .send(job)
+            .expect("the pool holds its own receiver, so the channel is open");
+        match rx.recv_timeout(self.timeout) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if is_network_error(&e) => {
+                Err(self.trip(format!("{what} {}: {e}", display(path))))
+            }
+            Ok(Err(e)) => Err(SyncError::RemoteIo {
+                path: PathBuf::from(display(path)),
+                source: e,
+            }),
+            Err(RecvTimeoutError::Timeout) => Err(self.trip(format!(
+                "{what} {} did not answer within {:.1} s",
+                display(path),
+                self.timeout.as_secs_f64()
+            ))),
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(self.trip(format!("{what} {}: the call panicked", display(path))))
+            }
+        }
+    }
+}
+
+/// A [`Remote`] whose every call is bounded by a [`CallPool`].
+#[derive(Clone)]
+pub struct TimedRemote {
+    inner: Arc<dyn Remote>,
+    pool: CallPool,
+}
+
+macro_rules! timed {
+    ($self:ident, $what:expr, $path:expr, |$r:ident| $body:expr) => {{
+        let $r = Arc::clone(&$self.inner);
+        $self.pool.run($what, $path, move || $body)
+    }};
+}
+
+impl TimedRemote {
+    /// Wraps `inner` with calls bounded by `timeout`.
+    pub fn new(inner: Arc<dyn Remote>, timeout: Duration) -> TimedRemote {
+        TimedRemote {
+            inner,
+            pool: CallPool::new(timeout),
+        }
+    }
+
+    /// The pool (to ask whether it tripped).
+    pub fn pool(&self) -> &CallPool {
+        &self.pool
+    }
+
+    /// See [`Remote::describe`].
+    pub fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    /// See [`Remote::list`].
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn list(&self, dir: &[u8]) -> Result<Vec<RemoteEntry>> {
+        let d = dir.to_vec();
+        timed!(self, "listing", dir, |r| r.list(&d))
+    }
+
+    /// See [`Remote::stat`].
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn stat(&self, path: &[u8]) -> Result<Option<RemoteEntry>> {
+        let p = path.to_vec();
+        timed!(self, "stat of", path, |r| r.stat(&p))
+    }
+
+    /// Opens a file; each read of the result is bounded too.
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn open(&self, path: &[u8]) -> Result<TimedReader> {
+        let p = path.to_vec();
+        let file = timed!(self, "opening", path, |r| r.open(&p))?;
+        Ok(TimedReader {
+            file: Arc::new(Mutex::new(file)),
+            pool: self.pool.clone(),
+            path: path.to_vec(),
+            error: None,
+        })
+    }
+
+    /// Creates a new file; each write of the result is bounded too.
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn create(&self, path: &[u8]) -> Result<TimedWriter> {
+        let p = path.to_vec();
+        let file = timed!(self, "creating", path, |r| r.create(&p))?;
+        Ok(TimedWriter {
+            file: Arc::new(Mutex::new(Some(file))),
+            pool: self.pool.clone(),
+            path: path.to_vec(),
+        })
+    }
+
+    /// See [`Remote::rename`].
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        let (f, t) = (from.to_vec(), to.to_vec());
+        timed!(self, "renaming", to, |r| r.rename(&f, &t))
+    }
+
+    /// See [`Remote::remove_file`].
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn remove_file(&self, path: &[u8]) -> Result<()> {
+        let p = path.to_vec();
+        timed!(self, "removing", path, |r| r.remove_file(&p))
+    }
+
+    /// See [`Remote::remove_dir`].
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn remove_dir(&self, path: &[u8]) -> Result<()> {
+        let p = path.to_vec();
+        timed!(self, "removing directory", path, |r| r.remove_dir(&p))
+    }
+
+    /// See [`Remote::mkdir`].
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn mkdir(&self, path: &[u8], mode: u32) -> Result<()> {
+        let p = path.to_vec();
+        timed!(self, "creating directory", path, |r| r.mkdir(&p, mode))
+    }
+
+    /// See [`Remote::set_mode`].
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn set_mode(&self, path: &[u8], mode: u32) -> Result<()> {
+        let p = path.to_vec();
+        timed!(self, "changing mode of", path, |r| r.set_mode(&p, mode))
+    }
+
+    /// See [`Remote::symlink`].
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn symlink(&self, target: &[u8], path: &[u8]) -> Result<()> {
+        let (t, p) = (target.to_vec(), path.to_vec());
+        timed!(self, "creating symlink", path, |r| r.symlink(&t, &p))
+    }
+
+    /// See [`Remote::mknod`].
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn mknod(&self, path: &[u8], kind: EntryKind, mode: u32, rdev: u64) -> Result<()> {
+        let p = path.to_vec();
+        timed!(self, "creating node", path, |r| r
+            .mknod(&p, kind, mode, rdev))
+    }
+}
+
+/// A remote file being read, each read bounded by the pool's timeout.
+pub struct TimedReader {
+    file: Arc<Mutex<Box<dyn RemoteRead>>>,
+    pool: CallPool,
+    path: Vec<u8>,
+    /// The engine error behind the last failed read (the `io::Error` only carries its text).
+    pub error: Option<SyncError>,
+}
+
+impl Read for TimedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let file = Arc::clone(&self.file);
+        let want = buf.len().min(1 << 20);
+        let result = self.pool.run("reading", &self.path, move || {
+            let mut tmp = vec![0u8; want];
+            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+            let n = f.read(&mut tmp)?;
+            tmp.truncate(n);
+            Ok(tmp)
+        });
+        match result {
+            Ok(data) => {
+                buf[..data.len()].copy_from_slice(&data);
+                Ok(data.len())
+            }
+            Err(e) => {
+                let err = io::Error::other(e.to_string());
+                self.error = Some(e);
+                Err(err)
+            }
+        }
+    }
+}
+
+/// A new remote file being written, each write bounded by the pool's timeout.
+pub struct TimedWriter {
+    file: Arc<Mutex<Option<Box<dyn RemoteWrite>>>>,
+    pool: CallPool,
+    path: Vec<u8>,
+}
+
+impl TimedWriter {
+    /// Writes all of `data`.
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn write_all(&mut self, data: Vec<u8>) -> Result<()> {
+        let file = Arc::clone(&self.file);
+        self.pool.run("writing", &self.path, move || {
+            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+            match f.as_mut() {
+                Some(f) => f.write_all(&data),
+                None => Err(io::Error::other("file already finished")),
+            }
+        })
+    }
+
+    /// Sets mode and mtime, fsyncs and closes (see [`RemoteWrite::finish`]).
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn finish(self, mode: u32, mtime_ns: i64) -> Result<()> {
+        let file = Arc::clone(&self.file);
+        self.pool.run("syncing", &self.path, move || {
+            let f = file.lock().unwrap_or_else(|p| p.into_inner()).take();
+            match f {
+                Some(f) => f.finish(mode, mtime_ns),
+                None => Err(io::Error::other("file already finished")),
+            }
+        })
+    }
+}

@@ -1,0 +1,230 @@
+//! A workspace: the local directory, its `.cachesync/` metadata, its store and its lock.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cachesync_objects::{keys, Store};
+
+use crate::config::Config;
+use crate::error::{Result, SyncError};
+use crate::fs_remote::FsRemote;
+use crate::identity::{self, RemoteIdentity};
+use crate::ignore_rules::{IgnoreRules, META_DIR};
+use crate::lock::WorkspaceLock;
+use crate::timed::TimedRemote;
+
+const STATE_IDENTITY: &[u8] = b"identity";
+const STATE_WORKSPACE_ID: &[u8] = b"workspace-id";
+
+/// An open workspace (holding its lock).
+pub struct Workspace {
+    /// The workspace root.
+    pub root: PathBuf,
+    /// Its settings.
+    pub config: Config,
+    /// Its store.
+    pub store: Store,
+    /// The remote's recorded identity.
+    pub identity: RemoteIdentity,
+    /// A random id naming this workspace's temporary files on the remote.
+    pub workspace_id: String,
+    _lock: WorkspaceLock,
+}
+
+impl Workspace {
+    /// The workspace containing `start` (it or a parent holds `.cachesync/`).
+    ///
+    /// # Errors
+    /// [`SyncError::NotAWorkspace`].
+    pub fn find(start: &Path) -> Result<PathBuf> {
+        let start = std::fs::canonicalize(start).map_err(|e| SyncError::io(start, e))?;
+        let mut cur = Some(start.as_path());
+        while let Some(dir) = cur {
+            if dir.join(META_DIR).join("config.json").is_file() {
+                return Ok(dir.to_path_buf());
+            }
+            cur = dir.parent();
+        }
+        Err(SyncError::NotAWorkspace(start))
+    }
+
+    fn meta(root: &Path) -> PathBuf {
+        root.join(META_DIR)
+    }
+
+    /// Opens the workspace at `root`, taking its lock.
+    ///
+    /// # Errors
+    /// [`SyncError::Locked`], config and store errors.
+    pub fn open(root: &Path) -> Result<Workspace> {
+        let meta = Self::meta(root);
+        let lock = WorkspaceLock::acquire(&meta.join("lock"))?;
+        let config = Config::load(&meta.join("config.json"))?;
+        let store = Store::open(&meta.join("store"))?;
+        let state = store.table(keys::CF_STATE);
+        let identity = state
+            .get(STATE_IDENTITY)?
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or(RemoteIdentity {
+                mount: None,
+                marker: None,
+            });
+        let workspace_id = state
+            .get(STATE_WORKSPACE_ID)?
+            .and_then(|v| String::from_utf8(v).ok())
+            .unwrap_or_else(|| "00000000".into());
+        Ok(Workspace {
+            root: root.to_path_buf(),
+            config,
+            store,
+            identity,
+            workspace_id,
+            _lock: lock,
+        })
+    }
+
+    /// Creates a workspace at `root` for the remote directory `remote_dir` and records the
+    /// remote's identity. Does not copy anything yet (see [`Workspace::sync`]).
+    ///
+    /// # Errors
+    /// [`SyncError::Usage`] for a bad remote or a non-empty workspace directory;
+    /// [`SyncError::Disconnected`] when the remote does not answer.
+    pub fn init(
+        remote_dir: &Path,
+        root: &Path,
+        config_overrides: impl FnOnce(&mut Config),
+    ) -> Result<Workspace> {
+        let remote_dir =
+            std::path::absolute(remote_dir).map_err(|e| SyncError::io(remote_dir, e))?;
+        let mut config = Config::new(remote_dir.clone());
+        config_overrides(&mut config);
+        let remote = TimedRemote::new(Arc::new(FsRemote::new(&remote_dir)), config.timeout());
+        match remote.stat(b"")? {
+            Some(e) if e.kind == cachesync_objects::EntryKind::Dir => {}
+            Some(_) => {
+                return Err(SyncError::Usage(format!(
+                    "the remote {} is not a directory",
+                    remote_dir.display()
+                )))
+            }
+            None => {
+                return Err(SyncError::Usage(format!(
+                    "the remote directory {} does not exist",
+                    remote_dir.display()
+                )))
+            }
+        }
+        if root.exists() {
+            let mut rd = std::fs::read_dir(root).map_err(|e| SyncError::io(root, e))?;
+            if rd.next().is_some() {
+                return Err(SyncError::Usage(format!(
+                    "{} exists and is not empty; clone into a new or empty directory",
+                    root.display()
+                )));
+            }
+        }
+        let root = std::path::absolute(root).map_err(|e| SyncError::io(root, e))?;
+        if root.starts_with(&remote_dir) || remote_dir.starts_with(&root) {
+            return Err(SyncError::Usage(
+                "the workspace and the remote directory must not contain each other".into(),
+            ));
+        }
+        let meta = Self::meta(&root);
+        std::fs::create_dir_all(&meta).map_err(|e| SyncError::io(&meta, e))?;
+        let lock = WorkspaceLock::acquire(&meta.join("lock"))?;
+        let store = Store::create(&meta.join("store"))?;
+        let identity = identity::record(&remote, &remote_dir)?;
+        let workspace_id = identity::random_id()[..8].to_string();
+        let mut b = cachesync_objects::Batch::new();
+        b.put(
+            keys::CF_STATE,
+            STATE_IDENTITY,
+            &serde_json::to_vec(&identity).expect("identity serializes"),
+        );
+        b.put(keys::CF_STATE, STATE_WORKSPACE_ID, workspace_id.as_bytes());
+        store.commit(b)?;
+        // The config is written last: its presence is what makes this a workspace.
+        config.save(&meta.join("config.json"))?;
+        Ok(Workspace {
+            root,
+            config,
+            store,
+            identity,
+            workspace_id,
+            _lock: lock,
+        })
+    }
+
+    /// The remote, with every call bounded by the configured timeout.
+    pub fn remote(&self) -> TimedRemote {
+        TimedRemote::new(
+            Arc::new(FsRemote::new(&self.config.remote)),
+            self.config.timeout(),
+        )
+    }
+
+    /// The ignore rules.
+    ///
+    /// # Errors
+    /// [`SyncError::Config`] for a bad `.cachesyncignore`.
+    pub fn rules(&self) -> Result<IgnoreRules> {
+        IgnoreRules::load(&self.root)
+    }
+
+    /// Bytes used by `.cachesync/` on disk.
+    pub fn cache_bytes(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            let Ok(rd) = std::fs::read_dir(p) else {
+                return 0;
+            };
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&Self::meta(&self.root))
+    }
+}
+
+impl Workspace {
+    /// Resolves a path given on the command line (relative to `cwd`, or absolute) to a
+    /// workspace-relative path, lexically (it may name something that no longer exists).
+    ///
+    /// # Errors
+    /// [`SyncError::Usage`] when it is outside the workspace.
+    pub fn rel_path(&self, cwd: &Path, arg: &Path) -> Result<Vec<u8>> {
+        use std::path::Component;
+        let joined = if arg.is_absolute() {
+            arg.to_path_buf()
+        } else {
+            cwd.join(arg)
+        };
+        let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+        for c in joined.components() {
+            match c {
+                Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
+                Component::ParentDir => {
+                    parts.pop();
+                }
+                Component::Normal(p) => parts.push(p),
+            }
+        }
+        let mut norm = PathBuf::from("/");
+        norm.extend(parts);
+        let root = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        let rel = norm
+            .strip_prefix(&root)
+            .or_else(|_| norm.strip_prefix(&self.root))
+            .map_err(|_| {
+                SyncError::Usage(format!(
+                    "{} is outside the workspace {}",
+                    arg.display(),
+                    self.root.display()
+                ))
+            })?;
+        Ok(crate::paths::bytes(rel).to_vec())
+    }
+}
