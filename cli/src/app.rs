@@ -1,0 +1,60 @@
+//! The command-line grammar and the dispatch to one `cmd_xxx` per command.
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+use crate::output::Failure;
+
+/// Disconnected operation for network file systems: a local, content-addressed cache of a
+/// remote directory that syncs both ways and never loses a change.
+#[derive(Parser)]
+#[command(name = "cachesync", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Clone(commands::clone::CloneArgs),
+    Status(commands::status::StatusArgs),
+    Pull(commands::sync::PullArgs),
+    Push(commands::sync::PushArgs),
+    Sync(commands::sync::SyncArgs),
+    Log(commands::log::LogArgs),
+    Check(commands::check::CheckArgs),
+    Conflicts(commands::conflicts::ConflictsArgs),
+    Show(commands::show::ShowArgs),
+    Fsck(commands::fsck::FsckArgs),
+}
+
+/// Parses the arguments, runs the command, prints, and returns the exit code.
+pub fn run() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let result = match cli.command {
+        Command::Clone(a) => commands::clone::cmd_clone(a),
+        Command::Status(a) => commands::status::cmd_status(a),
+        Command::Pull(a) => commands::sync::cmd_pull(a),
+        Command::Push(a) => commands::sync::cmd_push(a),
+        Command::Sync(a) => commands::sync::cmd_sync(a),
+        Command::Log(a) => commands::log::cmd_log(a),
+        Command::Check(a) => commands::check::cmd_check(a),
+        Command::Conflicts(a) => commands::conflicts::cmd_conflicts(a),
+        Command::Show(a) => commands::show::cmd_show(a),
+        Command::Fsck(a) => commands::fsck::cmd_fsck(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => f.report(),
+    }
+}
+
+/// Shorthand for command results: an exit code, or a failure to report.
+pub type CmdResult = Result<i32, Failure>;

@@ -1,0 +1,11 @@
+//! One module per command: its arguments (clap derive; the doc comment is the help) and its
+//! `cmd_xxx`, which calls the engine and prints.
+
+pub mod check;
+pub mod clone;
+pub mod conflicts;
+pub mod fsck;
+pub mod log;
+pub mod show;
+pub mod status;
+pub mod sync;

@@ -1,0 +1,75 @@
+use cachesync_engine::status::PathChange;
+
+use crate::app::CmdResult;
+use crate::output::{bytes, open_workspace, print_json, print_out, Bars, OrFail};
+
+/// Show local and remote changes, conflicts and cache use.
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    /// Print one JSON object (see docs/guide.md for its shape).
+    #[arg(long)]
+    json: bool,
+    /// Also list the paths the ignore rules leave out.
+    #[arg(long)]
+    ignored: bool,
+}
+
+fn section(out: &mut String, title: &str, changes: &[PathChange]) {
+    if changes.is_empty() {
+        return;
+    }
+    out.push_str(&format!("{title}:\n"));
+    for c in changes {
+        out.push_str(&format!("  {:<9} {}\n", c.change, c.path));
+    }
+}
+
+pub fn cmd_status(args: StatusArgs) -> CmdResult {
+    let ws = open_workspace(args.json)?;
+    let report = ws
+        .status(args.ignored, &Bars::new(args.json))
+        .or_fail(args.json)?;
+    if args.json {
+        print_json(&report);
+        return Ok(0);
+    }
+    let mut out = format!(
+        "workspace {}\nremote    {} ({})\n",
+        report.workspace, report.remote, report.mode
+    );
+    if let Some(e) = &report.remote_error {
+        out.push_str(&format!(
+            "  remote not reachable: {e}\n  (remote changes unknown; local changes below)\n"
+        ));
+    }
+    section(&mut out, "local changes (to push)", &report.local_changes);
+    section(&mut out, "remote changes (to pull)", &report.remote_changes);
+    if !report.conflicts.is_empty() {
+        out.push_str("conflicts (your local version is kept; the server's is in the store):\n");
+        for c in &report.conflicts {
+            out.push_str(&format!("  {:<9} {}\n", c.kind, c.path));
+        }
+    }
+    if let Some(ignored) = &report.ignored {
+        out.push_str("ignored:\n");
+        for p in ignored {
+            out.push_str(&format!("  {p}\n"));
+        }
+    }
+    if report.local_changes.is_empty()
+        && report.remote_changes.is_empty()
+        && report.conflicts.is_empty()
+    {
+        out.push_str(if report.remote_error.is_none() {
+            "up to date: nothing to pull or push\n"
+        } else {
+            "no local changes\n"
+        });
+    }
+    for w in &report.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    out.push_str(&format!("cache     {}\n", bytes(report.cache_bytes)));
+    print_out(&out);
+    Ok(0)
+}

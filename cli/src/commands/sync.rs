@@ -1,0 +1,173 @@
+use std::path::PathBuf;
+
+use cachesync_engine::plan::Direction;
+use cachesync_engine::sync::{SyncOptions, SyncReport};
+use cachesync_engine::ErrorCode;
+use serde_json::json;
+
+use crate::app::CmdResult;
+use crate::output::{bytes, exit, note, open_workspace, print_json, print_out, Bars, OrFail};
+
+#[derive(clap::Args)]
+struct Common {
+    /// Print the plan (every step with its precondition) and change nothing.
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+    /// Run even if it deletes more files than the deletion guard allows.
+    #[arg(long)]
+    force: bool,
+    /// Print one JSON object with the plan and the outcome.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Bring remote changes into the workspace (three-way against the base snapshot).
+#[derive(clap::Args)]
+pub struct PullArgs {
+    /// Only these paths (and what is under them).
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Send workspace changes to the remote, each write checked against what the base recorded.
+#[derive(clap::Args)]
+pub struct PushArgs {
+    /// Only these paths (and what is under them).
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Pull and push in one run.
+#[derive(clap::Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    common: Common,
+}
+
+pub fn cmd_pull(a: PullArgs) -> CmdResult {
+    run("pull", Direction::Pull, a.paths, a.common)
+}
+
+pub fn cmd_push(a: PushArgs) -> CmdResult {
+    run("push", Direction::Push, a.paths, a.common)
+}
+
+pub fn cmd_sync(a: SyncArgs) -> CmdResult {
+    run("sync", Direction::Both, Vec::new(), a.common)
+}
+
+fn run(command: &str, direction: Direction, paths: Vec<PathBuf>, c: Common) -> CmdResult {
+    let mut ws = open_workspace(c.json)?;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ws.root.clone());
+    let paths = paths
+        .iter()
+        .map(|p| ws.rel_path(&cwd, p))
+        .collect::<Result<Vec<_>, _>>()
+        .or_fail(c.json)?;
+    let opts = SyncOptions {
+        command: command.into(),
+        direction,
+        paths,
+        dry_run: c.dry_run,
+        force: c.force,
+    };
+    let report = ws
+        .sync(&opts, &Bars::new(c.quiet || c.json))
+        .or_fail(c.json)?;
+    let conflicted = !report.conflicts.is_empty() && direction != Direction::Pull;
+    if c.json {
+        print_json(&to_json(command, &c, &report));
+    } else {
+        print_out(&human(command, c.dry_run, &report));
+        for w in &report.warnings {
+            note(&format!("warning: {w}"));
+        }
+        if conflicted && !c.dry_run {
+            note("cachesync: conflicts remain; your local versions were kept and the server's are in the store");
+            note("hint: `cachesync conflicts` lists them; `cachesync show PATH --variant server` prints the server's version");
+        }
+    }
+    Ok(if conflicted {
+        exit(ErrorCode::Conflicted)
+    } else {
+        0
+    })
+}
+
+fn human(command: &str, dry_run: bool, r: &SyncReport) -> String {
+    let mut out = String::new();
+    for id in &r.recovered {
+        out.push_str(&format!("recovered: operation {id} had been interrupted; it was abandoned and its work redone\n"));
+    }
+    if dry_run {
+        if r.plan.steps.is_empty() {
+            out.push_str("nothing to do\n");
+        } else {
+            out.push_str(&format!(
+                "{command} would run {} step(s):\n",
+                r.plan.steps.len()
+            ));
+            for s in &r.plan.steps {
+                out.push_str(&format!(
+                    "  {}   (expects {})\n",
+                    s.line(),
+                    cachesync_engine::plan::describe_state(s.expect.as_ref())
+                ));
+            }
+        }
+    } else {
+        for s in &r.plan.steps {
+            if !r.skipped.iter().any(|(p, _)| *p == s.path) {
+                out.push_str(&format!("  {}\n", s.line()));
+            }
+        }
+        let to_local = r
+            .plan
+            .steps
+            .iter()
+            .filter(|s| s.side == cachesync_engine::plan::Side::Local)
+            .count();
+        let to_remote = r.plan.steps.len() - to_local;
+        out.push_str(&format!(
+            "{command}: {} step(s) applied ({to_local} to the workspace, {to_remote} to the remote), {} read, {} written to the remote\n",
+            r.applied,
+            bytes(r.bytes_down),
+            bytes(r.bytes_up)
+        ));
+    }
+    for n in &r.notices {
+        out.push_str(&format!("note: {n}\n"));
+    }
+    for (p, why) in &r.skipped {
+        out.push_str(&format!(
+            "skipped {}: {why} (run it again)\n",
+            cachesync_engine::paths::display(p)
+        ));
+    }
+    for c in &r.conflicts {
+        out.push_str(&format!("conflict ({}): {}\n", c.kind, c.path));
+    }
+    out
+}
+
+fn to_json(command: &str, c: &Common, r: &SyncReport) -> serde_json::Value {
+    json!({
+        "command": command,
+        "dry_run": c.dry_run,
+        "op": r.op,
+        "steps": r.plan.steps.iter().map(|s| s.record()).collect::<Vec<_>>(),
+        "applied": r.applied,
+        "skipped": r.skipped.iter().map(|(p, why)| json!({"path": cachesync_engine::paths::display(p), "reason": why})).collect::<Vec<_>>(),
+        "conflicts": r.conflicts,
+        "notices": r.notices,
+        "warnings": r.warnings,
+        "bytes_read": r.bytes_down,
+        "bytes_written": r.bytes_up,
+        "recovered": r.recovered,
+    })
+}
