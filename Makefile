@@ -1,0 +1,58 @@
+# cachesync: the commands the README uses. `make help` lists them.
+#
+# One cargo profile (dev, with optimised dependencies; see Cargo.toml) serves `demo` and
+# `test`, so a fresh machine compiles RocksDB once. Keep the target directory between builds.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+CARGO_TARGET_DIR ?= $(HOME)/.cache/cachesync-target
+export CARGO_TARGET_DIR
+
+BIN := $(CARGO_TARGET_DIR)/debug/cachesync
+# What building and testing need: libclang for RocksDB's bindgen, sshd, sshfs and FUSE for
+# the tests over a real network file system.
+DEPS := libclang-dev sshfs openssh-server openssh-client fuse3
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: help deps build demo test check
+
+help: ## List the targets
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-7s %s\n", $$1, $$2 }' \
+		$(MAKEFILE_LIST)
+
+deps: ## Install the system packages needed to build and test (only those missing)
+	@missing=""; \
+	for p in $(DEPS); do \
+		dpkg -s "$$p" 2>/dev/null | grep -q '^Status: install ok installed' \
+			|| missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing$$missing"; \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+build: ## Build the workspace and the cachesync binary (dev profile)
+	$(CARGO) build
+
+demo: deps build ## Guided tour of the cachesync CLI on a sample remote
+	bash testdata/demo.sh "$(BIN)"
+
+# The awk passes cargo's output through and closes with the total over all test binaries
+# ("tests: N passed, N failed"), so a run that executed no test is plain to see.
+test: deps ## Run every test (unit, integration, doc); sshfs tests start their own sshd
+	@set -o pipefail; \
+	{ $(CARGO) test --workspace --all-targets && $(CARGO) test --workspace --doc; } 2>&1 \
+	| awk '{ print; fflush() } \
+		/^test result:/ { for (i = 1; i < NF; i++) { \
+			if ($$(i + 1) ~ /^passed/) passed += $$i; \
+			if ($$(i + 1) ~ /^failed/) failed += $$i } } \
+		END { printf "tests: %d passed, %d failed\n", passed, failed }'
+
+check: deps ## Formatting, clippy with warnings as errors, then the tests
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@$(MAKE) --no-print-directory test
