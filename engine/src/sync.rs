@@ -245,10 +245,12 @@ impl Workspace {
             if failed.contains(&step.change) {
                 continue;
             }
+            crate::failpoint::hit_n("before-step", i);
             match applier.apply(i, step) {
                 Ok(()) => {
                     report.applied += 1;
                     journal::mark_step(&self.store, op_id, i as u32)?;
+                    crate::failpoint::hit_n("after-step", i);
                 }
                 Err(StepError::Precondition(why)) => {
                     failed.insert(step.change);
@@ -386,6 +388,7 @@ impl Workspace {
         op.error = fatal.as_ref().map(|e| e.to_string());
         op.summary = summary(&plan, &report);
         journal::put(&mut batch, &op);
+        crate::failpoint::hit("before-commit");
         self.store.commit(batch)?;
         report.plan = plan;
         match fatal {
@@ -578,6 +581,7 @@ impl Applier<'_> {
                     let _ = fs::remove_file(&tmp);
                     return Err(e);
                 }
+                crate::failpoint::hit_n("before-rename", i);
                 fs::rename(&tmp, &abs).map_err(io)?;
                 self.record_local(&step.path, t)
             }
@@ -705,6 +709,7 @@ impl Applier<'_> {
                     let _ = remote.remove_file(&tmp);
                     return Err(e);
                 }
+                crate::failpoint::hit_n("before-rename", i);
                 remote.rename(&tmp, &step.path)?;
                 self.record_remote(&step.path, t)
             }

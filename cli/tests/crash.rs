@@ -1,0 +1,244 @@
+//! Crash safety through the binary: a sync killed (SIGKILL, via the `CACHESYNC_FAILPOINT`
+//! hook) at each point of its plan leaves no partial file under a real name, the next run
+//! completes the work, `fsck` is clean and nothing is lost.
+
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    remote: PathBuf,
+    ws: PathBuf,
+}
+
+fn cachesync(dir: &Path, args: &[&str], failpoint: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cachesync"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin");
+    if let Some(p) = failpoint {
+        cmd.env("CACHESYNC_FAILPOINT", p);
+    }
+    cmd.output().expect("the cachesync binary runs")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = cachesync(dir, args, None);
+    assert!(
+        out.status.success(),
+        "cachesync {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const BIG_LEN: usize = 3_000_000;
+
+fn big_content() -> Vec<u8> {
+    (0..BIG_LEN as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// A remote with a few files, a clone, then changes on both sides: a sync has a plan of
+/// several steps in both directions (writes, a rename, a removal, a mkdir).
+fn setup() -> Setup {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let remote = tmp.path().join("remote");
+    let ws = tmp.path().join("ws");
+    fs::create_dir_all(remote.join("docs")).expect("mkdir");
+    for (name, body) in [
+        ("a.txt", "alpha\n"),
+        ("b.txt", "bravo\n"),
+        ("c.txt", "charlie\n"),
+        ("docs/d.md", "delta\n"),
+        ("docs/e.md", "echo\n"),
+    ] {
+        fs::write(remote.join(name), body).expect("write");
+    }
+    let big = big_content();
+    fs::write(remote.join("big.bin"), &big).expect("write big");
+    ok(
+        tmp.path(),
+        &[
+            "clone",
+            remote.to_str().expect("utf-8"),
+            ws.to_str().expect("utf-8"),
+        ],
+    );
+    // Local: edit, add a directory with a file, rename, delete, grow the big file.
+    fs::write(ws.join("a.txt"), "alpha, edited locally\n").expect("edit");
+    fs::create_dir(ws.join("new")).expect("mkdir");
+    fs::write(ws.join("new/n.txt"), "november\n").expect("write");
+    fs::rename(ws.join("b.txt"), ws.join("b-renamed.txt")).expect("rename");
+    fs::remove_file(ws.join("docs/e.md")).expect("rm");
+    let mut big2 = big;
+    big2.extend_from_slice(b"appended locally");
+    fs::write(ws.join("big.bin"), &big2).expect("write big");
+    // Remote: an edit and a new file.
+    fs::write(remote.join("c.txt"), "charlie, edited on the server\n").expect("edit");
+    fs::write(remote.join("docs/f.md"), "foxtrot\n").expect("write");
+    Setup {
+        _tmp: tmp,
+        remote,
+        ws,
+    }
+}
+
+/// Every regular file under `root` (relative path → bytes), cachesync's own files aside.
+fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).expect("read_dir") {
+            let e = e.expect("entry");
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == ".cachesync" || name == ".cachesync-remote" {
+                continue;
+            }
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(root)
+                    .expect("under root")
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((rel, fs::read(&p).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+const EXPECTED: [&str; 7] = [
+    "a.txt",
+    "b-renamed.txt",
+    "big.bin",
+    "c.txt",
+    "docs/d.md",
+    "docs/f.md",
+    "new/n.txt",
+];
+
+fn crash_at(point: &str) {
+    let s = setup();
+    let plan: serde_json::Value =
+        serde_json::from_str(&ok(&s.ws, &["sync", "--dry-run", "--json"])).expect("json");
+    let n = plan["steps"].as_array().expect("steps").len();
+    assert!(
+        n >= 7,
+        "the plan should have several steps, has {n}: {plan}"
+    );
+
+    let killed = cachesync(&s.ws, &["sync"], Some(point));
+    assert_eq!(
+        killed.status.signal(),
+        Some(9),
+        "sync was not killed at {point}: {killed:?}"
+    );
+
+    // No partial file under a real name: every remote file holds its old or its new content.
+    let local_big_len = BIG_LEN + b"appended locally".len();
+    for (rel, data) in files(&s.remote) {
+        if rel.contains(".cachesync-tmp.") {
+            continue; // a temporary, cleaned up by the next run
+        }
+        match rel.as_str() {
+            "a.txt" => assert!(
+                data == b"alpha\n" || data == b"alpha, edited locally\n",
+                "a.txt is partial: {data:?}"
+            ),
+            "big.bin" => assert!(
+                data.len() == BIG_LEN || data.len() == local_big_len,
+                "big.bin is partial: {} bytes",
+                data.len()
+            ),
+            _ => {}
+        }
+    }
+
+    // The next run completes the work.
+    let out = ok(&s.ws, &["sync"]);
+    assert!(
+        out.contains("recovered"),
+        "the interrupted operation was not recovered: {out}"
+    );
+    let remote_files = files(&s.remote);
+    let local_files = files(&s.ws);
+    assert!(
+        remote_files == local_files,
+        "sides differ after recovery from {point}"
+    );
+    let names: Vec<&str> = remote_files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, EXPECTED, "after {point}");
+    let a = fs::read_to_string(s.remote.join("a.txt")).expect("read");
+    assert_eq!(a, "alpha, edited locally\n");
+    let c = fs::read_to_string(s.ws.join("c.txt")).expect("read");
+    assert_eq!(c, "charlie, edited on the server\n");
+    let big = fs::read(s.remote.join("big.bin")).expect("read");
+    assert!(big.ends_with(b"appended locally"));
+
+    // fsck clean, a no-op second sync, and the journal tells the story.
+    let fsck: serde_json::Value =
+        serde_json::from_str(&ok(&s.ws, &["fsck", "--json"])).expect("json");
+    assert_eq!(fsck["clean"], true, "{fsck}");
+    let again: serde_json::Value =
+        serde_json::from_str(&ok(&s.ws, &["sync", "--json"])).expect("json");
+    assert_eq!(
+        again["steps"].as_array().expect("steps").len(),
+        0,
+        "{again}"
+    );
+    let log: serde_json::Value =
+        serde_json::from_str(&ok(&s.ws, &["log", "--json"])).expect("json");
+    let states: Vec<&str> = log
+        .as_array()
+        .expect("ops")
+        .iter()
+        .filter_map(|o| o["state"].as_str())
+        .collect();
+    assert!(states.contains(&"abandoned"), "{states:?}");
+}
+
+#[test]
+fn killed_before_the_first_step() {
+    crash_at("before-step:0");
+}
+
+#[test]
+fn killed_with_a_temporary_written_but_not_renamed() {
+    // Every write step of the plan, in both directions.
+    let s = setup();
+    let plan: serde_json::Value =
+        serde_json::from_str(&ok(&s.ws, &["sync", "--dry-run", "--json"])).expect("json");
+    let writes: Vec<usize> = plan["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .enumerate()
+        .filter(|(_, step)| step["op"] == "write")
+        .map(|(i, _)| i)
+        .collect();
+    assert!(writes.len() >= 4, "{plan}");
+    for i in writes {
+        crash_at(&format!("before-rename:{i}"));
+    }
+}
+
+#[test]
+fn killed_after_some_steps() {
+    crash_at("after-step:2");
+    crash_at("after-step:5");
+}
+
+#[test]
+fn killed_before_the_commit() {
+    crash_at("before-commit");
+}
