@@ -113,13 +113,14 @@ impl Remote for FsRemote {
         self.root.display().to_string()
     }
 
-    fn list(&self, dir: &[u8]) -> io::Result<Vec<RemoteEntry>> {
+    fn list(&self, dir: &[u8], tick: &dyn Fn()) -> io::Result<Vec<RemoteEntry>> {
         let path = self.abs(dir);
         let mut out = Vec::new();
         for item in fs::read_dir(&path)? {
             let item = item?;
             let name = item.file_name();
             out.push(stat_path(&item.path(), name.as_bytes())?);
+            tick();
         }
         Ok(out)
     }

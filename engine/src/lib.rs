@@ -10,6 +10,7 @@ pub mod config;
 pub mod conflict;
 mod error;
 pub mod failpoint;
+pub mod fault_remote;
 pub mod fs_remote;
 pub mod identity;
 pub mod ignore_rules;

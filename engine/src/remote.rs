@@ -55,11 +55,12 @@ pub trait Remote: Send + Sync + 'static {
     /// The remote root, for messages.
     fn describe(&self) -> String;
     /// Lists a directory with each entry's attributes. A directory that cannot be read is an
-    /// error, never an empty listing.
+    /// error, never an empty listing. `tick` is called after each entry, so that a large
+    /// directory on a slow link is bounded per call, not as a whole.
     ///
     /// # Errors
     /// The underlying I/O error.
-    fn list(&self, dir: &[u8]) -> io::Result<Vec<RemoteEntry>>;
+    fn list(&self, dir: &[u8], tick: &dyn Fn()) -> io::Result<Vec<RemoteEntry>>;
     /// The attributes of one path (not following symlinks); `None` if it does not exist.
     ///
     /// # Errors

@@ -98,6 +98,20 @@ impl CallPool {
         path: &[u8],
         f: impl FnOnce() -> io::Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.run_ticking(what, path, move |_| f())
+    }
+
+    /// Like [`CallPool::run`], for a call made of many small remote calls: `f` gets a `tick`
+    /// to call after each, and the timeout applies between ticks rather than to the whole.
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn run_ticking<T: Send + 'static>(
+        &self,
+        what: &str,
+        path: &[u8],
+        f: impl FnOnce(&dyn Fn()) -> io::Result<T> + Send + 'static,
+    ) -> Result<T> {
         if self.is_tripped() {
             let reason = self
                 .inner
@@ -111,14 +125,32 @@ impl CallPool {
         if self.inner.idle.load(Ordering::SeqCst) == 0 {
             self.spawn_worker();
         }
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let job_ticks = Arc::clone(&ticks);
         let job: Job = Box::new(move || {
-            let _ = tx.send(f());
+            let tick = move || {
+                job_ticks.fetch_add(1, Ordering::Relaxed);
+            };
+            let _ = tx.send(f(&tick));
         });
         self.inner
             .jobs
             .send(job)
             .expect("the pool holds its own receiver, so the channel is open");
-        match rx.recv_timeout(self.timeout) {
+        let mut seen = 0;
+        let received = loop {
+            match rx.recv_timeout(self.timeout) {
+                Err(RecvTimeoutError::Timeout) => {
+                    let now = ticks.load(Ordering::Relaxed);
+                    if now == seen {
+                        break Err(RecvTimeoutError::Timeout);
+                    }
+                    seen = now;
+                }
+                other => break other,
+            }
+        };
+        match received {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) if is_network_error(&e) => {
                 Err(self.trip(format!("{what} {}: {e}", display(path))))
@@ -178,7 +210,9 @@ impl TimedRemote {
     /// As [`CallPool::run`].
     pub fn list(&self, dir: &[u8]) -> Result<Vec<RemoteEntry>> {
         let d = dir.to_vec();
-        timed!(self, "listing", dir, |r| r.list(&d))
+        let r = Arc::clone(&self.inner);
+        self.pool
+            .run_ticking("listing", dir, move |tick| r.list(&d, tick))
     }
 
     /// See [`Remote::stat`].
