@@ -18,12 +18,15 @@ pub enum Fault {
     Errno(i32),
 }
 
+/// One injected fault: call name, path prefix, what happens.
+type Injected = (String, Vec<u8>, Fault);
+
 /// A remote with injected faults: `(call name, path prefix) → fault`. Call names are the
 /// [`Remote`] method names (`list`, `stat`, `open`, `create`, `rename`, ...).
 #[derive(Clone)]
 pub struct FaultRemote {
     inner: FsRemote,
-    faults: Arc<Mutex<Vec<(String, Vec<u8>, Fault)>>>,
+    faults: Arc<Mutex<Vec<Injected>>>,
 }
 
 impl FaultRemote {
