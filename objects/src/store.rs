@@ -598,6 +598,24 @@ mod tests {
     }
 
     #[test]
+    fn another_format_version_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s");
+        {
+            let store = Store::create(&path).expect("create");
+            store
+                .table(keys::CF_META)
+                .put(keys::META_FORMAT, &(FORMAT_VERSION + 1).to_le_bytes())
+                .expect("put");
+        }
+        let err = Store::open(&path).expect_err("a newer format must be refused");
+        assert!(
+            matches!(err, ObjectError::Format { found, expected, .. } if found == FORMAT_VERSION + 1 && expected == FORMAT_VERSION),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn corrupt_chunk_is_never_served() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::create(&dir.path().join("s")).expect("create");
