@@ -26,6 +26,7 @@ enum Command {
     Conflicts(commands::conflicts::ConflictsArgs),
     Show(commands::show::ShowArgs),
     Fsck(commands::fsck::FsckArgs),
+    Gc(commands::gc::GcArgs),
 }
 
 /// Parses the arguments, runs the command, prints, and returns the exit code.
@@ -49,6 +50,7 @@ pub fn run() -> i32 {
         Command::Conflicts(a) => commands::conflicts::cmd_conflicts(a),
         Command::Show(a) => commands::show::cmd_show(a),
         Command::Fsck(a) => commands::fsck::cmd_fsck(a),
+        Command::Gc(a) => commands::gc::cmd_gc(a),
     };
     match result {
         Ok(code) => code,

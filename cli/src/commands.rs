@@ -5,6 +5,7 @@ pub mod check;
 pub mod clone;
 pub mod conflicts;
 pub mod fsck;
+pub mod gc;
 pub mod log;
 pub mod show;
 pub mod status;

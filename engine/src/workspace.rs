@@ -228,3 +228,20 @@ impl Workspace {
         Ok(crate::paths::bytes(rel).to_vec())
     }
 }
+
+impl Workspace {
+    /// Removes store objects nothing refers to any more. Kept: everything reachable from the
+    /// `base` and `remote` snapshots, every variant of every conflict record (open or
+    /// resolved), and the content the index names (local changes not yet pushed).
+    ///
+    /// # Errors
+    /// Store errors (gc refuses to run on a store it cannot read completely).
+    pub fn gc(&self) -> Result<cachesync_objects::GcReport> {
+        let mut keep: Vec<cachesync_objects::FileId> = Vec::new();
+        for r in crate::conflict::all(&self.store)? {
+            keep.extend(r.files());
+        }
+        keep.extend(crate::index::load(&self.store)?.values().map(|e| e.file));
+        Ok(self.store.gc(&keep)?)
+    }
+}
