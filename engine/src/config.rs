@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SyncError};
 
-/// The config format this build writes; older ones are migrated, newer ones refused.
+/// The config format this build writes and reads; a newer one is refused. (Version 1 is the
+/// first: when it changes, older ones will be migrated here.)
 pub const CONFIG_VERSION: u32 = 1;
 
 /// A workspace's settings.

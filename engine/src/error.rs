@@ -61,7 +61,7 @@ pub enum SyncError {
         reason: String,
     },
     /// The directory at the remote path is not the remote this workspace was cloned from.
-    #[error("refusing to sync: {reason}")]
+    #[error("the directory at the remote path is not this workspace's remote: {reason}")]
     RemoteIdentity {
         /// What did not match.
         reason: String,
@@ -112,6 +112,12 @@ pub enum SyncError {
         /// The error.
         #[source]
         source: std::io::Error,
+    },
+    /// A file kept changing while it was read; it is left for a later run.
+    #[error("{path} kept changing while it was read; it is left for the next run")]
+    Unstable {
+        /// The path, displayable.
+        path: String,
     },
     /// The store failed.
     #[error(transparent)]

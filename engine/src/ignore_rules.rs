@@ -76,6 +76,16 @@ impl IgnoreRules {
         hit(&self.defaults) || hit(&self.user)
     }
 
+    /// True when `rel` or one of its parent directories is ignored.
+    pub fn is_ignored_with_parents(&self, rel: &[u8], is_dir: bool) -> bool {
+        if IgnoreRules::is_internal(rel) {
+            return true;
+        }
+        let p = crate::paths::under(Path::new(""), rel);
+        let hit = |g: &Gitignore| g.matched_path_or_any_parents(&p, is_dir).is_ignore();
+        hit(&self.defaults) || hit(&self.user)
+    }
+
     /// True for cachesync's own files, which are ignored whatever the user's rules say.
     pub fn is_internal(rel: &[u8]) -> bool {
         let name = crate::paths::split_parent(rel).1;

@@ -48,6 +48,7 @@ pub enum Op {
     /// Create a fifo, socket or device node.
     Mknod,
     /// Change permission bits only.
+    #[serde(rename = "chmod")]
     SetMode,
     /// Rename `from` to the path.
     Rename,
@@ -72,6 +73,10 @@ pub struct Step {
     pub target: Option<Entry>,
     /// The change (index into [`Plan::changes`]) this step carries out.
     pub change: usize,
+    /// For a create: the kind an earlier step of the same change removed.
+    pub replaces: Option<EntryKind>,
+    /// For a remove: the kind a later step of the same change creates.
+    pub replaced_by: Option<EntryKind>,
 }
 
 /// A computed plan.
@@ -108,29 +113,33 @@ fn depth(p: &[u8]) -> usize {
     p.iter().filter(|&&b| b == b'/').count()
 }
 
-/// The order steps run in: directories made shallow-first, then content, then removals of
-/// non-directories, then directories removed deepest-first, then things that replace a
-/// removed directory, then directory modes.
-fn phase(step: &Step) -> (u8, i64) {
+/// The order steps run in: a non-directory that a new directory replaces is removed first,
+/// then directories are made shallow-first, then content is written, then non-directories
+/// are removed, then directories deepest-first, then what replaces a removed directory is
+/// created, and last directory modes are set (deepest first, so a read-only directory is
+/// made read-only after everything inside it is written).
+fn phase(step: &Step) -> (u8, i64, u8) {
     let d = depth(&step.path) as i64;
-    let replaces_dir = step
+    let removes_dir = step
         .expect
         .as_ref()
         .is_some_and(|e| e.kind == EntryKind::Dir);
     match step.op {
-        Op::Mkdir => (0, d),
-        Op::Remove if !replaces_dir => (2, -d),
-        Op::Remove => (3, -d),
+        Op::Remove if step.replaced_by == Some(EntryKind::Dir) => (0, d, 0),
+        Op::Mkdir => (0, d, 1),
+        Op::Remove if !removes_dir => (2, -d, 0),
+        Op::Remove => (3, -d, 0),
+        _ if step.replaces == Some(EntryKind::Dir) => (4, d, 0),
+        _ if step.replaces.is_some() => (2, -d, 1),
         Op::SetMode
             if step
                 .target
                 .as_ref()
                 .is_some_and(|t| t.kind == EntryKind::Dir) =>
         {
-            (5, -d)
+            (5, -d, 0)
         }
-        _ if replaces_dir => (4, d),
-        _ => (1, d),
+        _ => (1, d, 0),
     }
 }
 
@@ -159,8 +168,22 @@ fn steps_for(
         expect: expect.cloned(),
         target: target.cloned(),
         change,
+        replaces: None,
+        replaced_by: None,
     };
-    match (current, target) {
+    // Remove what is there, then create the new thing.
+    let replace = |c: &Entry, t: &Entry| {
+        if c.kind != EntryKind::Dir && matches!(t.kind, EntryKind::File | EntryKind::Symlink) {
+            // Written under a temporary name and renamed over what is there: atomic.
+            return vec![step(create_op(t.kind), Some(c), Some(t))];
+        }
+        let mut removed = step(Op::Remove, Some(c), None);
+        removed.replaced_by = Some(t.kind);
+        let mut created = step(create_op(t.kind), None, Some(t));
+        created.replaces = Some(c.kind);
+        vec![removed, created]
+    };
+    let mut steps = match (current, target) {
         (None, None) => vec![],
         (Some(c), None) => vec![step(Op::Remove, Some(c), None)],
         (None, Some(t)) => vec![step(create_op(t.kind), None, Some(t))],
@@ -178,26 +201,24 @@ fn steps_for(
                     vec![step(Op::SetMode, Some(c), Some(t))]
                 }
             } else if matches!(t.kind, EntryKind::File | EntryKind::Symlink) {
+                // Written under a temporary name and renamed over: atomic.
                 vec![step(create_op(t.kind), Some(c), Some(t))]
             } else {
-                let mut removed = step(Op::Remove, Some(c), None);
-                removed.target = None;
-                let mut created = step(create_op(t.kind), None, Some(t));
-                created.expect = None;
-                vec![removed, created]
+                replace(c, t)
             }
         }
-        (Some(c), Some(t)) => {
-            // Another kind: remove, then create. A new directory replacing a file needs the
-            // file gone before its children arrive, so that removal runs first.
-            let mut removed = step(Op::Remove, Some(c), None);
-            if t.kind == EntryKind::Dir {
-                removed.op = Op::Remove;
-            }
-            let created = step(create_op(t.kind), None, Some(t));
-            vec![removed, created]
+        (Some(c), Some(t)) => replace(c, t),
+    };
+    // A new directory is made writable for its owner so its contents can be written; its
+    // real mode is set last.
+    if let Some(t) = target.filter(|t| t.kind == EntryKind::Dir && t.mode & 0o700 != 0o700) {
+        if steps.iter().any(|s| s.op == Op::Mkdir) {
+            let mut writable = t.clone();
+            writable.mode |= 0o700;
+            steps.push(step(Op::SetMode, Some(&writable), Some(t)));
         }
     }
+    steps
 }
 
 impl Plan {
@@ -223,19 +244,8 @@ impl Plan {
         }
         find_renames(&mut steps);
         steps.sort_by_key(|s| {
-            let (p, d) = phase(s);
-            // A file removed so a directory can take its place goes before the mkdir.
-            let early = s.op == Op::Remove
-                && s.expect.as_ref().is_some_and(|e| e.kind != EntryKind::Dir)
-                && changes[s.change]
-                    .result()
-                    .and_then(|r| r.as_ref())
-                    .is_some_and(|t| t.kind == EntryKind::Dir);
-            if early {
-                (0u8, -1i64, s.path.clone())
-            } else {
-                (p, d, s.path.clone())
-            }
+            let (p, d, sub) = phase(s);
+            (p, d, s.path.clone(), sub)
         });
         Plan { changes, steps }
     }

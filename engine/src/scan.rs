@@ -39,6 +39,8 @@ pub struct LocalScan {
     pub ignored: Vec<Vec<u8>>,
     /// Things the user should know (files that kept changing while read).
     pub warnings: Vec<String>,
+    /// Paths whose content could not be read consistently: left out of this run.
+    pub unstable: Vec<Vec<u8>>,
     /// Files hashed because their stat changed.
     pub hashed: u64,
 }
@@ -97,12 +99,9 @@ pub fn ingest_local(store: &Store, path: &Path) -> Result<(IndexEntry, fs::Metad
             return Ok((index_entry(&after, id), after));
         }
     }
-    Err(SyncError::io(
-        path,
-        std::io::Error::other(
-            "the file kept changing while it was read; try again when it is quiet",
-        ),
-    ))
+    Err(SyncError::Unstable {
+        path: path.display().to_string(),
+    })
 }
 
 /// Scans the workspace at `root`.
@@ -164,6 +163,7 @@ pub fn scan_local(
                             Err(e) => {
                                 // Not recorded with content it never had: left out of this run.
                                 out.warnings.push(format!("skipped {}: {e}", display(&rel)));
+                                out.unstable.push(rel.clone());
                                 if let Some(known) = index.get(&rel) {
                                     entry.file = Some(known.file);
                                     entry.size = known.size;
@@ -206,6 +206,10 @@ pub struct RemoteScan {
     pub bytes: u64,
     /// Directory listings made.
     pub listings: u64,
+    /// Things the user should know.
+    pub warnings: Vec<String>,
+    /// Paths whose content could not be read consistently: left out of this run.
+    pub unstable: Vec<Vec<u8>>,
 }
 
 struct Shared {
@@ -388,6 +392,18 @@ pub fn scan_remote(
                 // Deleted between the listing and the read: it is gone.
                 out.tree.remove(&rel);
             }
+            Err(e @ SyncError::Unstable { .. }) => {
+                out.warnings.push(e.to_string());
+                match previous.get(&rel) {
+                    Some(p) => {
+                        out.tree.insert(rel.clone(), p.clone());
+                    }
+                    None => {
+                        out.tree.remove(&rel);
+                    }
+                }
+                out.unstable.push(rel);
+            }
             Err(e) => return Err(e),
         }
     }
@@ -424,8 +440,5 @@ pub fn fetch(
             return Ok((id, after));
         }
     }
-    Err(SyncError::RemoteIo {
-        path: display(rel).into(),
-        source: std::io::Error::other("the file kept changing while it was read"),
-    })
+    Err(SyncError::Unstable { path: display(rel) })
 }

@@ -83,6 +83,14 @@ fn describe(before: Option<&Entry>, after: Option<&Entry>) -> Option<(&'static s
     })
 }
 
+fn change_words(c: &PathChange) -> String {
+    match c.change {
+        "mode" => "permissions changed".into(),
+        "type" => format!("replaced by a {}", c.kind),
+        other => other.into(),
+    }
+}
+
 fn path_change(path: &[u8], change: (&'static str, &'static str)) -> PathChange {
     PathChange {
         path: display(path),
@@ -100,6 +108,9 @@ pub struct Problem {
     /// The path, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// The path's bytes in hex, when it is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
     /// One line for people.
     pub message: String,
 }
@@ -112,6 +123,9 @@ impl StatusReport {
             out.push(Problem {
                 kind: "conflict",
                 path: Some(c.path.clone()),
+                path_hex: std::str::from_utf8(&c.path_bytes())
+                    .is_err()
+                    .then(|| c.path_hex.clone()),
                 message: format!("{}: {} conflict (both versions kept)", c.path, c.kind),
             });
         }
@@ -119,21 +133,24 @@ impl StatusReport {
             out.push(Problem {
                 kind: "disconnected",
                 path: None,
-                message: format!("remote not reachable: {e}"),
+                path_hex: None,
+                message: e.clone(),
             });
         }
         for c in &self.local_changes {
             out.push(Problem {
                 kind: "local-change",
                 path: Some(c.path.clone()),
-                message: format!("{}: {} locally, not pushed", c.path, c.change),
+                path_hex: c.path_hex.clone(),
+                message: format!("{}: {} locally, not pushed", c.path, change_words(c)),
             });
         }
         for c in &self.remote_changes {
             out.push(Problem {
                 kind: "remote-change",
                 path: Some(c.path.clone()),
-                message: format!("{}: {} on the remote, not pulled", c.path, c.change),
+                path_hex: c.path_hex.clone(),
+                message: format!("{}: {} on the remote, not pulled", c.path, change_words(c)),
             });
         }
         let code = if !self.conflicts.is_empty() {
@@ -218,7 +235,11 @@ impl Workspace {
             remote_changes,
             conflicts,
             pending,
-            ignored: with_ignored.then(|| local.ignored.iter().map(|p| display(p)).collect()),
+            ignored: with_ignored.then(|| {
+                let mut v: Vec<&Vec<u8>> = local.ignored.iter().collect();
+                v.sort();
+                v.into_iter().map(|p| display(p)).collect()
+            }),
             cache_bytes: self.cache_bytes(),
             warnings: local.warnings,
         })

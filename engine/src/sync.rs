@@ -45,6 +45,10 @@ pub struct SyncReport {
     pub plan: Plan,
     /// Steps applied.
     pub applied: usize,
+    /// Of which to the workspace.
+    pub applied_local: usize,
+    /// Of which to the remote.
+    pub applied_remote: usize,
     /// Paths skipped because a side changed during the run (synced next time).
     pub skipped: Vec<(Vec<u8>, String)>,
     /// Open conflicts after the run.
@@ -105,7 +109,9 @@ impl Workspace {
     /// Scans both sides. The remote scan stores the content of changed remote files.
     pub(crate) fn scan_all(&self, remote: &TimedRemote, progress: &dyn Progress) -> Result<Trees> {
         let rules = self.rules()?;
-        let base = self.store.read_ref_flat(keys::REF_BASE)?;
+        let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
+        // A path the rules now ignore leaves the synced set; neither side is touched.
+        base.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
         let previous_remote = self.store.read_ref_flat(keys::REF_REMOTE)?;
         let idx = index::load(&self.store)?;
         progress.start("scanning workspace", 0);
@@ -129,10 +135,25 @@ impl Workspace {
             &report,
         );
         progress.finish();
+        let remote_scan = remote_scan?;
+        // The last observed remote state: a later scan reads only what changed since.
+        if remote_scan.tree != previous_remote {
+            let root = self.store.write_flat(&remote_scan.tree)?;
+            let snap = Snapshot {
+                root,
+                parent: self.store.get_ref(keys::REF_REMOTE)?,
+                time_ns: crate::now_ns(),
+                description: "remote as scanned".into(),
+            };
+            let id = self.store.put_snapshot(&snap)?;
+            let mut batch = Batch::new();
+            Store::set_ref_in(&mut batch, keys::REF_REMOTE, id);
+            self.store.commit(batch)?;
+        }
         Ok(Trees {
             base,
             local,
-            remote: remote_scan?,
+            remote: remote_scan,
             previous_remote,
         })
     }
@@ -146,20 +167,42 @@ impl Workspace {
     pub fn sync(&mut self, opts: &SyncOptions, progress: &dyn Progress) -> Result<SyncReport> {
         let remote = self.remote();
         let mut report = SyncReport::default();
+        // Identity first: nothing is touched on a directory that is not our remote.
+        crate::identity::check(&remote, &self.config.remote, &self.identity)?;
         if !opts.dry_run {
             report.recovered = self.recover(&remote)?;
         }
-        crate::identity::check(&remote, &self.config.remote, &self.identity)?;
         let trees = self.scan_all(&remote, progress)?;
         report.bytes_down = trees.remote.bytes;
         report.warnings.extend(trees.local.warnings.iter().cloned());
+        report
+            .warnings
+            .extend(trees.remote.warnings.iter().cloned());
         let mut changes = reconcile(&trees.base, &trees.local.tree, &trees.remote.tree);
         if !opts.paths.is_empty() {
             changes.retain(|c| opts.paths.iter().any(|p| is_within(&c.path, p)));
         }
+        // Files that kept changing while they were read are left for the next run.
+        let unstable: Vec<&Vec<u8>> = trees
+            .local
+            .unstable
+            .iter()
+            .chain(&trees.remote.unstable)
+            .collect();
+        changes.retain(|c| !unstable.iter().any(|u| is_within(&c.path, u)));
         let plan = Plan::build(changes, opts.direction);
-        if !opts.force {
-            guard(&plan, &trees.base, self.config.max_delete_percent)?;
+        let guarded = if opts.force {
+            Ok(())
+        } else {
+            guard(&plan, &trees.base, self.config.max_delete_percent)
+        };
+        if let Err(e) = guarded {
+            if !opts.dry_run {
+                return Err(e);
+            }
+            report
+                .warnings
+                .push(format!("{e}: without --force, this run would stop here"));
         }
         for c in &plan.changes {
             if c.modify_delete {
@@ -249,6 +292,10 @@ impl Workspace {
             match applier.apply(i, step) {
                 Ok(()) => {
                     report.applied += 1;
+                    match step.side {
+                        Side::Local => report.applied_local += 1,
+                        Side::Remote => report.applied_remote += 1,
+                    }
                     journal::mark_step(&self.store, op_id, i as u32)?;
                     crate::failpoint::hit_n("after-step", i);
                 }
@@ -388,6 +435,12 @@ impl Workspace {
         op.error = fatal.as_ref().map(|e| e.to_string());
         op.summary = summary(&plan, &report);
         journal::put(&mut batch, &op);
+        if report.applied_local > 0 {
+            // Make the workspace's new files durable before the base says they are there: a
+            // power cut must not leave an empty file the next run would take for an edit.
+            let root = fs::File::open(&self.root).map_err(|e| SyncError::io(&self.root, e))?;
+            rustix::fs::syncfs(&root).map_err(|e| SyncError::io(&self.root, e.into()))?;
+        }
         crate::failpoint::hit("before-commit");
         self.store.commit(batch)?;
         report.plan = plan;
@@ -408,12 +461,12 @@ impl Workspace {
 }
 
 fn summary(plan: &Plan, report: &SyncReport) -> String {
-    let count = |side: Side| plan.steps.iter().filter(|s| s.side == side).count();
     let mut s = format!(
-        "{} step(s): {} to the workspace, {} to the remote",
+        "{} of {} step(s) applied: {} to the workspace, {} to the remote",
         report.applied,
-        count(Side::Local),
-        count(Side::Remote)
+        plan.steps.len(),
+        report.applied_local,
+        report.applied_remote
     );
     if !report.conflicts.is_empty() {
         s.push_str(&format!("; {} conflict(s)", report.conflicts.len()));
@@ -589,7 +642,8 @@ impl Applier<'_> {
                 self.check_local(&step.path, None)?;
                 let t = target.expect("mkdir has a target");
                 fs::create_dir(&abs).map_err(io)?;
-                fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode)).map_err(io)?;
+                fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode | 0o700))
+                    .map_err(io)?;
                 Ok(())
             }
             Op::Mknod => {
@@ -716,7 +770,7 @@ impl Applier<'_> {
             Op::Mkdir => {
                 self.check_remote(&step.path, None)?;
                 let t = target.expect("mkdir has a target");
-                remote.mkdir(&step.path, t.mode)?;
+                remote.mkdir(&step.path, t.mode | 0o700)?;
                 self.record_remote(&step.path, t)
             }
             Op::Mknod => {

@@ -17,6 +17,15 @@ use crossbeam_channel::{bounded, unbounded, RecvTimeoutError, Sender};
 
 use crate::error::{Result, SyncError};
 use crate::paths::display;
+
+/// A remote path for messages; the root has a name too.
+fn place(path: &[u8]) -> String {
+    if path.is_empty() {
+        "the remote root".into()
+    } else {
+        display(path)
+    }
+}
 use crate::remote::{is_network_error, Remote, RemoteEntry, RemoteRead, RemoteWrite};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -153,19 +162,19 @@ impl CallPool {
         match received {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) if is_network_error(&e) => {
-                Err(self.trip(format!("{what} {}: {e}", display(path))))
+                Err(self.trip(format!("{what} {}: {e}", place(path))))
             }
             Ok(Err(e)) => Err(SyncError::RemoteIo {
-                path: PathBuf::from(display(path)),
+                path: PathBuf::from(place(path)),
                 source: e,
             }),
             Err(RecvTimeoutError::Timeout) => Err(self.trip(format!(
                 "{what} {} did not answer within {:.1} s",
-                display(path),
+                place(path),
                 self.timeout.as_secs_f64()
             ))),
             Err(RecvTimeoutError::Disconnected) => {
-                Err(self.trip(format!("{what} {}: the call panicked", display(path))))
+                Err(self.trip(format!("{what} {}: the call panicked", place(path))))
             }
         }
     }

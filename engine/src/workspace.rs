@@ -62,17 +62,21 @@ impl Workspace {
         let config = Config::load(&meta.join("config.json"))?;
         let store = Store::open(&meta.join("store"))?;
         let state = store.table(keys::CF_STATE);
-        let identity = state
+        let damaged = |what: &str| SyncError::Config {
+            path: meta.join("store"),
+            detail: format!(
+                "the workspace's {what} record is missing or unreadable; without it the remote \
+                 cannot be recognised, so nothing will be synced (clone the remote again)"
+            ),
+        };
+        let identity: RemoteIdentity = state
             .get(STATE_IDENTITY)?
             .and_then(|v| serde_json::from_slice(&v).ok())
-            .unwrap_or(RemoteIdentity {
-                mount: None,
-                marker: None,
-            });
+            .ok_or_else(|| damaged("remote identity"))?;
         let workspace_id = state
             .get(STATE_WORKSPACE_ID)?
             .and_then(|v| String::from_utf8(v).ok())
-            .unwrap_or_else(|| "00000000".into());
+            .ok_or_else(|| damaged("workspace id"))?;
         Ok(Workspace {
             root: root.to_path_buf(),
             config,
