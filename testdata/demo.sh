@@ -109,7 +109,7 @@ done
     || fail "the server variant differs from the remote's file"
 "$bin" show src/wordcount/counting.py --variant client | cmp - "$tmp/client-version" \
     || fail "the client variant differs from the local file"
-note "Resolve with: cachesync resolve src/wordcount/counting.py --take server|client|merged"
+note "To settle it today, make both sides equal (e.g. keep one version on both) and sync again."
 
 step "The journal"
 cs log

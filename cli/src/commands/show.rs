@@ -47,6 +47,13 @@ pub fn cmd_show(args: ShowArgs) -> CmdResult {
                 .or_fail(false)?;
             if matches!(args.variant, Which::Client) {
                 let abs = cachesync_engine::paths::under(&ws.root, &rel);
+                if let Ok(target) = std::fs::read_link(&abs) {
+                    use std::os::unix::ffi::OsStrExt;
+                    let mut line = target.as_os_str().as_bytes().to_vec();
+                    line.push(b'\n');
+                    write_out(&line);
+                    return Ok(0);
+                }
                 let data = std::fs::read(&abs)
                     .map_err(|e| SyncError::Io {
                         path: abs,

@@ -39,7 +39,7 @@ pub fn cmd_status(args: StatusArgs) -> CmdResult {
     );
     if let Some(e) = &report.remote_error {
         out.push_str(&format!(
-            "  remote not reachable: {e}\n  (remote changes unknown; local changes below)\n"
+            "  {e}\n  (remote changes unknown; local changes below)\n"
         ));
     }
     section(&mut out, "local changes (to push)", &report.local_changes);

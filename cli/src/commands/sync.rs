@@ -79,7 +79,7 @@ fn run(command: &str, direction: Direction, paths: Vec<PathBuf>, c: Common) -> C
     let report = ws
         .sync(&opts, &Bars::new(c.quiet || c.json))
         .or_fail(c.json)?;
-    let conflicted = !report.conflicts.is_empty() && direction != Direction::Pull;
+    let conflicted = !report.conflicts.is_empty();
     if c.json {
         print_json(&to_json(command, &c, &report));
     } else {
@@ -126,16 +126,12 @@ fn human(command: &str, dry_run: bool, r: &SyncReport) -> String {
                 out.push_str(&format!("  {}\n", s.line()));
             }
         }
-        let to_local = r
-            .plan
-            .steps
-            .iter()
-            .filter(|s| s.side == cachesync_engine::plan::Side::Local)
-            .count();
-        let to_remote = r.plan.steps.len() - to_local;
         out.push_str(&format!(
-            "{command}: {} step(s) applied ({to_local} to the workspace, {to_remote} to the remote), {} read, {} written to the remote\n",
+            "{command}: {} of {} step(s) applied ({} to the workspace, {} to the remote), {} read, {} written to the remote\n",
             r.applied,
+            r.plan.steps.len(),
+            r.applied_local,
+            r.applied_remote,
             bytes(r.bytes_down),
             bytes(r.bytes_up)
         ));
@@ -162,7 +158,13 @@ fn to_json(command: &str, c: &Common, r: &SyncReport) -> serde_json::Value {
         "op": r.op,
         "steps": r.plan.steps.iter().map(|s| s.record()).collect::<Vec<_>>(),
         "applied": r.applied,
-        "skipped": r.skipped.iter().map(|(p, why)| json!({"path": cachesync_engine::paths::display(p), "reason": why})).collect::<Vec<_>>(),
+        "applied_local": r.applied_local,
+        "applied_remote": r.applied_remote,
+        "skipped": r.skipped.iter().map(|(p, why)| json!({
+                "path": cachesync_engine::paths::display(p),
+                "path_hex": std::str::from_utf8(p).is_err().then(|| cachesync_engine::paths::hex(p)),
+                "reason": why,
+            })).collect::<Vec<_>>(),
         "conflicts": r.conflicts,
         "notices": r.notices,
         "warnings": r.warnings,
