@@ -192,5 +192,6 @@ pub fn mknod(path: &Path, kind: EntryKind, mode: u32, rdev: u64) -> io::Result<(
         _ => return Err(io::Error::from(io::ErrorKind::Unsupported)),
     };
     rustix::fs::mknodat(CWD, path, ft, Mode::from_raw_mode(mode & 0o7777), rdev)?;
-    Ok(())
+    // mknod applies the umask; the mode must be the one asked for.
+    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777))
 }

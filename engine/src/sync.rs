@@ -180,7 +180,16 @@ impl Workspace {
             .extend(trees.remote.warnings.iter().cloned());
         let mut changes = reconcile(&trees.base, &trees.local.tree, &trees.remote.tree);
         if !opts.paths.is_empty() {
-            changes.retain(|c| opts.paths.iter().any(|p| is_within(&c.path, p)));
+            // The paths asked for, and the new directories they need to exist in.
+            changes.retain(|c| {
+                opts.paths.iter().any(|p| {
+                    is_within(&c.path, p)
+                        || (is_within(p, &c.path)
+                            && c.result()
+                                .and_then(|r| r.as_ref())
+                                .is_some_and(|e| e.kind == EntryKind::Dir))
+                })
+            });
         }
         // Files that kept changing while they were read are left for the next run.
         let unstable: Vec<&Vec<u8>> = trees

@@ -75,6 +75,6 @@ impl ObjectError {
             ObjectError::CorruptChunk(_)
                 | ObjectError::CorruptFile { .. }
                 | ObjectError::Decode { .. }
-        )
+        ) || matches!(self, ObjectError::Db { message, .. } if message.contains("Corruption"))
     }
 }
