@@ -5,7 +5,9 @@
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
 
 struct Setup {
     _tmp: tempfile::TempDir,
@@ -14,15 +16,10 @@ struct Setup {
 }
 
 fn cachesync(dir: &Path, args: &[&str], failpoint: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cachesync"));
-    cmd.args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin");
-    if let Some(p) = failpoint {
-        cmd.env("CACHESYNC_FAILPOINT", p);
+    match failpoint {
+        Some(p) => common::cachesync(dir, args, &[("CACHESYNC_FAILPOINT", p)]),
+        None => common::cachesync(dir, args, &[]),
     }
-    cmd.output().expect("the cachesync binary runs")
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {

@@ -4,18 +4,14 @@
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
+
+mod common;
 use std::time::{Duration, Instant};
 
 use cachesync_testutils::{wait_until, SshfsRemote};
 
 fn cachesync(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cachesync"))
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .output()
-        .expect("the cachesync binary runs")
+    common::cachesync(dir, args, &[])
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {

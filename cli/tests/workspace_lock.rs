@@ -2,42 +2,22 @@
 //! message; a crashed run's lock (a record without a live holder) is taken over; a config
 //! written by a newer cachesync is refused, never misread.
 
+mod common;
+
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Output};
 
-fn cachesync(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cachesync"))
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .output()
-        .expect("the cachesync binary runs")
-}
+use common::Env;
 
-fn cloned() -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let remote = tmp.path().join("remote");
-    fs::create_dir(&remote).expect("mkdir");
-    fs::write(remote.join("a.txt"), "a\n").expect("write");
-    let ws = tmp.path().join("ws");
-    let out = cachesync(
-        tmp.path(),
-        &[
-            "clone",
-            remote.to_str().expect("utf-8"),
-            ws.to_str().expect("utf-8"),
-        ],
-    );
-    assert!(out.status.success(), "{out:?}");
-    (tmp, ws)
+fn cloned() -> Env {
+    let env = Env::with_remote(&[("a.txt", "a\n")]);
+    env.clone_ws();
+    env
 }
 
 #[test]
 fn a_held_lock_keeps_a_second_run_out_and_a_stale_one_is_taken_over() {
-    let (_tmp, ws) = cloned();
-    let lock_path = ws.join(".cachesync/lock");
+    let env = cloned();
+    let lock_path = env.w(".cachesync/lock");
     let holder = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -46,18 +26,15 @@ fn a_held_lock_keeps_a_second_run_out_and_a_stale_one_is_taken_over() {
     holder
         .lock()
         .expect("take the lock as another process would");
-    let out = cachesync(&ws, &["sync"]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("another cachesync process"), "{stderr}");
-    assert!(stderr.contains("pid"), "the holder is named: {stderr}");
+    let r = env.expect_code(1, &["sync"]);
+    assert!(r.stderr.contains("another cachesync process"), "{r}");
+    assert!(r.stderr.contains("pid"), "the holder is named: {r}");
     holder.unlock().expect("unlock");
     drop(holder);
 
     // A record left by a crashed run (no live holder of the flock) does not lock anyone out.
     fs::write(&lock_path, "pid 4194303\nboot 00000000-dead\n").expect("write stale record");
-    let out = cachesync(&ws, &["sync"]);
-    assert!(out.status.success(), "{out:?}");
+    env.ok(&["sync"]);
     let record = fs::read_to_string(&lock_path).expect("read lock");
     assert!(
         !record.contains("4194303"),
@@ -67,12 +44,10 @@ fn a_held_lock_keeps_a_second_run_out_and_a_stale_one_is_taken_over() {
 
 #[test]
 fn a_config_from_a_newer_cachesync_is_refused() {
-    let (_tmp, ws) = cloned();
-    let path = ws.join(".cachesync/config.json");
+    let env = cloned();
+    let path = env.w(".cachesync/config.json");
     let text = fs::read_to_string(&path).expect("read config");
     fs::write(&path, text.replace("\"version\": 1", "\"version\": 99")).expect("write config");
-    let out = cachesync(&ws, &["status"]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("newer cachesync"), "{stderr}");
+    let r = env.expect_code(1, &["status"]);
+    assert!(r.stderr.contains("newer cachesync"), "{r}");
 }

@@ -384,3 +384,16 @@ pub fn paths_of(list: &serde_json::Value) -> Vec<String> {
 pub fn arg(p: &Path) -> &OsStr {
     p.as_os_str()
 }
+
+/// Runs the binary in `dir` with only `PATH` and the `extra` variables set (for tests that
+/// keep their own directories, such as a mounted share or a crash point).
+pub fn cachesync(dir: &Path, args: &[&str], extra: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cachesync"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .envs(extra.iter().copied())
+        .output()
+        .expect("the cachesync binary runs")
+}
