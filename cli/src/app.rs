@@ -27,6 +27,15 @@ enum Command {
     Show(commands::show::ShowArgs),
     Fsck(commands::fsck::FsckArgs),
     Gc(commands::gc::GcArgs),
+    Connect(commands::connect::ConnectArgs),
+    Disconnect(commands::connect::DisconnectArgs),
+    Events(commands::events::EventsArgs),
+    /// Serves remote calls for another cachesync process (internal).
+    #[command(hide = true)]
+    RemoteHelper {
+        /// The remote root.
+        root: std::path::PathBuf,
+    },
 }
 
 /// Parses the arguments, runs the command, prints, and returns the exit code.
@@ -39,6 +48,21 @@ pub fn run() -> i32 {
             return code;
         }
     };
+    if let Command::RemoteHelper { root } = &cli.command {
+        return match cachesync_engine::remote_process::serve(
+            root,
+            std::io::stdin().lock(),
+            std::io::stdout(),
+        ) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        };
+    }
+    // Remote calls go through a helper process: a hung mount can then never keep this
+    // process from answering and exiting.
+    if let Ok(exe) = std::env::current_exe() {
+        cachesync_engine::remote_process::use_helper_process(exe);
+    }
     let result = match cli.command {
         Command::Clone(a) => commands::clone::cmd_clone(a),
         Command::Status(a) => commands::status::cmd_status(a),
@@ -51,6 +75,10 @@ pub fn run() -> i32 {
         Command::Show(a) => commands::show::cmd_show(a),
         Command::Fsck(a) => commands::fsck::cmd_fsck(a),
         Command::Gc(a) => commands::gc::cmd_gc(a),
+        Command::Connect(a) => commands::connect::cmd_connect(a),
+        Command::Disconnect(a) => commands::connect::cmd_disconnect(a),
+        Command::Events(a) => commands::events::cmd_events(a),
+        Command::RemoteHelper { .. } => unreachable!("handled above"),
     };
     match result {
         Ok(code) => code,

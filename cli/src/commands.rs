@@ -4,6 +4,8 @@
 pub mod check;
 pub mod clone;
 pub mod conflicts;
+pub mod connect;
+pub mod events;
 pub mod fsck;
 pub mod gc;
 pub mod log;

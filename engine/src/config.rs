@@ -29,6 +29,13 @@ pub struct Config {
     /// Remote directory listings in flight at once during a scan.
     #[serde(default = "default_parallel")]
     pub parallel: usize,
+    /// A shell command run for every event, with the event's JSON on standard input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
+    /// What `connect` does once the remote answers: `sync` (pull and push everything) or
+    /// `none` (only switch the mode; later commands do what they are asked).
+    #[serde(default = "default_on_reconnect")]
+    pub on_reconnect: String,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -40,6 +47,9 @@ fn default_max_delete_percent() -> u32 {
 fn default_parallel() -> usize {
     16
 }
+fn default_on_reconnect() -> String {
+    "sync".into()
+}
 
 impl Config {
     /// A new config for `remote` with the defaults.
@@ -50,6 +60,8 @@ impl Config {
             timeout_ms: default_timeout_ms(),
             max_delete_percent: default_max_delete_percent(),
             parallel: default_parallel(),
+            hook: None,
+            on_reconnect: default_on_reconnect(),
         }
     }
 
@@ -84,6 +96,15 @@ impl Config {
             return Err(SyncError::Config {
                 path: path.to_path_buf(),
                 detail: "max_delete_percent must be 0..=100 and parallel at least 1".into(),
+            });
+        }
+        if !matches!(config.on_reconnect.as_str(), "sync" | "none") {
+            return Err(SyncError::Config {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "on_reconnect must be \"sync\" or \"none\", not {:?}",
+                    config.on_reconnect
+                ),
             });
         }
         Ok(config)

@@ -60,6 +60,9 @@ pub enum SyncError {
         /// What failed, and how.
         reason: String,
     },
+    /// The workspace was disconnected by hand: nothing may touch the remote.
+    #[error("this workspace is disconnected (by hand); nothing touches the remote until `cachesync connect`")]
+    Offline,
     /// The directory at the remote path is not the remote this workspace was cloned from.
     #[error("the directory at the remote path is not this workspace's remote: {reason}")]
     RemoteIdentity {
@@ -139,9 +142,9 @@ impl SyncError {
     /// The exit-code class of this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            SyncError::Disconnected { .. } | SyncError::RemoteIdentity { .. } => {
-                ErrorCode::Disconnected
-            }
+            SyncError::Disconnected { .. }
+            | SyncError::RemoteIdentity { .. }
+            | SyncError::Offline => ErrorCode::Disconnected,
             SyncError::Conflicted(_) => ErrorCode::Conflicted,
             SyncError::Usage(_) => ErrorCode::Usage,
             _ => ErrorCode::Other,

@@ -113,6 +113,10 @@ impl Remote for FaultRemote {
         self.check("mknod", path)?;
         self.inner.mknod(path, kind, mode, rdev)
     }
+    fn canonical_root(&self) -> io::Result<std::path::PathBuf> {
+        self.check("canonical_root", b"")?;
+        self.inner.canonical_root()
+    }
 }
 
 #[cfg(test)]
@@ -227,6 +231,9 @@ mod tests {
             }
             fn mknod(&self, p: &[u8], k: EntryKind, m: u32, r: u64) -> io::Result<()> {
                 self.0.mknod(p, k, m, r)
+            }
+            fn canonical_root(&self) -> io::Result<std::path::PathBuf> {
+                self.0.canonical_root()
             }
         }
         let remote = TimedRemote::new(Arc::new(Slow(fault)), Duration::from_millis(200));

@@ -176,6 +176,10 @@ impl Remote for FsRemote {
     fn mknod(&self, path: &[u8], kind: EntryKind, mode: u32, rdev: u64) -> io::Result<()> {
         mknod(&self.abs(path), kind, mode, rdev)
     }
+
+    fn canonical_root(&self) -> io::Result<PathBuf> {
+        fs::canonicalize(&self.root)
+    }
 }
 
 /// Creates a fifo, socket node or device at `path`.

@@ -49,10 +49,8 @@ fn parse_marker(text: &[u8]) -> Option<String> {
 /// # Errors
 /// [`SyncError::Disconnected`] when the path does not answer in time.
 pub fn current_mount(remote: &TimedRemote, path: &Path) -> Result<Option<MountInfo>> {
-    let p = path.to_path_buf();
-    let canonical = remote
-        .pool()
-        .run("resolving", b"", move || std::fs::canonicalize(&p))?;
+    let _ = path;
+    let canonical = remote.canonical_root()?;
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     Ok(mount_of(&canonical, &parse_mountinfo(&text)))
 }

@@ -111,6 +111,11 @@ pub trait Remote: Send + Sync + 'static {
     /// # Errors
     /// The underlying I/O error.
     fn mknod(&self, path: &[u8], kind: EntryKind, mode: u32, rdev: u64) -> io::Result<()>;
+    /// The remote root with symlinks resolved (to find the mount it lives on).
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn canonical_root(&self) -> io::Result<std::path::PathBuf>;
 }
 
 /// True for the errors that mean "the remote is not answering" rather than "no such file":

@@ -35,8 +35,20 @@ pub struct StatusReport {
     pub remote: String,
     /// `connected` or `disconnected`.
     pub mode: &'static str,
+    /// Since when the workspace is in this mode (ns since the epoch; 0: since the clone).
+    pub since_ns: i64,
+    /// Why it is disconnected.
+    pub reason: Option<String>,
+    /// Disconnected by hand (`cachesync disconnect`).
+    pub manual: bool,
     /// Why the remote could not be reached, when it could not.
     pub remote_error: Option<String>,
+    /// Files and directories created here and never pushed: they have no identity on the
+    /// remote yet.
+    pub provisional: Vec<PathChange>,
+    /// Offline, local changes the cached remote permissions do not allow (or cannot vouch
+    /// for): the server may refuse them (EDISCONPERM).
+    pub permission: Vec<PermissionWarning>,
     /// Changes in the workspace not yet pushed.
     pub local_changes: Vec<PathChange>,
     /// Changes on the remote not yet pulled (empty when the remote was not reached).
@@ -100,6 +112,108 @@ fn path_change(path: &[u8], change: (&'static str, &'static str)) -> PathChange 
     }
 }
 
+/// A local change the server may refuse.
+#[derive(Clone, Debug, Serialize)]
+pub struct PermissionWarning {
+    /// The path, displayable.
+    pub path: String,
+    /// The path's bytes in hex, when it is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// The user cachesync runs as.
+struct Creds {
+    uid: u32,
+    gids: Vec<u32>,
+}
+
+impl Creds {
+    fn current() -> Creds {
+        let mut gids = vec![rustix::process::getegid().as_raw()];
+        if let Ok(g) = rustix::process::getgroups() {
+            gids.extend(g.iter().map(|g| g.as_raw()));
+        }
+        Creds {
+            uid: rustix::process::geteuid().as_raw(),
+            gids,
+        }
+    }
+
+    /// Whether the cached owner and mode let this user do `bits` (a mask of r=4, w=2, x=1).
+    fn may(&self, perm: (u32, u32, u32), bits: u32) -> bool {
+        let (mode, uid, gid) = perm;
+        if self.uid == 0 {
+            return true;
+        }
+        let granted = if uid == self.uid {
+            (mode >> 6) & 7
+        } else if self.gids.contains(&gid) {
+            (mode >> 3) & 7
+        } else {
+            mode & 7
+        };
+        granted & bits == bits
+    }
+}
+
+fn local_change_paths(
+    base: &crate::scan::Flat,
+    local: &crate::scan::Flat,
+) -> Vec<(Vec<u8>, &'static str)> {
+    let keys: std::collections::BTreeSet<&Vec<u8>> = base.keys().chain(local.keys()).collect();
+    keys.into_iter()
+        .filter_map(|k| describe(base.get(k), local.get(k)).map(|(c, _)| (k.clone(), c)))
+        .collect()
+}
+
+/// Why the server may refuse `change` to `path`, judged from the permissions cached in the
+/// base snapshot; `None` when they allow it.
+fn permission_problem(
+    base: &crate::scan::Flat,
+    root: Option<(u32, u32, u32)>,
+    creds: &Creds,
+    path: &[u8],
+    change: &str,
+) -> Option<String> {
+    let perm = |e: &Entry| (e.mode, e.uid, e.gid);
+    // The directory that holds `path`, as the server last showed it.
+    let mut parent = crate::paths::split_parent(path).0.to_vec();
+    let dir = loop {
+        if parent.is_empty() {
+            break root;
+        }
+        if let Some(e) = base.get(&parent) {
+            break Some(perm(e));
+        }
+        parent = crate::paths::split_parent(&parent).0.to_vec();
+    };
+    let Some(dir) = dir else {
+        return Some("the permissions of its directory on the server were never cached".into());
+    };
+    let dir_ok = creds.may(dir, 3);
+    match change {
+        "added" | "deleted" | "type" if !dir_ok => {
+            Some("its directory on the server is not writable by you".into())
+        }
+        "modified" => match base.get(path) {
+            Some(e) if e.kind == EntryKind::File && !creds.may(perm(e), 2) => {
+                Some("the file on the server is not writable by you".into())
+            }
+            _ => None,
+        },
+        "mode" => match base.get(path) {
+            Some(e) if creds.uid != 0 && e.uid != creds.uid => {
+                Some("only its owner on the server may change its permissions".into())
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// One problem `check` reports.
 #[derive(Debug, Serialize)]
 pub struct Problem {
@@ -153,8 +267,18 @@ impl StatusReport {
                 message: format!("{}: {} on the remote, not pulled", c.path, change_words(c)),
             });
         }
+        for w in &self.permission {
+            out.push(Problem {
+                kind: "permission",
+                path: Some(w.path.clone()),
+                path_hex: w.path_hex.clone(),
+                message: format!("{}: changed offline, but {}", w.path, w.reason),
+            });
+        }
         let code = if !self.conflicts.is_empty() {
             Some(ErrorCode::Conflicted)
+        } else if !self.permission.is_empty() {
+            Some(ErrorCode::DisconPerm)
         } else if self.remote_error.is_some() {
             Some(ErrorCode::Disconnected)
         } else if out.is_empty() {
@@ -166,29 +290,106 @@ impl StatusReport {
     }
 }
 
+const STATE_REMOTE_ROOT: &[u8] = b"remote-root";
+const STATE_OFFLINE_SEEN: &[u8] = b"offline-seen";
+
 impl Workspace {
+    /// Remembers the remote root's permissions (the directory that holds top-level files).
+    pub(crate) fn save_remote_root_perm(&self, r: &crate::remote::RemoteEntry) -> Result<()> {
+        let v = serde_json::json!([r.mode, r.uid, r.gid]).to_string();
+        self.store
+            .table(cachesync_objects::keys::CF_STATE)
+            .put(STATE_REMOTE_ROOT, v.as_bytes())?;
+        Ok(())
+    }
+
+    fn remote_root_perm(&self) -> Result<Option<(u32, u32, u32)>> {
+        Ok(self
+            .store
+            .table(cachesync_objects::keys::CF_STATE)
+            .get(STATE_REMOTE_ROOT)?
+            .and_then(|v| serde_json::from_slice::<(u32, u32, u32)>(&v).ok()))
+    }
+
+    /// Journals the local changes seen while disconnected, once per distinct set.
+    fn record_offline_changes(&self, changes: &[PathChange]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let text = serde_json::to_vec(changes).expect("changes serialize");
+        let digest = blake3::hash(&text).to_hex().to_string();
+        let state = self.store.table(cachesync_objects::keys::CF_STATE);
+        if state.get(STATE_OFFLINE_SEEN)?.as_deref() == Some(digest.as_bytes()) {
+            return Ok(());
+        }
+        let now = crate::now_ns();
+        let op = crate::journal::OpRecord {
+            id: crate::journal::next_id(&self.store)?,
+            command: "offline".into(),
+            started_ns: now,
+            finished_ns: Some(now),
+            state: crate::journal::OpState::Done,
+            summary: format!("{} local change(s) made while disconnected", changes.len()),
+            plan: changes
+                .iter()
+                .map(|c| serde_json::to_value(c).expect("changes serialize"))
+                .collect(),
+            temporaries: Vec::new(),
+            steps_done: 0,
+            error: None,
+        };
+        let mut batch = Batch::new();
+        crate::journal::put(&mut batch, &op);
+        batch.put(
+            cachesync_objects::keys::CF_STATE,
+            STATE_OFFLINE_SEEN,
+            digest.as_bytes(),
+        );
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
     /// Scans both sides (the remote only if it answers) and reports, changing neither side.
     /// The index is refreshed, as `git status` refreshes its own.
     ///
     /// # Errors
     /// Local I/O and store errors; a remote that does not answer is reported, not an error.
     pub fn status(&self, with_ignored: bool, progress: &dyn Progress) -> Result<StatusReport> {
-        let remote = self.remote();
-        let checked = crate::identity::check(&remote, &self.config.remote, &self.identity);
-        let (base, local, remote_tree, remote_error) =
-            match checked.and_then(|()| self.scan_all(&remote, progress)) {
-                Ok(t) => (t.base, t.local, Some(t.remote.tree), None),
-                Err(e @ (SyncError::Disconnected { .. } | SyncError::RemoteIdentity { .. })) => {
-                    let rules = self.rules()?;
-                    let base = self
-                        .store
-                        .read_ref_flat(cachesync_objects::keys::REF_BASE)?;
-                    let idx = index::load(&self.store)?;
-                    let local = crate::scan::scan_local(&self.root, &rules, &self.store, &idx)?;
-                    (base, local, None, Some(e.to_string()))
-                }
-                Err(e) => return Err(e),
-            };
+        let mode_before = self.mode()?;
+        let attempt = if mode_before.is_disconnected() && mode_before.manual {
+            Err(SyncError::Offline)
+        } else {
+            let remote = self.remote()?;
+            crate::identity::check(&remote, &self.config.remote, &self.identity)
+                .and_then(|()| self.scan_all(&remote, progress))
+        };
+        let attempt = match attempt {
+            Ok(t) => {
+                self.track(Ok(()))?;
+                Ok(t)
+            }
+            Err(e) => match self.track::<()>(Err(e)) {
+                Err(e) => Err(e),
+                Ok(()) => unreachable!("track returns the error it is given"),
+            },
+        };
+        let (base, local, remote_tree, remote_error) = match attempt {
+            Ok(t) => (t.base, t.local, Some(t.remote.tree), None),
+            Err(
+                e @ (SyncError::Disconnected { .. }
+                | SyncError::RemoteIdentity { .. }
+                | SyncError::Offline),
+            ) => {
+                let rules = self.rules()?;
+                let base = self
+                    .store
+                    .read_ref_flat(cachesync_objects::keys::REF_BASE)?;
+                let idx = index::load(&self.store)?;
+                let local = crate::scan::scan_local(&self.root, &rules, &self.store, &idx)?;
+                (base, local, None, Some(e.to_string()))
+            }
+            Err(e) => return Err(e),
+        };
         let mut batch = Batch::new();
         for (p, ie) in &local.index_updates {
             index::put(&mut batch, p, ie);
@@ -222,6 +423,27 @@ impl Workspace {
                 }
             }
         }
+        let mode = self.mode()?;
+        let provisional: Vec<PathChange> = local_changes
+            .iter()
+            .filter(|c| c.change == "added")
+            .cloned()
+            .collect();
+        let mut permission = Vec::new();
+        if remote_error.is_some() {
+            let root_perm = self.remote_root_perm()?;
+            let creds = Creds::current();
+            for (path, change) in local_change_paths(&base, &local.tree) {
+                if let Some(why) = permission_problem(&base, root_perm, &creds, &path, change) {
+                    permission.push(PermissionWarning {
+                        path: display(&path),
+                        path_hex: std::str::from_utf8(&path).is_err().then(|| hex(&path)),
+                        reason: why,
+                    });
+                }
+            }
+            self.record_offline_changes(&local_changes)?;
+        }
         Ok(StatusReport {
             workspace: self.root.display().to_string(),
             remote: self.config.remote.display().to_string(),
@@ -230,6 +452,11 @@ impl Workspace {
             } else {
                 "connected"
             },
+            since_ns: mode.since_ns,
+            reason: mode.reason.filter(|_| mode.mode == "disconnected"),
+            manual: mode.manual,
+            provisional,
+            permission,
             remote_error,
             local_changes,
             remote_changes,

@@ -136,6 +136,9 @@ impl Workspace {
         );
         progress.finish();
         let remote_scan = remote_scan?;
+        if let Some(root) = remote.stat(b"")? {
+            self.save_remote_root_perm(&root)?;
+        }
         // The last observed remote state: a later scan reads only what changed since.
         if remote_scan.tree != previous_remote {
             let root = self.store.write_flat(&remote_scan.tree)?;
@@ -165,7 +168,13 @@ impl Workspace {
     /// there, [`SyncError::DeletionGuard`], store and I/O errors. Conflicts are not errors
     /// here: they are in the report.
     pub fn sync(&mut self, opts: &SyncOptions, progress: &dyn Progress) -> Result<SyncReport> {
-        let remote = self.remote();
+        self.require_remote()?;
+        let result = self.sync_inner(opts, progress);
+        self.track(result)
+    }
+
+    fn sync_inner(&mut self, opts: &SyncOptions, progress: &dyn Progress) -> Result<SyncReport> {
+        let remote = self.remote()?;
         let mut report = SyncReport::default();
         // Identity first: nothing is touched on a directory that is not our remote.
         crate::identity::check(&remote, &self.config.remote, &self.identity)?;
@@ -365,6 +374,7 @@ impl Workspace {
             .map(|r| (r.path_bytes(), r))
             .collect();
         let mut open_now = BTreeMap::new();
+        let mut fresh_conflicts = Vec::new();
         for (i, c) in plan.changes.iter().enumerate() {
             match &c.outcome {
                 Outcome::Conflict(kind) => {
@@ -380,7 +390,13 @@ impl Workspace {
                             && old.server == fresh.server
                             && old.kind == fresh.kind
                     });
-                    let r = keep.cloned().unwrap_or(fresh);
+                    let r = match keep {
+                        Some(old) => old.clone(),
+                        None => {
+                            fresh_conflicts.push(fresh.clone());
+                            fresh
+                        }
+                    };
                     conflict::put(&mut batch, &r);
                     open_now.insert(c.path.clone(), r);
                 }
@@ -452,6 +468,20 @@ impl Workspace {
         }
         crate::failpoint::hit("before-commit");
         self.store.commit(batch)?;
+        for c in &fresh_conflicts {
+            crate::events::emit(
+                &self.meta_dir(),
+                self.config.hook.as_deref(),
+                &crate::events::Event {
+                    time_ns: now,
+                    kind: "conflict".into(),
+                    workspace: self.root.display().to_string(),
+                    reason: Some(format!("{} conflict; both versions kept", c.kind)),
+                    path: Some(c.path.clone()),
+                    manual: None,
+                },
+            )?;
+        }
         report.plan = plan;
         match fatal {
             Some(e) => Err(e),

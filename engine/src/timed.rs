@@ -316,6 +316,15 @@ impl TimedRemote {
         timed!(self, "creating symlink", path, |r| r.symlink(&t, &p))
     }
 
+    /// See [`Remote::canonical_root`].
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn canonical_root(&self) -> Result<PathBuf> {
+        let r = Arc::clone(&self.inner);
+        self.pool.run("resolving", b"", move || r.canonical_root())
+    }
+
     /// See [`Remote::mknod`].
     ///
     /// # Errors

@@ -14,6 +14,18 @@ use crate::lock::WorkspaceLock;
 use crate::timed::TimedRemote;
 
 const STATE_IDENTITY: &[u8] = b"identity";
+
+/// The remote at `root`, bounded by `timeout`, through the helper process when one is set.
+fn connect_remote(root: &Path, timeout: std::time::Duration) -> Result<TimedRemote> {
+    let remote: Arc<dyn crate::remote::Remote> = match crate::remote_process::helper_exe() {
+        Some(exe) => Arc::new(
+            crate::remote_process::ProcessRemote::spawn(exe, root)
+                .map_err(|e| SyncError::io(exe, e))?,
+        ),
+        None => Arc::new(FsRemote::new(root)),
+    };
+    Ok(TimedRemote::new(remote, timeout))
+}
 const STATE_WORKSPACE_ID: &[u8] = b"workspace-id";
 
 /// An open workspace (holding its lock).
@@ -50,6 +62,11 @@ impl Workspace {
 
     fn meta(root: &Path) -> PathBuf {
         root.join(META_DIR)
+    }
+
+    /// The workspace's `.cachesync/` directory.
+    pub fn meta_dir(&self) -> PathBuf {
+        Self::meta(&self.root)
     }
 
     /// Opens the workspace at `root`, taking its lock.
@@ -102,7 +119,7 @@ impl Workspace {
             std::path::absolute(remote_dir).map_err(|e| SyncError::io(remote_dir, e))?;
         let mut config = Config::new(remote_dir.clone());
         config_overrides(&mut config);
-        let remote = TimedRemote::new(Arc::new(FsRemote::new(&remote_dir)), config.timeout());
+        let remote = connect_remote(&remote_dir, config.timeout())?;
         match remote.stat(b"")? {
             Some(e) if e.kind == cachesync_objects::EntryKind::Dir => {}
             Some(_) => {
@@ -149,6 +166,9 @@ impl Workspace {
         store.commit(b)?;
         // The config is written last: its presence is what makes this a workspace.
         config.save(&meta.join("config.json"))?;
+        // Best effort: the registry only serves `--all` and `--server`; a workspace works
+        // without it.
+        let _ = crate::registry::add(&root);
         Ok(Workspace {
             root,
             config,
@@ -159,12 +179,13 @@ impl Workspace {
         })
     }
 
-    /// The remote, with every call bounded by the configured timeout.
-    pub fn remote(&self) -> TimedRemote {
-        TimedRemote::new(
-            Arc::new(FsRemote::new(&self.config.remote)),
-            self.config.timeout(),
-        )
+    /// The remote, with every call bounded by the configured timeout, reached through a
+    /// helper process when one is set (see [`crate::remote_process`]).
+    ///
+    /// # Errors
+    /// [`SyncError::Io`] when the helper cannot be started.
+    pub fn remote(&self) -> Result<TimedRemote> {
+        connect_remote(&self.config.remote, self.config.timeout())
     }
 
     /// The ignore rules.

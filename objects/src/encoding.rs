@@ -12,6 +12,11 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// An empty encoder (no header).
+    pub fn new() -> Encoder {
+        Encoder::default()
+    }
+
     /// An encoder that starts with a 4-byte magic and a version byte.
     pub fn with_header(magic: &[u8; 4], version: u8) -> Encoder {
         let mut buf = Vec::with_capacity(64);
@@ -65,6 +70,12 @@ pub struct Decoder<'a> {
 }
 
 impl<'a> Decoder<'a> {
+    /// A decoder of headerless bytes (messages that are not stored, such as the remote
+    /// helper's protocol).
+    pub fn new(buf: &'a [u8], what: &'static str) -> Decoder<'a> {
+        Decoder { buf, pos: 0, what }
+    }
+
     /// A decoder that checks the magic and returns the version byte.
     ///
     /// # Errors

@@ -1,7 +1,7 @@
 use cachesync_engine::status::PathChange;
 
 use crate::app::CmdResult;
-use crate::output::{bytes, open_workspace, print_json, print_out, Bars, OrFail};
+use crate::output::{bytes, open_workspace, print_json, print_out, time, Bars, OrFail};
 
 /// Show local and remote changes, conflicts and cache use.
 #[derive(clap::Args)]
@@ -34,8 +34,15 @@ pub fn cmd_status(args: StatusArgs) -> CmdResult {
         return Ok(0);
     }
     let mut out = format!(
-        "workspace {}\nremote    {} ({})\n",
-        report.workspace, report.remote, report.mode
+        "workspace {}\nremote    {} ({}{})\n",
+        report.workspace,
+        report.remote,
+        report.mode,
+        match (report.manual, report.since_ns) {
+            (true, s) => format!(" by hand since {}", time(s)),
+            (false, 0) => String::new(),
+            (false, s) => format!(" since {}", time(s)),
+        }
     );
     if let Some(e) = &report.remote_error {
         out.push_str(&format!(
@@ -48,6 +55,18 @@ pub fn cmd_status(args: StatusArgs) -> CmdResult {
         out.push_str("conflicts (your local version is kept; the server's is in the store):\n");
         for c in &report.conflicts {
             out.push_str(&format!("  {:<9} {}\n", c.kind, c.path));
+        }
+    }
+    if !report.provisional.is_empty() {
+        out.push_str("provisional (created here, not yet on the remote):\n");
+        for c in &report.provisional {
+            out.push_str(&format!("  {}\n", c.path));
+        }
+    }
+    if !report.permission.is_empty() {
+        out.push_str("warning: offline changes the server may refuse (EDISCONPERM):\n");
+        for w in &report.permission {
+            out.push_str(&format!("  {}: {}\n", w.path, w.reason));
         }
     }
     if let Some(ignored) = &report.ignored {

@@ -1,0 +1,120 @@
+use cachesync_engine::{registry, SyncError, Workspace};
+
+use crate::app::CmdResult;
+use crate::output::{note, open_workspace, print_out, Bars, OrFail};
+
+/// Which workspaces a mode switch applies to.
+#[derive(clap::Args)]
+pub struct Selection {
+    /// Every workspace of this user (from the registry `clone` keeps).
+    #[arg(long, conflicts_with = "server")]
+    all: bool,
+    /// Every workspace whose share is served by HOST (the host in the mount's source, e.g.
+    /// `user@HOST:/dir` for sshfs, `HOST:/export` for NFS).
+    #[arg(long, value_name = "HOST")]
+    server: Option<String>,
+}
+
+/// Reconnect: check that the remote answers and is the same remote, then sync (unless the
+/// config's `on_reconnect` is `none`, or `--no-sync`).
+#[derive(clap::Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    which: Selection,
+    /// Only switch the mode; do not sync.
+    #[arg(long)]
+    no_sync: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Work offline: nothing touches the remote until `cachesync connect`.
+#[derive(clap::Args)]
+pub struct DisconnectArgs {
+    #[command(flatten)]
+    which: Selection,
+}
+
+/// The workspaces selected: the current one, or those of the registry that match.
+fn each(
+    which: &Selection,
+    mut f: impl FnMut(&mut Workspace) -> Result<String, SyncError>,
+) -> CmdResult {
+    if !which.all && which.server.is_none() {
+        let mut ws = open_workspace(false)?;
+        let line = f(&mut ws).or_fail(false)?;
+        print_out(&format!("{line}\n"));
+        return Ok(0);
+    }
+    let mut worst = 0;
+    let mut matched = 0;
+    for root in registry::list().or_fail(false)? {
+        let mut ws = match Workspace::open(&root) {
+            Ok(ws) => ws,
+            Err(e) => {
+                note(&format!("{}: skipped: {e}", root.display()));
+                worst = worst.max(1);
+                continue;
+            }
+        };
+        if let Some(host) = &which.server {
+            if ws.server().as_deref() != Some(host.as_str()) {
+                continue;
+            }
+        }
+        matched += 1;
+        match f(&mut ws) {
+            Ok(line) => print_out(&format!("{}: {line}\n", root.display())),
+            Err(e) => {
+                note(&format!("{}: {e}", root.display()));
+                worst = worst.max(e.code().exit_code());
+            }
+        }
+    }
+    if matched == 0 {
+        note(
+            match &which.server {
+                Some(h) => format!("cachesync: no registered workspace is served by {h}"),
+                None => "cachesync: no registered workspace".into(),
+            }
+            .as_str(),
+        );
+    }
+    Ok(worst)
+}
+
+pub fn cmd_connect(args: ConnectArgs) -> CmdResult {
+    let bars = Bars::new(args.quiet);
+    let code = each(&args.which, |ws| {
+        let r = ws.connect(!args.no_sync, &bars)?;
+        let mut line = if r.switched {
+            "connected".to_string()
+        } else {
+            "already connected".to_string()
+        };
+        if let Some(s) = &r.sync {
+            line.push_str(&format!(
+                "; synced: {} step(s) ({} to the workspace, {} to the remote)",
+                s.applied, s.applied_local, s.applied_remote
+            ));
+            if !s.conflicts.is_empty() {
+                line.push_str(&format!("; {} conflict(s) remain", s.conflicts.len()));
+            }
+        }
+        Ok(line)
+    })?;
+    Ok(code)
+}
+
+pub fn cmd_disconnect(args: DisconnectArgs) -> CmdResult {
+    let code = each(&args.which, |ws| {
+        let switched = ws.set_disconnected("disconnected by hand", true)?;
+        Ok(if switched {
+            "disconnected: nothing touches the remote until `cachesync connect`".into()
+        } else {
+            "already disconnected by hand".into()
+        })
+    })?;
+    Ok(code)
+}

@@ -1,0 +1,251 @@
+//! Modes: connected or disconnected (by hand, or automatically with the reason), per workspace.
+//!
+//! A workspace disconnected by hand never touches its remote until `connect`. One that was
+//! disconnected automatically (a remote call timed out or failed with a network-class error)
+//! tries the remote again on the next command that needs it, and switches back when it
+//! answers. Every switch is recorded in the journal and emitted as an event.
+
+use cachesync_objects::{keys, Batch};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SyncError};
+use crate::events::{self, Event};
+use crate::journal::{self, OpRecord, OpState};
+use crate::workspace::Workspace;
+
+const STATE_MODE: &[u8] = b"mode";
+
+/// Connected or not, since when and why.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ModeState {
+    /// `connected` or `disconnected`.
+    pub mode: String,
+    /// Since when, ns since the epoch (0: since the clone).
+    pub since_ns: i64,
+    /// Why it is disconnected.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Disconnected by hand (only `connect` ends it).
+    #[serde(default)]
+    pub manual: bool,
+}
+
+impl ModeState {
+    /// The state of a new workspace.
+    pub fn connected() -> ModeState {
+        ModeState {
+            mode: "connected".into(),
+            since_ns: 0,
+            reason: None,
+            manual: false,
+        }
+    }
+
+    /// True when disconnected.
+    pub fn is_disconnected(&self) -> bool {
+        self.mode == "disconnected"
+    }
+}
+
+impl Workspace {
+    /// The current mode.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn mode(&self) -> Result<ModeState> {
+        Ok(self
+            .store
+            .table(keys::CF_STATE)
+            .get(STATE_MODE)?
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_else(ModeState::connected))
+    }
+
+    fn switch(&self, state: &ModeState, command: &str) -> Result<()> {
+        let mut batch = Batch::new();
+        batch.put(
+            keys::CF_STATE,
+            STATE_MODE,
+            &serde_json::to_vec(state).expect("mode serializes"),
+        );
+        let now = crate::now_ns();
+        let op = OpRecord {
+            id: journal::next_id(&self.store)?,
+            command: command.into(),
+            started_ns: now,
+            finished_ns: Some(now),
+            state: OpState::Done,
+            summary: match &state.reason {
+                Some(r) => format!("{}: {r}", state.mode),
+                None => state.mode.clone(),
+            },
+            plan: Vec::new(),
+            temporaries: Vec::new(),
+            steps_done: 0,
+            error: None,
+        };
+        journal::put(&mut batch, &op);
+        self.store.commit(batch)?;
+        events::emit(
+            &self.meta_dir(),
+            self.config.hook.as_deref(),
+            &Event {
+                time_ns: now,
+                kind: state.mode.clone(),
+                workspace: self.root.display().to_string(),
+                reason: state.reason.clone(),
+                path: None,
+                manual: Some(state.manual),
+            },
+        )
+    }
+
+    /// Switches to disconnected (if not already), recording why. Returns true if it switched.
+    ///
+    /// # Errors
+    /// Store and event-log errors.
+    pub fn set_disconnected(&self, reason: &str, manual: bool) -> Result<bool> {
+        let current = self.mode()?;
+        if current.is_disconnected() && (current.manual || !manual) {
+            return Ok(false);
+        }
+        let state = ModeState {
+            mode: "disconnected".into(),
+            since_ns: if current.is_disconnected() {
+                current.since_ns
+            } else {
+                crate::now_ns()
+            },
+            reason: Some(reason.to_string()),
+            manual,
+        };
+        self.switch(&state, "disconnect")?;
+        Ok(true)
+    }
+
+    /// Switches to connected (if not already). Returns true if it switched.
+    ///
+    /// # Errors
+    /// Store and event-log errors.
+    pub fn set_connected(&self, reason: &str) -> Result<bool> {
+        if !self.mode()?.is_disconnected() {
+            return Ok(false);
+        }
+        let state = ModeState {
+            mode: "connected".into(),
+            since_ns: crate::now_ns(),
+            reason: Some(reason.to_string()),
+            manual: false,
+        };
+        self.switch(&state, "connect")?;
+        Ok(true)
+    }
+
+    /// Fails fast when the workspace was disconnected by hand: nothing that needs the remote
+    /// may touch it until `connect`.
+    ///
+    /// # Errors
+    /// [`SyncError::Disconnected`].
+    pub fn require_remote(&self) -> Result<()> {
+        let m = self.mode()?;
+        if m.is_disconnected() && m.manual {
+            return Err(SyncError::Offline);
+        }
+        Ok(())
+    }
+
+    /// Records the outcome of a command that used the remote: a disconnection switches the
+    /// workspace to disconnected (with the reason); success after an automatic disconnection
+    /// switches it back. Returns `result` unchanged.
+    ///
+    /// # Errors
+    /// `result`'s error, or a store error while recording.
+    pub fn track<T>(&self, result: Result<T>) -> Result<T> {
+        match &result {
+            Err(SyncError::Disconnected { reason }) => {
+                if !self.mode()?.manual {
+                    self.set_disconnected(reason, false)?;
+                }
+            }
+            Err(SyncError::RemoteIdentity { reason }) => {
+                self.set_disconnected(reason, false)?;
+            }
+            Ok(_) => {
+                let m = self.mode()?;
+                if m.is_disconnected() && !m.manual {
+                    self.set_connected("the remote answered again")?;
+                }
+            }
+            Err(_) => {}
+        }
+        result
+    }
+}
+
+/// What `connect` did.
+#[derive(Debug)]
+pub struct ConnectReport {
+    /// True when the workspace was disconnected before.
+    pub switched: bool,
+    /// The sync that followed, when the config asks for one.
+    pub sync: Option<crate::sync::SyncReport>,
+}
+
+impl Workspace {
+    /// The server named by the remote's mount source (`user@host:/dir` → `host`), if any.
+    pub fn server(&self) -> Option<String> {
+        self.identity.mount.as_ref().and_then(|m| m.server())
+    }
+
+    /// `connect`: ends a disconnection by hand, checks that the remote answers and is the
+    /// same remote, switches to connected and, if `on_reconnect` is `sync` (and `sync` is
+    /// true), syncs.
+    ///
+    /// # Errors
+    /// [`SyncError::Disconnected`] / [`SyncError::RemoteIdentity`] when the remote is not
+    /// back (the workspace then stays disconnected, no longer by hand: later commands will try
+    /// the remote again).
+    pub fn connect(
+        &mut self,
+        sync: bool,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<ConnectReport> {
+        let before = self.mode()?;
+        let probe = self
+            .remote()
+            .and_then(|r| crate::identity::check(&r, &self.config.remote, &self.identity));
+        if let Err(e) = probe {
+            let reason = e.to_string();
+            if before.manual {
+                let state = ModeState {
+                    mode: "disconnected".into(),
+                    since_ns: before.since_ns,
+                    reason: Some(reason),
+                    manual: false,
+                };
+                self.switch(&state, "connect")?;
+            } else {
+                self.set_disconnected(&reason, false)?;
+            }
+            return Err(e);
+        }
+        let switched = self.set_connected(if before.manual {
+            "connected by hand"
+        } else {
+            "the remote answered again"
+        })?;
+        let sync = if sync && self.config.on_reconnect == "sync" {
+            let opts = crate::sync::SyncOptions {
+                command: "sync".into(),
+                direction: crate::plan::Direction::Both,
+                paths: Vec::new(),
+                dry_run: false,
+                force: false,
+            };
+            Some(self.sync(&opts, progress)?)
+        } else {
+            None
+        };
+        Ok(ConnectReport { switched, sync })
+    }
+}

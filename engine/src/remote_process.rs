@@ -1,0 +1,716 @@
+//! The remote, reached through a helper process, so that a hung mount never hangs cachesync.
+//!
+//! A call stuck in FUSE (or on a hard NFS mount) cannot be interrupted, not even by SIGKILL,
+//! and a process holding such a thread cannot exit. So the process the user waits for never
+//! makes a call on the remote itself: it starts `cachesync remote-helper ROOT`, sends it
+//! requests over a pipe and waits for the answers with a timeout ([`crate::timed`]). When the
+//! remote hangs, the helper is abandoned: the user's command reports "disconnected" and exits;
+//! the helper ends by itself once its stuck call returns (the server answers, or the mount is
+//! aborted) and it sees that its parent is gone.
+//!
+//! The protocol: frames of a u32 little-endian length and a payload. A request is its id
+//! (u64), an op code (u8) and the op's arguments; a reply is the id, a status (0 done, 1
+//! failed with an errno and a message, 2 still working: a tick that keeps the caller's timeout
+//! from expiring during a long listing) and the op's result. Integers are little-endian, byte
+//! strings are a u32 length and the bytes, as in the store's encodings.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cachesync_objects::encoding::{Decoder, Encoder};
+use cachesync_objects::EntryKind;
+use crossbeam_channel::{bounded, unbounded, Sender};
+
+use crate::fs_remote::FsRemote;
+use crate::remote::{Remote, RemoteEntry, RemoteRead, RemoteWrite};
+
+static HELPER_EXE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes every workspace reach its remote through `exe remote-helper ROOT` (the cli calls this
+/// with its own path at start-up). Without it, remote calls run in-process (engine tests).
+pub fn use_helper_process(exe: PathBuf) {
+    let _ = HELPER_EXE.set(exe);
+}
+
+/// The helper executable, if one was set.
+pub fn helper_exe() -> Option<&'static Path> {
+    HELPER_EXE.get().map(PathBuf::as_path)
+}
+
+mod op {
+    pub const LIST: u8 = 1;
+    pub const STAT: u8 = 2;
+    pub const OPEN: u8 = 3;
+    pub const READ: u8 = 4;
+    pub const CLOSE: u8 = 5;
+    pub const CREATE: u8 = 6;
+    pub const WRITE: u8 = 7;
+    pub const FINISH: u8 = 8;
+    pub const RENAME: u8 = 9;
+    pub const REMOVE_FILE: u8 = 10;
+    pub const REMOVE_DIR: u8 = 11;
+    pub const MKDIR: u8 = 12;
+    pub const SET_MODE: u8 = 13;
+    pub const SYMLINK: u8 = 14;
+    pub const MKNOD: u8 = 15;
+    pub const CANONICAL: u8 = 16;
+}
+
+const DONE: u8 = 0;
+const FAILED: u8 = 1;
+const TICK: u8 = 2;
+
+/// Entries per tick during a listing.
+const TICK_EVERY: usize = 64;
+
+fn kind_code(k: EntryKind) -> u8 {
+    match k {
+        EntryKind::File => 1,
+        EntryKind::Dir => 2,
+        EntryKind::Symlink => 3,
+        EntryKind::Fifo => 4,
+        EntryKind::Socket => 5,
+        EntryKind::BlockDevice => 6,
+        EntryKind::CharDevice => 7,
+    }
+}
+
+fn kind_from(c: u8) -> io::Result<EntryKind> {
+    Ok(match c {
+        1 => EntryKind::File,
+        2 => EntryKind::Dir,
+        3 => EntryKind::Symlink,
+        4 => EntryKind::Fifo,
+        5 => EntryKind::Socket,
+        6 => EntryKind::BlockDevice,
+        7 => EntryKind::CharDevice,
+        _ => return Err(protocol("unknown kind")),
+    })
+}
+
+fn protocol(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("remote helper protocol: {what}"),
+    )
+}
+
+fn decode_err(e: cachesync_objects::ObjectError) -> io::Error {
+    protocol(&e.to_string())
+}
+
+fn put_entry(e: &mut Encoder, r: &RemoteEntry) {
+    e.bytes(&r.name);
+    e.u8(kind_code(r.kind));
+    e.u32(r.mode);
+    e.u32(r.uid);
+    e.u32(r.gid);
+    e.i64(r.mtime_ns);
+    e.u64(r.size);
+    e.u64(r.ino);
+    e.u64(r.rdev);
+    e.bytes(&r.target);
+}
+
+fn get_entry(d: &mut Decoder<'_>) -> io::Result<RemoteEntry> {
+    Ok(RemoteEntry {
+        name: d.bytes().map_err(decode_err)?.to_vec(),
+        kind: kind_from(d.u8().map_err(decode_err)?)?,
+        mode: d.u32().map_err(decode_err)?,
+        uid: d.u32().map_err(decode_err)?,
+        gid: d.u32().map_err(decode_err)?,
+        mtime_ns: d.i64().map_err(decode_err)?,
+        size: d.u64().map_err(decode_err)?,
+        ino: d.u64().map_err(decode_err)?,
+        rdev: d.u64().map_err(decode_err)?,
+        target: d.bytes().map_err(decode_err)?.to_vec(),
+    })
+}
+
+fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len()).map_err(|_| protocol("frame too large"))?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(payload)?;
+    w.flush()
+}
+
+fn read_frame(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
+    r.read_exact(&mut buf)?;
+    Ok(Some(buf))
+}
+
+// ---- the helper (server) side ----
+
+enum Handle {
+    Reader(Arc<Mutex<Box<dyn RemoteRead>>>),
+    Writer(Arc<Mutex<Option<Box<dyn RemoteWrite>>>>),
+}
+
+struct Server {
+    remote: FsRemote,
+    root: PathBuf,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_handle: AtomicU64,
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl Server {
+    fn reply(&self, id: u64, status: u8, body: &[u8]) {
+        let mut e = Encoder::new();
+        e.u64(id);
+        e.u8(status);
+        e.raw(body);
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        // The client is gone if this fails; the read loop sees EOF and ends the helper.
+        let _ = write_frame(&mut *out, &e.finish());
+    }
+
+    fn handle(&self, id: u64, request: &[u8]) {
+        match self.dispatch(id, request) {
+            Ok(body) => self.reply(id, DONE, &body),
+            Err(err) => {
+                let mut e = Encoder::new();
+                e.u32(err.raw_os_error().map_or(u32::MAX, |n| n as u32));
+                e.bytes(err.to_string().as_bytes());
+                self.reply(id, FAILED, &e.finish());
+            }
+        }
+    }
+
+    fn new_handle(&self, h: Handle) -> Vec<u8> {
+        let n = self.next_handle.fetch_add(1, Ordering::SeqCst);
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(n, h);
+        n.to_le_bytes().to_vec()
+    }
+
+    fn get_handle(&self, n: u64) -> io::Result<Handle> {
+        let map = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(&n) {
+            Some(Handle::Reader(r)) => Ok(Handle::Reader(Arc::clone(r))),
+            Some(Handle::Writer(w)) => Ok(Handle::Writer(Arc::clone(w))),
+            None => Err(protocol("unknown handle")),
+        }
+    }
+
+    fn dispatch(&self, id: u64, request: &[u8]) -> io::Result<Vec<u8>> {
+        let mut d = Decoder::new(request, "remote helper request");
+        let code = d.u8().map_err(decode_err)?;
+        let mut out = Encoder::new();
+        let path = |d: &mut Decoder<'_>| d.bytes().map(<[u8]>::to_vec).map_err(decode_err);
+        match code {
+            op::LIST => {
+                let p = path(&mut d)?;
+                let count = std::cell::Cell::new(0usize);
+                let tick = || {
+                    count.set(count.get() + 1);
+                    if count.get().is_multiple_of(TICK_EVERY) {
+                        self.reply(id, TICK, &[]);
+                    }
+                };
+                let list = self.remote.list(&p, &tick)?;
+                out.u32(list.len() as u32);
+                for e in &list {
+                    put_entry(&mut out, e);
+                }
+            }
+            op::STAT => match self.remote.stat(&path(&mut d)?)? {
+                Some(e) => {
+                    out.u8(1);
+                    put_entry(&mut out, &e);
+                }
+                None => out.u8(0),
+            },
+            op::OPEN => {
+                let r = self.remote.open(&path(&mut d)?)?;
+                return Ok(self.new_handle(Handle::Reader(Arc::new(Mutex::new(r)))));
+            }
+            op::CREATE => {
+                let w = self.remote.create(&path(&mut d)?)?;
+                return Ok(self.new_handle(Handle::Writer(Arc::new(Mutex::new(Some(w))))));
+            }
+            op::READ => {
+                let h = d.u64().map_err(decode_err)?;
+                let want = d.u32().map_err(decode_err)? as usize;
+                let Handle::Reader(r) = self.get_handle(h)? else {
+                    return Err(protocol("not a reader"));
+                };
+                let mut buf = vec![0u8; want.min(1 << 20)];
+                let n = r.lock().unwrap_or_else(|p| p.into_inner()).read(&mut buf)?;
+                buf.truncate(n);
+                out.bytes(&buf);
+            }
+            op::WRITE => {
+                let h = d.u64().map_err(decode_err)?;
+                let data = d.bytes().map_err(decode_err)?;
+                let Handle::Writer(w) = self.get_handle(h)? else {
+                    return Err(protocol("not a writer"));
+                };
+                let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
+                w.as_mut()
+                    .ok_or_else(|| protocol("file already finished"))?
+                    .write_all(data)?;
+            }
+            op::FINISH => {
+                let h = d.u64().map_err(decode_err)?;
+                let mode = d.u32().map_err(decode_err)?;
+                let mtime = d.i64().map_err(decode_err)?;
+                let Handle::Writer(w) = self.get_handle(h)? else {
+                    return Err(protocol("not a writer"));
+                };
+                let file = w.lock().unwrap_or_else(|p| p.into_inner()).take();
+                self.handles
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&h);
+                file.ok_or_else(|| protocol("file already finished"))?
+                    .finish(mode, mtime)?;
+            }
+            op::CLOSE => {
+                let h = d.u64().map_err(decode_err)?;
+                self.handles
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&h);
+            }
+            op::RENAME => {
+                let from = path(&mut d)?;
+                self.remote.rename(&from, &path(&mut d)?)?;
+            }
+            op::REMOVE_FILE => self.remote.remove_file(&path(&mut d)?)?,
+            op::REMOVE_DIR => self.remote.remove_dir(&path(&mut d)?)?,
+            op::MKDIR => {
+                let p = path(&mut d)?;
+                self.remote.mkdir(&p, d.u32().map_err(decode_err)?)?;
+            }
+            op::SET_MODE => {
+                let p = path(&mut d)?;
+                self.remote.set_mode(&p, d.u32().map_err(decode_err)?)?;
+            }
+            op::SYMLINK => {
+                let target = path(&mut d)?;
+                self.remote.symlink(&target, &path(&mut d)?)?;
+            }
+            op::MKNOD => {
+                let p = path(&mut d)?;
+                let kind = kind_from(d.u8().map_err(decode_err)?)?;
+                let mode = d.u32().map_err(decode_err)?;
+                let rdev = d.u64().map_err(decode_err)?;
+                self.remote.mknod(&p, kind, mode, rdev)?;
+            }
+            op::CANONICAL => {
+                let c = std::fs::canonicalize(&self.root)?;
+                out.bytes(crate::paths::bytes(&c));
+            }
+            _ => return Err(protocol("unknown op")),
+        }
+        Ok(out.finish())
+    }
+}
+
+/// Serves requests for the remote at `root` from `input`, answering on `output`, until
+/// `input` ends (the client went away). Each request runs on its own worker, so a hung call
+/// holds up only itself.
+///
+/// # Errors
+/// Only a failure to read `input`.
+pub fn serve(
+    root: &Path,
+    mut input: impl Read,
+    output: impl Write + Send + 'static,
+) -> io::Result<()> {
+    let server = Arc::new(Server {
+        remote: FsRemote::new(root),
+        root: root.to_path_buf(),
+        handles: Mutex::new(HashMap::new()),
+        next_handle: AtomicU64::new(1),
+        out: Mutex::new(Box::new(output)),
+    });
+    let (tx, rx) = unbounded::<(u64, Vec<u8>)>();
+    for _ in 0..32 {
+        let server = Arc::clone(&server);
+        let rx = rx.clone();
+        std::thread::Builder::new()
+            .name("helper-worker".into())
+            .spawn(move || {
+                for (id, request) in rx {
+                    server.handle(id, &request);
+                }
+            })?;
+    }
+    while let Some(frame) = read_frame(&mut input)? {
+        if frame.len() < 8 {
+            return Err(protocol("short frame"));
+        }
+        let id = u64::from_le_bytes(frame[..8].try_into().expect("8 bytes"));
+        if tx.send((id, frame[8..].to_vec())).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+// ---- the client side ----
+
+enum Reply {
+    Done(Vec<u8>),
+    Failed(io::Error),
+    Tick,
+}
+
+struct Client {
+    writer: Mutex<Option<ChildStdin>>,
+    pending: Mutex<HashMap<u64, Sender<Reply>>>,
+    next: AtomicU64,
+    child: Mutex<Child>,
+}
+
+fn gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the remote helper process ended",
+    )
+}
+
+impl Client {
+    fn call(&self, request: &[u8], tick: &dyn Fn()) -> io::Result<Vec<u8>> {
+        let id = self.next.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = bounded(16);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        let mut frame = Vec::with_capacity(8 + request.len());
+        frame.extend_from_slice(&id.to_le_bytes());
+        frame.extend_from_slice(request);
+        let sent = {
+            let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            match w.as_mut() {
+                Some(w) => write_frame(w, &frame),
+                None => Err(gone()),
+            }
+        };
+        if let Err(e) = sent {
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            return Err(if e.kind() == io::ErrorKind::BrokenPipe {
+                gone()
+            } else {
+                e
+            });
+        }
+        loop {
+            match rx.recv() {
+                Ok(Reply::Tick) => tick(),
+                Ok(Reply::Done(body)) => return Ok(body),
+                Ok(Reply::Failed(e)) => return Err(e),
+                Err(_) => return Err(gone()),
+            }
+        }
+    }
+
+    fn reader(self: Arc<Self>, mut out: impl Read) {
+        while let Ok(Some(frame)) = read_frame(&mut out) {
+            if frame.len() < 9 {
+                break;
+            }
+            let id = u64::from_le_bytes(frame[..8].try_into().expect("8 bytes"));
+            let status = frame[8];
+            let body = &frame[9..];
+            let reply = match status {
+                DONE => Reply::Done(body.to_vec()),
+                TICK => Reply::Tick,
+                _ => {
+                    let mut d = Decoder::new(body, "remote helper error");
+                    let errno = d.u32().unwrap_or(u32::MAX);
+                    let msg = d
+                        .bytes()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .unwrap_or_default();
+                    Reply::Failed(if errno == u32::MAX {
+                        io::Error::other(msg)
+                    } else {
+                        io::Error::from_raw_os_error(errno as i32)
+                    })
+                }
+            };
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let finished = !matches!(reply, Reply::Tick);
+            let sender = if finished {
+                pending.remove(&id)
+            } else {
+                pending.get(&id).cloned()
+            };
+            drop(pending);
+            if let Some(s) = sender {
+                let _ = s.send(reply);
+            }
+        }
+        // The helper ended: every waiting call fails as disconnected.
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // Closing its input ends the helper once its calls return; never wait for it here
+        // (it may be stuck in the kernel), only reap it if it is already gone.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let _ = self
+            .child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .try_wait();
+    }
+}
+
+/// A [`Remote`] served by a helper process.
+#[derive(Clone)]
+pub struct ProcessRemote {
+    client: Arc<Client>,
+    root: PathBuf,
+}
+
+impl ProcessRemote {
+    /// Starts `exe remote-helper ROOT`.
+    ///
+    /// # Errors
+    /// When the process cannot be started.
+    pub fn spawn(exe: &Path, root: &Path) -> io::Result<ProcessRemote> {
+        let mut child = Command::new(exe)
+            .arg("remote-helper")
+            .arg(root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            // Not inherited: a helper stuck in the kernel must not hold the user's pipes open.
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdin = child.stdin.take().ok_or_else(gone)?;
+        let stdout = child.stdout.take().ok_or_else(gone)?;
+        let client = Arc::new(Client {
+            writer: Mutex::new(Some(stdin)),
+            pending: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            child: Mutex::new(child),
+        });
+        let weak = Arc::downgrade(&client);
+        std::thread::Builder::new()
+            .name("helper-reader".into())
+            .spawn(move || {
+                if let Some(c) = weak.upgrade() {
+                    // Holds a strong reference only while reading: the reader ends when the
+                    // helper's output ends, which dropping the client causes.
+                    let c2 = Arc::clone(&c);
+                    drop(c);
+                    c2.reader(stdout);
+                }
+            })?;
+        Ok(ProcessRemote {
+            client,
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn call(&self, request: Encoder) -> io::Result<Vec<u8>> {
+        self.client.call(&request.finish(), &|| {})
+    }
+}
+
+fn req(code: u8) -> Encoder {
+    let mut e = Encoder::new();
+    e.u8(code);
+    e
+}
+
+struct ProcessReader {
+    client: Arc<Client>,
+    handle: u64,
+}
+
+impl Read for ProcessReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut e = req(op::READ);
+        e.u64(self.handle);
+        e.u32(buf.len().min(1 << 20) as u32);
+        let body = self.client.call(&e.finish(), &|| {})?;
+        let mut d = Decoder::new(&body, "read reply");
+        let data = d.bytes().map_err(decode_err)?;
+        buf[..data.len()].copy_from_slice(data);
+        Ok(data.len())
+    }
+}
+
+impl Drop for ProcessReader {
+    fn drop(&mut self) {
+        let mut e = req(op::CLOSE);
+        e.u64(self.handle);
+        let frame = e.finish();
+        // Fire and forget: a close must not wait on a hung remote.
+        let client = Arc::clone(&self.client);
+        let _ = std::thread::Builder::new()
+            .name("helper-close".into())
+            .spawn(move || {
+                let _ = client.call(&frame, &|| {});
+            });
+    }
+}
+
+struct ProcessWriter {
+    client: Arc<Client>,
+    handle: u64,
+}
+
+impl Write for ProcessWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let chunk = &buf[..buf.len().min(1 << 20)];
+        let mut e = req(op::WRITE);
+        e.u64(self.handle);
+        e.bytes(chunk);
+        self.client.call(&e.finish(), &|| {})?;
+        Ok(chunk.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl RemoteWrite for ProcessWriter {
+    fn finish(self: Box<Self>, mode: u32, mtime_ns: i64) -> io::Result<()> {
+        let mut e = req(op::FINISH);
+        e.u64(self.handle);
+        e.u32(mode);
+        e.i64(mtime_ns);
+        self.client.call(&e.finish(), &|| {}).map(drop)
+    }
+}
+
+fn handle_of(body: &[u8]) -> io::Result<u64> {
+    Decoder::new(body, "handle").u64().map_err(decode_err)
+}
+
+impl Remote for ProcessRemote {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn list(&self, dir: &[u8], tick: &dyn Fn()) -> io::Result<Vec<RemoteEntry>> {
+        let mut e = req(op::LIST);
+        e.bytes(dir);
+        let body = self.client.call(&e.finish(), tick)?;
+        let mut d = Decoder::new(&body, "list reply");
+        let n = d.u32().map_err(decode_err)? as usize;
+        let mut out = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            out.push(get_entry(&mut d)?);
+        }
+        Ok(out)
+    }
+
+    fn stat(&self, path: &[u8]) -> io::Result<Option<RemoteEntry>> {
+        let mut e = req(op::STAT);
+        e.bytes(path);
+        let body = self.call(e)?;
+        let mut d = Decoder::new(&body, "stat reply");
+        match d.u8().map_err(decode_err)? {
+            0 => Ok(None),
+            _ => Ok(Some(get_entry(&mut d)?)),
+        }
+    }
+
+    fn open(&self, path: &[u8]) -> io::Result<Box<dyn RemoteRead>> {
+        let mut e = req(op::OPEN);
+        e.bytes(path);
+        let handle = handle_of(&self.call(e)?)?;
+        Ok(Box::new(ProcessReader {
+            client: Arc::clone(&self.client),
+            handle,
+        }))
+    }
+
+    fn create(&self, path: &[u8]) -> io::Result<Box<dyn RemoteWrite>> {
+        let mut e = req(op::CREATE);
+        e.bytes(path);
+        let handle = handle_of(&self.call(e)?)?;
+        Ok(Box::new(ProcessWriter {
+            client: Arc::clone(&self.client),
+            handle,
+        }))
+    }
+
+    fn rename(&self, from: &[u8], to: &[u8]) -> io::Result<()> {
+        let mut e = req(op::RENAME);
+        e.bytes(from);
+        e.bytes(to);
+        self.call(e).map(drop)
+    }
+
+    fn remove_file(&self, path: &[u8]) -> io::Result<()> {
+        let mut e = req(op::REMOVE_FILE);
+        e.bytes(path);
+        self.call(e).map(drop)
+    }
+
+    fn remove_dir(&self, path: &[u8]) -> io::Result<()> {
+        let mut e = req(op::REMOVE_DIR);
+        e.bytes(path);
+        self.call(e).map(drop)
+    }
+
+    fn mkdir(&self, path: &[u8], mode: u32) -> io::Result<()> {
+        let mut e = req(op::MKDIR);
+        e.bytes(path);
+        e.u32(mode);
+        self.call(e).map(drop)
+    }
+
+    fn set_mode(&self, path: &[u8], mode: u32) -> io::Result<()> {
+        let mut e = req(op::SET_MODE);
+        e.bytes(path);
+        e.u32(mode);
+        self.call(e).map(drop)
+    }
+
+    fn symlink(&self, target: &[u8], path: &[u8]) -> io::Result<()> {
+        let mut e = req(op::SYMLINK);
+        e.bytes(target);
+        e.bytes(path);
+        self.call(e).map(drop)
+    }
+
+    fn mknod(&self, path: &[u8], kind: EntryKind, mode: u32, rdev: u64) -> io::Result<()> {
+        let mut e = req(op::MKNOD);
+        e.bytes(path);
+        e.u8(kind_code(kind));
+        e.u32(mode);
+        e.u64(rdev);
+        self.call(e).map(drop)
+    }
+
+    fn canonical_root(&self) -> io::Result<PathBuf> {
+        let body = self.call(req(op::CANONICAL))?;
+        let mut d = Decoder::new(&body, "canonical reply");
+        let b = d.bytes().map_err(decode_err)?;
+        Ok(PathBuf::from(
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b),
+        ))
+    }
+}
