@@ -170,9 +170,9 @@ fn local_change_paths(
 }
 
 /// Why the server may refuse `change` to `path`, judged from the permissions cached in the
-/// base snapshot; `None` when they allow it.
+/// last remote snapshot (`seen`); `None` when they allow it.
 fn permission_problem(
-    base: &crate::scan::Flat,
+    seen: &crate::scan::Flat,
     root: Option<(u32, u32, u32)>,
     creds: &Creds,
     path: &[u8],
@@ -185,7 +185,7 @@ fn permission_problem(
         if parent.is_empty() {
             break root;
         }
-        if let Some(e) = base.get(&parent) {
+        if let Some(e) = seen.get(&parent) {
             break Some(perm(e));
         }
         parent = crate::paths::split_parent(&parent).0.to_vec();
@@ -198,13 +198,13 @@ fn permission_problem(
         "added" | "deleted" | "type" if !dir_ok => {
             Some("its directory on the server is not writable by you".into())
         }
-        "modified" => match base.get(path) {
+        "modified" => match seen.get(path) {
             Some(e) if e.kind == EntryKind::File && !creds.may(perm(e), 2) => {
                 Some("the file on the server is not writable by you".into())
             }
             _ => None,
         },
-        "mode" => match base.get(path) {
+        "mode" => match seen.get(path) {
             Some(e) if creds.uid != 0 && e.uid != creds.uid => {
                 Some("only its owner on the server may change its permissions".into())
             }
@@ -433,8 +433,12 @@ impl Workspace {
         if remote_error.is_some() {
             let root_perm = self.remote_root_perm()?;
             let creds = Creds::current();
+            // Permissions as the server last showed them (owners change without a sync).
+            let seen = self
+                .store
+                .read_ref_flat(cachesync_objects::keys::REF_REMOTE)?;
             for (path, change) in local_change_paths(&base, &local.tree) {
-                if let Some(why) = permission_problem(&base, root_perm, &creds, &path, change) {
+                if let Some(why) = permission_problem(&seen, root_perm, &creds, &path, change) {
                     permission.push(PermissionWarning {
                         path: display(&path),
                         path_hex: std::str::from_utf8(&path).is_err().then(|| hex(&path)),

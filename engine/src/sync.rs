@@ -779,11 +779,14 @@ impl Applier<'_> {
                             cachesync_objects::ObjectError::MissingFile(id),
                         ))?;
                     let mut whole = blake3::Hasher::new();
-                    for (cid, _) in &object.chunks {
+                    for (n, (cid, _)) in object.chunks.iter().enumerate() {
                         let data = self.ws.store.chunk(*cid).map_err(SyncError::from)?;
                         whole.update(&data);
                         self.bytes_up += data.len() as u64;
                         w.write_all(data)?;
+                        if n == 0 {
+                            crate::failpoint::hit_n("mid-write", i);
+                        }
                     }
                     if whole.finalize().as_bytes() != id.as_bytes() {
                         let _ = remote.remove_file(&tmp);

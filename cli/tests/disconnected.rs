@@ -1,0 +1,377 @@
+//! Disconnected operation over a real network file system (sshfs on loopback, with an sshd
+//! the test starts, kills and restarts): the switch to disconnected mode, offline work, events
+//! and the hook, reconnection with changes made on the server meanwhile, and a push cut in
+//! the middle of a file.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cachesync_testutils::{wait_until, SshfsRemote};
+
+/// A cloned workspace on an sshfs share, with its own HOME and a hook that logs events.
+struct World {
+    share: SshfsRemote,
+    _tmp: tempfile::TempDir,
+    ws: PathBuf,
+    home: PathBuf,
+    hook_log: PathBuf,
+}
+
+impl World {
+    fn new(files: &[(&str, &[u8])]) -> World {
+        let share = SshfsRemote::start();
+        for (rel, body) in files {
+            let p = share.served().join(rel);
+            fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            fs::write(p, body).expect("write");
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let home = tmp.path().join("home");
+        fs::create_dir(&home).expect("mkdir");
+        let ws = tmp.path().join("ws");
+        let hook_log = tmp.path().join("hook.log");
+        let w = World {
+            share,
+            ws,
+            home,
+            hook_log,
+            _tmp: tmp,
+        };
+        let mnt = w.share.mnt().to_str().expect("utf-8").to_string();
+        let out = w.run_in(
+            w._tmp.path(),
+            &[
+                "clone",
+                &mnt,
+                w.ws.to_str().expect("utf-8"),
+                "--timeout",
+                "3",
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "clone: {out:?}");
+        // The hook appends each event's JSON to a file.
+        let config = w.ws.join(".cachesync/config.json");
+        let mut c: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&config).expect("config")).expect("json");
+        c["hook"] = serde_json::Value::String(format!("cat >> '{}'", w.hook_log.display()));
+        fs::write(&config, c.to_string()).expect("write config");
+        w
+    }
+
+    fn run_in(&self, dir: &Path, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        let home = self.home.to_str().expect("utf-8");
+        let mut env = vec![("HOME", home)];
+        env.extend_from_slice(extra);
+        common::cachesync(dir, args, &env)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_in(&self.ws, args, &[])
+    }
+
+    fn code(&self, args: &[&str]) -> i32 {
+        let out = self.run(args);
+        out.status.code().unwrap_or(-1)
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.run(args);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {out:?}"))
+    }
+
+    fn events(&self) -> Vec<serde_json::Value> {
+        let out = self.run(&["events", "--json"]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+            .collect()
+    }
+
+    fn hook_lines(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(&self.hook_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("the hook got JSON"))
+            .collect()
+    }
+
+    fn served(&self, rel: &str) -> PathBuf {
+        self.share.served().join(rel)
+    }
+}
+
+fn kinds(events: &[serde_json::Value]) -> Vec<&str> {
+    events.iter().filter_map(|e| e["kind"].as_str()).collect()
+}
+
+fn paths(list: &serde_json::Value) -> Vec<&str> {
+    list.as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|c| c["path"].as_str())
+        .collect()
+}
+
+#[test]
+fn an_outage_offline_work_and_reconnection() {
+    let mut w = World::new(&[
+        ("a.txt", b"a\n"),
+        ("b.txt", b"b\n"),
+        ("docs/c.md", b"c\n"),
+        ("old.txt", b"old\n"),
+    ]);
+    w.share.kill_server();
+
+    // Work offline.
+    fs::write(w.ws.join("a.txt"), "a, edited on the train\n").expect("edit");
+    fs::write(w.ws.join("new.txt"), "written offline\n").expect("write");
+    fs::remove_file(w.ws.join("b.txt")).expect("rm");
+
+    // The first command that needs the remote finds it gone, within its timeout.
+    let started = Instant::now();
+    let out = w.run(&["pull"]);
+    let took = started.elapsed();
+    eprintln!("pull with the server killed gave up after {took:?}");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(took < Duration::from_secs(12), "pull took {took:?}");
+
+    // Everything local works offline.
+    let st = w.json(&["status", "--json"]);
+    assert_eq!(st["mode"], "disconnected", "{st}");
+    assert!(st["reason"].as_str().is_some_and(|r| !r.is_empty()), "{st}");
+    assert!(st["since_ns"].as_i64().is_some_and(|s| s > 0), "{st}");
+    assert_eq!(paths(&st["provisional"]), ["new.txt"], "{st}");
+    let mut changed = paths(&st["local_changes"]);
+    changed.sort_unstable();
+    assert_eq!(changed, ["a.txt", "b.txt", "new.txt"], "{st}");
+    assert_eq!(w.code(&["check"]), 3);
+    assert_eq!(w.code(&["push"]), 3);
+    assert_eq!(w.code(&["log"]), 0);
+    assert_eq!(w.code(&["conflicts"]), 0);
+    let shown = w.run(&["show", "a.txt", "--variant", "base"]);
+    assert_eq!(shown.stdout, b"a\n", "{shown:?}");
+
+    // One event and one hook call for the switch, however many commands failed.
+    assert_eq!(kinds(&w.events()), ["disconnected"]);
+    let hooked = w.hook_lines();
+    assert_eq!(kinds(&hooked), ["disconnected"], "{hooked:?}");
+    let log = w.json(&["log", "--json"]);
+    let commands: Vec<&str> = log
+        .as_array()
+        .expect("ops")
+        .iter()
+        .filter_map(|o| o["command"].as_str())
+        .collect();
+    assert!(commands.contains(&"disconnect"), "{commands:?}");
+    assert!(commands.contains(&"offline"), "{commands:?}");
+
+    // Meanwhile, on the server: an edit and a deletion.
+    fs::write(w.served("docs/c.md"), "c, edited on the server meanwhile\n").expect("edit");
+    fs::remove_file(w.served("old.txt")).expect("rm");
+
+    // The server is back: `connect` checks it is the same remote, then syncs both ways.
+    w.share.restart_server();
+    let out = w.run(&["connect"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        fs::read_to_string(w.served("a.txt")).expect("pushed"),
+        "a, edited on the train\n"
+    );
+    assert_eq!(
+        fs::read_to_string(w.served("new.txt")).expect("pushed"),
+        "written offline\n"
+    );
+    assert!(
+        !w.served("b.txt").exists(),
+        "the offline deletion was pushed"
+    );
+    assert_eq!(
+        fs::read_to_string(w.ws.join("docs/c.md")).expect("pulled"),
+        "c, edited on the server meanwhile\n"
+    );
+    assert!(
+        !w.ws.join("old.txt").exists(),
+        "the server's deletion was pulled"
+    );
+
+    let st = w.json(&["status", "--json"]);
+    assert_eq!(st["mode"], "connected", "{st}");
+    assert_eq!(paths(&st["provisional"]), Vec::<&str>::new(), "{st}");
+    assert_eq!(kinds(&w.events()), ["disconnected", "connected"]);
+    assert_eq!(kinds(&w.hook_lines()), ["disconnected", "connected"]);
+    assert_eq!(w.code(&["check"]), 0);
+}
+
+#[test]
+fn disconnect_by_hand_keeps_off_the_remote_until_connect() {
+    let w = World::new(&[("a.txt", b"a\n")]);
+    assert_eq!(w.code(&["disconnect"]), 0);
+    fs::write(w.ws.join("a.txt"), "offline\n").expect("edit");
+    let started = Instant::now();
+    let out = w.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cachesync connect"),
+        "{out:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "it did not even try"
+    );
+    assert_eq!(fs::read_to_string(w.served("a.txt")).expect("read"), "a\n");
+    let st = w.json(&["status", "--json"]);
+    assert_eq!(st["mode"], "disconnected");
+    assert_eq!(st["manual"], true);
+    let ev = w.events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["manual"], true);
+
+    assert_eq!(w.code(&["connect"]), 0);
+    assert_eq!(
+        fs::read_to_string(w.served("a.txt")).expect("read"),
+        "offline\n"
+    );
+    assert_eq!(kinds(&w.events()), ["disconnected", "connected"]);
+
+    // --server HOST and --all act on every registered workspace of that server.
+    let out = w.run(&["disconnect", "--server", "127.0.0.1"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(w.json(&["status", "--json"])["manual"], true);
+    let out = w.run(&["connect", "--all"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(w.json(&["status", "--json"])["mode"], "connected");
+    let out = w.run(&["disconnect", "--server", "elsewhere.example"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(w.json(&["status", "--json"])["mode"], "connected");
+}
+
+#[test]
+fn a_push_cut_mid_file_leaves_the_remote_clean_and_completes_later() {
+    let mut w = World::new(&[("small.txt", b"s\n")]);
+    let big: Vec<u8> = (0..24_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    fs::write(w.ws.join("big.bin"), &big).expect("write");
+    let pause = w._tmp.path().join("paused");
+    let home = w.home.clone();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cachesync"))
+        .arg("push")
+        .current_dir(&w.ws)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &home)
+        .env("CACHESYNC_PAUSE", "mid-write:0")
+        .env("CACHESYNC_PAUSE_FILE", &pause)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn push");
+    wait_until(
+        "the push is in the middle of the file",
+        Duration::from_secs(60),
+        || pause.exists(),
+    );
+    w.share.kill_server();
+    fs::remove_file(&pause).expect("resume the push");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the push did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(3), "the cut push is a disconnection");
+    assert!(
+        !w.served("big.bin").exists(),
+        "no partial file under the real name"
+    );
+
+    w.share.restart_server();
+    wait_until("a sync completes the push", Duration::from_secs(30), || {
+        w.run(&["sync"]).status.success()
+    });
+    assert!(fs::read(w.served("big.bin")).expect("pushed") == big);
+    let leftovers: Vec<String> = fs::read_dir(w.share.served())
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".cachesync-tmp."))
+        .collect();
+    assert!(leftovers.is_empty(), "temporaries left: {leftovers:?}");
+    assert_eq!(w.json(&["fsck", "--json"])["clean"], true);
+}
+
+/// EDISCONPERM: offline, a change that the cached server permissions do not allow this user
+/// is flagged by status and makes check exit 5. Runs cachesync as `nobody` on a workspace it
+/// owns, cloned from a share owned by root.
+#[test]
+fn offline_changes_the_server_would_refuse_are_flagged() {
+    let env = common::Env::with_remote(&[("mine.txt", "m\n"), ("theirs.txt", "t\n")]);
+    env.clone_ws();
+    let nobody = 65534;
+    // The remote: root's, not writable by others, except mine.txt.
+    fs::set_permissions(&env.remote, fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::os::unix::fs::chown(env.r("mine.txt"), Some(nobody), Some(nobody)).expect("chown");
+    env.ok(&["sync"]);
+    // The workspace is nobody's.
+    for entry in walk(&env.ws) {
+        std::os::unix::fs::lchown(&entry, Some(nobody), Some(nobody)).expect("chown");
+    }
+    std::os::unix::fs::chown(&env.home, Some(nobody), Some(nobody)).expect("chown");
+    // nobody cannot reach the build directory under /root: run a copy of the binary.
+    fs::set_permissions(env.root(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let bin = env.root().join("cachesync");
+    fs::copy(env!("CARGO_BIN_EXE_cachesync"), &bin).expect("copy the binary");
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let as_nobody = |args: &[&str]| {
+        use std::os::unix::process::CommandExt;
+        Command::new(&bin)
+            .args(args)
+            .current_dir(&env.ws)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &env.home)
+            .uid(nobody)
+            .gid(nobody)
+            .output()
+            .expect("run as nobody")
+    };
+    assert!(as_nobody(&["disconnect"]).status.success());
+    fs::write(env.w("mine.txt"), "mine, edited\n").expect("edit");
+    fs::write(env.w("theirs.txt"), "theirs, edited\n").expect("edit");
+    fs::write(env.w("added.txt"), "new\n").expect("write");
+    let out = as_nobody(&["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let mut flagged = paths(&st["permission"]);
+    flagged.sort_unstable();
+    assert_eq!(flagged, ["added.txt", "theirs.txt"], "{st}");
+    let out = as_nobody(&["check"]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("permission: theirs.txt"),
+        "{out:?}"
+    );
+}
+
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i].clone();
+        if p.is_dir() && !p.is_symlink() {
+            for e in fs::read_dir(&p).expect("read_dir") {
+                out.push(e.expect("entry").path());
+            }
+        }
+        i += 1;
+    }
+    out
+}
