@@ -375,3 +375,135 @@ fn walk(root: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+impl World {
+    /// Like [`World::new`], on a share mounted as `options` say.
+    fn with_share(share: SshfsRemote, files: &[(&str, &[u8])]) -> World {
+        for (rel, body) in files {
+            let p = share.served().join(rel);
+            fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            fs::write(p, body).expect("write");
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let home = tmp.path().join("home");
+        fs::create_dir(&home).expect("mkdir");
+        let w = World {
+            ws: tmp.path().join("ws"),
+            hook_log: tmp.path().join("hook.log"),
+            share,
+            home,
+            _tmp: tmp,
+        };
+        let mnt = w.share.mnt().to_str().expect("utf-8").to_string();
+        let out = w.run_in(
+            w._tmp.path(),
+            &[
+                "clone",
+                &mnt,
+                w.ws.to_str().expect("utf-8"),
+                "--timeout",
+                "3",
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "clone: {out:?}");
+        w
+    }
+}
+
+/// With sshfs's default options a frozen server (SIGSTOP: TCP stays up, nothing answers)
+/// makes every call on the mount hang for as long as the freeze lasts, and the calling thread
+/// cannot be killed. cachesync's remote calls run in a helper process, so the command the
+/// user waits for still gives up after its timeout (3 s here) and exits.
+#[test]
+fn a_frozen_server_under_default_sshfs_options_never_hangs_cachesync() {
+    let share = SshfsRemote::builder().resilient(false).start();
+    let mut w = World::with_share(share, &[("a.txt", b"a\n")]);
+    fs::write(w.ws.join("a.txt"), "edited while the server froze\n").expect("edit");
+    w.share.freeze_server();
+
+    let started = Instant::now();
+    let out = w.run(&["pull"]);
+    let took = started.elapsed();
+    eprintln!("pull against a frozen server (default sshfs options) gave up after {took:?}");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(took < Duration::from_secs(20), "pull took {took:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did not answer"),
+        "{out:?}"
+    );
+
+    // Offline, everything local still answers at once.
+    let started = Instant::now();
+    let st = w.json(&["status", "--json"]);
+    assert_eq!(st["mode"], "disconnected", "{st}");
+    eprintln!("status while frozen took {:?}", started.elapsed());
+
+    w.share.thaw_server();
+    wait_until(
+        "connect succeeds after the thaw",
+        Duration::from_secs(30),
+        || w.run(&["connect"]).status.success(),
+    );
+    assert_eq!(
+        fs::read_to_string(w.served("a.txt")).expect("pushed"),
+        "edited while the server froze\n"
+    );
+}
+
+/// The network link cut (a laptop leaving the wifi), in the middle of a push: the push stops
+/// as disconnected, nothing partial is left under the real name, and once the link is back
+/// `connect` completes it.
+#[test]
+fn the_link_cut_in_the_middle_of_a_push() {
+    let share = SshfsRemote::start_in_netns();
+    let mut w = World::with_share(share, &[("small.txt", b"s\n")]);
+    let big: Vec<u8> = (0..16_000_000u32)
+        .map(|i| (i.wrapping_mul(40_503) >> 7) as u8)
+        .collect();
+    fs::write(w.ws.join("big.bin"), &big).expect("write");
+    let pause = w._tmp.path().join("paused");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cachesync"))
+        .arg("push")
+        .current_dir(&w.ws)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &w.home)
+        .env("CACHESYNC_PAUSE", "mid-write:0")
+        .env("CACHESYNC_PAUSE_FILE", &pause)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn push");
+    wait_until("the push is mid-file", Duration::from_secs(60), || {
+        pause.exists()
+    });
+    w.share.cut_link();
+    let started = Instant::now();
+    fs::remove_file(&pause).expect("resume the push");
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the push did not end"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!(
+        "push with the link cut gave up after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(3));
+    assert!(!w.served("big.bin").exists(), "nothing under the real name");
+    assert_eq!(w.json(&["status", "--json"])["mode"], "disconnected");
+
+    w.share.restore_link();
+    wait_until(
+        "connect succeeds once the link is back",
+        Duration::from_secs(30),
+        || w.run(&["connect"]).status.success(),
+    );
+    assert!(fs::read(w.served("big.bin")).expect("pushed") == big);
+}
