@@ -507,3 +507,46 @@ fn the_link_cut_in_the_middle_of_a_push() {
     );
     assert!(fs::read(w.served("big.bin")).expect("pushed") == big);
 }
+
+/// `events --follow` streams new events as they happen, without holding the workspace lock.
+#[test]
+fn events_follow_streams_new_events() {
+    use std::io::BufRead;
+    let w = World::new(&[("a.txt", b"a\n")]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cachesync"))
+        .args(["events", "--follow", "--json"])
+        .current_dir(&w.ws)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &w.home)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn events --follow");
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Other commands run while it follows.
+    assert_eq!(w.code(&["disconnect"]), 0);
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the disconnection is streamed");
+    assert_eq!(w.code(&["connect", "--no-sync"]), 0);
+    let second = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the reconnection is streamed");
+    let _ = child.kill();
+    let _ = child.wait();
+    let first: serde_json::Value = serde_json::from_str(&first).expect("json");
+    let second: serde_json::Value = serde_json::from_str(&second).expect("json");
+    assert_eq!(first["kind"], "disconnected");
+    assert_eq!(first["manual"], true);
+    assert_eq!(second["kind"], "connected");
+}
