@@ -30,6 +30,8 @@ enum Command {
     Connect(commands::connect::ConnectArgs),
     Disconnect(commands::connect::DisconnectArgs),
     Events(commands::events::EventsArgs),
+    Diff(commands::diff::DiffArgs),
+    Ls(commands::ls::LsArgs),
     /// Serves remote calls for another cachesync process (internal).
     #[command(hide = true)]
     RemoteHelper {
@@ -78,6 +80,8 @@ pub fn run() -> i32 {
         Command::Connect(a) => commands::connect::cmd_connect(a),
         Command::Disconnect(a) => commands::connect::cmd_disconnect(a),
         Command::Events(a) => commands::events::cmd_events(a),
+        Command::Diff(a) => commands::diff::cmd_diff(a),
+        Command::Ls(a) => commands::ls::cmd_ls(a),
         Command::RemoteHelper { .. } => unreachable!("handled above"),
     };
     match result {

@@ -550,3 +550,85 @@ fn events_follow_streams_new_events() {
     assert_eq!(first["manual"], true);
     assert_eq!(second["kind"], "connected");
 }
+
+/// EDISCONFULL: content that does not fit the cache budget is not brought in (exit 6, one
+/// `cache-full` event); everything else is synced, and raising the budget brings it in.
+#[test]
+fn the_cache_budget_refuses_what_does_not_fit() {
+    let env = common::Env::new();
+    for i in 0..4u64 {
+        // Incompressible (xorshift), so the store holds as much as the workspace.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (i + 1);
+        let data: Vec<u8> = (0..1_000_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        fs::write(env.r(format!("f{i}.bin")), data).expect("write");
+    }
+    let r = env.run_in(
+        env.root(),
+        [
+            std::ffi::OsStr::new("clone"),
+            env.remote.as_os_str(),
+            env.ws.as_os_str(),
+            std::ffi::OsStr::new("--budget"),
+            std::ffi::OsStr::new("6.5M"),
+        ],
+    );
+    assert_eq!(r.code, 6, "{r}");
+    assert!(r.stderr.contains("cache budget is exhausted"), "{r}");
+    let present = (0..4)
+        .filter(|i| env.w(format!("f{i}.bin")).exists())
+        .count();
+    assert!(present < 4, "everything was brought in despite the budget");
+    let events = env.ok(&["events", "--json"]).out();
+    assert_eq!(events.matches("\"cache-full\"").count(), 1, "{events}");
+    // A second run refuses again, without a second event.
+    env.expect_code(6, &["sync"]);
+    let events = env.ok(&["events", "--json"]).out();
+    assert_eq!(events.matches("\"cache-full\"").count(), 1, "{events}");
+
+    let config = env.w(".cachesync/config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&config).expect("config")).expect("json");
+    c["budget_bytes"] = serde_json::json!(1u64 << 30);
+    fs::write(&config, c.to_string()).expect("write config");
+    env.ok(&["sync"]);
+    for i in 0..4 {
+        assert!(env.w(format!("f{i}.bin")).exists(), "f{i}.bin brought in");
+    }
+    env.assert_in_sync();
+}
+
+/// diff and ls answer from the cache, offline.
+#[test]
+fn diff_and_ls_work_offline() {
+    let env = common::Env::with_remote(&[("notes.txt", "one\ntwo\nthree\n"), ("gone.txt", "g\n")]);
+    env.clone_ws();
+    env.ok(&["disconnect"]);
+    env.put_local("notes.txt", "one\n2\nthree\n");
+    env.put_local("new.txt", "fresh\n");
+    fs::remove_file(env.w("gone.txt")).expect("rm");
+    let d = env.ok(&["diff"]).out();
+    assert!(d.contains("--- a/notes.txt\n+++ b/notes.txt\n"), "{d}");
+    assert!(d.contains("-two\n+2\n"), "{d}");
+    assert!(d.contains("+++ b/new.txt") && d.contains("+fresh"), "{d}");
+    assert!(d.contains("deleted file mode") && d.contains("-g\n"), "{d}");
+    let only = env.ok(&["diff", "new.txt"]).out();
+    assert!(!only.contains("notes.txt"), "{only}");
+    let ls = env.json(0, &["ls", "--json"]);
+    let state = |p: &str| {
+        ls.as_array()
+            .expect("entries")
+            .iter()
+            .find(|e| e["path"] == p)
+            .map(|e| e["state"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(state("notes.txt").as_deref(), Some("modified"), "{ls}");
+    assert_eq!(state("new.txt").as_deref(), Some("provisional"), "{ls}");
+    assert_eq!(state("gone.txt").as_deref(), Some("deleted"), "{ls}");
+}

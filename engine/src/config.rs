@@ -29,6 +29,10 @@ pub struct Config {
     /// Remote directory listings in flight at once during a scan.
     #[serde(default = "default_parallel")]
     pub parallel: usize,
+    /// The cache budget in bytes (the store plus the files in the workspace); none when
+    /// absent. A pull that would exceed it is refused with EDISCONFULL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_bytes: Option<u64>,
     /// A shell command run for every event, with the event's JSON on standard input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook: Option<String>,
@@ -61,6 +65,7 @@ impl Config {
             max_delete_percent: default_max_delete_percent(),
             parallel: default_parallel(),
             hook: None,
+            budget_bytes: None,
             on_reconnect: default_on_reconnect(),
         }
     }

@@ -60,6 +60,16 @@ pub enum SyncError {
         /// What failed, and how.
         reason: String,
     },
+    /// Bringing content into the workspace would exceed the cache budget.
+    #[error("the cache budget is exhausted: {needed} bytes needed, the budget is {budget} bytes; {refused} file(s) were not brought in")]
+    CacheFull {
+        /// Bytes the cache would use.
+        needed: u64,
+        /// The budget.
+        budget: u64,
+        /// Files not brought into the workspace.
+        refused: usize,
+    },
     /// The workspace was disconnected by hand: nothing may touch the remote.
     #[error("this workspace is disconnected (by hand); nothing touches the remote until `cachesync connect`")]
     Offline,
@@ -146,6 +156,7 @@ impl SyncError {
             | SyncError::RemoteIdentity { .. }
             | SyncError::Offline => ErrorCode::Disconnected,
             SyncError::Conflicted(_) => ErrorCode::Conflicted,
+            SyncError::CacheFull { .. } => ErrorCode::DisconFull,
             SyncError::Usage(_) => ErrorCode::Usage,
             _ => ErrorCode::Other,
         }
@@ -166,6 +177,9 @@ impl SyncError {
             SyncError::Conflicted(_) => {
                 Some("`cachesync status` lists them; your local files were kept as they are")
             }
+            SyncError::CacheFull { .. } => Some(
+                "everything else was synced; free space (`cachesync gc`) or raise budget_bytes in .cachesync/config.json",
+            ),
             SyncError::NotAWorkspace(_) => Some("run `cachesync clone REMOTE DIR` first, or cd into a workspace"),
             SyncError::Locked { .. } => Some("wait for it to finish; a crashed run's lock is taken over automatically"),
             SyncError::Store(e) if e.is_corruption() => Some("run `cachesync fsck` to see what is damaged"),

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod conflict;
+pub mod diff;
 mod error;
 pub mod events;
 pub mod failpoint;

@@ -255,6 +255,42 @@ impl Workspace {
             return Ok(report);
         }
 
+        // The cache budget: content brought into the workspace must fit.
+        let mut over_budget: HashSet<usize> = HashSet::new();
+        let mut full: Option<u64> = None;
+        if let Some(budget) = self.config.budget_bytes {
+            let in_workspace: u64 = trees
+                .local
+                .tree
+                .values()
+                .filter(|e| e.kind == EntryKind::File)
+                .map(|e| e.size)
+                .sum();
+            let mut used = self.cache_bytes() + in_workspace;
+            for s in &plan.steps {
+                if s.side != Side::Local || !matches!(s.op, Op::Write) {
+                    continue;
+                }
+                let grow = s.target.as_ref().map_or(0, |t| t.size);
+                let shrink = s.expect.as_ref().map_or(0, |e| e.size);
+                let next = (used + grow).saturating_sub(shrink);
+                if next > budget {
+                    over_budget.insert(s.change);
+                    full = Some(full.unwrap_or(0).max(next));
+                } else {
+                    used = next;
+                }
+            }
+            let level = if full.is_some() {
+                "cache-full"
+            } else if used * 10 > budget * 9 {
+                "cache-nearly-full"
+            } else {
+                "ok"
+            };
+            self.note_cache_level(level, full.unwrap_or(used), budget)?;
+        }
+
         let op_id = journal::next_id(&self.store)?;
         report.op = op_id;
         let mut op = OpRecord {
@@ -304,6 +340,14 @@ impl Workspace {
         progress.start("applying", total);
         for (i, step) in plan.steps.iter().enumerate() {
             if failed.contains(&step.change) {
+                continue;
+            }
+            if over_budget.contains(&step.change) {
+                failed.insert(step.change);
+                report.skipped.push((
+                    step.path.clone(),
+                    "not brought in: the cache budget is exhausted".into(),
+                ));
                 continue;
             }
             crate::failpoint::hit_n("before-step", i);
@@ -483,10 +527,41 @@ impl Workspace {
             )?;
         }
         report.plan = plan;
-        match fatal {
-            Some(e) => Err(e),
-            None => Ok(report),
+        match (fatal, full) {
+            (Some(e), _) => Err(e),
+            (None, Some(needed)) => Err(SyncError::CacheFull {
+                needed,
+                budget: self.config.budget_bytes.unwrap_or(0),
+                refused: over_budget.len(),
+            }),
+            (None, None) => Ok(report),
         }
+    }
+
+    /// Records the cache level and emits an event when it changes (`ok`, `cache-nearly-full`
+    /// above 90% of the budget, `cache-full` when content was refused).
+    fn note_cache_level(&self, level: &str, used: u64, budget: u64) -> Result<()> {
+        let state = self.store.table(keys::CF_STATE);
+        let before = state.get(b"cache-level")?.unwrap_or_else(|| b"ok".to_vec());
+        if before == level.as_bytes() {
+            return Ok(());
+        }
+        state.put(b"cache-level", level.as_bytes())?;
+        if level == "ok" {
+            return Ok(());
+        }
+        crate::events::emit(
+            &self.meta_dir(),
+            self.config.hook.as_deref(),
+            &crate::events::Event {
+                time_ns: crate::now_ns(),
+                kind: level.into(),
+                workspace: self.root.display().to_string(),
+                reason: Some(format!("{used} of {budget} bytes")),
+                path: None,
+                manual: None,
+            },
+        )
     }
 
     /// The temporary name step `i` of operation `op` writes before renaming into `path`.

@@ -20,9 +20,38 @@ pub struct CloneArgs {
     /// The deletion guard: most files (percent) one run may delete without --force.
     #[arg(long, value_name = "PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
     max_delete: u32,
+    /// The cache budget (store plus workspace files), e.g. `500M`, `20G`; content that does
+    /// not fit is not brought in (EDISCONFULL, exit 6).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    budget: Option<u64>,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// Parses `123`, `64K`, `500M`, `1.5G`, `2T` (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&s[..i], s[i..].to_ascii_uppercase()),
+        None => (s, String::new()),
+    };
+    let factor: u64 = match unit.trim_end_matches("IB").trim_end_matches('B') {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("unknown unit in {s:?}: use K, M, G or T")),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a size: {s:?} (e.g. 500M, 20G)"))?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("not a positive size: {s:?}"));
+    }
+    Ok((n * factor as f64) as u64)
 }
 
 pub fn cmd_clone(args: CloneArgs) -> CmdResult {
@@ -35,6 +64,7 @@ pub fn cmd_clone(args: CloneArgs) -> CmdResult {
     let mut ws = Workspace::init(&args.remote, &args.workspace, |c| {
         c.timeout_ms = (args.timeout * 1000.0) as u64;
         c.max_delete_percent = args.max_delete;
+        c.budget_bytes = args.budget;
     })
     .or_fail(false)?;
     let opts = SyncOptions {

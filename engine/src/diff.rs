@@ -1,0 +1,181 @@
+//! `diff` and `ls`: what the workspace holds, against the base snapshot, from the cache alone
+//! (they work offline).
+
+use std::collections::BTreeSet;
+
+use cachesync_objects::{keys, Entry, EntryKind};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::paths::{display, hex, is_within, split_parent};
+use crate::reconcile::same;
+use crate::scan::Flat;
+use crate::workspace::Workspace;
+
+/// Files larger than this are not diffed line by line.
+pub const MAX_DIFF_BYTES: usize = 8 << 20;
+
+/// True when `bytes` can be shown (and merged) as text: UTF-8, no NUL, not too large.
+pub fn is_text(bytes: &[u8]) -> bool {
+    bytes.len() <= MAX_DIFF_BYTES && !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok()
+}
+
+/// A unified diff of two versions of `path` (absent = `None`), git-style.
+pub fn unified(path: &[u8], old: Option<(&Entry, &[u8])>, new: Option<(&Entry, &[u8])>) -> String {
+    let name = display(path);
+    let mut out = format!("diff --cachesync a/{name} b/{name}\n");
+    let mode = |e: &Entry| {
+        let kind = match e.kind {
+            EntryKind::Symlink => 0o120000,
+            EntryKind::Dir => 0o040000,
+            _ => 0o100000,
+        };
+        format!("{:06o}", kind | e.mode)
+    };
+    match (old, new) {
+        (None, Some((n, _))) => out.push_str(&format!("new file mode {}\n", mode(n))),
+        (Some((o, _)), None) => out.push_str(&format!("deleted file mode {}\n", mode(o))),
+        (Some((o, _)), Some((n, _))) if o.mode != n.mode || o.kind != n.kind => {
+            out.push_str(&format!("old mode {}\nnew mode {}\n", mode(o), mode(n)));
+        }
+        _ => {}
+    }
+    let old_bytes = old.map_or(&[][..], |(_, b)| b);
+    let new_bytes = new.map_or(&[][..], |(_, b)| b);
+    if old_bytes == new_bytes {
+        return out;
+    }
+    if !is_text(old_bytes) || !is_text(new_bytes) {
+        out.push_str(&format!("Binary files a/{name} and b/{name} differ\n"));
+        return out;
+    }
+    let a = std::str::from_utf8(old_bytes).expect("checked by is_text");
+    let b = std::str::from_utf8(new_bytes).expect("checked by is_text");
+    let diff = similar::TextDiff::from_lines(a, b);
+    let old_name = if old.is_some() { format!("a/{name}") } else { "/dev/null".into() };
+    let new_name = if new.is_some() { format!("b/{name}") } else { "/dev/null".into() };
+    out.push_str(
+        &diff
+            .unified_diff()
+            .context_radius(3)
+            .header(&old_name, &new_name)
+            .to_string(),
+    );
+    out
+}
+
+/// One entry of `ls`.
+#[derive(Debug, Serialize)]
+pub struct LsEntry {
+    /// The path, displayable.
+    pub path: String,
+    /// The path's bytes in hex, when it is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
+    /// `file`, `dir`, `symlink`, ...
+    pub kind: &'static str,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner and group.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, ns.
+    pub mtime_ns: i64,
+    /// Symlink target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `synced` (as in the base), `modified`, `provisional` (created here, never pushed),
+    /// `deleted` (deleted here, not yet pushed).
+    pub state: &'static str,
+}
+
+impl Workspace {
+    fn content(&self, e: &Entry) -> Result<Vec<u8>> {
+        Ok(match (e.kind, e.file) {
+            (EntryKind::File, Some(id)) => self.store.read_file_bytes(id)?,
+            (EntryKind::Symlink, _) => {
+                let mut t = e.target.clone();
+                t.push(b'\n');
+                t
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    fn local_and_base(&self) -> Result<(Flat, Flat)> {
+        let rules = self.rules()?;
+        let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
+        base.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
+        let idx = crate::index::load(&self.store)?;
+        let local = crate::scan::scan_local(&self.root, &rules, &self.store, &idx)?;
+        Ok((base, local.tree))
+    }
+
+    /// The unified diff of local changes against the base, for `paths` (all when empty).
+    ///
+    /// # Errors
+    /// Local scan and store errors.
+    pub fn diff(&self, paths: &[Vec<u8>]) -> Result<String> {
+        let (base, local) = self.local_and_base()?;
+        let keys: BTreeSet<&Vec<u8>> = base.keys().chain(local.keys()).collect();
+        let mut out = String::new();
+        for k in keys {
+            if !paths.is_empty() && !paths.iter().any(|p| is_within(k, p)) {
+                continue;
+            }
+            let (b, l) = (base.get(k), local.get(k));
+            if same(b, l) || b.or(l).is_some_and(|e| e.kind == EntryKind::Dir) {
+                continue;
+            }
+            let old = b.map(|e| self.content(e).map(|c| (e, c))).transpose()?;
+            let new = l.map(|e| self.content(e).map(|c| (e, c))).transpose()?;
+            out.push_str(&unified(
+                k,
+                old.as_ref().map(|(e, c)| (*e, c.as_slice())),
+                new.as_ref().map(|(e, c)| (*e, c.as_slice())),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The entries directly inside `dir` (the root when empty), from the cache: what the base
+    /// snapshot records and what the workspace holds.
+    ///
+    /// # Errors
+    /// Local scan and store errors.
+    pub fn ls(&self, dir: &[u8]) -> Result<Vec<LsEntry>> {
+        let (base, local) = self.local_and_base()?;
+        let keys: BTreeSet<&Vec<u8>> = base
+            .keys()
+            .chain(local.keys())
+            .filter(|k| split_parent(k).0 == dir || (k.as_slice() == dir && !dir.is_empty()))
+            .collect();
+        let mut out = Vec::new();
+        for k in keys {
+            let (b, l) = (base.get(k), local.get(k));
+            let (e, state) = match (b, l) {
+                (Some(b), Some(l)) if same(Some(b), Some(l)) => (l, "synced"),
+                (Some(_), Some(l)) => (l, "modified"),
+                (None, Some(l)) => (l, "provisional"),
+                (Some(b), None) => (b, "deleted"),
+                (None, None) => continue,
+            };
+            out.push(LsEntry {
+                path: display(k),
+                path_hex: std::str::from_utf8(k).is_err().then(|| hex(k)),
+                kind: e.kind.as_str(),
+                mode: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                size: e.size,
+                mtime_ns: e.mtime_ns,
+                target: (e.kind == EntryKind::Symlink).then(|| display(&e.target)),
+                state,
+            });
+        }
+        Ok(out)
+    }
+}
