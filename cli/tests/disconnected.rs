@@ -192,9 +192,19 @@ fn an_outage_offline_work_and_reconnection() {
         !w.served("b.txt").exists(),
         "the offline deletion was pushed"
     );
-    assert_eq!(
-        fs::read_to_string(w.ws.join("docs/c.md")).expect("pulled"),
-        "c, edited on the server meanwhile\n"
+    // The mount may show the server's edits only once its attribute cache expires (about a
+    // second, as on any network file system): sync until they arrive.
+    wait_until(
+        "the server's edit and deletion arrive",
+        Duration::from_secs(20),
+        || {
+            let edited = fs::read_to_string(w.ws.join("docs/c.md")).unwrap_or_default()
+                == "c, edited on the server meanwhile\n";
+            edited && !w.ws.join("old.txt").exists() || {
+                w.run(&["sync"]);
+                false
+            }
+        },
     );
     assert!(
         !w.ws.join("old.txt").exists(),
