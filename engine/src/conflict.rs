@@ -74,6 +74,18 @@ pub struct ConflictRecord {
     pub client: Option<Variant>,
     /// The server's version.
     pub server: Option<Variant>,
+    /// The version that settled it, once resolved (or merged automatically).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<Variant>,
+    /// How it was settled: `merged automatically`, `took server`, `took client`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+    /// Where the local version was moved, when it had nowhere to go (a lost+found path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_found: Option<String>,
+    /// When it was settled, ns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_ns: Option<i64>,
 }
 
 impl ConflictRecord {
@@ -86,7 +98,7 @@ impl ConflictRecord {
 
     /// File ids this record keeps alive (gc roots).
     pub fn files(&self) -> Vec<FileId> {
-        [&self.base, &self.client, &self.server]
+        [&self.base, &self.client, &self.server, &self.resolved]
             .into_iter()
             .flatten()
             .filter_map(Variant::file_id)
@@ -111,6 +123,10 @@ pub fn record(
         base: Variant::of(base),
         client: Variant::of(client),
         server: Variant::of(server),
+        resolved: None,
+        resolution: None,
+        lost_found: None,
+        resolved_ns: None,
     }
 }
 

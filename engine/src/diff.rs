@@ -52,8 +52,16 @@ pub fn unified(path: &[u8], old: Option<(&Entry, &[u8])>, new: Option<(&Entry, &
     let a = std::str::from_utf8(old_bytes).expect("checked by is_text");
     let b = std::str::from_utf8(new_bytes).expect("checked by is_text");
     let diff = similar::TextDiff::from_lines(a, b);
-    let old_name = if old.is_some() { format!("a/{name}") } else { "/dev/null".into() };
-    let new_name = if new.is_some() { format!("b/{name}") } else { "/dev/null".into() };
+    let old_name = if old.is_some() {
+        format!("a/{name}")
+    } else {
+        "/dev/null".into()
+    };
+    let new_name = if new.is_some() {
+        format!("b/{name}")
+    } else {
+        "/dev/null".into()
+    };
     out.push_str(
         &diff
             .unified_diff()

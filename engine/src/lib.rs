@@ -19,6 +19,7 @@ pub mod ignore_rules;
 pub mod index;
 pub mod journal;
 pub mod lock;
+pub mod merge;
 pub mod mode;
 pub mod mount;
 pub mod paths;

@@ -67,6 +67,8 @@ pub struct Change {
     pub modify_delete: bool,
     /// A deleted directory was kept because the other side changed things inside it.
     pub dir_kept: bool,
+    /// Both sides edited a text file without overlapping: the outcome is their merge.
+    pub merged: bool,
 }
 
 impl Change {
@@ -192,6 +194,7 @@ pub fn reconcile(base: &Flat, local: &Flat, remote: &Flat) -> Vec<Change> {
             outcome,
             modify_delete,
             dir_kept: false,
+            merged: false,
         });
     }
     keep_dirs_with_survivors(&mut changes, local, remote);

@@ -406,7 +406,9 @@ impl Workspace {
         let mut remote_changes = Vec::new();
         if let Some(rt) = &remote_tree {
             remote_changes = reconcile_side(&base, rt);
-            let plan = Plan::build(reconcile(&base, &local.tree, rt), Direction::Both);
+            let mut changes = reconcile(&base, &local.tree, rt);
+            self.auto_merge(&mut changes)?;
+            let plan = Plan::build(changes, Direction::Both);
             pending.pull = plan.steps.iter().filter(|s| s.side == Side::Local).count();
             pending.push = plan.steps.iter().filter(|s| s.side == Side::Remote).count();
             for c in &plan.changes {

@@ -200,6 +200,7 @@ impl Workspace {
                 })
             });
         }
+        self.auto_merge(&mut changes)?;
         // Files that kept changing while they were read are left for the next run.
         let unstable: Vec<&Vec<u8>> = trees
             .local
@@ -226,6 +227,12 @@ impl Workspace {
             if c.modify_delete {
                 report.notices.push(format!(
                     "{}: modified on one side and deleted on the other; the modified version was kept",
+                    display(&c.path)
+                ));
+            }
+            if c.merged {
+                report.notices.push(format!(
+                    "{}: edited on both sides in different places; the edits were merged",
                     display(&c.path)
                 ));
             }
@@ -419,6 +426,7 @@ impl Workspace {
             .collect();
         let mut open_now = BTreeMap::new();
         let mut fresh_conflicts = Vec::new();
+        let mut merged_paths: HashSet<Vec<u8>> = HashSet::new();
         for (i, c) in plan.changes.iter().enumerate() {
             match &c.outcome {
                 Outcome::Conflict(kind) => {
@@ -449,6 +457,21 @@ impl Workspace {
                         || (opts.direction.allows(Side::Local) && !failed.contains(&i));
                     let remote_ok = !c.needs_remote()
                         || (opts.direction.allows(Side::Remote) && !failed.contains(&i));
+                    if local_ok && remote_ok && c.merged {
+                        merged_paths.insert(c.path.clone());
+                        let mut r = conflict::record(
+                            &c.path,
+                            "content",
+                            c.base.as_ref(),
+                            c.local.as_ref(),
+                            c.remote.as_ref(),
+                        );
+                        r.state = ConflictState::Resolved;
+                        r.resolved = conflict::Variant::of(target.as_ref());
+                        r.resolution = Some("merged automatically".into());
+                        r.resolved_ns = Some(crate::now_ns());
+                        conflict::put(&mut batch, &r);
+                    }
                     if local_ok && remote_ok {
                         match target {
                             Some(e) => {
@@ -465,7 +488,7 @@ impl Workspace {
         let filtered =
             |p: &[u8]| opts.paths.is_empty() || opts.paths.iter().any(|f| is_within(p, f));
         for (path, mut r) in existing {
-            if !open_now.contains_key(&path) && filtered(&path) {
+            if !open_now.contains_key(&path) && !merged_paths.contains(&path) && filtered(&path) {
                 r.state = ConflictState::Resolved;
                 conflict::put(&mut batch, &r);
             }
