@@ -32,6 +32,7 @@ enum Command {
     Events(commands::events::EventsArgs),
     Diff(commands::diff::DiffArgs),
     Ls(commands::ls::LsArgs),
+    Resolve(commands::resolve::ResolveArgs),
     /// Serves remote calls for another cachesync process (internal).
     #[command(hide = true)]
     RemoteHelper {
@@ -82,6 +83,7 @@ pub fn run() -> i32 {
         Command::Events(a) => commands::events::cmd_events(a),
         Command::Diff(a) => commands::diff::cmd_diff(a),
         Command::Ls(a) => commands::ls::cmd_ls(a),
+        Command::Resolve(a) => commands::resolve::cmd_resolve(a),
         Command::RemoteHelper { .. } => unreachable!("handled above"),
     };
     match result {

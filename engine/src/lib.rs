@@ -29,6 +29,7 @@ pub mod reconcile;
 pub mod registry;
 pub mod remote;
 pub mod remote_process;
+pub mod resolve;
 pub mod scan;
 pub mod status;
 pub mod sync;

@@ -342,6 +342,7 @@ impl Workspace {
             bytes_up: 0,
         };
         let mut failed: HashSet<usize> = HashSet::new();
+        let mut denied: HashSet<usize> = HashSet::new();
         let mut fatal: Option<SyncError> = None;
         let total = plan.steps.len() as u64;
         progress.start("applying", total);
@@ -375,6 +376,18 @@ impl Workspace {
                 Err(StepError::Fatal(e @ SyncError::Disconnected { .. })) => {
                     fatal = Some(e);
                     break;
+                }
+                Err(StepError::Fatal(SyncError::RemoteIo { source, .. }))
+                    if step.side == Side::Remote && refused_by_server(&source) =>
+                {
+                    // The server said no: the local change is kept and becomes a permission
+                    // conflict, never a lost change.
+                    failed.insert(step.change);
+                    denied.insert(step.change);
+                    report.skipped.push((
+                        step.path.clone(),
+                        format!("the server refused it ({source}); kept as a permission conflict"),
+                    ));
                 }
                 Err(StepError::Fatal(e)) => {
                     failed.insert(step.change);
@@ -428,11 +441,16 @@ impl Workspace {
         let mut fresh_conflicts = Vec::new();
         let mut merged_paths: HashSet<Vec<u8>> = HashSet::new();
         for (i, c) in plan.changes.iter().enumerate() {
-            match &c.outcome {
-                Outcome::Conflict(kind) => {
+            let conflict_kind = match &c.outcome {
+                Outcome::Conflict(kind) => Some(kind.as_str()),
+                Outcome::Resolved(_) if denied.contains(&i) => Some("permission"),
+                Outcome::Resolved(_) => None,
+            };
+            match (&c.outcome, conflict_kind) {
+                (_, Some(kind)) => {
                     let fresh = conflict::record(
                         &c.path,
-                        kind.as_str(),
+                        kind,
                         c.base.as_ref(),
                         c.local.as_ref(),
                         c.remote.as_ref(),
@@ -452,7 +470,8 @@ impl Workspace {
                     conflict::put(&mut batch, &r);
                     open_now.insert(c.path.clone(), r);
                 }
-                Outcome::Resolved(target) => {
+                (Outcome::Conflict(_), None) => unreachable!("a conflict always has a kind"),
+                (Outcome::Resolved(target), None) => {
                     let local_ok = !c.needs_local()
                         || (opts.direction.allows(Side::Local) && !failed.contains(&i));
                     let remote_ok = !c.needs_remote()
@@ -614,6 +633,15 @@ fn summary(plan: &Plan, report: &SyncReport) -> String {
     s
 }
 
+/// True for the errors by which a server refuses a write (not a network failure).
+fn refused_by_server(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::PermissionDenied
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EROFS | libc::EPERM | libc::EACCES)
+        )
+}
+
 /// The deletion guard: refuses a plan that deletes more than `percent` of the base's files
 /// on either side (and more than one file).
 fn guard(plan: &Plan, base: &Flat, percent: u32) -> Result<()> {
@@ -710,7 +738,7 @@ impl Applier<'_> {
             Ok(())
         } else {
             Err(StepError::Precondition(format!(
-                "{} changed in the workspace during the sync",
+                "{} changed in the workspace during the sync; the next run takes it up",
                 display(path)
             )))
         }
@@ -840,7 +868,7 @@ impl Applier<'_> {
             Ok(())
         } else {
             Err(StepError::Precondition(format!(
-                "{} changed on the remote during the sync",
+                "{} changed on the remote during the sync; the next run takes it up",
                 display(path)
             )))
         }

@@ -141,7 +141,7 @@ fn human(command: &str, dry_run: bool, r: &SyncReport) -> String {
     }
     for (p, why) in &r.skipped {
         out.push_str(&format!(
-            "skipped {}: {why} (run it again)\n",
+            "skipped {}: {why}\n",
             cachesync_engine::paths::display(p)
         ));
     }

@@ -1,0 +1,475 @@
+//! Resolving conflicts by hand, and reading any variant of a path.
+//!
+//! A conflict keeps four variants: base (the last agreed state), client (the workspace's),
+//! server (the remote's, as last seen) and, once settled, resolved. `resolve` writes the
+//! chosen content into the workspace and moves the path's base to the server's variant: the
+//! next sync then sends the resolution to the server with the usual precondition (the server
+//! must still hold that variant), or finds both sides already equal. It works offline.
+
+use std::os::unix::fs::PermissionsExt;
+
+use cachesync_objects::{keys, Batch, Entry, EntryKind, Snapshot, Store};
+
+use crate::conflict::{self, ConflictRecord, ConflictState, Variant};
+use crate::error::{Result, SyncError};
+use crate::merge::{merge3, Merged};
+use crate::paths::{display, under};
+use crate::workspace::Workspace;
+
+/// Which variant of a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    /// The remote's, as last seen.
+    Server,
+    /// The workspace's.
+    Client,
+    /// The last state both sides agreed on.
+    Base,
+    /// The resolution of a settled conflict.
+    Resolved,
+}
+
+impl Which {
+    /// The name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Which::Server => "server",
+            Which::Client => "client",
+            Which::Base => "base",
+            Which::Resolved => "resolved",
+        }
+    }
+}
+
+/// How to settle a conflict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// Take one of the recorded variants (`Resolved` is not allowed here).
+    Take(Which),
+    /// Take the three-way merge of base, client and server (only when the edits do not
+    /// overlap).
+    Merged,
+    /// Take this content (`--with FILE`).
+    With(Vec<u8>),
+    /// Write the merge with conflict markers into the workspace file, to edit by hand.
+    Edit,
+    /// Take the workspace file as it is now (after `Edit`).
+    Mark,
+}
+
+/// The content of one variant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VariantContent {
+    /// What it is.
+    pub kind: EntryKind,
+    /// Permission bits.
+    pub mode: u32,
+    /// A file's bytes, or a symlink's target.
+    pub bytes: Vec<u8>,
+}
+
+/// What `resolve` did.
+#[derive(Debug)]
+pub struct Resolved {
+    /// One line for people.
+    pub message: String,
+    /// True when a sync must still send the result to the server.
+    pub needs_sync: bool,
+}
+
+fn variant_entry(name: &[u8], v: &Variant, file: Option<cachesync_objects::FileId>) -> Entry {
+    let kind = match v.kind.as_str() {
+        "dir" => EntryKind::Dir,
+        "symlink" => EntryKind::Symlink,
+        "fifo" => EntryKind::Fifo,
+        "socket" => EntryKind::Socket,
+        "block-device" => EntryKind::BlockDevice,
+        "char-device" => EntryKind::CharDevice,
+        _ => EntryKind::File,
+    };
+    let mut e = Entry::new(name, kind);
+    e.mode = v.mode;
+    e.size = v.size;
+    e.file = file;
+    e
+}
+
+impl Workspace {
+    fn open_record(&self, path: &[u8]) -> Result<Option<ConflictRecord>> {
+        Ok(conflict::all(&self.store)?
+            .into_iter()
+            .find(|r| r.path_bytes() == path))
+    }
+
+    fn content_of(&self, v: &Variant) -> Result<VariantContent> {
+        let e = variant_entry(b"x", v, v.file_id());
+        let bytes = match (e.kind, e.file) {
+            (EntryKind::File, Some(id)) => self.store.read_file_bytes(id)?,
+            (EntryKind::Symlink, _) => v.target.clone().unwrap_or_default().into_bytes(),
+            _ => Vec::new(),
+        };
+        Ok(VariantContent {
+            kind: e.kind,
+            mode: v.mode,
+            bytes,
+        })
+    }
+
+    /// One variant of `path`: from its conflict record when it has one, else the base
+    /// snapshot (`base`), the last remote snapshot (`server`) or the workspace (`client`).
+    /// `None` when the path is absent in that variant.
+    ///
+    /// # Errors
+    /// Store errors ([`cachesync_objects::ObjectError::MissingFile`] and friends when the
+    /// content is not in the cache: EDISCONDATA), local I/O errors.
+    pub fn variant(&self, path: &[u8], which: Which) -> Result<Option<VariantContent>> {
+        if let Some(r) = self.open_record(path)? {
+            let v = match which {
+                Which::Server => &r.server,
+                Which::Client => &r.client,
+                Which::Base => &r.base,
+                Which::Resolved => &r.resolved,
+            };
+            if which != Which::Client || r.state == ConflictState::Open {
+                return v.as_ref().map(|v| self.content_of(v)).transpose();
+            }
+        }
+        let from_ref = |name: &str| -> Result<Option<VariantContent>> {
+            let flat = self.store.read_ref_flat(name)?;
+            flat.get(path)
+                .map(|e| {
+                    let v = Variant::of(Some(e)).expect("an entry has a variant");
+                    let mut c = self.content_of(&v)?;
+                    if e.kind == EntryKind::Symlink {
+                        c.bytes = e.target.clone();
+                    }
+                    Ok(c)
+                })
+                .transpose()
+        };
+        match which {
+            Which::Base => from_ref(keys::REF_BASE),
+            Which::Server => from_ref(keys::REF_REMOTE),
+            Which::Resolved => Ok(None),
+            Which::Client => self.workspace_content(path),
+        }
+    }
+
+    /// What the workspace holds at `path` now.
+    fn workspace_content(&self, path: &[u8]) -> Result<Option<VariantContent>> {
+        let abs = under(&self.root, path);
+        let md = match std::fs::symlink_metadata(&abs) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(SyncError::io(&abs, e)),
+        };
+        let mode = md.permissions().mode() & 0o7777;
+        if md.file_type().is_symlink() {
+            let t = std::fs::read_link(&abs).map_err(|e| SyncError::io(&abs, e))?;
+            return Ok(Some(VariantContent {
+                kind: EntryKind::Symlink,
+                mode: 0o777,
+                bytes: crate::paths::bytes(&t).to_vec(),
+            }));
+        }
+        if md.is_dir() {
+            return Ok(Some(VariantContent {
+                kind: EntryKind::Dir,
+                mode,
+                bytes: Vec::new(),
+            }));
+        }
+        let bytes = std::fs::read(&abs).map_err(|e| SyncError::io(&abs, e))?;
+        Ok(Some(VariantContent {
+            kind: EntryKind::File,
+            mode,
+            bytes,
+        }))
+    }
+
+    /// A unified diff between two variants of `path`.
+    ///
+    /// # Errors
+    /// As [`Workspace::variant`].
+    pub fn diff_variants(&self, path: &[u8], a: Which, b: Which) -> Result<String> {
+        let va = self.variant(path, a)?;
+        let vb = self.variant(path, b)?;
+        let entry = |v: &VariantContent| {
+            let mut e = Entry::new(path, v.kind);
+            e.mode = v.mode;
+            e
+        };
+        let (ea, eb) = (va.as_ref().map(entry), vb.as_ref().map(entry));
+        Ok(crate::diff::unified(
+            path,
+            ea.as_ref()
+                .zip(va.as_ref())
+                .map(|(e, v)| (e, v.bytes.as_slice())),
+            eb.as_ref()
+                .zip(vb.as_ref())
+                .map(|(e, v)| (e, v.bytes.as_slice())),
+        ))
+    }
+
+    /// Settles the open conflict at `path` (see the module doc).
+    ///
+    /// # Errors
+    /// [`SyncError::Usage`] when there is no open conflict there, the server's variant moved
+    /// on since it was recorded, a merge is asked for edits that overlap, or `--mark` finds
+    /// conflict markers still in the file; store and I/O errors.
+    pub fn resolve(&self, path: &[u8], how: Resolution) -> Result<Resolved> {
+        let shown = display(path);
+        let record = self
+            .open_record(path)?
+            .filter(|r| r.state == ConflictState::Open)
+            .ok_or_else(|| {
+                SyncError::Usage(format!(
+                    "{shown} has no open conflict (`cachesync conflicts` lists them)"
+                ))
+            })?;
+        // The server's state the resolution is made against must be the recorded one, or a
+        // newer server edit would be overwritten by the next sync.
+        let remote_flat = self.store.read_ref_flat(keys::REF_REMOTE)?;
+        let server_entry = remote_flat.get(path).cloned();
+        if Variant::of(server_entry.as_ref()) != record.server {
+            return Err(SyncError::Usage(format!(
+                "the server's version of {shown} changed since the conflict was recorded; run `cachesync sync` to see the conflict as it is now"
+            )));
+        }
+        let content = |v: &Option<Variant>| -> Result<Option<VariantContent>> {
+            v.as_ref().map(|v| self.content_of(v)).transpose()
+        };
+        let three = || -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+            let get = |v: &Option<Variant>| -> Result<Vec<u8>> {
+                Ok(content(v)?.map(|c| c.bytes).unwrap_or_default())
+            };
+            Ok((
+                get(&record.base)?,
+                get(&record.client)?,
+                get(&record.server)?,
+            ))
+        };
+        let client_mode = record
+            .client
+            .as_ref()
+            .or(record.server.as_ref())
+            .map_or(0o644, |v| v.mode);
+        let (result, label): (Option<VariantContent>, String) = match how {
+            Resolution::Take(Which::Server) => {
+                (content(&record.server)?, "took the server's version".into())
+            }
+            Resolution::Take(Which::Client) => {
+                (self.workspace_content(path)?, "kept your version".into())
+            }
+            Resolution::Take(Which::Base) => {
+                (content(&record.base)?, "took the base version".into())
+            }
+            Resolution::Take(Which::Resolved) => {
+                return Err(SyncError::Usage(
+                    "--take resolved is not a choice: take server, client, base or merged".into(),
+                ))
+            }
+            Resolution::Merged => {
+                let (b, c, s) = three()?;
+                match merge3(&b, &c, &s) {
+                    Merged::Clean(m) => (
+                        Some(VariantContent { kind: EntryKind::File, mode: client_mode, bytes: m }),
+                        "took the merge".into(),
+                    ),
+                    Merged::Conflicted(_) => {
+                        return Err(SyncError::Usage(format!(
+                            "the edits to {shown} overlap, so there is no clean merge; use `cachesync resolve {shown} --edit`"
+                        )))
+                    }
+                    Merged::NotText => {
+                        return Err(SyncError::Usage(format!(
+                            "{shown} is not text, so it cannot be merged; take a version or use --with FILE"
+                        )))
+                    }
+                }
+            }
+            Resolution::With(bytes) => (
+                Some(VariantContent {
+                    kind: EntryKind::File,
+                    mode: client_mode,
+                    bytes,
+                }),
+                "took the given file".into(),
+            ),
+            Resolution::Edit => {
+                let (b, c, s) = three()?;
+                let marked = match merge3(&b, &c, &s) {
+                    Merged::Clean(m) | Merged::Conflicted(m) => m,
+                    Merged::NotText => {
+                        return Err(SyncError::Usage(format!(
+                            "{shown} is not text, so it cannot be edited with conflict markers"
+                        )))
+                    }
+                };
+                self.write_local(
+                    path,
+                    &VariantContent {
+                        kind: EntryKind::File,
+                        mode: client_mode,
+                        bytes: marked,
+                    },
+                )?;
+                let mut r = record.clone();
+                r.resolution = Some("editing".into());
+                let mut batch = Batch::new();
+                conflict::put(&mut batch, &r);
+                self.store.commit(batch)?;
+                return Ok(Resolved {
+                    message: format!(
+                        "wrote {shown} with conflict markers (<<<<<<< client (yours), ======= , >>>>>>> server); edit it, then run `cachesync resolve {shown} --mark`"
+                    ),
+                    needs_sync: false,
+                });
+            }
+            Resolution::Mark => {
+                let now = self.workspace_content(path)?;
+                if let Some(v) = &now {
+                    if v.kind == EntryKind::File
+                        && v.bytes.split(|&b| b == b'\n').any(|l| {
+                            l.starts_with(b"<<<<<<< ")
+                                || l.starts_with(b">>>>>>> ")
+                                || l == b"======="
+                        })
+                    {
+                        return Err(SyncError::Usage(format!(
+                            "{shown} still holds conflict markers; edit them out, then mark it again"
+                        )));
+                    }
+                }
+                (now, "took your edited file".into())
+            }
+        };
+        if let Some(v) = &result {
+            if !matches!(v.kind, EntryKind::File | EntryKind::Symlink) {
+                return Err(SyncError::Usage(format!(
+                    "{shown}: resolve settles files and symlinks; a {} must be settled by hand",
+                    v.kind.as_str()
+                )));
+            }
+        }
+        // The workspace gets the resolution.
+        match &result {
+            Some(v) => self.write_local(path, v)?,
+            None => {
+                let abs = under(&self.root, path);
+                match std::fs::symlink_metadata(&abs) {
+                    Ok(md) if md.is_dir() => std::fs::remove_dir(&abs),
+                    Ok(_) => std::fs::remove_file(&abs),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(e),
+                }
+                .map_err(|e| SyncError::io(&abs, e))?;
+            }
+        }
+        // The base moves to the server's variant: what the resolution is sent against.
+        let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
+        match &server_entry {
+            Some(e) => {
+                base.insert(path.to_vec(), e.clone());
+            }
+            None => {
+                base.remove(path);
+            }
+        }
+        let root = self.store.write_flat(&base)?;
+        let snap = Snapshot {
+            root,
+            parent: self.store.get_ref(keys::REF_BASE)?,
+            time_ns: crate::now_ns(),
+            description: format!("base after resolving {shown}"),
+        };
+        let sid = self.store.put_snapshot(&snap)?;
+        let resolved_entry = match &result {
+            Some(v) if v.kind == EntryKind::File => {
+                let id = self.store.ingest_bytes(&v.bytes)?;
+                let mut e = Entry::new(path, EntryKind::File);
+                e.file = Some(id);
+                e.size = v.bytes.len() as u64;
+                e.mode = v.mode;
+                Some(e)
+            }
+            Some(v) => {
+                let mut e = Entry::new(path, EntryKind::Symlink);
+                e.target = v.bytes.clone();
+                e.size = v.bytes.len() as u64;
+                e.mode = 0o777;
+                Some(e)
+            }
+            None => None,
+        };
+        let needs_sync = Variant::of(resolved_entry.as_ref()) != record.server
+            && !(resolved_entry.is_none() && record.server.is_none());
+        let mut r = record;
+        r.state = ConflictState::Resolved;
+        r.resolved = Variant::of(resolved_entry.as_ref());
+        r.resolution = Some(label.clone());
+        r.resolved_ns = Some(crate::now_ns());
+        let now = crate::now_ns();
+        let op = crate::journal::OpRecord {
+            id: crate::journal::next_id(&self.store)?,
+            command: "resolve".into(),
+            started_ns: now,
+            finished_ns: Some(now),
+            state: crate::journal::OpState::Done,
+            summary: format!("{shown}: {label}"),
+            plan: Vec::new(),
+            temporaries: Vec::new(),
+            steps_done: 0,
+            error: None,
+        };
+        let mut batch = Batch::new();
+        Store::set_ref_in(&mut batch, keys::REF_BASE, sid);
+        conflict::put(&mut batch, &r);
+        crate::index::remove(&mut batch, path);
+        crate::journal::put(&mut batch, &op);
+        self.store.commit(batch)?;
+        Ok(Resolved {
+            message: if needs_sync {
+                format!("resolved {shown}: {label}; `cachesync sync` sends it to the server")
+            } else {
+                format!("resolved {shown}: {label}; it matches the server")
+            },
+            needs_sync,
+        })
+    }
+
+    /// Writes a file or symlink into the workspace atomically (temporary name, rename).
+    fn write_local(&self, path: &[u8], v: &VariantContent) -> Result<()> {
+        let abs = under(&self.root, path);
+        let (parent, name) = crate::paths::split_parent(path);
+        let tmp_name = format!(
+            "{}{}.resolve.{}",
+            crate::ignore_rules::TMP_PREFIX,
+            self.workspace_id,
+            crate::paths::hex(&blake3::hash(name).as_bytes()[..4])
+        );
+        let tmp_rel = crate::paths::join(parent, tmp_name.as_bytes());
+        let tmp = under(&self.root, &tmp_rel);
+        let io = |e: std::io::Error| SyncError::io(&abs, e);
+        if let Some(dir) = abs.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let _ = std::fs::remove_file(&tmp);
+        match v.kind {
+            EntryKind::Symlink => std::os::unix::fs::symlink(
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&v.bytes),
+                &tmp,
+            )
+            .map_err(io)?,
+            _ => {
+                std::fs::write(&tmp, &v.bytes).map_err(io)?;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(v.mode))
+                    .map_err(io)?;
+            }
+        }
+        if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir(&abs).map_err(io)?;
+        }
+        std::fs::rename(&tmp, &abs).map_err(io)
+    }
+}
