@@ -13,7 +13,7 @@ export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/debug/cachesync
 # What building and testing need: a C++ compiler and libclang for RocksDB, sshd, sshfs and FUSE for
 # the tests over a real network file system.
-DEPS := g++ libclang-dev sshfs openssh-server openssh-client fuse3
+DEPS := g++ libclang-dev sshfs openssh-server openssh-client fuse3 iproute2
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help deps build demo test check

@@ -321,16 +321,16 @@ fn a_push_cut_mid_file_leaves_the_remote_clean_and_completes_later() {
 
 /// EDISCONPERM: offline, a change that the cached server permissions do not allow this user
 /// is flagged by status and makes check exit 5. Runs cachesync as `nobody` on a workspace it
-/// owns, cloned from a share owned by root.
+/// owns, cloned from a share whose root is root's (0755) with a directory `ours/` that is
+/// nobody's: every write is a new file renamed into place, so what counts is whether the
+/// directory is writable.
 #[test]
 fn offline_changes_the_server_would_refuse_are_flagged() {
-    let env = common::Env::with_remote(&[("mine.txt", "m\n"), ("theirs.txt", "t\n")]);
-    env.clone_ws();
+    let env = common::Env::with_remote(&[("theirs.txt", "t\n"), ("ours/mine.txt", "m\n")]);
     let nobody = 65534;
-    // The remote: root's, not writable by others, except mine.txt.
     fs::set_permissions(&env.remote, fs::Permissions::from_mode(0o755)).expect("chmod");
-    std::os::unix::fs::chown(env.r("mine.txt"), Some(nobody), Some(nobody)).expect("chown");
-    env.ok(&["sync"]);
+    std::os::unix::fs::chown(env.r("ours"), Some(nobody), Some(nobody)).expect("chown");
+    env.clone_ws();
     // The workspace is nobody's.
     for entry in walk(&env.ws) {
         std::os::unix::fs::lchown(&entry, Some(nobody), Some(nobody)).expect("chown");
@@ -355,9 +355,10 @@ fn offline_changes_the_server_would_refuse_are_flagged() {
             .expect("run as nobody")
     };
     assert!(as_nobody(&["disconnect"]).status.success());
-    fs::write(env.w("mine.txt"), "mine, edited\n").expect("edit");
+    fs::write(env.w("ours/mine.txt"), "mine, edited\n").expect("edit");
+    fs::write(env.w("ours/added.txt"), "new, in our directory\n").expect("write");
     fs::write(env.w("theirs.txt"), "theirs, edited\n").expect("edit");
-    fs::write(env.w("added.txt"), "new\n").expect("write");
+    fs::write(env.w("added.txt"), "new, at the top\n").expect("write");
     let out = as_nobody(&["status", "--json"]);
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let mut flagged = paths(&st["permission"]);
@@ -368,6 +369,27 @@ fn offline_changes_the_server_would_refuse_are_flagged() {
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("permission: theirs.txt"),
         "{out:?}"
+    );
+    // Online again, the server agrees: what was allowed is pushed, the rest is refused and
+    // kept as permission conflicts, never lost.
+    let out = as_nobody(&["connect"]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(
+        fs::read_to_string(env.r("ours/mine.txt")).expect("pushed"),
+        "mine, edited\n"
+    );
+    assert_eq!(
+        fs::read_to_string(env.r("theirs.txt")).expect("kept"),
+        "t\n"
+    );
+    let out = as_nobody(&["conflicts", "--json"]);
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let mut refused = paths(&c);
+    refused.sort_unstable();
+    assert_eq!(refused, ["added.txt", "theirs.txt"], "{c}");
+    assert_eq!(
+        fs::read_to_string(env.w("theirs.txt")).expect("local kept"),
+        "theirs, edited\n"
     );
 }
 

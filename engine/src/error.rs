@@ -177,6 +177,7 @@ impl SyncError {
             SyncError::Conflicted(_) => {
                 Some("`cachesync status` lists them; your local files were kept as they are")
             }
+            SyncError::Offline => Some("run `cachesync connect` to go back online"),
             SyncError::CacheFull { .. } => Some(
                 "everything else was synced; free space (`cachesync gc`) or raise budget_bytes in .cachesync/config.json",
             ),

@@ -16,12 +16,15 @@ pub const META_DIR: &str = ".cachesync";
 pub const MARKER: &str = ".cachesync-remote";
 /// Prefix of temporary files cachesync writes before renaming them into place.
 pub const TMP_PREFIX: &str = ".cachesync-tmp.";
+/// Where local data that has nowhere to go is kept, inside the workspace.
+pub const LOST_FOUND: &str = ".cachesync-lost+found";
 /// The user's ignore file at the workspace root.
 pub const IGNORE_FILE: &str = ".cachesyncignore";
 
 const DEFAULTS: &[&str] = &[
     "/.cachesync/",
     "/.cachesync-remote",
+    "/.cachesync-lost+found/",
     ".cachesync-tmp.*",
     "*.swp",
     "*.swo",
@@ -91,6 +94,7 @@ impl IgnoreRules {
         let name = crate::paths::split_parent(rel).1;
         rel == META_DIR.as_bytes()
             || rel == MARKER.as_bytes()
+            || rel == LOST_FOUND.as_bytes()
             || name.starts_with(TMP_PREFIX.as_bytes())
     }
 }

@@ -215,7 +215,10 @@ impl Workspace {
             .remote()
             .and_then(|r| crate::identity::check(&r, &self.config.remote, &self.identity));
         if let Err(e) = probe {
-            let reason = e.to_string();
+            let reason = match &e {
+                SyncError::Disconnected { reason } => reason.clone(),
+                other => other.to_string(),
+            };
             if before.manual {
                 let state = ModeState {
                     mode: "disconnected".into(),

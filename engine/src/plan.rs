@@ -54,6 +54,8 @@ pub enum Op {
     Rename,
     /// Remove what is there.
     Remove,
+    /// Move what is there (with everything under it) to lost+found.
+    Stash,
 }
 
 /// One step of a plan.
@@ -125,6 +127,7 @@ fn phase(step: &Step) -> (u8, i64, u8) {
         .as_ref()
         .is_some_and(|e| e.kind == EntryKind::Dir);
     match step.op {
+        Op::Stash => (0, d, 0),
         Op::Remove if step.replaced_by == Some(EntryKind::Dir) => (0, d, 0),
         Op::Mkdir => (0, d, 1),
         Op::Remove if !removes_dir => (2, -d, 0),
@@ -231,6 +234,22 @@ impl Plan {
             };
             for (side, current) in [(Side::Local, &c.local), (Side::Remote, &c.remote)] {
                 if !direction.allows(side) || same(current.as_ref(), target.as_ref()) {
+                    continue;
+                }
+                if c.stash_local && side == Side::Local {
+                    // Moved away whole, then the server's version is created in its place.
+                    steps.push(Step {
+                        side,
+                        op: Op::Stash,
+                        path: c.path.clone(),
+                        from: None,
+                        expect: current.clone(),
+                        target: None,
+                        change: i,
+                        replaces: None,
+                        replaced_by: target.as_ref().map(|t| t.kind),
+                    });
+                    steps.extend(steps_for(side, i, &c.path, None, target.as_ref()));
                     continue;
                 }
                 steps.extend(steps_for(
@@ -358,6 +377,7 @@ impl Step {
             Op::SetMode => "chmod",
             Op::Rename => "rename",
             Op::Remove => "remove",
+            Op::Stash => "to-lost+found",
         };
         match &self.from {
             Some(from) => format!(

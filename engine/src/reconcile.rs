@@ -69,6 +69,9 @@ pub struct Change {
     pub dir_kept: bool,
     /// Both sides edited a text file without overlapping: the outcome is their merge.
     pub merged: bool,
+    /// The two sides hold different kinds of thing here: the server's version wins, and the
+    /// local one (with everything under it) moves to lost+found.
+    pub stash_local: bool,
 }
 
 impl Change {
@@ -195,10 +198,103 @@ pub fn reconcile(base: &Flat, local: &Flat, remote: &Flat) -> Vec<Change> {
             modify_delete,
             dir_kept: false,
             merged: false,
+            stash_local: false,
         });
     }
     keep_dirs_with_survivors(&mut changes, local, remote);
-    changes
+    settle_type_clashes(changes, base, local, remote)
+}
+
+/// A type clash: the two sides hold different kinds of thing at a path, and the change is not
+/// one-sided (a type conflict, or one side replaced a directory in which the other side
+/// changed something). The server's version wins there, and the local version of the path,
+/// with everything under it, has nowhere to go: it moves to lost+found (never dropped).
+/// Everything under the path is then reconciled as if the workspace held nothing there.
+fn settle_type_clashes(
+    changes: Vec<Change>,
+    base: &Flat,
+    local: &Flat,
+    remote: &Flat,
+) -> Vec<Change> {
+    let changed_under = |p: &[u8], side: &Flat| {
+        changes.iter().any(|c| {
+            c.path.len() > p.len()
+                && c.path.starts_with(p)
+                && c.path[p.len()] == b'/'
+                && !same(c.base.as_ref(), side.get(&c.path))
+        })
+    };
+    let mut clashes: Vec<Vec<u8>> = Vec::new();
+    for c in &changes {
+        if clashes.iter().any(|p| crate::paths::is_within(&c.path, p)) {
+            continue;
+        }
+        let (Some(l), Some(r)) = (&c.local, &c.remote) else {
+            continue;
+        };
+        if l.kind == r.kind {
+            continue;
+        }
+        let clash = match &c.outcome {
+            Outcome::Conflict(ConflictKind::Type) => true,
+            // The server replaced a directory in which the workspace changed things.
+            Outcome::Resolved(Some(t)) if t.kind == r.kind && l.kind == EntryKind::Dir => {
+                changed_under(&c.path, local)
+            }
+            // The workspace replaced a directory in which the server changed things.
+            Outcome::Resolved(Some(t)) if t.kind == l.kind && r.kind == EntryKind::Dir => {
+                changed_under(&c.path, remote)
+            }
+            _ => false,
+        };
+        if clash {
+            clashes.push(c.path.clone());
+        }
+    }
+    if clashes.is_empty() {
+        return changes;
+    }
+    let within = |p: &[u8]| {
+        clashes
+            .iter()
+            .find(|c| crate::paths::is_within(p, c))
+            .cloned()
+    };
+    let mut out: Vec<Change> = changes
+        .into_iter()
+        .filter(|c| within(&c.path).is_none())
+        .collect();
+    for p in &clashes {
+        let mut paths: BTreeSet<&Vec<u8>> = BTreeSet::new();
+        for t in [base, local, remote] {
+            paths.extend(
+                t.range(p.clone()..)
+                    .map(|(k, _)| k)
+                    .take_while(|k| crate::paths::is_within(k, p)),
+            );
+        }
+        for path in paths {
+            let (b, l, r) = (base.get(path), local.get(path), remote.get(path));
+            let top = path == p;
+            if !top && same(b, r) && l.is_none() {
+                continue;
+            }
+            out.push(Change {
+                path: path.clone(),
+                base: b.cloned(),
+                // What the workspace holds under the clash is moved away with it.
+                local: if top { l.cloned() } else { None },
+                remote: r.cloned(),
+                outcome: Outcome::Resolved(r.cloned()),
+                modify_delete: false,
+                dir_kept: false,
+                merged: false,
+                stash_local: top,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
 }
 
 /// A directory resolved to "absent" while something inside it survives (added, changed, or in

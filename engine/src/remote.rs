@@ -137,5 +137,12 @@ pub fn is_network_error(e: &io::Error) -> bool {
                 | libc::ENETDOWN
                 | libc::ECONNREFUSED
         )
-    ) || e.kind() == io::ErrorKind::TimedOut
+    ) || matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut
+            | io::ErrorKind::NotConnected
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+    )
 }

@@ -64,8 +64,8 @@ const DONE: u8 = 0;
 const FAILED: u8 = 1;
 const TICK: u8 = 2;
 
-/// Entries per tick during a listing.
-const TICK_EVERY: usize = 64;
+/// At most one tick per this long during a listing (each tick is a message).
+const TICK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn kind_code(k: EntryKind) -> u8 {
     match k {
@@ -214,10 +214,10 @@ impl Server {
         match code {
             op::LIST => {
                 let p = path(&mut d)?;
-                let count = std::cell::Cell::new(0usize);
+                let last = std::cell::Cell::new(std::time::Instant::now());
                 let tick = || {
-                    count.set(count.get() + 1);
-                    if count.get().is_multiple_of(TICK_EVERY) {
+                    if last.get().elapsed() >= TICK_EVERY {
+                        last.set(std::time::Instant::now());
                         self.reply(id, TICK, &[]);
                     }
                 };
@@ -371,9 +371,13 @@ enum Reply {
     Tick,
 }
 
+/// Calls waiting for their replies, by request id. Shared by the client and its reader
+/// thread; the reader holds only this, so dropping the client closes the helper's input.
+type Pending = Mutex<HashMap<u64, Sender<Reply>>>;
+
 struct Client {
     writer: Mutex<Option<ChildStdin>>,
-    pending: Mutex<HashMap<u64, Sender<Reply>>>,
+    pending: Arc<Pending>,
     next: AtomicU64,
     child: Mutex<Child>,
 }
@@ -423,50 +427,47 @@ impl Client {
             }
         }
     }
+}
 
-    fn reader(self: Arc<Self>, mut out: impl Read) {
-        while let Ok(Some(frame)) = read_frame(&mut out) {
-            if frame.len() < 9 {
-                break;
-            }
-            let id = u64::from_le_bytes(frame[..8].try_into().expect("8 bytes"));
-            let status = frame[8];
-            let body = &frame[9..];
-            let reply = match status {
-                DONE => Reply::Done(body.to_vec()),
-                TICK => Reply::Tick,
-                _ => {
-                    let mut d = Decoder::new(body, "remote helper error");
-                    let errno = d.u32().unwrap_or(u32::MAX);
-                    let msg = d
-                        .bytes()
-                        .map(|b| String::from_utf8_lossy(b).into_owned())
-                        .unwrap_or_default();
-                    Reply::Failed(if errno == u32::MAX {
-                        io::Error::other(msg)
-                    } else {
-                        io::Error::from_raw_os_error(errno as i32)
-                    })
-                }
-            };
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            let finished = !matches!(reply, Reply::Tick);
-            let sender = if finished {
-                pending.remove(&id)
-            } else {
-                pending.get(&id).cloned()
-            };
-            drop(pending);
-            if let Some(s) = sender {
-                let _ = s.send(reply);
-            }
+fn reader(pending: Arc<Pending>, mut out: impl Read) {
+    while let Ok(Some(frame)) = read_frame(&mut out) {
+        if frame.len() < 9 {
+            break;
         }
-        // The helper ended: every waiting call fails as disconnected.
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        let id = u64::from_le_bytes(frame[..8].try_into().expect("8 bytes"));
+        let status = frame[8];
+        let body = &frame[9..];
+        let reply = match status {
+            DONE => Reply::Done(body.to_vec()),
+            TICK => Reply::Tick,
+            _ => {
+                let mut d = Decoder::new(body, "remote helper error");
+                let errno = d.u32().unwrap_or(u32::MAX);
+                let msg = d
+                    .bytes()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Reply::Failed(if errno == u32::MAX {
+                    io::Error::other(msg)
+                } else {
+                    io::Error::from_raw_os_error(errno as i32)
+                })
+            }
+        };
+        let mut pending = pending.lock().unwrap_or_else(|p| p.into_inner());
+        let finished = !matches!(reply, Reply::Tick);
+        let sender = if finished {
+            pending.remove(&id)
+        } else {
+            pending.get(&id).cloned()
+        };
+        drop(pending);
+        if let Some(s) = sender {
+            let _ = s.send(reply);
+        }
     }
+    // The helper ended: every waiting call fails as disconnected.
+    pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
 }
 
 impl Drop for Client {
@@ -505,24 +506,17 @@ impl ProcessRemote {
             .spawn()?;
         let stdin = child.stdin.take().ok_or_else(gone)?;
         let stdout = child.stdout.take().ok_or_else(gone)?;
+        let pending: Arc<Pending> = Arc::new(Mutex::new(HashMap::new()));
+        let reader_pending = Arc::clone(&pending);
         let client = Arc::new(Client {
             writer: Mutex::new(Some(stdin)),
-            pending: Mutex::new(HashMap::new()),
+            pending: Arc::clone(&pending),
             next: AtomicU64::new(1),
             child: Mutex::new(child),
         });
-        let weak = Arc::downgrade(&client);
         std::thread::Builder::new()
             .name("helper-reader".into())
-            .spawn(move || {
-                if let Some(c) = weak.upgrade() {
-                    // Holds a strong reference only while reading: the reader ends when the
-                    // helper's output ends, which dropping the client causes.
-                    let c2 = Arc::clone(&c);
-                    drop(c);
-                    c2.reader(stdout);
-                }
-            })?;
+            .spawn(move || reader(reader_pending, stdout))?;
         Ok(ProcessRemote {
             client,
             root: root.to_path_buf(),
@@ -590,6 +584,22 @@ impl Write for ProcessWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+impl Drop for ProcessWriter {
+    fn drop(&mut self) {
+        // An abandoned write (finish not reached) releases its handle in the helper; a
+        // finished one is already released there, and the close is then a no-op.
+        let mut e = req(op::CLOSE);
+        e.u64(self.handle);
+        let frame = e.finish();
+        let client = Arc::clone(&self.client);
+        let _ = std::thread::Builder::new()
+            .name("helper-close".into())
+            .spawn(move || {
+                let _ = client.call(&frame, &|| {});
+            });
     }
 }
 

@@ -195,15 +195,10 @@ fn permission_problem(
     };
     let dir_ok = creds.may(dir, 3);
     match change {
-        "added" | "deleted" | "type" if !dir_ok => {
+        // Every write is a new file renamed into place: the directory must be writable.
+        "added" | "deleted" | "type" | "modified" if !dir_ok => {
             Some("its directory on the server is not writable by you".into())
         }
-        "modified" => match seen.get(path) {
-            Some(e) if e.kind == EntryKind::File && !creds.may(perm(e), 2) => {
-                Some("the file on the server is not writable by you".into())
-            }
-            _ => None,
-        },
         "mode" => match seen.get(path) {
             Some(e) if creds.uid != 0 && e.uid != creds.uid => {
                 Some("only its owner on the server may change its permissions".into())
@@ -234,6 +229,20 @@ impl StatusReport {
     pub fn problems(&self) -> (Vec<Problem>, Option<ErrorCode>) {
         let mut out = Vec::new();
         for c in &self.conflicts {
+            if let Some(lf) = &c.lost_found {
+                out.push(Problem {
+                    kind: "lost-found",
+                    path: Some(c.path.clone()),
+                    path_hex: std::str::from_utf8(&c.path_bytes())
+                        .is_err()
+                        .then(|| c.path_hex.clone()),
+                    message: format!(
+                        "{}: your version had nowhere to go and is in {lf}; remove it from there when done",
+                        c.path
+                    ),
+                });
+                continue;
+            }
             out.push(Problem {
                 kind: "conflict",
                 path: Some(c.path.clone()),

@@ -340,6 +340,7 @@ impl Workspace {
             local_results: HashMap::new(),
             remote_results: HashMap::new(),
             bytes_up: 0,
+            stashed: HashMap::new(),
         };
         let mut failed: HashSet<usize> = HashSet::new();
         let mut denied: HashSet<usize> = HashSet::new();
@@ -398,7 +399,11 @@ impl Workspace {
         }
         progress.finish();
         report.bytes_up = applier.bytes_up;
-        let (local_results, remote_results) = (applier.local_results, applier.remote_results);
+        let (local_results, remote_results, stashed) = (
+            applier.local_results,
+            applier.remote_results,
+            applier.stashed,
+        );
         // Steps not reached because the remote went away count as failed.
         if fatal.is_some() {
             let reached = report.applied + report.skipped.len();
@@ -476,6 +481,30 @@ impl Workspace {
                         || (opts.direction.allows(Side::Local) && !failed.contains(&i));
                     let remote_ok = !c.needs_remote()
                         || (opts.direction.allows(Side::Remote) && !failed.contains(&i));
+                    if let Some(lf) = stashed.get(&c.path) {
+                        let mut r = conflict::record(
+                            &c.path,
+                            "type",
+                            c.base.as_ref(),
+                            c.local.as_ref(),
+                            c.remote.as_ref(),
+                        );
+                        r.lost_found = Some(display(lf));
+                        r.resolution = Some(format!(
+                            "the server's version is in the workspace; yours was moved to {}",
+                            display(lf)
+                        ));
+                        fresh_conflicts.push(r.clone());
+                        conflict::put(&mut batch, &r);
+                        open_now.insert(c.path.clone(), r);
+                        report.notices.push(format!(
+                            "{}: a {} on the server and a {} here; the server's is kept, yours was moved to {}",
+                            display(&c.path),
+                            c.remote.as_ref().map_or("nothing", |e| e.kind.as_str()),
+                            c.local.as_ref().map_or("nothing", |e| e.kind.as_str()),
+                            display(lf)
+                        ));
+                    }
                     if local_ok && remote_ok && c.merged {
                         merged_paths.insert(c.path.clone());
                         let mut r = conflict::record(
@@ -507,6 +536,15 @@ impl Workspace {
         let filtered =
             |p: &[u8]| opts.paths.is_empty() || opts.paths.iter().any(|f| is_within(p, f));
         for (path, mut r) in existing {
+            // A lost+found record stays open while its copy is still there.
+            if let Some(lf) = &r.lost_found {
+                if self.root.join(lf).symlink_metadata().is_ok() {
+                    if !open_now.contains_key(&path) {
+                        open_now.insert(path.clone(), r);
+                    }
+                    continue;
+                }
+            }
             if !open_now.contains_key(&path) && !merged_paths.contains(&path) && filtered(&path) {
                 r.state = ConflictState::Resolved;
                 conflict::put(&mut batch, &r);
@@ -689,6 +727,8 @@ struct Applier<'a> {
     local_results: HashMap<Vec<u8>, Option<IndexEntry>>,
     remote_results: HashMap<Vec<u8>, Option<Entry>>,
     bytes_up: u64,
+    /// Local paths moved to lost+found, and where to.
+    stashed: HashMap<Vec<u8>, Vec<u8>>,
 }
 
 /// True when what is there now is what the plan saw (kind, and for files size and mtime, for
@@ -770,6 +810,20 @@ impl Applier<'_> {
         let io = |e: std::io::Error| StepError::Fatal(SyncError::io(&abs, e));
         let target = step.target.as_ref();
         match step.op {
+            Op::Stash => {
+                self.check_local(&step.path, step.expect.as_ref())?;
+                let dest_rel = crate::paths::join(
+                    format!("{}/{}", crate::ignore_rules::LOST_FOUND, self.op).as_bytes(),
+                    &step.path,
+                );
+                let dest = under(root, &dest_rel);
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent).map_err(io)?;
+                }
+                fs::rename(&abs, &dest).map_err(io)?;
+                self.stashed.insert(step.path.clone(), dest_rel);
+                Ok(())
+            }
             Op::Write | Op::Symlink => {
                 let t = target.expect("writes have a target");
                 let tmp_rel = self.ws.temp_name(self.op, i, &step.path);
@@ -889,6 +943,9 @@ impl Applier<'_> {
         let remote = self.remote;
         let target = step.target.as_ref();
         match step.op {
+            Op::Stash => Err(StepError::Fatal(SyncError::Usage(
+                "internal: nothing is moved to lost+found on the remote".into(),
+            ))),
             Op::Write | Op::Symlink => {
                 let t = target.expect("writes have a target");
                 let tmp = self.ws.temp_name(self.op, i, &step.path);

@@ -36,16 +36,17 @@ pub struct DisconnectArgs {
     which: Selection,
 }
 
-/// The workspaces selected: the current one, or those of the registry that match.
+/// The workspaces selected: the current one, or those of the registry that match. `f`
+/// returns a line to print and an exit code (0, or 7 when conflicts remain).
 fn each(
     which: &Selection,
-    mut f: impl FnMut(&mut Workspace) -> Result<String, SyncError>,
+    mut f: impl FnMut(&mut Workspace) -> Result<(String, i32), SyncError>,
 ) -> CmdResult {
     if !which.all && which.server.is_none() {
         let mut ws = open_workspace(false)?;
-        let line = f(&mut ws).or_fail(false)?;
+        let (line, code) = f(&mut ws).or_fail(false)?;
         print_out(&format!("{line}\n"));
-        return Ok(0);
+        return Ok(code);
     }
     let mut worst = 0;
     let mut matched = 0;
@@ -65,7 +66,10 @@ fn each(
         }
         matched += 1;
         match f(&mut ws) {
-            Ok(line) => print_out(&format!("{}: {line}\n", root.display())),
+            Ok((line, code)) => {
+                print_out(&format!("{}: {line}\n", root.display()));
+                worst = worst.max(code);
+            }
             Err(e) => {
                 note(&format!("{}: {e}", root.display()));
                 worst = worst.max(e.code().exit_code());
@@ -86,35 +90,48 @@ fn each(
 
 pub fn cmd_connect(args: ConnectArgs) -> CmdResult {
     let bars = Bars::new(args.quiet);
-    let code = each(&args.which, |ws| {
+    each(&args.which, |ws| {
         let r = ws.connect(!args.no_sync, &bars)?;
         let mut line = if r.switched {
             "connected".to_string()
         } else {
             "already connected".to_string()
         };
+        let mut code = 0;
         if let Some(s) = &r.sync {
             line.push_str(&format!(
-                "; synced: {} step(s) ({} to the workspace, {} to the remote)",
-                s.applied, s.applied_local, s.applied_remote
+                "; synced: {} of {} step(s) ({} to the workspace, {} to the remote)",
+                s.applied,
+                s.plan.steps.len(),
+                s.applied_local,
+                s.applied_remote
             ));
+            for (p, why) in &s.skipped {
+                line.push_str(&format!(
+                    "\n  skipped {}: {why}",
+                    cachesync_engine::paths::display(p)
+                ));
+            }
             if !s.conflicts.is_empty() {
-                line.push_str(&format!("; {} conflict(s) remain", s.conflicts.len()));
+                line.push_str(&format!(
+                    "\n  {} conflict(s) remain (`cachesync conflicts`)",
+                    s.conflicts.len()
+                ));
+                code = cachesync_engine::ErrorCode::Conflicted.exit_code();
             }
         }
-        Ok(line)
-    })?;
-    Ok(code)
+        Ok((line, code))
+    })
 }
 
 pub fn cmd_disconnect(args: DisconnectArgs) -> CmdResult {
-    let code = each(&args.which, |ws| {
+    each(&args.which, |ws| {
         let switched = ws.set_disconnected("disconnected by hand", true)?;
-        Ok(if switched {
-            "disconnected: nothing touches the remote until `cachesync connect`".into()
+        let line = if switched {
+            "disconnected: nothing touches the remote until `cachesync connect`"
         } else {
-            "already disconnected by hand".into()
-        })
-    })?;
-    Ok(code)
+            "already disconnected by hand"
+        };
+        Ok((line.to_string(), 0))
+    })
 }
