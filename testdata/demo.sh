@@ -109,7 +109,21 @@ done
     || fail "the server variant differs from the remote's file"
 "$bin" show src/wordcount/counting.py --variant client | cmp - "$tmp/client-version" \
     || fail "the client variant differs from the local file"
-note "To settle it today, make both sides equal (e.g. keep one version on both) and sync again."
+
+step "Settle it: take the server's version, and sync"
+cs diff --variant server --variant client src/wordcount/counting.py
+cs resolve src/wordcount/counting.py --take server
+cs sync
+cmp src/wordcount/counting.py "$tmp/server-version" || fail "the resolution was not applied"
+note "Your version is still kept: cachesync show src/wordcount/counting.py --variant client"
+
+step "Edits in different places of one file are merged"
+sh_ "sed -i '1s/^/# Counting words, lines and characters.\\n/' src/wordcount/counting.py"
+sh_ "echo '# end of counting.py' >> '$remote/src/wordcount/counting.py'"
+cs sync
+head -1 "$remote/src/wordcount/counting.py" | grep -q '^# Counting' || fail "the local edit was not merged"
+tail -1 src/wordcount/counting.py | grep -q '^# end of counting.py' || fail "the remote edit was not merged"
+note "Both edits are on both sides."
 
 step "The journal"
 cs log

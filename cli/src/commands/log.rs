@@ -25,7 +25,7 @@ pub fn cmd_log(args: LogArgs) -> CmdResult {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
         out.push_str(&format!(
-            "op {:<4} {}  {:<6} {:<9} {}\n",
+            "op {:<4} {}  {:<10} {:<9} {}\n",
             op.id,
             time(op.started_ns),
             op.command,
