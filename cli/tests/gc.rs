@@ -37,3 +37,36 @@ fn gc_keeps_variants_and_unpushed_content() {
     env.ok(&["push", "notes.txt"]);
     assert_eq!(read(env.r("notes.txt")), "unpushed final notes\n");
 }
+
+#[test]
+fn resolved_conflicts_keep_their_variants_for_the_configured_days() {
+    let env = Env::with_remote(&[("shared.txt", "base\n")]);
+    env.clone_ws();
+    env.put_local("shared.txt", "laptop's version\n");
+    write_changed(&env.r("shared.txt"), b"server's version!\n");
+    env.expect_code(7, &["sync"]);
+    env.ok(&["resolve", "shared.txt", "--take", "client"]);
+    env.ok(&["sync"]);
+    assert_eq!(read(env.r("shared.txt")), "laptop's version\n");
+
+    // Within keep_resolved_days (30 by default) the variants stay.
+    let gc = env.json(0, &["gc", "--json"]);
+    assert_eq!(gc["conflict_records"], 0, "{gc}");
+    let server = env.ok(&["show", "shared.txt", "--variant", "server"]);
+    assert_eq!(server.stdout, b"server's version!\n");
+    let all = env.json(0, &["conflicts", "--all", "--json"]);
+    assert_eq!(all.as_array().expect("records").len(), 1, "{all}");
+
+    // With 0 days, gc drops the resolved record and the content only it kept.
+    let config = env.w(".cachesync/config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).expect("config")).expect("json");
+    c["keep_resolved_days"] = serde_json::json!(0);
+    std::fs::write(&config, c.to_string()).expect("write config");
+    let gc = env.json(0, &["gc", "--json"]);
+    assert_eq!(gc["conflict_records"], 1, "{gc}");
+    assert!(gc["files"].as_u64().expect("files") >= 1, "{gc}");
+    let all = env.json(0, &["conflicts", "--all", "--json"]);
+    assert_eq!(all.as_array().expect("records").len(), 0, "{all}");
+    assert_eq!(env.json(0, &["fsck", "--json"])["clean"], true);
+}

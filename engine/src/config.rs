@@ -29,6 +29,10 @@ pub struct Config {
     /// Remote directory listings in flight at once during a scan.
     #[serde(default = "default_parallel")]
     pub parallel: usize,
+    /// How long the variants of a resolved conflict stay available (`gc` drops older
+    /// resolved records, and the content only they kept).
+    #[serde(default = "default_keep_resolved_days")]
+    pub keep_resolved_days: u32,
     /// The cache budget in bytes (the store plus the files in the workspace); none when
     /// absent. A pull that would exceed it is refused with EDISCONFULL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,6 +55,9 @@ fn default_max_delete_percent() -> u32 {
 fn default_parallel() -> usize {
     16
 }
+fn default_keep_resolved_days() -> u32 {
+    30
+}
 fn default_on_reconnect() -> String {
     "sync".into()
 }
@@ -66,6 +73,7 @@ impl Config {
             parallel: default_parallel(),
             hook: None,
             budget_bytes: None,
+            keep_resolved_days: default_keep_resolved_days(),
             on_reconnect: default_on_reconnect(),
         }
     }
