@@ -22,6 +22,10 @@ pub struct RemoteIdentity {
     pub mount: Option<MountInfo>,
     /// The id in the marker file, when one could be written.
     pub marker: Option<String>,
+    /// The remote folds case (SMB, some NFS exports): `README` and `Readme` are one file
+    /// there. Probed at clone by looking the marker up with its name upper-cased.
+    #[serde(default)]
+    pub case_insensitive: bool,
 }
 
 /// A random id (128 bits from the kernel's generator), as hex.
@@ -97,7 +101,15 @@ pub fn record(remote: &TimedRemote, path: &Path) -> Result<RemoteIdentity> {
             }
         }
     };
-    Ok(RemoteIdentity { mount, marker })
+    let case_insensitive = marker.is_some()
+        && remote
+            .stat(MARKER.to_ascii_uppercase().as_bytes())?
+            .is_some();
+    Ok(RemoteIdentity {
+        mount,
+        marker,
+        case_insensitive,
+    })
 }
 
 /// Checks that the remote is still the one recorded.

@@ -13,6 +13,7 @@ mod error;
 pub mod events;
 pub mod failpoint;
 pub mod fault_remote;
+pub mod fold_remote;
 pub mod fs_remote;
 pub mod identity;
 pub mod ignore_rules;

@@ -205,6 +205,42 @@ pub fn reconcile(base: &Flat, local: &Flat, remote: &Flat) -> Vec<Change> {
     settle_type_clashes(changes, base, local, remote)
 }
 
+/// On a remote that folds case, a name created here that the remote already holds in another
+/// case (`README` beside `Readme`) would replace that file there: the local one has nowhere
+/// to go, so it moves to lost+found (`stash_local`) and the remote's file stays. A name the
+/// run frees on the remote (a removal, or a case-only rename) is not a clash. Names are
+/// folded ASCII-wise.
+pub fn settle_case_clashes(changes: &mut [Change], remote: &Flat) {
+    let fold = |p: &[u8]| p.to_ascii_lowercase();
+    let freed: BTreeSet<Vec<u8>> = changes
+        .iter()
+        .filter(|c| c.remote.is_some() && matches!(c.outcome, Outcome::Resolved(None)))
+        .map(|c| c.path.clone())
+        .collect();
+    let mut taken: std::collections::HashMap<Vec<u8>, Vec<u8>> = remote
+        .keys()
+        .filter(|p| !freed.contains(*p))
+        .map(|p| (fold(p), p.clone()))
+        .collect();
+    for c in changes.iter_mut() {
+        let creates = c.remote.is_none()
+            && c.local.is_some()
+            && matches!(c.outcome, Outcome::Resolved(Some(_)));
+        if !creates {
+            continue;
+        }
+        match taken.get(&fold(&c.path)) {
+            Some(other) if other != &c.path => {
+                c.outcome = Outcome::Resolved(None);
+                c.stash_local = true;
+            }
+            _ => {
+                taken.insert(fold(&c.path), c.path.clone());
+            }
+        }
+    }
+}
+
 /// A type clash: the two sides hold different kinds of thing at a path, and the change is not
 /// one-sided (a type conflict, or one side replaced a directory in which the other side
 /// changed something). The server's version wins there, and the local version of the path,

@@ -201,6 +201,9 @@ impl Workspace {
             });
         }
         self.auto_merge(&mut changes)?;
+        if self.identity.case_insensitive {
+            crate::reconcile::settle_case_clashes(&mut changes, &trees.remote.tree);
+        }
         // Files that kept changing while they were read are left for the next run.
         let unstable: Vec<&Vec<u8>> = trees
             .local
@@ -482,9 +485,14 @@ impl Workspace {
                     let remote_ok = !c.needs_remote()
                         || (opts.direction.allows(Side::Remote) && !failed.contains(&i));
                     if let Some(lf) = stashed.get(&c.path) {
+                        let clash = if c.remote.is_none() {
+                            "name-clash"
+                        } else {
+                            "type"
+                        };
                         let mut r = conflict::record(
                             &c.path,
-                            "type",
+                            clash,
                             c.base.as_ref(),
                             c.local.as_ref(),
                             c.remote.as_ref(),
@@ -497,13 +505,20 @@ impl Workspace {
                         fresh_conflicts.push(r.clone());
                         conflict::put(&mut batch, &r);
                         open_now.insert(c.path.clone(), r);
-                        report.notices.push(format!(
-                            "{}: a {} on the server and a {} here; the server's is kept, yours was moved to {}",
-                            display(&c.path),
-                            c.remote.as_ref().map_or("nothing", |e| e.kind.as_str()),
-                            c.local.as_ref().map_or("nothing", |e| e.kind.as_str()),
-                            display(lf)
-                        ));
+                        report.notices.push(match &c.remote {
+                            Some(r) => format!(
+                                "{}: a {} on the server and a {} here; the server's is kept, yours was moved to {}",
+                                display(&c.path),
+                                r.kind.as_str(),
+                                c.local.as_ref().map_or("nothing", |e| e.kind.as_str()),
+                                display(lf)
+                            ),
+                            None => format!(
+                                "{}: the server folds case and already holds this name in another case; yours was moved to {}",
+                                display(&c.path),
+                                display(lf)
+                            ),
+                        });
                     }
                     if local_ok && remote_ok && c.merged {
                         merged_paths.insert(c.path.clone());
@@ -1013,7 +1028,12 @@ impl Applier<'_> {
             Op::Rename => {
                 let from = step.from.as_deref().expect("renames have a source");
                 self.check_remote(from, step.expect.as_ref())?;
-                self.check_remote(&step.path, None)?;
+                // A case-only rename on a remote that folds case finds its own source there.
+                let case_only =
+                    self.ws.identity.case_insensitive && from.eq_ignore_ascii_case(&step.path);
+                if !case_only {
+                    self.check_remote(&step.path, None)?;
+                }
                 let t = target.expect("renames have a target");
                 remote.rename(from, &step.path)?;
                 if t.kind != EntryKind::Symlink

@@ -15,8 +15,22 @@ use crate::timed::TimedRemote;
 
 const STATE_IDENTITY: &[u8] = b"identity";
 
+/// Makes a remote for a root directory (see [`use_remote_factory`]).
+pub type RemoteFactory = Box<dyn Fn(&Path) -> Arc<dyn crate::remote::Remote> + Send + Sync>;
+
+static REMOTE_FACTORY: std::sync::OnceLock<RemoteFactory> = std::sync::OnceLock::new();
+
+/// Makes every workspace of this process reach its remote through `make` (tests: a remote
+/// that folds case, or fails on cue). Set once, before the first workspace is opened.
+pub fn use_remote_factory(make: RemoteFactory) {
+    let _ = REMOTE_FACTORY.set(make);
+}
+
 /// The remote at `root`, bounded by `timeout`, through the helper process when one is set.
 fn connect_remote(root: &Path, timeout: std::time::Duration) -> Result<TimedRemote> {
+    if let Some(make) = REMOTE_FACTORY.get() {
+        return Ok(TimedRemote::new(make(root), timeout));
+    }
     let remote: Arc<dyn crate::remote::Remote> = match crate::remote_process::helper_exe() {
         Some(exe) => Arc::new(
             crate::remote_process::ProcessRemote::spawn(exe, root)
