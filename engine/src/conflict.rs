@@ -17,6 +17,12 @@ pub struct Variant {
     pub kind: String,
     /// Permission bits.
     pub mode: u32,
+    /// Owner (as the side last showed it).
+    #[serde(default)]
+    pub uid: u32,
+    /// Group.
+    #[serde(default)]
+    pub gid: u32,
     /// Size in bytes.
     pub size: u64,
     /// A file's content id (hex).
@@ -33,6 +39,8 @@ impl Variant {
         e.map(|e| Variant {
             kind: e.kind.as_str().to_string(),
             mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
             size: e.size,
             file: e.file.map(|f| f.to_hex()),
             target: (e.kind == EntryKind::Symlink).then(|| display(&e.target)),

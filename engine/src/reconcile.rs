@@ -312,7 +312,9 @@ fn settle_type_clashes(
         for path in paths {
             let (b, l, r) = (base.get(path), local.get(path), remote.get(path));
             let top = path == p;
-            if !top && same(b, r) && l.is_none() {
+            // Under the clash the workspace will hold nothing (its version moves away), so
+            // only a path nobody else knows needs nothing.
+            if !top && b.is_none() && r.is_none() {
                 continue;
             }
             out.push(Change {

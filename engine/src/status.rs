@@ -260,7 +260,14 @@ impl StatusReport {
                 message: e.clone(),
             });
         }
-        for c in &self.local_changes {
+        // A conflicted path is reported once, as a conflict.
+        let conflicted: std::collections::HashSet<&str> =
+            self.conflicts.iter().map(|c| c.path.as_str()).collect();
+        for c in self
+            .local_changes
+            .iter()
+            .filter(|c| !conflicted.contains(c.path.as_str()))
+        {
             out.push(Problem {
                 kind: "local-change",
                 path: Some(c.path.clone()),
@@ -268,7 +275,11 @@ impl StatusReport {
                 message: format!("{}: {} locally, not pushed", c.path, change_words(c)),
             });
         }
-        for c in &self.remote_changes {
+        for c in self
+            .remote_changes
+            .iter()
+            .filter(|c| !conflicted.contains(c.path.as_str()))
+        {
             out.push(Problem {
                 kind: "remote-change",
                 path: Some(c.path.clone()),

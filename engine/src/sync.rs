@@ -553,11 +553,21 @@ impl Workspace {
         for (path, mut r) in existing {
             // A lost+found record stays open while its copy is still there.
             if let Some(lf) = &r.lost_found {
-                if self.root.join(lf).symlink_metadata().is_ok() {
+                let copy = self.root.join(lf);
+                if copy.symlink_metadata().is_ok() {
                     if !open_now.contains_key(&path) {
                         open_now.insert(path.clone(), r);
                     }
                     continue;
+                }
+                // The copy is gone: tidy the directories that held it, if now empty.
+                let top = self.root.join(crate::ignore_rules::LOST_FOUND);
+                let mut dir = copy.parent().map(Path::to_path_buf);
+                while let Some(d) = dir {
+                    if !d.starts_with(&top) || fs::remove_dir(&d).is_err() {
+                        break;
+                    }
+                    dir = d.parent().map(Path::to_path_buf);
                 }
             }
             if !open_now.contains_key(&path) && !merged_paths.contains(&path) && filtered(&path) {
