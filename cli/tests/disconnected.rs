@@ -24,37 +24,7 @@ struct World {
 
 impl World {
     fn new(files: &[(&str, &[u8])]) -> World {
-        let share = SshfsRemote::start();
-        for (rel, body) in files {
-            let p = share.served().join(rel);
-            fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-            fs::write(p, body).expect("write");
-        }
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let home = tmp.path().join("home");
-        fs::create_dir(&home).expect("mkdir");
-        let ws = tmp.path().join("ws");
-        let hook_log = tmp.path().join("hook.log");
-        let w = World {
-            share,
-            ws,
-            home,
-            hook_log,
-            _tmp: tmp,
-        };
-        let mnt = w.share.mnt().to_str().expect("utf-8").to_string();
-        let out = w.run_in(
-            w._tmp.path(),
-            &[
-                "clone",
-                &mnt,
-                w.ws.to_str().expect("utf-8"),
-                "--timeout",
-                "3",
-            ],
-            &[],
-        );
-        assert!(out.status.success(), "clone: {out:?}");
+        let w = World::with_share(SshfsRemote::start(), files);
         // The hook appends each event's JSON to a file.
         let config = w.ws.join(".cachesync/config.json");
         let mut c: serde_json::Value =

@@ -68,28 +68,11 @@ const TICK: u8 = 2;
 const TICK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn kind_code(k: EntryKind) -> u8 {
-    match k {
-        EntryKind::File => 1,
-        EntryKind::Dir => 2,
-        EntryKind::Symlink => 3,
-        EntryKind::Fifo => 4,
-        EntryKind::Socket => 5,
-        EntryKind::BlockDevice => 6,
-        EntryKind::CharDevice => 7,
-    }
+    k.code()
 }
 
 fn kind_from(c: u8) -> io::Result<EntryKind> {
-    Ok(match c {
-        1 => EntryKind::File,
-        2 => EntryKind::Dir,
-        3 => EntryKind::Symlink,
-        4 => EntryKind::Fifo,
-        5 => EntryKind::Socket,
-        6 => EntryKind::BlockDevice,
-        7 => EntryKind::CharDevice,
-        _ => return Err(protocol("unknown kind")),
-    })
+    EntryKind::from_code(c).ok_or_else(|| protocol("unknown kind"))
 }
 
 fn protocol(what: &str) -> io::Error {
@@ -552,18 +535,22 @@ impl Read for ProcessReader {
     }
 }
 
+/// Releases a handle in the helper without waiting: a close must not wait on a hung remote.
+fn close_later(client: &Arc<Client>, handle: u64) {
+    let mut e = req(op::CLOSE);
+    e.u64(handle);
+    let frame = e.finish();
+    let client = Arc::clone(client);
+    let _ = std::thread::Builder::new()
+        .name("helper-close".into())
+        .spawn(move || {
+            let _ = client.call(&frame, &|| {});
+        });
+}
+
 impl Drop for ProcessReader {
     fn drop(&mut self) {
-        let mut e = req(op::CLOSE);
-        e.u64(self.handle);
-        let frame = e.finish();
-        // Fire and forget: a close must not wait on a hung remote.
-        let client = Arc::clone(&self.client);
-        let _ = std::thread::Builder::new()
-            .name("helper-close".into())
-            .spawn(move || {
-                let _ = client.call(&frame, &|| {});
-            });
+        close_later(&self.client, self.handle);
     }
 }
 
@@ -589,17 +576,9 @@ impl Write for ProcessWriter {
 
 impl Drop for ProcessWriter {
     fn drop(&mut self) {
-        // An abandoned write (finish not reached) releases its handle in the helper; a
-        // finished one is already released there, and the close is then a no-op.
-        let mut e = req(op::CLOSE);
-        e.u64(self.handle);
-        let frame = e.finish();
-        let client = Arc::clone(&self.client);
-        let _ = std::thread::Builder::new()
-            .name("helper-close".into())
-            .spawn(move || {
-                let _ = client.call(&frame, &|| {});
-            });
+        // An abandoned write (finish not reached) releases its handle in the helper; after a
+        // finish the handle is already gone there and the close does nothing.
+        close_later(&self.client, self.handle);
     }
 }
 

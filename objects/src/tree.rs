@@ -32,7 +32,8 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    fn code(self) -> u8 {
+    /// The kind's code in encodings (trees, the remote helper's protocol).
+    pub fn code(self) -> u8 {
         match self {
             EntryKind::File => 1,
             EntryKind::Dir => 2,
@@ -44,7 +45,8 @@ impl EntryKind {
         }
     }
 
-    fn from_code(code: u8) -> Option<EntryKind> {
+    /// The kind a code stands for.
+    pub fn from_code(code: u8) -> Option<EntryKind> {
         Some(match code {
             1 => EntryKind::File,
             2 => EntryKind::Dir,
