@@ -895,3 +895,75 @@ fn check_lists_every_problem() {
     assert_eq!(cj["clean"], true, "{cj}");
     assert_eq!(cj["problems"], serde_json::json!([]), "{cj}");
 }
+
+#[test]
+fn a_resolved_conflict_keeps_its_client_variant() {
+    let env = overlapping();
+    env.ok(&["resolve", "notes.txt", "--take", "server"]);
+    env.ok(&["sync"]);
+    assert_eq!(read(env.w("notes.txt")), SERVER_OVERLAP);
+    let client = env.ok(&["show", "notes.txt", "--variant", "client"]);
+    assert_eq!(
+        client.stdout,
+        CLIENT_OVERLAP.as_bytes(),
+        "the laptop's version stays"
+    );
+}
+
+#[test]
+fn a_sync_while_editing_markers_keeps_the_recorded_versions() {
+    let env = overlapping();
+    env.ok(&["resolve", "notes.txt", "--edit"]);
+    // A sync in the middle: the file with markers is not a new client version.
+    env.expect_code(7, &["sync"]);
+    let client = env.ok(&["show", "notes.txt", "--variant", "client"]);
+    assert_eq!(client.stdout, CLIENT_OVERLAP.as_bytes());
+    env.put_local("notes.txt", "one\ntwo, agreed\nthree\nfour\nfive\n");
+    env.ok(&["resolve", "notes.txt", "--mark"]);
+    env.ok(&["sync"]);
+    assert_eq!(
+        read(env.r("notes.txt")),
+        "one\ntwo, agreed\nthree\nfour\nfive\n"
+    );
+    assert_noop(&env);
+}
+
+/// A run killed right after moving the local version to lost+found (before it could record
+/// the conflict) leaves a copy the next run finds and reports.
+#[test]
+fn a_lost_found_copy_from_a_killed_run_is_recorded() {
+    let env = with_dir();
+    env.put_local("d/a.txt", "a v2, edited on the laptop\n");
+    fs::remove_dir_all(env.r("d")).expect("remote rm -r");
+    env.put_remote("d", "d is a file on the server now\n");
+    let killed = common::cachesync(
+        &env.ws,
+        &["sync"],
+        &[("CACHESYNC_FAILPOINT", "after-step:0")],
+    );
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&killed.status),
+        Some(9),
+        "{killed:?}"
+    );
+    env.expect_code(7, &["sync"]);
+    let c = record_of(&env, "d");
+    let lf = c["lost_found"]
+        .as_str()
+        .expect("a lost+found path")
+        .to_string();
+    assert_eq!(
+        read(env.w(&lf).join("a.txt")),
+        "a v2, edited on the laptop\n",
+        "nothing lost"
+    );
+    let check = env.json(7, &["check", "--json"]);
+    assert!(
+        check["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .any(|p| p["kind"] == "lost-found"),
+        "{check}"
+    );
+}

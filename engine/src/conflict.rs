@@ -91,6 +91,9 @@ pub struct ConflictRecord {
     /// Where the local version was moved, when it had nowhere to go (a lost+found path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost_found: Option<String>,
+    /// The lost+found path's bytes, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_found_hex: Option<String>,
     /// When it was settled, ns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_ns: Option<i64>,
@@ -102,6 +105,22 @@ impl ConflictRecord {
         (0..self.path_hex.len() / 2)
             .filter_map(|i| u8::from_str_radix(&self.path_hex[i * 2..i * 2 + 2], 16).ok())
             .collect()
+    }
+
+    /// The lost+found copy's path (relative to the workspace root), if any.
+    pub fn lost_found_path(&self) -> Option<Vec<u8>> {
+        let hex = self.lost_found_hex.as_deref()?;
+        Some(
+            (0..hex.len() / 2)
+                .filter_map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).ok())
+                .collect(),
+        )
+    }
+
+    /// True while the record's lost+found copy is still in the workspace at `root`.
+    pub fn lost_found_present(&self, root: &std::path::Path) -> bool {
+        self.lost_found_path()
+            .is_some_and(|p| crate::paths::under(root, &p).symlink_metadata().is_ok())
     }
 
     /// File ids this record keeps alive (gc roots).
@@ -134,6 +153,7 @@ pub fn record(
         resolved: None,
         resolution: None,
         lost_found: None,
+        lost_found_hex: None,
         resolved_ns: None,
     }
 }

@@ -55,6 +55,7 @@ pub enum Op {
     /// Remove what is there.
     Remove,
     /// Move what is there (with everything under it) to lost+found.
+    #[serde(rename = "to-lost+found")]
     Stash,
 }
 

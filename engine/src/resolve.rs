@@ -130,9 +130,8 @@ impl Workspace {
                 Which::Base => &r.base,
                 Which::Resolved => &r.resolved,
             };
-            if which != Which::Client || r.state == ConflictState::Open {
-                return v.as_ref().map(|v| self.content_of(v)).transpose();
-            }
+            // A record keeps its variants after it is resolved (until gc drops it).
+            return v.as_ref().map(|v| self.content_of(v)).transpose();
         }
         let from_ref = |name: &str| -> Result<Option<VariantContent>> {
             let flat = self.store.read_ref_flat(name)?;
@@ -227,6 +226,11 @@ impl Workspace {
                     "{shown} has no open conflict (`cachesync conflicts` lists them)"
                 ))
             })?;
+        if let Some(lf) = &record.lost_found {
+            return Err(SyncError::Usage(format!(
+                "{shown}: the server's version is already in the workspace and yours is in {lf}; take from it what you need, then remove it"
+            )));
+        }
         // The server's state the resolution is made against must be the recorded one, or a
         // newer server edit would be overwritten by the next sync.
         let remote_flat = self.store.read_ref_flat(keys::REF_REMOTE)?;
@@ -331,6 +335,7 @@ impl Workspace {
                 if let Some(v) = &now {
                     if v.kind == EntryKind::File
                         && v.bytes.split(|&b| b == b'\n').any(|l| {
+                            let l = l.strip_suffix(b"\r").unwrap_or(l);
                             l.starts_with(b"<<<<<<< ")
                                 || l.starts_with(b">>>>>>> ")
                                 || l == b"======="

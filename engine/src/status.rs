@@ -422,12 +422,17 @@ impl Workspace {
         }
         let local_changes = reconcile_side(&base, &local.tree);
         let mut conflicts = conflict::open(&self.store)?;
+        // A lost+found record whose copy was removed is settled (the next sync records it).
+        conflicts.retain(|r| r.lost_found.is_none() || r.lost_found_present(&self.root));
         let mut pending = Pending::default();
         let mut remote_changes = Vec::new();
         if let Some(rt) = &remote_tree {
             remote_changes = reconcile_side(&base, rt);
             let mut changes = reconcile(&base, &local.tree, rt);
             self.auto_merge(&mut changes)?;
+            if self.identity.case_insensitive {
+                crate::reconcile::settle_case_clashes(&mut changes, rt);
+            }
             let plan = Plan::build(changes, Direction::Both);
             pending.pull = plan.steps.iter().filter(|s| s.side == Side::Local).count();
             pending.push = plan.steps.iter().filter(|s| s.side == Side::Remote).count();

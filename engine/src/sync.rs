@@ -63,6 +63,8 @@ pub struct SyncReport {
     pub bytes_down: u64,
     /// Interrupted operations this run abandoned.
     pub recovered: Vec<u64>,
+    /// The cache budget refused content: bytes needed, the budget, files not brought in.
+    pub cache_full: Option<(u64, u64, usize)>,
 }
 
 /// The three trees of a run.
@@ -92,6 +94,39 @@ impl Workspace {
                     let _ = remote.remove_file(&rel);
                 }
             }
+            // A copy moved to lost+found before the run died has no record yet: make one,
+            // so it is listed and reported like any other.
+            let mut batch = Batch::new();
+            for step in &op.plan {
+                if step["op"] != "to-lost+found" {
+                    continue;
+                }
+                let path: Vec<u8> = match step["path_hex"].as_str() {
+                    Some(h) => (0..h.len() / 2)
+                        .filter_map(|i| u8::from_str_radix(&h[i * 2..i * 2 + 2], 16).ok())
+                        .collect(),
+                    None => step["path"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .as_bytes()
+                        .to_vec(),
+                };
+                let lf = crate::paths::join(
+                    format!("{}/{}", crate::ignore_rules::LOST_FOUND, op.id).as_bytes(),
+                    &path,
+                );
+                if under(&self.root, &lf).symlink_metadata().is_ok() {
+                    let mut r = conflict::record(&path, "type", None, None, None);
+                    r.lost_found = Some(display(&lf));
+                    r.lost_found_hex = Some(hex(&lf));
+                    r.resolution = Some(format!(
+                        "an interrupted run moved your version to {}",
+                        display(&lf)
+                    ));
+                    conflict::put(&mut batch, &r);
+                }
+            }
+            self.store.commit(batch)?;
             op.steps_done = journal::steps_marked(&self.store, op.id)?;
             op.state = OpState::Abandoned;
             op.finished_ns = Some(crate::now_ns());
@@ -463,8 +498,10 @@ impl Workspace {
                         c.local.as_ref(),
                         c.remote.as_ref(),
                     );
+                    // Being edited by hand (`resolve --edit`): the markers in the workspace are
+                    // not a new client version.
                     let keep = existing.get(&c.path).filter(|old| {
-                        old.client == fresh.client
+                        (old.client == fresh.client || old.resolution.as_deref() == Some("editing"))
                             && old.server == fresh.server
                             && old.kind == fresh.kind
                     });
@@ -498,6 +535,7 @@ impl Workspace {
                             c.remote.as_ref(),
                         );
                         r.lost_found = Some(display(lf));
+                        r.lost_found_hex = Some(hex(lf));
                         r.resolution = Some(format!(
                             "the server's version is in the workspace; yours was moved to {}",
                             display(lf)
@@ -552,8 +590,8 @@ impl Workspace {
             |p: &[u8]| opts.paths.is_empty() || opts.paths.iter().any(|f| is_within(p, f));
         for (path, mut r) in existing {
             // A lost+found record stays open while its copy is still there.
-            if let Some(lf) = &r.lost_found {
-                let copy = self.root.join(lf);
+            if let Some(lf) = r.lost_found_path() {
+                let copy = under(&self.root, &lf);
                 if copy.symlink_metadata().is_ok() {
                     if !open_now.contains_key(&path) {
                         open_now.insert(path.clone(), r);
@@ -572,6 +610,9 @@ impl Workspace {
             }
             if !open_now.contains_key(&path) && !merged_paths.contains(&path) && filtered(&path) {
                 r.state = ConflictState::Resolved;
+                r.resolution
+                    .get_or_insert_with(|| "both sides agree again".into());
+                r.resolved_ns = Some(crate::now_ns());
                 conflict::put(&mut batch, &r);
             }
         }
@@ -632,14 +673,16 @@ impl Workspace {
             )?;
         }
         report.plan = plan;
-        match (fatal, full) {
-            (Some(e), _) => Err(e),
-            (None, Some(needed)) => Err(SyncError::CacheFull {
+        if let Some(needed) = full {
+            report.cache_full = Some((
                 needed,
-                budget: self.config.budget_bytes.unwrap_or(0),
-                refused: over_budget.len(),
-            }),
-            (None, None) => Ok(report),
+                self.config.budget_bytes.unwrap_or(0),
+                over_budget.len(),
+            ));
+        }
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(report),
         }
     }
 

@@ -95,5 +95,9 @@ pub fn cmd_clone(args: CloneArgs) -> CmdResult {
     if ws.identity.marker.is_none() {
         note("note: the remote is not writable, so no marker file was left there; its mount identifies it");
     }
-    Ok(0)
+    Ok(super::sync::finish_code(
+        !report.conflicts.is_empty(),
+        report.cache_full,
+        false,
+    ))
 }

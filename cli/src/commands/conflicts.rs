@@ -47,6 +47,9 @@ pub fn cmd_conflicts(args: ConflictsArgs) -> CmdResult {
                 ""
             }
         ));
+        if let Some(how) = &r.resolution {
+            out.push_str(&format!("         {how}\n"));
+        }
     }
     if records.is_empty() {
         out.push_str("no conflicts\n");

@@ -112,6 +112,12 @@ pub fn cmd_connect(args: ConnectArgs) -> CmdResult {
                     cachesync_engine::paths::display(p)
                 ));
             }
+            if let Some((needed, budget, refused)) = s.cache_full {
+                line.push_str(&format!(
+                    "\n  the cache budget is exhausted ({needed} bytes needed, budget {budget}): {refused} file(s) not brought in"
+                ));
+                code = cachesync_engine::ErrorCode::DisconFull.exit_code();
+            }
             if !s.conflicts.is_empty() {
                 line.push_str(&format!(
                     "\n  {} conflict(s) remain (`cachesync conflicts`)",

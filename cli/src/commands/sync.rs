@@ -80,6 +80,7 @@ fn run(command: &str, direction: Direction, paths: Vec<PathBuf>, c: Common) -> C
         .sync(&opts, &Bars::new(c.quiet || c.json))
         .or_fail(c.json)?;
     let conflicted = !report.conflicts.is_empty();
+    let full = report.cache_full;
     if c.json {
         print_json(&to_json(command, &c, &report));
     } else {
@@ -88,15 +89,35 @@ fn run(command: &str, direction: Direction, paths: Vec<PathBuf>, c: Common) -> C
             note(&format!("warning: {w}"));
         }
         if conflicted && !c.dry_run {
-            note("cachesync: conflicts remain; your local versions were kept and the server's are in the store");
-            note("hint: `cachesync conflicts` lists them; `cachesync show PATH --variant server` prints the server's version");
+            note("cachesync: conflicts remain; every version is kept (nothing was lost)");
+            note("hint: `cachesync conflicts` lists them, `cachesync show PATH --variant server|client|base` prints a version, `cachesync resolve PATH` settles one");
         }
     }
-    Ok(if conflicted {
+    Ok(finish_code(conflicted, full, c.json))
+}
+
+/// The exit code of a run that finished: 7 while conflicts remain, else 6 if the cache budget
+/// refused content (its error is printed too), else 0.
+pub fn finish_code(conflicted: bool, full: Option<(u64, u64, usize)>, json: bool) -> i32 {
+    let full_code = full.map(|(needed, budget, refused)| {
+        if json {
+            return exit(ErrorCode::DisconFull);
+        }
+        crate::output::Failure {
+            error: cachesync_engine::SyncError::CacheFull {
+                needed,
+                budget,
+                refused,
+            },
+            json: false,
+        }
+        .report()
+    });
+    if conflicted {
         exit(ErrorCode::Conflicted)
     } else {
-        0
-    })
+        full_code.unwrap_or(0)
+    }
 }
 
 fn human(command: &str, dry_run: bool, r: &SyncReport) -> String {
@@ -171,5 +192,8 @@ fn to_json(command: &str, c: &Common, r: &SyncReport) -> serde_json::Value {
         "bytes_read": r.bytes_down,
         "bytes_written": r.bytes_up,
         "recovered": r.recovered,
+        "cache_full": r.cache_full.map(|(needed, budget, refused)| json!({
+            "needed": needed, "budget": budget, "refused": refused,
+        })),
     })
 }
