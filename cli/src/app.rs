@@ -33,6 +33,8 @@ enum Command {
     Diff(commands::diff::DiffArgs),
     Ls(commands::ls::LsArgs),
     Resolve(commands::resolve::ResolveArgs),
+    Get(commands::presence::GetArgs),
+    Drop(commands::presence::DropArgs),
     /// Serves remote calls for another cachesync process (internal).
     #[command(hide = true)]
     RemoteHelper {
@@ -84,6 +86,8 @@ pub fn run() -> i32 {
         Command::Diff(a) => commands::diff::cmd_diff(a),
         Command::Ls(a) => commands::ls::cmd_ls(a),
         Command::Resolve(a) => commands::resolve::cmd_resolve(a),
+        Command::Get(a) => commands::presence::cmd_get(a),
+        Command::Drop(a) => commands::presence::cmd_drop(a),
         Command::RemoteHelper { .. } => unreachable!("handled above"),
     };
     match result {

@@ -11,6 +11,7 @@ pub mod fsck;
 pub mod gc;
 pub mod log;
 pub mod ls;
+pub mod presence;
 pub mod resolve;
 pub mod show;
 pub mod status;

@@ -96,7 +96,7 @@ pub struct LsEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// `synced` (as in the base), `modified`, `provisional` (created here, never pushed),
-    /// `deleted` (deleted here, not yet pushed).
+    /// `deleted` (deleted here, not yet pushed), `remote-only` (metadata here, content not).
     pub state: &'static str,
 }
 
@@ -113,13 +113,12 @@ impl Workspace {
         })
     }
 
-    fn local_and_base(&self) -> Result<(Flat, Flat)> {
+    fn local_and_base(&self) -> Result<(Flat, crate::scan::LocalScan)> {
         let rules = self.rules()?;
         let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
         base.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
-        let idx = crate::index::load(&self.store)?;
-        let local = crate::scan::scan_local(&self.root, &rules, &self.store, &idx)?;
-        Ok((base, local.tree))
+        let local = self.scan_workspace(&base)?;
+        Ok((base, local))
     }
 
     /// The unified diff of local changes against the base, for `paths` (all when empty).
@@ -127,7 +126,8 @@ impl Workspace {
     /// # Errors
     /// Local scan and store errors.
     pub fn diff(&self, paths: &[Vec<u8>]) -> Result<String> {
-        let (base, local) = self.local_and_base()?;
+        let (base, scan) = self.local_and_base()?;
+        let local = scan.tree;
         let keys: BTreeSet<&Vec<u8>> = base.keys().chain(local.keys()).collect();
         let mut out = String::new();
         for k in keys {
@@ -155,7 +155,8 @@ impl Workspace {
     /// # Errors
     /// Local scan and store errors.
     pub fn ls(&self, dir: &[u8]) -> Result<Vec<LsEntry>> {
-        let (base, local) = self.local_and_base()?;
+        let (base, scan) = self.local_and_base()?;
+        let local = &scan.tree;
         let keys: BTreeSet<&Vec<u8>> = base
             .keys()
             .chain(local.keys())
@@ -165,6 +166,7 @@ impl Workspace {
         for k in keys {
             let (b, l) = (base.get(k), local.get(k));
             let (e, state) = match (b, l) {
+                (Some(_), Some(l)) if scan.remote_only.contains(k) => (l, "remote-only"),
                 (Some(b), Some(l)) if same(Some(b), Some(l)) => (l, "synced"),
                 (Some(_), Some(l)) => (l, "modified"),
                 (None, Some(l)) => (l, "provisional"),

@@ -60,6 +60,14 @@ pub enum SyncError {
         /// What failed, and how.
         reason: String,
     },
+    /// The content is not in the cache and the remote cannot provide it now.
+    #[error("{path}: its content is not in the cache and the remote is not reachable ({reason})")]
+    NotCached {
+        /// The path, displayable.
+        path: String,
+        /// Why the remote could not provide it.
+        reason: String,
+    },
     /// Bringing content into the workspace would exceed the cache budget.
     #[error("the cache budget is exhausted: {needed} bytes needed, the budget is {budget} bytes; {refused} file(s) were not brought in")]
     CacheFull {
@@ -157,6 +165,7 @@ impl SyncError {
             | SyncError::Offline => ErrorCode::Disconnected,
             SyncError::Conflicted(_) => ErrorCode::Conflicted,
             SyncError::CacheFull { .. } => ErrorCode::DisconFull,
+            SyncError::NotCached { .. } => ErrorCode::DisconData,
             SyncError::Usage(_) => ErrorCode::Usage,
             _ => ErrorCode::Other,
         }
@@ -178,6 +187,9 @@ impl SyncError {
                 Some("`cachesync status` lists them; your local files were kept as they are")
             }
             SyncError::Offline => Some("run `cachesync connect` to go back online"),
+            SyncError::NotCached { .. } => Some(
+                "run `cachesync get PATH` again once the remote is reachable",
+            ),
             SyncError::CacheFull { .. } => Some(
                 "everything else was synced; free space (`cachesync gc`) or raise budget_bytes in .cachesync/config.json",
             ),

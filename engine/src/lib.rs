@@ -25,6 +25,7 @@ pub mod mode;
 pub mod mount;
 pub mod paths;
 pub mod plan;
+pub mod presence;
 pub mod progress;
 pub mod reconcile;
 pub mod registry;

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use cachesync_objects::{Entry, EntryKind};
+use cachesync_objects::{Entry, EntryKind, FileId};
 use serde::Serialize;
 
 use crate::scan::Flat;
@@ -99,6 +99,13 @@ impl Change {
 fn same_content(a: &Entry, b: &Entry) -> bool {
     a.kind == b.kind
         && match a.kind {
+            // Content never fetched (a remote-only file changed on the server): its size and
+            // mtime stand for it.
+            EntryKind::File
+                if a.file == Some(FileId::NOT_CACHED) || b.file == Some(FileId::NOT_CACHED) =>
+            {
+                a.size == b.size && a.mtime_ns == b.mtime_ns
+            }
             EntryKind::File => a.file == b.file,
             EntryKind::Symlink => a.target == b.target,
             EntryKind::BlockDevice | EntryKind::CharDevice => a.rdev == b.rdev,

@@ -43,6 +43,10 @@ pub struct LocalScan {
     pub unstable: Vec<Vec<u8>>,
     /// Files hashed because their stat changed.
     pub hashed: u64,
+    /// Remote-only paths, absent here, that the scan filled in from the base.
+    pub remote_only: std::collections::HashSet<Vec<u8>>,
+    /// Remote-only flags to clear: the file is in the workspace again, or gone from the base.
+    pub materialized: Vec<Vec<u8>>,
 }
 
 /// Turns a remote entry into a tree entry (content filled in separately for files).
@@ -63,6 +67,11 @@ pub fn tree_entry(r: &RemoteEntry) -> Entry {
     }
     e.remote_ino = r.ino;
     e
+}
+
+/// The index entry for a file just written or hashed.
+pub fn index_entry_of(md: &fs::Metadata, file: cachesync_objects::FileId) -> IndexEntry {
+    index_entry(md, file)
 }
 
 fn index_entry(md: &fs::Metadata, file: cachesync_objects::FileId) -> IndexEntry {
@@ -309,6 +318,7 @@ pub fn scan_remote(
     rules: &IgnoreRules,
     store: &Store,
     previous: &Flat,
+    remote_only: &std::collections::HashSet<Vec<u8>>,
     parallel: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<RemoteScan> {
@@ -333,15 +343,19 @@ pub fn scan_remote(
         }
         let mut entry = tree_entry(&r);
         if r.kind == EntryKind::File {
+            let not_here = remote_only.contains(&rel);
             match previous.get(&rel) {
                 Some(p)
                     if p.kind == EntryKind::File
                         && p.size == r.size
                         && p.mtime_ns == r.mtime_ns
-                        && p.file.is_some_and(|f| store.has_file(f).unwrap_or(false)) =>
+                        && (not_here
+                            || p.file.is_some_and(|f| store.has_file(f).unwrap_or(false))) =>
                 {
                     entry.file = p.file;
                 }
+                // Remote-only: the content is not fetched; its stat stands for it.
+                _ if not_here => entry.file = Some(cachesync_objects::FileId::NOT_CACHED),
                 _ => to_fetch.push(rel.clone()),
             }
         }

@@ -401,11 +401,11 @@ impl Workspace {
                 | SyncError::Offline),
             ) => {
                 let rules = self.rules()?;
-                let base = self
+                let mut base = self
                     .store
                     .read_ref_flat(cachesync_objects::keys::REF_BASE)?;
-                let idx = index::load(&self.store)?;
-                let local = crate::scan::scan_local(&self.root, &rules, &self.store, &idx)?;
+                base.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
+                let local = self.scan_workspace(&base)?;
                 (base, local, None, Some(e.to_string()))
             }
             Err(e) => return Err(e),

@@ -17,7 +17,7 @@ use crate::paths::{display, hex, is_within, split_parent, under};
 use crate::plan::{Direction, Op, Plan, Side, Step};
 use crate::progress::Progress;
 use crate::reconcile::{reconcile, Outcome};
-use crate::scan::{scan_local, scan_remote, tree_entry, Flat, LocalScan, RemoteScan};
+use crate::scan::{scan_remote, tree_entry, Flat, LocalScan, RemoteScan};
 use crate::timed::TimedRemote;
 use crate::workspace::Workspace;
 
@@ -148,9 +148,8 @@ impl Workspace {
         // A path the rules now ignore leaves the synced set; neither side is touched.
         base.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
         let previous_remote = self.store.read_ref_flat(keys::REF_REMOTE)?;
-        let idx = index::load(&self.store)?;
         progress.start("scanning workspace", 0);
-        let local = scan_local(&self.root, &rules, &self.store, &idx)?;
+        let local = self.scan_workspace(&base)?;
         progress.finish();
         progress.start("scanning remote", 0);
         let started = std::sync::atomic::AtomicBool::new(false);
@@ -166,6 +165,7 @@ impl Workspace {
             &rules,
             &self.store,
             &previous_remote,
+            &local.remote_only,
             self.config.parallel,
             &report,
         );
@@ -234,6 +234,16 @@ impl Workspace {
                                 .is_some_and(|e| e.kind == EntryKind::Dir))
                 })
             });
+        }
+        // A remote-only file follows the server without its content coming here.
+        for c in changes.iter_mut() {
+            if trees.local.remote_only.contains(&c.path) {
+                if let Outcome::Resolved(t) = &c.outcome {
+                    if t.as_ref().is_none_or(|e| e.kind == EntryKind::File) {
+                        c.local = t.clone();
+                    }
+                }
+            }
         }
         self.auto_merge(&mut changes)?;
         if self.identity.case_insensitive {
@@ -588,6 +598,14 @@ impl Workspace {
         }
         let filtered =
             |p: &[u8]| opts.paths.is_empty() || opts.paths.iter().any(|f| is_within(p, f));
+        for p in &trees.local.materialized {
+            crate::presence::clear(&mut batch, p);
+        }
+        for p in &trees.local.remote_only {
+            if new_base.get(p).is_none_or(|e| e.kind != EntryKind::File) {
+                crate::presence::clear(&mut batch, p);
+            }
+        }
         for (path, mut r) in existing {
             // A lost+found record stays open while its copy is still there.
             if let Some(lf) = r.lost_found_path() {

@@ -126,7 +126,7 @@ impl Walker<'_> {
     }
 
     fn file(&mut self, id: FileId, context: &str) {
-        if !self.seen_files.insert(id) {
+        if id == FileId::NOT_CACHED || !self.seen_files.insert(id) {
             return;
         }
         let object = match self.store.file_object(id) {

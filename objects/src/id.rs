@@ -72,6 +72,12 @@ id_type!(
     SnapshotId
 );
 
+impl FileId {
+    /// Stands for content that was never fetched (a remote-only file that changed on the
+    /// server): its size and mtime stand for it until it is fetched. Never stored.
+    pub const NOT_CACHED: FileId = FileId([0; 32]);
+}
+
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);

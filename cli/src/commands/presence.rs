@@ -1,0 +1,89 @@
+use std::path::PathBuf;
+
+use cachesync_engine::presence::PresenceReport;
+use cachesync_engine::Workspace;
+use serde_json::json;
+
+use crate::app::CmdResult;
+use crate::output::{bytes, note, open_workspace, print_json, print_out, OrFail};
+
+/// Bring remote-only files into the workspace (from the cache when their content is there,
+/// else from the remote; offline and not cached: exit 4, EDISCONDATA).
+#[derive(clap::Args)]
+pub struct GetArgs {
+    /// Files or directories (default: everything remote-only).
+    paths: Vec<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Make clean files remote-only: they leave the workspace, their metadata stays (ls, stat,
+/// diff offline) and `get` brings them back. A file with changes not pushed is never
+/// dropped.
+#[derive(clap::Args)]
+pub struct DropArgs {
+    /// Files or directories.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn rel_paths(
+    ws: &Workspace,
+    paths: &[PathBuf],
+    json: bool,
+) -> Result<Vec<Vec<u8>>, crate::output::Failure> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ws.root.clone());
+    paths
+        .iter()
+        .map(|p| ws.rel_path(&cwd, p))
+        .collect::<Result<Vec<_>, _>>()
+        .or_fail(json)
+}
+
+fn show(verb: &str, r: &PresenceReport, json: bool) -> i32 {
+    let d = cachesync_engine::paths::display;
+    if json {
+        print_json(&json!({
+            "done": r.done.iter().map(|p| d(p)).collect::<Vec<_>>(),
+            "refused": r.refused.iter().map(|(p, why)| json!({"path": d(p), "reason": why})).collect::<Vec<_>>(),
+            "bytes_read": r.bytes_read,
+        }));
+    } else {
+        let mut out = String::new();
+        for p in &r.done {
+            out.push_str(&format!("  {verb} {}\n", d(p)));
+        }
+        out.push_str(&format!("{verb}: {} file(s)", r.done.len()));
+        if r.bytes_read > 0 {
+            out.push_str(&format!(", {} read from the remote", bytes(r.bytes_read)));
+        }
+        out.push('\n');
+        print_out(&out);
+        for (p, why) in &r.refused {
+            note(&format!("cachesync: {} left as it is: {why}", d(p)));
+        }
+    }
+    if r.refused.is_empty() {
+        0
+    } else {
+        1
+    }
+}
+
+pub fn cmd_get(args: GetArgs) -> CmdResult {
+    let ws = open_workspace(args.json)?;
+    let paths = rel_paths(&ws, &args.paths, args.json)?;
+    let r = ws.get(&paths).or_fail(args.json)?;
+    Ok(show("got", &r, args.json))
+}
+
+pub fn cmd_drop(args: DropArgs) -> CmdResult {
+    let ws = open_workspace(args.json)?;
+    let paths = rel_paths(&ws, &args.paths, args.json)?;
+    let r = ws.drop_paths(&paths).or_fail(args.json)?;
+    Ok(show("dropped", &r, args.json))
+}

@@ -1,0 +1,283 @@
+//! Presence: a file is materialized (its content is in the workspace) or remote-only (its
+//! metadata is cached, its content is not in the workspace and need not be in the store).
+//!
+//! Remote-only paths are listed in the state table under `remote-only/PATH`. A remote-only
+//! file absent from the workspace is never taken for a local deletion: the local scan puts
+//! the base's entry in its place. Its content is not fetched when it changes on the server
+//! (its id is then [`FileId::NOT_CACHED`] and its stat stands for its content) until `get`
+//! materializes it.
+
+use std::collections::HashSet;
+
+use cachesync_objects::{keys, Batch, FileId, Store};
+
+use crate::error::Result;
+
+const PREFIX: &[u8] = b"remote-only/";
+
+fn key(path: &[u8]) -> Vec<u8> {
+    let mut k = PREFIX.to_vec();
+    k.extend_from_slice(path);
+    k
+}
+
+/// Every remote-only path.
+///
+/// # Errors
+/// Store errors.
+pub fn load(store: &Store) -> Result<HashSet<Vec<u8>>> {
+    let mut out = HashSet::new();
+    store
+        .table(keys::CF_STATE)
+        .for_each_prefix(PREFIX, |k, _| {
+            out.insert(k[PREFIX.len()..].to_vec());
+            true
+        })?;
+    Ok(out)
+}
+
+/// Adds "`path` is remote-only" to a batch.
+pub fn set_remote_only(batch: &mut Batch, path: &[u8]) {
+    batch.put(keys::CF_STATE, &key(path), b"");
+}
+
+/// Adds "`path` is materialized (or gone)" to a batch.
+pub fn clear(batch: &mut Batch, path: &[u8]) {
+    batch.delete(keys::CF_STATE, &key(path));
+}
+
+/// True when `id` is a real content id (not [`FileId::NOT_CACHED`]).
+pub fn is_known(id: FileId) -> bool {
+    id != FileId::NOT_CACHED
+}
+
+impl crate::workspace::Workspace {
+    /// Scans the workspace against `base`: remote-only files absent here are filled in from
+    /// the base (they are not local deletions).
+    ///
+    /// # Errors
+    /// As [`crate::scan::scan_local`].
+    pub fn scan_workspace(&self, base: &crate::scan::Flat) -> Result<crate::scan::LocalScan> {
+        let rules = self.rules()?;
+        let idx = crate::index::load(&self.store)?;
+        let mut local = crate::scan::scan_local(&self.root, &rules, &self.store, &idx)?;
+        for p in load(&self.store)? {
+            match (base.get(&p), local.tree.contains_key(&p)) {
+                (Some(b), false) if b.kind == cachesync_objects::EntryKind::File => {
+                    local.tree.insert(p.clone(), b.clone());
+                    local.remote_only.insert(p);
+                }
+                _ => local.materialized.push(p),
+            }
+        }
+        Ok(local)
+    }
+}
+
+/// What `get` or `drop` did.
+#[derive(Debug, Default)]
+pub struct PresenceReport {
+    /// Paths materialized (get) or made remote-only (drop).
+    pub done: Vec<Vec<u8>>,
+    /// Paths left as they were, and why.
+    pub refused: Vec<(Vec<u8>, String)>,
+    /// Bytes read from the remote.
+    pub bytes_read: u64,
+}
+
+fn selected(paths: &[Vec<u8>], p: &[u8]) -> bool {
+    paths.is_empty() || paths.iter().any(|s| crate::paths::is_within(p, s))
+}
+
+impl crate::workspace::Workspace {
+    /// Materializes remote-only files under `paths` (all when empty): from the store when
+    /// their content is there, else from the remote.
+    ///
+    /// # Errors
+    /// [`crate::SyncError::NotCached`] (EDISCONDATA) when content is neither cached nor
+    /// reachable; store and I/O errors.
+    pub fn get(&self, paths: &[Vec<u8>]) -> Result<PresenceReport> {
+        use crate::error::SyncError;
+        let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
+        let mut report = PresenceReport::default();
+        let mut batch = Batch::new();
+        let mut base_changed = false;
+        let mut remote: Option<crate::timed::TimedRemote> = None;
+        let mut targets: Vec<Vec<u8>> = load(&self.store)?
+            .into_iter()
+            .filter(|p| selected(paths, p))
+            .collect();
+        targets.sort();
+        for p in targets {
+            let shown = crate::paths::display(&p);
+            let Some(e) = base.get(&p).cloned() else {
+                clear(&mut batch, &p);
+                continue;
+            };
+            let abs = crate::paths::under(&self.root, &p);
+            if abs.symlink_metadata().is_ok() {
+                clear(&mut batch, &p);
+                continue;
+            }
+            let cached = e
+                .file
+                .filter(|f| is_known(*f))
+                .map(|f| self.store.has_file(f))
+                .transpose()?
+                .unwrap_or(false);
+            let id = if cached {
+                e.file.expect("checked above")
+            } else {
+                // From the remote: it must still be the version the base records.
+                let unreachable = |reason: String| SyncError::NotCached {
+                    path: shown.clone(),
+                    reason,
+                };
+                if remote.is_none() {
+                    self.require_remote()
+                        .map_err(|e| unreachable(e.to_string()))?;
+                    let r = self.remote()?;
+                    crate::identity::check(&r, &self.config.remote, &self.identity)
+                        .map_err(|e| unreachable(e.to_string()))?;
+                    remote = Some(r);
+                }
+                let r = remote.as_ref().expect("set above");
+                let (id, stat) = match crate::scan::fetch(r, &self.store, &p) {
+                    Ok(x) => x,
+                    Err(
+                        e @ (SyncError::Disconnected { .. } | SyncError::RemoteIdentity { .. }),
+                    ) => return Err(unreachable(e.to_string())),
+                    Err(e) => return Err(e),
+                };
+                if stat.size != e.size || stat.mtime_ns != e.mtime_ns {
+                    report.refused.push((
+                        p.clone(),
+                        "changed on the server since the last sync; run `cachesync sync`, then get it".into(),
+                    ));
+                    continue;
+                }
+                report.bytes_read += stat.size;
+                if e.file != Some(id) {
+                    let mut fixed = e.clone();
+                    fixed.file = Some(id);
+                    base.insert(p.clone(), fixed);
+                    base_changed = true;
+                }
+                id
+            };
+            self.write_file_from_store(&p, id, e.mode, e.mtime_ns)?;
+            let md = std::fs::symlink_metadata(&abs).map_err(|err| SyncError::io(&abs, err))?;
+            crate::index::put(&mut batch, &p, &crate::scan::index_entry_of(&md, id));
+            clear(&mut batch, &p);
+            report.done.push(p);
+        }
+        if base_changed {
+            let root = self.store.write_flat(&base)?;
+            let snap = cachesync_objects::Snapshot {
+                root,
+                parent: self.store.get_ref(keys::REF_BASE)?,
+                time_ns: crate::now_ns(),
+                description: "base after get".into(),
+            };
+            let sid = self.store.put_snapshot(&snap)?;
+            Store::set_ref_in(&mut batch, keys::REF_BASE, sid);
+        }
+        self.store.commit(batch)?;
+        Ok(report)
+    }
+
+    /// Makes clean, materialized files under `paths` remote-only: removes them from the
+    /// workspace (their content stays in the store until culled). A file with changes not
+    /// pushed, or in conflict, is never dropped.
+    ///
+    /// # Errors
+    /// Local scan, store and I/O errors.
+    pub fn drop_paths(&self, paths: &[Vec<u8>]) -> Result<PresenceReport> {
+        use crate::error::SyncError;
+        let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
+        let rules = self.rules()?;
+        base.retain(|p, e| {
+            !rules.is_ignored_with_parents(p, e.kind == cachesync_objects::EntryKind::Dir)
+        });
+        let local = self.scan_workspace(&base)?;
+        let conflicted: HashSet<Vec<u8>> = crate::conflict::open(&self.store)?
+            .iter()
+            .map(|r| r.path_bytes())
+            .collect();
+        let mut report = PresenceReport::default();
+        let mut batch = Batch::new();
+        for (p, l) in &local.tree {
+            if l.kind != cachesync_objects::EntryKind::File
+                || !selected(paths, p)
+                || local.remote_only.contains(p)
+            {
+                continue;
+            }
+            if conflicted.contains(p) {
+                report
+                    .refused
+                    .push((p.clone(), "in conflict; resolve it first".into()));
+                continue;
+            }
+            if !crate::reconcile::same(base.get(p), Some(l)) {
+                report.refused.push((
+                    p.clone(),
+                    if base.contains_key(p) {
+                        "has changes not pushed yet".into()
+                    } else {
+                        "created here and never pushed".into()
+                    },
+                ));
+                continue;
+            }
+            let abs = crate::paths::under(&self.root, p);
+            std::fs::remove_file(&abs).map_err(|e| SyncError::io(&abs, e))?;
+            set_remote_only(&mut batch, p);
+            crate::index::remove(&mut batch, p);
+            report.done.push(p.clone());
+        }
+        self.store.commit(batch)?;
+        Ok(report)
+    }
+}
+
+impl crate::workspace::Workspace {
+    /// Writes a file's content from the store into the workspace: a temporary name in the
+    /// same directory, mode and mtime set, then renamed into place.
+    fn write_file_from_store(
+        &self,
+        path: &[u8],
+        id: FileId,
+        mode: u32,
+        mtime_ns: i64,
+    ) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let abs = crate::paths::under(&self.root, path);
+        let io = |e: std::io::Error| crate::error::SyncError::io(&abs, e);
+        let (parent, name) = crate::paths::split_parent(path);
+        let tmp_name = format!(
+            "{}{}.get.{}",
+            crate::ignore_rules::TMP_PREFIX,
+            self.workspace_id,
+            crate::paths::hex(&blake3::hash(name).as_bytes()[..4])
+        );
+        let tmp = crate::paths::under(&self.root, &crate::paths::join(parent, tmp_name.as_bytes()));
+        if let Some(dir) = abs.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        if let Err(e) = self.store.read_file(id, &mut f) {
+            drop(f);
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+        f.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io)?;
+        f.set_times(
+            std::fs::FileTimes::new().set_modified(crate::fs_remote::system_time(mtime_ns)),
+        )
+        .map_err(io)?;
+        drop(f);
+        std::fs::rename(&tmp, &abs).map_err(io)
+    }
+}
