@@ -35,6 +35,9 @@ enum Command {
     Resolve(commands::resolve::ResolveArgs),
     Get(commands::presence::GetArgs),
     Drop(commands::presence::DropArgs),
+    Pin(commands::presence::PinArgs),
+    Cull(commands::cull::CullArgs),
+    Unpin(commands::presence::UnpinArgs),
     /// Serves remote calls for another cachesync process (internal).
     #[command(hide = true)]
     RemoteHelper {
@@ -88,6 +91,9 @@ pub fn run() -> i32 {
         Command::Resolve(a) => commands::resolve::cmd_resolve(a),
         Command::Get(a) => commands::presence::cmd_get(a),
         Command::Drop(a) => commands::presence::cmd_drop(a),
+        Command::Pin(a) => commands::presence::cmd_pin(a),
+        Command::Cull(a) => commands::cull::cmd_cull(a),
+        Command::Unpin(a) => commands::presence::cmd_unpin(a),
         Command::RemoteHelper { .. } => unreachable!("handled above"),
     };
     match result {

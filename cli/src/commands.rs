@@ -5,6 +5,7 @@ pub mod check;
 pub mod clone;
 pub mod conflicts;
 pub mod connect;
+pub mod cull;
 pub mod diff;
 pub mod events;
 pub mod fsck;

@@ -589,8 +589,9 @@ fn the_cache_budget_refuses_what_does_not_fit() {
     assert!(present < 4, "everything was brought in despite the budget");
     let events = env.ok(&["events", "--json"]).out();
     assert_eq!(events.matches("\"cache-full\"").count(), 1, "{events}");
-    // A second run refuses again, without a second event.
-    env.expect_code(6, &["sync"]);
+    // What did not fit is remote-only now: a second run has nothing to bring in, and no
+    // second cache-full event.
+    env.ok(&["sync"]);
     let events = env.ok(&["events", "--json"]).out();
     assert_eq!(events.matches("\"cache-full\"").count(), 1, "{events}");
 
@@ -599,7 +600,17 @@ fn the_cache_budget_refuses_what_does_not_fit() {
         serde_json::from_str(&fs::read_to_string(&config).expect("config")).expect("json");
     c["budget_bytes"] = serde_json::json!(1u64 << 30);
     fs::write(&config, c.to_string()).expect("write config");
+    // What did not fit stayed remote-only: listed, and brought in by get.
+    let ls = env.json(0, &["ls", "--json"]);
+    let remote_only = ls
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["state"] == "remote-only")
+        .count();
+    assert_eq!(remote_only, 4 - present, "{ls}");
     env.ok(&["sync"]);
+    env.ok(&["get"]);
     for i in 0..4 {
         assert!(env.w(format!("f{i}.bin")).exists(), "f{i}.bin brought in");
     }

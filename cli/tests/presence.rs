@@ -129,3 +129,133 @@ fn a_remote_only_file_deleted_on_the_server_or_recreated_here() {
     let s = env.json(0, &["sync", "--json"]);
     assert_eq!(s["steps"], serde_json::json!([]), "{s}");
 }
+
+fn set_config(env: &Env, f: impl FnOnce(&mut serde_json::Value)) {
+    let path = env.w(".cachesync/config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("config")).expect("json");
+    f(&mut c);
+    std::fs::write(&path, c.to_string()).expect("write config");
+}
+
+#[test]
+fn pinned_files_come_back_and_are_never_dropped() {
+    let env = cloned();
+    env.ok(&["drop", "docs"]);
+    let r = env.ok(&["pin", "docs"]);
+    assert!(
+        r.out().contains("pinned docs") && r.out().contains("got docs/b.txt"),
+        "{r}"
+    );
+    assert_eq!(read(env.w("docs/b.txt")), "bravo\n");
+    let r = env.expect_code(1, &["drop", "docs/b.txt"]);
+    assert!(r.stderr.contains("pinned; unpin it first"), "{r}");
+    env.ok(&["unpin", "docs"]);
+    env.ok(&["drop", "docs/b.txt"]);
+    assert!(!exists(env.w("docs/b.txt")));
+    env.expect_code(1, &["unpin", "docs"]);
+}
+
+#[test]
+fn clone_pin_and_never_cache_directories() {
+    let env = Env::with_remote(&[("keep/a.txt", "a\n"), ("scratch/old.txt", "o\n")]);
+    let r = env.run_in(
+        env.root(),
+        [
+            std::ffi::OsStr::new("clone"),
+            env.remote.as_os_str(),
+            env.ws.as_os_str(),
+            std::ffi::OsStr::new("--pin"),
+            std::ffi::OsStr::new("keep"),
+        ],
+    );
+    assert_eq!(r.code, 0, "{r}");
+    let c: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.w(".cachesync/config.json")).expect("config"),
+    )
+    .expect("json");
+    assert_eq!(c["pins"], serde_json::json!(["keep"]));
+    set_config(&env, |c| c["never_cache"] = serde_json::json!(["scratch"]));
+    write_changed(&env.r("scratch/new.bin"), b"a big scratch file\n");
+    write_changed(&env.r("keep/b.txt"), b"b\n");
+    env.ok(&["sync"]);
+    assert!(
+        !exists(env.w("scratch/new.bin")),
+        "never-cache: left remote-only"
+    );
+    assert_eq!(
+        state_of(&env, "scratch/new.bin").as_deref(),
+        Some("remote-only")
+    );
+    assert_eq!(read(env.w("keep/b.txt")), "b\n");
+    env.ok(&["get", "scratch/new.bin"]);
+    assert_eq!(read(env.w("scratch/new.bin")), "a big scratch file\n");
+    let s = env.json(0, &["sync", "--json"]);
+    assert_eq!(s["steps"], serde_json::json!([]), "{s}");
+}
+
+/// Random (incompressible) bytes, so the store holds as much as the workspace.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn cull_drops_the_least_wanted_clean_files_first() {
+    let env = Env::new();
+    for (i, name) in ["keep/a.bin", "big.iso", "other.bin", "p.bin", "mod.bin"]
+        .iter()
+        .enumerate()
+    {
+        write_changed(&env.r(name), &noise(i as u64 + 1, 1_000_000));
+    }
+    env.clone_ws();
+    env.ok(&["pin", "p.bin"]);
+    set_config(&env, |c| {
+        c["hoard"] = serde_json::json!(["keep/** 100", "*.iso 0"]);
+        c["budget_bytes"] = serde_json::json!(9u64 << 20);
+    });
+    env.put_local("mod.bin", "modified here, not pushed\n");
+    let plan = env.json(0, &["cull", "--dry-run", "--json"]);
+    let would: Vec<&str> = plan["report"]["dropped"]
+        .as_array()
+        .expect("dropped")
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert_eq!(
+        would.first().copied(),
+        Some("big.iso"),
+        "lowest priority first: {plan}"
+    );
+    assert!(exists(env.w("big.iso")), "a dry run changes nothing");
+    let r = env.json(0, &["cull", "--json"]);
+    let dropped: Vec<&str> = r["report"]["dropped"]
+        .as_array()
+        .expect("dropped")
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert!(!dropped.is_empty(), "{r}");
+    for kept in ["p.bin", "mod.bin", "keep/a.bin"] {
+        assert!(!dropped.contains(&kept), "{kept} must not be culled: {r}");
+        assert!(exists(env.w(kept)));
+    }
+    assert!(
+        r["report"]["used_after"].as_u64() < r["report"]["used_before"].as_u64(),
+        "{r}"
+    );
+    assert_eq!(read(env.w("mod.bin")), "modified here, not pushed\n");
+    assert_eq!(env.json(0, &["fsck", "--json"])["clean"], true);
+    // The culled content comes back from the remote.
+    env.ok(&["get", "big.iso"]);
+    assert!(std::fs::read(env.w("big.iso")).expect("got") == noise(2, 1_000_000));
+    assert_eq!(env.json(0, &["fsck", "--json"])["clean"], true);
+}

@@ -29,6 +29,22 @@ pub struct Config {
     /// Remote directory listings in flight at once during a scan.
     #[serde(default = "default_parallel")]
     pub parallel: usize,
+    /// Pinned paths (files or whole directories, relative to the workspace root): always
+    /// materialized, never culled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pins: Vec<String>,
+    /// The hoard profile: `"GLOB PRIORITY"` rules (gitignore-style globs, e.g.
+    /// `"src/** 100"`, `"*.iso 0"`); a path's priority is the highest of the rules it matches,
+    /// 50 when none does. Prefetch fetches by priority; culling drops the lowest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hoard: Vec<String>,
+    /// Directories never cached: their files stay remote-only unless asked for with `get`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub never_cache: Vec<String>,
+    /// Culling (dropping clean, unpinned, least-wanted files when the cache is over its
+    /// budget); on unless set to false.
+    #[serde(default = "default_true")]
+    pub culling: bool,
     /// How long the variants of a resolved conflict stay available (`gc` drops older
     /// resolved records, and the content only they kept).
     #[serde(default = "default_keep_resolved_days")]
@@ -55,6 +71,9 @@ fn default_max_delete_percent() -> u32 {
 fn default_parallel() -> usize {
     16
 }
+fn default_true() -> bool {
+    true
+}
 fn default_keep_resolved_days() -> u32 {
     30
 }
@@ -74,6 +93,10 @@ impl Config {
             hook: None,
             budget_bytes: None,
             keep_resolved_days: default_keep_resolved_days(),
+            pins: Vec::new(),
+            hoard: Vec::new(),
+            never_cache: Vec::new(),
+            culling: true,
             on_reconnect: default_on_reconnect(),
         }
     }
@@ -109,6 +132,12 @@ impl Config {
             return Err(SyncError::Config {
                 path: path.to_path_buf(),
                 detail: "max_delete_percent must be 0..=100 and parallel at least 1".into(),
+            });
+        }
+        if let Err(detail) = crate::workset::WorkingSet::new(&config) {
+            return Err(SyncError::Config {
+                path: path.to_path_buf(),
+                detail,
             });
         }
         if !matches!(config.on_reconnect.as_str(), "sync" | "none") {

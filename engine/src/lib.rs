@@ -8,12 +8,14 @@
 
 pub mod config;
 pub mod conflict;
+pub mod cull;
 pub mod diff;
 mod error;
 pub mod events;
 pub mod failpoint;
 pub mod fault_remote;
 pub mod fold_remote;
+
 pub mod fs_remote;
 pub mod identity;
 pub mod ignore_rules;
@@ -36,6 +38,7 @@ pub mod scan;
 pub mod status;
 pub mod sync;
 pub mod timed;
+pub mod workset;
 pub mod workspace;
 
 pub use error::{ErrorCode, Result, SyncError};

@@ -204,6 +204,7 @@ impl crate::workspace::Workspace {
             .iter()
             .map(|r| r.path_bytes())
             .collect();
+        let ws_set = self.working_set();
         let mut report = PresenceReport::default();
         let mut batch = Batch::new();
         for (p, l) in &local.tree {
@@ -217,6 +218,12 @@ impl crate::workspace::Workspace {
                 report
                     .refused
                     .push((p.clone(), "in conflict; resolve it first".into()));
+                continue;
+            }
+            if ws_set.is_pinned(p) {
+                report
+                    .refused
+                    .push((p.clone(), "pinned; unpin it first".into()));
                 continue;
             }
             if !crate::reconcile::same(base.get(p), Some(l)) {
@@ -279,5 +286,48 @@ impl crate::workspace::Workspace {
         .map_err(io)?;
         drop(f);
         std::fs::rename(&tmp, &abs).map_err(io)
+    }
+}
+
+impl crate::workspace::Workspace {
+    /// Pins `paths` (files or directories): recorded in the config, then the remote-only files
+    /// under them are fetched (when the remote or the cache can provide them).
+    ///
+    /// # Errors
+    /// [`crate::SyncError::Usage`] for a path that is not UTF-8 (the config is JSON); config
+    /// errors. A fetch that fails is reported in the result, the pin stays.
+    pub fn pin(&mut self, paths: &[Vec<u8>]) -> Result<(Vec<String>, Result<PresenceReport>)> {
+        let mut added = Vec::new();
+        for p in paths {
+            let s = std::str::from_utf8(p).map_err(|_| {
+                crate::SyncError::Usage(format!(
+                    "{}: pins are kept in config.json and must be UTF-8",
+                    crate::paths::display(p)
+                ))
+            })?;
+            if !self.config.pins.iter().any(|x| x == s) {
+                self.config.pins.push(s.to_string());
+                added.push(s.to_string());
+            }
+        }
+        self.save_config()?;
+        let fetched = self.get(paths);
+        Ok((added, fetched))
+    }
+
+    /// Unpins `paths`; returns the pins removed.
+    ///
+    /// # Errors
+    /// Config errors.
+    pub fn unpin(&mut self, paths: &[Vec<u8>]) -> Result<Vec<String>> {
+        let before = self.config.pins.clone();
+        self.config
+            .pins
+            .retain(|x| !paths.iter().any(|p| p.as_slice() == x.as_bytes()));
+        self.save_config()?;
+        Ok(before
+            .into_iter()
+            .filter(|x| !self.config.pins.contains(x))
+            .collect())
     }
 }

@@ -63,8 +63,13 @@ pub struct SyncReport {
     pub bytes_down: u64,
     /// Interrupted operations this run abandoned.
     pub recovered: Vec<u64>,
-    /// The cache budget refused content: bytes needed, the budget, files not brought in.
+    /// The cache budget refused content: bytes needed, the budget, files not brought in
+    /// (new ones are remote-only).
     pub cache_full: Option<(u64, u64, usize)>,
+    /// The cache's use after the plan, when there is a budget.
+    pub cache_used: Option<u64>,
+    /// Files culled after the run (the cache was above its culling threshold).
+    pub culled: Vec<String>,
 }
 
 /// The three trees of a run.
@@ -205,7 +210,15 @@ impl Workspace {
     pub fn sync(&mut self, opts: &SyncOptions, progress: &dyn Progress) -> Result<SyncReport> {
         self.require_remote()?;
         let result = self.sync_inner(opts, progress);
-        self.track(result)
+        let mut report = self.track(result)?;
+        if !opts.dry_run {
+            if let Some(used) = report.cache_used {
+                if let Some(c) = self.cull_if_needed(used)? {
+                    report.culled = c.dropped;
+                }
+            }
+        }
+        Ok(report)
     }
 
     fn sync_inner(&mut self, opts: &SyncOptions, progress: &dyn Progress) -> Result<SyncReport> {
@@ -235,6 +248,20 @@ impl Workspace {
                 })
             });
         }
+        // A new file under a never-cache directory stays remote-only.
+        let wset = self.working_set();
+        let mut new_remote_only: Vec<Vec<u8>> = Vec::new();
+        for c in changes.iter_mut() {
+            let fresh_file = c.local.is_none()
+                && c.base.is_none()
+                && matches!(&c.outcome, Outcome::Resolved(Some(t)) if t.kind == EntryKind::File);
+            if fresh_file && wset.is_never_cached(&c.path) {
+                if let Outcome::Resolved(t) = &c.outcome {
+                    c.local = t.clone();
+                }
+                new_remote_only.push(c.path.clone());
+            }
+        }
         // A remote-only file follows the server without its content coming here.
         for c in changes.iter_mut() {
             if trees.local.remote_only.contains(&c.path) {
@@ -257,7 +284,7 @@ impl Workspace {
             .chain(&trees.remote.unstable)
             .collect();
         changes.retain(|c| !unstable.iter().any(|u| is_within(&c.path, u)));
-        let plan = Plan::build(changes, opts.direction);
+        let mut plan = Plan::build(changes, opts.direction);
         let guarded = if opts.force {
             Ok(())
         } else {
@@ -314,14 +341,7 @@ impl Workspace {
         let mut over_budget: HashSet<usize> = HashSet::new();
         let mut full: Option<u64> = None;
         if let Some(budget) = self.config.budget_bytes {
-            let in_workspace: u64 = trees
-                .local
-                .tree
-                .values()
-                .filter(|e| e.kind == EntryKind::File)
-                .map(|e| e.size)
-                .sum();
-            let mut used = self.cache_bytes() + in_workspace;
+            let mut used = self.cache_use(&trees.local.tree, &trees.local.remote_only);
             for s in &plan.steps {
                 if s.side != Side::Local || !matches!(s.op, Op::Write) {
                     continue;
@@ -344,6 +364,28 @@ impl Workspace {
                 "ok"
             };
             self.note_cache_level(level, full.unwrap_or(used), budget)?;
+            report.cache_used = Some(used);
+        }
+        // New files that do not fit stay remote-only (listed, not here); other refused
+        // content (a newer version of a file here) is left for a later run.
+        if !over_budget.is_empty() {
+            let mut changes = std::mem::take(&mut plan.changes);
+            let mut still = HashSet::new();
+            for i in over_budget.drain() {
+                let c = &mut changes[i];
+                let new_file = c.local.is_none()
+                    && matches!(&c.outcome, Outcome::Resolved(Some(t)) if t.kind == EntryKind::File);
+                if new_file {
+                    if let Outcome::Resolved(t) = &c.outcome {
+                        c.local = t.clone();
+                    }
+                    new_remote_only.push(c.path.clone());
+                } else {
+                    still.insert(i);
+                }
+            }
+            plan = Plan::build(changes, opts.direction);
+            over_budget = still;
         }
 
         let op_id = journal::next_id(&self.store)?;
@@ -600,6 +642,11 @@ impl Workspace {
             |p: &[u8]| opts.paths.is_empty() || opts.paths.iter().any(|f| is_within(p, f));
         for p in &trees.local.materialized {
             crate::presence::clear(&mut batch, p);
+        }
+        for p in &new_remote_only {
+            if new_base.contains_key(p) {
+                crate::presence::set_remote_only(&mut batch, p);
+            }
         }
         for p in &trees.local.remote_only {
             if new_base.get(p).is_none_or(|e| e.kind != EntryKind::File) {

@@ -202,6 +202,21 @@ impl Workspace {
         connect_remote(&self.config.remote, self.config.timeout())
     }
 
+    /// The working set (pins, hoard profile, never-cache directories).
+    pub fn working_set(&self) -> crate::workset::WorkingSet {
+        crate::workset::WorkingSet::new(&self.config)
+            .expect("the config's working set was checked when it was loaded")
+    }
+
+    /// Writes the config back (after pin/unpin).
+    ///
+    /// # Errors
+    /// [`SyncError::Io`].
+    pub fn save_config(&self) -> Result<()> {
+        self.config
+            .save(&Self::meta(&self.root).join("config.json"))
+    }
+
     /// The ignore rules.
     ///
     /// # Errors
@@ -295,6 +310,7 @@ impl Workspace {
         }
         self.store.commit(drop)?;
         keep.extend(crate::index::load(&self.store)?.values().map(|e| e.file));
-        Ok((self.store.gc(&keep)?, dropped))
+        let collectable = self.collectable()?;
+        Ok((self.store.gc_except(&keep, &collectable)?, dropped))
     }
 }

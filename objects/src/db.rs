@@ -36,6 +36,9 @@ fn cf_options(name: &str) -> Options {
         opts.set_min_blob_size(1024);
         opts.set_blob_compression_type(DBCompressionType::Lz4);
         opts.set_enable_blob_gc(true);
+        // Compaction may rewrite any blob file holding garbage, so a gc followed by
+        // `compact` gives the space of removed chunks back.
+        opts.set_blob_gc_age_cutoff(1.0);
     }
     opts
 }
@@ -95,6 +98,22 @@ impl Db {
         self.db
             .write_opt(wb, &wo)
             .map_err(|e| db_error(&self.path, e))
+    }
+
+    /// Flushes and compacts every column family, so deleted records (and the blob files of
+    /// deleted chunks) give their disk space back.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn compact(&self) -> Result<()> {
+        self.flush()?;
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        for cf in keys::ALL_CFS {
+            self.db
+                .compact_range_cf_opt(self.cf(cf), None::<&[u8]>, None::<&[u8]>, &opts);
+        }
+        Ok(())
     }
 
     /// Flushes memtables to disk (used before measuring disk use).

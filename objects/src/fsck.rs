@@ -44,6 +44,7 @@ impl FsckReport {
 }
 
 struct Walker<'a> {
+    uncached_ok: &'a HashSet<FileId>,
     store: &'a Store,
     report: FsckReport,
     seen_trees: HashSet<TreeId>,
@@ -56,7 +57,18 @@ impl Store {
     /// Verifies every snapshot, tree, file and chunk reachable from the refs and from
     /// `extra_files` (named by `context` in problems). Never stops at the first problem.
     pub fn fsck(&self, extra_files: &[(FileId, String)]) -> FsckReport {
+        self.fsck_except(extra_files, &HashSet::new())
+    }
+
+    /// [`Store::fsck`], where the files in `uncached_ok` may be missing (the engine's
+    /// remote-only files); what is there is still verified.
+    pub fn fsck_except(
+        &self,
+        extra_files: &[(FileId, String)],
+        uncached_ok: &HashSet<FileId>,
+    ) -> FsckReport {
         let mut w = Walker {
+            uncached_ok,
             store: self,
             report: FsckReport::default(),
             seen_trees: HashSet::new(),
@@ -131,6 +143,7 @@ impl Walker<'_> {
         }
         let object = match self.store.file_object(id) {
             Ok(Some(o)) => o,
+            Ok(None) if self.uncached_ok.contains(&id) => return,
             Ok(None) => {
                 return self.problem("file", id.to_hex(), context.into(), "missing".into());
             }

@@ -478,6 +478,19 @@ impl Store {
     /// # Errors
     /// Read errors of reachable objects (gc refuses to run on a damaged store: run fsck).
     pub fn gc(&self, extra_files: &[FileId]) -> Result<GcReport> {
+        self.gc_except(extra_files, &std::collections::HashSet::new())
+    }
+
+    /// [`Store::gc`], also removing the content of the files in `collectable` although trees
+    /// name them (the engine's remote-only files: their content may leave the cache).
+    ///
+    /// # Errors
+    /// As [`Store::gc`].
+    pub fn gc_except(
+        &self,
+        extra_files: &[FileId],
+        collectable: &std::collections::HashSet<FileId>,
+    ) -> Result<GcReport> {
         let mut live_snapshots = std::collections::HashSet::new();
         let mut live_trees = std::collections::HashSet::new();
         let mut live_files: std::collections::HashSet<FileId> =
@@ -495,7 +508,9 @@ impl Store {
                         stack.push(sub);
                     }
                     if let Some(f) = e.file {
-                        live_files.insert(f);
+                        if !collectable.contains(&f) {
+                            live_files.insert(f);
+                        }
                     }
                 }
             }
@@ -538,6 +553,9 @@ impl Store {
             &mut report.chunks,
         )?;
         self.commit(batch)?;
+        if report.chunks > 0 {
+            self.db.compact()?;
+        }
         Ok(report)
     }
 }

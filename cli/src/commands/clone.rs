@@ -24,6 +24,9 @@ pub struct CloneArgs {
     /// not fit is not brought in (EDISCONFULL, exit 6).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     budget: Option<u64>,
+    /// Pin a path (relative to the remote root; repeat for more): always kept here.
+    #[arg(long = "pin", value_name = "PATH")]
+    pins: Vec<String>,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -65,6 +68,11 @@ pub fn cmd_clone(args: CloneArgs) -> CmdResult {
         c.timeout_ms = (args.timeout * 1000.0) as u64;
         c.max_delete_percent = args.max_delete;
         c.budget_bytes = args.budget;
+        c.pins = args
+            .pins
+            .iter()
+            .map(|p| p.trim_matches('/').to_string())
+            .collect();
     })
     .or_fail(false)?;
     let opts = SyncOptions {

@@ -1,4 +1,3 @@
-use cachesync_engine::conflict;
 use serde_json::json;
 
 use crate::app::CmdResult;
@@ -14,13 +13,7 @@ pub struct FsckArgs {
 
 pub fn cmd_fsck(args: FsckArgs) -> CmdResult {
     let ws = open_workspace(args.json)?;
-    let mut extra = Vec::new();
-    for r in conflict::all(&ws.store).or_fail(args.json)? {
-        for f in r.files() {
-            extra.push((f, format!("conflict {}", r.path)));
-        }
-    }
-    let report = ws.store.fsck(&extra);
+    let report = ws.fsck().or_fail(args.json)?;
     let code = if report.is_clean() { 0 } else { 1 };
     if args.json {
         print_json(&json!({

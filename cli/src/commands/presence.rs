@@ -87,3 +87,54 @@ pub fn cmd_drop(args: DropArgs) -> CmdResult {
     let r = ws.drop_paths(&paths).or_fail(args.json)?;
     Ok(show("dropped", &r, args.json))
 }
+
+/// Pin files or directories: they are always in the workspace (fetched now if remote-only)
+/// and never culled.
+#[derive(clap::Args)]
+pub struct PinArgs {
+    /// Files or directories.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+/// Unpin files or directories (they stay where they are; culling may drop them later).
+#[derive(clap::Args)]
+pub struct UnpinArgs {
+    /// Files or directories.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+pub fn cmd_pin(args: PinArgs) -> CmdResult {
+    let mut ws = open_workspace(false)?;
+    let paths = rel_paths(&ws, &args.paths, false)?;
+    let (added, fetched) = ws.pin(&paths).or_fail(false)?;
+    for p in &added {
+        print_out(&format!("pinned {p}\n"));
+    }
+    match fetched {
+        Ok(r) => Ok(show("got", &r, false)),
+        Err(e) => {
+            note(&format!(
+                "cachesync: pinned, but not fetched yet: {e}; the next `cachesync get` or prefetch brings it"
+            ));
+            Ok(e.code().exit_code())
+        }
+    }
+}
+
+pub fn cmd_unpin(args: UnpinArgs) -> CmdResult {
+    let mut ws = open_workspace(false)?;
+    let paths = rel_paths(&ws, &args.paths, false)?;
+    let removed = ws.unpin(&paths).or_fail(false)?;
+    if removed.is_empty() {
+        note(
+            "cachesync: none of these paths was pinned (pins are listed in .cachesync/config.json)",
+        );
+        return Ok(1);
+    }
+    for p in &removed {
+        print_out(&format!("unpinned {p}\n"));
+    }
+    Ok(0)
+}

@@ -160,6 +160,11 @@ fn human(command: &str, dry_run: bool, r: &SyncReport) -> String {
     for n in &r.notices {
         out.push_str(&format!("note: {n}\n"));
     }
+    for p in &r.culled {
+        out.push_str(&format!(
+            "culled {p} (the cache was above its threshold; `cachesync get` brings it back)\n"
+        ));
+    }
     for (p, why) in &r.skipped {
         out.push_str(&format!(
             "skipped {}: {why}\n",
@@ -192,6 +197,7 @@ fn to_json(command: &str, c: &Common, r: &SyncReport) -> serde_json::Value {
         "bytes_read": r.bytes_down,
         "bytes_written": r.bytes_up,
         "recovered": r.recovered,
+        "culled": r.culled,
         "cache_full": r.cache_full.map(|(needed, budget, refused)| json!({
             "needed": needed, "budget": budget, "refused": refused,
         })),

@@ -1,0 +1,168 @@
+//! Culling: when the cache is over its budget, the least wanted clean files leave the
+//! workspace (they become remote-only) and their content leaves the store.
+//!
+//! Thresholds, as cachefilesd has them: automatic culling starts when the cache uses more
+//! than [`CULL_START_PERCENT`] of its budget and stops once it is under [`CULL_TO_PERCENT`];
+//! new content is refused (EDISCONFULL) when it would take the cache over 100%. Candidates
+//! are clean (as the base records them), materialized, unpinned files not in conflict, the
+//! lowest hoard priority first and, among equals, the least recently used (atime) first.
+//! Modified, provisional and conflicted files are never culled, nor chunks a kept conflict
+//! variant still needs.
+
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+
+use cachesync_objects::{keys, EntryKind, FileId};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::workspace::Workspace;
+
+/// Automatic culling starts above this share of the budget.
+pub const CULL_START_PERCENT: u64 = 90;
+/// Culling stops under this share of the budget.
+pub const CULL_TO_PERCENT: u64 = 80;
+
+/// What `cull` did (or would do).
+#[derive(Debug, Default, Serialize)]
+pub struct CullReport {
+    /// The budget, if any.
+    pub budget: Option<u64>,
+    /// Bytes the cache used before.
+    pub used_before: u64,
+    /// Bytes it uses after.
+    pub used_after: u64,
+    /// Files made remote-only, in the order they were chosen.
+    pub dropped: Vec<String>,
+    /// Why nothing was done, when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Workspace {
+    /// The cache's use: `.cachesync/` plus the regular files in the workspace.
+    pub fn cache_use(&self, local: &crate::scan::Flat, remote_only: &HashSet<Vec<u8>>) -> u64 {
+        let files: u64 = local
+            .iter()
+            .filter(|(p, e)| e.kind == EntryKind::File && !remote_only.contains(*p))
+            .map(|(_, e)| e.size)
+            .sum();
+        self.cache_bytes() + files
+    }
+
+    /// Content ids only remote-only paths name: their content may leave the store.
+    pub fn collectable(&self) -> Result<HashSet<FileId>> {
+        let remote_only = crate::presence::load(&self.store)?;
+        let mut only = HashSet::new();
+        let mut needed = HashSet::new();
+        for r in [keys::REF_BASE, keys::REF_REMOTE] {
+            for (p, e) in self.store.read_ref_flat(r)? {
+                if let Some(f) = e.file {
+                    if remote_only.contains(&p) {
+                        only.insert(f);
+                    } else {
+                        needed.insert(f);
+                    }
+                }
+            }
+        }
+        Ok(only.difference(&needed).copied().collect())
+    }
+
+    /// Verifies the store (see [`cachesync_objects::Store::fsck`]): remote-only content may
+    /// be missing, everything else must be there and intact.
+    ///
+    /// # Errors
+    /// Store errors while listing conflict records.
+    pub fn fsck(&self) -> Result<cachesync_objects::FsckReport> {
+        let mut extra = Vec::new();
+        for r in crate::conflict::all(&self.store)? {
+            for f in r.files() {
+                extra.push((f, format!("conflict {}", r.path)));
+            }
+        }
+        Ok(self.store.fsck_except(&extra, &self.collectable()?))
+    }
+
+    /// Culls down to [`CULL_TO_PERCENT`] of the budget (see the module doc). `dry_run`
+    /// only reports what would go.
+    ///
+    /// # Errors
+    /// Local scan, store and I/O errors.
+    pub fn cull(&self, dry_run: bool) -> Result<CullReport> {
+        let mut report = CullReport {
+            budget: self.config.budget_bytes,
+            ..CullReport::default()
+        };
+        let Some(budget) = self.config.budget_bytes else {
+            report.note = Some("no cache budget is set (clone --budget, or budget_bytes)".into());
+            return Ok(report);
+        };
+        let rules = self.rules()?;
+        let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
+        base.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
+        let local = self.scan_workspace(&base)?;
+        let used = self.cache_use(&local.tree, &local.remote_only);
+        report.used_before = used;
+        report.used_after = used;
+        let target = budget * CULL_TO_PERCENT / 100;
+        if used <= target {
+            report.note = Some("the cache is under its culling threshold".into());
+            return Ok(report);
+        }
+        let wset = self.working_set();
+        let conflicted: HashSet<Vec<u8>> = crate::conflict::open(&self.store)?
+            .iter()
+            .map(|r| r.path_bytes())
+            .collect();
+        let mut candidates: Vec<(i32, i64, Vec<u8>, u64)> = Vec::new();
+        for (p, l) in &local.tree {
+            if l.kind != EntryKind::File
+                || local.remote_only.contains(p)
+                || conflicted.contains(p)
+                || wset.is_pinned(p)
+                || !crate::reconcile::same(base.get(p), Some(l))
+                || l.file.is_none_or(|f| !crate::presence::is_known(f))
+            {
+                continue;
+            }
+            let atime = std::fs::symlink_metadata(crate::paths::under(&self.root, p))
+                .map(|m| m.atime() * 1_000_000_000 + m.atime_nsec())
+                .unwrap_or(0);
+            candidates.push((wset.priority(p), atime, p.clone(), l.size));
+        }
+        candidates.sort();
+        let mut chosen = Vec::new();
+        let mut estimate = used;
+        for (_, _, p, size) in candidates {
+            if estimate <= target {
+                break;
+            }
+            // The workspace copy and (about) the stored content.
+            estimate = estimate.saturating_sub(size * 2);
+            chosen.push(p);
+        }
+        report.dropped = chosen.iter().map(|p| crate::paths::display(p)).collect();
+        if dry_run || chosen.is_empty() {
+            return Ok(report);
+        }
+        self.drop_paths(&chosen)?;
+        self.gc()?;
+        let local = self.scan_workspace(&base)?;
+        report.used_after = self.cache_use(&local.tree, &local.remote_only);
+        Ok(report)
+    }
+
+    /// Culls when the cache is above [`CULL_START_PERCENT`] of its budget and culling is on.
+    ///
+    /// # Errors
+    /// As [`Workspace::cull`].
+    pub fn cull_if_needed(&self, used: u64) -> Result<Option<CullReport>> {
+        match self.config.budget_bytes {
+            Some(b) if self.config.culling && used * 100 > b * CULL_START_PERCENT => {
+                self.cull(false).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+}
