@@ -37,6 +37,7 @@ enum Command {
     Drop(commands::presence::DropArgs),
     Pin(commands::presence::PinArgs),
     Cull(commands::cull::CullArgs),
+    Prefetch(commands::prefetch::PrefetchArgs),
     Unpin(commands::presence::UnpinArgs),
     /// Serves remote calls for another cachesync process (internal).
     #[command(hide = true)]
@@ -93,6 +94,7 @@ pub fn run() -> i32 {
         Command::Drop(a) => commands::presence::cmd_drop(a),
         Command::Pin(a) => commands::presence::cmd_pin(a),
         Command::Cull(a) => commands::cull::cmd_cull(a),
+        Command::Prefetch(a) => commands::prefetch::cmd_prefetch(a),
         Command::Unpin(a) => commands::presence::cmd_unpin(a),
         Command::RemoteHelper { .. } => unreachable!("handled above"),
     };

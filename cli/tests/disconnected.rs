@@ -645,3 +645,41 @@ fn diff_and_ls_work_offline() {
     assert_eq!(state("new.txt").as_deref(), Some("provisional"), "{ls}");
     assert_eq!(state("gone.txt").as_deref(), Some("deleted"), "{ls}");
 }
+
+/// prefetch as cron runs it (no terminal, a minimal PATH): silent when all is well, and
+/// silent with exit 3 when the server is down (the switch is recorded as an event).
+#[test]
+fn prefetch_from_cron_over_sshfs_and_with_the_remote_down() {
+    let mut w = World::new(&[("a.txt", b"a\n"), ("docs/b.txt", b"b\n")]);
+    assert_eq!(w.code(&["drop", "docs"]), 0);
+    let cron = |w: &World| {
+        Command::new(env!("CARGO_BIN_EXE_cachesync"))
+            .args(["prefetch", "--quiet"])
+            .current_dir(&w.ws)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &w.home)
+            .stdin(Stdio::null())
+            .output()
+            .expect("prefetch runs")
+    };
+    let out = cron(&w);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "silent: {out:?}"
+    );
+    assert_eq!(
+        fs::read_to_string(w.ws.join("docs/b.txt")).expect("fetched"),
+        "b\n",
+        "the working set (default priority) is fetched"
+    );
+    w.share.kill_server();
+    let out = cron(&w);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "silent: {out:?}"
+    );
+    assert_eq!(kinds(&w.events()), ["disconnected"]);
+}

@@ -259,3 +259,79 @@ fn cull_drops_the_least_wanted_clean_files_first() {
     assert!(std::fs::read(env.w("big.iso")).expect("got") == noise(2, 1_000_000));
     assert_eq!(env.json(0, &["fsck", "--json"])["clean"], true);
 }
+
+#[test]
+fn prefetch_fetches_the_working_set_within_the_budget() {
+    let env = Env::new();
+    let names = [
+        "hi/a.bin", "hi/b.bin", "lo1.iso", "lo2.iso", "mid.bin", "p.bin",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        write_changed(&env.r(name), &noise(i as u64 + 10, 1_000_000));
+    }
+    // The share is larger than the budget: clone brings in what fits, the rest stays
+    // remote-only (exit 6).
+    let r = env.run_in(
+        env.root(),
+        [
+            std::ffi::OsStr::new("clone"),
+            env.remote.as_os_str(),
+            env.ws.as_os_str(),
+            std::ffi::OsStr::new("--budget"),
+            std::ffi::OsStr::new("9M"),
+            std::ffi::OsStr::new("--pin"),
+            std::ffi::OsStr::new("p.bin"),
+        ],
+    );
+    assert_eq!(r.code, 6, "{r}");
+    set_config(&env, |c| {
+        c["hoard"] = serde_json::json!(["hi/** 100", "*.iso 1"])
+    });
+    let r = env.json(0, &["prefetch", "--json"]);
+    for wanted in ["p.bin", "hi/a.bin", "hi/b.bin"] {
+        assert!(
+            exists(env.w(wanted)),
+            "{wanted} present after prefetch: {r}"
+        );
+    }
+    for low in ["lo1.iso", "lo2.iso"] {
+        assert_eq!(state_of(&env, low).as_deref(), Some("remote-only"), "{r}");
+    }
+    assert_eq!(env.json(0, &["fsck", "--json"])["clean"], true);
+}
+
+#[test]
+fn two_prefetches_started_together_do_not_collide() {
+    let env = cloned();
+    let pause = env.root().join("paused");
+    let pause_s = pause.to_str().expect("utf-8").to_string();
+    let first = std::process::Command::new(env!("CARGO_BIN_EXE_cachesync"))
+        .args(["prefetch", "--quiet"])
+        .current_dir(&env.ws)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &env.home)
+        .env("CACHESYNC_PAUSE", "before-commit")
+        .env("CACHESYNC_PAUSE_FILE", &pause_s)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the first prefetch");
+    cachesync_testutils::wait_until(
+        "the first prefetch holds the workspace",
+        std::time::Duration::from_secs(30),
+        || pause.exists(),
+    );
+    let second = env.expect_code(1, &["prefetch", "--quiet"]);
+    assert!(
+        second.stderr.contains("another cachesync process"),
+        "{second}"
+    );
+    std::fs::remove_file(&pause).expect("let the first go on");
+    let out = first.wait_with_output().expect("first prefetch");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "--quiet: {out:?}"
+    );
+}

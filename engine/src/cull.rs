@@ -166,3 +166,109 @@ impl Workspace {
         }
     }
 }
+
+/// What `prefetch` did.
+#[derive(Debug, Default, Serialize)]
+pub struct PrefetchReport {
+    /// Remote-only files of the working set fetched, highest priority first.
+    pub fetched: Vec<String>,
+    /// Bytes read for them.
+    pub bytes_read: u64,
+    /// Working-set files left remote-only because the budget is reached.
+    pub left_for_budget: usize,
+    /// Conflicts open after the pull.
+    pub conflicts: usize,
+    /// The cache budget refused content during the pull.
+    pub cache_full: bool,
+    /// Files culled after it.
+    pub culled: Vec<String>,
+}
+
+impl Workspace {
+    /// For cron: refreshes the remote snapshot and pulls (as `pull`), then makes the
+    /// workspace hold the most wanted files that fit under [`CULL_START_PERCENT`] of the
+    /// budget: pinned first, then by hoard priority (remote-only files are fetched only for
+    /// priorities above 0); less wanted clean files here leave to make room.
+    ///
+    /// # Errors
+    /// [`crate::SyncError::Disconnected`] (and the other remote errors) when the remote is
+    /// not there: the workspace records the switch, nothing else happens.
+    pub fn prefetch(&mut self, progress: &dyn crate::progress::Progress) -> Result<PrefetchReport> {
+        let opts = crate::sync::SyncOptions {
+            command: "prefetch".into(),
+            direction: crate::plan::Direction::Pull,
+            paths: Vec::new(),
+            dry_run: false,
+            force: false,
+        };
+        let pulled = self.sync(&opts, progress)?;
+        let mut report = PrefetchReport {
+            conflicts: pulled.conflicts.len(),
+            cache_full: pulled.cache_full.is_some(),
+            culled: pulled.culled,
+            ..PrefetchReport::default()
+        };
+        let rules = self.rules()?;
+        let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
+        base.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
+        let wset = self.working_set();
+        let local = self.scan_workspace(&base)?;
+        let used = self.cache_use(&local.tree, &local.remote_only);
+        // Every file that could be here, most wanted first: what is here already, and the
+        // remote-only files of the working set (priority above 0).
+        let mut all: Vec<(i32, Vec<u8>, u64, bool)> = base
+            .iter()
+            .filter(|(_, e)| e.kind == EntryKind::File)
+            .filter_map(|(p, e)| {
+                let here = !local.remote_only.contains(p) && local.tree.contains_key(p);
+                let prio = wset.priority(p);
+                (here || prio > 0).then(|| (prio, p.clone(), e.size, here))
+            })
+            .collect();
+        all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        // What fits: each file costs its workspace copy and its stored content.
+        let here_bytes: u64 = all.iter().filter(|x| x.3).map(|x| 2 * x.2).sum();
+        let overhead = used.saturating_sub(here_bytes);
+        let limit = self
+            .config
+            .budget_bytes
+            .map(|b| b * CULL_START_PERCENT / 100);
+        let mut room = limit.map(|l| l.saturating_sub(overhead));
+        let mut keep: HashSet<Vec<u8>> = HashSet::new();
+        for (prio, p, size, _) in &all {
+            let fits = room.is_none_or(|r| 2 * size <= r);
+            if fits || *prio == i32::MAX {
+                room = room.map(|r| r.saturating_sub(2 * size));
+                keep.insert(p.clone());
+            }
+        }
+        // Make room: less wanted files here leave (clean ones only; drop refuses the rest).
+        let leave: Vec<Vec<u8>> = all
+            .iter()
+            .filter(|x| x.3 && !keep.contains(&x.1))
+            .map(|x| x.1.clone())
+            .collect();
+        if !leave.is_empty() {
+            let dropped = self.drop_paths(&leave)?;
+            report
+                .culled
+                .extend(dropped.done.iter().map(|p| crate::paths::display(p)));
+            self.gc()?;
+        }
+        for (_, p, _, here) in &all {
+            if *here {
+                continue;
+            }
+            if !keep.contains(p) {
+                report.left_for_budget += 1;
+                continue;
+            }
+            let got = self.get(std::slice::from_ref(p))?;
+            report.bytes_read += got.bytes_read;
+            if !got.done.is_empty() {
+                report.fetched.push(crate::paths::display(p));
+            }
+        }
+        Ok(report)
+    }
+}

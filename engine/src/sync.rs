@@ -368,6 +368,7 @@ impl Workspace {
         }
         // New files that do not fit stay remote-only (listed, not here); other refused
         // content (a newer version of a file here) is left for a later run.
+        let refused_count = over_budget.len();
         if !over_budget.is_empty() {
             let mut changes = std::mem::take(&mut plan.changes);
             let mut still = HashSet::new();
@@ -739,11 +740,8 @@ impl Workspace {
         }
         report.plan = plan;
         if let Some(needed) = full {
-            report.cache_full = Some((
-                needed,
-                self.config.budget_bytes.unwrap_or(0),
-                over_budget.len(),
-            ));
+            report.cache_full =
+                Some((needed, self.config.budget_bytes.unwrap_or(0), refused_count));
         }
         match fatal {
             Some(e) => Err(e),
