@@ -335,3 +335,37 @@ fn two_prefetches_started_together_do_not_collide() {
         "--quiet: {out:?}"
     );
 }
+
+#[test]
+fn status_shows_the_budget_and_how_ready_the_workspace_is() {
+    let env = Env::new();
+    for (i, name) in ["keep/a.bin", "keep/b.bin", "other.bin", "old.iso"]
+        .iter()
+        .enumerate()
+    {
+        write_changed(&env.r(name), &noise(i as u64 + 30, 200_000));
+    }
+    env.clone_ws();
+    set_config(&env, |c| {
+        c["hoard"] = serde_json::json!(["*.iso 0"]);
+        c["always_cache"] = serde_json::json!(["keep"]);
+        c["budget_bytes"] = serde_json::json!(64u64 << 20);
+    });
+    env.ok(&["drop", "other.bin"]);
+    let st = env.json(0, &["status", "--json"]);
+    let cache = &st["cache"];
+    assert_eq!(cache["budget"], 64u64 << 20, "{st}");
+    assert_eq!(cache["cull_start"], (64u64 << 20) * 90 / 100, "{st}");
+    assert_eq!(cache["cull_to"], (64u64 << 20) * 80 / 100, "{st}");
+    assert!(cache["used"].as_u64().expect("used") > 600_000, "{st}");
+    let r = &st["readiness"];
+    // The working set: keep/* (always cached) and other.bin (default priority); not old.iso.
+    assert_eq!(r["working_set_files"], 3, "{st}");
+    assert_eq!(r["present"], 2, "{st}");
+    assert_eq!(r["missing_bytes"], 200_000, "{st}");
+    // Culling would take the least wanted first: old.iso; never the always-cached files.
+    assert_eq!(r["cull_next"][0], "old.iso", "{st}");
+    assert!(!r["cull_next"].to_string().contains("keep/"), "{st}");
+    let r = env.expect_code(1, &["drop", "keep/a.bin"]);
+    assert!(r.stderr.contains("pinned"), "{r}");
+}

@@ -41,6 +41,13 @@ pub struct Config {
     /// Directories never cached: their files stay remote-only unless asked for with `get`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub never_cache: Vec<String>,
+    /// Directories always cached: the same as pinning them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub always_cache: Vec<String>,
+    /// Also bound the budget by this share (percent) of the free space on the workspace's
+    /// disk (plus what the cache already uses); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_disk_percent: Option<u32>,
     /// Culling (dropping clean, unpinned, least-wanted files when the cache is over its
     /// budget); on unless set to false.
     #[serde(default = "default_true")]
@@ -96,6 +103,8 @@ impl Config {
             pins: Vec::new(),
             hoard: Vec::new(),
             never_cache: Vec::new(),
+            always_cache: Vec::new(),
+            budget_disk_percent: None,
             culling: true,
             on_reconnect: default_on_reconnect(),
         }
@@ -126,6 +135,15 @@ impl Config {
                     "written by a newer cachesync (config version {}, this one reads {})",
                     config.version, CONFIG_VERSION
                 ),
+            });
+        }
+        if config
+            .budget_disk_percent
+            .is_some_and(|p| p == 0 || p > 100)
+        {
+            return Err(SyncError::Config {
+                path: path.to_path_buf(),
+                detail: "budget_disk_percent must be 1..=100".into(),
             });
         }
         if config.max_delete_percent > 100 || config.parallel == 0 {

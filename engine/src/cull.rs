@@ -40,6 +40,21 @@ pub struct CullReport {
 }
 
 impl Workspace {
+    /// The cache budget in force: `budget_bytes`, bounded by `budget_disk_percent` of the free
+    /// space on the workspace's disk plus what the cache already uses; none when neither is
+    /// set.
+    pub fn budget(&self) -> Option<u64> {
+        let disk = self.config.budget_disk_percent.and_then(|pct| {
+            let st = rustix::fs::statvfs(&self.root).ok()?;
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            Some(self.cache_bytes() + free / 100 * u64::from(pct))
+        });
+        match (self.config.budget_bytes, disk) {
+            (Some(b), Some(d)) => Some(b.min(d)),
+            (b, d) => b.or(d),
+        }
+    }
+
     /// The cache's use: `.cachesync/` plus the regular files in the workspace.
     pub fn cache_use(&self, local: &crate::scan::Flat, remote_only: &HashSet<Vec<u8>>) -> u64 {
         let files: u64 = local
@@ -91,10 +106,10 @@ impl Workspace {
     /// Local scan, store and I/O errors.
     pub fn cull(&self, dry_run: bool) -> Result<CullReport> {
         let mut report = CullReport {
-            budget: self.config.budget_bytes,
+            budget: self.budget(),
             ..CullReport::default()
         };
-        let Some(budget) = self.config.budget_bytes else {
+        let Some(budget) = self.budget() else {
             report.note = Some("no cache budget is set (clone --budget, or budget_bytes)".into());
             return Ok(report);
         };
@@ -110,6 +125,37 @@ impl Workspace {
             report.note = Some("the cache is under its culling threshold".into());
             return Ok(report);
         }
+        let candidates = self.cull_candidates(&base, &local)?;
+        let mut chosen = Vec::new();
+        let mut estimate = used;
+        for (p, size) in candidates {
+            if estimate <= target {
+                break;
+            }
+            // The workspace copy and (about) the stored content.
+            estimate = estimate.saturating_sub(size * 2);
+            chosen.push(p);
+        }
+        report.dropped = chosen.iter().map(|p| crate::paths::display(p)).collect();
+        if dry_run || chosen.is_empty() {
+            return Ok(report);
+        }
+        self.drop_paths(&chosen)?;
+        self.gc()?;
+        let local = self.scan_workspace(&base)?;
+        report.used_after = self.cache_use(&local.tree, &local.remote_only);
+        Ok(report)
+    }
+
+    /// The files culling would drop, in order, with their sizes (see the module doc).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn cull_candidates(
+        &self,
+        base: &crate::scan::Flat,
+        local: &crate::scan::LocalScan,
+    ) -> Result<Vec<(Vec<u8>, u64)>> {
         let wset = self.working_set();
         let conflicted: HashSet<Vec<u8>> = crate::conflict::open(&self.store)?
             .iter()
@@ -132,25 +178,7 @@ impl Workspace {
             candidates.push((wset.priority(p), atime, p.clone(), l.size));
         }
         candidates.sort();
-        let mut chosen = Vec::new();
-        let mut estimate = used;
-        for (_, _, p, size) in candidates {
-            if estimate <= target {
-                break;
-            }
-            // The workspace copy and (about) the stored content.
-            estimate = estimate.saturating_sub(size * 2);
-            chosen.push(p);
-        }
-        report.dropped = chosen.iter().map(|p| crate::paths::display(p)).collect();
-        if dry_run || chosen.is_empty() {
-            return Ok(report);
-        }
-        self.drop_paths(&chosen)?;
-        self.gc()?;
-        let local = self.scan_workspace(&base)?;
-        report.used_after = self.cache_use(&local.tree, &local.remote_only);
-        Ok(report)
+        Ok(candidates.into_iter().map(|(_, _, p, s)| (p, s)).collect())
     }
 
     /// Culls when the cache is above [`CULL_START_PERCENT`] of its budget and culling is on.
@@ -158,7 +186,7 @@ impl Workspace {
     /// # Errors
     /// As [`Workspace::cull`].
     pub fn cull_if_needed(&self, used: u64) -> Result<Option<CullReport>> {
-        match self.config.budget_bytes {
+        match self.budget() {
             Some(b) if self.config.culling && used * 100 > b * CULL_START_PERCENT => {
                 self.cull(false).map(Some)
             }
@@ -229,10 +257,7 @@ impl Workspace {
         // What fits: each file costs its workspace copy and its stored content.
         let here_bytes: u64 = all.iter().filter(|x| x.3).map(|x| 2 * x.2).sum();
         let overhead = used.saturating_sub(here_bytes);
-        let limit = self
-            .config
-            .budget_bytes
-            .map(|b| b * CULL_START_PERCENT / 100);
+        let limit = self.budget().map(|b| b * CULL_START_PERCENT / 100);
         let mut room = limit.map(|l| l.saturating_sub(overhead));
         let mut keep: HashSet<Vec<u8>> = HashSet::new();
         for (prio, p, size, _) in &all {

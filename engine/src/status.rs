@@ -62,8 +62,42 @@ pub struct StatusReport {
     pub ignored: Option<Vec<String>>,
     /// Bytes used by `.cachesync/`.
     pub cache_bytes: u64,
+    /// The cache: use, budget and thresholds.
+    pub cache: CacheState,
+    /// How ready the workspace is to go offline.
+    pub readiness: Readiness,
     /// Warnings from the scan.
     pub warnings: Vec<String>,
+}
+
+/// The cache's use, its budget and the culling thresholds (bytes).
+#[derive(Debug, Default, Serialize)]
+pub struct CacheState {
+    /// `.cachesync/` plus the files in the workspace.
+    pub used: u64,
+    /// The budget in force, if any.
+    pub budget: Option<u64>,
+    /// Automatic culling starts above this.
+    pub cull_start: Option<u64>,
+    /// Culling stops under this.
+    pub cull_to: Option<u64>,
+    /// Whether automatic culling is on.
+    pub culling: bool,
+}
+
+/// How much of the working set (pinned files and hoard priorities above 0) is here.
+#[derive(Debug, Default, Serialize)]
+pub struct Readiness {
+    /// Files in the working set.
+    pub working_set_files: usize,
+    /// Of which in the workspace.
+    pub present: usize,
+    /// `present / working_set_files` (1 when the set is empty).
+    pub present_share: f64,
+    /// Bytes of the working set still remote-only.
+    pub missing_bytes: u64,
+    /// What culling would drop next (at most five).
+    pub cull_next: Vec<String>,
 }
 
 /// Steps a sync would run.
@@ -475,7 +509,41 @@ impl Workspace {
             }
             self.record_offline_changes(&local_changes)?;
         }
+        let budget = self.budget();
+        let cache = CacheState {
+            used: self.cache_use(&local.tree, &local.remote_only),
+            budget,
+            cull_start: budget.map(|b| b * crate::cull::CULL_START_PERCENT / 100),
+            cull_to: budget.map(|b| b * crate::cull::CULL_TO_PERCENT / 100),
+            culling: self.config.culling,
+        };
+        let wset = self.working_set();
+        let mut readiness = Readiness::default();
+        for (p, e) in &base {
+            if e.kind != EntryKind::File || wset.priority(p) <= 0 {
+                continue;
+            }
+            readiness.working_set_files += 1;
+            if local.remote_only.contains(p) || !local.tree.contains_key(p) {
+                readiness.missing_bytes += e.size;
+            } else {
+                readiness.present += 1;
+            }
+        }
+        readiness.present_share = if readiness.working_set_files == 0 {
+            1.0
+        } else {
+            readiness.present as f64 / readiness.working_set_files as f64
+        };
+        readiness.cull_next = self
+            .cull_candidates(&base, &local)?
+            .into_iter()
+            .take(5)
+            .map(|(p, _)| display(&p))
+            .collect();
         Ok(StatusReport {
+            cache,
+            readiness,
             workspace: self.root.display().to_string(),
             remote: self.config.remote.display().to_string(),
             mode: if remote_error.is_some() {

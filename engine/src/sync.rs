@@ -340,7 +340,7 @@ impl Workspace {
         // The cache budget: content brought into the workspace must fit.
         let mut over_budget: HashSet<usize> = HashSet::new();
         let mut full: Option<u64> = None;
-        if let Some(budget) = self.config.budget_bytes {
+        if let Some(budget) = self.budget() {
             let mut used = self.cache_use(&trees.local.tree, &trees.local.remote_only);
             for s in &plan.steps {
                 if s.side != Side::Local || !matches!(s.op, Op::Write) {
@@ -740,8 +740,7 @@ impl Workspace {
         }
         report.plan = plan;
         if let Some(needed) = full {
-            report.cache_full =
-                Some((needed, self.config.budget_bytes.unwrap_or(0), refused_count));
+            report.cache_full = Some((needed, self.budget().unwrap_or(0), refused_count));
         }
         match fatal {
             Some(e) => Err(e),

@@ -53,7 +53,12 @@ impl WorkingSet {
             priorities.push(prio);
         }
         Ok(WorkingSet {
-            pins: config.pins.iter().map(|p| clean(p)).collect(),
+            pins: config
+                .pins
+                .iter()
+                .chain(&config.always_cache)
+                .map(|p| clean(p))
+                .collect(),
             never: config.never_cache.iter().map(|p| clean(p)).collect(),
             globs: b.build().map_err(|e| e.to_string())?,
             priorities,

@@ -88,7 +88,38 @@ pub fn cmd_status(args: StatusArgs) -> CmdResult {
     for w in &report.warnings {
         out.push_str(&format!("warning: {w}\n"));
     }
-    out.push_str(&format!("cache     {}\n", bytes(report.cache_bytes)));
+    match report.cache.budget {
+        Some(b) => out.push_str(&format!(
+            "cache     {} of a {} budget (culling {} above {}, down to {})\n",
+            bytes(report.cache.used),
+            bytes(b),
+            if report.cache.culling {
+                "starts"
+            } else {
+                "is off;"
+            },
+            bytes(report.cache.cull_start.unwrap_or(0)),
+            bytes(report.cache.cull_to.unwrap_or(0)),
+        )),
+        None => out.push_str(&format!(
+            "cache     {} (no budget)\n",
+            bytes(report.cache.used)
+        )),
+    }
+    let r = &report.readiness;
+    if r.working_set_files > 0 {
+        out.push_str(&format!(
+            "offline   {} of {} working-set files here ({:.0}%), {} still remote-only\n",
+            r.present,
+            r.working_set_files,
+            r.present_share * 100.0,
+            bytes(r.missing_bytes)
+        ));
+    }
+    if !r.cull_next.is_empty() && report.cache.budget.is_some() {
+        out.push_str(&format!("cull next {}\n", r.cull_next.join(", ")));
+    }
+
     print_out(&out);
     Ok(0)
 }
