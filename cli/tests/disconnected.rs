@@ -559,28 +559,10 @@ fn events_follow_streams_new_events() {
 fn the_cache_budget_refuses_what_does_not_fit() {
     let env = common::Env::new();
     for i in 0..4u64 {
-        // Incompressible (xorshift), so the store holds as much as the workspace.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (i + 1);
-        let data: Vec<u8> = (0..1_000_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect();
+        let data = common::noise(i + 1, 1_000_000);
         fs::write(env.r(format!("f{i}.bin")), data).expect("write");
     }
-    let r = env.run_in(
-        env.root(),
-        [
-            std::ffi::OsStr::new("clone"),
-            env.remote.as_os_str(),
-            env.ws.as_os_str(),
-            std::ffi::OsStr::new("--budget"),
-            std::ffi::OsStr::new("6.5M"),
-        ],
-    );
+    let r = env.clone_with(&["--budget", "6.5M"]);
     assert_eq!(r.code, 6, "{r}");
     assert!(r.stderr.contains("cache budget is exhausted"), "{r}");
     let present = (0..4)

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{exists, read, write_changed, Env};
+use common::{exists, noise, read, write_changed, Env};
 
 fn state_of(env: &Env, path: &str) -> Option<String> {
     let dir = match path.rsplit_once('/') {
@@ -159,16 +159,7 @@ fn pinned_files_come_back_and_are_never_dropped() {
 #[test]
 fn clone_pin_and_never_cache_directories() {
     let env = Env::with_remote(&[("keep/a.txt", "a\n"), ("scratch/old.txt", "o\n")]);
-    let r = env.run_in(
-        env.root(),
-        [
-            std::ffi::OsStr::new("clone"),
-            env.remote.as_os_str(),
-            env.ws.as_os_str(),
-            std::ffi::OsStr::new("--pin"),
-            std::ffi::OsStr::new("keep"),
-        ],
-    );
+    let r = env.clone_with(&["--pin", "keep"]);
     assert_eq!(r.code, 0, "{r}");
     let c: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(env.w(".cachesync/config.json")).expect("config"),
@@ -192,19 +183,6 @@ fn clone_pin_and_never_cache_directories() {
     assert_eq!(read(env.w("scratch/new.bin")), "a big scratch file\n");
     let s = env.json(0, &["sync", "--json"]);
     assert_eq!(s["steps"], serde_json::json!([]), "{s}");
-}
-
-/// Random (incompressible) bytes, so the store holds as much as the workspace.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
 }
 
 #[test]
@@ -271,18 +249,7 @@ fn prefetch_fetches_the_working_set_within_the_budget() {
     }
     // The share is larger than the budget: clone brings in what fits, the rest stays
     // remote-only (exit 6).
-    let r = env.run_in(
-        env.root(),
-        [
-            std::ffi::OsStr::new("clone"),
-            env.remote.as_os_str(),
-            env.ws.as_os_str(),
-            std::ffi::OsStr::new("--budget"),
-            std::ffi::OsStr::new("9M"),
-            std::ffi::OsStr::new("--pin"),
-            std::ffi::OsStr::new("p.bin"),
-        ],
-    );
+    let r = env.clone_with(&["--budget", "9M", "--pin", "p.bin"]);
     assert_eq!(r.code, 6, "{r}");
     set_config(&env, |c| {
         c["hoard"] = serde_json::json!(["hi/** 100", "*.iso 1"])

@@ -157,6 +157,18 @@ impl Env {
         r
     }
 
+    /// `cachesync clone REMOTE WS EXTRA...`, run from the temporary root; the exit code is
+    /// the caller's to check.
+    pub fn clone_with(&self, extra: &[&str]) -> Run {
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("clone"),
+            self.remote.as_os_str(),
+            self.ws.as_os_str(),
+        ];
+        args.extend(extra.iter().map(OsStr::new));
+        self.run_in(self.root(), args)
+    }
+
     /// The remote path of `rel`.
     pub fn r(&self, rel: impl AsRef<Path>) -> PathBuf {
         self.remote.join(rel)
@@ -396,4 +408,18 @@ pub fn cachesync(dir: &Path, args: &[&str], extra: &[(&str, &str)]) -> std::proc
         .envs(extra.iter().copied())
         .output()
         .expect("the cachesync binary runs")
+}
+
+/// `len` pseudo-random bytes (xorshift from `seed`): incompressible, so the store holds as
+/// much as the workspace.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
 }
