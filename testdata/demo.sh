@@ -125,6 +125,16 @@ head -1 "$remote/src/wordcount/counting.py" | grep -q '^# Counting' || fail "the
 tail -1 src/wordcount/counting.py | grep -q '^# end of counting.py' || fail "the remote edit was not merged"
 note "Both edits are on both sides."
 
+step "Keep a file on the server only, and bring it back"
+cs drop assets/palette.bin
+[ ! -e assets/palette.bin ] || fail "the dropped file is still here"
+cs ls assets
+cs sync
+[ -e "$remote/assets/palette.bin" ] || fail "a dropped file was deleted on the server"
+cs get assets/palette.bin
+cmp assets/palette.bin "$remote/assets/palette.bin" || fail "get brought back other bytes"
+note "A dropped file is remote-only: listed, never taken for a deletion, fetched on demand."
+
 step "The journal"
 cs log
 

@@ -165,6 +165,10 @@ impl Workspace {
         let mut out = Vec::new();
         for k in keys {
             let (b, l) = (base.get(k), local.get(k));
+            // `ls DIR` lists what is in it, `ls FILE` the file.
+            if k.as_slice() == dir && b.or(l).is_some_and(|e| e.kind == EntryKind::Dir) {
+                continue;
+            }
             let (e, state) = match (b, l) {
                 (Some(_), Some(l)) if scan.remote_only.contains(k) => (l, "remote-only"),
                 (Some(b), Some(l)) if same(Some(b), Some(l)) => (l, "synced"),
