@@ -336,3 +336,20 @@ fn status_shows_the_budget_and_how_ready_the_workspace_is() {
     let r = env.expect_code(1, &["drop", "keep/a.bin"]);
     assert!(r.stderr.contains("pinned"), "{r}");
 }
+
+/// A file refused by the budget does not make the small files already here leave: the
+/// refused content is collected first, and culling only runs if that was not enough.
+#[test]
+fn a_refused_file_does_not_cull_what_fits() {
+    let env = Env::with_remote(&[("a.txt", "a\n"), ("b.txt", "b\n"), ("c.txt", "c\n")]);
+    let r = env.clone_with(&["--budget", "3M"]);
+    assert_eq!(r.code, 0, "{r}");
+    write_changed(&env.r("big.bin"), &noise(77, 2_500_000));
+    let r = env.expect_code(6, &["sync"]);
+    assert!(!r.out().contains("culled"), "{r}");
+    for f in ["a.txt", "b.txt", "c.txt"] {
+        assert!(exists(env.w(f)), "{f} stays: {r}");
+    }
+    assert_eq!(state_of(&env, "big.bin").as_deref(), Some("remote-only"));
+    assert_eq!(env.json(0, &["fsck", "--json"])["clean"], true);
+}

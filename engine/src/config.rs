@@ -33,9 +33,10 @@ pub struct Config {
     /// materialized, never culled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pins: Vec<String>,
-    /// The hoard profile: `"GLOB PRIORITY"` rules (gitignore-style globs, e.g.
-    /// `"src/** 100"`, `"*.iso 0"`); a path's priority is the highest of the rules it matches,
-    /// 50 when none does. Prefetch fetches by priority; culling drops the lowest first.
+    /// The hoard profile: `"GLOB PRIORITY"` rules (globset globs, e.g. `"src/** 100"`,
+    /// `"*.iso 0"`: `*` also matches `/`, a glob without `/` matches the name at any depth);
+    /// a path's priority is the highest of the rules it matches, 50 when none does.
+    /// Prefetch fetches by priority; culling drops the lowest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hoard: Vec<String>,
     /// Directories never cached: their files stay remote-only unless asked for with `get`.
@@ -45,7 +46,7 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub always_cache: Vec<String>,
     /// Also bound the budget by this share (percent) of the free space on the workspace's
-    /// disk (plus what the cache already uses); none when absent.
+    /// disk, plus what `.cachesync/` already uses; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_disk_percent: Option<u32>,
     /// Culling (dropping clean, unpinned, least-wanted files when the cache is over its

@@ -188,7 +188,18 @@ impl Workspace {
     pub fn cull_if_needed(&self, used: u64) -> Result<Option<CullReport>> {
         match self.budget() {
             Some(b) if self.config.culling && used * 100 > b * CULL_START_PERCENT => {
-                self.cull(false).map(Some)
+                // Content only remote-only files named (refused, or never cached) goes
+                // first; files are culled only if that was not enough.
+                self.gc()?;
+                let rules = self.rules()?;
+                let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
+                base.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
+                let local = self.scan_workspace(&base)?;
+                if self.cache_use(&local.tree, &local.remote_only) * 100 > b * CULL_START_PERCENT {
+                    self.cull(false).map(Some)
+                } else {
+                    Ok(None)
+                }
             }
             _ => Ok(None),
         }
@@ -268,11 +279,14 @@ impl Workspace {
             }
         }
         // Make room: less wanted files here leave (clean ones only; drop refuses the rest).
-        let leave: Vec<Vec<u8>> = all
-            .iter()
-            .filter(|x| x.3 && !keep.contains(&x.1))
-            .map(|x| x.1.clone())
-            .collect();
+        let leave: Vec<Vec<u8>> = if self.config.culling {
+            all.iter()
+                .filter(|x| x.3 && !keep.contains(&x.1))
+                .map(|x| x.1.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         if !leave.is_empty() {
             let dropped = self.drop_paths(&leave)?;
             report

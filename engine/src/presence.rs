@@ -172,6 +172,33 @@ impl crate::workspace::Workspace {
             report.done.push(p);
         }
         if base_changed {
+            // The last remote snapshot learns the content too, so the next scan does not
+            // read the file again.
+            let mut seen = self.store.read_ref_flat(keys::REF_REMOTE)?;
+            let mut seen_changed = false;
+            for (p, e) in &base {
+                if let Some(s) = seen.get_mut(p) {
+                    if s.file == Some(FileId::NOT_CACHED)
+                        && s.size == e.size
+                        && s.mtime_ns == e.mtime_ns
+                        && e.file.is_some_and(is_known)
+                    {
+                        s.file = e.file;
+                        seen_changed = true;
+                    }
+                }
+            }
+            if seen_changed {
+                let root = self.store.write_flat(&seen)?;
+                let snap = cachesync_objects::Snapshot {
+                    root,
+                    parent: self.store.get_ref(keys::REF_REMOTE)?,
+                    time_ns: crate::now_ns(),
+                    description: "remote after get".into(),
+                };
+                let sid = self.store.put_snapshot(&snap)?;
+                Store::set_ref_in(&mut batch, keys::REF_REMOTE, sid);
+            }
             let root = self.store.write_flat(&base)?;
             let snap = cachesync_objects::Snapshot {
                 root,

@@ -523,10 +523,11 @@ impl Workspace {
             if e.kind != EntryKind::File || wset.priority(p) <= 0 {
                 continue;
             }
-            readiness.working_set_files += 1;
-            if local.remote_only.contains(p) || !local.tree.contains_key(p) {
+            if local.remote_only.contains(p) {
+                readiness.working_set_files += 1;
                 readiness.missing_bytes += e.size;
-            } else {
+            } else if local.tree.contains_key(p) {
+                readiness.working_set_files += 1;
                 readiness.present += 1;
             }
         }

@@ -86,6 +86,11 @@ pub fn cmd_clone(args: CloneArgs) -> CmdResult {
     for w in &report.warnings {
         note(&format!("warning: {w}"));
     }
+    for p in &report.culled {
+        note(&format!(
+            "culled {p} (the cache was above its threshold; `cachesync get` brings it back)"
+        ));
+    }
     let files = report
         .plan
         .steps

@@ -106,6 +106,9 @@ pub fn cmd_connect(args: ConnectArgs) -> CmdResult {
                 s.applied_local,
                 s.applied_remote
             ));
+            for p in &s.culled {
+                line.push_str(&format!("\n  culled {p}"));
+            }
             for (p, why) in &s.skipped {
                 line.push_str(&format!(
                     "\n  skipped {}: {why}",
