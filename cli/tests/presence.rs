@@ -353,3 +353,28 @@ fn a_refused_file_does_not_cull_what_fits() {
     assert_eq!(state_of(&env, "big.bin").as_deref(), Some("remote-only"));
     assert_eq!(env.json(0, &["fsck", "--json"])["clean"], true);
 }
+
+/// drop killed after recording the flags and before removing the files: the next sync
+/// takes the files as here again, and nothing is deleted anywhere.
+#[test]
+fn a_drop_killed_half_way_loses_nothing() {
+    let env = cloned();
+    let out = common::cachesync(
+        &env.ws,
+        &["drop", "a.txt", "c.txt"],
+        &[("CACHESYNC_FAILPOINT", "drop-before-remove")],
+    );
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9),
+        "{out:?}"
+    );
+    let s = env.json(0, &["sync", "--json"]);
+    assert_eq!(s["steps"], serde_json::json!([]), "{s}");
+    assert_eq!(read(env.r("a.txt")), "alpha\n");
+    assert_eq!(read(env.w("a.txt")), "alpha\n");
+    assert_eq!(state_of(&env, "a.txt").as_deref(), Some("synced"));
+    // Dropping again works.
+    env.ok(&["drop", "a.txt"]);
+    assert_eq!(state_of(&env, "a.txt").as_deref(), Some("remote-only"));
+}

@@ -6,7 +6,7 @@
 //! Points: `before-step:N` and `after-step:N` (step N of the plan, from 0), `mid-write:N`
 //! (part of step N's content written to the remote), `before-rename:N` (step N's temporary
 //! file written, not yet renamed into place), `before-commit` (every step done, refs not yet
-//! moved).
+//! moved), `drop-before-remove` (drop's remote-only flags recorded, files not yet removed).
 //!
 //! `CACHESYNC_PAUSE=NAME` with `CACHESYNC_PAUSE_FILE=PATH` instead pauses there: the process
 //! creates PATH and waits (at most two minutes) until the test removes it, so a test can cut

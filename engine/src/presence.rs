@@ -264,11 +264,19 @@ impl crate::workspace::Workspace {
                 ));
                 continue;
             }
+            set_remote_only(&mut batch, p);
+            report.done.push(p.clone());
+        }
+        // The flags are durable before any file leaves: a run killed in between leaves a
+        // flagged file that is still here (taken as materialized again), never an
+        // unflagged absent file (which the next sync would push as a deletion).
+        self.store.commit(batch)?;
+        crate::failpoint::hit("drop-before-remove");
+        let mut batch = Batch::new();
+        for p in &report.done {
             let abs = crate::paths::under(&self.root, p);
             std::fs::remove_file(&abs).map_err(|e| SyncError::io(&abs, e))?;
-            set_remote_only(&mut batch, p);
             crate::index::remove(&mut batch, p);
-            report.done.push(p.clone());
         }
         self.store.commit(batch)?;
         Ok(report)
