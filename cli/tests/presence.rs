@@ -378,3 +378,74 @@ fn a_drop_killed_half_way_loses_nothing() {
     env.ok(&["drop", "a.txt"]);
     assert_eq!(state_of(&env, "a.txt").as_deref(), Some("remote-only"));
 }
+
+/// A file written at a remote-only path whose server version this workspace never held (it
+/// changed on the server while remote-only) does not silently replace that version: it is
+/// a conflict, with both kept.
+#[test]
+fn a_file_written_over_a_version_never_held_is_a_conflict() {
+    let env = cloned();
+    env.ok(&["drop", "a.txt"]);
+    write_changed(&env.r("a.txt"), b"SERVER v2, important\n");
+    env.ok(&["sync"]);
+    env.put_local("a.txt", "my new notes\n");
+    env.expect_code(7, &["sync"]);
+    assert_eq!(
+        read(env.r("a.txt")),
+        "SERVER v2, important\n",
+        "not overwritten"
+    );
+    assert_eq!(read(env.w("a.txt")), "my new notes\n", "kept");
+    let server = env.ok(&["show", "a.txt", "--variant", "server"]);
+    assert_eq!(server.stdout, b"SERVER v2, important\n");
+    env.ok(&["resolve", "a.txt", "--take", "client"]);
+    env.ok(&["sync"]);
+    assert_eq!(read(env.r("a.txt")), "my new notes\n");
+    let s = env.json(0, &["sync", "--json"]);
+    assert_eq!(s["steps"], serde_json::json!([]), "{s}");
+}
+
+/// A remote-only path ignored for a while is not deleted from the server afterwards.
+#[test]
+fn ignoring_a_remote_only_path_for_a_while_deletes_nothing() {
+    let env = cloned();
+    env.ok(&["drop", "a.txt"]);
+    env.put_local(".cachesyncignore", "a.txt\n");
+    env.ok(&["pull"]);
+    std::fs::remove_file(env.w(".cachesyncignore")).expect("rm");
+    env.ok(&["sync"]);
+    assert_eq!(read(env.r("a.txt")), "alpha\n", "still on the server");
+    assert_eq!(state_of(&env, "a.txt").as_deref(), Some("remote-only"));
+}
+
+/// An edit made while drop runs is never removed: drop checks each file again as it takes
+/// it away.
+#[test]
+fn an_edit_made_during_a_drop_is_kept() {
+    let env = cloned();
+    let pause = env.root().join("paused");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cachesync"))
+        .args(["drop", "a.txt"])
+        .current_dir(&env.ws)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &env.home)
+        .env("CACHESYNC_PAUSE", "drop-before-remove")
+        .env("CACHESYNC_PAUSE_FILE", &pause)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn drop");
+    cachesync_testutils::wait_until(
+        "drop is about to remove the file",
+        std::time::Duration::from_secs(30),
+        || pause.exists(),
+    );
+    std::fs::write(env.w("a.txt"), "edited while drop ran, longer\n").expect("edit");
+    std::fs::remove_file(&pause).expect("resume");
+    let out = child.wait_with_output().expect("drop ends");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(read(env.w("a.txt")), "edited while drop ran, longer\n");
+    env.ok(&["sync"]);
+    assert_eq!(read(env.r("a.txt")), "edited while drop ran, longer\n");
+}

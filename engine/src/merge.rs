@@ -65,6 +65,14 @@ impl Workspace {
             let (Some(bf), Some(lf), Some(rf)) = (b.file, l.file, r.file) else {
                 continue;
             };
+            // Content never fetched, or culled from the store: no merge, a plain conflict.
+            let cached = |f: cachesync_objects::FileId| {
+                f != cachesync_objects::FileId::NOT_CACHED
+                    && self.store.has_file(f).unwrap_or(false)
+            };
+            if !(cached(bf) && cached(lf) && cached(rf)) {
+                continue;
+            }
             let largest = b.size.max(l.size).max(r.size);
             if largest > crate::diff::MAX_DIFF_BYTES as u64 {
                 continue;

@@ -61,13 +61,37 @@ impl crate::workspace::Workspace {
         let rules = self.rules()?;
         let idx = crate::index::load(&self.store)?;
         let mut local = crate::scan::scan_local(&self.root, &rules, &self.store, &idx)?;
+        // Flags are judged against the stored base, not the ignore-filtered one: a path
+        // ignored for a while keeps its flag.
+        let stored = self.store.read_ref_flat(keys::REF_BASE)?;
         for p in load(&self.store)? {
-            match (base.get(&p), local.tree.contains_key(&p)) {
-                (Some(b), false) if b.kind == cachesync_objects::EntryKind::File => {
+            let here = local.tree.get(&p).cloned();
+            match (base.get(&p), here) {
+                (Some(b), None) if b.kind == cachesync_objects::EntryKind::File => {
                     local.tree.insert(p.clone(), b.clone());
                     local.remote_only.insert(p);
                 }
-                _ => local.materialized.push(p),
+                // Ignored now: nothing to do, the flag stays.
+                (None, _) if stored.contains_key(&p) => {}
+                // Gone from the base: the flag is stale.
+                (None, _) | (Some(_), None) => local.materialized.push(p),
+                (Some(b), Some(l)) => {
+                    // The version the base records is one this workspace held (its content
+                    // is in the store) or the same content came back: an ordinary file.
+                    let held = b.kind != cachesync_objects::EntryKind::File
+                        || b.file == l.file
+                        || b.file.is_some_and(|f| {
+                            is_known(f) && self.store.has_file(f).unwrap_or(false)
+                        });
+                    if held {
+                        local.materialized.push(p);
+                    } else {
+                        // Written here without the server's version at hand (it changed while
+                        // remote-only, or was culled): reconciled as created on both sides,
+                        // never as an edit of a version this workspace never held.
+                        local.reappeared.insert(p);
+                    }
+                }
             }
         }
         Ok(local)
@@ -147,6 +171,12 @@ impl crate::workspace::Workspace {
                     Err(
                         e @ (SyncError::Disconnected { .. } | SyncError::RemoteIdentity { .. }),
                     ) => return Err(unreachable(e.to_string())),
+                    Err(e @ (SyncError::RemoteIo { .. } | SyncError::Unstable { .. })) => {
+                        report
+                            .refused
+                            .push((p.clone(), format!("{e}; run `cachesync sync`, then get it")));
+                        continue;
+                    }
                     Err(e) => return Err(e),
                 };
                 if stat.size != e.size || stat.mtime_ns != e.mtime_ns {
@@ -165,7 +195,20 @@ impl crate::workspace::Workspace {
                 }
                 id
             };
-            self.write_file_from_store(&p, id, e.mode, e.mtime_ns)?;
+            if let Err(err) = self.write_file_from_store(&p, id, e.mode, e.mtime_ns) {
+                match err {
+                    SyncError::Io { source, .. }
+                        if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                    {
+                        report.refused.push((
+                            p.clone(),
+                            "a file appeared here meanwhile; it was kept, not overwritten".into(),
+                        ));
+                        continue;
+                    }
+                    other => return Err(other),
+                }
+            }
             let md = std::fs::symlink_metadata(&abs).map_err(|err| SyncError::io(&abs, err))?;
             crate::index::put(&mut batch, &p, &crate::scan::index_entry_of(&md, id));
             clear(&mut batch, &p);
@@ -273,11 +316,61 @@ impl crate::workspace::Workspace {
         self.store.commit(batch)?;
         crate::failpoint::hit("drop-before-remove");
         let mut batch = Batch::new();
+        let mut kept = Vec::new();
         for p in &report.done {
+            // Moved aside first, then checked: an edit made since the scan is never removed.
             let abs = crate::paths::under(&self.root, p);
-            std::fs::remove_file(&abs).map_err(|e| SyncError::io(&abs, e))?;
-            crate::index::remove(&mut batch, p);
+            let (parent, name) = crate::paths::split_parent(p);
+            let aside = crate::paths::under(
+                &self.root,
+                &crate::paths::join(
+                    parent,
+                    format!(
+                        "{}{}.drop.{}",
+                        crate::ignore_rules::TMP_PREFIX,
+                        self.workspace_id,
+                        crate::paths::hex(&blake3::hash(name).as_bytes()[..4])
+                    )
+                    .as_bytes(),
+                ),
+            );
+            std::fs::rename(&abs, &aside).map_err(|e| SyncError::io(&abs, e))?;
+            let md = std::fs::symlink_metadata(&aside).map_err(|e| SyncError::io(&aside, e))?;
+            let scanned = local.tree.get(p);
+            let unchanged = scanned.is_some_and(|l| {
+                use std::os::unix::fs::MetadataExt;
+                l.size == md.size() && l.mtime_ns == md.mtime() * 1_000_000_000 + md.mtime_nsec()
+            });
+            if unchanged {
+                std::fs::remove_file(&aside).map_err(|e| SyncError::io(&aside, e))?;
+                crate::index::remove(&mut batch, p);
+            } else {
+                let back = rustix::fs::renameat_with(
+                    rustix::fs::CWD,
+                    &aside,
+                    rustix::fs::CWD,
+                    &abs,
+                    rustix::fs::RenameFlags::NOREPLACE,
+                );
+                if back.is_err() {
+                    // Something new took the name meanwhile: this copy is kept aside.
+                    report.refused.push((
+                        p.clone(),
+                        format!(
+                            "changed while being dropped; your version is kept at {}",
+                            aside.display()
+                        ),
+                    ));
+                } else {
+                    report
+                        .refused
+                        .push((p.clone(), "changed while being dropped; kept".into()));
+                }
+                clear(&mut batch, p);
+                kept.push(p.clone());
+            }
         }
+        report.done.retain(|p| !kept.contains(p));
         self.store.commit(batch)?;
         Ok(report)
     }
@@ -319,8 +412,22 @@ impl crate::workspace::Workspace {
             std::fs::FileTimes::new().set_modified(crate::fs_remote::system_time(mtime_ns)),
         )
         .map_err(io)?;
+        f.sync_all().map_err(io)?;
         drop(f);
-        std::fs::rename(&tmp, &abs).map_err(io)
+        // Never over a file that appeared meanwhile.
+        match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &tmp,
+            rustix::fs::CWD,
+            &abs,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(io(e.into()))
+            }
+        }
     }
 }
 

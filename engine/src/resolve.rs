@@ -431,6 +431,7 @@ impl Workspace {
         Store::set_ref_in(&mut batch, keys::REF_BASE, sid);
         conflict::put(&mut batch, &r);
         crate::index::remove(&mut batch, path);
+        crate::presence::clear(&mut batch, path);
         crate::journal::put(&mut batch, &op);
         self.store.commit(batch)?;
         Ok(Resolved {

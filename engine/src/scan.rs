@@ -47,6 +47,8 @@ pub struct LocalScan {
     pub remote_only: std::collections::HashSet<Vec<u8>>,
     /// Remote-only flags to clear: the file is in the workspace again, or gone from the base.
     pub materialized: Vec<Vec<u8>>,
+    /// Remote-only paths where something else was written here: reconciled without a base.
+    pub reappeared: std::collections::HashSet<Vec<u8>>,
 }
 
 /// Turns a remote entry into a tree entry (content filled in separately for files).

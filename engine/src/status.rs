@@ -462,7 +462,11 @@ impl Workspace {
         let mut remote_changes = Vec::new();
         if let Some(rt) = &remote_tree {
             remote_changes = reconcile_side(&base, rt);
-            let mut changes = reconcile(&base, &local.tree, rt);
+            let mut changes = reconcile(
+                &crate::sync::without(&base, &local.reappeared),
+                &local.tree,
+                rt,
+            );
             self.auto_merge(&mut changes)?;
             if self.identity.case_insensitive {
                 crate::reconcile::settle_case_clashes(&mut changes, rt);

@@ -235,7 +235,11 @@ impl Workspace {
         report
             .warnings
             .extend(trees.remote.warnings.iter().cloned());
-        let mut changes = reconcile(&trees.base, &trees.local.tree, &trees.remote.tree);
+        let mut changes = reconcile(
+            &without(&trees.base, &trees.local.reappeared),
+            &trees.local.tree,
+            &trees.remote.tree,
+        );
         if !opts.paths.is_empty() {
             // The paths asked for, and the new directories they need to exist in.
             changes.retain(|c| {
@@ -268,6 +272,10 @@ impl Workspace {
                 if let Outcome::Resolved(t) = &c.outcome {
                     if t.as_ref().is_none_or(|e| e.kind == EntryKind::File) {
                         c.local = t.clone();
+                    } else {
+                        // Replaced on the server by a directory or a symlink: nothing of
+                        // ours is here, so the server's is simply created.
+                        c.local = None;
                     }
                 }
             }
@@ -626,6 +634,9 @@ impl Workspace {
                         r.resolved_ns = Some(crate::now_ns());
                         conflict::put(&mut batch, &r);
                     }
+                    if local_ok && remote_ok && trees.local.reappeared.contains(&c.path) {
+                        crate::presence::clear(&mut batch, &c.path);
+                    }
                     if local_ok && remote_ok {
                         match target {
                             Some(e) => {
@@ -799,6 +810,17 @@ fn summary(plan: &Plan, report: &SyncReport) -> String {
         s.push_str(&format!("; {} skipped", report.skipped.len()));
     }
     s
+}
+
+/// `base` without `paths` (remote-only paths where something new was written here).
+pub(crate) fn without(base: &Flat, paths: &HashSet<Vec<u8>>) -> Flat {
+    if paths.is_empty() {
+        return base.clone();
+    }
+    base.iter()
+        .filter(|(p, _)| !paths.contains(*p))
+        .map(|(p, e)| (p.clone(), e.clone()))
+        .collect()
 }
 
 /// True for the errors by which a server refuses a write (not a network failure).
