@@ -449,3 +449,33 @@ fn an_edit_made_during_a_drop_is_kept() {
     env.ok(&["sync"]);
     assert_eq!(read(env.r("a.txt")), "edited while drop ran, longer\n");
 }
+
+#[test]
+fn prefetch_leaves_files_dropped_by_hand_alone() {
+    let env = cloned();
+    env.ok(&["drop", "a.txt", "c.txt"]);
+    env.ok(&["pin", "c.txt"]);
+    env.ok(&["prefetch", "--quiet"]);
+    assert!(
+        !exists(env.w("a.txt")),
+        "dropped by hand: stays remote-only"
+    );
+    assert_eq!(read(env.w("c.txt")), "charlie\n", "pinned: fetched");
+}
+
+#[test]
+fn deleting_a_directory_deletes_its_remote_only_files_too() {
+    let env = Env::with_remote(&[
+        ("docs/b.txt", "b\n"),
+        ("docs/c.txt", "c\n"),
+        ("x.txt", "x\n"),
+        ("y.txt", "y\n"),
+        ("z.txt", "z\n"),
+    ]);
+    env.clone_ws();
+    env.ok(&["drop", "docs/b.txt"]);
+    std::fs::remove_dir_all(env.w("docs")).expect("rm -r");
+    env.ok(&["sync"]);
+    assert!(!exists(env.r("docs")), "the deletion reached the server");
+    env.ok(&["check"]);
+}

@@ -140,7 +140,7 @@ impl Workspace {
         if dry_run || chosen.is_empty() {
             return Ok(report);
         }
-        self.drop_paths(&chosen)?;
+        self.drop_as(&chosen, false)?;
         self.gc()?;
         let local = self.scan_workspace(&base)?;
         report.used_after = self.cache_use(&local.tree, &local.remote_only);
@@ -253,6 +253,7 @@ impl Workspace {
         let wset = self.working_set();
         let local = self.scan_workspace(&base)?;
         let used = self.cache_use(&local.tree, &local.remote_only);
+        let by_hand = crate::presence::load_by_hand(&self.store)?;
         // Every file that could be here, most wanted first: what is here already, and the
         // remote-only files of the working set (priority above 0).
         let mut all: Vec<(i32, Vec<u8>, u64, bool)> = base
@@ -261,7 +262,9 @@ impl Workspace {
             .filter_map(|(p, e)| {
                 let here = !local.remote_only.contains(p) && local.tree.contains_key(p);
                 let prio = wset.priority(p);
-                (here || prio > 0).then(|| (prio, p.clone(), e.size, here))
+                // A file dropped by hand stays remote-only unless it is pinned.
+                let wanted = prio > 0 && (prio == i32::MAX || !by_hand.contains(p));
+                (here || wanted).then(|| (prio, p.clone(), e.size, here))
             })
             .collect();
         all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
@@ -288,7 +291,7 @@ impl Workspace {
             Vec::new()
         };
         if !leave.is_empty() {
-            let dropped = self.drop_paths(&leave)?;
+            let dropped = self.drop_as(&leave, false)?;
             report
                 .culled
                 .extend(dropped.done.iter().map(|p| crate::paths::display(p)));

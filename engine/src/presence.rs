@@ -41,6 +41,29 @@ pub fn set_remote_only(batch: &mut Batch, path: &[u8]) {
     batch.put(keys::CF_STATE, &key(path), b"");
 }
 
+/// Adds "`path` was dropped by hand" to a batch: prefetch leaves it remote-only unless it is
+/// pinned.
+pub fn set_dropped_by_hand(batch: &mut Batch, path: &[u8]) {
+    batch.put(keys::CF_STATE, &key(path), b"by-hand");
+}
+
+/// The remote-only paths dropped by hand.
+///
+/// # Errors
+/// Store errors.
+pub fn load_by_hand(store: &Store) -> Result<HashSet<Vec<u8>>> {
+    let mut out = HashSet::new();
+    store
+        .table(keys::CF_STATE)
+        .for_each_prefix(PREFIX, |k, v| {
+            if v == b"by-hand" {
+                out.insert(k[PREFIX.len()..].to_vec());
+            }
+            true
+        })?;
+    Ok(out)
+}
+
 /// Adds "`path` is materialized (or gone)" to a batch.
 pub fn clear(batch: &mut Batch, path: &[u8]) {
     batch.delete(keys::CF_STATE, &key(path));
@@ -49,6 +72,13 @@ pub fn clear(batch: &mut Batch, path: &[u8]) {
 /// True when `id` is a real content id (not [`FileId::NOT_CACHED`]).
 pub fn is_known(id: FileId) -> bool {
     id != FileId::NOT_CACHED
+}
+
+/// True when the directory holding `path` is in the workspace (the root always is): a
+/// remote-only file whose directory was deleted here is deleted with it.
+fn parent_here(tree: &crate::scan::Flat, path: &[u8]) -> bool {
+    let (parent, _) = crate::paths::split_parent(path);
+    parent.is_empty() || tree.contains_key(parent)
 }
 
 impl crate::workspace::Workspace {
@@ -67,7 +97,10 @@ impl crate::workspace::Workspace {
         for p in load(&self.store)? {
             let here = local.tree.get(&p).cloned();
             match (base.get(&p), here) {
-                (Some(b), None) if b.kind == cachesync_objects::EntryKind::File => {
+                (Some(b), None)
+                    if b.kind == cachesync_objects::EntryKind::File
+                        && parent_here(&local.tree, &p) =>
+                {
                     local.tree.insert(p.clone(), b.clone());
                     local.remote_only.insert(p);
                 }
@@ -263,6 +296,15 @@ impl crate::workspace::Workspace {
     /// # Errors
     /// Local scan, store and I/O errors.
     pub fn drop_paths(&self, paths: &[Vec<u8>]) -> Result<PresenceReport> {
+        self.drop_as(paths, true)
+    }
+
+    /// [`Workspace::drop_paths`], recording whether it was asked for by hand (culling and
+    /// prefetch make room without that mark).
+    ///
+    /// # Errors
+    /// As [`Workspace::drop_paths`].
+    pub fn drop_as(&self, paths: &[Vec<u8>], by_hand: bool) -> Result<PresenceReport> {
         use crate::error::SyncError;
         let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
         let rules = self.rules()?;
@@ -307,7 +349,11 @@ impl crate::workspace::Workspace {
                 ));
                 continue;
             }
-            set_remote_only(&mut batch, p);
+            if by_hand {
+                set_dropped_by_hand(&mut batch, p);
+            } else {
+                set_remote_only(&mut batch, p);
+            }
             report.done.push(p.clone());
         }
         // The flags are durable before any file leaves: a run killed in between leaves a
