@@ -479,3 +479,26 @@ fn deleting_a_directory_deletes_its_remote_only_files_too() {
     assert!(!exists(env.r("docs")), "the deletion reached the server");
     env.ok(&["check"]);
 }
+
+/// A budget smaller than the share: clone brings in what fits, most wanted first (pins
+/// first), instead of nothing.
+#[test]
+fn clone_under_a_small_budget_brings_in_what_fits_by_priority() {
+    let env = Env::new();
+    for i in 0..20u64 {
+        write_changed(&env.r(format!("f{i:02}.bin")), &noise(100 + i, 200_000));
+    }
+    let r = env.clone_with(&["--budget", "3M", "--pin", "f19.bin"]);
+    assert_eq!(r.code, 6, "{r}");
+    let here: Vec<u64> = (0..20u64)
+        .filter(|i| exists(env.w(format!("f{i:02}.bin"))))
+        .collect();
+    assert!(here.len() >= 3, "some files fit: {here:?} {r}");
+    assert!(here.contains(&19), "the pinned one is here: {here:?}");
+    let st = env.json(0, &["status", "--json"]);
+    assert!(
+        st["cache"]["used"].as_u64().expect("used") <= 3 << 20,
+        "within the budget: {st}"
+    );
+    assert_eq!(env.json(0, &["fsck", "--json"])["clean"], true);
+}

@@ -349,13 +349,22 @@ impl Workspace {
         let mut over_budget: HashSet<usize> = HashSet::new();
         let mut full: Option<u64> = None;
         if let Some(budget) = self.budget() {
-            let mut used = self.cache_use(&trees.local.tree, &trees.local.remote_only);
-            for s in &plan.steps {
-                if s.side != Side::Local || !matches!(s.op, Op::Write) {
-                    continue;
-                }
-                let grow = s.target.as_ref().map_or(0, |t| t.size);
-                let shrink = s.expect.as_ref().map_or(0, |e| e.size);
+            // What the cache will hold: what it holds without this run's downloads (a
+            // download that is not brought in is collected again), plus, for each file
+            // brought in, its copy here and its content in the store. Most wanted first.
+            let mut used = self
+                .cache_use(&trees.local.tree, &trees.local.remote_only)
+                .saturating_sub(trees.remote.bytes);
+            let mut writes: Vec<(i32, &Step)> = plan
+                .steps
+                .iter()
+                .filter(|s| s.side == Side::Local && matches!(s.op, Op::Write))
+                .map(|s| (wset.priority(&s.path), s))
+                .collect();
+            writes.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.path.cmp(&b.1.path)));
+            for (_, s) in writes {
+                let grow = 2 * s.target.as_ref().map_or(0, |t| t.size);
+                let shrink = 2 * s.expect.as_ref().map_or(0, |e| e.size);
                 let next = (used + grow).saturating_sub(shrink);
                 if next > budget {
                     over_budget.insert(s.change);
