@@ -67,8 +67,11 @@ impl Store {
         extra_files: &[(FileId, String)],
         uncached_ok: &HashSet<FileId>,
     ) -> FsckReport {
+        // Extra roots (the engine's conflict variants) are walked first and must always be
+        // there; only files reached from the refs may be excused.
+        let none = HashSet::new();
         let mut w = Walker {
-            uncached_ok,
+            uncached_ok: &none,
             store: self,
             report: FsckReport::default(),
             seen_trees: HashSet::new(),
@@ -76,6 +79,10 @@ impl Store {
             bad_chunks: HashSet::new(),
             good_chunks: HashSet::new(),
         };
+        for (id, context) in extra_files {
+            w.file(*id, context);
+        }
+        w.uncached_ok = uncached_ok;
         match self.refs() {
             Ok(refs) => {
                 for (name, sid) in refs {
@@ -83,9 +90,6 @@ impl Store {
                 }
             }
             Err(e) => w.problem("ref", "*".into(), String::new(), e.to_string()),
-        }
-        for (id, context) in extra_files {
-            w.file(*id, context);
         }
         w.report
     }
