@@ -135,6 +135,16 @@ pub fn open_workspace(json: bool) -> Result<cachesync_engine::Workspace, Failure
     cachesync_engine::Workspace::open(&root).or_fail(json)
 }
 
+/// Opens the workspace around the current directory to read it, beside a running command
+/// if need be (see `Workspace::open_for_reading`).
+pub fn open_workspace_for_reading(json: bool) -> Result<cachesync_engine::Workspace, Failure> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| SyncError::Usage(format!("cannot read the current directory: {e}")))
+        .or_fail(json)?;
+    let root = cachesync_engine::Workspace::find(&cwd).or_fail(json)?;
+    cachesync_engine::Workspace::open_for_reading(&root).or_fail(json)
+}
+
 /// Human-readable size.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

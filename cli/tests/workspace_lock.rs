@@ -51,3 +51,26 @@ fn a_config_from_a_newer_cachesync_is_refused() {
     let r = env.expect_code(1, &["status"]);
     assert!(r.stderr.contains("newer cachesync"), "{r}");
 }
+
+/// While another command holds the workspace, the commands that only read (log, conflicts,
+/// show) still answer, from the state as of their start; the others say who holds it.
+#[test]
+fn reading_commands_answer_while_another_command_runs() {
+    let env = cloned();
+    env.ok(&["sync"]);
+    let holder = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(env.w(".cachesync/lock"))
+        .expect("open lock");
+    holder
+        .lock()
+        .expect("take the lock as a running sync would");
+    let log = env.json(0, &["log", "--json"]);
+    assert!(log.as_array().is_some_and(|ops| ops.len() >= 2), "{log}");
+    env.ok(&["conflicts"]);
+    let shown = env.ok(&["show", "a.txt", "--variant", "base"]);
+    assert_eq!(shown.stdout, b"a\n");
+    let r = env.expect_code(1, &["status"]);
+    assert!(r.stderr.contains("another cachesync process"), "{r}");
+}

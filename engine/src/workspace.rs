@@ -54,7 +54,8 @@ pub struct Workspace {
     pub identity: RemoteIdentity,
     /// A random id naming this workspace's temporary files on the remote.
     pub workspace_id: String,
-    _lock: WorkspaceLock,
+    /// The workspace lock (none when opened for reading beside a running command).
+    _lock: Option<WorkspaceLock>,
 }
 
 impl Workspace {
@@ -88,10 +89,31 @@ impl Workspace {
     /// # Errors
     /// [`SyncError::Locked`], config and store errors.
     pub fn open(root: &Path) -> Result<Workspace> {
+        let lock = WorkspaceLock::acquire(&Self::meta(root).join("lock"))?;
+        Self::open_with(root, Some(lock))
+    }
+
+    /// Opens the workspace to read it: with its lock when it is free, else (another command
+    /// is running) read-only beside that command, seeing the state as of now. For commands
+    /// that only read the store (log, conflicts, show).
+    ///
+    /// # Errors
+    /// As [`Workspace::open`], but never [`SyncError::Locked`].
+    pub fn open_for_reading(root: &Path) -> Result<Workspace> {
+        match Self::open(root) {
+            Err(SyncError::Locked { .. }) => Self::open_with(root, None),
+            other => other,
+        }
+    }
+
+    fn open_with(root: &Path, lock: Option<WorkspaceLock>) -> Result<Workspace> {
         let meta = Self::meta(root);
-        let lock = WorkspaceLock::acquire(&meta.join("lock"))?;
         let config = Config::load(&meta.join("config.json"))?;
-        let store = Store::open(&meta.join("store"))?;
+        let store = if lock.is_some() {
+            Store::open(&meta.join("store"))?
+        } else {
+            Store::open_read_only(&meta.join("store"))?
+        };
         let state = store.table(keys::CF_STATE);
         let damaged = |what: &str| SyncError::Config {
             path: meta.join("store"),
@@ -189,7 +211,7 @@ impl Workspace {
             store,
             identity,
             workspace_id,
-            _lock: lock,
+            _lock: Some(lock),
         })
     }
 

@@ -65,6 +65,24 @@ impl Db {
         })
     }
 
+    /// Opens the database at `path` for reading only, beside a process that has it open for
+    /// writing (it sees the state as of this call).
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] when RocksDB cannot open it.
+    pub fn open_read_only(path: &Path) -> Result<Db> {
+        let opts = Options::default();
+        let cfs = keys::ALL_CFS
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
+        let db = DB::open_cf_descriptors_read_only(&opts, path, cfs, false)
+            .map_err(|e| db_error(path, e))?;
+        Ok(Db {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
     /// The database directory.
     pub fn path(&self) -> &Path {
         &self.path

@@ -77,7 +77,18 @@ impl Store {
     /// # Errors
     /// [`ObjectError::Db`] if it cannot be opened, [`ObjectError::Format`] for another version.
     pub fn open(path: &Path) -> Result<Store> {
-        let db = Db::open(path, false)?;
+        Self::with_db(Db::open(path, false)?, path)
+    }
+
+    /// Opens an existing store for reading only (beside a process writing to it).
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        Self::with_db(Db::open_read_only(path)?, path)
+    }
+
+    fn with_db(db: Db, path: &Path) -> Result<Store> {
         let meta = db.table(keys::CF_META);
         let found = meta
             .get(keys::META_FORMAT)?

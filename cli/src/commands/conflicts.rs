@@ -1,7 +1,7 @@
 use cachesync_engine::conflict::{self, ConflictState};
 
 use crate::app::CmdResult;
-use crate::output::{open_workspace, print_json, print_out, time, OrFail};
+use crate::output::{open_workspace_for_reading, print_json, print_out, time, OrFail};
 
 /// List conflicts: path, kind, since when, which variants exist.
 #[derive(clap::Args)]
@@ -15,7 +15,7 @@ pub struct ConflictsArgs {
 }
 
 pub fn cmd_conflicts(args: ConflictsArgs) -> CmdResult {
-    let ws = open_workspace(args.json)?;
+    let ws = open_workspace_for_reading(args.json)?;
     let mut records = conflict::all(&ws.store).or_fail(args.json)?;
     if !args.all {
         records.retain(|r| r.state == ConflictState::Open);

@@ -1,7 +1,7 @@
 use cachesync_engine::journal;
 
 use crate::app::CmdResult;
-use crate::output::{open_workspace, print_json, print_out, time, OrFail};
+use crate::output::{open_workspace_for_reading, print_json, print_out, time, OrFail};
 
 /// Show the journal: every operation, what it did and how it ended.
 #[derive(clap::Args)]
@@ -12,7 +12,7 @@ pub struct LogArgs {
 }
 
 pub fn cmd_log(args: LogArgs) -> CmdResult {
-    let ws = open_workspace(args.json)?;
+    let ws = open_workspace_for_reading(args.json)?;
     let ops = journal::all(&ws.store).or_fail(args.json)?;
     if args.json {
         print_json(&ops);

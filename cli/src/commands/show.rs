@@ -5,7 +5,7 @@ use cachesync_engine::{ErrorCode, SyncError};
 use cachesync_objects::EntryKind;
 
 use crate::app::CmdResult;
-use crate::output::{exit, note, open_workspace, write_out, OrFail};
+use crate::output::{exit, note, open_workspace_for_reading, write_out, OrFail};
 
 /// A variant's name on the command line.
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -44,7 +44,7 @@ pub struct ShowArgs {
 }
 
 pub fn cmd_show(args: ShowArgs) -> CmdResult {
-    let ws = open_workspace(false)?;
+    let ws = open_workspace_for_reading(false)?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| ws.root.clone());
     let rel = ws.rel_path(&cwd, &args.path).or_fail(false)?;
     let shown = cachesync_engine::paths::display(&rel);
