@@ -206,6 +206,9 @@ impl Workspace {
     }
 }
 
+/// A file prefetch considers: priority, path, size, whether it is here.
+type Candidate = (i32, Vec<u8>, u64, bool);
+
 /// What `prefetch` did.
 #[derive(Debug, Default, Serialize)]
 pub struct PrefetchReport {
@@ -256,7 +259,7 @@ impl Workspace {
         let by_hand = crate::presence::load_by_hand(&self.store)?;
         // Every file that could be here, most wanted first: what is here already, and the
         // remote-only files of the working set (priority above 0).
-        let mut all: Vec<(i32, Vec<u8>, u64, bool)> = base
+        let all: Vec<(i32, Vec<u8>, u64, bool)> = base
             .iter()
             .filter(|(_, e)| e.kind == EntryKind::File)
             .filter_map(|(p, e)| {
@@ -267,7 +270,19 @@ impl Workspace {
                 (here || wanted).then(|| (prio, p.clone(), e.size, here))
             })
             .collect();
-        all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        // Most wanted first; among equals, what is here (most recently used first) before
+        // what would have to be fetched.
+        let atime = |p: &[u8]| {
+            std::fs::symlink_metadata(crate::paths::under(&self.root, p))
+                .map(|m| m.atime() * 1_000_000_000 + m.atime_nsec())
+                .unwrap_or(0)
+        };
+        let mut keyed: Vec<((i32, bool, i64), Candidate)> = all
+            .into_iter()
+            .map(|x| ((x.0, x.3, if x.3 { atime(&x.1) } else { 0 }), x))
+            .collect();
+        keyed.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1 .1.cmp(&b.1 .1)));
+        let all: Vec<Candidate> = keyed.into_iter().map(|(_, x)| x).collect();
         // What fits: each file costs its workspace copy and its stored content.
         let here_bytes: u64 = all.iter().filter(|x| x.3).map(|x| 2 * x.2).sum();
         let overhead = used.saturating_sub(here_bytes);
@@ -297,19 +312,24 @@ impl Workspace {
                 .extend(dropped.done.iter().map(|p| crate::paths::display(p)));
             self.gc()?;
         }
+        let mut fetch = Vec::new();
         for (_, p, _, here) in &all {
             if *here {
                 continue;
             }
-            if !keep.contains(p) {
+            if keep.contains(p) {
+                fetch.push(p.clone());
+            } else {
                 report.left_for_budget += 1;
-                continue;
             }
-            let got = self.get(std::slice::from_ref(p))?;
+        }
+        // One get for all of them (it rewrites the snapshots once, not once per file).
+        if !fetch.is_empty() {
+            let got = self.get(&fetch)?;
             report.bytes_read += got.bytes_read;
-            if !got.done.is_empty() {
-                report.fetched.push(crate::paths::display(p));
-            }
+            report
+                .fetched
+                .extend(got.done.iter().map(|p| crate::paths::display(p)));
         }
         Ok(report)
     }

@@ -146,6 +146,22 @@ fn selected(paths: &[Vec<u8>], p: &[u8]) -> bool {
     paths.is_empty() || paths.iter().any(|s| crate::paths::is_within(p, s))
 }
 
+/// [`selected`] for many paths: `p` or one of its directories is in `set` (time in the depth
+/// of `p`, not in the number of paths).
+fn selected_in(set: &HashSet<Vec<u8>>, p: &[u8]) -> bool {
+    if set.is_empty() || set.contains(p) || set.contains(&Vec::new()) {
+        return true;
+    }
+    let mut cur = p;
+    while let Some(i) = cur.iter().rposition(|&b| b == b'/') {
+        cur = &cur[..i];
+        if set.contains(cur) {
+            return true;
+        }
+    }
+    false
+}
+
 impl crate::workspace::Workspace {
     /// Materializes remote-only files under `paths` (all when empty): from the store when
     /// their content is there, else from the remote.
@@ -160,9 +176,10 @@ impl crate::workspace::Workspace {
         let mut batch = Batch::new();
         let mut base_changed = false;
         let mut remote: Option<crate::timed::TimedRemote> = None;
+        let wanted: HashSet<Vec<u8>> = paths.iter().cloned().collect();
         let mut targets: Vec<Vec<u8>> = load(&self.store)?
             .into_iter()
-            .filter(|p| selected(paths, p))
+            .filter(|p| selected_in(&wanted, p))
             .collect();
         targets.sort();
         for p in targets {
