@@ -21,6 +21,7 @@ pub mod identity;
 pub mod ignore_rules;
 pub mod index;
 pub mod journal;
+pub mod localfs;
 pub mod lock;
 pub mod merge;
 pub mod mode;

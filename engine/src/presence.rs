@@ -93,8 +93,13 @@ impl crate::workspace::Workspace {
         let mut local = crate::scan::scan_local(&self.root, &rules, &self.store, &idx)?;
         // Flags are judged against the stored base, not the ignore-filtered one: a path
         // ignored for a while keeps its flag.
-        let stored = self.store.read_ref_flat(keys::REF_BASE)?;
+        // Read only when a flagged path is missing from `base` (rare).
+        let mut stored: Option<crate::scan::Flat> = None;
         for p in load(&self.store)? {
+            if !base.contains_key(&p) && stored.is_none() {
+                stored = Some(self.store.read_ref_flat(keys::REF_BASE)?);
+            }
+            let in_stored = stored.as_ref().is_some_and(|s| s.contains_key(&p));
             let here = local.tree.get(&p).cloned();
             match (base.get(&p), here) {
                 (Some(b), None)
@@ -105,7 +110,7 @@ impl crate::workspace::Workspace {
                     local.remote_only.insert(p);
                 }
                 // Ignored now: nothing to do, the flag stays.
-                (None, _) if stored.contains_key(&p) => {}
+                (None, _) if in_stored => {}
                 // Gone from the base: the flag is stale.
                 (None, _) | (Some(_), None) => local.materialized.push(p),
                 (Some(b), Some(l)) => {
@@ -383,20 +388,7 @@ impl crate::workspace::Workspace {
         for p in &report.done {
             // Moved aside first, then checked: an edit made since the scan is never removed.
             let abs = crate::paths::under(&self.root, p);
-            let (parent, name) = crate::paths::split_parent(p);
-            let aside = crate::paths::under(
-                &self.root,
-                &crate::paths::join(
-                    parent,
-                    format!(
-                        "{}{}.drop.{}",
-                        crate::ignore_rules::TMP_PREFIX,
-                        self.workspace_id,
-                        crate::paths::hex(&blake3::hash(name).as_bytes()[..4])
-                    )
-                    .as_bytes(),
-                ),
-            );
+            let aside = self.temp_beside(p, "drop");
             std::fs::rename(&abs, &aside).map_err(|e| SyncError::io(&abs, e))?;
             let md = std::fs::symlink_metadata(&aside).map_err(|e| SyncError::io(&aside, e))?;
             let scanned = local.tree.get(p);
@@ -449,48 +441,16 @@ impl crate::workspace::Workspace {
         mode: u32,
         mtime_ns: i64,
     ) -> Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        let abs = crate::paths::under(&self.root, path);
-        let io = |e: std::io::Error| crate::error::SyncError::io(&abs, e);
-        let (parent, name) = crate::paths::split_parent(path);
-        let tmp_name = format!(
-            "{}{}.get.{}",
-            crate::ignore_rules::TMP_PREFIX,
-            self.workspace_id,
-            crate::paths::hex(&blake3::hash(name).as_bytes()[..4])
-        );
-        let tmp = crate::paths::under(&self.root, &crate::paths::join(parent, tmp_name.as_bytes()));
-        if let Some(dir) = abs.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        if let Err(e) = self.store.read_file(id, &mut f) {
-            drop(f);
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e.into());
-        }
-        f.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(io)?;
-        f.set_times(
-            std::fs::FileTimes::new().set_modified(crate::fs_remote::system_time(mtime_ns)),
-        )
-        .map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        // Never over a file that appeared meanwhile.
-        match rustix::fs::renameat_with(
-            rustix::fs::CWD,
+        let tmp = self.temp_beside(path, "get");
+        crate::localfs::write_temp(
             &tmp,
-            rustix::fs::CWD,
-            &abs,
-            rustix::fs::RenameFlags::NOREPLACE,
-        ) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(io(e.into()))
-            }
-        }
+            |f| Ok(self.store.read_file(id, f).map(drop)?),
+            mode,
+            Some(mtime_ns),
+            true,
+        )?;
+        // Never over a file that appeared meanwhile.
+        crate::localfs::rename_into_place(&tmp, &crate::paths::under(&self.root, path), true)
     }
 }
 

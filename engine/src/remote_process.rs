@@ -67,10 +67,6 @@ const TICK: u8 = 2;
 /// At most one tick per this long during a listing (each tick is a message).
 const TICK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
-fn kind_code(k: EntryKind) -> u8 {
-    k.code()
-}
-
 fn kind_from(c: u8) -> io::Result<EntryKind> {
     EntryKind::from_code(c).ok_or_else(|| protocol("unknown kind"))
 }
@@ -88,7 +84,7 @@ fn decode_err(e: cachesync_objects::ObjectError) -> io::Error {
 
 fn put_entry(e: &mut Encoder, r: &RemoteEntry) {
     e.bytes(&r.name);
-    e.u8(kind_code(r.kind));
+    e.u8(r.kind.code());
     e.u32(r.mode);
     e.u32(r.uid);
     e.u32(r.gid);
@@ -688,7 +684,7 @@ impl Remote for ProcessRemote {
     fn mknod(&self, path: &[u8], kind: EntryKind, mode: u32, rdev: u64) -> io::Result<()> {
         let mut e = req(op::MKNOD);
         e.bytes(path);
-        e.u8(kind_code(kind));
+        e.u8(kind.code());
         e.u32(mode);
         e.u64(rdev);
         self.call(e).map(drop)

@@ -447,35 +447,30 @@ impl Workspace {
     /// Writes a file or symlink into the workspace atomically (temporary name, rename).
     fn write_local(&self, path: &[u8], v: &VariantContent) -> Result<()> {
         let abs = under(&self.root, path);
-        let (parent, name) = crate::paths::split_parent(path);
-        let tmp_name = format!(
-            "{}{}.resolve.{}",
-            crate::ignore_rules::TMP_PREFIX,
-            self.workspace_id,
-            crate::paths::hex(&blake3::hash(name).as_bytes()[..4])
-        );
-        let tmp_rel = crate::paths::join(parent, tmp_name.as_bytes());
-        let tmp = under(&self.root, &tmp_rel);
-        let io = |e: std::io::Error| SyncError::io(&abs, e);
-        if let Some(dir) = abs.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let _ = std::fs::remove_file(&tmp);
+        let tmp = self.temp_beside(path, "resolve");
         match v.kind {
-            EntryKind::Symlink => std::os::unix::fs::symlink(
-                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&v.bytes),
-                &tmp,
-            )
-            .map_err(io)?,
-            _ => {
-                std::fs::write(&tmp, &v.bytes).map_err(io)?;
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(v.mode))
-                    .map_err(io)?;
+            EntryKind::Symlink => {
+                let _ = std::fs::remove_file(&tmp);
+                std::os::unix::fs::symlink(
+                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&v.bytes),
+                    &tmp,
+                )
+                .map_err(|e| SyncError::io(&tmp, e))?
             }
+            _ => crate::localfs::write_temp(
+                &tmp,
+                |f| {
+                    use std::io::Write;
+                    f.write_all(&v.bytes).map_err(|e| SyncError::io(&tmp, e))
+                },
+                v.mode,
+                None,
+                false,
+            )?,
         }
         if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
-            std::fs::remove_dir(&abs).map_err(io)?;
+            std::fs::remove_dir(&abs).map_err(|e| SyncError::io(&abs, e))?;
         }
-        std::fs::rename(&tmp, &abs).map_err(io)
+        crate::localfs::rename_into_place(&tmp, &abs, false)
     }
 }

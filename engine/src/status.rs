@@ -540,12 +540,15 @@ impl Workspace {
         } else {
             readiness.present as f64 / readiness.working_set_files as f64
         };
-        readiness.cull_next = self
-            .cull_candidates(&base, &local)?
-            .into_iter()
-            .take(5)
-            .map(|(p, _)| display(&p))
-            .collect();
+        // What culling would take: only with a budget (it costs an lstat per file).
+        if budget.is_some() {
+            readiness.cull_next = self
+                .cull_candidates(&base, &local)?
+                .into_iter()
+                .take(5)
+                .map(|(p, _)| display(&p))
+                .collect();
+        }
         Ok(StatusReport {
             cache,
             readiness,

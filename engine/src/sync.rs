@@ -9,7 +9,7 @@ use cachesync_objects::{keys, Batch, Entry, EntryKind, Snapshot, Store};
 
 use crate::conflict::{self, ConflictRecord, ConflictState};
 use crate::error::{Result, SyncError};
-use crate::fs_remote::{entry_from_metadata, system_time};
+use crate::fs_remote::entry_from_metadata;
 use crate::ignore_rules::TMP_PREFIX;
 use crate::index::{self, IndexEntry};
 use crate::journal::{self, OpRecord, OpState, TempRecord};
@@ -989,23 +989,17 @@ impl Applier<'_> {
                 let t = target.expect("writes have a target");
                 let tmp_rel = self.ws.temp_name(self.op, i, &step.path);
                 let tmp = under(root, &tmp_rel);
-                let _ = fs::remove_file(&tmp);
                 if t.kind == EntryKind::File {
-                    let mut f = fs::File::create(&tmp).map_err(io)?;
-                    let written = self
-                        .ws
-                        .store
-                        .read_file(t.file.expect("file entries have content"), &mut f);
-                    if let Err(e) = written {
-                        drop(f);
-                        let _ = fs::remove_file(&tmp);
-                        return Err(StepError::Fatal(e.into()));
-                    }
-                    f.set_permissions(fs::Permissions::from_mode(t.mode))
-                        .map_err(io)?;
-                    f.set_times(fs::FileTimes::new().set_modified(system_time(t.mtime_ns)))
-                        .map_err(io)?;
+                    let id = t.file.expect("file entries have content");
+                    crate::localfs::write_temp(
+                        &tmp,
+                        |f| Ok(self.ws.store.read_file(id, f).map(drop)?),
+                        t.mode,
+                        Some(t.mtime_ns),
+                        false,
+                    )?;
                 } else {
+                    let _ = fs::remove_file(&tmp);
                     use std::os::unix::ffi::OsStrExt;
                     std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&t.target), &tmp)
                         .map_err(io)?;
