@@ -39,8 +39,7 @@ fn a_dropped_file_is_not_pushed_as_a_deletion() {
     assert_eq!(state_of(&env, "a.txt").as_deref(), Some("remote-only"));
     let st = env.json(0, &["status", "--json"]);
     assert_eq!(st["local_changes"], serde_json::json!([]), "{st}");
-    let s = env.json(0, &["sync", "--json"]);
-    assert_eq!(s["steps"], serde_json::json!([]), "{s}");
+    env.assert_noop_sync();
     assert_eq!(read(env.r("a.txt")), "alpha\n", "still on the server");
     assert_eq!(read(env.r("docs/b.txt")), "bravo\n");
     env.ok(&["check"]);
@@ -78,8 +77,7 @@ fn a_remote_only_file_follows_the_server_without_its_content() {
         "alpha, much longer on the server now\n"
     );
     assert_eq!(state_of(&env, "a.txt").as_deref(), Some("synced"));
-    let s = env.json(0, &["sync", "--json"]);
-    assert_eq!(s["steps"], serde_json::json!([]), "{s}");
+    env.assert_noop_sync();
     env.ok(&["fsck"]);
 }
 
@@ -126,8 +124,7 @@ fn a_remote_only_file_deleted_on_the_server_or_recreated_here() {
     env.ok(&["sync"]);
     assert_eq!(read(env.r("d.txt")), "delta, rewritten here\n");
     assert_eq!(state_of(&env, "d.txt").as_deref(), Some("synced"));
-    let s = env.json(0, &["sync", "--json"]);
-    assert_eq!(s["steps"], serde_json::json!([]), "{s}");
+    env.assert_noop_sync();
 }
 
 fn set_config(env: &Env, f: impl FnOnce(&mut serde_json::Value)) {
@@ -181,8 +178,7 @@ fn clone_pin_and_never_cache_directories() {
     assert_eq!(read(env.w("keep/b.txt")), "b\n");
     env.ok(&["get", "scratch/new.bin"]);
     assert_eq!(read(env.w("scratch/new.bin")), "a big scratch file\n");
-    let s = env.json(0, &["sync", "--json"]);
-    assert_eq!(s["steps"], serde_json::json!([]), "{s}");
+    env.assert_noop_sync();
 }
 
 #[test]
@@ -369,8 +365,7 @@ fn a_drop_killed_half_way_loses_nothing() {
         Some(9),
         "{out:?}"
     );
-    let s = env.json(0, &["sync", "--json"]);
-    assert_eq!(s["steps"], serde_json::json!([]), "{s}");
+    env.assert_noop_sync();
     assert_eq!(read(env.r("a.txt")), "alpha\n");
     assert_eq!(read(env.w("a.txt")), "alpha\n");
     assert_eq!(state_of(&env, "a.txt").as_deref(), Some("synced"));
@@ -401,8 +396,7 @@ fn a_file_written_over_a_version_never_held_is_a_conflict() {
     env.ok(&["resolve", "a.txt", "--take", "client"]);
     env.ok(&["sync"]);
     assert_eq!(read(env.r("a.txt")), "my new notes\n");
-    let s = env.json(0, &["sync", "--json"]);
-    assert_eq!(s["steps"], serde_json::json!([]), "{s}");
+    env.assert_noop_sync();
 }
 
 /// A remote-only path ignored for a while is not deleted from the server afterwards.

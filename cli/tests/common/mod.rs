@@ -169,6 +169,12 @@ impl Env {
         self.run_in(self.root(), args)
     }
 
+    /// Runs `sync --json` and asserts it planned no step: both sides were settled.
+    pub fn assert_noop_sync(&self) {
+        let again = self.json(0, &["sync", "--json"]);
+        assert_eq!(steps(&again).len(), 0, "{again}");
+    }
+
     /// The remote path of `rel`.
     pub fn r(&self, rel: impl AsRef<Path>) -> PathBuf {
         self.remote.join(rel)
