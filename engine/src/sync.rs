@@ -77,6 +77,7 @@ pub(crate) struct Trees {
     pub base: Flat,
     pub local: LocalScan,
     pub remote: RemoteScan,
+    /// The remote snapshot as saved after the scan (what the commit compares with).
     pub previous_remote: Flat,
 }
 
@@ -179,7 +180,9 @@ impl Workspace {
         if let Some(root) = remote.stat(b"")? {
             self.save_remote_root_perm(&root)?;
         }
-        // The last observed remote state: a later scan reads only what changed since.
+        // The last observed remote state: a later scan reads only what changed since. Once
+        // saved, it is what the commit compares with (so it is not written twice).
+        let mut previous_remote = previous_remote;
         if remote_scan.tree != previous_remote {
             let root = self.store.write_flat(&remote_scan.tree)?;
             let snap = Snapshot {
@@ -192,6 +195,7 @@ impl Workspace {
             let mut batch = Batch::new();
             Store::set_ref_in(&mut batch, keys::REF_REMOTE, id);
             self.store.commit(batch)?;
+            previous_remote = remote_scan.tree.clone();
         }
         Ok(Trees {
             base,
