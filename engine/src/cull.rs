@@ -113,9 +113,7 @@ impl Workspace {
             report.note = Some("no cache budget is set (clone --budget, or budget_bytes)".into());
             return Ok(report);
         };
-        let rules = self.rules()?;
-        let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
-        base.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
+        let base = self.synced_base()?;
         let local = self.scan_workspace(&base)?;
         let used = self.cache_use(&local.tree, &local.remote_only);
         report.used_before = used;
@@ -191,9 +189,7 @@ impl Workspace {
                 // Content only remote-only files named (refused, or never cached) goes
                 // first; files are culled only if that was not enough.
                 self.gc()?;
-                let rules = self.rules()?;
-                let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
-                base.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
+                let base = self.synced_base()?;
                 let local = self.scan_workspace(&base)?;
                 if self.cache_use(&local.tree, &local.remote_only) * 100 > b * CULL_START_PERCENT {
                     self.cull(false).map(Some)
@@ -250,9 +246,7 @@ impl Workspace {
             culled: pulled.culled,
             ..PrefetchReport::default()
         };
-        let rules = self.rules()?;
-        let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
-        base.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
+        let base = self.synced_base()?;
         let wset = self.working_set();
         let local = self.scan_workspace(&base)?;
         let used = self.cache_use(&local.tree, &local.remote_only);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use cachesync_objects::{keys, Entry, EntryKind};
+use cachesync_objects::{Entry, EntryKind};
 use serde::Serialize;
 
 use crate::error::Result;
@@ -114,9 +114,7 @@ impl Workspace {
     }
 
     fn local_and_base(&self) -> Result<(Flat, crate::scan::LocalScan)> {
-        let rules = self.rules()?;
-        let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
-        base.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
+        let base = self.synced_base()?;
         let local = self.scan_workspace(&base)?;
         Ok((base, local))
     }

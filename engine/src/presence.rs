@@ -328,11 +328,7 @@ impl crate::workspace::Workspace {
     /// As [`Workspace::drop_paths`].
     pub fn drop_as(&self, paths: &[Vec<u8>], by_hand: bool) -> Result<PresenceReport> {
         use crate::error::SyncError;
-        let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
-        let rules = self.rules()?;
-        base.retain(|p, e| {
-            !rules.is_ignored_with_parents(p, e.kind == cachesync_objects::EntryKind::Dir)
-        });
+        let base = self.synced_base()?;
         let local = self.scan_workspace(&base)?;
         let conflicted: HashSet<Vec<u8>> = crate::conflict::open(&self.store)?
             .iter()

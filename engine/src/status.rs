@@ -434,11 +434,7 @@ impl Workspace {
                 | SyncError::RemoteIdentity { .. }
                 | SyncError::Offline),
             ) => {
-                let rules = self.rules()?;
-                let mut base = self
-                    .store
-                    .read_ref_flat(cachesync_objects::keys::REF_BASE)?;
-                base.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
+                let base = self.synced_base()?;
                 let local = self.scan_workspace(&base)?;
                 (base, local, None, Some(e.to_string()))
             }

@@ -150,9 +150,7 @@ impl Workspace {
     /// Scans both sides. The remote scan stores the content of changed remote files.
     pub(crate) fn scan_all(&self, remote: &TimedRemote, progress: &dyn Progress) -> Result<Trees> {
         let rules = self.rules()?;
-        let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
-        // A path the rules now ignore leaves the synced set; neither side is touched.
-        base.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
+        let base = self.synced_base()?;
         let previous_remote = self.store.read_ref_flat(keys::REF_REMOTE)?;
         progress.start("scanning workspace", 0);
         let local = self.scan_workspace(&base)?;

@@ -239,6 +239,20 @@ impl Workspace {
             .save(&Self::meta(&self.root).join("config.json"))
     }
 
+    /// The base snapshot as a flat tree, without the paths the ignore rules leave out now (a
+    /// path the rules ignore leaves the synced set; neither side is touched).
+    ///
+    /// # Errors
+    /// Store and ignore-file errors.
+    pub fn synced_base(&self) -> Result<crate::scan::Flat> {
+        let rules = self.rules()?;
+        let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
+        base.retain(|p, e| {
+            !rules.is_ignored_with_parents(p, e.kind == cachesync_objects::EntryKind::Dir)
+        });
+        Ok(base)
+    }
+
     /// The ignore rules.
     ///
     /// # Errors
