@@ -40,6 +40,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+mod delay;
+pub use delay::DelayProxy;
+
 /// How often [`wait_until`] and the fixture's own waits poll.
 const POLL: Duration = Duration::from_millis(20);
 /// Bound on starting sshd (port listening) and on the mount appearing.
@@ -172,6 +175,7 @@ pub struct SshfsOptions {
     resilient: bool,
     dir_cache: bool,
     netns: bool,
+    delay: Duration,
 }
 
 impl Default for SshfsOptions {
@@ -180,6 +184,7 @@ impl Default for SshfsOptions {
             resilient: true,
             dir_cache: false,
             netns: false,
+            delay: Duration::ZERO,
         }
     }
 }
@@ -209,6 +214,14 @@ impl SshfsOptions {
     /// [`SshfsRemote::cut_link`] can take the network away. Default `false`: loopback.
     pub fn netns(mut self, netns: bool) -> Self {
         self.netns = netns;
+        self
+    }
+
+    /// With a non-zero `one_way`, sshfs reaches sshd through a [`DelayProxy`] that holds each
+    /// direction's bytes that long, so every round trip grows by twice `one_way` (a distant
+    /// server, without netem). Loopback only. Default zero: no proxy.
+    pub fn delay(mut self, one_way: Duration) -> Self {
+        self.delay = one_way;
         self
     }
 
@@ -435,6 +448,10 @@ pub struct SshfsRemote {
     frozen: Vec<u32>,
     /// The namespaces and veth pair of the namespace mode.
     netns: Option<Netns>,
+    /// The delaying proxy between sshfs and sshd, with [`SshfsOptions::delay`].
+    proxy: Option<DelayProxy>,
+    /// The key sshfs logs in with.
+    client_key: PathBuf,
     /// True while [`Self::cut_link`] holds the link down.
     link_cut: bool,
 }
@@ -492,6 +509,10 @@ impl SshfsRemote {
             root.display()
         );
         let netns = options.netns;
+        assert!(
+            !(netns && !options.delay.is_zero()),
+            "SshfsOptions: a delay is for loopback only, not with netns"
+        );
         let mut remote = SshfsRemote {
             dir: Some(dir),
             options,
@@ -507,13 +528,15 @@ impl SshfsRemote {
             fuse_dev: None,
             frozen: Vec::new(),
             netns: None,
+            proxy: None,
+            client_key: root.join("client_ed25519"),
             link_cut: false,
         };
         // From here on, a panic drops `remote`, which cleans up whatever was started.
         fs::create_dir(&remote.served).expect("create served/");
         fs::create_dir(&remote.mnt).expect("create mnt/");
         let host_key = root.join("host_ed25519");
-        let client_key = root.join("client_ed25519");
+        let client_key = remote.client_key.clone();
         ssh_keygen(&host_key);
         ssh_keygen(&client_key);
         let authorized_keys = root.join("authorized_keys");
@@ -564,8 +587,29 @@ impl SshfsRemote {
             last_error.is_empty(),
             "could not start sshd in {PORT_ATTEMPTS} attempts: {last_error}"
         );
-        remote.mount(&client_key);
+        if !remote.options.delay.is_zero() {
+            let upstream = SocketAddr::from((remote.server_ip, remote.port));
+            remote.proxy = Some(
+                DelayProxy::start(upstream, remote.options.delay)
+                    .expect("start the delaying proxy"),
+            );
+        }
+        remote.mount();
         remote
+    }
+
+    /// Unmounts and mounts again, with a new sshfs process: nothing cached, inodes numbered
+    /// anew (as after a reboot or a remount by the user). Panics if the mount is in use or
+    /// does not come back within 10 s.
+    pub fn remount(&mut self) {
+        let unmounted = self.unmount();
+        assert!(
+            unmounted == Unmounted::Cleanly,
+            "remount: {} was in use ({unmounted:?})",
+            self.mnt.display()
+        );
+        self.stop_sshfs(unmounted);
+        self.mount();
     }
 
     /// The directory sshd serves: the server's side of the share.
@@ -881,16 +925,19 @@ impl SshfsRemote {
 
     /// Mounts `served/` on `mnt/` with sshfs in the foreground (in the client's namespace in
     /// the namespace mode), waits for the mount and records its device number.
-    fn mount(&mut self, client_key: &Path) {
+    fn mount(&mut self) {
         let log = File::create(&self.sshfs_log).expect("create sshfs.log");
+        let (ip, port) = match &self.proxy {
+            Some(proxy) => (Ipv4Addr::LOCALHOST, proxy.addr().port()),
+            None => (self.server_ip, self.port),
+        };
         let options = format!(
             "port={port},IdentityFile={key},IdentitiesOnly=yes,StrictHostKeyChecking=no,\
              UserKnownHostsFile=/dev/null,LogLevel=ERROR,BatchMode=yes{rest}",
-            port = self.port,
-            key = client_key.display(),
+            key = self.client_key.display(),
             rest = self.options.mount_options(),
         );
-        let mut source = OsString::from(format!("root@{}:", self.server_ip));
+        let mut source = OsString::from(format!("root@{ip}:"));
         source.push(&self.served);
         // `nsenter --net` only: `ip netns exec` would mount in a mount namespace of its own,
         // invisible to us.
@@ -1078,6 +1125,7 @@ impl Drop for SshfsRemote {
         }
         let unmounted = self.unmount();
         self.stop_sshfs(unmounted);
+        self.proxy = None;
         if let Err(e) = self.stop_server() {
             eprintln!("SshfsRemote: {e}");
         }

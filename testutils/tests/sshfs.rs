@@ -161,3 +161,37 @@ fn drop_with_a_file_still_open_cleans_up() {
     assert!(!root.exists(), "{} is removed", root.display());
     drop(open);
 }
+
+#[test]
+fn delayed_mount_adds_the_round_trip_and_remounts_cold() {
+    let one_way = Duration::from_millis(15);
+    let mut remote = SshfsRemote::builder()
+        .dir_cache(true)
+        .delay(one_way)
+        .start();
+    fs::write(remote.served().join("far.txt"), b"from afar").expect("write on the server");
+
+    // Every uncached call through the mount crosses the proxy both ways: at least 30 ms.
+    let started = Instant::now();
+    assert!(reads_as(&remote.mnt().join("far.txt"), b"from afar"));
+    assert!(
+        started.elapsed() >= 2 * one_way,
+        "a cold read took {:?}, less than one delayed round trip",
+        started.elapsed()
+    );
+
+    // Written through the mount, it reaches the server through the proxy.
+    fs::write(remote.mnt().join("near.txt"), b"from here").expect("write through the mount");
+    assert!(reads_as(&remote.served().join("near.txt"), b"from here"));
+
+    // A change made on the server hides behind sshfs's cache; a remount shows it.
+    let before = fs::metadata(remote.mnt().join("far.txt")).expect("stat through the mount");
+    assert_eq!(before.len(), 9);
+    fs::write(remote.served().join("far.txt"), b"changed on the server").expect("rewrite");
+    remote.remount();
+    assert!(is_mount_point(remote.mnt()));
+    assert!(reads_as(
+        &remote.mnt().join("far.txt"),
+        b"changed on the server"
+    ));
+}
