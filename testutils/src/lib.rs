@@ -510,7 +510,7 @@ impl SshfsRemote {
         );
         let netns = options.netns;
         assert!(
-            !(netns && !options.delay.is_zero()),
+            !netns || options.delay.is_zero(),
             "SshfsOptions: a delay is for loopback only, not with netns"
         );
         let mut remote = SshfsRemote {
