@@ -690,3 +690,47 @@ fn pushing_a_new_file_by_path_creates_its_new_parent_directories() {
     assert_eq!(read(env.r("reports/2024/q1.txt")), "first quarter\n");
     env.assert_in_sync();
 }
+
+#[test]
+fn a_one_byte_edit_rehashes_the_file_but_stores_only_the_chunks_it_touched() {
+    // 1 MB of incompressible bytes: about 16 chunks of 64 KiB on average.
+    let mut seed = 7u64;
+    let body: Vec<u8> = (0..1_000_000)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 24) as u8
+        })
+        .collect();
+    let env = Env::with_remote(&[]);
+    fs::write(env.r("big.bin"), &body).expect("write the remote file");
+    env.clone_ws();
+
+    let mut edited = body.clone();
+    edited[500_000] ^= 0xff;
+    fs::write(env.w("big.bin"), &edited).expect("edit");
+    // Dated well in the past, so that the index entry written by this sync is not racy (a
+    // file modified in the second of its scan is read again by the next scan, as in git).
+    fs::File::options()
+        .write(true)
+        .open(env.w("big.bin"))
+        .and_then(|f| {
+            f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(600))
+        })
+        .expect("date the edit");
+    let out = env.json(0, &["sync", "--json"]);
+    assert_eq!(out["bytes_ingested"], 1_000_000, "{out}");
+    assert_eq!(out["bytes_written"], 1_000_000, "{out}");
+    let stored = out["bytes_stored"].as_u64().expect("bytes_stored");
+    // One chunk changed (two if the edit moved a boundary); each is at most 256 KiB.
+    assert!(
+        stored > 0 && stored <= 2 * 256 * 1024,
+        "stored {stored} bytes: {out}"
+    );
+    assert_eq!(fs::read(env.r("big.bin")).expect("read the remote"), edited);
+
+    let again = env.json(0, &["sync", "--json"]);
+    assert_eq!(again["bytes_ingested"], 0, "{again}");
+    assert_eq!(again["bytes_stored"], 0, "{again}");
+}

@@ -61,6 +61,10 @@ pub struct SyncReport {
     pub bytes_up: u64,
     /// Bytes read from the remote.
     pub bytes_down: u64,
+    /// Bytes read, chunked and hashed (local files and remote ones).
+    pub bytes_ingested: u64,
+    /// Bytes of new chunks written to the store (before compression).
+    pub bytes_stored: u64,
     /// Interrupted operations this run abandoned.
     pub recovered: Vec<u64>,
     /// The cache budget refused content: bytes needed, the budget, files not brought in
@@ -211,8 +215,12 @@ impl Workspace {
     /// here: they are in the report.
     pub fn sync(&mut self, opts: &SyncOptions, progress: &dyn Progress) -> Result<SyncReport> {
         self.require_remote()?;
+        let before = self.store.ingested();
         let result = self.sync_inner(opts, progress);
         let mut report = self.track(result)?;
+        let after = self.store.ingested();
+        report.bytes_ingested = after.0 - before.0;
+        report.bytes_stored = after.1 - before.1;
         if !opts.dry_run {
             if let Some(used) = report.cache_used {
                 if let Some(c) = self.cull_if_needed(used)? {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::chunker::ChunkerParams;
 use crate::db::{Batch, Db, Table};
@@ -47,6 +48,8 @@ pub struct GcReport {
 pub struct Store {
     db: Db,
     chunker: ChunkerParams,
+    /// Bytes ingested and bytes of new chunks stored since the store was opened.
+    ingested: (AtomicU64, AtomicU64),
 }
 
 impl Store {
@@ -69,7 +72,11 @@ impl Store {
         }
         batch.put(keys::CF_META, keys::META_CHUNKER, &params);
         db.write(batch, true)?;
-        Ok(Store { db, chunker })
+        Ok(Store {
+            db,
+            chunker,
+            ingested: Default::default(),
+        })
     }
 
     /// Opens an existing store, refusing another format version.
@@ -119,7 +126,11 @@ impl Store {
                 })
             }
         };
-        Ok(Store { db, chunker })
+        Ok(Store {
+            db,
+            chunker,
+            ingested: Default::default(),
+        })
     }
 
     /// The underlying database (for the engine's tables and batches).
@@ -178,7 +189,22 @@ impl Store {
         if !files.contains(id.as_bytes())? {
             files.put(id.as_bytes(), &object.encode())?;
         }
+        self.ingested
+            .0
+            .fetch_add(stats.bytes_read, Ordering::Relaxed);
+        self.ingested
+            .1
+            .fetch_add(stats.new_bytes, Ordering::Relaxed);
         Ok((id, stats.bytes_read, stats))
+    }
+
+    /// Since the store was opened: bytes ingested (read, chunked and hashed) and bytes of new
+    /// chunks stored (before compression).
+    pub fn ingested(&self) -> (u64, u64) {
+        (
+            self.ingested.0.load(Ordering::Relaxed),
+            self.ingested.1.load(Ordering::Relaxed),
+        )
     }
 
     /// Stores a byte slice as a file.

@@ -196,6 +196,8 @@ fn to_json(command: &str, c: &Common, r: &SyncReport) -> serde_json::Value {
         "warnings": r.warnings,
         "bytes_read": r.bytes_down,
         "bytes_written": r.bytes_up,
+        "bytes_ingested": r.bytes_ingested,
+        "bytes_stored": r.bytes_stored,
         "recovered": r.recovered,
         "culled": r.culled,
         "cache_full": r.cache_full.map(|(needed, budget, refused)| json!({
