@@ -396,3 +396,54 @@ fn check_json_lists_local_changes() {
     assert_eq!(j["clean"], true, "{j}");
     assert_eq!(j["problems"], serde_json::json!([]), "{j}");
 }
+
+#[test]
+fn another_share_at_the_remote_path_is_refused_before_anything_of_it_is_read_or_recorded() {
+    let env = cloned_with_files(4);
+    let counts = || {
+        let f = env.json(0, &["fsck", "--json"]);
+        ["chunks", "files", "trees", "snapshots", "bytes"].map(|k| f[k].clone())
+    };
+    let before = counts();
+    // Another share mounted where ours was: the same names, another marker, and other
+    // content in f0.txt (a scan would read it, as its size and mtime changed).
+    let away = move_remote_away(&env);
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&away)
+        .arg(&env.remote)
+        .status()
+        .expect("run cp");
+    assert!(status.success());
+    let marker = env.r(".cachesync-remote");
+    let text = read(&marker);
+    let id_line = text
+        .lines()
+        .find(|l| l.starts_with("id "))
+        .expect("id line");
+    fs::write(
+        &marker,
+        text.replace(id_line, "id 00000000000000000000000000000000"),
+    )
+    .expect("write the other marker");
+    common::write_changed(&env.r("f0.txt"), b"another share's f0, longer\n");
+
+    for args in [&["sync"][..], &["status"][..]] {
+        let r = env.run(args);
+        assert!(
+            r.stderr.contains("marker") || r.out().contains("marker"),
+            "{args:?}: {r}"
+        );
+    }
+    assert_eq!(read(env.w("f0.txt")), "file number 0\n");
+    // Nothing of the other share was read into the store or saved as a snapshot.
+    assert_eq!(counts(), before);
+
+    // Our share comes back: in sync as it was.
+    fs::remove_dir_all(&env.remote).expect("unmount the other share");
+    fs::rename(&away, &env.remote).expect("our share is back");
+    env.ok(&["sync"]);
+    assert_eq!(read(env.w("f0.txt")), "file number 0\n");
+    env.assert_in_sync();
+    env.assert_noop_sync();
+}

@@ -310,13 +310,16 @@ pub fn walk_remote(
     Ok((shared.entries, shared.listings))
 }
 
-/// Scans the remote: lists it, then reads (and stores) the files whose size or mtime differ
-/// from `previous` (the last remote snapshot) or whose content is not in the store.
+/// The second half of a remote scan, after [`walk_remote`]: reads (and stores) the files of
+/// the walk whose size or mtime differ from `previous` (the last remote snapshot) or whose
+/// content is not in the store, except remote-only ones.
 ///
 /// # Errors
 /// [`SyncError::Disconnected`], remote I/O and store errors.
-pub fn scan_remote(
+#[allow(clippy::too_many_arguments)]
+pub fn fetch_changed(
     remote: &TimedRemote,
+    (entries, listings): (Listing, u64),
     rules: &IgnoreRules,
     store: &Store,
     previous: &Flat,
@@ -324,7 +327,6 @@ pub fn scan_remote(
     parallel: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<RemoteScan> {
-    let (entries, listings) = walk_remote(remote, rules, parallel)?;
     let mut out = RemoteScan {
         listings,
         ..RemoteScan::default()

@@ -414,8 +414,9 @@ impl Workspace {
             Err(SyncError::Offline)
         } else {
             let remote = self.remote()?;
-            crate::identity::check(&remote, &self.config.remote, &self.identity)
-                .and_then(|()| self.scan_all(&remote, progress))
+            self.scan_all(&remote, progress, || {
+                crate::identity::check(&remote, &self.config.remote, &self.identity)
+            })
         };
         let attempt = match attempt {
             Ok(t) => {

@@ -17,7 +17,7 @@ use crate::paths::{display, hex, is_within, split_parent, under};
 use crate::plan::{Direction, Op, Plan, Side, Step};
 use crate::progress::Progress;
 use crate::reconcile::{reconcile, Outcome};
-use crate::scan::{scan_remote, tree_entry, Flat, LocalScan, RemoteScan};
+use crate::scan::{tree_entry, Flat, LocalScan, RemoteScan};
 use crate::timed::TimedRemote;
 use crate::workspace::Workspace;
 
@@ -152,24 +152,44 @@ impl Workspace {
     }
 
     /// Scans both sides. The remote scan stores the content of changed remote files.
-    pub(crate) fn scan_all(&self, remote: &TimedRemote, progress: &dyn Progress) -> Result<Trees> {
+    pub(crate) fn scan_all(
+        &self,
+        remote: &TimedRemote,
+        progress: &dyn Progress,
+        alongside: impl FnOnce() -> Result<()> + Send,
+    ) -> Result<Trees> {
         let rules = self.rules()?;
         let base = self.synced_base()?;
         let previous_remote = self.store.read_ref_flat(keys::REF_REMOTE)?;
-        progress.start("scanning workspace", 0);
-        let local = self.scan_workspace(&base)?;
+        // The workspace scan, the remote walk and `alongside` (the identity check) overlap:
+        // over a distant link the walk is round trips, the local scan is disk. Only reading
+        // happens before `alongside` has succeeded (files changed on the remote are fetched
+        // after it).
+        progress.start("scanning workspace and remote", 0);
+        let (local, walked, checked) = std::thread::scope(|s| {
+            let local = s.spawn(|| self.scan_workspace(&base));
+            let checked = s.spawn(alongside);
+            let walked = crate::scan::walk_remote(remote, &rules, self.config.parallel);
+            (
+                local.join().expect("the workspace scan does not panic"),
+                walked,
+                checked.join().expect("the identity check does not panic"),
+            )
+        });
         progress.finish();
-        progress.start("scanning remote", 0);
+        checked?;
+        let walked = walked?;
+        let local = local?;
         let started = std::sync::atomic::AtomicBool::new(false);
         let report = |done: u64, total: u64| {
             if !started.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                progress.finish();
                 progress.start("fetching changed remote files", total);
             }
             progress.set(done);
         };
-        let remote_scan = scan_remote(
+        let remote_scan = crate::scan::fetch_changed(
             remote,
+            walked,
             &rules,
             &self.store,
             &previous_remote,
@@ -234,12 +254,17 @@ impl Workspace {
     fn sync_inner(&mut self, opts: &SyncOptions, progress: &dyn Progress) -> Result<SyncReport> {
         let remote = self.remote()?;
         let mut report = SyncReport::default();
-        // Identity first: nothing is touched on a directory that is not our remote.
-        crate::identity::check(&remote, &self.config.remote, &self.identity)?;
-        if !opts.dry_run {
+        // Identity first: nothing is changed on a directory that is not our remote. An
+        // interrupted operation is recovered (which may remove its temporaries on the remote)
+        // after the check and before the scans; otherwise the check runs beside the scans.
+        let check = || crate::identity::check(&remote, &self.config.remote, &self.identity);
+        let trees = if !opts.dry_run && !journal::unfinished(&self.store)?.is_empty() {
+            check()?;
             report.recovered = self.recover(&remote)?;
-        }
-        let trees = self.scan_all(&remote, progress)?;
+            self.scan_all(&remote, progress, || Ok(()))?
+        } else {
+            self.scan_all(&remote, progress, check)?
+        };
         report.bytes_down = trees.remote.bytes;
         report.warnings.extend(trees.local.warnings.iter().cloned());
         report
