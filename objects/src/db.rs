@@ -20,6 +20,7 @@ use crate::keys;
 pub struct Db {
     db: DB,
     path: PathBuf,
+    writable: bool,
 }
 
 impl std::fmt::Debug for Db {
@@ -43,6 +44,37 @@ fn cf_options(name: &str) -> Options {
     opts
 }
 
+/// Every command opens the store, so opening must be quick: table files are opened on one
+/// thread (RocksDB's default starts 16 per column family, which costs more than it saves on
+/// a store of a few files each), and their statistics are not loaded at open.
+fn quick_open(opts: &mut Options) {
+    opts.set_max_file_opening_threads(1);
+    opts.set_skip_stats_update_on_db_open(true);
+}
+
+/// Above this many bytes in the chunks' memtable, closing the store flushes it: otherwise
+/// the next command would replay them from the write-ahead log before doing anything.
+const FLUSH_AT_CLOSE: u64 = 4 << 20;
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if !self.writable {
+            return;
+        }
+        let chunks = self.cf(keys::CF_CHUNKS);
+        let pending = self
+            .db
+            .property_int_value_cf(chunks, "rocksdb.cur-size-all-mem-tables")
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        if pending > FLUSH_AT_CLOSE {
+            // Best effort: what is not flushed stays in the log, durable, and is replayed.
+            let _ = self.db.flush_cf(chunks);
+        }
+    }
+}
+
 impl Db {
     /// Opens (creating when `create`) the database at `path`.
     ///
@@ -55,6 +87,7 @@ impl Db {
         opts.set_keep_log_file_num(3);
         opts.set_max_log_file_size(1 << 20);
         opts.set_compression_type(DBCompressionType::Lz4);
+        quick_open(&mut opts);
         let cfs = keys::ALL_CFS
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
@@ -62,6 +95,7 @@ impl Db {
         Ok(Db {
             db,
             path: path.to_path_buf(),
+            writable: true,
         })
     }
 
@@ -71,7 +105,8 @@ impl Db {
     /// # Errors
     /// [`ObjectError::Db`] when RocksDB cannot open it.
     pub fn open_read_only(path: &Path) -> Result<Db> {
-        let opts = Options::default();
+        let mut opts = Options::default();
+        quick_open(&mut opts);
         let cfs = keys::ALL_CFS
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
@@ -80,6 +115,7 @@ impl Db {
         Ok(Db {
             db,
             path: path.to_path_buf(),
+            writable: false,
         })
     }
 
