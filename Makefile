@@ -14,17 +14,17 @@ BIN := $(CARGO_TARGET_DIR)/debug/cachesync
 # What building and testing need: a C++ compiler and libclang for RocksDB, sshd, sshfs and FUSE for
 # the tests over a real network file system.
 DEPS := g++ libclang-dev sshfs openssh-server openssh-client fuse3 iproute2
+# What the benchmarks add: the peers, git for the status anchor, and a real tree (the Linux
+# kernel source tarball).
+BENCH_DEPS := rsync rclone unison git xz-utils linux-source
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# Arguments for the benchmark harness (`cachesync-bench --help`), e.g. BENCH_ARGS="--quick".
+BENCH_ARGS ?=
 
-.PHONY: help deps build demo test check
-
-help: ## List the targets
-	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-7s %s\n", $$1, $$2 }' \
-		$(MAKEFILE_LIST)
-
-deps: ## Install the system packages needed to build and test (only those missing)
+# Installs the Debian packages named in $(1) that are missing.
+define install_missing
 	@missing=""; \
-	for p in $(DEPS); do \
+	for p in $(1); do \
 		dpkg -s "$$p" 2>/dev/null | grep -q '^Status: install ok installed' \
 			|| missing="$$missing $$p"; \
 	done; \
@@ -34,6 +34,19 @@ deps: ## Install the system packages needed to build and test (only those missin
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+
+.PHONY: help deps bench-deps build demo test check bench
+
+help: ## List the targets
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-7s %s\n", $$1, $$2 }' \
+		$(MAKEFILE_LIST)
+
+deps: ## Install the system packages needed to build and test (only those missing)
+	$(call install_missing,$(DEPS))
+
+bench-deps: deps
+	$(call install_missing,$(BENCH_DEPS))
 
 build: ## Build the workspace and the cachesync binary (dev profile)
 	$(CARGO) build
@@ -56,3 +69,9 @@ check: deps ## Formatting, clippy with warnings as errors, then the tests
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@$(MAKE) --no-print-directory test
+
+bench: bench-deps ## Benchmarks: micro (criterion), then cachesync against rsync, rclone, unison (long)
+	$(CARGO) bench -p cachesync-objects -p cachesync-engine
+	$(CARGO) build --release -p cachesync -p cachesync-bench
+	$(CARGO_TARGET_DIR)/release/cachesync-bench \
+		--cachesync $(CARGO_TARGET_DIR)/release/cachesync --out bench-results $(BENCH_ARGS)
