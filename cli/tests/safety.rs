@@ -316,9 +316,11 @@ fn a_corrupted_chunk_is_never_served_and_the_error_points_to_fsck() {
     assert!(shown.stdout.is_empty(), "no damaged bytes on stdout");
     assert!(shown.stderr.contains("fsck"), "what to do next: {shown}");
 
-    // The local copy is lost; a pull must not write damaged content in its place.
-    fs::remove_file(env.w("big.bin")).expect("rm");
-    let r = env.run(["pull"]);
+    // The local copy is dropped (remote-only); bringing it back must not write damaged
+    // content from the store.
+    env.ok(&["drop", "big.bin"]);
+    assert!(!exists(env.w("big.bin")));
+    let r = env.run(["get", "big.bin"]);
     if exists(env.w("big.bin")) {
         assert_eq!(
             fs::read(env.w("big.bin")).expect("read"),

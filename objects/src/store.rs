@@ -215,21 +215,16 @@ impl Store {
         Ok(self.ingest(bytes)?.0)
     }
 
-    /// True when the file object and all its chunks are present (not verified).
+    /// True when the file object is present, and so its chunks: they are stored before it,
+    /// and garbage collection removes a chunk only in the batch that removes the last file
+    /// object naming it. Not verified (reads are; `fsck` checks every chunk), and cheap:
+    /// the scans ask it for every unchanged file, and reading the chunks (values in blob
+    /// files) to learn that they exist would read the whole cache.
     ///
     /// # Errors
     /// [`ObjectError::Db`] on a store failure.
     pub fn has_file(&self, id: FileId) -> Result<bool> {
-        let Some(object) = self.file_object(id)? else {
-            return Ok(false);
-        };
-        let chunks = self.db.table(keys::CF_CHUNKS);
-        for (cid, _) in &object.chunks {
-            if !chunks.contains(cid.as_bytes())? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        self.db.table(keys::CF_FILES).contains(id.as_bytes())
     }
 
     /// The file object for `id`, if present.
