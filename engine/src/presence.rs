@@ -221,7 +221,7 @@ impl crate::workspace::Workspace {
                     remote = Some(r);
                 }
                 let r = remote.as_ref().expect("set above");
-                let (id, stat) = match crate::scan::fetch(r, &self.store, &p) {
+                let (id, stat) = match crate::scan::fetch(r, &self.store, &p, None) {
                     Ok(x) => x,
                     Err(
                         e @ (SyncError::Disconnected { .. } | SyncError::RemoteIdentity { .. }),

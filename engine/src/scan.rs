@@ -360,24 +360,21 @@ pub fn fetch_changed(
                 }
                 // Remote-only: the content is not fetched; its stat stands for it.
                 _ if not_here => entry.file = Some(cachesync_objects::FileId::NOT_CACHED),
-                _ => to_fetch.push(rel.clone()),
+                _ => to_fetch.push((rel.clone(), r.clone())),
             }
         }
         out.tree.insert(rel, entry);
     }
-    let total: u64 = to_fetch
-        .iter()
-        .map(|p| out.tree.get(p).map_or(0, |e| e.size))
-        .sum();
+    let total: u64 = to_fetch.iter().map(|(_, r)| r.size).sum();
     let done = Mutex::new(0u64);
     let results: Mutex<Fetched> = Mutex::new(Vec::new());
     let queue = Mutex::new(to_fetch);
     std::thread::scope(|s| {
-        for _ in 0..parallel.clamp(1, 8) {
+        for _ in 0..parallel.max(1) {
             s.spawn(|| loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                let Some(rel) = next else { return };
-                let r = fetch(remote, store, &rel);
+                let Some((rel, listed)) = next else { return };
+                let r = fetch(remote, store, &rel, Some(&listed));
                 let failed_disconnected = matches!(r, Err(SyncError::Disconnected { .. }));
                 if let Ok((_, e)) = &r {
                     let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
@@ -428,20 +425,30 @@ pub fn fetch_changed(
     Ok(out)
 }
 
-/// Reads one remote file into the store, making sure it did not change while it was read.
+/// Reads one remote file into the store, making sure it did not change while it was read:
+/// its stat before (`listed`, the attributes its directory listing gave, saving a round
+/// trip; else a stat) and after the read must agree, and with the bytes read. Tried three
+/// times.
 ///
 /// # Errors
-/// [`SyncError::Disconnected`], remote I/O and store errors.
+/// [`SyncError::Disconnected`], remote I/O and store errors; [`SyncError::Unstable`] if it
+/// kept changing.
 pub fn fetch(
     remote: &TimedRemote,
     store: &Store,
     rel: &[u8],
+    listed: Option<&RemoteEntry>,
 ) -> Result<(cachesync_objects::FileId, RemoteEntry)> {
+    let gone = || SyncError::RemoteIo {
+        path: display(rel).into(),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    };
+    let mut listed = listed.cloned();
     for _ in 0..3 {
-        let before = remote.stat(rel)?.ok_or_else(|| SyncError::RemoteIo {
-            path: display(rel).into(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        })?;
+        let before = match listed.take() {
+            Some(l) => l,
+            None => remote.stat(rel)?.ok_or_else(gone)?,
+        };
         let mut reader = remote.open(rel)?;
         let ingested = store.ingest(&mut reader);
         let (id, size) = match ingested {
@@ -450,10 +457,7 @@ pub fn fetch(
                 return Err(reader.error.take().unwrap_or_else(|| e.into()));
             }
         };
-        let after = remote.stat(rel)?.ok_or_else(|| SyncError::RemoteIo {
-            path: display(rel).into(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        })?;
+        let after = remote.stat(rel)?.ok_or_else(gone)?;
         if before.size == after.size && before.mtime_ns == after.mtime_ns && size == after.size {
             return Ok((id, after));
         }
