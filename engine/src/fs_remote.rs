@@ -77,8 +77,12 @@ pub fn system_time(ns: i64) -> SystemTime {
 }
 
 fn stat_path(path: &Path, name: &[u8]) -> io::Result<RemoteEntry> {
-    let md = fs::symlink_metadata(path)?;
-    let mut e = entry_from_metadata(name, &md);
+    entry_with_target(path, name, &fs::symlink_metadata(path)?)
+}
+
+/// The entry for `md` (of `path`, named `name`), with its target if it is a symlink.
+fn entry_with_target(path: &Path, name: &[u8], md: &fs::Metadata) -> io::Result<RemoteEntry> {
+    let mut e = entry_from_metadata(name, md);
     if e.kind == EntryKind::Symlink {
         e.target = fs::read_link(path)?.into_os_string().as_bytes().to_vec();
     }
@@ -119,7 +123,9 @@ impl Remote for FsRemote {
         for item in fs::read_dir(&path)? {
             let item = item?;
             let name = item.file_name();
-            out.push(stat_path(&item.path(), name.as_bytes())?);
+            // Relative to the open directory (fstatat): no path walk per entry.
+            let md = item.metadata()?;
+            out.push(entry_with_target(&item.path(), name.as_bytes(), &md)?);
             tick();
         }
         Ok(out)

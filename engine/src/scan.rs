@@ -135,7 +135,9 @@ pub fn scan_local(
             let name = item.file_name();
             let rel = join(&dir, name.as_bytes());
             let path = item.path();
-            let md = match fs::symlink_metadata(&path) {
+            // Relative to the open directory (fstatat, not following symlinks): no path walk
+            // per entry.
+            let md = match item.metadata() {
                 Ok(md) => md,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(SyncError::io(&path, e)),
