@@ -15,6 +15,8 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -176,6 +178,9 @@ struct Bench {
     rows: BTreeMap<String, Vec<Row>>,
     extra: BTreeMap<String, Value>,
     rclone_conf: PathBuf,
+    /// Set by SIGINT or SIGTERM: the tool being run gets the signal too (Ctrl-C) and the
+    /// harness stops starting new runs, so that every fixture is dropped (unmounted).
+    interrupted: Arc<AtomicBool>,
 }
 
 impl Bench {
@@ -258,6 +263,9 @@ impl Bench {
     }
 
     fn sample(&self, c: &mut Command) -> Result<Sample> {
+        if self.interrupted.load(Ordering::SeqCst) {
+            bail!("interrupted");
+        }
         run(c, &self.log, &[])
     }
 
@@ -390,10 +398,10 @@ impl Bench {
             Tool::Bisync,
         ]);
         self.first_copies(suite, &mut link, &tools, self.args.first_runs)?;
-        let (ws, _) = self.dirs(suite, Tool::Cachesync);
-        self.store_overhead(suite, &ws, made.bytes);
         self.resyncs(suite, &mut link, &tools, &made, 0)?;
         self.resyncs(suite, &mut link, &tools, &made, 10)?;
+        let (ws, _) = self.dirs(suite, Tool::Cachesync);
+        self.store_overhead(suite, &ws, du_files(&ws));
         Ok(())
     }
 
@@ -426,6 +434,12 @@ impl Bench {
         git(&["init", "-q"])?;
         git(&["add", "-A"])?;
         git(&["commit", "-qm", "bench"])?;
+        let listed = Command::new("git")
+            .args(["ls-files", "-z"])
+            .current_dir(git_copy)
+            .output()?;
+        let tracked = listed.stdout.iter().filter(|&&b| b == 0).count();
+        self.note(suite, "git_tracked_files", json!(tracked));
         let mut cs = self.cachesync();
         cs.arg("status").arg("--json").current_dir(ws);
         self.env(&mut cs);
@@ -461,9 +475,9 @@ impl Bench {
             );
             let tools = self.tools(&[Tool::Cachesync, Tool::Rsync, Tool::Rclone]);
             self.first_copies(suite, &mut link, &tools, 1)?;
+            self.resyncs(suite, &mut link, &tools, &made, 0)?;
             let (ws, _) = self.dirs(suite, Tool::Cachesync);
             self.store_overhead(suite, &ws, made.bytes);
-            self.resyncs(suite, &mut link, &tools, &made, 0)?;
             let (git_copy, _) = self.dirs(suite, Tool::Rsync);
             self.status(suite, &ws, &git_copy)?;
         }
@@ -490,6 +504,7 @@ impl Bench {
                 let (dst, state) = self.dirs(suite, tool);
                 if tool == Tool::Cachesync {
                     tree::flip_byte(&ws.join(file), at)?;
+                    tree::stamp(&ws.join(file), r as u64)?;
                     let store_before = du(&ws.join(".cachesync"));
                     let mut c = self.cachesync();
                     c.args(["sync", "--json"]).current_dir(&ws);
@@ -524,8 +539,12 @@ impl Bench {
                         self.sample(&mut prime)?;
                     }
                     tree::flip_byte(&src.join(file), at)?;
+                    tree::stamp(&src.join(file), r as u64)?;
                     let s = self.sample(&mut self.command(tool, &src, &dst, &state, false))?;
                     self.push(suite, "one byte changed, re-sync", tool, s);
+                    if tree::window(&dst.join(file), at)? != tree::window(&src.join(file), at)? {
+                        bail!("big: {} did not bring the changed byte over", tool.name());
+                    }
                 }
             }
         }
@@ -549,9 +568,9 @@ impl Bench {
         let made = Made::default();
         let tools = self.tools(&[Tool::Cachesync, Tool::Rsync, Tool::Rclone]);
         self.first_copies(suite, &mut link, &tools, 1)?;
+        self.resyncs(suite, &mut link, &tools, &made, 0)?;
         let (ws, _) = self.dirs(suite, Tool::Cachesync);
         self.store_overhead(suite, &ws, bytes);
-        self.resyncs(suite, &mut link, &tools, &made, 0)?;
         let (git_copy, _) = self.dirs(suite, Tool::Rsync);
         self.status(suite, &ws, &git_copy)
     }
@@ -681,6 +700,12 @@ fn run_json(c: &mut Command, log: &File) -> Result<(Sample, Value)> {
     Ok((s, v))
 }
 
+/// Bytes in the regular files under `root`, cachesync's own directory left out.
+fn du_files(root: &Path) -> u64 {
+    let total = du(root);
+    total - du(&root.join(".cachesync"))
+}
+
 fn count_tree(root: &Path) -> (u64, u64) {
     let mut files = 0;
     let mut bytes = 0;
@@ -752,6 +777,10 @@ fn main() -> Result<()> {
     let log = File::create(args.out.join("bench.log"))?;
     let rclone_conf = work.path().join("rclone.conf");
     File::create(&rclone_conf)?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&interrupted))?;
+    }
     let mut b = Bench {
         args,
         work,
@@ -759,6 +788,7 @@ fn main() -> Result<()> {
         rows: BTreeMap::new(),
         extra: BTreeMap::new(),
         rclone_conf,
+        interrupted,
     };
     let scale = if b.args.quick { 10 } else { 1 };
     if b.args.hold {
@@ -811,6 +841,12 @@ fn main() -> Result<()> {
         }
         // Each suite's figures are written as soon as it ends.
         b.write()?;
+        if b.interrupted.load(Ordering::SeqCst) {
+            bail!(
+                "interrupted; the figures so far are in {}",
+                b.args.out.display()
+            );
+        }
     }
     let mut env = File::create(b.args.out.join("machine.md"))?;
     env.write_all(versions().as_bytes())?;

@@ -241,6 +241,19 @@ pub fn flip_byte(path: &Path, at: u64) -> io::Result<()> {
     f.write_all(&b)
 }
 
+/// The 4 KiB of `path` from offset `at` (or fewer at the end).
+///
+/// # Errors
+/// I/O errors.
+pub fn window(path: &Path, at: u64) -> io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = fs::File::open(path)?;
+    f.seek(SeekFrom::Start(at))?;
+    let mut buf = Vec::new();
+    f.take(4096).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
