@@ -632,6 +632,56 @@ mod tests {
         e
     }
 
+    fn bytes_under(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .expect("list the store")
+            .map(|e| e.expect("entry").metadata().expect("stat").len())
+            .sum()
+    }
+
+    #[test]
+    fn gc_gives_the_space_of_removed_chunks_back_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s");
+        let store = Store::create(&path).expect("create");
+        let noise = |seed: u32| -> Vec<u8> {
+            (0..1_000_000u32)
+                .flat_map(|i| (i ^ seed).wrapping_mul(2_654_435_761).to_le_bytes())
+                .collect()
+        };
+        // Two files of 4 MB that lz4 cannot shrink much; only the first stays referenced.
+        let kept = noise(1);
+        let mut tree = BTreeMap::new();
+        tree.insert(b"kept".to_vec(), file_entry(&store, b"kept", &kept));
+        store.ingest_bytes(&noise(2)).expect("ingest the other");
+        let root = store.write_flat(&tree).expect("tree");
+        let snap = store
+            .put_snapshot(&Snapshot {
+                root,
+                parent: None,
+                time_ns: 0,
+                description: "test".into(),
+            })
+            .expect("snapshot");
+        let mut b = Batch::new();
+        Store::set_ref_in(&mut b, keys::REF_BASE, snap);
+        store.commit(b).expect("ref");
+        store.db.flush().expect("flush");
+        let before = bytes_under(&path);
+        assert!(before > 7_000_000, "{before} bytes before gc");
+
+        let report = store.gc(&[]).expect("gc");
+        assert!(report.chunks > 0, "{report:?}");
+        let after = bytes_under(&path);
+        assert!(after < 5_500_000, "{after} bytes after gc (from {before})");
+        assert_eq!(
+            store
+                .read_file_bytes(tree[&b"kept"[..]].file.expect("id"))
+                .expect("read the kept file"),
+            kept
+        );
+    }
+
     #[test]
     fn ingest_read_back_and_dedup() {
         let dir = tempfile::tempdir().expect("tempdir");
