@@ -54,6 +54,16 @@ pub struct Made {
     pub bytes: u64,
 }
 
+impl Made {
+    /// Writes `content` at `rel` under `root` and counts it.
+    fn add(&mut self, root: &Path, rel: PathBuf, content: &[u8]) -> io::Result<()> {
+        write(&root.join(&rel), content)?;
+        self.bytes += content.len() as u64;
+        self.files.push(rel);
+        Ok(())
+    }
+}
+
 /// Writes a tree of `files` files totalling about `total` bytes under `root` (created if
 /// missing): directories of about 20 files, up to 5 deep; mostly small files, a few large
 /// ones; half text (compressible), half random bytes.
@@ -83,13 +93,7 @@ pub fn generate(root: &Path, files: usize, total: u64, seed: u64) -> io::Result<
     let mut buf = Vec::new();
     for (i, &size) in sizes.iter().enumerate() {
         if rng.below(20) == 0 || dirs.len() == 1 && i > 0 && rng.below(4) == 0 {
-            let parents: Vec<usize> = (0..dirs.len()).filter(|&d| dirs[d].1 < 5).collect();
-            let (parent, depth) = dirs[parents[usize_below(&mut rng, parents.len())]].clone();
-            let word = WORDS[usize_below(&mut rng, WORDS.len())];
-            let dir = parent.join(format!("{word}{}", dirs.len()));
-            fs::create_dir(root.join(&dir))?;
-            dirs.push((dir, depth + 1));
-            made.dirs += 1;
+            add_dir(&mut rng, root, &mut dirs, 5)?;
         }
         let dir = dirs[usize_below(&mut rng, dirs.len())].0.clone();
         let text = rng.below(2) == 0;
@@ -97,11 +101,27 @@ pub fn generate(root: &Path, files: usize, total: u64, seed: u64) -> io::Result<
         let word = WORDS[usize_below(&mut rng, WORDS.len())];
         let rel = dir.join(format!("{word}-{i}.{ext}"));
         fill(&mut rng, &mut buf, size, text);
-        write(&root.join(&rel), &buf)?;
-        made.bytes += size;
-        made.files.push(rel);
+        made.add(root, rel, &buf)?;
     }
+    made.dirs = dirs.len() - 1;
     Ok(made)
+}
+
+/// Creates a directory under one of `dirs` less than `max_depth` deep (chosen by `rng`) and
+/// adds it to `dirs` (relative path, depth).
+fn add_dir(
+    rng: &mut Rng,
+    root: &Path,
+    dirs: &mut Vec<(PathBuf, usize)>,
+    max_depth: usize,
+) -> io::Result<()> {
+    let parents: Vec<usize> = (0..dirs.len()).filter(|&d| dirs[d].1 < max_depth).collect();
+    let (parent, depth) = dirs[parents[usize_below(rng, parents.len())]].clone();
+    let word = WORDS[usize_below(rng, WORDS.len())];
+    let dir = parent.join(format!("{word}{}", dirs.len()));
+    fs::create_dir(root.join(&dir))?;
+    dirs.push((dir, depth + 1));
+    Ok(())
 }
 
 fn usize_below(rng: &mut Rng, n: usize) -> usize {
@@ -188,23 +208,16 @@ pub fn generate_small(root: &Path, files: usize, seed: u64) -> io::Result<Made> 
     let mut buf = Vec::new();
     for i in 0..files {
         if i % 50 == 0 {
-            let parents: Vec<usize> = (0..dirs.len()).filter(|&d| dirs[d].1 < 4).collect();
-            let (parent, depth) = dirs[parents[usize_below(&mut rng, parents.len())]].clone();
-            let word = WORDS[usize_below(&mut rng, WORDS.len())];
-            let dir = parent.join(format!("{word}{}", dirs.len()));
-            fs::create_dir(root.join(&dir))?;
-            dirs.push((dir, depth + 1));
-            made.dirs += 1;
+            add_dir(&mut rng, root, &mut dirs, 4)?;
         }
         let dir = dirs[usize_below(&mut rng, dirs.len())].0.clone();
         let text = rng.below(2) == 0;
         let size = 200 + rng.below(8 * 1024 - 200);
         let rel = dir.join(format!("f{i}.{}", if text { "txt" } else { "bin" }));
         fill(&mut rng, &mut buf, size, text);
-        write(&root.join(&rel), &buf)?;
-        made.bytes += size;
-        made.files.push(rel);
+        made.add(root, rel, &buf)?;
     }
+    made.dirs = dirs.len() - 1;
     Ok(made)
 }
 
