@@ -71,7 +71,7 @@ check: deps ## Formatting, clippy with warnings as errors, then the tests
 	@$(MAKE) --no-print-directory test
 
 bench: bench-deps ## Benchmarks: micro (criterion), then cachesync against rsync, rclone, unison (long)
-	$(CARGO) bench -p cachesync-objects -p cachesync-engine --benches
+	$(CARGO) bench -p cachesync-objects -p cachesync-engine
 	$(CARGO) build --release -p cachesync -p cachesync-bench
 	$(CARGO_TARGET_DIR)/release/cachesync-bench \
 		--cachesync $(CARGO_TARGET_DIR)/release/cachesync --out bench-results $(BENCH_ARGS)

@@ -432,7 +432,9 @@ impl Bench {
             run(&mut c, &self.log, &[]).map(|_| ())
         };
         git(&["init", "-q"])?;
-        git(&["add", "-A"])?;
+        // -f: the tree's own .gitignore must not leave files out (the kernel's ignores
+        // dotfiles and build products); git is to look at every file, as cachesync does.
+        git(&["add", "-A", "-f"])?;
         git(&["commit", "-qm", "bench"])?;
         let listed = Command::new("git")
             .args(["ls-files", "-z"])
@@ -497,7 +499,6 @@ impl Bench {
         let tools = self.tools(&[Tool::Cachesync, Tool::Rsync, Tool::Rclone]);
         self.first_copies(suite, &mut link, &tools, 1)?;
         let (ws, _) = self.dirs(suite, Tool::Cachesync);
-        self.store_overhead(suite, &ws, size);
         for r in 0..self.args.runs {
             let at = size / 2 + r as u64 * 4096;
             for tool in rotated(&tools, r) {
@@ -522,7 +523,11 @@ impl Bench {
                             "store_grew": grown,
                         }),
                     );
-                    if fs::read(ws.join(file)).ok() != fs::read(link.served.join(file)).ok() {
+                    // Compared around the change: the harness never holds the file (its
+                    // memory would count in the next child's peak, which starts as a copy).
+                    if tree::window(&ws.join(file), at)?
+                        != tree::window(&link.served.join(file), at)?
+                    {
                         bail!("big: cachesync did not push the change");
                     }
                 } else {
@@ -548,6 +553,7 @@ impl Bench {
                 }
             }
         }
+        self.store_overhead(suite, &ws, size);
         Ok(())
     }
 
@@ -680,20 +686,7 @@ fn slash(path: &Path) -> String {
 fn run_json(c: &mut Command, log: &File) -> Result<(Sample, Value)> {
     let out = tempfile::NamedTempFile::new()?;
     let described = format!("{c:?}");
-    let s = {
-        let file = out.reopen()?;
-        c.stdout(file.try_clone()?);
-        let started = std::time::Instant::now();
-        let status = c.stderr(log.try_clone()?).status()?;
-        if !status.success() {
-            bail!("{described}: {status}");
-        }
-        Sample {
-            secs: started.elapsed().as_secs_f64(),
-            cpu: 0.0,
-            max_rss: 0,
-        }
-    };
+    let s = measure::run_to(c, out.reopen()?, log, &[])?;
     let text = fs::read_to_string(out.path())?;
     let v =
         serde_json::from_str(&text).with_context(|| format!("{described}: not JSON: {text}"))?;
@@ -740,16 +733,15 @@ fn versions() -> String {
             .args(args)
             .output()
             .map(|o| {
-                let text = if o.stdout.is_empty() {
-                    o.stderr
-                } else {
-                    o.stdout
-                };
-                String::from_utf8_lossy(&text)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_owned()
+                let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&o.stderr));
+                // The line naming the tool (sshfs prints fusermount's version first).
+                let lines: Vec<&str> = text.lines().collect();
+                lines
+                    .iter()
+                    .find(|l| l.to_lowercase().contains(name))
+                    .or(lines.first())
+                    .map_or_else(String::new, |l| (*l).to_owned())
             })
             .unwrap_or_else(|e| format!("{name}: {e}"));
         out.push_str(&format!("- {line}\n"));
@@ -775,6 +767,7 @@ fn main() -> Result<()> {
         .tempdir_in("/var/tmp")?;
     fs::create_dir_all(&args.out)?;
     let log = File::create(args.out.join("bench.log"))?;
+    File::create(args.out.join("machine.md"))?.write_all(versions().as_bytes())?;
     let rclone_conf = work.path().join("rclone.conf");
     File::create(&rclone_conf)?;
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -848,7 +841,5 @@ fn main() -> Result<()> {
             );
         }
     }
-    let mut env = File::create(b.args.out.join("machine.md"))?;
-    env.write_all(versions().as_bytes())?;
     Ok(())
 }

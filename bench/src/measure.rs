@@ -17,17 +17,28 @@ pub struct Sample {
     pub max_rss: u64,
 }
 
-/// Runs `command` to completion, its output appended to `log`; fails if it exits non-zero
-/// (with the log's path in the message) and, when `allowed` holds that code, returns anyway.
+/// Runs `command` to completion, its output appended to `log`; fails if it exits non-zero,
+/// unless `allowed` holds that code.
+///
+/// The peak memory is the child's own, from `wait4`; a child starts as a copy of this
+/// process, so this process must stay small for the figure to mean anything.
 ///
 /// # Errors
 /// Spawning, waiting, or an exit code not in `allowed` (0 always is).
 pub fn run(command: &mut Command, log: &File, allowed: &[i32]) -> Result<Sample> {
+    run_to(command, log.try_clone()?, log, allowed)
+}
+
+/// [`run`], with the command's standard output going to `stdout`.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_to(command: &mut Command, stdout: File, log: &File, allowed: &[i32]) -> Result<Sample> {
     let described = format!("{command:?}");
     let started = Instant::now();
     let child = command
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
+        .stdout(stdout)
         .stderr(log.try_clone()?)
         .spawn()
         .with_context(|| format!("spawn {described}"))?;
