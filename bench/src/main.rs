@@ -37,7 +37,7 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     suites: Vec<Suite>,
     /// Timed runs of each re-sync and status, per tool.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Timed first copies per tool (the serial peers take minutes each at +20 ms).
     #[arg(long, default_value_t = 1)]
