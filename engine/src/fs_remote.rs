@@ -76,6 +76,18 @@ pub fn system_time(ns: i64) -> SystemTime {
     }
 }
 
+/// `None` for an entry that is not there (ENOENT: deleted, or, in a listing, deleted by
+/// another client between the listing and its stat, as a listing made a moment later would
+/// show); every other error stays an error, so an outage (EIO, ENOTCONN, ...) is never taken
+/// for an absence.
+fn unless_gone(entry: io::Result<RemoteEntry>) -> io::Result<Option<RemoteEntry>> {
+    match entry {
+        Ok(e) => Ok(Some(e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn stat_path(path: &Path, name: &[u8]) -> io::Result<RemoteEntry> {
     entry_with_target(path, name, &fs::symlink_metadata(path)?)
 }
@@ -124,8 +136,12 @@ impl Remote for FsRemote {
             let item = item?;
             let name = item.file_name();
             // Relative to the open directory (fstatat): no path walk per entry.
-            let md = item.metadata()?;
-            out.push(entry_with_target(&item.path(), name.as_bytes(), &md)?);
+            let entry = item
+                .metadata()
+                .and_then(|md| entry_with_target(&item.path(), name.as_bytes(), &md));
+            if let Some(e) = unless_gone(entry)? {
+                out.push(e);
+            }
             tick();
         }
         Ok(out)
@@ -133,11 +149,7 @@ impl Remote for FsRemote {
 
     fn stat(&self, path: &[u8]) -> io::Result<Option<RemoteEntry>> {
         let name = cachesync_objects::store::split_parent(path).1;
-        match stat_path(&self.abs(path), name) {
-            Ok(e) => Ok(Some(e)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        unless_gone(stat_path(&self.abs(path), name))
     }
 
     fn open(&self, path: &[u8]) -> io::Result<Box<dyn RemoteRead>> {
@@ -204,4 +216,39 @@ pub fn mknod(path: &Path, kind: EntryKind, mode: u32, rdev: u64) -> io::Result<(
     rustix::fs::mknodat(CWD, path, ft, Mode::from_raw_mode(mode & 0o7777), rdev)?;
     // mknod applies the umask; the mode must be the one asked for.
     fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_missing_entry_counts_as_gone_never_an_outage() {
+        let missing = io::Error::from_raw_os_error(libc::ENOENT);
+        assert!(matches!(unless_gone(Err(missing)), Ok(None)));
+        for errno in [libc::EIO, libc::ENOTCONN, libc::ETIMEDOUT, libc::EACCES] {
+            let e = unless_gone(Err(io::Error::from_raw_os_error(errno)))
+                .expect_err("an outage or a refusal is an error");
+            assert_eq!(e.raw_os_error(), Some(errno));
+        }
+    }
+
+    #[test]
+    fn list_and_stat_see_what_is_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("a"), b"a").expect("write");
+        std::os::unix::fs::symlink("a", dir.path().join("l")).expect("symlink");
+        let remote = FsRemote::new(dir.path());
+        let mut names: Vec<Vec<u8>> = remote
+            .list(b"", &|| {})
+            .expect("list")
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, vec![b"a".to_vec(), b"l".to_vec()]);
+        let link = remote.stat(b"l").expect("stat").expect("there");
+        assert_eq!(link.target, b"a");
+        assert!(remote.stat(b"gone").expect("stat").is_none());
+    }
 }
