@@ -46,6 +46,33 @@ fn overlapping() -> Env {
 }
 
 /// The open conflict records.
+/// Syncs, expecting a content conflict at `path` that is not merged: exit 7, both sides kept
+/// as they are (`client` here, `server` on the remote), one open conflict. Returns the open
+/// conflicts.
+fn sync_to_an_unmerged_conflict(
+    env: &Env,
+    path: &str,
+    client: &[u8],
+    server: &[u8],
+) -> serde_json::Value {
+    let r = env.expect_code(7, &["sync"]);
+    assert!(
+        r.out().contains(&format!("conflict (content): {path}")),
+        "{r}"
+    );
+    assert!(!r.out().contains("merged"), "{r}");
+    // Not assert_eq: a failure would print the files (megabytes for some).
+    assert!(fs::read(env.w(path)).expect("read") == client, "local kept");
+    assert!(
+        fs::read(env.r(path)).expect("read") == server,
+        "remote kept"
+    );
+    let list = open_conflicts(env);
+    assert_eq!(paths_of(&list), [path], "{list}");
+    assert_eq!(list[0]["kind"], "content", "{list}");
+    list
+}
+
 fn open_conflicts(env: &Env) -> serde_json::Value {
     env.json(0, &["conflicts", "--json"])
 }
@@ -304,14 +331,7 @@ fn binary_files_are_never_merged() {
     env.put_local("blob.bin", &client);
     env.put_remote("blob.bin", &server);
 
-    let r = env.expect_code(7, &["sync"]);
-    assert!(r.out().contains("conflict (content): blob.bin"), "{r}");
-    assert!(!r.out().contains("merged"), "{r}");
-    assert_eq!(fs::read(env.w("blob.bin")).expect("read"), client);
-    assert_eq!(fs::read(env.r("blob.bin")).expect("read"), server);
-    let list = open_conflicts(&env);
-    assert_eq!(paths_of(&list), ["blob.bin"], "{list}");
-    assert_eq!(list[0]["kind"], "content", "{list}");
+    sync_to_an_unmerged_conflict(&env, "blob.bin", &client, &server);
     for (variant, bytes) in [("base", &base), ("client", &client), ("server", &server)] {
         let shown = env.ok(&["show", "blob.bin", "--variant", variant]);
         assert_eq!(&shown.stdout, bytes, "--variant {variant}");
@@ -335,15 +355,7 @@ fn a_text_file_over_8_mib_is_not_merged() {
     env.put_local("big.txt", &client);
     env.put_remote("big.txt", &server);
 
-    let r = env.expect_code(7, &["sync"]);
-    assert!(r.out().contains("conflict (content): big.txt"), "{r}");
-    assert!(!r.out().contains("merged"), "{r}");
-    // Not assert_eq: a failure would print 9 MiB.
-    assert!(read(env.w("big.txt")) == client, "local kept");
-    assert!(read(env.r("big.txt")) == server, "remote kept");
-    let list = open_conflicts(&env);
-    assert_eq!(paths_of(&list), ["big.txt"], "{list}");
-    assert_eq!(list[0]["kind"], "content", "{list}");
+    let list = sync_to_an_unmerged_conflict(&env, "big.txt", client.as_bytes(), server.as_bytes());
     assert_eq!(list[0]["client"]["size"], client.len(), "{list}");
     assert_eq!(list[0]["server"]["size"], server.len(), "{list}");
 }

@@ -128,6 +128,38 @@ fn until_ok(path: &Path, what: &str) -> (Duration, usize) {
 
 /// Writes `DATA` in served/f.txt and waits until it reads through the mount (the server is
 /// up: the test's thread may touch the mount).
+/// A server frozen under sshfs's default options, and a read through it that hangs.
+struct Hanging {
+    remote: SshfsRemote,
+    mnt: std::path::PathBuf,
+    /// The fixture's temporary directory (mnt's parent).
+    root: std::path::PathBuf,
+    /// The server's processes, taken while frozen.
+    pids: Vec<u32>,
+    cat: Cat,
+}
+
+fn hanging_read() -> Hanging {
+    let mut remote = SshfsRemote::builder().resilient(false).start();
+    let f = serve_file(&remote);
+    let mnt = remote.mnt().to_path_buf();
+    let root = mnt.parent().expect("mnt/ has a parent").to_path_buf();
+    remote.freeze_server();
+    let pids = remote.server_pids();
+    let mut cat = Cat::spawn(&f);
+    assert!(
+        cat.exited_within(HANGS).is_none(),
+        "a read through a frozen server hangs"
+    );
+    Hanging {
+        remote,
+        mnt,
+        root,
+        pids,
+        cat,
+    }
+}
+
 fn serve_file(remote: &SshfsRemote) -> std::path::PathBuf {
     fs::write(remote.served().join("f.txt"), DATA).expect("write in served/");
     let f = remote.mnt().join("f.txt");
@@ -208,18 +240,13 @@ fn frozen_server_hangs_with_default_options_until_thawed() {
 
 #[test]
 fn abort_connection_ends_a_hanging_read_and_drop_cleans_up() {
-    let mut remote = SshfsRemote::builder().resilient(false).start();
-    let f = serve_file(&remote);
-    let mnt = remote.mnt().to_path_buf();
-    let root = mnt.parent().expect("mnt/ has a parent").to_path_buf();
-
-    remote.freeze_server();
-    let pids = remote.server_pids();
-    let mut cat = Cat::spawn(&f);
-    assert!(
-        cat.exited_within(HANGS).is_none(),
-        "a read through a frozen server hangs"
-    );
+    let Hanging {
+        remote,
+        mnt,
+        root,
+        pids,
+        mut cat,
+    } = hanging_read();
     let t = Instant::now();
     remote.abort_connection();
     assert!(
@@ -250,18 +277,13 @@ fn abort_connection_ends_a_hanging_read_and_drop_cleans_up() {
 
 #[test]
 fn drop_thaws_a_frozen_server_and_frees_a_hanging_read() {
-    let mut remote = SshfsRemote::builder().resilient(false).start();
-    let f = serve_file(&remote);
-    let mnt = remote.mnt().to_path_buf();
-    let root = mnt.parent().expect("mnt/ has a parent").to_path_buf();
-
-    remote.freeze_server();
-    let pids = remote.server_pids();
-    let mut cat = Cat::spawn(&f);
-    assert!(
-        cat.exited_within(HANGS).is_none(),
-        "a read through a frozen server hangs"
-    );
+    let Hanging {
+        remote,
+        mnt,
+        root,
+        pids,
+        mut cat,
+    } = hanging_read();
     let t = Instant::now();
     drop(remote);
     let drop_took = t.elapsed();
