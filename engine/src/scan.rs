@@ -376,7 +376,7 @@ pub fn fetch_changed(
             s.spawn(|| loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let Some((rel, listed)) = next else { return };
-                let r = fetch(remote, store, &rel, Some(&listed));
+                let r = fetch(remote, store, &rel, Some(listed));
                 let failed_disconnected = matches!(r, Err(SyncError::Disconnected { .. }));
                 if let Ok((_, e)) = &r {
                     let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
@@ -439,13 +439,12 @@ pub fn fetch(
     remote: &TimedRemote,
     store: &Store,
     rel: &[u8],
-    listed: Option<&RemoteEntry>,
+    mut listed: Option<RemoteEntry>,
 ) -> Result<(cachesync_objects::FileId, RemoteEntry)> {
     let gone = || SyncError::RemoteIo {
         path: display(rel).into(),
         source: std::io::Error::from(std::io::ErrorKind::NotFound),
     };
-    let mut listed = listed.cloned();
     for _ in 0..3 {
         let before = match listed.take() {
             Some(l) => l,
