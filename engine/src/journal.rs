@@ -7,8 +7,12 @@
 //! may have left, then reconciles from scratch. Steps it had completed show up as changes both
 //! sides already agree on (they converge), so nothing is done twice and nothing is lost.
 //!
-//! Keys: `op/` + u64 big-endian sequence → the operation as JSON; `st/` + sequence + u32
-//! big-endian step index → empty (step done).
+//! Keys: `op/` + u64 big-endian sequence → the operation as JSON, without its plan; `pl/` +
+//! sequence → its plan and temporaries as JSON (written once, with the operation's first
+//! record; a first copy of 100,000 files plans 100,000 steps, and the next run must not read
+//! them to learn the next sequence number or whether anything was left running); `st/` +
+//! sequence + u32 big-endian step index → empty (step done). Records written before plans had
+//! their own key carry them inline, and are read as they are.
 
 use cachesync_objects::{keys, Batch, Store};
 use serde::{Deserialize, Serialize};
@@ -75,6 +79,12 @@ fn op_key(id: u64) -> Vec<u8> {
     k
 }
 
+fn plan_key(id: u64) -> Vec<u8> {
+    let mut k = b"pl/".to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
 fn step_key(id: u64, step: u32) -> Vec<u8> {
     let mut k = b"st/".to_vec();
     k.extend_from_slice(&id.to_be_bytes());
@@ -82,7 +92,36 @@ fn step_key(id: u64, step: u32) -> Vec<u8> {
     k
 }
 
-/// Every operation, oldest first.
+/// What `op/` holds: an [`OpRecord`] without its plan and temporaries.
+#[derive(Serialize)]
+struct Header<'a> {
+    id: u64,
+    command: &'a str,
+    started_ns: i64,
+    finished_ns: Option<i64>,
+    state: OpState,
+    summary: &'a str,
+    steps_done: u64,
+    error: Option<&'a str>,
+}
+
+/// What `pl/` holds.
+#[derive(Serialize)]
+struct Body<'a, P: Serialize> {
+    plan: P,
+    temporaries: &'a [TempRecord],
+}
+
+/// What `pl/` holds, read back.
+#[derive(Deserialize)]
+struct BodyOwned {
+    #[serde(default)]
+    plan: Vec<serde_json::Value>,
+    #[serde(default)]
+    temporaries: Vec<TempRecord>,
+}
+
+/// Every operation, oldest first, without plans (see [`with_plan`]).
 ///
 /// # Errors
 /// Store errors.
@@ -99,20 +138,31 @@ pub fn all(store: &Store) -> Result<Vec<OpRecord>> {
     Ok(out)
 }
 
+/// `op` with its plan and temporaries, read from their own key (kept as they are for a
+/// record that carried them inline).
+///
+/// # Errors
+/// Store errors.
+pub fn with_plan(store: &Store, mut op: OpRecord) -> Result<OpRecord> {
+    if let Some(v) = store.table(keys::CF_JOURNAL).get(&plan_key(op.id))? {
+        if let Ok(body) = serde_json::from_slice::<BodyOwned>(&v) {
+            op.plan = body.plan;
+            op.temporaries = body.temporaries;
+        }
+    }
+    Ok(op)
+}
+
 /// The next sequence number.
 ///
 /// # Errors
 /// Store errors.
 pub fn next_id(store: &Store) -> Result<u64> {
-    let mut last = 0;
-    store
+    let last = store
         .table(keys::CF_JOURNAL)
-        .for_each_prefix(b"op/", |k, _| {
-            if let Ok(b) = <[u8; 8]>::try_from(&k[3..]) {
-                last = u64::from_be_bytes(b);
-            }
-            true
-        })?;
+        .last_key_with_prefix(b"op/")?
+        .and_then(|k| <[u8; 8]>::try_from(&k[3..]).ok())
+        .map_or(0, u64::from_be_bytes);
     Ok(last + 1)
 }
 
@@ -127,12 +177,49 @@ pub fn write(store: &Store, op: &OpRecord) -> Result<()> {
     Ok(())
 }
 
-/// Adds "write `op`" to a batch.
+/// Writes a new operation durably with its plan (`plan` serializes to the list of steps that
+/// `log --json` shows), which is written this once: later records of the operation
+/// ([`put`], [`write`]) leave it in place.
+///
+/// # Errors
+/// Store errors.
+pub fn write_planned(store: &Store, op: &OpRecord, plan: impl Serialize) -> Result<()> {
+    let mut b = Batch::new();
+    put_planned(&mut b, op, plan);
+    store.commit(b)?;
+    Ok(())
+}
+
+/// Adds "write `op`" to a batch: the record without its plan and temporaries.
 pub fn put(batch: &mut Batch, op: &OpRecord) {
+    let header = Header {
+        id: op.id,
+        command: &op.command,
+        started_ns: op.started_ns,
+        finished_ns: op.finished_ns,
+        state: op.state,
+        summary: &op.summary,
+        steps_done: op.steps_done,
+        error: op.error.as_deref(),
+    };
     batch.put(
         keys::CF_JOURNAL,
         &op_key(op.id),
-        &serde_json::to_vec(op).expect("an op record always serializes"),
+        &serde_json::to_vec(&header).expect("an op record always serializes"),
+    );
+}
+
+/// Adds "write the new operation `op` with its plan" to a batch (see [`write_planned`]).
+pub fn put_planned(batch: &mut Batch, op: &OpRecord, plan: impl Serialize) {
+    put(batch, op);
+    let body = Body {
+        plan,
+        temporaries: &op.temporaries,
+    };
+    batch.put(
+        keys::CF_JOURNAL,
+        &plan_key(op.id),
+        &serde_json::to_vec(&body).expect("a plan always serializes"),
     );
 }
 
@@ -152,10 +239,11 @@ pub fn mark_step(store: &Store, op: u64, step: u32) -> Result<()> {
 /// # Errors
 /// Store errors.
 pub fn unfinished(store: &Store) -> Result<Vec<OpRecord>> {
-    Ok(all(store)?
+    all(store)?
         .into_iter()
         .filter(|o| o.state == OpState::Running)
-        .collect())
+        .map(|o| with_plan(store, o))
+        .collect()
 }
 
 /// How many steps of `op` were marked done.

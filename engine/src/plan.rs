@@ -317,6 +317,16 @@ fn find_renames(steps: &mut Vec<Step>) {
     });
 }
 
+/// Steps serialized as their [`StepRecord`]s one at a time (the journal's copy of a plan of
+/// 100,000 steps is written without building them all first).
+pub struct Records<'a>(pub &'a [Step]);
+
+impl Serialize for Records<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(Step::record))
+    }
+}
+
 /// A step as stored in the journal and printed by `--dry-run --json`.
 #[derive(Serialize)]
 pub struct StepRecord {

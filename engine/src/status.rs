@@ -393,7 +393,7 @@ impl Workspace {
             error: None,
         };
         let mut batch = Batch::new();
-        crate::journal::put(&mut batch, &op);
+        crate::journal::put_planned(&mut batch, &op, &op.plan);
         batch.put(
             cachesync_objects::keys::CF_STATE,
             STATE_OFFLINE_SEEN,

@@ -80,9 +80,9 @@ pub struct SyncReport {
 pub(crate) struct Trees {
     pub base: Flat,
     pub local: LocalScan,
+    /// The remote as scanned, which is also what the remote ref names after the scan (the
+    /// commit compares with it).
     pub remote: RemoteScan,
-    /// The remote snapshot as saved after the scan (what the commit compares with).
-    pub previous_remote: Flat,
 }
 
 impl Workspace {
@@ -204,7 +204,6 @@ impl Workspace {
         }
         // The last observed remote state: a later scan reads only what changed since. Once
         // saved, it is what the commit compares with (so it is not written twice).
-        let mut previous_remote = previous_remote;
         if remote_scan.tree != previous_remote {
             let root = self.store.write_flat(&remote_scan.tree)?;
             let snap = Snapshot {
@@ -217,13 +216,12 @@ impl Workspace {
             let mut batch = Batch::new();
             Store::set_ref_in(&mut batch, keys::REF_REMOTE, id);
             self.store.commit(batch)?;
-            previous_remote = remote_scan.tree.clone();
         }
+        drop(previous_remote);
         Ok(Trees {
             base,
             local,
             remote: remote_scan,
-            previous_remote,
         })
     }
 
@@ -258,7 +256,7 @@ impl Workspace {
         // interrupted operation is recovered (which may remove its temporaries on the remote)
         // after the check and before the scans; otherwise the check runs beside the scans.
         let check = || crate::identity::check(&remote, &self.config.remote, &self.identity);
-        let trees = if !opts.dry_run && !journal::unfinished(&self.store)?.is_empty() {
+        let mut trees = if !opts.dry_run && !journal::unfinished(&self.store)?.is_empty() {
             check()?;
             report.recovered = self.recover(&remote)?;
             self.scan_all(&remote, progress, || Ok(()))?
@@ -450,11 +448,8 @@ impl Workspace {
             finished_ns: None,
             state: OpState::Running,
             summary: String::new(),
-            plan: plan
-                .steps
-                .iter()
-                .map(|s| serde_json::to_value(s.record()).expect("steps serialize"))
-                .collect(),
+            // Written to the journal from `plan` itself (see `write_planned`).
+            plan: Vec::new(),
             temporaries: Vec::new(),
             steps_done: 0,
             error: None,
@@ -467,7 +462,7 @@ impl Workspace {
                 });
             }
         }
-        journal::write(&self.store, &op)?;
+        journal::write_planned(&self.store, &op, crate::plan::Records(&plan.steps))?;
         // Our own leftovers on the remote from earlier runs.
         let mine = format!("{TMP_PREFIX}{}.", self.workspace_id);
         for t in &trees.remote.temporaries {
@@ -557,17 +552,17 @@ impl Workspace {
 
         // New base, remote snapshot, index and conflicts, committed atomically.
         let mut batch = Batch::new();
-        let mut new_base = trees.base.clone();
-        let mut new_remote = trees.remote.tree.clone();
+        // The scanned trees are not needed after this: they become the new ones, and the
+        // edits say whether anything moved (no copy of 100,000 entries to compare with).
+        let mut new_base = std::mem::take(&mut trees.base);
+        let mut base_moved = false;
+        let mut new_remote = std::mem::take(&mut trees.remote.tree);
+        let mut remote_moved = false;
         for (path, result) in &remote_results {
-            match result {
-                Some(e) => {
-                    new_remote.insert(path.clone(), e.clone());
-                }
-                None => {
-                    new_remote.remove(path);
-                }
-            }
+            remote_moved |= match result {
+                Some(e) => new_remote.insert(path.clone(), e.clone()).as_ref() != Some(e),
+                None => new_remote.remove(path).is_some(),
+            };
         }
         for (path, ie) in &trees.local.index_updates {
             index::put(&mut batch, path, ie);
@@ -682,14 +677,12 @@ impl Workspace {
                         crate::presence::clear(&mut batch, &c.path);
                     }
                     if local_ok && remote_ok {
-                        match target {
+                        base_moved |= match target {
                             Some(e) => {
-                                new_base.insert(c.path.clone(), e.clone());
+                                new_base.insert(c.path.clone(), e.clone()).as_ref() != Some(e)
                             }
-                            None => {
-                                new_base.remove(&c.path);
-                            }
-                        }
+                            None => new_base.remove(&c.path).is_some(),
+                        };
                     }
                 }
             }
@@ -739,7 +732,7 @@ impl Workspace {
         }
         report.conflicts = open_now.into_values().collect();
         let now = crate::now_ns();
-        if new_base != trees.base || self.store.get_ref(keys::REF_BASE)?.is_none() {
+        if base_moved || self.store.get_ref(keys::REF_BASE)?.is_none() {
             let root = self.store.write_flat(&new_base)?;
             let snap = Snapshot {
                 root,
@@ -750,7 +743,7 @@ impl Workspace {
             let id = self.store.put_snapshot(&snap)?;
             Store::set_ref_in(&mut batch, keys::REF_BASE, id);
         }
-        if new_remote != trees.previous_remote || self.store.get_ref(keys::REF_REMOTE)?.is_none() {
+        if remote_moved || self.store.get_ref(keys::REF_REMOTE)?.is_none() {
             let root = self.store.write_flat(&new_remote)?;
             let snap = Snapshot {
                 root,

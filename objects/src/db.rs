@@ -302,6 +302,39 @@ impl<'a> Table<'a> {
         Ok(())
     }
 
+    /// The greatest key that starts with `prefix`, if any (its value is not read).
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn last_key_with_prefix(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
+        // Every key with the prefix sorts below the prefix with its last byte raised (after
+        // trailing 0xff bytes are dropped); with no such bound, start from the end. A raw
+        // iterator: only keys are looked at.
+        let mut bound = prefix.to_vec();
+        while bound.last() == Some(&0xff) {
+            bound.pop();
+        }
+        let mut iter = self.db.db.raw_iterator_cf(self.db.cf(self.cf));
+        match bound.last_mut() {
+            Some(b) => {
+                *b += 1;
+                iter.seek_for_prev(&bound);
+            }
+            None => iter.seek_to_last(),
+        }
+        while let Some(k) = iter.key() {
+            if k.starts_with(prefix) {
+                return Ok(Some(k.to_vec()));
+            }
+            if k < prefix {
+                break;
+            }
+            iter.prev();
+        }
+        iter.status().map_err(|e| db_error(&self.db.path, e))?;
+        Ok(None)
+    }
+
     /// The last `(key, value)` of the table, if any.
     ///
     /// # Errors
@@ -352,5 +385,46 @@ impl Batch {
     /// True when nothing was added.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_key_with_prefix_finds_the_greatest_key_under_it_and_nothing_beside_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(&dir.path().join("db"), true).expect("open");
+        let t = db.table(crate::keys::CF_JOURNAL);
+        assert_eq!(t.last_key_with_prefix(b"op/").expect("last"), None);
+        for k in [
+            &b"a"[..],
+            b"op/\x01",
+            b"op/\x02",
+            b"op/\xff\xff",
+            b"op0",
+            b"st/\x09",
+        ] {
+            t.put(k, b"v").expect("put");
+        }
+        assert_eq!(
+            t.last_key_with_prefix(b"op/").expect("last"),
+            Some(b"op/\xff\xff".to_vec())
+        );
+        assert_eq!(
+            t.last_key_with_prefix(b"op/\x01").expect("last"),
+            Some(b"op/\x01".to_vec())
+        );
+        assert_eq!(
+            t.last_key_with_prefix(b"op/\xff").expect("last"),
+            Some(b"op/\xff\xff".to_vec())
+        );
+        assert_eq!(t.last_key_with_prefix(b"b").expect("last"), None);
+        assert_eq!(
+            t.last_key_with_prefix(b"").expect("last"),
+            Some(b"st/\x09".to_vec())
+        );
+        assert_eq!(t.last_key_with_prefix(b"zz").expect("last"), None);
     }
 }

@@ -15,6 +15,11 @@ pub fn cmd_log(args: LogArgs) -> CmdResult {
     let ws = open_workspace_for_reading(args.json)?;
     let ops = journal::all(&ws.store).or_fail(args.json)?;
     if args.json {
+        let ops = ops
+            .into_iter()
+            .map(|op| journal::with_plan(&ws.store, op))
+            .collect::<Result<Vec<_>, _>>()
+            .or_fail(args.json)?;
         print_json(&ops);
         return Ok(0);
     }
