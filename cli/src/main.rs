@@ -5,5 +5,23 @@ mod commands;
 mod output;
 
 fn main() {
+    tune_malloc();
     std::process::exit(app::run());
 }
+
+/// Sets glibc's trim threshold, which also turns off its sliding mmap threshold: otherwise,
+/// once a large buffer (the list a scan grows) is freed, later large buffers come from the
+/// heap and stay with the process after they are freed. At 100,000 files that was 25-45 MB
+/// of the peak resident size of a status or a sync, for no measurable difference in time.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn tune_malloc() {
+    // SAFETY: mallopt only sets allocator parameters; it is called before any other thread
+    // exists. A failure (0) leaves the defaults, which are correct, only larger.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_malloc() {}

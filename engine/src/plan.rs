@@ -263,9 +263,10 @@ impl Plan {
             }
         }
         find_renames(&mut steps);
-        steps.sort_by_key(|s| {
-            let (p, d, sub) = phase(s);
-            (p, d, s.path.clone(), sub)
+        // Compared in place: a key with the path in it would copy a path per comparison.
+        steps.sort_by(|a, b| {
+            let ((pa, da, sa), (pb, db, sb)) = (phase(a), phase(b));
+            (pa, da, &a.path, sa).cmp(&(pb, db, &b.path, sb))
         });
         Plan { changes, steps }
     }

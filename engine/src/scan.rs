@@ -126,6 +126,10 @@ pub fn scan_local(
     index: &HashMap<Vec<u8>, IndexEntry>,
 ) -> Result<LocalScan> {
     let mut out = LocalScan::default();
+    // Gathered, then made into the map at once: a map built from sorted entries has full
+    // nodes (one built by inserts in walk order is about half empty). The index's size is
+    // a good guess at the workspace's (no copies of a growing list).
+    let mut found = Vec::with_capacity(index.len() + index.len() / 8);
     let mut stack: Vec<Vec<u8>> = vec![Vec::new()];
     while let Some(dir) = stack.pop() {
         let abs = under(root, &dir);
@@ -190,9 +194,10 @@ pub fn scan_local(
                 }
                 _ => {}
             }
-            out.tree.insert(rel, entry);
+            found.push((rel, entry));
         }
     }
+    out.tree = found.into_iter().collect();
     for path in index.keys() {
         if !out.tree.contains_key(path) {
             out.index_removals.push(path.clone());
@@ -334,6 +339,8 @@ pub fn fetch_changed(
         ..RemoteScan::default()
     };
     let mut to_fetch = Vec::new();
+    // Made into the map at once, as in `scan_local`.
+    let mut listed = Vec::with_capacity(entries.len());
     for (rel, r) in entries {
         if IgnoreRules::is_internal(&rel) {
             if crate::paths::split_parent(&rel)
@@ -365,8 +372,9 @@ pub fn fetch_changed(
                 _ => to_fetch.push((rel.clone(), r.clone())),
             }
         }
-        out.tree.insert(rel, entry);
+        listed.push((rel, entry));
     }
+    out.tree = listed.into_iter().collect();
     let total: u64 = to_fetch.iter().map(|(_, r)| r.size).sum();
     let done = Mutex::new(0u64);
     let results: Mutex<Fetched> = Mutex::new(Vec::new());

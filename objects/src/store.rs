@@ -476,7 +476,9 @@ impl Store {
     /// # Errors
     /// Tree read errors.
     pub fn read_flat(&self, root: TreeId) -> Result<BTreeMap<Vec<u8>, Entry>> {
-        let mut out = BTreeMap::new();
+        // Gathered, then made into the map at once: a map built from sorted entries has full
+        // nodes (one built by inserts in walk order is about half empty).
+        let mut out = Vec::new();
         let mut stack = vec![(Vec::new(), root)];
         while let Some((prefix, id)) = stack.pop() {
             for mut entry in self.tree(id)?.entries {
@@ -484,10 +486,10 @@ impl Store {
                 if let Some(t) = entry.tree.take() {
                     stack.push((path.clone(), t));
                 }
-                out.insert(path, entry);
+                out.push((path, entry));
             }
         }
-        Ok(out)
+        Ok(out.into_iter().collect())
     }
 
     /// The flat map of the snapshot a ref names (empty if the ref is unset).
