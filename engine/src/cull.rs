@@ -115,6 +115,15 @@ impl Workspace {
         };
         let base = self.synced_base()?;
         let local = self.scan_workspace(&base)?;
+        if !dry_run && !local.index_removals.is_empty() {
+            // Index entries of files that are gone (a drop killed before it recorded its
+            // work) name content that gc keeps for the workspace's sake.
+            let mut batch = cachesync_objects::Batch::new();
+            for p in &local.index_removals {
+                crate::index::remove(&mut batch, p);
+            }
+            self.store.commit(batch)?;
+        }
         let used = self.cache_use(&local.tree, &local.remote_only);
         report.used_before = used;
         report.used_after = used;
@@ -135,10 +144,14 @@ impl Workspace {
             chosen.push(p);
         }
         report.dropped = chosen.iter().map(|p| crate::paths::display(p)).collect();
-        if dry_run || chosen.is_empty() {
+        if dry_run {
             return Ok(report);
         }
-        self.drop_as(&chosen, false)?;
+        if !chosen.is_empty() {
+            self.drop_as(&chosen, false)?;
+        }
+        // Even with nothing left to drop: a cull killed after its drops left their content
+        // in the store, and only a collection gives that space back.
         self.gc()?;
         let local = self.scan_workspace(&base)?;
         report.used_after = self.cache_use(&local.tree, &local.remote_only);

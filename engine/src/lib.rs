@@ -12,7 +12,7 @@ pub mod cull;
 pub mod diff;
 mod error;
 pub mod events;
-pub mod failpoint;
+pub use cachesync_objects::failpoint;
 pub mod fault_remote;
 pub mod fold_remote;
 

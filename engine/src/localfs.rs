@@ -5,6 +5,7 @@
 //! caller that must never replace what appeared at the path meanwhile asks for no-replace.
 
 use std::fs::{self, File};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,74 @@ impl Workspace {
         );
         crate::paths::under(&self.root, &crate::paths::join(parent, tmp_name.as_bytes()))
     }
+
+    /// Tidies what a killed command of this workspace left under temporary names (`found`,
+    /// from a scan; call only while holding the lock, so that no running command owns
+    /// them). A file being written is removed: its content is in the store or on the remote.
+    /// A file moved aside to be dropped was never removed, so it goes back to its name (found
+    /// among the names `base` knows in that directory); if the name was taken again meanwhile,
+    /// it stays where it is, and a warning (pushed to `warnings`) says so. Returns whether a
+    /// file went back.
+    ///
+    /// # Errors
+    /// I/O errors other than the file having gone.
+    pub(crate) fn tidy_leftovers(
+        &self,
+        found: &[Vec<u8>],
+        base: &crate::scan::Flat,
+        warnings: &mut Vec<String>,
+    ) -> Result<bool> {
+        let mine = format!("{}{}.", crate::ignore_rules::TMP_PREFIX, self.workspace_id);
+        let mut restored = false;
+        for rel in found {
+            let (parent, name) = crate::paths::split_parent(rel);
+            let Some(rest) = name.strip_prefix(mine.as_bytes()) else {
+                continue; // another workspace's, or not a cachesync temporary at all
+            };
+            let abs = crate::paths::under(&self.root, rel);
+            if !rest.starts_with(b"drop.") {
+                match fs::remove_file(&abs) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(SyncError::io(&abs, e))
+                    }
+                    _ => continue,
+                }
+            }
+            let owner = base.keys().find(|p| {
+                crate::paths::split_parent(p).0 == parent
+                    && self
+                        .temp_beside(p, "drop")
+                        .file_name()
+                        .map(OsStrExt::as_bytes)
+                        == Some(name)
+            });
+            let back = owner.map(|p| crate::paths::under(&self.root, p));
+            let moved = back.as_ref().is_some_and(|to| {
+                rustix::fs::renameat_with(
+                    rustix::fs::CWD,
+                    &abs,
+                    rustix::fs::CWD,
+                    to,
+                    rustix::fs::RenameFlags::NOREPLACE,
+                )
+                .is_ok()
+            });
+            if moved {
+                restored = true;
+            } else {
+                warnings.push(format!(
+                    "{} was being dropped when a run was killed; its name is taken again, so it is kept at {}",
+                    back.map_or_else(|| display(rel), |b| b.display().to_string()),
+                    abs.display()
+                ));
+            }
+        }
+        Ok(restored)
+    }
+}
+
+fn display(p: &[u8]) -> String {
+    crate::paths::display(p)
 }
 
 /// Writes a new file at `tmp` with `fill`, then sets `mode` and (when given) the mtime, and

@@ -91,6 +91,12 @@ impl crate::workspace::Workspace {
         let rules = self.rules()?;
         let idx = crate::index::load(&self.store)?;
         let mut local = crate::scan::scan_local(&self.root, &rules, &self.store, &idx)?;
+        let mut warnings = Vec::new();
+        if self.holds_lock() && self.tidy_leftovers(&local.temporaries, base, &mut warnings)? {
+            // A file went back to its name: scan again to see it.
+            local = crate::scan::scan_local(&self.root, &rules, &self.store, &idx)?;
+        }
+        local.warnings.extend(warnings);
         // Flags are judged against the stored base, not the ignore-filtered one: a path
         // ignored for a while keeps its flag.
         // Read only when a flagged path is missing from `base` (rare).
@@ -381,11 +387,12 @@ impl crate::workspace::Workspace {
         crate::failpoint::hit("drop-before-remove");
         let mut batch = Batch::new();
         let mut kept = Vec::new();
-        for p in &report.done {
+        for (i, p) in report.done.iter().enumerate() {
             // Moved aside first, then checked: an edit made since the scan is never removed.
             let abs = crate::paths::under(&self.root, p);
             let aside = self.temp_beside(p, "drop");
             std::fs::rename(&abs, &aside).map_err(|e| SyncError::io(&abs, e))?;
+            crate::failpoint::hit_n("drop-aside", i);
             let md = std::fs::symlink_metadata(&aside).map_err(|e| SyncError::io(&aside, e))?;
             let scanned = local.tree.get(p);
             let unchanged = scanned.is_some_and(|l| {
@@ -422,6 +429,7 @@ impl crate::workspace::Workspace {
             }
         }
         report.done.retain(|p| !kept.contains(p));
+        crate::failpoint::hit("drop-before-commit");
         self.store.commit(batch)?;
         Ok(report)
     }

@@ -358,6 +358,7 @@ impl Workspace {
             }
         }
         // The workspace gets the resolution.
+        crate::failpoint::hit("resolve-before-write");
         match &result {
             Some(v) => self.write_local(path, v)?,
             None => {
@@ -433,6 +434,7 @@ impl Workspace {
         crate::index::remove(&mut batch, path);
         crate::presence::clear(&mut batch, path);
         crate::journal::put(&mut batch, &op);
+        crate::failpoint::hit("resolve-before-commit");
         self.store.commit(batch)?;
         Ok(Resolved {
             message: if needs_sync {
@@ -471,6 +473,7 @@ impl Workspace {
         if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
             std::fs::remove_dir(&abs).map_err(|e| SyncError::io(&abs, e))?;
         }
+        crate::failpoint::hit("resolve-before-rename");
         crate::localfs::rename_into_place(&tmp, &abs, false)
     }
 }

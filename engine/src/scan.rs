@@ -49,6 +49,9 @@ pub struct LocalScan {
     pub materialized: Vec<Vec<u8>>,
     /// Remote-only paths where something else was written here: reconciled without a base.
     pub reappeared: std::collections::HashSet<Vec<u8>>,
+    /// Names with cachesync's temporary prefix (a killed run's leftovers, or a running
+    /// command's files: only a command holding the lock may tidy them).
+    pub temporaries: Vec<Vec<u8>>,
 }
 
 /// Turns a remote entry into a tree entry (content filled in separately for files).
@@ -148,7 +151,12 @@ pub fn scan_local(
             };
             let is_dir = md.is_dir();
             if IgnoreRules::is_internal(&rel) || rules.is_ignored(&rel, is_dir) {
-                if !IgnoreRules::is_internal(&rel) {
+                if name
+                    .as_bytes()
+                    .starts_with(crate::ignore_rules::TMP_PREFIX.as_bytes())
+                {
+                    out.temporaries.push(rel);
+                } else if !IgnoreRules::is_internal(&rel) {
                     out.ignored.push(rel);
                 }
                 continue;

@@ -199,6 +199,7 @@ impl Workspace {
         );
         progress.finish();
         let remote_scan = remote_scan?;
+        crate::failpoint::hit("fetched");
         if let Some(root) = remote.stat(b"")? {
             self.save_remote_root_perm(&root)?;
         }
@@ -216,6 +217,7 @@ impl Workspace {
             let mut batch = Batch::new();
             Store::set_ref_in(&mut batch, keys::REF_REMOTE, id);
             self.store.commit(batch)?;
+            crate::failpoint::hit("remote-snapshot");
         }
         drop(previous_remote);
         Ok(Trees {
@@ -463,6 +465,7 @@ impl Workspace {
             }
         }
         journal::write_planned(&self.store, &op, crate::plan::Records(&plan.steps))?;
+        crate::failpoint::hit("planned");
         // Our own leftovers on the remote from earlier runs.
         let mine = format!("{TMP_PREFIX}{}.", self.workspace_id);
         for t in &trees.remote.temporaries {
@@ -772,6 +775,7 @@ impl Workspace {
         }
         crate::failpoint::hit("before-commit");
         self.store.commit(batch)?;
+        crate::failpoint::hit("after-commit");
         for c in &fresh_conflicts {
             crate::events::emit(
                 &self.meta_dir(),

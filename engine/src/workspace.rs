@@ -84,6 +84,11 @@ impl Workspace {
         Self::meta(&self.root)
     }
 
+    /// Whether this process holds the workspace lock (no other command is running).
+    pub(crate) fn holds_lock(&self) -> bool {
+        self._lock.is_some()
+    }
+
     /// Opens the workspace at `root`, taking its lock.
     ///
     /// # Errors

@@ -15,6 +15,7 @@ pub mod chunker;
 pub mod db;
 pub mod encoding;
 mod error;
+pub mod failpoint;
 pub mod file;
 pub mod fsck;
 pub mod id;

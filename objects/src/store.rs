@@ -586,8 +586,10 @@ impl Store {
             &|k| ChunkId::from_slice(k).is_some_and(|id| live_chunks.contains(&id)),
             &mut report.chunks,
         )?;
+        crate::failpoint::hit("gc-before-commit");
         self.commit(batch)?;
         if report.chunks > 0 {
+            crate::failpoint::hit("gc-before-compact");
             self.db.compact()?;
         }
         Ok(report)

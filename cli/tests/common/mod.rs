@@ -18,6 +18,8 @@ use std::time::Duration;
 pub struct Run {
     /// The exit code (-1 when killed by a signal).
     pub code: i32,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
     /// Raw standard output.
     pub stdout: Vec<u8>,
     /// Standard error, lossily decoded.
@@ -102,16 +104,27 @@ impl Env {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        self.run_with(dir, args, &[])
+    }
+
+    /// [`Env::run_in`] with `extra` environment variables (a crash point, a trace file).
+    pub fn run_with<I, S>(&self, dir: &Path, args: I, extra: &[(&str, &OsStr)]) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let out = Command::new(env!("CARGO_BIN_EXE_cachesync"))
             .args(args)
             .current_dir(dir)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", &self.home)
+            .envs(extra.iter().copied())
             .output()
             .expect("the cachesync binary runs");
         Run {
             code: out.status.code().unwrap_or(-1),
+            signal: std::os::unix::process::ExitStatusExt::signal(&out.status),
             stdout: out.stdout,
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }

@@ -1,0 +1,507 @@
+//! The fault suite, crash half: every command that changes anything (clone, sync, pull, push,
+//! resolve, drop, cull, gc) is run once on a situation with `CACHESYNC_FAILPOINT_TRACE`, which
+//! lists the crash points it passes; then, on a fresh copy of the same situation each time, it
+//! is killed with SIGKILL at each of those points in turn. After each kill:
+//! - no file on either side holds anything but its content from before the run or from after
+//!   it (no partial file under a real name);
+//! - `fsck` is clean;
+//! - the command run again completes, and leaves both sides, the open conflicts and their
+//!   variants exactly as an uninterrupted run does: no change from either side is lost;
+//! - no temporary file of cachesync's is left on either side.
+//!
+//! CI runs a deterministic slice: every named point, and of the numbered ones (`before-step:N`
+//! and the like) the first, a middle and the last. `CACHESYNC_FAULTS=all` (`make faults`)
+//! kills at every point.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use common::{noise, paths_of, tree, Env, Run, Tree};
+
+/// A situation, the command killed in it, and how it is finished afterwards.
+struct Scenario {
+    name: &'static str,
+    /// Builds the situation on a fresh remote and workspace.
+    setup: fn() -> Env,
+    /// The command (run in the workspace, or for `clone` in the temporary root).
+    command: &'static [&'static str],
+    /// What the user runs after the crash (`None`: the same command again).
+    again: Option<&'static [&'static str]>,
+    /// Exit codes a complete run may end with (7: conflicts remain, by design).
+    codes: &'static [i32],
+    /// Whether the workspace must end exactly as after an uninterrupted run. Not for cull:
+    /// which files it drops depends on what is in the workspace when it runs (after a kill,
+    /// some are gone already); nothing may be lost all the same.
+    exact_local: bool,
+}
+
+impl Scenario {
+    fn run(&self, env: &Env, extra: &[(&str, &OsStr)]) -> Run {
+        if self.command[0] == "clone" {
+            let args = [
+                OsStr::new("clone"),
+                env.remote.as_os_str(),
+                env.ws.as_os_str(),
+            ];
+            env.run_with(env.root(), args, extra)
+        } else {
+            env.run_with(&env.ws, self.command, extra)
+        }
+    }
+
+    fn finish(&self, env: &Env) -> Run {
+        match self.again {
+            Some(args) => env.run(args),
+            None => self.run(env, &[]),
+        }
+    }
+}
+
+/// Everything a run must leave the same, whether or not it was interrupted.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    local: Tree,
+    remote: Tree,
+    conflicts: Vec<Conflict>,
+}
+
+/// A conflict record as the user sees it.
+#[derive(Debug, PartialEq)]
+struct Conflict {
+    path: String,
+    kind: String,
+    state: String,
+    /// Each variant of an open conflict, with its bytes.
+    variants: Vec<(String, Vec<u8>)>,
+}
+
+fn outcome(env: &Env) -> Outcome {
+    let list = env.json(0, &["conflicts", "--json", "--all"]);
+    let mut conflicts = Vec::new();
+    for (c, path) in list
+        .as_array()
+        .expect("conflicts")
+        .iter()
+        .zip(paths_of(&list))
+    {
+        let mut variants = Vec::new();
+        if c["state"] == "open" {
+            for v in ["base", "client", "server"] {
+                if c[v].is_object() {
+                    let shown = env.ok(&["show", &path, "--variant", v]);
+                    variants.push((v.to_string(), shown.stdout));
+                }
+            }
+        }
+        conflicts.push(Conflict {
+            path,
+            kind: c["kind"].as_str().unwrap_or_default().to_string(),
+            state: c["state"].as_str().unwrap_or_default().to_string(),
+            variants,
+        });
+    }
+    Outcome {
+        local: if env.ws.exists() {
+            tree(&env.ws)
+        } else {
+            Tree::new()
+        },
+        remote: tree(&env.remote),
+        conflicts,
+    }
+}
+
+/// cachesync's temporary files under `root` (the scenario trees skip them).
+fn leftovers(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            if dir == root && name == ".cachesync" {
+                continue;
+            }
+            if name.as_bytes().starts_with(b".cachesync-tmp.") {
+                out.push(e.path().display().to_string());
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// The points a run of `s` passes, in order, each once.
+fn points(s: &Scenario) -> Vec<String> {
+    let env = (s.setup)();
+    let trace = env.root().join("trace");
+    let r = s.run(&env, &[("CACHESYNC_FAILPOINT_TRACE", trace.as_os_str())]);
+    assert!(s.codes.contains(&r.code), "{}: traced run: {r}", s.name);
+    let text = fs::read_to_string(&trace).unwrap_or_default();
+    let mut seen = Vec::new();
+    for line in text.lines() {
+        if !seen.iter().any(|p: &String| p == line) {
+            seen.push(line.to_string());
+        }
+    }
+    seen
+}
+
+/// Every named point, and of each numbered family the first, a middle and the last (all of
+/// them with `CACHESYNC_FAULTS=all`).
+fn slice(points: Vec<String>) -> Vec<String> {
+    if std::env::var("CACHESYNC_FAULTS").as_deref() == Ok("all") {
+        return points;
+    }
+    let mut families: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for p in &points {
+        if let Some((name, n)) = p.split_once(':') {
+            if let Ok(n) = n.parse() {
+                families.entry(name.to_string()).or_default().push(n);
+            }
+        }
+    }
+    points
+        .into_iter()
+        .filter(|p| match p.split_once(':') {
+            Some((name, n)) => {
+                let mut ns = families[name].clone();
+                ns.sort_unstable();
+                let n: usize = n.parse().expect("numbered");
+                n == ns[0] || n == ns[ns.len() / 2] || n == ns[ns.len() - 1]
+            }
+            None => true,
+        })
+        .collect()
+}
+
+/// A node of `killed` must be what the path held before the run or after it.
+fn assert_whole(side: &str, point: &str, before: &Tree, killed: &Tree, after: &Tree) {
+    for (path, node) in killed {
+        assert!(
+            before.get(path) == Some(node) || after.get(path) == Some(node),
+            "killed at {point}: {side} {:?} holds neither its old nor its new state: {node:?}",
+            String::from_utf8_lossy(path)
+        );
+    }
+}
+
+fn crash_everywhere(s: &Scenario) {
+    let reference = {
+        let env = (s.setup)();
+        let r = s.run(&env, &[]);
+        assert!(
+            s.codes.contains(&r.code),
+            "{}: uninterrupted run: {r}",
+            s.name
+        );
+        outcome(&env)
+    };
+    let all = points(s);
+    assert!(!all.is_empty(), "{}: the run passed no crash point", s.name);
+    let chosen = slice(all);
+    eprintln!(
+        "{}: killing at {} point(s): {chosen:?}",
+        s.name,
+        chosen.len()
+    );
+    for point in &chosen {
+        let env = (s.setup)();
+        let (local_before, remote_before) = (
+            if env.ws.exists() {
+                tree(&env.ws)
+            } else {
+                Tree::new()
+            },
+            tree(&env.remote),
+        );
+        let killed = s.run(&env, &[("CACHESYNC_FAILPOINT", OsStr::new(point))]);
+        assert_eq!(
+            killed.signal,
+            Some(9),
+            "{}: not killed at {point}: {killed}",
+            s.name
+        );
+        assert_whole(
+            "remote",
+            point,
+            &remote_before,
+            &tree(&env.remote),
+            &reference.remote,
+        );
+        if env.ws.exists() {
+            assert_whole(
+                "workspace",
+                point,
+                &local_before,
+                &tree(&env.ws),
+                &reference.local,
+            );
+        }
+        if env.ws.join(".cachesync").exists() {
+            let fsck = env.run(["fsck", "--json"]);
+            assert_eq!(
+                fsck.code, 0,
+                "{}: fsck after a kill at {point}: {fsck}",
+                s.name
+            );
+        }
+        let again = s.finish(&env);
+        assert!(
+            s.codes.contains(&again.code),
+            "{}: the run after a kill at {point} did not complete: {again}",
+            s.name
+        );
+        let fsck = env.run(["fsck", "--json"]);
+        assert_eq!(
+            fsck.code, 0,
+            "{}: fsck after recovery from {point}: {fsck}",
+            s.name
+        );
+        let mut got = outcome(&env);
+        if !s.exact_local {
+            for (path, node) in &got.local {
+                assert_eq!(
+                    got.remote.get(path),
+                    Some(node),
+                    "{}: after recovery from {point}, {:?} in the workspace differs from the remote",
+                    s.name,
+                    String::from_utf8_lossy(path)
+                );
+            }
+            let status = env.json(0, &["status", "--json"]);
+            let (used, budget) = (&status["cache"]["used"], &status["cache"]["budget"]);
+            assert!(
+                used.as_u64() <= budget.as_u64(),
+                "{}: over budget after recovery from {point}: {status}",
+                s.name
+            );
+            got.local = reference.local.clone();
+        }
+        assert!(
+            got == reference,
+            "{}: after a kill at {point} and a new run, the result differs from an \
+             uninterrupted run's.\nworkspace (left: got, right: expected):\n{}\nremote:\n{}\n\
+             conflicts: {:?}\nexpected: {:?}",
+            s.name,
+            common::diff(&got.local, &reference.local),
+            common::diff(&got.remote, &reference.remote),
+            got.conflicts,
+            reference.conflicts
+        );
+        for side in [&env.ws, &env.remote] {
+            let left = leftovers(side);
+            assert!(
+                left.is_empty(),
+                "{}: temporaries left after recovery from {point}: {left:?}",
+                s.name
+            );
+        }
+    }
+}
+
+/// A remote with text files, a directory and a 3 MB file of noise (several chunks).
+fn remote_with_files() -> Env {
+    let env = Env::with_remote(&[
+        ("a.txt", "alpha\n"),
+        ("b.txt", "bravo\n"),
+        ("c.txt", "charlie\n"),
+        ("docs/d.md", "delta\n"),
+        ("docs/e.md", "echo\n"),
+        ("shared.txt", "one\ntwo\nthree\n"),
+    ]);
+    fs::write(env.r("big.bin"), noise(7, 3_000_000)).expect("write big");
+    env
+}
+
+/// Changes on both sides: edits, a new directory, a rename, a deletion, a grown big file, and
+/// a content conflict.
+fn both_sides_changed() -> Env {
+    let env = remote_with_files();
+    env.clone_ws();
+    env.put_local("a.txt", "alpha, edited locally\n");
+    env.put_local("new/n.txt", "november\n");
+    fs::rename(env.w("b.txt"), env.w("b-renamed.txt")).expect("rename");
+    fs::remove_file(env.w("docs/e.md")).expect("rm");
+    let mut big = noise(7, 3_000_000);
+    big.extend_from_slice(b"appended locally");
+    common::write_changed(&env.w("big.bin"), &big);
+    env.put_local("shared.txt", "one\nTWO, here\nthree\n");
+    env.put_remote("c.txt", "charlie, edited on the server\n");
+    env.put_remote("docs/f.md", "foxtrot\n");
+    env.put_remote("shared.txt", "one\nTWO, there\nthree\n");
+    env
+}
+
+fn remote_changed() -> Env {
+    let env = remote_with_files();
+    env.clone_ws();
+    env.put_remote("a.txt", "alpha, edited on the server\n");
+    env.put_remote("sub/deep/new.txt", "new on the server\n");
+    fs::remove_file(env.r("docs/e.md")).expect("rm");
+    let mut big = noise(7, 3_000_000);
+    big[1_500_000..1_500_010].copy_from_slice(b"0123456789");
+    common::write_changed(&env.r("big.bin"), &big);
+    env
+}
+
+fn workspace_changed() -> Env {
+    let env = remote_with_files();
+    env.clone_ws();
+    env.put_local("a.txt", "alpha, edited locally\n");
+    env.put_local("new/dir/n.txt", "november\n");
+    fs::rename(env.w("c.txt"), env.w("c-renamed.txt")).expect("rename");
+    fs::remove_file(env.w("docs/d.md")).expect("rm");
+    common::write_changed(&env.w("big.bin"), &noise(8, 2_000_000));
+    env
+}
+
+fn conflicted() -> Env {
+    let env = remote_with_files();
+    env.clone_ws();
+    env.put_local("b.txt", "bravo, mine\n");
+    env.put_remote("b.txt", "bravo, theirs\n");
+    let r = env.run(["sync"]);
+    assert_eq!(r.code, 7, "the conflict is recorded: {r}");
+    env
+}
+
+fn cloned() -> Env {
+    let env = remote_with_files();
+    env.clone_ws();
+    env
+}
+
+fn over_budget() -> Env {
+    let env = remote_with_files();
+    for i in 0..4 {
+        fs::write(env.r(format!("n{i}.bin")), noise(20 + i, 1_000_000)).expect("write");
+    }
+    env.clone_ws();
+    let path = env.w(".cachesync/config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).expect("config")).expect("json");
+    c["budget_bytes"] = serde_json::json!(4_500_000u64);
+    fs::write(&path, c.to_string()).expect("write config");
+    env
+}
+
+/// Garbage to collect: old versions of edited files.
+fn with_garbage() -> Env {
+    let env = remote_with_files();
+    env.clone_ws();
+    common::write_changed(&env.w("big.bin"), &noise(9, 3_000_000));
+    env.put_local("a.txt", "alpha 2\n");
+    env.ok(&["sync"]);
+    env
+}
+
+#[test]
+fn a_sync_killed_anywhere_loses_nothing() {
+    crash_everywhere(&Scenario {
+        name: "sync",
+        setup: both_sides_changed,
+        command: &["sync"],
+        again: None,
+        codes: &[7],
+        exact_local: true,
+    });
+}
+
+#[test]
+fn a_pull_killed_anywhere_loses_nothing() {
+    crash_everywhere(&Scenario {
+        name: "pull",
+        setup: remote_changed,
+        command: &["pull"],
+        again: None,
+        codes: &[0],
+        exact_local: true,
+    });
+}
+
+#[test]
+fn a_push_killed_anywhere_loses_nothing() {
+    crash_everywhere(&Scenario {
+        name: "push",
+        setup: workspace_changed,
+        command: &["push"],
+        again: None,
+        codes: &[0],
+        exact_local: true,
+    });
+}
+
+#[test]
+fn a_clone_killed_anywhere_is_finished_by_a_sync() {
+    crash_everywhere(&Scenario {
+        name: "clone",
+        setup: remote_with_files,
+        command: &["clone"],
+        again: Some(&["sync"]),
+        codes: &[0],
+        exact_local: true,
+    });
+}
+
+#[test]
+fn a_resolve_killed_anywhere_loses_nothing() {
+    for take in ["server", "client"] {
+        let command: &'static [&'static str] = if take == "server" {
+            &["resolve", "b.txt", "--take", "server"]
+        } else {
+            &["resolve", "b.txt", "--take", "client"]
+        };
+        crash_everywhere(&Scenario {
+            name: "resolve",
+            setup: conflicted,
+            command,
+            again: None,
+            codes: &[0],
+            exact_local: true,
+        });
+    }
+}
+
+#[test]
+fn a_drop_killed_anywhere_loses_nothing() {
+    crash_everywhere(&Scenario {
+        name: "drop",
+        setup: cloned,
+        command: &["drop", "a.txt", "docs", "big.bin"],
+        again: None,
+        codes: &[0],
+        exact_local: true,
+    });
+}
+
+#[test]
+fn a_cull_killed_anywhere_loses_nothing() {
+    crash_everywhere(&Scenario {
+        name: "cull",
+        setup: over_budget,
+        command: &["cull"],
+        again: None,
+        codes: &[0],
+        exact_local: false,
+    });
+}
+
+#[test]
+fn a_gc_killed_anywhere_loses_nothing() {
+    crash_everywhere(&Scenario {
+        name: "gc",
+        setup: with_garbage,
+        command: &["gc"],
+        again: None,
+        codes: &[0],
+        exact_local: true,
+    });
+}

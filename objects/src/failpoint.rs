@@ -1,0 +1,96 @@
+//! Crash points for tests: `CACHESYNC_FAILPOINT=NAME` makes the process kill itself with
+//! SIGKILL when it reaches the point called NAME, so tests can show that a run killed at any
+//! step leaves the workspace recoverable. Unset (always, in normal use) it costs one lookup of
+//! a cached environment variable per point.
+//!
+//! `CACHESYNC_FAILPOINT_TRACE=FILE` appends the name of every point the process passes to
+//! FILE, one per line: a test runs a command once so, then kills it at each point in turn.
+//!
+//! Points (N counts from 0):
+//! - sync, pull, push, clone: `fetched` (changed remote files stored, nothing recorded),
+//!   `remote-snapshot` (the scanned remote recorded), `planned` (plan journalled, no step
+//!   run), `before-step:N` and `after-step:N` (step N of the plan), `mid-write:N` (part of
+//!   step N's content written to the remote), `before-rename:N` (step N's temporary file
+//!   written, not yet renamed into place), `before-commit` (every step done, refs not yet
+//!   moved), `after-commit` (refs moved; cull and events to come).
+//! - drop and cull: `drop-before-remove` (remote-only flags recorded, files not yet
+//!   removed), `drop-aside:N` (the Nth file moved aside, not yet checked and removed),
+//!   `drop-before-commit` (files removed, index not yet updated).
+//! - resolve: `resolve-before-write`, `resolve-before-rename` (the resolution written under
+//!   a temporary name), `resolve-before-commit` (in the workspace, not yet recorded).
+//! - gc: `gc-before-commit` (garbage found, not yet deleted), `gc-before-compact` (deleted,
+//!   space not yet given back).
+//!
+//! `CACHESYNC_PAUSE=NAME` with `CACHESYNC_PAUSE_FILE=PATH` instead pauses there: the process
+//! creates PATH and waits (at most two minutes) until the test removes it, so a test can cut
+//! the network at an exact moment.
+
+use std::sync::OnceLock;
+
+fn trace_file() -> Option<&'static std::sync::Mutex<std::fs::File>> {
+    static TRACE: OnceLock<Option<std::sync::Mutex<std::fs::File>>> = OnceLock::new();
+    TRACE
+        .get_or_init(|| {
+            let path = std::env::var_os("CACHESYNC_FAILPOINT_TRACE")?;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .ok()
+                .map(std::sync::Mutex::new)
+        })
+        .as_ref()
+}
+
+fn configured() -> Option<&'static str> {
+    static POINT: OnceLock<Option<String>> = OnceLock::new();
+    POINT
+        .get_or_init(|| std::env::var("CACHESYNC_FAILPOINT").ok())
+        .as_deref()
+}
+
+fn pause_point() -> Option<&'static (String, String)> {
+    static PAUSE: OnceLock<Option<(String, String)>> = OnceLock::new();
+    PAUSE
+        .get_or_init(|| {
+            let point = std::env::var("CACHESYNC_PAUSE").ok()?;
+            let file = std::env::var("CACHESYNC_PAUSE_FILE").ok()?;
+            Some((point, file))
+        })
+        .as_ref()
+}
+
+fn pause(file: &str) {
+    if std::fs::write(file, b"paused\n").is_err() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::path::Path::new(file).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Dies here (SIGKILL, no cleanup) if this is the configured point.
+pub fn hit(name: &str) {
+    if let Some(f) = trace_file() {
+        use std::io::Write;
+        let mut f = f.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = writeln!(f, "{name}");
+    }
+    if let Some((point, file)) = pause_point() {
+        if point == name {
+            pause(file);
+        }
+    }
+    if configured() == Some(name) {
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    }
+}
+
+/// [`hit`] for a numbered point, formatting the name only when a point is configured.
+pub fn hit_n(name: &str, n: usize) {
+    if configured().is_some() || pause_point().is_some() || trace_file().is_some() {
+        hit(&format!("{name}:{n}"));
+    }
+}
