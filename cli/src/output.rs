@@ -14,18 +14,19 @@ pub struct Failure {
 impl Failure {
     /// Prints the error (to stderr, or as JSON to stdout) and returns the exit code.
     pub fn report(self) -> i32 {
-        let code = self.error.code();
+        let error = self.error.classified();
+        let code = error.code();
         if self.json {
             let v = serde_json::json!({
-                "error": self.error.to_string(),
+                "error": error.to_string(),
                 "code": code.name(),
                 "exit": code.exit_code(),
-                "hint": self.error.hint(),
+                "hint": error.hint(),
             });
             print_out(&format!("{v}\n"));
         } else {
-            let mut msg = format!("cachesync: error: {}\n", self.error);
-            if let Some(h) = self.error.hint() {
+            let mut msg = format!("cachesync: error: {error}\n");
+            if let Some(h) = error.hint() {
                 msg.push_str(&format!("hint: {h}\n"));
             }
             let _ = std::io::stderr().write_all(msg.as_bytes());

@@ -17,7 +17,7 @@ pub enum ErrorCode {
     DisconData,
     /// 5: a permission only the server could vouch for.
     DisconPerm,
-    /// 6: the cache budget is exhausted.
+    /// 6: the cache budget is exhausted, or the workspace's disk is full.
     DisconFull,
     /// 7: conflicts remain.
     Conflicted,
@@ -143,6 +143,15 @@ pub enum SyncError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] ObjectError),
+    /// A disk is full (or the quota used up): the workspace's (with its store) or the
+    /// remote's. Made from the I/O and store errors that say so by [`SyncError::classified`].
+    #[error("no space left on the {side} disk: {detail}")]
+    NoSpace {
+        /// "workspace's" or "remote's".
+        side: &'static str,
+        /// The error as the system or the store gave it.
+        detail: String,
+    },
     /// The configuration is invalid.
     #[error("configuration {path}: {detail}")]
     Config {
@@ -152,6 +161,8 @@ pub enum SyncError {
         detail: String,
     },
 }
+
+const LOCAL_DISK: &str = "workspace's";
 
 /// The engine's result type.
 pub type Result<T, E = SyncError> = std::result::Result<T, E>;
@@ -165,6 +176,7 @@ impl SyncError {
             | SyncError::Offline => ErrorCode::Disconnected,
             SyncError::Conflicted(_) => ErrorCode::Conflicted,
             SyncError::CacheFull { .. } => ErrorCode::DisconFull,
+            SyncError::NoSpace { side, .. } if *side == LOCAL_DISK => ErrorCode::DisconFull,
             SyncError::NotCached { .. } => ErrorCode::DisconData,
             SyncError::Usage(_) => ErrorCode::Usage,
             _ => ErrorCode::Other,
@@ -196,7 +208,31 @@ impl SyncError {
             SyncError::NotAWorkspace(_) => Some("run `cachesync clone REMOTE DIR` first, or cd into a workspace"),
             SyncError::Locked { .. } => Some("wait for it to finish; a crashed run's lock is taken over automatically"),
             SyncError::Store(e) if e.is_corruption() => Some("run `cachesync fsck` to see what is damaged"),
+            SyncError::NoSpace { side, .. } if *side == LOCAL_DISK => Some(
+                "free space on the disk that holds the workspace (`cachesync gc` and `cachesync cull` give back store space), then run the command again; nothing was lost",
+            ),
+            SyncError::NoSpace { .. } => Some(
+                "free space on the server's disk, then run the command again; your changes stay in the workspace",
+            ),
             _ => None,
+        }
+    }
+
+    /// This error, as [`SyncError::NoSpace`] when it says a disk is full (a local I/O or
+    /// store error: the workspace's; a remote I/O error: the remote's).
+    #[must_use]
+    pub fn classified(self) -> SyncError {
+        let side = match &self {
+            SyncError::Io { source, .. } if cachesync_objects::is_no_space_io(source) => LOCAL_DISK,
+            SyncError::Store(e) if e.is_no_space() => LOCAL_DISK,
+            SyncError::RemoteIo { source, .. } if cachesync_objects::is_no_space_io(source) => {
+                "remote's"
+            }
+            _ => return self,
+        };
+        SyncError::NoSpace {
+            side,
+            detail: self.to_string(),
         }
     }
 

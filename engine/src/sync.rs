@@ -49,8 +49,13 @@ pub struct SyncReport {
     pub applied_local: usize,
     /// Of which to the remote.
     pub applied_remote: usize,
-    /// Paths skipped because a side changed during the run (synced next time).
+    /// Paths skipped because a side changed during the run (synced next time), or because
+    /// their step failed (those are in `failed` too).
     pub skipped: Vec<(Vec<u8>, String)>,
+    /// The first error a step failed with (a full disk, an I/O error): the run went on with
+    /// the other steps, and the failed ones are tried again next time, but the run did not
+    /// finish its work, so the command fails with this error's exit code.
+    pub failed: Option<SyncError>,
     /// Open conflicts after the run.
     pub conflicts: Vec<ConflictRecord>,
     /// Automatic resolutions worth telling (modify/delete, kept directories).
@@ -532,8 +537,10 @@ impl Workspace {
                     ));
                 }
                 Err(StepError::Fatal(e)) => {
+                    let e = e.classified();
                     failed.insert(step.change);
                     report.skipped.push((step.path.clone(), e.to_string()));
+                    report.failed.get_or_insert(e);
                 }
             }
             progress.set(i as u64 + 1);
@@ -1126,6 +1133,41 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// Writes the content of `t` to the remote file `tmp` (step `i`), checking that what was
+    /// sent hashes to the file's id.
+    fn write_remote_file(&mut self, i: usize, tmp: &[u8], t: &Entry) -> Result<(), StepError> {
+        let mut w = self.remote.create(tmp)?;
+        let id = t.file.expect("file entries have content");
+        let object = self
+            .ws
+            .store
+            .file_object(id)
+            .map_err(SyncError::from)?
+            .ok_or(SyncError::Store(
+                cachesync_objects::ObjectError::MissingFile(id),
+            ))?;
+        let mut whole = blake3::Hasher::new();
+        for (n, (cid, _)) in object.chunks.iter().enumerate() {
+            let data = self.ws.store.chunk(*cid).map_err(SyncError::from)?;
+            whole.update(&data);
+            self.bytes_up += data.len() as u64;
+            w.write_all(data)?;
+            if n == 0 {
+                crate::failpoint::hit_n("mid-write", i);
+            }
+        }
+        if whole.finalize().as_bytes() != id.as_bytes() {
+            return Err(StepError::Fatal(SyncError::Store(
+                cachesync_objects::ObjectError::CorruptFile {
+                    id,
+                    detail: "content does not hash to the file's id".into(),
+                },
+            )));
+        }
+        w.finish(t.mode, t.mtime_ns)?;
+        Ok(())
+    }
+
     fn apply_remote(&mut self, i: usize, step: &Step) -> Result<(), StepError> {
         let remote = self.remote;
         let target = step.target.as_ref();
@@ -1137,39 +1179,18 @@ impl Applier<'_> {
                 let t = target.expect("writes have a target");
                 let tmp = self.ws.temp_name(self.op, i, &step.path);
                 let _ = remote.remove_file(&tmp);
-                if t.kind == EntryKind::File {
-                    let mut w = remote.create(&tmp)?;
-                    let id = t.file.expect("file entries have content");
-                    let object = self
-                        .ws
-                        .store
-                        .file_object(id)
-                        .map_err(SyncError::from)?
-                        .ok_or(SyncError::Store(
-                            cachesync_objects::ObjectError::MissingFile(id),
-                        ))?;
-                    let mut whole = blake3::Hasher::new();
-                    for (n, (cid, _)) in object.chunks.iter().enumerate() {
-                        let data = self.ws.store.chunk(*cid).map_err(SyncError::from)?;
-                        whole.update(&data);
-                        self.bytes_up += data.len() as u64;
-                        w.write_all(data)?;
-                        if n == 0 {
-                            crate::failpoint::hit_n("mid-write", i);
-                        }
-                    }
-                    if whole.finalize().as_bytes() != id.as_bytes() {
-                        let _ = remote.remove_file(&tmp);
-                        return Err(StepError::Fatal(SyncError::Store(
-                            cachesync_objects::ObjectError::CorruptFile {
-                                id,
-                                detail: "content does not hash to the file's id".into(),
-                            },
-                        )));
-                    }
-                    w.finish(t.mode, t.mtime_ns)?;
+                // A failed write (a full disk, a dropped link) takes its temporary with it,
+                // unless the remote is unreachable (the next run removes it then).
+                let written = if t.kind == EntryKind::File {
+                    self.write_remote_file(i, &tmp, t)
                 } else {
-                    remote.symlink(&t.target, &tmp)?;
+                    remote.symlink(&t.target, &tmp).map_err(StepError::from)
+                };
+                if let Err(e) = written {
+                    if !remote.pool().is_tripped() {
+                        let _ = remote.remove_file(&tmp);
+                    }
+                    return Err(e);
                 }
                 if let Err(e) = self.check_remote(&step.path, step.expect.as_ref()) {
                     let _ = remote.remove_file(&tmp);

@@ -68,6 +68,19 @@ pub enum ObjectError {
 pub type Result<T, E = ObjectError> = std::result::Result<T, E>;
 
 impl ObjectError {
+    /// True when the store could not be written because its disk is full (or the user's
+    /// quota is used up).
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            ObjectError::Db { message, .. } => {
+                message.contains("No space left on device")
+                    || message.contains("Disk quota exceeded")
+            }
+            ObjectError::Read(e) | ObjectError::Write(e) => is_no_space_io(e),
+            _ => false,
+        }
+    }
+
     /// True when the error says stored data is damaged (as opposed to missing or I/O).
     pub fn is_corruption(&self) -> bool {
         matches!(
@@ -77,4 +90,12 @@ impl ObjectError {
                 | ObjectError::Decode { .. }
         ) || matches!(self, ObjectError::Db { message, .. } if message.contains("Corruption"))
     }
+}
+
+/// True when an I/O error says the disk is full or the quota used up (ENOSPC, EDQUOT).
+pub fn is_no_space_io(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(c) if c == rustix::io::Errno::NOSPC.raw_os_error() || c == rustix::io::Errno::DQUOT.raw_os_error()
+    )
 }

@@ -25,7 +25,7 @@ pub mod store;
 pub mod tree;
 
 pub use db::{Batch, Table};
-pub use error::{ObjectError, Result};
+pub use error::{is_no_space_io, ObjectError, Result};
 pub use file::FileObject;
 pub use fsck::{FsckProblem, FsckReport};
 pub use id::{ChunkId, FileId, SnapshotId, TreeId};

@@ -82,7 +82,7 @@ pub fn cmd_clone(args: CloneArgs) -> CmdResult {
         dry_run: false,
         force: true,
     };
-    let report = ws.sync(&opts, &Bars::new(args.quiet)).or_fail(false)?;
+    let mut report = ws.sync(&opts, &Bars::new(args.quiet)).or_fail(false)?;
     for w in &report.warnings {
         note(&format!("warning: {w}"));
     }
@@ -111,6 +111,7 @@ pub fn cmd_clone(args: CloneArgs) -> CmdResult {
     Ok(super::sync::finish_code(
         !report.conflicts.is_empty(),
         report.cache_full,
+        report.failed.take(),
         false,
     ))
 }

@@ -76,13 +76,18 @@ fn run(command: &str, direction: Direction, paths: Vec<PathBuf>, c: Common) -> C
         dry_run: c.dry_run,
         force: c.force,
     };
-    let report = ws
+    let mut report = ws
         .sync(&opts, &Bars::new(c.quiet || c.json))
         .or_fail(c.json)?;
     let conflicted = !report.conflicts.is_empty();
     let full = report.cache_full;
+    let failed = report.failed.take();
     if c.json {
-        print_json(&to_json(command, &c, &report));
+        let mut j = to_json(command, &c, &report);
+        j["error"] = failed.as_ref().map_or(serde_json::Value::Null, |e| {
+            json!({"error": e.to_string(), "code": e.code().name(), "exit": e.code().exit_code(), "hint": e.hint()})
+        });
+        print_json(&j);
     } else {
         print_out(&human(command, c.dry_run, &report));
         for w in &report.warnings {
@@ -93,12 +98,24 @@ fn run(command: &str, direction: Direction, paths: Vec<PathBuf>, c: Common) -> C
             note("hint: `cachesync conflicts` lists them, `cachesync show PATH --variant server|client|base` prints a version, `cachesync resolve PATH` settles one");
         }
     }
-    Ok(finish_code(conflicted, full, c.json))
+    Ok(finish_code(conflicted, full, failed, c.json))
 }
 
-/// The exit code of a run that finished: 7 while conflicts remain, else 6 if the cache budget
-/// refused content (its error is printed too), else 0.
-pub fn finish_code(conflicted: bool, full: Option<(u64, u64, usize)>, json: bool) -> i32 {
+/// The exit code of a run that finished: a failed step's error's (printed too; in JSON it is
+/// the report's `error`), else 7 while conflicts remain, else 6 if the cache budget refused
+/// content (its error is printed too), else 0.
+pub fn finish_code(
+    conflicted: bool,
+    full: Option<(u64, u64, usize)>,
+    failed: Option<cachesync_engine::SyncError>,
+    json: bool,
+) -> i32 {
+    if let Some(error) = failed {
+        if json {
+            return error.code().exit_code();
+        }
+        return crate::output::Failure { error, json: false }.report();
+    }
     let full_code = full.map(|(needed, budget, refused)| {
         if json {
             return exit(ErrorCode::DisconFull);

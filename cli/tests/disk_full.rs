@@ -1,0 +1,150 @@
+//! The fault suite, disk-full half: the workspace (with its store) or the remote on a small
+//! tmpfs that fills up in the middle of a pull or a push. The run fails with a clear error
+//! (EDISCONFULL, exit 6, when the workspace's disk is full), no partial file appears under a
+//! real name on either side, no temporary is left, nothing is lost, and once there is room the
+//! same command completes.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{noise, read, tree, Env};
+
+/// A tmpfs of a given size mounted at a directory for the length of a test.
+struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        fs::create_dir_all(dir).expect("mount point");
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .expect("mount runs");
+        assert!(
+            st.success(),
+            "mount a tmpfs at {} (needs root)",
+            dir.display()
+        );
+        SmallDisk {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn grow(&self, size: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.dir)
+            .status()
+            .expect("mount runs");
+        assert!(st.success(), "remount {}", self.dir.display());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+fn temporaries(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).expect("list").flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".cachesync-tmp.") {
+                out.push(e.path().display().to_string());
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) && name != ".cachesync" {
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_pull_into_a_full_workspace_disk_fails_clearly_and_completes_with_room() {
+    let env = Env::with_remote(&[("a.txt", "alpha\n"), ("docs/b.txt", "bravo\n")]);
+    let disk = SmallDisk::mount(&env.ws, "24m");
+    env.clone_ws();
+    env.put_local("a.txt", "alpha, edited here, not pushed\n");
+    fs::write(env.r("big.bin"), noise(3, 40_000_000)).expect("write big");
+    env.put_remote("docs/b.txt", "bravo, edited on the server\n");
+
+    let r = env.run(["pull"]);
+    assert_eq!(r.code, 6, "EDISCONFULL: {r}");
+    assert!(
+        r.stderr.contains("no space") && r.stderr.contains("free space"),
+        "says what happened and what to do: {r}"
+    );
+    let local = tree(&env.ws);
+    assert!(
+        !local.contains_key(b"big.bin".as_slice()),
+        "no partial file under the real name"
+    );
+    assert_eq!(read(env.w("a.txt")), "alpha, edited here, not pushed\n");
+    assert_eq!(temporaries(&env.ws), Vec::<String>::new());
+
+    disk.grow("256m");
+    let fsck = env.run(["fsck"]);
+    assert_eq!(fsck.code, 0, "{fsck}");
+    env.ok(&["pull"]);
+    assert_eq!(
+        fs::read(env.w("big.bin")).expect("pulled"),
+        fs::read(env.r("big.bin")).expect("remote")
+    );
+    assert_eq!(read(env.w("docs/b.txt")), "bravo, edited on the server\n");
+    env.ok(&["push"]);
+    env.assert_in_sync();
+    assert_eq!(read(env.r("a.txt")), "alpha, edited here, not pushed\n");
+}
+
+#[test]
+fn a_push_to_a_full_remote_disk_fails_clearly_and_completes_with_room() {
+    let env = Env::new();
+    let disk = SmallDisk::mount(&env.remote, "8m");
+    env.put_remote("a.txt", "alpha\n");
+    env.put_remote("keep.bin", noise(5, 1_000_000));
+    env.clone_ws();
+    let big = noise(4, 12_000_000);
+    fs::write(env.w("big.bin"), &big).expect("write big");
+    env.put_local("a.txt", "alpha, edited here\n");
+    let before = tree(&env.remote);
+
+    let r = env.run(["push"]);
+    assert_ne!(r.code, 0, "{r}");
+    assert!(
+        r.stderr.contains("no space") && r.stderr.contains("remote"),
+        "says which side is full: {r}"
+    );
+    let after = tree(&env.remote);
+    for (path, node) in &after {
+        assert!(
+            before.get(path) == Some(node) || tree(&env.ws).get(path) == Some(node),
+            "{:?} on the remote is neither old nor new",
+            String::from_utf8_lossy(path)
+        );
+    }
+    assert_eq!(temporaries(&env.remote), Vec::<String>::new());
+    assert_eq!(fs::read(env.w("big.bin")).expect("kept"), big);
+    assert_eq!(read(env.w("a.txt")), "alpha, edited here\n");
+    let fsck = env.run(["fsck"]);
+    assert_eq!(fsck.code, 0, "{fsck}");
+
+    disk.grow("64m");
+    env.ok(&["push"]);
+    env.assert_in_sync();
+    assert_eq!(fs::read(env.r("big.bin")).expect("pushed"), big);
+}
