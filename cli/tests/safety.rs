@@ -339,6 +339,89 @@ fn a_corrupted_chunk_is_never_served_and_the_error_points_to_fsck() {
 }
 
 #[test]
+fn fsck_repair_writes_a_damaged_chunk_again_from_the_workspace_copy() {
+    let (env, big) = corrupted_store();
+    let j = env.json(0, &["fsck", "--repair", "--json"]);
+    assert_eq!(j["clean"], true, "{j}");
+    assert_eq!(j["repair"]["repaired"][0]["path"], "big.bin", "{j}");
+    assert_eq!(j["repair"]["repaired"][0]["from"], "workspace", "{j}");
+    let shown = env.ok(&["show", "big.bin", "--variant", "base"]);
+    assert!(shown.stdout == big, "the repaired content is served whole");
+    env.assert_noop_sync();
+}
+
+#[test]
+fn fsck_repair_fetches_from_the_remote_when_the_workspace_copy_changed() {
+    let (env, big) = corrupted_store();
+    // The workspace's copy is edited (not the stored content any more): the remote's is used.
+    env.put_local("big.bin", "edited here\n");
+    let r = env.ok(&["fsck", "--repair"]);
+    assert!(
+        r.out().contains("repaired big.bin (from the remote)"),
+        "{r}"
+    );
+    let shown = env.ok(&["show", "big.bin", "--variant", "base"]);
+    assert!(shown.stdout == big, "the base version is whole again");
+    env.ok(&["sync"]);
+    assert_eq!(
+        read(env.r("big.bin")),
+        "edited here\n",
+        "the edit still goes out"
+    );
+}
+
+#[test]
+fn fsck_repair_without_an_intact_copy_says_so_and_serves_nothing() {
+    let (env, _) = corrupted_store();
+    env.put_local("big.bin", "edited here\n");
+    env.put_remote("big.bin", "edited on the server\n");
+    let j = env.json(1, &["fsck", "--repair", "--json"]);
+    assert_eq!(j["clean"], false, "{j}");
+    assert_eq!(j["repair"]["unrepaired"][0]["path"], "big.bin", "{j}");
+    let shown = env.run(["show", "big.bin", "--variant", "base"]);
+    assert_ne!(shown.code, 0, "{shown}");
+    assert!(shown.stdout.is_empty(), "no damaged bytes on stdout");
+}
+
+#[test]
+fn a_damaged_database_file_stops_every_command_clearly_and_serves_nothing() {
+    let env = Env::with_remote(&[("a.txt", "a\n")]);
+    fs::write(env.r("big.bin"), pseudo_random(300_000, 9)).expect("write");
+    env.clone_ws();
+    env.ok(&["fsck"]); // flushes the clone's writes into table files
+    let tables: Vec<PathBuf> = files_under(&env.w(".cachesync/store"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "sst"))
+        .collect();
+    assert!(!tables.is_empty(), "the store has table files");
+    for t in &tables {
+        let mut bytes = fs::read(t).expect("read table file");
+        let n = bytes.len();
+        for at in [n / 3, n / 2] {
+            bytes[at] ^= 0xff;
+        }
+        fs::write(t, &bytes).expect("write the damaged table file");
+    }
+    for args in [
+        &["status"][..],
+        &["fsck"],
+        &["show", "big.bin", "--variant", "base"],
+        &["sync"],
+    ] {
+        let r = env.run(args);
+        assert_ne!(r.code, 0, "{args:?} on a damaged store: {r}");
+        assert!(r.stdout.is_empty(), "{args:?} printed nothing: {r}");
+        assert!(
+            r.stderr.contains("Corruption") && r.stderr.contains(".sst"),
+            "{args:?} names the damaged file: {r}"
+        );
+        assert!(r.stderr.contains("reliability.md"), "what to do next: {r}");
+    }
+    assert_eq!(read(env.w("a.txt")), "a\n", "the workspace is untouched");
+    assert_eq!(read(env.r("a.txt")), "a\n", "the remote is untouched");
+}
+
+#[test]
 fn clone_into_a_non_empty_directory_is_a_usage_error() {
     let env = Env::with_remote(&[("a.txt", "a\n")]);
     fs::create_dir(&env.ws).expect("mkdir");

@@ -207,7 +207,12 @@ impl SyncError {
             ),
             SyncError::NotAWorkspace(_) => Some("run `cachesync clone REMOTE DIR` first, or cd into a workspace"),
             SyncError::Locked { .. } => Some("wait for it to finish; a crashed run's lock is taken over automatically"),
-            SyncError::Store(e) if e.is_corruption() => Some("run `cachesync fsck` to see what is damaged"),
+            SyncError::Store(cachesync_objects::ObjectError::Db { .. }) if self.is_store_corruption() => Some(
+                "a file of the store's database is damaged (named above), so the store cannot be opened; nothing damaged was served, and the workspace's files are untouched: see \"A damaged store\" in docs/reliability.md",
+            ),
+            SyncError::Store(e) if e.is_corruption() => Some(
+                "run `cachesync fsck` to see what is damaged, and `cachesync fsck --repair` to fetch it again from the workspace or the remote",
+            ),
             SyncError::NoSpace { side, .. } if *side == LOCAL_DISK => Some(
                 "free space on the disk that holds the workspace (`cachesync gc` and `cachesync cull` give back store space), then run the command again; nothing was lost",
             ),
@@ -216,6 +221,14 @@ impl SyncError {
             ),
             _ => None,
         }
+    }
+
+    /// True when a table or manifest file of the store's database is damaged (RocksDB found
+    /// a checksum mismatch there): the store cannot be opened. A damaged chunk (a blob
+    /// record, or bytes that do not hash to their id) is not this: `fsck --repair` fixes it.
+    pub fn is_store_corruption(&self) -> bool {
+        matches!(self, SyncError::Store(e @ cachesync_objects::ObjectError::Db { message, .. })
+            if e.is_corruption() && (message.contains(".sst") || message.contains("MANIFEST")))
     }
 
     /// This error, as [`SyncError::NoSpace`] when it says a disk is full (a local I/O or

@@ -34,6 +34,7 @@ pub mod reconcile;
 pub mod registry;
 pub mod remote;
 pub mod remote_process;
+pub mod repair;
 pub mod resolve;
 pub mod scan;
 pub mod status;

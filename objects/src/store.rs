@@ -290,6 +290,61 @@ impl Store {
         Ok(object.size)
     }
 
+    /// Reads a file's content and checks it (every chunk against its id, the whole against the
+    /// file's id), writing it nowhere.
+    ///
+    /// # Errors
+    /// As [`Store::read_file`].
+    pub fn verify_file(&self, id: FileId) -> Result<()> {
+        self.read_file(id, &mut std::io::sink()).map(|_| ())
+    }
+
+    /// Repairs the file `id` from `source`, a copy of its content found elsewhere (the
+    /// workspace, the remote): the copy is chunked and, if it hashes to `id`, every chunk of
+    /// it that is missing or damaged in the store is written again, and so is the file
+    /// object. Returns false, writing no file object, when the copy is not `id`'s content.
+    ///
+    /// # Errors
+    /// [`ObjectError::Read`] if the source fails, [`ObjectError::Db`] on a store failure.
+    pub fn repair_file(&self, id: FileId, source: impl Read) -> Result<bool> {
+        let chunks_table = self.db.table(keys::CF_CHUNKS);
+        let mut whole = blake3::Hasher::new();
+        let mut list = Vec::new();
+        let mut size = 0u64;
+        let mut fresh: Vec<(ChunkId, Vec<u8>)> = Vec::new();
+        for chunk in self.chunker.chunks(source) {
+            let data = chunk.map_err(ObjectError::Read)?;
+            whole.update(&data);
+            size += data.len() as u64;
+            let cid = ChunkId::of(&data);
+            list.push((
+                cid,
+                u32::try_from(data.len()).expect("chunks are at most 256 KiB"),
+            ));
+            // A read error (RocksDB's own checksum caught the damage) is damage too.
+            let intact =
+                matches!(chunks_table.get(cid.as_bytes()), Ok(Some(v)) if ChunkId::of(&v) == cid);
+            if !intact {
+                fresh.push((cid, data));
+            }
+        }
+        if FileId(*whole.finalize().as_bytes()) != id {
+            return Ok(false);
+        }
+        let mut batch = Batch::new();
+        for (cid, data) in &fresh {
+            batch.put(keys::CF_CHUNKS, cid.as_bytes(), data);
+        }
+        let object = FileObject {
+            id,
+            size,
+            chunks: list,
+        };
+        batch.put(keys::CF_FILES, id.as_bytes(), &object.encode());
+        self.commit(batch)?;
+        Ok(true)
+    }
+
     /// A file's whole content, verified.
     ///
     /// # Errors

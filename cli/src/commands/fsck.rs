@@ -9,14 +9,28 @@ pub struct FsckArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Write damaged or missing content again from an intact copy in the workspace or on
+    /// the remote (a copy is used only if it hashes to the id the store names), then check.
+    #[arg(long)]
+    repair: bool,
 }
 
 pub fn cmd_fsck(args: FsckArgs) -> CmdResult {
     let ws = open_workspace(args.json)?;
+    let repair = if args.repair {
+        Some(ws.repair().or_fail(args.json)?)
+    } else {
+        None
+    };
     let report = ws.fsck().or_fail(args.json)?;
     let code = if report.is_clean() { 0 } else { 1 };
     if args.json {
         print_json(&json!({
+            "repair": repair.as_ref().map(|r| json!({
+                "repaired": r.repaired.iter().map(|(p, from)| json!({"path": p, "from": from})).collect::<Vec<_>>(),
+                "unrepaired": r.unrepaired.iter().map(|(p, why)| json!({"path": p, "reason": why})).collect::<Vec<_>>(),
+                "remote_error": r.remote_error,
+            })),
             "clean": report.is_clean(),
             "snapshots": report.snapshots,
             "trees": report.trees,
@@ -30,6 +44,17 @@ pub fn cmd_fsck(args: FsckArgs) -> CmdResult {
         return Ok(code);
     }
     let mut out = String::new();
+    if let Some(r) = &repair {
+        for (p, from) in &r.repaired {
+            out.push_str(&format!("repaired {p} (from the {from})\n"));
+        }
+        for (p, why) in &r.unrepaired {
+            out.push_str(&format!("could not repair {p}: {why}\n"));
+        }
+        if r.repaired.is_empty() && r.unrepaired.is_empty() {
+            out.push_str("no damaged content to repair\n");
+        }
+    }
     for p in &report.problems {
         out.push_str(&format!(
             "damaged {} {} ({}): {}\n",
