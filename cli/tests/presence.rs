@@ -47,7 +47,14 @@ fn a_dropped_file_is_not_pushed_as_a_deletion() {
 
 #[test]
 fn a_remote_only_file_follows_the_server_without_its_content() {
-    let env = cloned();
+    let env = Env::with_remote(&[
+        ("a.txt", "alpha\n"),
+        ("docs/b.txt", "bravo\n"),
+        ("c.txt", "charlie\n"),
+        ("d.txt", "delta\n"),
+    ]);
+    common::age_files(&env.remote);
+    env.clone_ws();
     env.ok(&["drop", "a.txt"]);
     write_changed(&env.r("a.txt"), b"alpha, much longer on the server now\n");
     let s = env.json(0, &["sync", "--json"]);

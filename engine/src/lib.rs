@@ -30,6 +30,7 @@ pub mod paths;
 pub mod plan;
 pub mod presence;
 pub mod progress;
+pub mod racy;
 pub mod reconcile;
 pub mod registry;
 pub mod remote;

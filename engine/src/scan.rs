@@ -326,8 +326,9 @@ pub fn walk_remote(
 }
 
 /// The second half of a remote scan, after [`walk_remote`]: reads (and stores) the files of
-/// the walk whose size or mtime differ from `previous` (the last remote snapshot) or whose
-/// content is not in the store, except remote-only ones.
+/// the walk whose size or mtime differ from `previous` (the last remote snapshot), that were
+/// `racy` in it (see [`crate::racy`]), or whose content is not in the store, except
+/// remote-only ones.
 ///
 /// # Errors
 /// [`SyncError::Disconnected`], remote I/O and store errors.
@@ -338,6 +339,7 @@ pub fn fetch_changed(
     rules: &IgnoreRules,
     store: &Store,
     previous: &Flat,
+    racy: &std::collections::HashSet<Vec<u8>>,
     remote_only: &std::collections::HashSet<Vec<u8>>,
     parallel: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
@@ -371,7 +373,8 @@ pub fn fetch_changed(
                         && p.size == r.size
                         && p.mtime_ns == r.mtime_ns
                         && (not_here
-                            || p.file.is_some_and(|f| store.has_file(f).unwrap_or(false))) =>
+                            || (!racy.contains(&rel)
+                                && p.file.is_some_and(|f| store.has_file(f).unwrap_or(false)))) =>
                 {
                     entry.file = p.file;
                 }
@@ -466,6 +469,7 @@ pub fn fetch(
             Some(l) => l,
             None => remote.stat(rel)?.ok_or_else(gone)?,
         };
+        crate::failpoint::hit("fetching");
         let mut reader = remote.open(rel)?;
         let ingested = store.ingest(&mut reader);
         let (id, size) = match ingested {

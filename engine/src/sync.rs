@@ -88,6 +88,10 @@ pub(crate) struct Trees {
     /// The remote as scanned, which is also what the remote ref names after the scan (the
     /// commit compares with it).
     pub remote: RemoteScan,
+    /// Its racy paths (see [`crate::racy`]), as recorded.
+    pub racy: HashSet<Vec<u8>>,
+    /// When the scan started (the racy window is measured from it).
+    pub started_ns: i64,
 }
 
 impl Workspace {
@@ -163,9 +167,11 @@ impl Workspace {
         progress: &dyn Progress,
         alongside: impl FnOnce() -> Result<()> + Send,
     ) -> Result<Trees> {
+        let started_ns = crate::now_ns();
         let rules = self.rules()?;
         let base = self.synced_base()?;
         let previous_remote = self.store.read_ref_flat(keys::REF_REMOTE)?;
+        let previous_racy = crate::racy::load(&self.store)?;
         // The workspace scan, the remote walk and `alongside` (the identity check) overlap:
         // over a distant link the walk is round trips, the local scan is disk. Only reading
         // happens before `alongside` has succeeded (files changed on the remote are fetched
@@ -198,6 +204,7 @@ impl Workspace {
             &rules,
             &self.store,
             &previous_remote,
+            &previous_racy,
             &local.remote_only,
             self.config.parallel,
             &report,
@@ -208,8 +215,12 @@ impl Workspace {
         if let Some(root) = remote.stat(b"")? {
             self.save_remote_root_perm(&root)?;
         }
-        // The last observed remote state: a later scan reads only what changed since. Once
-        // saved, it is what the commit compares with (so it is not written twice).
+        // The last observed remote state: a later scan reads only what changed since (and
+        // what was racy). Once saved, it is what the commit compares with (so it is not
+        // written twice).
+        let racy = crate::racy::of(&remote_scan.tree, started_ns);
+        let mut batch = Batch::new();
+        crate::racy::put(&mut batch, &previous_racy, &racy);
         if remote_scan.tree != previous_remote {
             let root = self.store.write_flat(&remote_scan.tree)?;
             let snap = Snapshot {
@@ -219,8 +230,9 @@ impl Workspace {
                 description: "remote as scanned".into(),
             };
             let id = self.store.put_snapshot(&snap)?;
-            let mut batch = Batch::new();
             Store::set_ref_in(&mut batch, keys::REF_REMOTE, id);
+        }
+        if !batch.is_empty() {
             self.store.commit(batch)?;
             crate::failpoint::hit("remote-snapshot");
         }
@@ -229,6 +241,8 @@ impl Workspace {
             base,
             local,
             remote: remote_scan,
+            racy,
+            started_ns,
         })
     }
 
@@ -482,6 +496,7 @@ impl Workspace {
         let mut applier = Applier {
             ws: self,
             remote: &remote,
+            racy: &trees.racy,
             op: op_id,
             local_results: HashMap::new(),
             remote_results: HashMap::new(),
@@ -742,6 +757,12 @@ impl Workspace {
         }
         report.conflicts = open_now.into_values().collect();
         let now = crate::now_ns();
+        // Files written to the remote by this run are racy until a later scan.
+        crate::racy::put(
+            &mut batch,
+            &trees.racy,
+            &crate::racy::of(&new_remote, trees.started_ns),
+        );
         if base_moved || self.store.get_ref(keys::REF_BASE)?.is_none() {
             let root = self.store.write_flat(&new_base)?;
             let snap = Snapshot {
@@ -923,6 +944,8 @@ impl From<SyncError> for StepError {
 struct Applier<'a> {
     ws: &'a Workspace,
     remote: &'a TimedRemote,
+    /// Remote paths whose stat cannot vouch for their content (see [`crate::racy`]).
+    racy: &'a HashSet<Vec<u8>>,
     op: u64,
     local_results: HashMap<Vec<u8>, Option<IndexEntry>>,
     remote_results: HashMap<Vec<u8>, Option<Entry>>,
@@ -1112,7 +1135,32 @@ impl Applier<'_> {
 
     fn check_remote(&self, path: &[u8], expect: Option<&Entry>) -> Result<(), StepError> {
         let now = self.remote.stat(path)?.map(|r| tree_entry(&r));
-        if matches(now.as_ref(), expect) {
+        // A racy file's stat cannot tell an edit made in the same second: its content must
+        // still be the one expected.
+        let same_content = || -> Result<bool, StepError> {
+            match expect {
+                Some(e) if e.kind == EntryKind::File && self.racy.contains(path) => {
+                    match e.file.filter(|f| crate::presence::is_known(*f)) {
+                        Some(id) => {
+                            let mut reader = self.remote.open(path)?;
+                            let held = crate::racy::holds(&mut reader, id);
+                            match (held, reader.error.take()) {
+                                (_, Some(err)) => Err(StepError::Fatal(err)),
+                                (Ok(h), None) => Ok(h),
+                                (Err(err), None) => Err(StepError::Fatal(SyncError::RemoteIo {
+                                    path: display(path).into(),
+                                    source: err,
+                                })),
+                            }
+                        }
+                        // Content never read (remote-only): nothing to compare.
+                        None => Ok(true),
+                    }
+                }
+                _ => Ok(true),
+            }
+        };
+        if matches(now.as_ref(), expect) && same_content()? {
             Ok(())
         } else {
             Err(StepError::Precondition(format!(

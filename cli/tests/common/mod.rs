@@ -256,6 +256,22 @@ pub fn write_changed(path: &Path, body: &[u8]) {
     }
 }
 
+/// Dates every file under `root` an hour back: a file written just before a scan is racy,
+/// and the next scan reads it again (as git does), which a test counting bytes read must
+/// not see.
+pub fn age_files(root: &Path) {
+    let then = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for (path, node) in tree(root) {
+        if let Node::File(..) = node {
+            fs::File::options()
+                .write(true)
+                .open(root.join(OsStr::from_bytes(&path)))
+                .and_then(|f| f.set_modified(then))
+                .expect("date a file");
+        }
+    }
+}
+
 /// Reads a file as a string.
 pub fn read(path: impl AsRef<Path>) -> String {
     let p = path.as_ref();

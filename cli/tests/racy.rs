@@ -1,0 +1,92 @@
+//! Racy remote entries: a server file edited again with the same size and the same mtime (as
+//! an edit in the same second looks over sshfs or SMB, which keep whole seconds) is still seen,
+//! and is never overwritten by a push that took it for unchanged.
+
+mod common;
+
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use cachesync_testutils::wait_until;
+use common::{read, Env};
+
+/// Rewrites `path` with `body` (the same size as before) and gives it back its mtime.
+fn edit_keeping_the_stat(path: &std::path::Path, body: &str) {
+    let before = fs::metadata(path).expect("stat");
+    assert_eq!(before.len(), body.len() as u64, "same size");
+    let mtime: SystemTime = before.modified().expect("mtime");
+    fs::write(path, body).expect("write");
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open")
+        .set_modified(mtime)
+        .expect("set mtime");
+}
+
+#[test]
+fn a_same_size_same_mtime_edit_on_the_server_right_after_a_scan_is_pulled() {
+    let env = Env::with_remote(&[("a.txt", "aaaa\n"), ("old.txt", "old\n")]);
+    // old.txt is old: its stat vouches for it; a.txt was just written.
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(env.r("old.txt"))
+        .expect("open")
+        .set_modified(old)
+        .expect("set mtime");
+    env.clone_ws();
+    edit_keeping_the_stat(&env.r("a.txt"), "bbbb\n");
+    let r = env.json(0, &["pull", "--json"]);
+    assert_eq!(read(env.w("a.txt")), "bbbb\n", "{r}");
+    // Only the racy file was read again.
+    assert_eq!(r["bytes_read"], 5, "{r}");
+}
+
+#[test]
+fn a_push_does_not_overwrite_a_racy_file_the_server_changed_under_the_same_stat() {
+    let env = Env::with_remote(&[("a.txt", "aaaa\n")]);
+    env.clone_ws();
+    env.put_local("a.txt", "mine\n");
+    // The push pauses before its write; meanwhile the server's copy changes, same size, same
+    // mtime.
+    let pause = env.root().join("paused");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cachesync"))
+        .arg("push")
+        .current_dir(&env.ws)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &env.home)
+        .env("CACHESYNC_PAUSE", "before-step:0")
+        .env("CACHESYNC_PAUSE_FILE", &pause)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn push");
+    wait_until("the push pauses", Duration::from_secs(30), || {
+        pause.exists()
+    });
+    edit_keeping_the_stat(&env.r("a.txt"), "tttt\n");
+    fs::remove_file(&pause).expect("resume");
+    let status = child.wait().expect("the push ends");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        read(env.r("a.txt")),
+        "tttt\n",
+        "the server's edit is not overwritten"
+    );
+    assert_eq!(read(env.w("a.txt")), "mine\n", "the local edit is kept");
+
+    // The next sync sees both edits: a conflict that keeps both.
+    let r = env.run(["sync"]);
+    assert_eq!(r.code, 7, "{r}");
+    assert_eq!(
+        env.ok(&["show", "a.txt", "--variant", "server"]).stdout,
+        b"tttt\n"
+    );
+    assert_eq!(
+        env.ok(&["show", "a.txt", "--variant", "client"]).stdout,
+        b"mine\n"
+    );
+}

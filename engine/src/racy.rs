@@ -1,0 +1,83 @@
+//! Racy remote entries. Between scans a remote file's size and mtime stand for its content
+//! (that is what makes a no-change sync a walk of listings), but only when a later edit could
+//! not leave both as they were. A file modified shortly before a scan can be modified again
+//! within the same timestamp, keeping its size; over file systems that keep whole seconds
+//! (sshfs, SMB) that is any edit in the same second. As git does for its index, such entries
+//! are racy: the next scan reads their content again instead of trusting the stat, and a step
+//! that would overwrite or remove one on the remote checks its content first.
+//!
+//! An entry is racy when its mtime is at most [`WINDOW_NS`] before the scan started, by the
+//! workspace's clock (a server whose clock runs ahead makes more entries racy, never fewer;
+//! one running behind by more than the window is the limit of this check). Racy paths are
+//! kept under `racy/` + path in the state table, written with the remote snapshot they
+//! describe.
+
+use std::collections::HashSet;
+use std::io::Read;
+
+use cachesync_objects::{keys, Batch, EntryKind, FileId, Store};
+
+use crate::error::Result;
+use crate::scan::Flat;
+
+const PREFIX: &[u8] = b"racy/";
+
+/// How close to the scan an mtime makes an entry racy: two seconds, for whole-second mtimes.
+pub const WINDOW_NS: i64 = 2_000_000_000;
+
+fn key(path: &[u8]) -> Vec<u8> {
+    let mut k = PREFIX.to_vec();
+    k.extend_from_slice(path);
+    k
+}
+
+/// The racy paths recorded with the last remote snapshot.
+///
+/// # Errors
+/// Store errors.
+pub fn load(store: &Store) -> Result<HashSet<Vec<u8>>> {
+    let mut out = HashSet::new();
+    store
+        .table(keys::CF_STATE)
+        .for_each_prefix(PREFIX, |k, _| {
+            out.insert(k[PREFIX.len()..].to_vec());
+            true
+        })?;
+    Ok(out)
+}
+
+/// The files of `tree` whose mtime is too close to `scan_started_ns` to vouch for them.
+pub fn of(tree: &Flat, scan_started_ns: i64) -> HashSet<Vec<u8>> {
+    let since = scan_started_ns.saturating_sub(WINDOW_NS);
+    tree.iter()
+        .filter(|(_, e)| e.kind == EntryKind::File && e.mtime_ns >= since)
+        .map(|(p, _)| p.clone())
+        .collect()
+}
+
+/// Adds "the racy paths are now `new`" to a batch (`old` is what is recorded).
+pub fn put(batch: &mut Batch, old: &HashSet<Vec<u8>>, new: &HashSet<Vec<u8>>) {
+    for p in old.difference(new) {
+        batch.delete(keys::CF_STATE, &key(p));
+    }
+    for p in new.difference(old) {
+        batch.put(keys::CF_STATE, &key(p), b"");
+    }
+}
+
+/// True when `source` holds the content `id` names (read whole and hashed).
+///
+/// # Errors
+/// The reader's errors.
+pub fn holds(mut source: impl Read, id: FileId) -> std::io::Result<bool> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = source.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().as_bytes() == id.as_bytes())
+}
