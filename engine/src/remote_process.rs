@@ -531,17 +531,30 @@ impl Read for ProcessReader {
     }
 }
 
-/// Releases a handle in the helper without waiting: a close must not wait on a hung remote.
+/// How long a dropped handle waits for the helper to confirm its close.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Releases a handle in the helper, waiting for it at most [`CLOSE_WAIT`]: a close must not
+/// wait on a hung remote, but on a healthy one the file must be closed before the caller goes
+/// on. A FUSE mount (sshfs) keeps a file that is still open when it is renamed over or
+/// removed under a `.fuse_hidden*` name until the close, and forever if the server dies
+/// first: a close still in flight when the next step replaces the file left such files on
+/// the server.
 fn close_later(client: &Arc<Client>, handle: u64) {
     let mut e = req(op::CLOSE);
     e.u64(handle);
     let frame = e.finish();
     let client = Arc::clone(client);
-    let _ = std::thread::Builder::new()
+    let (done, closed) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
         .name("helper-close".into())
         .spawn(move || {
             let _ = client.call(&frame, &|| {});
+            let _ = done.send(());
         });
+    if spawned.is_ok() {
+        let _ = closed.recv_timeout(CLOSE_WAIT);
+    }
 }
 
 impl Drop for ProcessReader {
