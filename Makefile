@@ -36,7 +36,7 @@ define install_missing
 	fi
 endef
 
-.PHONY: help deps bench-deps build demo test check bench
+.PHONY: help deps bench-deps build demo test check bench faults
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-7s %s\n", $$1, $$2 }' \
@@ -75,3 +75,13 @@ bench: bench-deps ## Benchmarks: micro (criterion), then cachesync against rsync
 	$(CARGO) build --release -p cachesync -p cachesync-bench
 	$(CARGO_TARGET_DIR)/release/cachesync-bench \
 		--cachesync $(CARGO_TARGET_DIR)/release/cachesync --out bench-results $(BENCH_ARGS)
+
+# The fault suite's long version. `make test` runs a bounded slice of the same tests; here
+# every crash point of every command is killed, 16 outages are drawn instead of 4, and the
+# decoders get 20,000 cases. FAULTS_SEED=N draws other outage moments.
+faults: deps ## The fault suite in full: kill -9 everywhere, outages, disk full, corruption, hostile input
+	CACHESYNC_FAULTS=all $(if $(FAULTS_SEED),CACHESYNC_FAULTS_SEED=$(FAULTS_SEED)) $(CARGO) test \
+		-p cachesync --test faults --test outages --test disk_full --test hostile \
+		--test racy --test safety --test workspace_lock -- --nocapture
+	CACHESYNC_FAULTS=all $(CARGO) test -p cachesync-objects --test hostile_input
+	CACHESYNC_FAULTS=all $(CARGO) test -p cachesync-engine --test hostile_config

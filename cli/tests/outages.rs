@@ -6,7 +6,8 @@
 //! server may hold anything but its old or its new content; once the server is back, `sync`
 //! completes, both sides hold every change, `fsck` is clean and no temporary is left.
 //!
-//! CI runs a few cases; `CACHESYNC_FAULTS=all` (`make faults`) runs many more.
+//! CI runs a few cases; `CACHESYNC_FAULTS=all` (`make faults`) runs many more, and
+//! `CACHESYNC_FAULTS_SEED=N` (`make faults FAULTS_SEED=N`) draws other moments.
 
 mod common;
 
@@ -265,7 +266,12 @@ fn walk(root: &Path) -> Vec<PathBuf> {
 fn outages_at_seeded_moments_of_a_push_and_a_pull_lose_nothing() {
     let all = std::env::var("CACHESYNC_FAULTS").as_deref() == Ok("all");
     let cases = if all { 16 } else { 4 };
-    let mut rng = Rng(0x5eed_0007);
+    let seed = std::env::var("CACHESYNC_FAULTS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_0007);
+    eprintln!("outages: seed {seed}");
+    let mut rng = Rng(seed);
     for n in 0..cases {
         // Alternate the commands and the outages; the moment is drawn.
         let command = if n % 2 == 0 { "push" } else { "pull" };

@@ -10,8 +10,17 @@ fn valid_config() -> String {
     serde_json::to_string_pretty(&Config::new("/mnt/share/project".into())).expect("serializes")
 }
 
+/// 256 cases, or 5000 with `CACHESYNC_FAULTS=all` (`make faults`).
+fn cases() -> u32 {
+    if std::env::var("CACHESYNC_FAULTS").as_deref() == Ok("all") {
+        5000
+    } else {
+        256
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn a_damaged_or_forged_config_is_refused_or_works(

@@ -113,8 +113,17 @@ fn damaged(bytes: Vec<u8>, flips: &[(usize, u8)], cut: usize, tail: &[u8]) -> Ve
     b
 }
 
+/// 512 cases, or 20000 with `CACHESYNC_FAULTS=all` (`make faults`).
+fn cases() -> u32 {
+    if std::env::var("CACHESYNC_FAULTS").as_deref() == Ok("all") {
+        20000
+    } else {
+        512
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn trees_round_trip_and_damaged_trees_never_panic(
