@@ -222,3 +222,70 @@ fn a_local_file_changing_while_it_is_pushed_is_never_sent_with_content_it_never_
         "no temporary left on the remote"
     );
 }
+
+/// Makes files and directories appear and vanish under `root` until the flag is set.
+fn churn(root: PathBuf) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let handle = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while !flag.load(Ordering::SeqCst) {
+            let dir = root.join(format!("d{}", n % 7));
+            let _ = fs::create_dir_all(&dir);
+            let _ = fs::write(dir.join(format!("f{}", n % 13)), n.to_le_bytes());
+            if n.is_multiple_of(3) {
+                let _ = fs::remove_dir_all(root.join(format!("d{}", (n + 3) % 7)));
+            }
+            n += 1;
+        }
+    });
+    (stop, handle)
+}
+
+/// Enough files that never change for the churn's deletions (at most 91 files at a time) to
+/// stay under the deletion guard's half.
+fn many_stable_files(env: &Env) {
+    for i in 0..200 {
+        fs::write(env.r(format!("keep/s{i}.txt")), format!("{i}\n")).expect("write");
+    }
+}
+
+#[test]
+fn a_remote_tree_changing_while_it_is_scanned_is_synced_without_loss() {
+    let env = Env::with_remote(&[("keep/a.txt", "a\n"), ("keep/b.txt", "b\n")]);
+    many_stable_files(&env);
+    env.clone_ws();
+    env.put_local("mine.txt", "made here\n");
+    // On the server, files and directories appear and vanish the whole time the syncs run.
+    let (stop, churn) = churn(env.r("churn"));
+    for round in 0..3 {
+        let r = env.run(["sync"]);
+        assert_eq!(r.code, 0, "round {round}: {r}");
+        assert_eq!(read(env.w("mine.txt")), "made here\n");
+        assert_eq!(read(env.r("keep/a.txt")), "a\n", "round {round}");
+    }
+    stop.store(true, Ordering::SeqCst);
+    churn.join().expect("the churn ends");
+    env.ok(&["sync"]);
+    env.assert_in_sync();
+    assert_eq!(read(env.r("mine.txt")), "made here\n");
+    let fsck = env.run(["fsck"]);
+    assert_eq!(fsck.code, 0, "{fsck}");
+}
+
+#[test]
+fn a_workspace_changing_while_it_is_scanned_is_synced_without_loss() {
+    let env = Env::with_remote(&[("keep/a.txt", "a\n")]);
+    many_stable_files(&env);
+    env.clone_ws();
+    let (stop, churn) = churn(env.w("churn"));
+    for round in 0..3 {
+        let r = env.run(["sync"]);
+        assert_eq!(r.code, 0, "round {round}: {r}");
+        assert_eq!(read(env.r("keep/a.txt")), "a\n", "round {round}");
+    }
+    stop.store(true, Ordering::SeqCst);
+    churn.join().expect("the churn ends");
+    env.ok(&["sync"]);
+    env.assert_in_sync();
+}

@@ -136,7 +136,20 @@ pub fn scan_local(
     let mut stack: Vec<Vec<u8>> = vec![Vec::new()];
     while let Some(dir) = stack.pop() {
         let abs = under(root, &dir);
-        let rd = fs::read_dir(&abs).map_err(|e| SyncError::io(&abs, e))?;
+        let rd = match fs::read_dir(&abs) {
+            Ok(rd) => rd,
+            // Deleted since its parent was read: its subtree is left out of this run (its
+            // files are not taken for deletions; the next run sees what is there).
+            Err(e) if !dir.is_empty() && e.kind() == std::io::ErrorKind::NotFound => {
+                out.warnings.push(format!(
+                    "{} was deleted while it was being read; it is left for the next run",
+                    display(&dir)
+                ));
+                out.unstable.push(dir);
+                continue;
+            }
+            Err(e) => return Err(SyncError::io(&abs, e)),
+        };
         for item in rd {
             let item = item.map_err(|e| SyncError::io(&abs, e))?;
             let name = item.file_name();
@@ -217,6 +230,19 @@ pub fn scan_local(
 /// Every remote entry found, with its relative path.
 pub type Listing = Vec<(Vec<u8>, RemoteEntry)>;
 
+/// What [`walk_remote`] found.
+#[derive(Debug)]
+pub struct Walk {
+    /// Every entry listed, with its attributes.
+    pub entries: Listing,
+    /// Directory listings made.
+    pub listings: u64,
+    /// Directories that were listed in their parent, then were gone when they were to be
+    /// listed themselves (deleted during the walk): what is under them is not known this
+    /// time.
+    pub vanished: Vec<Vec<u8>>,
+}
+
 type Fetched = Vec<(Vec<u8>, Result<(cachesync_objects::FileId, RemoteEntry)>)>;
 
 /// What the remote scan found.
@@ -244,6 +270,7 @@ struct Shared {
     failed: Option<SyncError>,
     entries: Vec<(Vec<u8>, RemoteEntry)>,
     listings: u64,
+    vanished: Vec<Vec<u8>>,
 }
 
 /// Walks the remote with `parallel` listings in flight at once, taking attributes from the
@@ -251,11 +278,7 @@ struct Shared {
 ///
 /// # Errors
 /// [`SyncError::Disconnected`] and remote I/O errors.
-pub fn walk_remote(
-    remote: &TimedRemote,
-    rules: &IgnoreRules,
-    parallel: usize,
-) -> Result<(Listing, u64)> {
+pub fn walk_remote(remote: &TimedRemote, rules: &IgnoreRules, parallel: usize) -> Result<Walk> {
     let shared = Arc::new((
         Mutex::new(Shared {
             queue: VecDeque::from([Vec::new()]),
@@ -263,6 +286,7 @@ pub fn walk_remote(
             failed: None,
             entries: Vec::new(),
             listings: 0,
+            vanished: Vec::new(),
         }),
         Condvar::new(),
     ));
@@ -306,6 +330,13 @@ pub fn walk_remote(
                                 st.entries.push((rel, e));
                             }
                         }
+                        // Gone since its parent was listed: a definite answer about this
+                        // directory (not an outage), but not a deletion to act on either.
+                        Err(SyncError::RemoteIo { source, .. })
+                            if !dir.is_empty() && source.kind() == std::io::ErrorKind::NotFound =>
+                        {
+                            st.vanished.push(dir);
+                        }
                         Err(e) => st.failed = Some(e),
                     }
                     cv.notify_all();
@@ -322,7 +353,11 @@ pub fn walk_remote(
     if let Some(e) = shared.failed {
         return Err(e);
     }
-    Ok((shared.entries, shared.listings))
+    Ok(Walk {
+        entries: shared.entries,
+        listings: shared.listings,
+        vanished: shared.vanished,
+    })
 }
 
 /// The second half of a remote scan, after [`walk_remote`]: reads (and stores) the files of
@@ -335,7 +370,7 @@ pub fn walk_remote(
 #[allow(clippy::too_many_arguments)]
 pub fn fetch_changed(
     remote: &TimedRemote,
-    (entries, listings): (Listing, u64),
+    walk: Walk,
     rules: &IgnoreRules,
     store: &Store,
     previous: &Flat,
@@ -344,6 +379,11 @@ pub fn fetch_changed(
     parallel: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<RemoteScan> {
+    let Walk {
+        entries,
+        listings,
+        vanished,
+    } = walk;
     let mut out = RemoteScan {
         listings,
         ..RemoteScan::default()
@@ -351,6 +391,23 @@ pub fn fetch_changed(
     let mut to_fetch = Vec::new();
     // Made into the map at once, as in `scan_local`.
     let mut listed = Vec::with_capacity(entries.len());
+    // A directory deleted during the walk: what was under it is taken as last seen, and the
+    // whole subtree is left out of this run (the next one sees what is there).
+    for dir in vanished {
+        let mut under = dir.clone();
+        under.push(b'/');
+        listed.extend(
+            previous
+                .range(under.clone()..)
+                .take_while(|(p, _)| p.starts_with(&under))
+                .map(|(p, e)| (p.clone(), e.clone())),
+        );
+        out.warnings.push(format!(
+            "{} was deleted on the remote while it was being read; it is left for the next run",
+            display(&dir)
+        ));
+        out.unstable.push(dir);
+    }
     for (rel, r) in entries {
         if IgnoreRules::is_internal(&rel) {
             if crate::paths::split_parent(&rel)
