@@ -252,7 +252,11 @@ impl Workspace {
             dry_run: false,
             force: false,
         };
-        let pulled = self.sync(&opts, progress)?;
+        let mut pulled = self.sync(&opts, progress)?;
+        // A step of the pull failed (a full disk): that is the run's result.
+        if let Some(e) = pulled.failed.take() {
+            return Err(e);
+        }
         let mut report = PrefetchReport {
             conflicts: pulled.conflicts.len(),
             cache_full: pulled.cache_full.is_some(),

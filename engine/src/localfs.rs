@@ -14,14 +14,15 @@ use crate::workspace::Workspace;
 
 impl Workspace {
     /// The temporary name beside `path` that a `tag` operation uses (ignored by every scan,
-    /// and this workspace's own).
+    /// and this workspace's own). It holds 16 bytes of the name's hash, so that a leftover
+    /// names its file: no two names of a directory share them in practice.
     pub(crate) fn temp_beside(&self, path: &[u8], tag: &str) -> PathBuf {
         let (parent, name) = crate::paths::split_parent(path);
         let tmp_name = format!(
             "{}{}.{tag}.{}",
             crate::ignore_rules::TMP_PREFIX,
             self.workspace_id,
-            crate::paths::hex(&blake3::hash(name).as_bytes()[..4])
+            crate::paths::hex(&blake3::hash(name).as_bytes()[..16])
         );
         crate::paths::under(&self.root, &crate::paths::join(parent, tmp_name.as_bytes()))
     }
@@ -29,13 +30,14 @@ impl Workspace {
     /// Tidies what a killed command of this workspace left under temporary names (`found`,
     /// from a scan; call only while holding the lock, so that no running command owns
     /// them). A file being written is removed: its content is in the store or on the remote.
-    /// A file moved aside to be dropped was never removed, so it goes back to its name (found
-    /// among the names `base` knows in that directory); if the name was taken again meanwhile,
-    /// it stays where it is, and a warning (pushed to `warnings`) says so. Returns whether a
-    /// file went back.
+    /// A file moved aside to be dropped was never removed: it goes back to its name (the
+    /// name `base` knows in that directory whose temporary name it is), or, if that name was
+    /// taken again meanwhile, into lost+found with a record, listed by `conflicts` and
+    /// `check` like any other. What cannot be tidied is left where it is, with a warning
+    /// (pushed to `warnings`). Returns whether a file went back to its name.
     ///
     /// # Errors
-    /// I/O errors other than the file having gone.
+    /// Store errors.
     pub(crate) fn tidy_leftovers(
         &self,
         found: &[Vec<u8>],
@@ -51,44 +53,83 @@ impl Workspace {
             };
             let abs = crate::paths::under(&self.root, rel);
             if !rest.starts_with(b"drop.") {
-                match fs::remove_file(&abs) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(SyncError::io(&abs, e))
+                if let Err(e) = fs::remove_file(&abs) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        warnings.push(format!(
+                            "{} was left by an interrupted run and could not be removed: {e}",
+                            abs.display()
+                        ));
                     }
-                    _ => continue,
                 }
+                continue;
             }
-            let owner = base.keys().find(|p| {
-                crate::paths::split_parent(p).0 == parent
-                    && self
-                        .temp_beside(p, "drop")
-                        .file_name()
-                        .map(OsStrExt::as_bytes)
-                        == Some(name)
-            });
-            let back = owner.map(|p| crate::paths::under(&self.root, p));
-            let moved = back.as_ref().is_some_and(|to| {
-                rustix::fs::renameat_with(
-                    rustix::fs::CWD,
-                    &abs,
-                    rustix::fs::CWD,
-                    to,
-                    rustix::fs::RenameFlags::NOREPLACE,
-                )
-                .is_ok()
-            });
-            if moved {
-                restored = true;
-            } else {
+            let owners: Vec<&Vec<u8>> = base
+                .keys()
+                .filter(|p| {
+                    crate::paths::split_parent(p).0 == parent
+                        && self
+                            .temp_beside(p, "drop")
+                            .file_name()
+                            .map(OsStrExt::as_bytes)
+                            == Some(name)
+                })
+                .collect();
+            let [owner] = owners[..] else {
                 warnings.push(format!(
-                    "{} was being dropped when a run was killed; its name is taken again, so it is kept at {}",
-                    back.map_or_else(|| display(rel), |b| b.display().to_string()),
+                    "{} was being dropped when a run was killed and its name is not known; it is kept there",
+                    abs.display()
+                ));
+                continue;
+            };
+            if rename_no_replace(&abs, &crate::paths::under(&self.root, owner)).is_ok() {
+                restored = true;
+                continue;
+            }
+            // Its name was taken again meanwhile: the copy goes to lost+found, recorded under
+            // its lost+found path (the name itself may get a conflict of its own).
+            let lf = crate::paths::join(
+                format!("{}/interrupted-drop", crate::ignore_rules::LOST_FOUND).as_bytes(),
+                owner,
+            );
+            let lf_abs = crate::paths::under(&self.root, &lf);
+            let mut r = crate::conflict::record(&lf, "name clash", None, None, None);
+            r.lost_found = Some(display(&lf));
+            r.lost_found_hex = Some(crate::paths::hex(&lf));
+            r.resolution = Some(format!(
+                "a drop of {} was interrupted and something new took the name; the earlier copy is in {}",
+                display(owner),
+                display(&lf)
+            ));
+            let mut batch = cachesync_objects::Batch::new();
+            crate::conflict::put(&mut batch, &r);
+            self.store.commit(batch)?;
+            let moved = lf_abs
+                .parent()
+                .map_or(Ok(()), fs::create_dir_all)
+                .and_then(|()| rename_no_replace(&abs, &lf_abs));
+            if let Err(e) = moved {
+                warnings.push(format!(
+                    "{} was being dropped when a run was killed; it could not go to {}: {e}; it is kept at {}",
+                    display(owner),
+                    lf_abs.display(),
                     abs.display()
                 ));
             }
         }
         Ok(restored)
     }
+}
+
+/// Renames `from` to `to` unless something is at `to`.
+pub(crate) fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )
+    .map_err(std::io::Error::from)
 }
 
 fn display(p: &[u8]) -> String {

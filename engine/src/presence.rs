@@ -391,7 +391,8 @@ impl crate::workspace::Workspace {
             // Moved aside first, then checked: an edit made since the scan is never removed.
             let abs = crate::paths::under(&self.root, p);
             let aside = self.temp_beside(p, "drop");
-            std::fs::rename(&abs, &aside).map_err(|e| SyncError::io(&abs, e))?;
+            // Never over an earlier copy (a leftover the tidying could not place).
+            crate::localfs::rename_no_replace(&abs, &aside).map_err(|e| SyncError::io(&abs, e))?;
             crate::failpoint::hit_n("drop-aside", i);
             let md = std::fs::symlink_metadata(&aside).map_err(|e| SyncError::io(&aside, e))?;
             let scanned = local.tree.get(p);

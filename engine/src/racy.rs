@@ -8,22 +8,24 @@
 //!
 //! An entry is racy when its mtime is at most [`WINDOW_NS`] before the scan started, by the
 //! workspace's clock (a server whose clock runs ahead makes more entries racy, never fewer;
-//! one running behind by more than the window is the limit of this check). Racy paths are
-//! kept under `racy/` + path in the state table, written with the remote snapshot they
-//! describe.
+//! one running behind by more than the window is the limit of this check). A racy path stays
+//! racy until a scan has read it again: remote-only files (their content is not read) and
+//! paths a scan left out keep the mark. Racy paths are kept under `racy/` + path in the state
+//! table, written with the remote snapshot they describe.
 
 use std::collections::HashSet;
 use std::io::Read;
 
-use cachesync_objects::{keys, Batch, EntryKind, FileId, Store};
+use cachesync_objects::{keys, Batch, Entry, EntryKind, FileId, Store};
 
 use crate::error::Result;
 use crate::scan::Flat;
 
 const PREFIX: &[u8] = b"racy/";
 
-/// How close to the scan an mtime makes an entry racy: two seconds, for whole-second mtimes.
-pub const WINDOW_NS: i64 = 2_000_000_000;
+/// How close to the scan an mtime makes an entry racy: five seconds (whole-second mtimes use
+/// up one of them; the rest allows for a server clock a little behind).
+pub const WINDOW_NS: i64 = 5_000_000_000;
 
 fn key(path: &[u8]) -> Vec<u8> {
     let mut k = PREFIX.to_vec();
@@ -46,11 +48,15 @@ pub fn load(store: &Store) -> Result<HashSet<Vec<u8>>> {
     Ok(out)
 }
 
+/// True when `e` is a file whose mtime is too close to `scan_started_ns` to vouch for it.
+pub fn is_racy(e: &Entry, scan_started_ns: i64) -> bool {
+    e.kind == EntryKind::File && e.mtime_ns >= scan_started_ns.saturating_sub(WINDOW_NS)
+}
+
 /// The files of `tree` whose mtime is too close to `scan_started_ns` to vouch for them.
 pub fn of(tree: &Flat, scan_started_ns: i64) -> HashSet<Vec<u8>> {
-    let since = scan_started_ns.saturating_sub(WINDOW_NS);
     tree.iter()
-        .filter(|(_, e)| e.kind == EntryKind::File && e.mtime_ns >= since)
+        .filter(|(_, e)| is_racy(e, scan_started_ns))
         .map(|(p, _)| p.clone())
         .collect()
 }

@@ -566,6 +566,8 @@ impl Drop for ProcessReader {
 struct ProcessWriter {
     client: Arc<Client>,
     handle: u64,
+    /// Still open in the helper (a finish closes it there).
+    open: bool,
 }
 
 impl Write for ProcessWriter {
@@ -585,19 +587,23 @@ impl Write for ProcessWriter {
 
 impl Drop for ProcessWriter {
     fn drop(&mut self) {
-        // An abandoned write (finish not reached) releases its handle in the helper; after a
-        // finish the handle is already gone there and the close does nothing.
-        close_later(&self.client, self.handle);
+        // An abandoned write (finish not reached, or failed) releases its handle in the
+        // helper; after a finish the handle is already gone there.
+        if self.open {
+            close_later(&self.client, self.handle);
+        }
     }
 }
 
 impl RemoteWrite for ProcessWriter {
-    fn finish(self: Box<Self>, mode: u32, mtime_ns: i64) -> io::Result<()> {
+    fn finish(mut self: Box<Self>, mode: u32, mtime_ns: i64) -> io::Result<()> {
         let mut e = req(op::FINISH);
         e.u64(self.handle);
         e.u32(mode);
         e.i64(mtime_ns);
-        self.client.call(&e.finish(), &|| {}).map(drop)
+        self.client.call(&e.finish(), &|| {})?;
+        self.open = false;
+        Ok(())
     }
 }
 
@@ -651,6 +657,7 @@ impl Remote for ProcessRemote {
         Ok(Box::new(ProcessWriter {
             client: Arc::clone(&self.client),
             handle,
+            open: true,
         }))
     }
 

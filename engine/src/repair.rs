@@ -73,11 +73,17 @@ impl Workspace {
             paths.dedup();
             let mut done = None;
             for p in &paths {
-                if let Ok(f) = std::fs::File::open(under(&self.root, p)) {
-                    if self.store.repair_file(id, std::io::BufReader::new(f))? {
+                let Some(f) = open_regular(&under(&self.root, p)) else {
+                    continue;
+                };
+                match self.store.repair_file(id, std::io::BufReader::new(f)) {
+                    Ok(true) => {
                         done = Some((display(p), "workspace"));
                         break;
                     }
+                    // Not this copy (another file now, or unreadable): try the next.
+                    Ok(false) | Err(cachesync_objects::ObjectError::Read(_)) => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
             if done.is_none() {
@@ -110,4 +116,16 @@ impl Workspace {
         }
         Ok(report)
     }
+}
+
+/// `path` opened for reading if it is a regular file, without following a symlink or
+/// blocking on a fifo.
+fn open_regular(path: &std::path::Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    f.metadata().ok()?.is_file().then_some(f)
 }

@@ -154,7 +154,9 @@ impl Workspace {
                 op.steps_done,
                 op.plan.len()
             );
-            journal::write(&self.store, &op)?;
+            // With its plan: a record from before plans had their own key carries it inline,
+            // and the header alone would lose it.
+            journal::write_planned(&self.store, &op, &op.plan)?;
             done.push(op.id);
         }
         Ok(done)
@@ -218,7 +220,20 @@ impl Workspace {
         // The last observed remote state: a later scan reads only what changed since (and
         // what was racy). Once saved, it is what the commit compares with (so it is not
         // written twice).
-        let racy = crate::racy::of(&remote_scan.tree, started_ns);
+        let mut racy = crate::racy::of(&remote_scan.tree, started_ns);
+        // A racy path this scan did not read again (remote-only, or left out of the run)
+        // stays racy until one does.
+        racy.extend(
+            previous_racy
+                .iter()
+                .filter(|p| {
+                    remote_scan.tree.get(*p).is_some_and(|e| {
+                        e.file == Some(cachesync_objects::FileId::NOT_CACHED)
+                            || remote_scan.unstable.iter().any(|u| is_within(p, u))
+                    })
+                })
+                .cloned(),
+        );
         let mut batch = Batch::new();
         crate::racy::put(&mut batch, &previous_racy, &racy);
         if remote_scan.tree != previous_remote {
@@ -757,12 +772,24 @@ impl Workspace {
         }
         report.conflicts = open_now.into_values().collect();
         let now = crate::now_ns();
-        // Files written to the remote by this run are racy until a later scan.
-        crate::racy::put(
-            &mut batch,
-            &trees.racy,
-            &crate::racy::of(&new_remote, trees.started_ns),
+        // Files this run wrote to the remote are racy if their mtime is recent (a push keeps
+        // the workspace file's); the others stay as the scan found them.
+        let mut racy_now: HashSet<Vec<u8>> = trees
+            .racy
+            .iter()
+            .filter(|p| !remote_results.contains_key(*p))
+            .cloned()
+            .collect();
+        racy_now.extend(
+            remote_results
+                .iter()
+                .filter(|(_, e)| {
+                    e.as_ref()
+                        .is_some_and(|e| crate::racy::is_racy(e, trees.started_ns))
+                })
+                .map(|(p, _)| p.clone()),
         );
+        crate::racy::put(&mut batch, &trees.racy, &racy_now);
         if base_moved || self.store.get_ref(keys::REF_BASE)?.is_none() {
             let root = self.store.write_flat(&new_base)?;
             let snap = Snapshot {
@@ -787,12 +814,15 @@ impl Workspace {
         }
         op.finished_ns = Some(crate::now_ns());
         op.steps_done = report.applied as u64;
-        op.state = if fatal.is_some() {
+        op.state = if fatal.is_some() || report.failed.is_some() {
             OpState::Failed
         } else {
             OpState::Done
         };
-        op.error = fatal.as_ref().map(|e| e.to_string());
+        op.error = fatal
+            .as_ref()
+            .or(report.failed.as_ref())
+            .map(|e| e.to_string());
         op.summary = summary(&plan, &report);
         journal::put(&mut batch, &op);
         if report.applied_local > 0 {

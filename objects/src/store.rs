@@ -300,9 +300,11 @@ impl Store {
     }
 
     /// Repairs the file `id` from `source`, a copy of its content found elsewhere (the
-    /// workspace, the remote): the copy is chunked and, if it hashes to `id`, every chunk of
-    /// it that is missing or damaged in the store is written again, and so is the file
-    /// object. Returns false, writing no file object, when the copy is not `id`'s content.
+    /// workspace, the remote): the copy is chunked, every chunk of it that is missing or
+    /// damaged in the store is written again as it goes (a chunk is named by its own hash,
+    /// so writing it is right whatever the copy turns out to be), and, if the whole copy
+    /// hashes to `id`, the file object is written too. Returns false, writing no file
+    /// object, when the copy is not `id`'s content.
     ///
     /// # Errors
     /// [`ObjectError::Read`] if the source fails, [`ObjectError::Db`] on a store failure.
@@ -311,7 +313,6 @@ impl Store {
         let mut whole = blake3::Hasher::new();
         let mut list = Vec::new();
         let mut size = 0u64;
-        let mut fresh: Vec<(ChunkId, Vec<u8>)> = Vec::new();
         for chunk in self.chunker.chunks(source) {
             let data = chunk.map_err(ObjectError::Read)?;
             whole.update(&data);
@@ -325,16 +326,13 @@ impl Store {
             let intact =
                 matches!(chunks_table.get(cid.as_bytes()), Ok(Some(v)) if ChunkId::of(&v) == cid);
             if !intact {
-                fresh.push((cid, data));
+                chunks_table.put(cid.as_bytes(), &data)?;
             }
         }
         if FileId(*whole.finalize().as_bytes()) != id {
             return Ok(false);
         }
         let mut batch = Batch::new();
-        for (cid, data) in &fresh {
-            batch.put(keys::CF_CHUNKS, cid.as_bytes(), data);
-        }
         let object = FileObject {
             id,
             size,

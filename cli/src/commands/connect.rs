@@ -128,6 +128,13 @@ pub fn cmd_connect(args: ConnectArgs) -> CmdResult {
                 ));
                 code = cachesync_engine::ErrorCode::Conflicted.exit_code();
             }
+            if let Some(e) = &s.failed {
+                line.push_str(&format!("\n  error: {e}"));
+                if let Some(h) = e.hint() {
+                    line.push_str(&format!("\n  hint: {h}"));
+                }
+                code = e.code().exit_code();
+            }
         }
         Ok((line, code))
     })
