@@ -707,13 +707,7 @@ fn a_one_byte_edit_rehashes_the_file_but_stores_only_the_chunks_it_touched() {
     fs::write(env.r("big.bin"), &body).expect("write the remote file");
     // Old on the server too: a file written just before a scan is racy, and read again by
     // the next scan (see the racy tests).
-    fs::File::options()
-        .write(true)
-        .open(env.r("big.bin"))
-        .and_then(|f| {
-            f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(600))
-        })
-        .expect("date the remote file");
+    common::age(&env.r("big.bin"));
     env.clone_ws();
 
     let mut edited = body.clone();
@@ -721,13 +715,7 @@ fn a_one_byte_edit_rehashes_the_file_but_stores_only_the_chunks_it_touched() {
     fs::write(env.w("big.bin"), &edited).expect("edit");
     // Dated well in the past, so that the index entry written by this sync is not racy (a
     // file modified in the second of its scan is read again by the next scan, as in git).
-    fs::File::options()
-        .write(true)
-        .open(env.w("big.bin"))
-        .and_then(|f| {
-            f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(600))
-        })
-        .expect("date the edit");
+    common::age(&env.w("big.bin"));
     let out = env.json(0, &["sync", "--json"]);
     assert_eq!(out["bytes_ingested"], 1_000_000, "{out}");
     assert_eq!(out["bytes_written"], 1_000_000, "{out}");

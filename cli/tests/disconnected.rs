@@ -241,18 +241,7 @@ fn a_push_cut_mid_file_leaves_the_remote_clean_and_completes_later() {
     fs::write(w.ws.join("big.bin"), &big).expect("write");
     let pause = w._tmp.path().join("paused");
     let home = w.home.clone();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cachesync"))
-        .arg("push")
-        .current_dir(&w.ws)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", &home)
-        .env("CACHESYNC_PAUSE", "mid-write:0")
-        .env("CACHESYNC_PAUSE_FILE", &pause)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn push");
+    let mut child = common::spawn_paused(&w.ws, &home, &["push"], "mid-write:0", &pause);
     wait_until(
         "the push is in the middle of the file",
         Duration::from_secs(60),
@@ -465,18 +454,7 @@ fn the_link_cut_in_the_middle_of_a_push() {
         .collect();
     fs::write(w.ws.join("big.bin"), &big).expect("write");
     let pause = w._tmp.path().join("paused");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cachesync"))
-        .arg("push")
-        .current_dir(&w.ws)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", &w.home)
-        .env("CACHESYNC_PAUSE", "mid-write:0")
-        .env("CACHESYNC_PAUSE_FILE", &pause)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn push");
+    let mut child = common::spawn_paused(&w.ws, &w.home, &["push"], "mid-write:0", &pause);
     wait_until("the push is mid-file", Duration::from_secs(60), || {
         pause.exists()
     });

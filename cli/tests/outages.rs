@@ -13,7 +13,7 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use cachesync_testutils::{wait_until, SshfsRemote};
@@ -134,18 +134,7 @@ fn case(command: &str, point: &str, outage: Outage) {
     };
 
     let pause = w.tmp.path().join("paused");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cachesync"))
-        .arg(command)
-        .current_dir(&w.ws)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", &w.home)
-        .env("CACHESYNC_PAUSE", point)
-        .env("CACHESYNC_PAUSE_FILE", &pause)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = common::spawn_paused(&w.ws, &w.home, &[command], point, &pause);
     let reached = wait_until_or_exit(&mut child, &pause);
     if reached {
         match outage {

@@ -274,19 +274,13 @@ fn prefetch_fetches_the_working_set_within_the_budget() {
 fn two_prefetches_started_together_do_not_collide() {
     let env = cloned();
     let pause = env.root().join("paused");
-    let pause_s = pause.to_str().expect("utf-8").to_string();
-    let first = std::process::Command::new(env!("CARGO_BIN_EXE_cachesync"))
-        .args(["prefetch", "--quiet"])
-        .current_dir(&env.ws)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", &env.home)
-        .env("CACHESYNC_PAUSE", "before-commit")
-        .env("CACHESYNC_PAUSE_FILE", &pause_s)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn the first prefetch");
+    let first = common::spawn_paused(
+        &env.ws,
+        &env.home,
+        &["prefetch", "--quiet"],
+        "before-commit",
+        &pause,
+    );
     cachesync_testutils::wait_until(
         "the first prefetch holds the workspace",
         std::time::Duration::from_secs(30),
@@ -425,18 +419,13 @@ fn ignoring_a_remote_only_path_for_a_while_deletes_nothing() {
 fn an_edit_made_during_a_drop_is_kept() {
     let env = cloned();
     let pause = env.root().join("paused");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cachesync"))
-        .args(["drop", "a.txt"])
-        .current_dir(&env.ws)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", &env.home)
-        .env("CACHESYNC_PAUSE", "drop-before-remove")
-        .env("CACHESYNC_PAUSE_FILE", &pause)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn drop");
+    let child = common::spawn_paused(
+        &env.ws,
+        &env.home,
+        &["drop", "a.txt"],
+        "drop-before-remove",
+        &pause,
+    );
     cachesync_testutils::wait_until(
         "drop is about to remove the file",
         std::time::Duration::from_secs(30),

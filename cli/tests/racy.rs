@@ -5,7 +5,6 @@
 mod common;
 
 use std::fs;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use cachesync_testutils::wait_until;
@@ -52,18 +51,7 @@ fn a_push_does_not_overwrite_a_racy_file_the_server_changed_under_the_same_stat(
     // The push pauses before its write; meanwhile the server's copy changes, same size, same
     // mtime.
     let pause = env.root().join("paused");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cachesync"))
-        .arg("push")
-        .current_dir(&env.ws)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", &env.home)
-        .env("CACHESYNC_PAUSE", "before-step:0")
-        .env("CACHESYNC_PAUSE_FILE", &pause)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn push");
+    let mut child = common::spawn_paused(&env.ws, &env.home, &["push"], "before-step:0", &pause);
     wait_until("the push pauses", Duration::from_secs(30), || {
         pause.exists()
     });

@@ -26,6 +26,7 @@ pub mod lock;
 pub mod merge;
 pub mod mode;
 pub mod mount;
+mod path_set;
 pub mod paths;
 pub mod plan;
 pub mod presence;

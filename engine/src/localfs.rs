@@ -180,14 +180,7 @@ pub fn write_temp(
 /// [`SyncError::Io`] at `dest`.
 pub fn rename_into_place(tmp: &Path, dest: &Path, no_replace: bool) -> Result<()> {
     let renamed = if no_replace {
-        rustix::fs::renameat_with(
-            rustix::fs::CWD,
-            tmp,
-            rustix::fs::CWD,
-            dest,
-            rustix::fs::RenameFlags::NOREPLACE,
-        )
-        .map_err(std::io::Error::from)
+        rename_no_replace(tmp, dest)
     } else {
         fs::rename(tmp, dest)
     };

@@ -13,38 +13,25 @@ use cachesync_objects::{keys, Batch, FileId, Store};
 
 use crate::error::Result;
 
-const PREFIX: &[u8] = b"remote-only/";
-
-fn key(path: &[u8]) -> Vec<u8> {
-    let mut k = PREFIX.to_vec();
-    k.extend_from_slice(path);
-    k
-}
+const REMOTE_ONLY: crate::path_set::PathSet = crate::path_set::PathSet(b"remote-only/");
 
 /// Every remote-only path.
 ///
 /// # Errors
 /// Store errors.
 pub fn load(store: &Store) -> Result<HashSet<Vec<u8>>> {
-    let mut out = HashSet::new();
-    store
-        .table(keys::CF_STATE)
-        .for_each_prefix(PREFIX, |k, _| {
-            out.insert(k[PREFIX.len()..].to_vec());
-            true
-        })?;
-    Ok(out)
+    REMOTE_ONLY.load(store)
 }
 
 /// Adds "`path` is remote-only" to a batch.
 pub fn set_remote_only(batch: &mut Batch, path: &[u8]) {
-    batch.put(keys::CF_STATE, &key(path), b"");
+    REMOTE_ONLY.insert(batch, path, b"");
 }
 
 /// Adds "`path` was dropped by hand" to a batch: prefetch leaves it remote-only unless it is
 /// pinned.
 pub fn set_dropped_by_hand(batch: &mut Batch, path: &[u8]) {
-    batch.put(keys::CF_STATE, &key(path), b"by-hand");
+    REMOTE_ONLY.insert(batch, path, b"by-hand");
 }
 
 /// The remote-only paths dropped by hand.
@@ -53,20 +40,17 @@ pub fn set_dropped_by_hand(batch: &mut Batch, path: &[u8]) {
 /// Store errors.
 pub fn load_by_hand(store: &Store) -> Result<HashSet<Vec<u8>>> {
     let mut out = HashSet::new();
-    store
-        .table(keys::CF_STATE)
-        .for_each_prefix(PREFIX, |k, v| {
-            if v == b"by-hand" {
-                out.insert(k[PREFIX.len()..].to_vec());
-            }
-            true
-        })?;
+    REMOTE_ONLY.for_each(store, |p, v| {
+        if v == b"by-hand" {
+            out.insert(p.to_vec());
+        }
+    })?;
     Ok(out)
 }
 
 /// Adds "`path` is materialized (or gone)" to a batch.
 pub fn clear(batch: &mut Batch, path: &[u8]) {
-    batch.delete(keys::CF_STATE, &key(path));
+    REMOTE_ONLY.remove(batch, path);
 }
 
 /// True when `id` is a real content id (not [`FileId::NOT_CACHED`]).

@@ -16,36 +16,23 @@
 use std::collections::HashSet;
 use std::io::Read;
 
-use cachesync_objects::{keys, Batch, Entry, EntryKind, FileId, Store};
+use cachesync_objects::{Batch, Entry, EntryKind, FileId, Store};
 
 use crate::error::Result;
 use crate::scan::Flat;
 
-const PREFIX: &[u8] = b"racy/";
+const RACY: crate::path_set::PathSet = crate::path_set::PathSet(b"racy/");
 
 /// How close to the scan an mtime makes an entry racy: five seconds (whole-second mtimes use
 /// up one of them; the rest allows for a server clock a little behind).
 pub const WINDOW_NS: i64 = 5_000_000_000;
-
-fn key(path: &[u8]) -> Vec<u8> {
-    let mut k = PREFIX.to_vec();
-    k.extend_from_slice(path);
-    k
-}
 
 /// The racy paths recorded with the last remote snapshot.
 ///
 /// # Errors
 /// Store errors.
 pub fn load(store: &Store) -> Result<HashSet<Vec<u8>>> {
-    let mut out = HashSet::new();
-    store
-        .table(keys::CF_STATE)
-        .for_each_prefix(PREFIX, |k, _| {
-            out.insert(k[PREFIX.len()..].to_vec());
-            true
-        })?;
-    Ok(out)
+    RACY.load(store)
 }
 
 /// True when `e` is a file whose mtime is too close to `scan_started_ns` to vouch for it.
@@ -64,10 +51,10 @@ pub fn of(tree: &Flat, scan_started_ns: i64) -> HashSet<Vec<u8>> {
 /// Adds "the racy paths are now `new`" to a batch (`old` is what is recorded).
 pub fn put(batch: &mut Batch, old: &HashSet<Vec<u8>>, new: &HashSet<Vec<u8>>) {
     for p in old.difference(new) {
-        batch.delete(keys::CF_STATE, &key(p));
+        RACY.remove(batch, p);
     }
     for p in new.difference(old) {
-        batch.put(keys::CF_STATE, &key(p), b"");
+        RACY.insert(batch, p, b"");
     }
 }
 

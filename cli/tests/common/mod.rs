@@ -260,16 +260,21 @@ pub fn write_changed(path: &Path, body: &[u8]) {
 /// and the next scan reads it again (as git does), which a test counting bytes read must
 /// not see.
 pub fn age_files(root: &Path) {
-    let then = std::time::SystemTime::now() - Duration::from_secs(3600);
     for (path, node) in tree(root) {
         if let Node::File(..) = node {
-            fs::File::options()
-                .write(true)
-                .open(root.join(OsStr::from_bytes(&path)))
-                .and_then(|f| f.set_modified(then))
-                .expect("date a file");
+            age(&root.join(OsStr::from_bytes(&path)));
         }
     }
+}
+
+/// Dates the file at `path` an hour back (see [`age_files`]).
+pub fn age(path: &Path) {
+    let then = std::time::SystemTime::now() - Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(then))
+        .unwrap_or_else(|e| panic!("date {}: {e}", path.display()));
 }
 
 /// Reads a file as a string.
@@ -443,6 +448,30 @@ pub fn cachesync(dir: &Path, args: &[&str], extra: &[(&str, &str)]) -> std::proc
         .envs(extra.iter().copied())
         .output()
         .expect("the cachesync binary runs")
+}
+
+/// Starts `cachesync ARGS` in `dir` (HOME `home`, nothing else from the environment), to
+/// pause at the crash point `point`: there it creates `pause` and waits (at most two minutes)
+/// until the test removes it. Standard output and error are piped.
+pub fn spawn_paused(
+    dir: &Path,
+    home: &Path,
+    args: &[&str],
+    point: &str,
+    pause: &Path,
+) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_cachesync"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", home)
+        .env("CACHESYNC_PAUSE", point)
+        .env("CACHESYNC_PAUSE_FILE", pause)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the cachesync binary starts")
 }
 
 /// `len` pseudo-random bytes (xorshift from `seed`): incompressible, so the store holds as
