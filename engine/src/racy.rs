@@ -13,13 +13,14 @@
 //! paths a scan left out keep the mark. Racy paths are kept under `racy/` + path in the state
 //! table, written with the remote snapshot they describe.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use cachesync_objects::{Batch, Entry, EntryKind, FileId, Store};
 
 use crate::error::Result;
-use crate::scan::Flat;
+use crate::paths::is_within;
+use crate::scan::RemoteScan;
 
 const RACY: crate::path_set::PathSet = crate::path_set::PathSet(b"racy/");
 
@@ -36,15 +37,49 @@ pub fn load(store: &Store) -> Result<HashSet<Vec<u8>>> {
 }
 
 /// True when `e` is a file whose mtime is too close to `scan_started_ns` to vouch for it.
-pub fn is_racy(e: &Entry, scan_started_ns: i64) -> bool {
+fn is_racy(e: &Entry, scan_started_ns: i64) -> bool {
     e.kind == EntryKind::File && e.mtime_ns >= scan_started_ns.saturating_sub(WINDOW_NS)
 }
 
-/// The files of `tree` whose mtime is too close to `scan_started_ns` to vouch for them.
-pub fn of(tree: &Flat, scan_started_ns: i64) -> HashSet<Vec<u8>> {
-    tree.iter()
+/// The racy paths after a scan: its files with a recent mtime, and the racy paths it did
+/// not read again (remote-only files, subtrees left out of the run), which stay racy until a
+/// scan does.
+pub fn after_scan(
+    scan: &RemoteScan,
+    previous: &HashSet<Vec<u8>>,
+    scan_started_ns: i64,
+) -> HashSet<Vec<u8>> {
+    let unread = |p: &[u8]| {
+        scan.tree.get(p).is_some_and(|e| {
+            e.file == Some(FileId::NOT_CACHED) || scan.unstable.iter().any(|u| is_within(p, u))
+        })
+    };
+    scan.tree
+        .iter()
         .filter(|(_, e)| is_racy(e, scan_started_ns))
         .map(|(p, _)| p.clone())
+        .chain(previous.iter().filter(|p| unread(p)).cloned())
+        .collect()
+}
+
+/// The racy paths after a run wrote `written` (path: its entry as stat'ed after the write,
+/// or none if removed) to the remote: a written file is racy if its mtime is recent (a push
+/// keeps the workspace file's), the others stay as the scan found them.
+pub fn after_writes(
+    scanned: &HashSet<Vec<u8>>,
+    written: &HashMap<Vec<u8>, Option<Entry>>,
+    scan_started_ns: i64,
+) -> HashSet<Vec<u8>> {
+    scanned
+        .iter()
+        .filter(|p| !written.contains_key(*p))
+        .cloned()
+        .chain(
+            written
+                .iter()
+                .filter(|(_, e)| e.as_ref().is_some_and(|e| is_racy(e, scan_started_ns)))
+                .map(|(p, _)| p.clone()),
+        )
         .collect()
 }
 

@@ -220,20 +220,7 @@ impl Workspace {
         // The last observed remote state: a later scan reads only what changed since (and
         // what was racy). Once saved, it is what the commit compares with (so it is not
         // written twice).
-        let mut racy = crate::racy::of(&remote_scan.tree, started_ns);
-        // A racy path this scan did not read again (remote-only, or left out of the run)
-        // stays racy until one does.
-        racy.extend(
-            previous_racy
-                .iter()
-                .filter(|p| {
-                    remote_scan.tree.get(*p).is_some_and(|e| {
-                        e.file == Some(cachesync_objects::FileId::NOT_CACHED)
-                            || remote_scan.unstable.iter().any(|u| is_within(p, u))
-                    })
-                })
-                .cloned(),
-        );
+        let racy = crate::racy::after_scan(&remote_scan, &previous_racy, started_ns);
         let mut batch = Batch::new();
         crate::racy::put(&mut batch, &previous_racy, &racy);
         if remote_scan.tree != previous_remote {
@@ -772,23 +759,7 @@ impl Workspace {
         }
         report.conflicts = open_now.into_values().collect();
         let now = crate::now_ns();
-        // Files this run wrote to the remote are racy if their mtime is recent (a push keeps
-        // the workspace file's); the others stay as the scan found them.
-        let mut racy_now: HashSet<Vec<u8>> = trees
-            .racy
-            .iter()
-            .filter(|p| !remote_results.contains_key(*p))
-            .cloned()
-            .collect();
-        racy_now.extend(
-            remote_results
-                .iter()
-                .filter(|(_, e)| {
-                    e.as_ref()
-                        .is_some_and(|e| crate::racy::is_racy(e, trees.started_ns))
-                })
-                .map(|(p, _)| p.clone()),
-        );
+        let racy_now = crate::racy::after_writes(&trees.racy, &remote_results, trees.started_ns);
         crate::racy::put(&mut batch, &trees.racy, &racy_now);
         if base_moved || self.store.get_ref(keys::REF_BASE)?.is_none() {
             let root = self.store.write_flat(&new_base)?;
@@ -1166,31 +1137,14 @@ impl Applier<'_> {
     fn check_remote(&self, path: &[u8], expect: Option<&Entry>) -> Result<(), StepError> {
         let now = self.remote.stat(path)?.map(|r| tree_entry(&r));
         // A racy file's stat cannot tell an edit made in the same second: its content must
-        // still be the one expected.
-        let same_content = || -> Result<bool, StepError> {
-            match expect {
-                Some(e) if e.kind == EntryKind::File && self.racy.contains(path) => {
-                    match e.file.filter(|f| crate::presence::is_known(*f)) {
-                        Some(id) => {
-                            let mut reader = self.remote.open(path)?;
-                            let held = crate::racy::holds(&mut reader, id);
-                            match (held, reader.error.take()) {
-                                (_, Some(err)) => Err(StepError::Fatal(err)),
-                                (Ok(h), None) => Ok(h),
-                                (Err(err), None) => Err(StepError::Fatal(SyncError::RemoteIo {
-                                    path: display(path).into(),
-                                    source: err,
-                                })),
-                            }
-                        }
-                        // Content never read (remote-only): nothing to compare.
-                        None => Ok(true),
-                    }
-                }
-                _ => Ok(true),
-            }
-        };
-        if matches(now.as_ref(), expect) && same_content()? {
+        // still be the one expected (remote-only content was never read: nothing to compare).
+        let racy_content = expect
+            .filter(|e| e.kind == EntryKind::File && self.racy.contains(path))
+            .and_then(|e| e.file)
+            .filter(|f| crate::presence::is_known(*f));
+        if matches(now.as_ref(), expect)
+            && racy_content.map_or(Ok(true), |id| self.remote_holds(path, id))?
+        {
             Ok(())
         } else {
             Err(StepError::Precondition(format!(
@@ -1209,6 +1163,22 @@ impl Applier<'_> {
         });
         self.remote_results.insert(path.to_vec(), entry);
         Ok(())
+    }
+
+    /// Whether the remote file at `path` holds the content `id` (read whole and hashed).
+    fn remote_holds(&self, path: &[u8], id: cachesync_objects::FileId) -> Result<bool, StepError> {
+        let mut reader = self.remote.open(path)?;
+        let held = crate::racy::holds(&mut reader, id);
+        // The reader keeps the engine error behind a failed read (timeout, outage).
+        if let Some(e) = reader.error.take() {
+            return Err(StepError::Fatal(e));
+        }
+        held.map_err(|source| {
+            StepError::Fatal(SyncError::RemoteIo {
+                path: display(path).into(),
+                source,
+            })
+        })
     }
 
     /// Writes the content of `t` to the remote file `tmp` (step `i`), checking that what was

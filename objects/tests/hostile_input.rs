@@ -133,7 +133,16 @@ proptest! {
         tail in proptest::collection::vec(any::<u8>(), 0..8),
     ) {
         let bytes = tree.encode();
-        prop_assert_eq!(Tree::decode(&bytes).expect("a valid tree decodes"), tree);
+        prop_assert_eq!(Tree::decode(&bytes).expect("a valid tree decodes"), tree.clone());
+        // Same entries, same bytes, whatever the order they were given in.
+        let mut reversed = tree;
+        reversed.entries.reverse();
+        prop_assert_eq!(reversed.encode(), bytes.clone());
+        // Noise after a valid header.
+        let mut with_magic = b"CSTR\x01".to_vec();
+        with_magic.extend_from_slice(&tail);
+        with_magic.extend_from_slice(&bytes[bytes.len() / 2..]);
+        let _ = Tree::decode(&with_magic);
         if let Ok(t) = Tree::decode(&damaged(bytes, &flips, cut, &tail)) {
             prop_assert_eq!(Tree::decode(&t.encode()).expect("re-encoded"), t);
         }
