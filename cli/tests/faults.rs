@@ -30,8 +30,8 @@ struct Scenario {
     setup: fn() -> Env,
     /// The command (run in the workspace, or for `clone` in the temporary root).
     command: &'static [&'static str],
-    /// What the user runs after the crash (`None`: the same command again).
-    again: Option<&'static [&'static str]>,
+    /// What the user runs after the crash.
+    again: Again,
     /// Exit codes a complete run may end with (7: conflicts remain, by design).
     codes: &'static [i32],
     /// Whether the workspace must end exactly as after an uninterrupted run. Not for cull:
@@ -57,10 +57,25 @@ impl Scenario {
 
     fn finish(&self, env: &Env) -> Run {
         match self.again {
-            Some(args) => env.run(args),
-            None => self.run(env, &[]),
+            Again::Same => self.run(env, &[]),
+            Again::AfterClone => {
+                if env.ws.join(".cachesync").exists() {
+                    env.run(["pull"])
+                } else {
+                    self.run(env, &[])
+                }
+            }
         }
     }
+}
+
+/// What the user runs after a crash, as docs/guide.md says.
+enum Again {
+    /// The same command.
+    Same,
+    /// After a clone: `pull` in the workspace if `.cachesync/` is there (the workspace was
+    /// made, the copy was not finished), else the same `clone` again.
+    AfterClone,
 }
 
 /// Everything a run must leave the same, whether or not it was interrupted.
@@ -412,7 +427,7 @@ fn a_sync_killed_anywhere_loses_nothing() {
         name: "sync",
         setup: both_sides_changed,
         command: &["sync"],
-        again: None,
+        again: Again::Same,
         codes: &[7],
         exact_local: true,
     });
@@ -424,7 +439,7 @@ fn a_pull_killed_anywhere_loses_nothing() {
         name: "pull",
         setup: remote_changed,
         command: &["pull"],
-        again: None,
+        again: Again::Same,
         codes: &[0],
         exact_local: true,
     });
@@ -436,22 +451,95 @@ fn a_push_killed_anywhere_loses_nothing() {
         name: "push",
         setup: workspace_changed,
         command: &["push"],
-        again: None,
+        again: Again::Same,
         codes: &[0],
         exact_local: true,
     });
 }
 
+/// Issue 12, item 8: a clone killed while it made `.cachesync/` left a lock and a store but
+/// no config, which `pull` did not take for a workspace and `clone` refused as not empty.
 #[test]
-fn a_clone_killed_anywhere_is_finished_by_a_sync() {
-    crash_everywhere(&Scenario {
+fn a_clone_killed_anywhere_is_finished_by_clone_again_or_pull() {
+    let s = Scenario {
         name: "clone",
         setup: remote_with_files,
         command: &["clone"],
-        again: Some(&["sync"]),
+        again: Again::AfterClone,
         codes: &[0],
         exact_local: true,
-    });
+    };
+    let creation: Vec<String> = points(&s)
+        .into_iter()
+        .filter(|p| p.starts_with("clone-"))
+        .collect();
+    assert!(
+        creation.len() >= 5,
+        "the making of the workspace has its crash points: {creation:?}"
+    );
+    crash_everywhere(&s);
+    // Killed before the workspace is in place, a clone leaves no `.cachesync/`: the user
+    // runs clone again, which removes what the killed one left.
+    for point in &creation {
+        let env = (s.setup)();
+        let killed = s.run(&env, &[("CACHESYNC_FAILPOINT", OsStr::new(point))]);
+        assert_eq!(killed.signal, Some(9), "not killed at {point}: {killed}");
+        let meta = env.ws.join(".cachesync");
+        if point == "clone-renamed" {
+            assert!(
+                meta.join("config.json").is_file(),
+                "{point}: the workspace is whole"
+            );
+        } else {
+            assert!(!meta.exists(), "{point}: no half-made .cachesync/ in place");
+            let pull = env.run(["pull"]);
+            assert_ne!(pull.code, 0, "{point}: not a workspace yet: {pull}");
+        }
+    }
+}
+
+#[test]
+fn a_clone_still_making_its_workspace_is_not_disturbed_by_another() {
+    let env = remote_with_files();
+    let paused = env.root().join("paused");
+    let mut first = common::spawn_paused(
+        env.root(),
+        &env.home,
+        &[
+            "clone",
+            &env.remote.to_string_lossy(),
+            &env.ws.to_string_lossy(),
+        ],
+        "clone-config",
+        &paused,
+    );
+    let started = std::time::Instant::now();
+    while !paused.exists() {
+        assert!(
+            first.try_wait().expect("wait").is_none(),
+            "the first clone ended before its pause"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the first clone did not reach its pause"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let second = env.clone_with(&[]);
+    assert_eq!(
+        second.code, 1,
+        "refused while the first holds its lock: {second}"
+    );
+    assert!(
+        second.stderr.contains("another cachesync process"),
+        "{second}"
+    );
+    fs::remove_file(&paused).expect("resume the first clone");
+    let status = first.wait().expect("the first clone ends");
+    assert!(status.success(), "the first clone completes: {status}");
+    env.ok(&["fsck"]);
+    assert_eq!(leftovers(&env.ws), Vec::<String>::new());
+    env.assert_in_sync();
 }
 
 #[test]
@@ -466,7 +554,7 @@ fn a_resolve_killed_anywhere_loses_nothing() {
             name: "resolve",
             setup: conflicted,
             command,
-            again: None,
+            again: Again::Same,
             codes: &[0],
             exact_local: true,
         });
@@ -479,7 +567,7 @@ fn a_drop_killed_anywhere_loses_nothing() {
         name: "drop",
         setup: cloned,
         command: &["drop", "a.txt", "docs", "big.bin"],
-        again: None,
+        again: Again::Same,
         codes: &[0],
         exact_local: true,
     });
@@ -491,7 +579,7 @@ fn a_cull_killed_anywhere_loses_nothing() {
         name: "cull",
         setup: over_budget,
         command: &["cull"],
-        again: None,
+        again: Again::Same,
         codes: &[0],
         exact_local: false,
     });
@@ -503,7 +591,7 @@ fn a_gc_killed_anywhere_loses_nothing() {
         name: "gc",
         setup: with_garbage,
         command: &["gc"],
-        again: None,
+        again: Again::Same,
         codes: &[0],
         exact_local: true,
     });

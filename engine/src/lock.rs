@@ -3,6 +3,10 @@
 //! An advisory `flock` on `.cachesync/lock`; the kernel releases it when the holder dies, so a
 //! crashed run (even `kill -9`) never locks the user out. The file also records the holder's
 //! pid and boot id, for the message the second process prints.
+//!
+//! `clone` takes it in the directory it builds under a temporary name before renaming it to
+//! `.cachesync/`: a flock belongs to the open file, not to its path, so the lock is held from
+//! the first moment to the last, and a second clone finding that directory sees it held.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};

@@ -2,7 +2,9 @@
 //!
 //! A text file, one absolute workspace path per line, at
 //! `$XDG_CONFIG_HOME/cachesync/workspaces` (or `~/.config/cachesync/workspaces`). `clone`
-//! adds to it; entries whose workspace is gone are dropped when it is read.
+//! adds to it just before it renames the new `.cachesync/` into place, so a workspace is
+//! never left unregistered; entries whose workspace is gone (or never came: a clone killed
+//! in between) are dropped when it is read.
 
 use std::path::{Path, PathBuf};
 

@@ -42,6 +42,124 @@ fn connect_remote(root: &Path, timeout: std::time::Duration) -> Result<TimedRemo
 }
 const STATE_WORKSPACE_ID: &[u8] = b"workspace-id";
 
+/// The name (then a random id) under which `clone` builds `.cachesync/` in the workspace.
+/// Scans ignore it, as every name starting with [`crate::ignore_rules::TMP_PREFIX`].
+pub const CLONE_TMP_PREFIX: &str = ".cachesync-tmp.clone.";
+
+/// Checks that `root` may be cloned into: empty but for what killed clones left, which is
+/// removed (each under its lock, so a clone still running there is never disturbed).
+fn clear_for_clone(root: &Path) -> Result<()> {
+    let mut leftovers = Vec::new();
+    let mut others = Vec::new();
+    for entry in std::fs::read_dir(root).map_err(|e| SyncError::io(root, e))? {
+        let entry = entry.map_err(|e| SyncError::io(root, e))?;
+        let name = entry.file_name();
+        let ours = crate::paths::bytes(Path::new(&name)).starts_with(CLONE_TMP_PREFIX.as_bytes());
+        if ours && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            leftovers.push(entry.path());
+        } else {
+            others.push(name);
+        }
+    }
+    if !others.is_empty() {
+        let meta = root.join(META_DIR);
+        return Err(SyncError::Usage(if meta.join("config.json").is_file() {
+            format!(
+                "{} is already a cachesync workspace; if its clone stopped part way, run \
+                 `cachesync pull` in it to finish",
+                root.display()
+            )
+        } else if meta.is_dir() {
+            format!(
+                "{} holds an incomplete {META_DIR}/ (no config), left by a clone that an \
+                 earlier version did not finish; remove {} and clone again",
+                root.display(),
+                meta.display()
+            )
+        } else {
+            format!(
+                "{} exists and is not empty; clone into a new or empty directory",
+                root.display()
+            )
+        }));
+    }
+    for dir in leftovers {
+        // Held by a live clone: refused. Else ours to remove: the lock dies with the dir.
+        let lock = WorkspaceLock::acquire(&dir.join("lock"))?;
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SyncError::io(&dir, e)),
+        }
+        drop(lock);
+    }
+    Ok(())
+}
+
+/// Writes a new workspace's metadata into `dir`: the store with the remote's identity and
+/// the workspace id, then the config; all of it synced to disk, the store closed (RocksDB
+/// keeps the paths it opened, so it must be reopened once `dir` has its final name).
+fn build_meta(
+    dir: &Path,
+    remote: &TimedRemote,
+    remote_dir: &Path,
+    config: &Config,
+) -> Result<(RemoteIdentity, String)> {
+    let store = Store::create(&dir.join("store"))?;
+    crate::failpoint::hit("clone-store");
+    let identity = identity::record(remote, remote_dir)?;
+    let workspace_id = identity::random_id()[..8].to_string();
+    let mut b = cachesync_objects::Batch::new();
+    b.put(
+        keys::CF_STATE,
+        STATE_IDENTITY,
+        &serde_json::to_vec(&identity).expect("identity serializes"),
+    );
+    b.put(keys::CF_STATE, STATE_WORKSPACE_ID, workspace_id.as_bytes());
+    store.commit(b)?;
+    crate::failpoint::hit("clone-identity");
+    config.save(&dir.join("config.json"))?;
+    crate::failpoint::hit("clone-config");
+    drop(store);
+    sync_tree(dir)?;
+    Ok((identity, workspace_id))
+}
+
+/// Removes what a failed clone made (best effort: a leftover is removed by the next clone).
+fn discard_clone(root: &Path, tmp: &Path, made_root: bool) {
+    let _ = std::fs::remove_dir_all(tmp);
+    if made_root {
+        let _ = std::fs::remove_dir(root);
+    }
+}
+
+/// fsyncs every file and directory under `dir`, and `dir` itself.
+fn sync_tree(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| SyncError::io(dir, e))? {
+        let entry = entry.map_err(|e| SyncError::io(dir, e))?;
+        let path = entry.path();
+        if entry
+            .file_type()
+            .map_err(|e| SyncError::io(&path, e))?
+            .is_dir()
+        {
+            sync_tree(&path)?;
+        } else {
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| SyncError::io(&path, e))?;
+        }
+    }
+    sync_dir(dir)
+}
+
+/// fsyncs a directory, making the names in it durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| SyncError::io(dir, e))
+}
+
 /// An open workspace (holding its lock).
 pub struct Workspace {
     /// The workspace root.
@@ -148,8 +266,15 @@ impl Workspace {
     /// Creates a workspace at `root` for the remote directory `remote_dir` and records the
     /// remote's identity. Does not copy anything yet (see [`Workspace::sync`]).
     ///
+    /// The creation is atomic: `.cachesync/` is built under a temporary name in `root`
+    /// (store, identity, config), synced to disk, and renamed into place last, so a process
+    /// killed at any moment leaves either a complete workspace or none. What such a killed
+    /// clone left (its temporary directory, see [`CLONE_TMP_PREFIX`]) does not make `root`
+    /// "not empty": this removes it, unless another clone still holds it.
+    ///
     /// # Errors
     /// [`SyncError::Usage`] for a bad remote or a non-empty workspace directory;
+    /// [`SyncError::Locked`] when another clone is creating a workspace at `root`;
     /// [`SyncError::Disconnected`] when the remote does not answer.
     pub fn init(
         remote_dir: &Path,
@@ -176,40 +301,69 @@ impl Workspace {
                 )))
             }
         }
-        if root.exists() {
-            let mut rd = std::fs::read_dir(root).map_err(|e| SyncError::io(root, e))?;
-            if rd.next().is_some() {
-                return Err(SyncError::Usage(format!(
-                    "{} exists and is not empty; clone into a new or empty directory",
-                    root.display()
-                )));
-            }
-        }
         let root = std::path::absolute(root).map_err(|e| SyncError::io(root, e))?;
         if root.starts_with(&remote_dir) || remote_dir.starts_with(&root) {
             return Err(SyncError::Usage(
                 "the workspace and the remote directory must not contain each other".into(),
             ));
         }
-        let meta = Self::meta(&root);
-        std::fs::create_dir_all(&meta).map_err(|e| SyncError::io(&meta, e))?;
-        let lock = WorkspaceLock::acquire(&meta.join("lock"))?;
-        let store = Store::create(&meta.join("store"))?;
-        let identity = identity::record(&remote, &remote_dir)?;
-        let workspace_id = identity::random_id()[..8].to_string();
-        let mut b = cachesync_objects::Batch::new();
-        b.put(
-            keys::CF_STATE,
-            STATE_IDENTITY,
-            &serde_json::to_vec(&identity).expect("identity serializes"),
-        );
-        b.put(keys::CF_STATE, STATE_WORKSPACE_ID, workspace_id.as_bytes());
-        store.commit(b)?;
-        // The config is written last: its presence is what makes this a workspace.
-        config.save(&meta.join("config.json"))?;
-        // Best effort: the registry only serves `--all` and `--server`; a workspace works
-        // without it.
+        let made_root = if root.exists() {
+            clear_for_clone(&root)?;
+            false
+        } else {
+            std::fs::create_dir_all(&root).map_err(|e| SyncError::io(&root, e))?;
+            true
+        };
+        let tmp = root.join(format!("{CLONE_TMP_PREFIX}{}", &identity::random_id()[..8]));
+        let built = std::fs::create_dir(&tmp)
+            .map_err(|e| SyncError::io(&tmp, e))
+            .and_then(|()| {
+                // The lock file's inode moves with the rename below: this process holds the
+                // workspace's lock from before `.cachesync/` exists until it is done.
+                let lock = WorkspaceLock::acquire(&tmp.join("lock"))?;
+                crate::failpoint::hit("clone-meta-dir");
+                let (identity, workspace_id) = build_meta(&tmp, &remote, &remote_dir, &config)?;
+                Ok((lock, identity, workspace_id))
+            });
+        let (lock, identity, workspace_id) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                discard_clone(&root, &tmp, made_root);
+                return Err(e);
+            }
+        };
+        // Before the rename, so that a workspace never exists unregistered. A kill before the
+        // rename leaves an entry for a directory that is no workspace: `registry::list` drops
+        // those. Best effort: the registry only serves `--all` and `--server`.
         let _ = crate::registry::add(&root);
+        crate::failpoint::hit("clone-before-rename");
+        let meta = Self::meta(&root);
+        if let Err(e) = crate::localfs::rename_no_replace(&tmp, &meta).or_else(|e| {
+            // A file system without RENAME_NOREPLACE: a plain rename still never replaces a
+            // non-empty directory, and a complete `.cachesync/` is never empty.
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                std::fs::rename(&tmp, &meta)
+            } else {
+                Err(e)
+            }
+        }) {
+            discard_clone(&root, &tmp, false);
+            if meta.exists() {
+                return Err(SyncError::Usage(format!(
+                    "another clone made a workspace at {} meanwhile; nothing of this one was kept",
+                    root.display()
+                )));
+            }
+            return Err(SyncError::io(&meta, e));
+        }
+        sync_dir(&root)?;
+        if made_root {
+            if let Some(parent) = root.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        crate::failpoint::hit("clone-renamed");
+        let store = Store::open(&meta.join("store"))?;
         Ok(Workspace {
             root,
             config,
