@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # A guided tour of cachesync: clone a remote, change both sides, sync, see a remote deletion
-# arrive, then meet a conflict and see that both versions are kept.
+# arrive, meet a conflict and see that both versions are kept; then lose the share, keep
+# working offline, and see the share come back and the offline work go to it.
 #
 #   testdata/demo.sh PATH/TO/cachesync        (`make demo` builds it and runs this)
 #
 # The "remote" here is a plain directory standing in for a network share (cachesync reaches
 # remotes through ordinary file-system calls only). Everything happens in a fresh temporary
 # directory, removed at the end. Any unexpected exit code stops the tour with an error.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "demo: the command above failed (exit $?); the tour stops here" >&2' ERR
 
 if [ $# -ne 1 ]; then
     echo "usage: $0 PATH/TO/cachesync" >&2
@@ -23,6 +25,9 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/cachesync-demo.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 remote=$tmp/remote
 ws=$tmp/workspace
+# clone records each workspace in a registry under XDG_CONFIG_HOME (for `connect --all`): the
+# tour's workspace goes in one of its own, removed with it, not in yours.
+export XDG_CONFIG_HOME=$tmp/config
 
 if [ -t 1 ]; then bold=$'\e[1m' dim=$'\e[2m' off=$'\e[0m'; else bold='' dim='' off=''; fi
 n=0
@@ -44,6 +49,14 @@ sh_() {
 fail() {
     echo "demo: $*" >&2
     exit 1
+}
+# Runs cachesync like `cs`, and stops the tour unless it exits with code $1.
+cs_exits() {
+    local want=$1 rc=0
+    shift
+    cs "$@" || rc=$?
+    [ "$rc" -eq "$want" ] || fail "cachesync $* exited $rc; expected $want"
+    note "exit code $want, as expected"
 }
 
 step "A remote: a small project on a share (here: $remote)"
@@ -87,10 +100,8 @@ sh_ "sed -i 's/{lines:8d} {words:8d} {chars:8d} {name}/{lines:>8} {words:>8} {ch
 '$remote/src/wordcount/counting.py'"
 cp src/wordcount/counting.py "$tmp/client-version"
 cp "$remote/src/wordcount/counting.py" "$tmp/server-version"
-rc=0
-cs sync || rc=$?
-[ "$rc" -eq 7 ] || fail "cachesync sync exited $rc; expected 7 (ECONFLICTED)"
-note "exit code 7: ECONFLICTED, as expected"
+cs_exits 7 sync
+note "7 is ECONFLICTED: the run did everything else, and the conflict waits for you."
 
 step "Status and the conflict list show it"
 cs status
@@ -135,7 +146,56 @@ cs get assets/palette.bin
 cmp assets/palette.bin "$remote/assets/palette.bin" || fail "get brought back other bytes"
 note "A dropped file is remote-only: listed, never taken for a deletion, fetched on demand."
 
-step "The journal"
+step "Before leaving: what is cached, and what is not"
+note "assets/palette.bin is dropped and gc clears its content from the store: only the share"
+note "has it now. docs/guide.md is dropped too, but its content stays in the store."
+cs drop assets/palette.bin
+cs gc
+cs drop docs/guide.md
+cs ls assets
+cs ls docs
+
+step "The share goes away"
+note "As when a share is unmounted: what is left at its mount point is an empty directory."
+note "(This remote is a plain directory, so it is moved aside and an empty one left in its place.)"
+sh_ "mv '$remote' '$tmp/share-away' && mkdir '$remote'"
+cs_exits 3 sync
+note "3 is EDISCONNECTED: an empty directory is not the share this workspace was cloned from."
+note "It is never taken for 'everything was deleted on the server': nothing was touched."
+[ -z "$(ls -A "$remote")" ] || fail "something was written to the empty mount point"
+for f in README.md NEWS.md src/wordcount/counting.py docs/changelog.md scripts/check.sh; do
+    [ -e "$f" ] || fail "$f was deleted from the workspace while the share was away"
+done
+echo "every file is still in the workspace; the empty mount point is still empty"
+
+step "Work goes on offline"
+cs status
+"$bin" status --json | grep -q '"mode": "disconnected"' \
+    || fail "status --json does not report the workspace as disconnected"
+sh_ "echo 'Written offline, on the train.' >> README.md"
+cs status
+"$bin" status --json | grep -q '"README.md"' || fail "status does not list the offline edit"
+note "A remote-only file whose content is still in the store comes back offline:"
+cs get docs/guide.md
+cmp docs/guide.md "$tmp/share-away/docs/guide.md" || fail "get brought back other bytes"
+note "One whose content only the share has cannot:"
+cs_exits 4 get assets/palette.bin
+note "4 is EDISCONDATA: the file exists, its content is not cached and the share is away."
+[ ! -e assets/palette.bin ] || fail "an uncached file appeared offline"
+
+step "The share comes back"
+sh_ "rmdir '$remote' && mv '$tmp/share-away' '$remote'"
+note "connect checks that this is the same share (its marker file), switches back and syncs:"
+cs connect
+grep -q 'Written offline, on the train.' "$remote/README.md" \
+    || fail "the offline edit did not reach the share"
+echo "the offline edit of README.md is on the share"
+"$bin" status --json | grep -q '"mode": "connected"' || fail "status does not say connected"
+cs get assets/palette.bin
+cmp assets/palette.bin "$remote/assets/palette.bin" || fail "get brought back other bytes"
+cs status
+
+step "The journal: every command, the switch to offline and back, and the offline changes"
 cs log
 
 printf '\n%sTour done.%s\n' "$bold" "$off"
