@@ -762,6 +762,61 @@ fn a_directory_the_server_replaced_by_a_file_sends_local_changes_to_lost_found()
     assert_noop(&env);
 }
 
+/// Issue 12, item 6: the guide says `--take server` closes a lost+found record when the
+/// server's version is a file; other choices are refused, and the copy is never touched.
+#[test]
+fn take_server_closes_a_type_clash_record_and_keeps_the_copy() {
+    let (env, _) = server_replaced_dir();
+    let slot = lost_found_slot(&env);
+    let refused = env.expect_code(2, &["resolve", "d", "--take", "client"]);
+    assert!(refused.stderr.contains("--take server"), "{refused}");
+    let r = env.ok(&["resolve", "d", "--take", "server"]);
+    assert!(r.out().contains(LOST_FOUND), "names where the copy stays: {r}");
+    assert_eq!(open_conflicts(&env), serde_json::json!([]));
+    assert_eq!(record_of(&env, "d")["state"], "resolved");
+    assert_eq!(read(slot.join("d/a.txt")), "a v2, edited on the laptop\n");
+    assert_eq!(read(env.w("d")), "d is a file on the server now\n");
+    env.ok(&["check"]);
+    assert_noop(&env);
+    assert_eq!(read(slot.join("d/a.txt")), "a v2, edited on the laptop\n");
+    assert_lost_found_not_pushed(&env);
+}
+
+/// Issue 12, item 5: a file created on one side where the other created a directory is a
+/// type clash the next sync records; `status` and `check` show it beforehand, as the sync's
+/// dry run does, in both directions.
+#[test]
+fn status_and_check_show_a_type_clash_before_the_sync_records_it() {
+    for local_is_file in [true, false] {
+        let env = with_dir();
+        let (file_side, dir_side) = if local_is_file {
+            (&env.ws, &env.remote)
+        } else {
+            (&env.remote, &env.ws)
+        };
+        fs::write(file_side.join("n"), "a file\n").expect("write n");
+        fs::create_dir(dir_side.join("n")).expect("mkdir n");
+        fs::write(dir_side.join("n/inside.txt"), "inside\n").expect("write n/inside.txt");
+
+        let st = env.json(0, &["status", "--json"]);
+        assert_eq!(paths_of(&st["conflicts"]), ["n"], "local file: {local_is_file}: {st}");
+        assert_eq!(st["conflicts"][0]["kind"], "type", "{st}");
+        let dry = env.json(7, &["sync", "--dry-run", "--json"]);
+        assert_eq!(paths_of(&dry["conflicts"]), ["n"], "{dry}");
+        let cj = env.json(7, &["check", "--json"]);
+        assert_eq!(cj["code"], "ECONFLICTED", "{cj}");
+        assert!(
+            cj["problems"].as_array().expect("problems").iter().any(|p| p["path"] == "n"),
+            "{cj}"
+        );
+
+        let synced = env.json(7, &["sync", "--json"]);
+        assert_eq!(paths_of(&synced["conflicts"]), ["n"], "{synced}");
+        assert_eq!(paths_of(&open_conflicts(&env)), ["n"]);
+        env.expect_code(7, &["check"]);
+    }
+}
+
 #[test]
 fn a_directory_the_workspace_replaced_by_a_file_yields_to_the_servers_edit() {
     let env = with_dir();

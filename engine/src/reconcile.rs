@@ -83,6 +83,22 @@ impl Change {
         }
     }
 
+    /// The kind of conflict record this change leaves once synced: its conflict's kind, or,
+    /// for a local version that moves to lost+found, `type` (the server holds another kind of
+    /// thing there) or `name-clash` (the server holds the name in another case). `status`,
+    /// `check`, the dry run and the sync all ask this one question.
+    pub fn conflict_kind(&self) -> Option<&'static str> {
+        match self.outcome {
+            Outcome::Conflict(k) => Some(k.as_str()),
+            Outcome::Resolved(_) if self.stash_local => Some(if self.remote.is_none() {
+                "name-clash"
+            } else {
+                "type"
+            }),
+            Outcome::Resolved(_) => None,
+        }
+    }
+
     /// True when the local side must change.
     pub fn needs_local(&self) -> bool {
         self.result()

@@ -226,10 +226,8 @@ impl Workspace {
                     "{shown} has no open conflict (`cachesync conflicts` lists them)"
                 ))
             })?;
-        if let Some(lf) = &record.lost_found {
-            return Err(SyncError::Usage(format!(
-                "{shown}: the server's version is already in the workspace and yours is in {lf}; take from it what you need, then remove it"
-            )));
+        if let Some(lf) = record.lost_found.clone() {
+            return self.close_lost_found(record, &how, &lf);
         }
         // The server's state the resolution is made against must be the recorded one, or a
         // newer server edit would be overwritten by the next sync.
@@ -415,19 +413,7 @@ impl Workspace {
         r.resolved = Variant::of(resolved_entry.as_ref());
         r.resolution = Some(label.clone());
         r.resolved_ns = Some(crate::now_ns());
-        let now = crate::now_ns();
-        let op = crate::journal::OpRecord {
-            id: crate::journal::next_id(&self.store)?,
-            command: "resolve".into(),
-            started_ns: now,
-            finished_ns: Some(now),
-            state: crate::journal::OpState::Done,
-            summary: format!("{shown}: {label}"),
-            plan: Vec::new(),
-            temporaries: Vec::new(),
-            steps_done: 0,
-            error: None,
-        };
+        let op = self.resolve_op(format!("{shown}: {label}"))?;
         let mut batch = Batch::new();
         Store::set_ref_in(&mut batch, keys::REF_BASE, sid);
         conflict::put(&mut batch, &r);
@@ -443,6 +429,63 @@ impl Workspace {
                 format!("resolved {shown}: {label}; it matches the server")
             },
             needs_sync,
+        })
+    }
+
+    /// The journal's record of one `resolve`.
+    fn resolve_op(&self, summary: String) -> Result<crate::journal::OpRecord> {
+        let now = crate::now_ns();
+        Ok(crate::journal::OpRecord {
+            id: crate::journal::next_id(&self.store)?,
+            command: "resolve".into(),
+            started_ns: now,
+            finished_ns: Some(now),
+            state: crate::journal::OpState::Done,
+            summary,
+            plan: Vec::new(),
+            temporaries: Vec::new(),
+            steps_done: 0,
+            error: None,
+        })
+    }
+
+    /// A type clash or name clash whose local version went to lost+found: the server's version
+    /// is already in the workspace, so `--take server` only closes the record (when that
+    /// version is a file or a symlink) and leaves the copy where it is; anything else is
+    /// refused, since the copy is the user's to take from.
+    fn close_lost_found(
+        &self,
+        record: ConflictRecord,
+        how: &Resolution,
+        lf: &str,
+    ) -> Result<Resolved> {
+        let shown = display(&record.path_bytes());
+        let server_kind = record.server.as_ref().map(|v| v.kind.as_str());
+        let takes_server = *how == Resolution::Take(Which::Server);
+        if !takes_server || !matches!(server_kind, Some("file" | "symlink")) {
+            return Err(SyncError::Usage(format!(
+                "{shown}: the server's version is already in the workspace and yours is in {lf}; take from it what you need, then remove it{}",
+                if takes_server {
+                    ""
+                } else {
+                    " (or close the record with `--take server`)"
+                }
+            )));
+        }
+        let label = format!("took the server's version; yours stays in {lf}");
+        let mut r = record;
+        r.state = ConflictState::Resolved;
+        r.resolved = r.server.clone();
+        r.resolution = Some(label.clone());
+        r.resolved_ns = Some(crate::now_ns());
+        let op = self.resolve_op(format!("{shown}: {label}"))?;
+        let mut batch = Batch::new();
+        conflict::put(&mut batch, &r);
+        crate::journal::put(&mut batch, &op);
+        self.store.commit(batch)?;
+        Ok(Resolved {
+            message: format!("resolved {shown}: {label}"),
+            needs_sync: false,
         })
     }
 

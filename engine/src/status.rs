@@ -9,7 +9,7 @@ use crate::index;
 use crate::paths::{display, hex};
 use crate::plan::{Direction, Plan, Side};
 use crate::progress::Progress;
-use crate::reconcile::{reconcile, same, Outcome};
+use crate::reconcile::{reconcile, same};
 use crate::workspace::Workspace;
 
 /// How one path changed on one side, against the base.
@@ -472,11 +472,11 @@ impl Workspace {
             pending.pull = plan.steps.iter().filter(|s| s.side == Side::Local).count();
             pending.push = plan.steps.iter().filter(|s| s.side == Side::Remote).count();
             for c in &plan.changes {
-                if let Outcome::Conflict(k) = c.outcome {
+                if let Some(kind) = c.conflict_kind() {
                     if !conflicts.iter().any(|r| r.path_bytes() == c.path) {
                         conflicts.push(conflict::record(
                             &c.path,
-                            k.as_str(),
+                            kind,
                             c.base.as_ref(),
                             c.local.as_ref(),
                             c.remote.as_ref(),

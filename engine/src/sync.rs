@@ -386,15 +386,16 @@ impl Workspace {
             report.conflicts = plan
                 .changes
                 .iter()
-                .filter_map(|c| match c.outcome {
-                    Outcome::Conflict(k) => Some(conflict::record(
-                        &c.path,
-                        k.as_str(),
-                        c.base.as_ref(),
-                        c.local.as_ref(),
-                        c.remote.as_ref(),
-                    )),
-                    _ => None,
+                .filter_map(|c| {
+                    c.conflict_kind().map(|kind| {
+                        conflict::record(
+                            &c.path,
+                            kind,
+                            c.base.as_ref(),
+                            c.local.as_ref(),
+                            c.remote.as_ref(),
+                        )
+                    })
                 })
                 .collect();
             report.plan = plan;
@@ -649,14 +650,9 @@ impl Workspace {
                     let remote_ok = !c.needs_remote()
                         || (opts.direction.allows(Side::Remote) && !failed.contains(&i));
                     if let Some(lf) = stashed.get(&c.path) {
-                        let clash = if c.remote.is_none() {
-                            "name-clash"
-                        } else {
-                            "type"
-                        };
                         let mut r = conflict::record(
                             &c.path,
-                            clash,
+                            c.conflict_kind().unwrap_or("type"),
                             c.base.as_ref(),
                             c.local.as_ref(),
                             c.remote.as_ref(),
