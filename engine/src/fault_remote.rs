@@ -22,7 +22,9 @@ pub enum Fault {
 type Injected = (String, Vec<u8>, Fault);
 
 /// A remote with injected faults: `(call name, path prefix) → fault`. Call names are the
-/// [`Remote`] method names (`list`, `stat`, `open`, `create`, `rename`, ...).
+/// [`Remote`] method names (`list`, `stat`, `open`, `create`, `rename`, ...), and `readlink`
+/// for the symlink targets a listing reads (an errno there is reported in the entry, as
+/// [`FsRemote`] does: the listing goes on).
 #[derive(Clone)]
 pub struct FaultRemote {
     inner: FsRemote,
@@ -71,7 +73,14 @@ impl Remote for FaultRemote {
     }
     fn list(&self, dir: &[u8], tick: &dyn Fn()) -> io::Result<Vec<RemoteEntry>> {
         self.check("list", dir)?;
-        self.inner.list(dir, tick)
+        let mut list = self.inner.list(dir, tick)?;
+        for e in list.iter_mut().filter(|e| e.kind == EntryKind::Symlink) {
+            if let Err(err) = self.check("readlink", &crate::paths::join(dir, &e.name)) {
+                e.target.clear();
+                e.target_errno = Some(err.raw_os_error().unwrap_or(libc::EIO));
+            }
+        }
+        Ok(list)
     }
     fn stat(&self, path: &[u8]) -> io::Result<Option<RemoteEntry>> {
         self.check("stat", path)?;
@@ -181,6 +190,116 @@ mod tests {
         let rules = IgnoreRules::load(dir.path()).expect("rules");
         let err = crate::scan::walk_remote(&remote, &rules, 2).expect_err("must fail");
         assert!(matches!(err, SyncError::RemoteIo { .. }), "{err}");
+    }
+
+    /// Walks and scans the remote (nothing seen before), as a sync does.
+    fn scan_remote(
+        dir: &std::path::Path,
+        remote: &TimedRemote,
+        previous: &crate::scan::Flat,
+    ) -> crate::Result<crate::scan::RemoteScan> {
+        let rules = IgnoreRules::load(dir).expect("rules");
+        let store_dir = tempfile::tempdir().expect("tempdir");
+        let store = cachesync_objects::Store::create(&store_dir.path().join("s")).expect("store");
+        let walk = crate::scan::walk_remote(remote, &rules, 2)?;
+        let none = std::collections::HashSet::new();
+        crate::scan::fetch_changed(
+            remote,
+            walk,
+            &rules,
+            &store,
+            previous,
+            &none,
+            &none,
+            2,
+            &|_, _| {},
+        )
+    }
+
+    fn unreadable_paths(scan: &crate::scan::RemoteScan) -> Vec<&str> {
+        scan.unreadable.iter().map(|u| u.path.as_str()).collect()
+    }
+
+    #[test]
+    fn a_file_the_server_refuses_to_read_is_left_out_not_a_failed_scan() {
+        let (dir, fault) = setup();
+        fault.inject("open", b"b/f", Fault::Errno(libc::EACCES));
+        let remote = TimedRemote::new(Arc::new(fault), Duration::from_secs(5));
+        let scan =
+            scan_remote(dir.path(), &remote, &Default::default()).expect("the scan succeeds");
+        assert_eq!(unreadable_paths(&scan), ["b/f"]);
+        assert!(scan.unreadable[0].reason.contains("Permission denied"));
+        assert!(
+            scan.unstable.contains(&b"b/f".to_vec()),
+            "left out of the run"
+        );
+        assert!(
+            !scan.tree.contains_key(b"b/f".as_slice()),
+            "never read: not there"
+        );
+        assert!(scan.tree.contains_key(b"a/f".as_slice()));
+        assert!(scan.tree.contains_key(b"c/f".as_slice()));
+        assert!(!remote.pool().is_tripped());
+    }
+
+    #[test]
+    fn eio_on_one_file_is_about_that_file_only_while_the_share_answers() {
+        let (dir, fault) = setup();
+        fault.inject("open", b"b/f", Fault::Errno(libc::EIO));
+        let remote = TimedRemote::new(Arc::new(fault.clone()), Duration::from_secs(5));
+        let scan =
+            scan_remote(dir.path(), &remote, &Default::default()).expect("the scan succeeds");
+        assert_eq!(unreadable_paths(&scan), ["b/f"]);
+        assert!(!remote.pool().is_tripped());
+
+        // The same EIO when the share does not answer either is the outage it looks like.
+        fault.inject("stat", b"", Fault::Errno(libc::EIO));
+        let remote = TimedRemote::new(Arc::new(fault), Duration::from_secs(5));
+        let err = scan_remote(dir.path(), &remote, &Default::default()).err();
+        assert!(
+            matches!(err, Some(SyncError::Disconnected { .. })),
+            "{err:?}"
+        );
+        assert!(remote.pool().is_tripped());
+    }
+
+    #[test]
+    fn a_symlink_whose_target_cannot_be_read_is_listed_and_left_as_last_seen() {
+        let (dir, fault) = setup();
+        std::os::unix::fs::symlink("../x", dir.path().join("a/up")).expect("symlink");
+        std::os::unix::fs::symlink("f", dir.path().join("a/plain")).expect("symlink");
+        fault.inject("readlink", b"a/up", Fault::Errno(libc::EPERM));
+        let remote = TimedRemote::new(Arc::new(fault.clone()), Duration::from_secs(5));
+        let scan1 =
+            scan_remote(dir.path(), &remote, &Default::default()).expect("the scan succeeds");
+        assert_eq!(unreadable_paths(&scan1), ["a/up"]);
+        assert_eq!(scan1.unreadable[0].kind, "symlink");
+        assert!(
+            scan1.unreadable[0].remedy.contains("no_contain_symlinks"),
+            "{:?}",
+            scan1.unreadable[0]
+        );
+        assert!(!scan1.tree.contains_key(b"a/up".as_slice()));
+        assert_eq!(scan1.tree[b"a/plain".as_slice()].target, b"f");
+
+        // Seen before: kept as it was seen, never taken for a deletion.
+        let mut previous = scan1.tree.clone();
+        let mut seen = cachesync_objects::Entry::new(b"up", EntryKind::Symlink);
+        seen.target = b"old".to_vec();
+        previous.insert(b"a/up".to_vec(), seen.clone());
+        let scan2 = scan_remote(dir.path(), &remote, &previous).expect("the scan succeeds");
+        assert_eq!(scan2.tree.get(b"a/up".as_slice()), Some(&seen));
+        assert!(scan2.unstable.contains(&b"a/up".to_vec()));
+
+        // EIO on the target during an outage is the outage.
+        fault.inject("readlink", b"a/plain", Fault::Errno(libc::EIO));
+        fault.inject("stat", b"", Fault::Errno(libc::EIO));
+        let remote = TimedRemote::new(Arc::new(fault), Duration::from_secs(5));
+        let err = scan_remote(dir.path(), &remote, &Default::default()).err();
+        assert!(
+            matches!(err, Some(SyncError::Disconnected { .. })),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub fn entry_from_metadata(name: &[u8], md: &fs::Metadata) -> RemoteEntry {
         ino: md.ino(),
         rdev: md.rdev(),
         target: Vec::new(),
+        target_errno: None,
     }
 }
 
@@ -99,6 +100,20 @@ fn entry_with_target(path: &Path, name: &[u8], md: &fs::Metadata) -> io::Result<
         e.target = fs::read_link(path)?.into_os_string().as_bytes().to_vec();
     }
     Ok(e)
+}
+
+/// The entry for `md` as a listing gives it: a symlink whose target cannot be read is still
+/// listed, with the errno in [`RemoteEntry::target_errno`] (only "not found", the link gone
+/// since the directory was read, stays an error).
+fn listed_entry(path: &Path, name: &[u8], md: &fs::Metadata) -> io::Result<RemoteEntry> {
+    match entry_with_target(path, name, md) {
+        Err(e) if md.file_type().is_symlink() && e.kind() != io::ErrorKind::NotFound => {
+            let mut entry = entry_from_metadata(name, md);
+            entry.target_errno = Some(e.raw_os_error().unwrap_or(libc::EIO));
+            Ok(entry)
+        }
+        other => other,
+    }
 }
 
 struct FsWrite {
@@ -138,7 +153,7 @@ impl Remote for FsRemote {
             // Relative to the open directory (fstatat): no path walk per entry.
             let entry = item
                 .metadata()
-                .and_then(|md| entry_with_target(&item.path(), name.as_bytes(), &md));
+                .and_then(|md| listed_entry(&item.path(), name.as_bytes(), &md));
             if let Some(e) = unless_gone(entry)? {
                 out.push(e);
             }

@@ -33,6 +33,11 @@ pub struct RemoteEntry {
     pub rdev: u64,
     /// Symlink target, for symlinks.
     pub target: Vec<u8>,
+    /// For a symlink the listing shows but whose target could not be read: the errno, and
+    /// `target` is empty. sshfs refuses targets that are absolute or contain `..` (EPERM); a
+    /// listing does not fail for one such entry, the scan decides what it means (see
+    /// [`crate::scan::Unreadable`]).
+    pub target_errno: Option<i32>,
 }
 
 /// A file being read from the remote.

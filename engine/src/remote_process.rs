@@ -93,6 +93,8 @@ fn put_entry(e: &mut Encoder, r: &RemoteEntry) {
     e.u64(r.ino);
     e.u64(r.rdev);
     e.bytes(&r.target);
+    // 0 is no errno.
+    e.u32(r.target_errno.map_or(0, |n| n as u32));
 }
 
 fn get_entry(d: &mut Decoder<'_>) -> io::Result<RemoteEntry> {
@@ -107,6 +109,10 @@ fn get_entry(d: &mut Decoder<'_>) -> io::Result<RemoteEntry> {
         ino: d.u64().map_err(decode_err)?,
         rdev: d.u64().map_err(decode_err)?,
         target: d.bytes().map_err(decode_err)?.to_vec(),
+        target_errno: match d.u32().map_err(decode_err)? {
+            0 => None,
+            n => Some(n as i32),
+        },
     })
 }
 

@@ -260,8 +260,96 @@ pub struct RemoteScan {
     pub listings: u64,
     /// Things the user should know.
     pub warnings: Vec<String>,
-    /// Paths whose content could not be read consistently: left out of this run.
+    /// Paths left out of this run: content that could not be read consistently, and the
+    /// [`RemoteScan::unreadable`] entries.
     pub unstable: Vec<Vec<u8>>,
+    /// Entries the listing shows but whose content or target could not be read.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A remote entry the listing shows but whose content (a file) or target (a symlink) cannot
+/// be read: the server refuses it (EPERM, EACCES), or fails on that one entry while it
+/// answers for the others. It is left out of the run on both sides, as it was last seen (or
+/// absent if never read): never taken for a deletion, never written over. The run does
+/// everything else and says it is incomplete; the next run tries the entry again.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Unreadable {
+    /// The path, displayable.
+    pub path: String,
+    /// The path's bytes in hex, when it is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
+    /// `file` or `symlink`.
+    pub kind: &'static str,
+    /// What could not be read, and the error.
+    pub reason: String,
+    /// What to do about it.
+    pub remedy: String,
+    /// The path's bytes.
+    #[serde(skip)]
+    pub path_bytes: Vec<u8>,
+}
+
+impl Unreadable {
+    fn new(path: &[u8], kind: EntryKind, error: &std::io::Error) -> Unreadable {
+        let errno = error.raw_os_error();
+        let symlink = kind == EntryKind::Symlink;
+        // "Permission denied", not "Permission denied (os error 13)".
+        let text = error.to_string();
+        let text = match text.rfind(" (os error ") {
+            Some(i) if errno.is_some() => &text[..i],
+            _ => &text,
+        };
+        let reason = if symlink {
+            format!("its target cannot be read ({text})")
+        } else {
+            format!("it cannot be read ({text})")
+        };
+        let remedy = if symlink && errno == Some(libc::EPERM) {
+            "if the share is an sshfs mount: sshfs refuses symlinks whose target is absolute \
+             or contains `..` (its contain_symlinks option), so mount it with \
+             `-o no_contain_symlinks`"
+        } else if matches!(errno, Some(libc::EPERM | libc::EACCES)) {
+            "the server does not let you read it: have its permissions changed there"
+        } else if error
+            .raw_os_error()
+            .is_some_and(|n| crate::remote::is_network_error(&std::io::Error::from_raw_os_error(n)))
+        {
+            "the server failed on this entry alone (a damaged file?): look at it there"
+        } else {
+            "look at it on the server"
+        };
+        Unreadable {
+            path: display(path),
+            path_hex: std::str::from_utf8(path)
+                .is_err()
+                .then(|| crate::paths::hex(path)),
+            kind: kind.as_str(),
+            reason,
+            remedy: format!("{remedy}; or add it to .cachesyncignore to leave it out"),
+            path_bytes: path.to_vec(),
+        }
+    }
+}
+
+/// The error that makes a run with unreadable entries incomplete (exit 1), if there are any:
+/// it names the first, and `cachesync status` lists them all with what to do.
+pub fn unreadable_error(unreadable: &[Unreadable]) -> Option<SyncError> {
+    let first = unreadable.first()?;
+    let rest = match unreadable.len() - 1 {
+        0 => "it is left as it is on both sides until it can be read (`cachesync status` \
+              says what to do)"
+            .to_string(),
+        n => format!(
+            "it and {n} other unreadable {} are left as they are on both sides until they can \
+             be read (`cachesync status` lists them, with what to do)",
+            if n == 1 { "entry" } else { "entries" }
+        ),
+    };
+    Some(SyncError::RemoteIo {
+        path: first.path.clone().into(),
+        source: std::io::Error::other(format!("{}: {rest}", first.reason)),
+    })
 }
 
 struct Shared {
@@ -421,6 +509,21 @@ pub fn fetch_changed(
         if rules.is_ignored(&rel, r.kind == EntryKind::Dir) {
             continue;
         }
+        if let Some(errno) = r.target_errno {
+            let error = std::io::Error::from_raw_os_error(errno);
+            match remote.entry_failure("reading the target of", &rel, error) {
+                SyncError::RemoteIo { source, .. } => {
+                    out.unreadable.push(Unreadable::new(&rel, r.kind, &source));
+                    // As last seen, if it ever was: left out of the run.
+                    if let Some(p) = previous.get(&rel) {
+                        listed.push((rel.clone(), p.clone()));
+                    }
+                    out.unstable.push(rel);
+                    continue;
+                }
+                outage => return Err(outage),
+            }
+        }
         let mut entry = tree_entry(&r);
         if r.kind == EntryKind::File {
             let not_here = remote_only.contains(&rel);
@@ -485,8 +588,17 @@ pub fn fetch_changed(
                 // Deleted between the listing and the read: it is gone.
                 out.tree.remove(&rel);
             }
-            Err(e @ SyncError::Unstable { .. }) => {
-                out.warnings.push(e.to_string());
+            Err(e) => {
+                match e {
+                    SyncError::Unstable { .. } => out.warnings.push(e.to_string()),
+                    // Refused, or failed on this file alone (outages are `Disconnected`).
+                    SyncError::RemoteIo { source, .. } => {
+                        out.unreadable
+                            .push(Unreadable::new(&rel, EntryKind::File, &source))
+                    }
+                    e => return Err(e),
+                }
+                // Left out of the run, as last seen (or absent if never read).
                 match previous.get(&rel) {
                     Some(p) => {
                         out.tree.insert(rel.clone(), p.clone());
@@ -497,8 +609,21 @@ pub fn fetch_changed(
                 }
                 out.unstable.push(rel);
             }
-            Err(e) => return Err(e),
         }
+    }
+    out.unreadable
+        .sort_by(|a, b| a.path_bytes.cmp(&b.path_bytes));
+    for u in &out.unreadable {
+        out.warnings.push(format!(
+            "{}: {}; left as it is on both sides, and tried again next run",
+            u.path, u.reason
+        ));
+    }
+    let mut remedies: Vec<&str> = out.unreadable.iter().map(|u| u.remedy.as_str()).collect();
+    remedies.sort_unstable();
+    remedies.dedup();
+    for r in remedies {
+        out.warnings.push(format!("what to do: {r}"));
     }
     Ok(out)
 }

@@ -5,6 +5,13 @@
 //! call stuck in FUSE cannot be interrupted) and the pool *trips*: every later call fails at
 //! once as disconnected, so one hung mount costs one timeout, not one per file. Network-class
 //! errors trip it too. Both become [`SyncError::Disconnected`], never "not found".
+//!
+//! Except for one entry's content: an error opening or reading one file, or reading one
+//! symlink's target, may be about that entry alone (the server refuses it, or fails on that
+//! file) while the share answers for everything else. EPERM and EACCES are; a network-class
+//! error (EIO) is only when the share answers a probe made right after it (a lookup of a
+//! name that does not exist, which no cache can answer); otherwise it is the outage it
+//! looks like. See [`TimedRemote::entry_failure`].
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -121,6 +128,29 @@ impl CallPool {
         path: &[u8],
         f: impl FnOnce(&dyn Fn()) -> io::Result<T> + Send + 'static,
     ) -> Result<T> {
+        match self.run_raw(what, path, f)? {
+            Ok(v) => Ok(v),
+            Err(e) if is_network_error(&e) => {
+                Err(self.trip(format!("{what} {}: {e}", place(path))))
+            }
+            Err(e) => Err(SyncError::RemoteIo {
+                path: PathBuf::from(place(path)),
+                source: e,
+            }),
+        }
+    }
+
+    /// Like [`CallPool::run_ticking`], but the call's own error is returned as it is, for the
+    /// caller to classify: only a timeout (or a tripped pool) is an error here.
+    ///
+    /// # Errors
+    /// [`SyncError::Disconnected`] on a timeout, or once tripped.
+    fn run_raw<T: Send + 'static>(
+        &self,
+        what: &str,
+        path: &[u8],
+        f: impl FnOnce(&dyn Fn()) -> io::Result<T> + Send + 'static,
+    ) -> Result<io::Result<T>> {
         if self.is_tripped() {
             let reason = self
                 .inner
@@ -160,14 +190,7 @@ impl CallPool {
             }
         };
         match received {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) if is_network_error(&e) => {
-                Err(self.trip(format!("{what} {}: {e}", place(path))))
-            }
-            Ok(Err(e)) => Err(SyncError::RemoteIo {
-                path: PathBuf::from(place(path)),
-                source: e,
-            }),
+            Ok(result) => Ok(result),
             Err(RecvTimeoutError::Timeout) => Err(self.trip(format!(
                 "{what} {} did not answer within {:.1} s",
                 place(path),
@@ -233,19 +256,52 @@ impl TimedRemote {
         timed!(self, "stat of", path, |r| r.stat(&p))
     }
 
-    /// Opens a file; each read of the result is bounded too.
+    /// Opens a file; each read of the result is bounded too. An error about this one file
+    /// is not an outage (see [`TimedRemote::entry_failure`]), neither when opening nor when
+    /// reading.
     ///
     /// # Errors
-    /// As [`CallPool::run`].
+    /// As [`CallPool::run`], and as [`TimedRemote::entry_failure`].
     pub fn open(&self, path: &[u8]) -> Result<TimedReader> {
         let p = path.to_vec();
-        let file = timed!(self, "opening", path, |r| r.open(&p))?;
+        let r = Arc::clone(&self.inner);
+        let file = match self.pool.run_raw("opening", path, move |_| r.open(&p))? {
+            Ok(file) => file,
+            Err(e) => return Err(self.entry_failure("opening", path, e)),
+        };
         Ok(TimedReader {
             file: Arc::new(Mutex::new(file)),
-            pool: self.pool.clone(),
+            remote: self.clone(),
             path: path.to_vec(),
             error: None,
         })
+    }
+
+    /// What the error `e` of a call on the one entry at `path` (`what`: "opening",
+    /// "reading", ...) means. A network-class error is an outage unless the share answers a
+    /// probe made now: a lookup of a name that does not exist next to the entry (a fresh
+    /// one each time, so no cache of the mount can answer it). Whatever the share answers,
+    /// the error was about that entry alone. An outage trips the pool, as any call's
+    /// network-class error does.
+    ///
+    /// Returns [`SyncError::RemoteIo`] with `e` (its errno kept) for an error about the entry
+    /// alone, [`SyncError::Disconnected`] for an outage.
+    pub fn entry_failure(&self, what: &str, path: &[u8], e: io::Error) -> SyncError {
+        if is_network_error(&e) {
+            let probe = probe_name(path);
+            let r = Arc::clone(&self.inner);
+            let p = probe.clone();
+            match self.pool.run_raw("probing", &probe, move |_| r.stat(&p)) {
+                Ok(Ok(_)) => {}
+                Ok(Err(answer)) if !is_network_error(&answer) => {}
+                Ok(Err(_)) => return self.pool.trip(format!("{what} {}: {e}", place(path))),
+                Err(disconnected) => return disconnected,
+            }
+        }
+        SyncError::RemoteIo {
+            path: PathBuf::from(place(path)),
+            source: e,
+        }
     }
 
     /// Creates a new file; each write of the result is bounded too.
@@ -336,10 +392,22 @@ impl TimedRemote {
     }
 }
 
+/// A name next to `path` that does not exist: a new one at each call.
+fn probe_name(path: &[u8]) -> Vec<u8> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = format!(
+        "{}probe.{}.{n}",
+        crate::ignore_rules::TMP_PREFIX,
+        std::process::id()
+    );
+    crate::paths::join(crate::paths::split_parent(path).0, name.as_bytes())
+}
+
 /// A remote file being read, each read bounded by the pool's timeout.
 pub struct TimedReader {
     file: Arc<Mutex<Box<dyn RemoteRead>>>,
-    pool: CallPool,
+    remote: TimedRemote,
     path: Vec<u8>,
     /// The engine error behind the last failed read (the `io::Error` only carries its text).
     pub error: Option<SyncError>,
@@ -349,13 +417,18 @@ impl Read for TimedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let file = Arc::clone(&self.file);
         let want = buf.len().min(1 << 20);
-        let result = self.pool.run("reading", &self.path, move || {
+        let result = self.remote.pool.run_raw("reading", &self.path, move |_| {
             let mut tmp = vec![0u8; want];
             let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
             let n = f.read(&mut tmp)?;
             tmp.truncate(n);
             Ok(tmp)
         });
+        let result = match result {
+            Ok(Ok(data)) => Ok(data),
+            Ok(Err(e)) => Err(self.remote.entry_failure("reading", &self.path, e)),
+            Err(disconnected) => Err(disconnected),
+        };
         match result {
             Ok(data) => {
                 buf[..data.len()].copy_from_slice(&data);

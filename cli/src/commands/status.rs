@@ -57,6 +57,24 @@ pub fn cmd_status(args: StatusArgs) -> CmdResult {
             out.push_str(&format!("  {:<9} {}\n", c.kind, c.path));
         }
     }
+    if !report.unreadable.is_empty() {
+        out.push_str(
+            "unreadable on the remote (left as they are on both sides; each run tries them again):\n",
+        );
+        for u in &report.unreadable {
+            out.push_str(&format!("  {:<9} {}: {}\n", u.kind, u.path, u.reason));
+        }
+        let mut remedies: Vec<&str> = report
+            .unreadable
+            .iter()
+            .map(|u| u.remedy.as_str())
+            .collect();
+        remedies.sort_unstable();
+        remedies.dedup();
+        for r in remedies {
+            out.push_str(&format!("  what to do: {r}\n"));
+        }
+    }
     if !report.provisional.is_empty() {
         out.push_str("provisional (created here, not yet on the remote):\n");
         for c in &report.provisional {
@@ -78,6 +96,7 @@ pub fn cmd_status(args: StatusArgs) -> CmdResult {
     if report.local_changes.is_empty()
         && report.remote_changes.is_empty()
         && report.conflicts.is_empty()
+        && report.unreadable.is_empty()
     {
         out.push_str(if report.remote_error.is_none() {
             "up to date: nothing to pull or push\n"
