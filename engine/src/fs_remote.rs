@@ -184,6 +184,26 @@ impl Remote for FsRemote {
         fs::rename(self.abs(from), self.abs(to))
     }
 
+    fn rename_atomic(&self, from: &[u8], to: &[u8], exchange: bool) -> io::Result<bool> {
+        let flags = if exchange {
+            rustix::fs::RenameFlags::EXCHANGE
+        } else {
+            rustix::fs::RenameFlags::NOREPLACE
+        };
+        let (from, to) = (self.abs(from), self.abs(to));
+        match rustix::fs::renameat_with(rustix::fs::CWD, &from, rustix::fs::CWD, &to, flags) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let e = io::Error::from(e);
+                if crate::localfs::flags_unsupported(&e) {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
     fn remove_file(&self, path: &[u8]) -> io::Result<()> {
         fs::remove_file(self.abs(path))
     }

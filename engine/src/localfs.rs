@@ -132,6 +132,28 @@ pub(crate) fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
     .map_err(std::io::Error::from)
 }
 
+/// Swaps what is at `a` and at `b`, atomically (both must exist).
+pub(crate) fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        a,
+        rustix::fs::CWD,
+        b,
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .map_err(std::io::Error::from)
+}
+
+/// True for the errors by which a file system says it cannot rename with flags
+/// (`RENAME_NOREPLACE`, `RENAME_EXCHANGE`): the caller falls back to a plain rename after
+/// its own check.
+pub fn flags_unsupported(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+    )
+}
+
 fn display(p: &[u8]) -> String {
     crate::paths::display(p)
 }

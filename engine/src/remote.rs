@@ -86,6 +86,18 @@ pub trait Remote: Send + Sync + 'static {
     /// # Errors
     /// The underlying I/O error.
     fn rename(&self, from: &[u8], to: &[u8]) -> io::Result<()>;
+    /// Renames `from` to `to` without a window for a third party: with `exchange` false,
+    /// only if nothing is at `to` (`RENAME_NOREPLACE`: AlreadyExists otherwise); with
+    /// `exchange` true, swapping what is at the two names (`RENAME_EXCHANGE`). `Ok(false)`
+    /// when the file system cannot (sshfs and most network file systems): the caller then
+    /// checks and renames, with a short window between the two.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn rename_atomic(&self, from: &[u8], to: &[u8], exchange: bool) -> io::Result<bool> {
+        let _ = (from, to, exchange);
+        Ok(false)
+    }
     /// Removes a file, symlink or special file.
     ///
     /// # Errors

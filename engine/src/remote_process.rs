@@ -58,6 +58,7 @@ mod op {
     pub const SYMLINK: u8 = 14;
     pub const MKNOD: u8 = 15;
     pub const CANONICAL: u8 = 16;
+    pub const RENAME_ATOMIC: u8 = 17;
 }
 
 const DONE: u8 = 0;
@@ -274,6 +275,12 @@ impl Server {
             op::RENAME => {
                 let from = path(&mut d)?;
                 self.remote.rename(&from, &path(&mut d)?)?;
+            }
+            op::RENAME_ATOMIC => {
+                let from = path(&mut d)?;
+                let to = path(&mut d)?;
+                let exchange = d.u8().map_err(decode_err)? != 0;
+                out.u8(u8::from(self.remote.rename_atomic(&from, &to, exchange)?));
             }
             op::REMOVE_FILE => self.remote.remove_file(&path(&mut d)?)?,
             op::REMOVE_DIR => self.remote.remove_dir(&path(&mut d)?)?,
@@ -672,6 +679,18 @@ impl Remote for ProcessRemote {
         e.bytes(from);
         e.bytes(to);
         self.call(e).map(drop)
+    }
+
+    fn rename_atomic(&self, from: &[u8], to: &[u8], exchange: bool) -> io::Result<bool> {
+        let mut e = req(op::RENAME_ATOMIC);
+        e.bytes(from);
+        e.bytes(to);
+        e.u8(u8::from(exchange));
+        let body = self.call(e)?;
+        Ok(Decoder::new(&body, "rename reply")
+            .u8()
+            .map_err(decode_err)?
+            != 0)
     }
 
     fn remove_file(&self, path: &[u8]) -> io::Result<()> {

@@ -509,10 +509,31 @@ impl Workspace {
         let mut failed: HashSet<usize> = HashSet::new();
         let mut denied: HashSet<usize> = HashSet::new();
         let mut fatal: Option<SyncError> = None;
+        // Directories this run did not make (their step was skipped or failed): nothing is
+        // written under them (it would land in whatever is there now, or fail on a
+        // temporary name), and the next run takes them up with what is there.
+        let mut unmade: Vec<Vec<u8>> = Vec::new();
         let total = plan.steps.len() as u64;
         progress.start("applying", total);
         for (i, step) in plan.steps.iter().enumerate() {
             if failed.contains(&step.change) {
+                if step.op == Op::Mkdir {
+                    unmade.push(step.path.clone());
+                }
+                continue;
+            }
+            if let Some(dir) = unmade.iter().find(|d| is_within(&step.path, d)) {
+                failed.insert(step.change);
+                report.skipped.push((
+                    step.path.clone(),
+                    format!(
+                        "not written: the directory {} was not made; the next run takes it up",
+                        display(dir)
+                    ),
+                ));
+                if step.op == Op::Mkdir {
+                    unmade.push(step.path.clone());
+                }
                 continue;
             }
             if over_budget.contains(&step.change) {
@@ -560,6 +581,9 @@ impl Workspace {
                     report.skipped.push((step.path.clone(), e.to_string()));
                     report.failed.get_or_insert(e);
                 }
+            }
+            if step.op == Op::Mkdir && failed.contains(&step.change) {
+                unmade.push(step.path.clone());
             }
             progress.set(i as u64 + 1);
         }
@@ -983,6 +1007,48 @@ fn local_entry(path: &Path, name: &[u8]) -> std::io::Result<Option<Entry>> {
     }
 }
 
+/// The skip for a workspace path that is no longer as the plan saw it.
+fn changed_here(path: &[u8]) -> StepError {
+    StepError::Precondition(format!(
+        "{} changed in the workspace during the sync; the next run takes it up",
+        display(path)
+    ))
+}
+
+/// A create that found something at its path (made there since the check) is a change the
+/// next run takes up; other errors are errors.
+fn exists_is_change(e: std::io::Error, path: &[u8], abs: &Path) -> StepError {
+    if e.kind() == std::io::ErrorKind::AlreadyExists {
+        changed_here(path)
+    } else {
+        StepError::Fatal(SyncError::io(abs, e))
+    }
+}
+
+/// A remote step that found its path taken (or its target gone) since the check: a change
+/// the next run takes up. Other errors are errors.
+fn taken_is_change(e: SyncError, path: &[u8]) -> StepError {
+    match &e {
+        SyncError::RemoteIo { source, .. }
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound
+            ) =>
+        {
+            changed_there(path)
+        }
+        _ => StepError::Fatal(e),
+    }
+}
+
+/// The skip for a remote path that is no longer as the plan saw it.
+fn changed_there(path: &[u8]) -> StepError {
+    StepError::Precondition(format!(
+        "{} changed on the remote during the sync; the next run takes it up",
+        display(path)
+    ))
+}
+
 impl Applier<'_> {
     fn apply(&mut self, i: usize, step: &Step) -> Result<(), StepError> {
         match step.side {
@@ -997,10 +1063,7 @@ impl Applier<'_> {
         if matches(now.as_ref(), expect) {
             Ok(())
         } else {
-            Err(StepError::Precondition(format!(
-                "{} changed in the workspace during the sync; the next run takes it up",
-                display(path)
-            )))
+            Err(changed_here(path))
         }
     }
 
@@ -1068,13 +1131,13 @@ impl Applier<'_> {
                     return Err(e);
                 }
                 crate::failpoint::hit_n("before-rename", i);
-                fs::rename(&tmp, &abs).map_err(io)?;
+                self.place_local(&tmp, &step.path, step.expect.as_ref())?;
                 self.record_local(&step.path, t)
             }
             Op::Mkdir => {
                 self.check_local(&step.path, None)?;
                 let t = target.expect("mkdir has a target");
-                fs::create_dir(&abs).map_err(io)?;
+                fs::create_dir(&abs).map_err(|e| exists_is_change(e, &step.path, &abs))?;
                 fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode | 0o700))
                     .map_err(io)?;
                 Ok(())
@@ -1082,13 +1145,34 @@ impl Applier<'_> {
             Op::Mknod => {
                 self.check_local(&step.path, None)?;
                 let t = target.expect("mknod has a target");
-                crate::fs_remote::mknod(&abs, t.kind, t.mode, t.rdev).map_err(io)?;
+                crate::fs_remote::mknod(&abs, t.kind, t.mode, t.rdev)
+                    .map_err(|e| exists_is_change(e, &step.path, &abs))?;
                 Ok(())
             }
             Op::SetMode => {
                 self.check_local(&step.path, step.expect.as_ref())?;
                 let t = target.expect("chmod has a target");
-                fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode)).map_err(io)?;
+                let md = fs::symlink_metadata(&abs).map_err(io)?;
+                if md.is_file() && md.nlink() > 1 {
+                    // Another name shares this inode, and a chmod would change it too (the
+                    // next run would push a mode change nobody made): this name gets a copy
+                    // of its own, with the new mode.
+                    let tmp = under(root, &self.ws.temp_name(self.op, i, &step.path));
+                    crate::localfs::write_temp(
+                        &tmp,
+                        |f| {
+                            let mut src = fs::File::open(&abs).map_err(|e| SyncError::io(&abs, e))?;
+                            std::io::copy(&mut src, f).map_err(|e| SyncError::io(&abs, e))?;
+                            Ok(())
+                        },
+                        t.mode,
+                        Some(md.mtime() * 1_000_000_000 + md.mtime_nsec()),
+                        false,
+                    )?;
+                    self.place_local(&tmp, &step.path, step.expect.as_ref())?;
+                } else {
+                    fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode)).map_err(io)?;
+                }
                 self.record_local(&step.path, t)
             }
             Op::Rename => {
@@ -1096,7 +1180,13 @@ impl Applier<'_> {
                 self.check_local(from, step.expect.as_ref())?;
                 self.check_local(&step.path, None)?;
                 let t = target.expect("renames have a target");
-                fs::rename(under(root, from), &abs).map_err(io)?;
+                let source = under(root, from);
+                match crate::localfs::rename_no_replace(&source, &abs) {
+                    Err(e) if crate::localfs::flags_unsupported(&e) => {
+                        fs::rename(&source, &abs).map_err(io)?
+                    }
+                    r => r.map_err(|e| exists_is_change(e, &step.path, &abs))?,
+                }
                 if t.kind != EntryKind::Symlink {
                     fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode)).map_err(io)?;
                 }
@@ -1130,6 +1220,97 @@ impl Applier<'_> {
         }
     }
 
+    /// Puts the temporary file `tmp` at `path` in the workspace only if what is there is
+    /// still `expect`, with no window between the check and the rename where the file
+    /// system allows it: no-replace where the path must be free, and where something is
+    /// replaced an exchange, then a look at what came out (put back if it is not what the
+    /// plan saw). On a file system without either, a plain rename after the check.
+    fn place_local(&mut self, tmp: &Path, path: &[u8], expect: Option<&Entry>) -> Result<(), StepError> {
+        let abs = under(&self.ws.root, path);
+        let io = |e: std::io::Error| StepError::Fatal(SyncError::io(&abs, e));
+        let placed = match expect {
+            None => crate::localfs::rename_no_replace(tmp, &abs),
+            Some(_) => crate::localfs::exchange(tmp, &abs),
+        };
+        match placed {
+            Ok(()) => {}
+            Err(e) if crate::localfs::flags_unsupported(&e) => {
+                return fs::rename(tmp, &abs).map_err(io);
+            }
+            Err(e) => {
+                let _ = fs::remove_file(tmp);
+                // Taken meanwhile (no-replace), or gone meanwhile (exchange).
+                return Err(match e.kind() {
+                    std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound => {
+                        changed_here(path)
+                    }
+                    _ => io(e),
+                });
+            }
+        }
+        let Some(expect) = expect else { return Ok(()) };
+        // What came out of the exchange is at `tmp` now.
+        let out = local_entry(tmp, split_parent(path).1).map_err(io)?;
+        if matches(out.as_ref(), Some(expect)) {
+            return fs::remove_file(tmp).map_err(io);
+        }
+        // Something new was there: it goes back to its name, and ours is dropped (the next
+        // run reconciles what is there). Should that fail, it is never left under a
+        // temporary name (those are removed as ours): it goes to lost+found.
+        if crate::localfs::exchange(tmp, &abs).is_ok() {
+            let _ = fs::remove_file(tmp);
+            return Err(changed_here(path));
+        }
+        let dest_rel = crate::paths::join(
+            format!("{}/{}", crate::ignore_rules::LOST_FOUND, self.op).as_bytes(),
+            path,
+        );
+        let dest = under(&self.ws.root, &dest_rel);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(io)?;
+        }
+        fs::rename(tmp, &dest).map_err(io)?;
+        self.stashed.insert(path.to_vec(), dest_rel);
+        Ok(())
+    }
+
+    /// [`Applier::place_local`] on the remote: the temporary file `tmp` goes to `path` only if
+    /// what is there is still `expect`, atomically where the file system can rename with
+    /// flags; elsewhere (sshfs) the check just made stands, and a plain rename follows it.
+    fn place_remote(&self, tmp: &[u8], path: &[u8], expect: Option<&Entry>) -> Result<(), StepError> {
+        let remote = self.remote;
+        let placed = remote.rename_atomic(tmp, path, expect.is_some());
+        let atomic = match placed {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = remote.remove_file(tmp);
+                return Err(taken_is_change(e, path));
+            }
+        };
+        if !atomic {
+            remote.rename(tmp, path)?;
+            return Ok(());
+        }
+        let Some(expect) = expect else { return Ok(()) };
+        // What came out of the exchange is at `tmp` now: it must be what the plan saw.
+        if let Err(check) = self.check_remote(tmp, Some(expect)) {
+            // Put back what the server holds now; ours goes. It is never left under a
+            // temporary name (those are removed as ours): if the exchange back fails, a
+            // plain rename puts it back over ours.
+            if matches!(remote.rename_atomic(tmp, path, true), Ok(true)) {
+                remote.remove_file(tmp)?;
+            } else {
+                remote.rename(tmp, path)?;
+            }
+            return Err(match check {
+                StepError::Precondition(_) => changed_there(path),
+                fatal => fatal,
+            });
+        }
+        remote.remove_file(tmp)?;
+        Ok(())
+    }
+
     fn check_remote(&self, path: &[u8], expect: Option<&Entry>) -> Result<(), StepError> {
         let now = self.remote.stat(path)?.map(|r| tree_entry(&r));
         // A racy file's stat cannot tell an edit made in the same second: its content must
@@ -1143,10 +1324,7 @@ impl Applier<'_> {
         {
             Ok(())
         } else {
-            Err(StepError::Precondition(format!(
-                "{} changed on the remote during the sync; the next run takes it up",
-                display(path)
-            )))
+            Err(changed_there(path))
         }
     }
 
@@ -1241,13 +1419,15 @@ impl Applier<'_> {
                     return Err(e);
                 }
                 crate::failpoint::hit_n("before-rename", i);
-                remote.rename(&tmp, &step.path)?;
+                self.place_remote(&tmp, &step.path, step.expect.as_ref())?;
                 self.record_remote(&step.path, t)
             }
             Op::Mkdir => {
                 self.check_remote(&step.path, None)?;
                 let t = target.expect("mkdir has a target");
-                remote.mkdir(&step.path, t.mode | 0o700)?;
+                remote
+                    .mkdir(&step.path, t.mode | 0o700)
+                    .map_err(|e| taken_is_change(e, &step.path))?;
                 self.record_remote(&step.path, t)
             }
             Op::Mknod => {
@@ -1272,7 +1452,13 @@ impl Applier<'_> {
                     self.check_remote(&step.path, None)?;
                 }
                 let t = target.expect("renames have a target");
-                remote.rename(from, &step.path)?;
+                let atomic = !case_only
+                    && remote
+                        .rename_atomic(from, &step.path, false)
+                        .map_err(|e| taken_is_change(e, &step.path))?;
+                if !atomic {
+                    remote.rename(from, &step.path)?;
+                }
                 if t.kind != EntryKind::Symlink
                     && step.expect.as_ref().is_some_and(|e| e.mode != t.mode)
                 {

@@ -327,6 +327,15 @@ impl TimedRemote {
         timed!(self, "renaming", to, |r| r.rename(&f, &t))
     }
 
+    /// See [`Remote::rename_atomic`].
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn rename_atomic(&self, from: &[u8], to: &[u8], exchange: bool) -> Result<bool> {
+        let (f, t) = (from.to_vec(), to.to_vec());
+        timed!(self, "renaming", to, |r| r.rename_atomic(&f, &t, exchange))
+    }
+
     /// See [`Remote::remove_file`].
     ///
     /// # Errors
