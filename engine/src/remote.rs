@@ -41,8 +41,23 @@ pub struct RemoteEntry {
 }
 
 /// A file being read from the remote.
-pub trait RemoteRead: io::Read + Send {}
-impl<T: io::Read + Send> RemoteRead for T {}
+pub trait RemoteRead: io::Read + Send {
+    /// Closes the file, returning once the remote has closed it. A file dropped instead is
+    /// closed too, but nothing waits for that: a step that removes or renames over the file
+    /// must come after this returns (a FUSE mount such as sshfs keeps a file removed while
+    /// open as `.fuse_hidden*`).
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn close(self: Box<Self>) -> io::Result<()>;
+}
+
+impl RemoteRead for std::fs::File {
+    fn close(self: Box<Self>) -> io::Result<()> {
+        drop(self);
+        Ok(())
+    }
+}
 
 /// A new file being written on the remote (under a temporary name).
 pub trait RemoteWrite: io::Write + Send {
@@ -52,6 +67,16 @@ pub trait RemoteWrite: io::Write + Send {
     /// # Errors
     /// The underlying I/O error.
     fn finish(self: Box<Self>, mode: u32, mtime_ns: i64) -> io::Result<()>;
+
+    /// Closes a file given up before [`RemoteWrite::finish`], returning once the remote has
+    /// closed it (see [`RemoteRead::close`]).
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn close(self: Box<Self>) -> io::Result<()> {
+        drop(self);
+        Ok(())
+    }
 }
 
 /// The calls cachesync makes on a remote. Implementations make plain calls and may block;

@@ -147,6 +147,8 @@ struct Server {
     remote: FsRemote,
     root: PathBuf,
     handles: Mutex<HashMap<u64, Handle>>,
+    /// The path each read handle was opened with (for the pause point of its close).
+    opened: Mutex<HashMap<u64, Vec<u8>>>,
     next_handle: AtomicU64,
     out: Mutex<Box<dyn Write + Send>>,
 }
@@ -221,8 +223,16 @@ impl Server {
                 None => out.u8(0),
             },
             op::OPEN => {
-                let r = self.remote.open(&path(&mut d)?)?;
-                return Ok(self.new_handle(Handle::Reader(Arc::new(Mutex::new(r)))));
+                let p = path(&mut d)?;
+                let r = self.remote.open(&p)?;
+                let h = self.new_handle(Handle::Reader(Arc::new(Mutex::new(r))));
+                if let Ok(n) = <[u8; 8]>::try_from(h.as_slice()) {
+                    self.opened
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(u64::from_le_bytes(n), p);
+                }
+                return Ok(h);
             }
             op::CREATE => {
                 let w = self.remote.create(&path(&mut d)?)?;
@@ -267,6 +277,16 @@ impl Server {
             }
             op::CLOSE => {
                 let h = d.u64().map_err(decode_err)?;
+                let opened = self
+                    .opened
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&h);
+                if let Some(p) = opened {
+                    // A test pauses here to show that nothing replaces or removes a file
+                    // before its close is done (CACHESYNC_PAUSE=helper-close:PATH).
+                    crate::failpoint::hit(&format!("helper-close:{}", crate::paths::display(&p)));
+                }
                 self.handles
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -328,6 +348,7 @@ pub fn serve(
         remote: FsRemote::new(root),
         root: root.to_path_buf(),
         handles: Mutex::new(HashMap::new()),
+        opened: Mutex::new(HashMap::new()),
         next_handle: AtomicU64::new(1),
         out: Mutex::new(Box::new(output)),
     });
@@ -491,6 +512,10 @@ impl ProcessRemote {
         let mut child = Command::new(exe)
             .arg("remote-helper")
             .arg(root)
+            // Crash points are the command's own (the helper passes none of them); a pause
+            // (CACHESYNC_PAUSE) may be at the helper's.
+            .env_remove("CACHESYNC_FAILPOINT")
+            .env_remove("CACHESYNC_FAILPOINT_TRACE")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             // Not inherited: a helper stuck in the kernel must not hold the user's pipes open.
@@ -528,13 +553,15 @@ fn req(code: u8) -> Encoder {
 
 struct ProcessReader {
     client: Arc<Client>,
-    handle: u64,
+    /// The helper's handle, until closed.
+    handle: Option<u64>,
 }
 
 impl Read for ProcessReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let handle = self.handle.ok_or_else(|| protocol("file already closed"))?;
         let mut e = req(op::READ);
-        e.u64(self.handle);
+        e.u64(handle);
         e.u32(buf.len().min(1 << 20) as u32);
         let body = self.client.call(&e.finish(), &|| {})?;
         let mut d = Decoder::new(&body, "read reply");
@@ -544,35 +571,42 @@ impl Read for ProcessReader {
     }
 }
 
-/// How long a dropped handle waits for the helper to confirm its close.
-const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Releases a handle in the helper, waiting for it at most [`CLOSE_WAIT`]: a close must not
-/// wait on a hung remote, but on a healthy one the file must be closed before the caller goes
-/// on. A FUSE mount (sshfs) keeps a file that is still open when it is renamed over or
-/// removed under a `.fuse_hidden*` name until the close, and forever if the server dies
-/// first: a close still in flight when the next step replaces the file left such files on
-/// the server.
-fn close_later(client: &Arc<Client>, handle: u64) {
+/// Closes `handle` in the helper and waits until the helper has closed the file: a FUSE
+/// mount (sshfs) keeps a file that is still open when it is removed or renamed over as
+/// `.fuse_hidden*`, and a close still in flight when the next step reaches the helper (whose
+/// workers run requests side by side) left such files on the server for good. The wait has
+/// no bound here: [`crate::timed`] runs closes on its pool, with the call timeout.
+fn close_handle(client: &Client, handle: u64) -> io::Result<()> {
     let mut e = req(op::CLOSE);
     e.u64(handle);
-    let frame = e.finish();
+    client.call(&e.finish(), &|| {}).map(drop)
+}
+
+/// Releases a handle dropped without a close (the remote was given up on, or the caller
+/// failed): sends the close and does not wait, since the remote may hang.
+fn close_in_background(client: &Arc<Client>, handle: u64) {
     let client = Arc::clone(client);
-    let (done, closed) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
+    let _ = std::thread::Builder::new()
         .name("helper-close".into())
         .spawn(move || {
-            let _ = client.call(&frame, &|| {});
-            let _ = done.send(());
+            let _ = close_handle(&client, handle);
         });
-    if spawned.is_ok() {
-        let _ = closed.recv_timeout(CLOSE_WAIT);
+}
+
+impl RemoteRead for ProcessReader {
+    fn close(mut self: Box<Self>) -> io::Result<()> {
+        match self.handle.take() {
+            Some(h) => close_handle(&self.client, h),
+            None => Ok(()),
+        }
     }
 }
 
 impl Drop for ProcessReader {
     fn drop(&mut self) {
-        close_later(&self.client, self.handle);
+        if let Some(h) = self.handle.take() {
+            close_in_background(&self.client, h);
+        }
     }
 }
 
@@ -603,7 +637,7 @@ impl Drop for ProcessWriter {
         // An abandoned write (finish not reached, or failed) releases its handle in the
         // helper; after a finish the handle is already gone there.
         if self.open {
-            close_later(&self.client, self.handle);
+            close_in_background(&self.client, self.handle);
         }
     }
 }
@@ -617,6 +651,14 @@ impl RemoteWrite for ProcessWriter {
         self.client.call(&e.finish(), &|| {})?;
         self.open = false;
         Ok(())
+    }
+
+    fn close(mut self: Box<Self>) -> io::Result<()> {
+        if !self.open {
+            return Ok(());
+        }
+        self.open = false;
+        close_handle(&self.client, self.handle)
     }
 }
 
@@ -659,7 +701,7 @@ impl Remote for ProcessRemote {
         let handle = handle_of(&self.call(e)?)?;
         Ok(Box::new(ProcessReader {
             client: Arc::clone(&self.client),
-            handle,
+            handle: Some(handle),
         }))
     }
 

@@ -270,7 +270,7 @@ impl TimedRemote {
             Err(e) => return Err(self.entry_failure("opening", path, e)),
         };
         Ok(TimedReader {
-            file: Arc::new(Mutex::new(file)),
+            file: Arc::new(Mutex::new(Some(file))),
             remote: self.clone(),
             path: path.to_vec(),
             error: None,
@@ -414,8 +414,14 @@ fn probe_name(path: &[u8]) -> Vec<u8> {
 }
 
 /// A remote file being read, each read bounded by the pool's timeout.
+///
+/// Dropping it closes the file and waits until the remote has closed it (at most the
+/// timeout; a close that does not answer trips the pool like any call), so that a step that
+/// removes or renames over the file always comes after the close (see
+/// [`RemoteRead::close`]).
 pub struct TimedReader {
-    file: Arc<Mutex<Box<dyn RemoteRead>>>,
+    /// The file, until closed.
+    file: Arc<Mutex<Option<Box<dyn RemoteRead>>>>,
     remote: TimedRemote,
     path: Vec<u8>,
     /// The engine error behind the last failed read (the `io::Error` only carries its text).
@@ -429,7 +435,10 @@ impl Read for TimedReader {
         let result = self.remote.pool.run_raw("reading", &self.path, move |_| {
             let mut tmp = vec![0u8; want];
             let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
-            let n = f.read(&mut tmp)?;
+            let n = f
+                .as_mut()
+                .ok_or_else(|| io::Error::other("file already closed"))?
+                .read(&mut tmp)?;
             tmp.truncate(n);
             Ok(tmp)
         });
@@ -452,7 +461,20 @@ impl Read for TimedReader {
     }
 }
 
-/// A new remote file being written, each write bounded by the pool's timeout.
+impl Drop for TimedReader {
+    fn drop(&mut self) {
+        let file = Arc::clone(&self.file);
+        // Not run once the pool has tripped: the file is then dropped, and its close sent
+        // without waiting (the remote does not answer).
+        let _ = self.remote.pool.run("closing", &self.path, move || {
+            let f = file.lock().unwrap_or_else(|p| p.into_inner()).take();
+            f.map_or(Ok(()), RemoteRead::close)
+        });
+    }
+}
+
+/// A new remote file being written, each write bounded by the pool's timeout. Dropping it
+/// before [`TimedWriter::finish`] closes the file as dropping a [`TimedReader`] does.
 pub struct TimedWriter {
     file: Arc<Mutex<Option<Box<dyn RemoteWrite>>>>,
     pool: CallPool,
@@ -488,5 +510,19 @@ impl TimedWriter {
                 None => Err(io::Error::other("file already finished")),
             }
         })
+    }
+}
+
+impl Drop for TimedWriter {
+    fn drop(&mut self) {
+        // Finished (or being finished by a call the pool gave up on): nothing to close here.
+        if !self.file.try_lock().is_ok_and(|f| f.is_some()) {
+            return;
+        }
+        let file = Arc::clone(&self.file);
+        let _ = self.pool.run("closing", &self.path, move || {
+            let f = file.lock().unwrap_or_else(|p| p.into_inner()).take();
+            f.map_or(Ok(()), RemoteWrite::close)
+        });
     }
 }
