@@ -64,6 +64,13 @@ pub struct Config {
     /// A shell command run for every event, with the event's JSON on standard input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook: Option<String>,
+    /// Before a run writes over or removes a remote file that the workspace changed, read
+    /// that file again and compare its content with the base, instead of trusting its size
+    /// and mtime: a server edit that kept both (`cp -p`, `tar x`, `rsync -t`) is then a
+    /// conflict, not a silent overwrite. Costs one read of each such file; on unless set to
+    /// false.
+    #[serde(default = "default_true")]
+    pub verify_before_overwrite: bool,
     /// What `connect` does once the remote answers: `sync` (pull and push everything) or
     /// `none` (only switch the mode; later commands do what they are asked).
     #[serde(default = "default_on_reconnect")]
@@ -107,6 +114,7 @@ impl Config {
             always_cache: Vec::new(),
             budget_disk_percent: None,
             culling: true,
+            verify_before_overwrite: true,
             on_reconnect: default_on_reconnect(),
         }
     }

@@ -229,7 +229,8 @@ pub struct PrefetchReport {
     pub left_for_budget: usize,
     /// Conflicts open after the pull.
     pub conflicts: usize,
-    /// The cache budget refused content during the pull.
+    /// The cache budget refused content the workspace had to hold during the pull (new
+    /// files left remote-only do not count: that is the budget working).
     pub cache_full: bool,
     /// Files culled after it.
     pub culled: Vec<String>,
@@ -259,7 +260,7 @@ impl Workspace {
         }
         let mut report = PrefetchReport {
             conflicts: pulled.conflicts.len(),
-            cache_full: pulled.cache_full.is_some(),
+            cache_full: pulled.cache_exhausted().is_some(),
             culled: pulled.culled,
             ..PrefetchReport::default()
         };

@@ -75,6 +75,10 @@ pub struct SyncReport {
     /// The cache budget refused content: bytes needed, the budget, files not brought in
     /// (new ones are remote-only).
     pub cache_full: Option<(u64, u64, usize)>,
+    /// Of the files refused, those the workspace had to hold: a newer version of a file here,
+    /// or a pinned (or always-cache) file. Only these make the cache full (EDISCONFULL); new
+    /// files left remote-only are the budget working.
+    pub cache_required: usize,
     /// The cache's use after the plan, when there is a budget.
     pub cache_used: Option<u64>,
     /// Files culled after the run (the cache was above its culling threshold).
@@ -92,6 +96,22 @@ pub(crate) struct Trees {
     pub racy: HashSet<Vec<u8>>,
     /// When the scan started (the racy window is measured from it).
     pub started_ns: i64,
+    /// New remote files left remote-only without being read.
+    pub deferred: Deferred,
+}
+
+/// New remote files a run leaves remote-only without reading them (see
+/// [`Workspace::defer_new_files`]).
+#[derive(Default)]
+pub(crate) struct Deferred {
+    /// Their paths.
+    pub paths: HashSet<Vec<u8>>,
+    /// How many of them the budget left out (the others are never-cache).
+    pub for_budget: usize,
+    /// The cache's use had they all been brought in, as far as the budget check went.
+    pub needed: u64,
+    /// Of those, pinned (or always-cache) ones: the cache is full.
+    pub required: usize,
 }
 
 impl Workspace {
@@ -193,6 +213,27 @@ impl Workspace {
         checked?;
         let walked = walked?;
         let local = local?;
+        // A remote file a push would write over or remove is read again, whatever its stat
+        // says: a server edit that kept size and mtime (`cp -p`, `tar x`, `rsync -t`) is
+        // seen before anything is planned, so it becomes a conflict, never a silent loss.
+        let overwritten = if self.config.verify_before_overwrite {
+            changed_content(&base, &local.tree)
+        } else {
+            HashSet::new()
+        };
+        let must_read: std::borrow::Cow<HashSet<Vec<u8>>> = if overwritten.is_empty() {
+            std::borrow::Cow::Borrowed(&previous_racy)
+        } else {
+            std::borrow::Cow::Owned(previous_racy.union(&overwritten).cloned().collect())
+        };
+        // New files the workspace will not hold (never-cache, or over the budget) are not
+        // read from the share: they stay remote-only, listed with their stat.
+        let deferred = self.defer_new_files(&walked.entries, &rules, &base, &local);
+        let not_read: std::borrow::Cow<HashSet<Vec<u8>>> = if deferred.paths.is_empty() {
+            std::borrow::Cow::Borrowed(&local.remote_only)
+        } else {
+            std::borrow::Cow::Owned(local.remote_only.union(&deferred.paths).cloned().collect())
+        };
         let started = std::sync::atomic::AtomicBool::new(false);
         let report = |done: u64, total: u64| {
             if !started.swap(true, std::sync::atomic::Ordering::SeqCst) {
@@ -206,12 +247,13 @@ impl Workspace {
             &rules,
             &self.store,
             &previous_remote,
-            &previous_racy,
-            &local.remote_only,
+            &must_read,
+            &not_read,
             self.config.parallel,
             &report,
         );
         progress.finish();
+        drop((must_read, not_read));
         let remote_scan = remote_scan?;
         crate::failpoint::hit("fetched");
         if let Some(root) = remote.stat(b"")? {
@@ -245,7 +287,60 @@ impl Workspace {
             remote: remote_scan,
             racy,
             started_ns,
+            deferred,
         })
+    }
+
+    /// Which files new on the share (known to neither the base nor the workspace) a run
+    /// leaves remote-only, decided before anything is read: those under a never-cache
+    /// directory, and, under a cache budget, the least wanted ones that do not fit (each
+    /// costs its copy here and its content in the store; pinned and always-cache files come
+    /// first, and one of them that does not fit is the cache being full: EDISCONFULL).
+    fn defer_new_files(
+        &self,
+        listed: &crate::scan::Listing,
+        rules: &crate::ignore_rules::IgnoreRules,
+        base: &Flat,
+        local: &LocalScan,
+    ) -> Deferred {
+        let wset = self.working_set();
+        let mut new_files: Vec<(i32, &Vec<u8>, u64)> = listed
+            .iter()
+            .filter(|(p, r)| {
+                r.kind == EntryKind::File
+                    && !crate::ignore_rules::IgnoreRules::is_internal(p)
+                    && !rules.is_ignored(p, false)
+                    && !base.contains_key(p)
+                    && !local.tree.contains_key(p)
+            })
+            .map(|(p, r)| (wset.priority(p), p, r.size))
+            .collect();
+        let mut out = Deferred::default();
+        let budget = self.budget();
+        if budget.is_none() && !new_files.iter().any(|f| f.0 == i32::MIN) {
+            return out;
+        }
+        new_files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        let mut used = self.cache_use(&local.tree, &local.remote_only);
+        for (prio, path, size) in new_files {
+            if prio == i32::MIN {
+                out.paths.insert(path.clone());
+                continue;
+            }
+            let next = used + 2 * size;
+            match budget {
+                Some(b) if next > b => {
+                    out.paths.insert(path.clone());
+                    out.for_budget += 1;
+                    out.needed = out.needed.max(next);
+                    if prio == i32::MAX {
+                        out.required += 1;
+                    }
+                }
+                _ => used = next,
+            }
+        }
+        out
     }
 
     /// Runs a pull, push or sync (see [`SyncOptions`]).
@@ -315,7 +410,9 @@ impl Workspace {
             let fresh_file = c.local.is_none()
                 && c.base.is_none()
                 && matches!(&c.outcome, Outcome::Resolved(Some(t)) if t.kind == EntryKind::File);
-            if fresh_file && wset.is_never_cached(&c.path) {
+            if fresh_file
+                && (wset.is_never_cached(&c.path) || trees.deferred.paths.contains(&c.path))
+            {
                 if let Outcome::Resolved(t) = &c.outcome {
                     c.local = t.clone();
                 }
@@ -430,6 +527,10 @@ impl Workspace {
                     used = next;
                 }
             }
+            // New files left remote-only before they were read count as refused too.
+            if trees.deferred.for_budget > 0 {
+                full = Some(full.unwrap_or(0).max(trees.deferred.needed));
+            }
             let level = if full.is_some() {
                 "cache-full"
             } else if used * 10 > budget * 9 {
@@ -440,9 +541,11 @@ impl Workspace {
             self.note_cache_level(level, full.unwrap_or(used), budget)?;
             report.cache_used = Some(used);
         }
-        // New files that do not fit stay remote-only (listed, not here); other refused
-        // content (a newer version of a file here) is left for a later run.
-        let refused_count = over_budget.len();
+        // New files that do not fit stay remote-only (listed, not here): that is the budget
+        // working. Other refused content (a newer version of a file here) is left for a
+        // later run, and that, or a pinned file that does not fit, is the cache being full.
+        let refused_count = over_budget.len() + trees.deferred.for_budget;
+        report.cache_required = trees.deferred.required;
         if !over_budget.is_empty() {
             let mut changes = std::mem::take(&mut plan.changes);
             let mut still = HashSet::new();
@@ -450,6 +553,9 @@ impl Workspace {
                 let c = &mut changes[i];
                 let new_file = c.local.is_none()
                     && matches!(&c.outcome, Outcome::Resolved(Some(t)) if t.kind == EntryKind::File);
+                if !new_file || wset.is_pinned(&c.path) {
+                    report.cache_required += 1;
+                }
                 if new_file {
                     if let Outcome::Resolved(t) = &c.outcome {
                         c.local = t.clone();
@@ -900,6 +1006,28 @@ fn summary(plan: &Plan, report: &SyncReport) -> String {
         s.push_str(&format!("; {} skipped", report.skipped.len()));
     }
     s
+}
+
+/// The base's files whose content the workspace no longer holds at their path (edited,
+/// removed, replaced by something else): the remote files a push would write over or remove.
+fn changed_content(base: &Flat, local: &Flat) -> HashSet<Vec<u8>> {
+    base.iter()
+        .filter(|(p, b)| {
+            b.kind == EntryKind::File
+                && local
+                    .get(*p)
+                    .is_none_or(|l| l.kind != EntryKind::File || l.file != b.file)
+        })
+        .map(|(p, _)| p.clone())
+        .collect()
+}
+
+impl SyncReport {
+    /// The cache figures (needed, budget, files refused) when the budget refused content the
+    /// workspace had to hold (see [`SyncReport::cache_required`]): the run's EDISCONFULL.
+    pub fn cache_exhausted(&self) -> Option<(u64, u64, usize)> {
+        self.cache_full.filter(|_| self.cache_required > 0)
+    }
 }
 
 /// `base` without `paths` (remote-only paths where something new was written here).

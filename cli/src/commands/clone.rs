@@ -20,8 +20,9 @@ pub struct CloneArgs {
     /// The deletion guard: most files (percent) one run may delete without --force.
     #[arg(long, value_name = "PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
     max_delete: u32,
-    /// The cache budget (store plus workspace files), e.g. `500M`, `20G`; content that does
-    /// not fit is not brought in (EDISCONFULL, exit 6).
+    /// The cache budget (store plus workspace files), e.g. `500M`, `20G`; files that do not
+    /// fit stay remote-only (listed, fetched with `get`); only pinned files that do not fit
+    /// are an error (EDISCONFULL, exit 6).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     budget: Option<u64>,
     /// Pin a path (relative to the remote root; repeat for more): always kept here.
@@ -105,12 +106,17 @@ pub fn cmd_clone(args: CloneArgs) -> CmdResult {
         files,
         bytes(report.bytes_down)
     ));
+    if report.cache_exhausted().is_none() {
+        if let Some(n) = super::sync::budget_notice(&report) {
+            note(&n);
+        }
+    }
     if ws.identity.marker.is_none() {
         note("note: the remote is not writable, so no marker file was left there; its mount identifies it");
     }
     Ok(super::sync::finish_code(
         !report.conflicts.is_empty(),
-        report.cache_full,
+        report.cache_exhausted(),
         report.failed.take(),
         false,
     ))

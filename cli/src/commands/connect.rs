@@ -115,7 +115,7 @@ pub fn cmd_connect(args: ConnectArgs) -> CmdResult {
                     cachesync_engine::paths::display(p)
                 ));
             }
-            if let Some((needed, budget, refused)) = s.cache_full {
+            if let Some((needed, budget, refused)) = s.cache_exhausted() {
                 line.push_str(&format!(
                     "\n  the cache budget is exhausted ({needed} bytes needed, budget {budget}): {refused} file(s) not brought in"
                 ));

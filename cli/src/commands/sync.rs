@@ -80,7 +80,7 @@ fn run(command: &str, direction: Direction, paths: Vec<PathBuf>, c: Common) -> C
         .sync(&opts, &Bars::new(c.quiet || c.json))
         .or_fail(c.json)?;
     let conflicted = !report.conflicts.is_empty();
-    let full = report.cache_full;
+    let full = report.cache_exhausted();
     let failed = report.failed.take();
     if c.json {
         let mut j = to_json(command, &c, &report);
@@ -92,6 +92,9 @@ fn run(command: &str, direction: Direction, paths: Vec<PathBuf>, c: Common) -> C
         print_out(&human(command, c.dry_run, &report));
         for w in &report.warnings {
             note(&format!("warning: {w}"));
+        }
+        if let (Some(n), None) = (budget_notice(&report), full) {
+            note(&n);
         }
         if conflicted && !c.dry_run {
             note("cachesync: conflicts remain; every version is kept (nothing was lost)");
@@ -135,6 +138,17 @@ pub fn finish_code(
     } else {
         full_code.unwrap_or(0)
     }
+}
+
+/// The notice for new files the cache budget left remote-only (not an error: the budget
+/// working), when there were some.
+pub fn budget_notice(r: &SyncReport) -> Option<String> {
+    let (needed, budget, refused) = r.cache_full?;
+    Some(format!(
+        "note: {refused} new file(s) stay remote-only: they do not fit the cache budget ({} needed, {} allowed); `cachesync get PATH` brings one here",
+        bytes(needed),
+        bytes(budget)
+    ))
 }
 
 fn human(command: &str, dry_run: bool, r: &SyncReport) -> String {
@@ -218,7 +232,7 @@ fn to_json(command: &str, c: &Common, r: &SyncReport) -> serde_json::Value {
         "recovered": r.recovered,
         "culled": r.culled,
         "cache_full": r.cache_full.map(|(needed, budget, refused)| json!({
-            "needed": needed, "budget": budget, "refused": refused,
+            "needed": needed, "budget": budget, "refused": refused, "required": r.cache_required,
         })),
     })
 }

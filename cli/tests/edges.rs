@@ -1,0 +1,335 @@
+//! Nothing lost at the edges (issue 12): a server edit that keeps size and mtime, a file that
+//! appears at a path between the precondition check and the rename, hard links in the
+//! workspace, and a file made where a pull is about to make a directory.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Child;
+use std::time::Duration;
+
+use cachesync_testutils::wait_until;
+use common::{chmod, exists, mode, read, Env};
+
+/// Sets the mtime of `path` to `secs` after the epoch.
+fn set_mtime(path: &Path, secs: u64) {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(t))
+        .unwrap_or_else(|e| panic!("set mtime of {}: {e}", path.display()));
+}
+
+/// What `tar x`, `cp -p` or `rsync -t` leave: new content of the same size, the old mtime.
+fn rewrite_keeping_stat(path: &Path, body: &str) {
+    let before = fs::metadata(path).expect("stat");
+    assert_eq!(before.len(), body.len() as u64, "the test keeps the size");
+    fs::write(path, body).expect("rewrite");
+    set_mtime(path, 1_600_000_000);
+}
+
+/// A remote holding `f` = "version 1\n" dated 2020, cloned.
+fn cloned_old_file() -> Env {
+    let env = Env::new();
+    env.put_remote("f", "version 1\n");
+    set_mtime(&env.r("f"), 1_600_000_000);
+    env.clone_ws();
+    env
+}
+
+#[test]
+fn a_server_edit_that_keeps_size_and_mtime_is_not_overwritten_by_a_local_edit() {
+    let env = cloned_old_file();
+    rewrite_keeping_stat(&env.r("f"), "version 2\n");
+    env.put_local("f", "my edit\n");
+
+    let r = env.expect_code(7, &["sync"]);
+    assert_eq!(read(env.r("f")), "version 2\n", "the server's edit stays: {r}");
+    assert_eq!(read(env.w("f")), "my edit\n", "the local edit stays");
+    let server = env.ok(&["show", "f", "--variant", "server"]);
+    assert_eq!(server.out(), "version 2\n", "the server's version is a variant");
+    let base = env.ok(&["show", "f", "--variant", "base"]);
+    assert_eq!(base.out(), "version 1\n");
+    env.expect_code(7, &["check"]);
+}
+
+#[test]
+fn a_server_edit_that_keeps_size_and_mtime_is_not_removed_by_a_local_delete() {
+    let env = cloned_old_file();
+    rewrite_keeping_stat(&env.r("f"), "version 2\n");
+    fs::remove_file(env.w("f")).expect("rm");
+
+    let r = env.ok(&["sync"]);
+    assert_eq!(read(env.r("f")), "version 2\n", "{r}");
+    assert_eq!(read(env.w("f")), "version 2\n", "modified wins over deleted");
+    env.assert_noop_sync();
+}
+
+#[test]
+fn status_shows_a_server_edit_that_kept_size_and_mtime_under_a_local_edit() {
+    let env = cloned_old_file();
+    rewrite_keeping_stat(&env.r("f"), "version 2\n");
+    env.put_local("f", "my edit\n");
+    let st = env.json(0, &["status", "--json"]);
+    assert_eq!(st["conflicts"][0]["path"], "f", "{st}");
+    assert_eq!(st["pending"]["push"], 0, "{st}");
+}
+
+/// Starts `cachesync ARGS` in the workspace, paused at `point`, and waits until it is there.
+fn paused(env: &Env, args: &[&str], point: &str) -> (Child, std::path::PathBuf) {
+    let pause = env.root().join("paused");
+    let child = common::spawn_paused(&env.ws, &env.home, args, point, &pause);
+    wait_until(
+        &format!("{args:?} pauses at {point}"),
+        Duration::from_secs(60),
+        || pause.exists(),
+    );
+    (child, pause)
+}
+
+/// Lets a paused run go on and returns its exit code and output.
+fn resume(child: Child, pause: &Path) -> (i32, String) {
+    fs::remove_file(pause).expect("resume");
+    let out = child.wait_with_output().expect("wait for the run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Something the user makes at `path` while the run is paused: a file or a symlink.
+fn make(path: &Path, symlink: bool) {
+    if symlink {
+        std::os::unix::fs::symlink("somewhere else", path).expect("symlink");
+    } else {
+        fs::write(path, "made during the sync\n").expect("write");
+    }
+}
+
+fn assert_made(path: &Path, symlink: bool) {
+    if symlink {
+        assert_eq!(
+            fs::read_link(path).expect("still a symlink"),
+            Path::new("somewhere else")
+        );
+    } else {
+        assert_eq!(read(path), "made during the sync\n");
+    }
+}
+
+/// Where the workspace's version of `rel` is after a sync: at its path, or in lost+found
+/// when a type clash moved it there.
+fn local_version(env: &Env, rel: &str) -> std::path::PathBuf {
+    let list = env.json(0, &["conflicts", "--json"]);
+    let moved = list
+        .as_array()
+        .expect("records")
+        .iter()
+        .find(|c| c["path"] == rel)
+        .and_then(|c| c["lost_found"].as_str());
+    env.w(moved.unwrap_or(rel))
+}
+
+#[test]
+fn a_file_made_in_the_workspace_just_before_a_pull_renames_over_it_is_kept() {
+    for symlink in [false, true] {
+        // A new file: the path must stay free until the rename.
+        let env = Env::with_remote(&[("keep.txt", "k\n")]);
+        env.clone_ws();
+        env.put_remote("n", "from the server\n");
+        let (child, pause) = paused(&env, &["pull"], "before-rename:0");
+        make(&env.w("n"), symlink);
+        let (code, out) = resume(child, &pause);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("skipped n"), "{out}");
+        assert_made(&env.w("n"), symlink);
+        assert_eq!(read(env.r("n")), "from the server\n");
+        // The next sync sees both: nothing is lost.
+        env.expect_code(7, &["sync"]);
+        assert_made(&local_version(&env, "n"), symlink);
+        assert_eq!(read(env.r("n")), "from the server\n");
+
+        // A file the pull replaces: what is there must still be what the plan saw.
+        let env = Env::with_remote(&[("f", "v1\n")]);
+        env.clone_ws();
+        env.put_remote("f", "v2 from the server\n");
+        let (child, pause) = paused(&env, &["pull"], "before-rename:0");
+        fs::remove_file(env.w("f")).expect("rm");
+        make(&env.w("f"), symlink);
+        let (code, out) = resume(child, &pause);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("skipped f"), "{out}");
+        assert_made(&env.w("f"), symlink);
+        let leftovers: Vec<_> = fs::read_dir(&env.ws)
+            .expect("ls")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".cachesync-tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
+
+#[test]
+fn a_file_made_on_the_share_just_before_a_push_renames_over_it_is_kept() {
+    for symlink in [false, true] {
+        let env = Env::with_remote(&[("keep.txt", "k\n")]);
+        env.clone_ws();
+        env.put_local("n", "from the laptop\n");
+        let (child, pause) = paused(&env, &["push"], "before-rename:0");
+        make(&env.r("n"), symlink);
+        let (code, out) = resume(child, &pause);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("skipped n"), "{out}");
+        assert_made(&env.r("n"), symlink);
+        assert_eq!(read(env.w("n")), "from the laptop\n");
+
+        let env = Env::with_remote(&[("f", "v1\n")]);
+        env.clone_ws();
+        env.put_local("f", "v2 from the laptop\n");
+        let (child, pause) = paused(&env, &["push"], "before-rename:0");
+        fs::remove_file(env.r("f")).expect("rm");
+        make(&env.r("f"), symlink);
+        let (code, out) = resume(child, &pause);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("skipped f"), "{out}");
+        assert_made(&env.r("f"), symlink);
+        assert_eq!(read(env.w("f")), "v2 from the laptop\n");
+        let leftovers: Vec<_> = fs::read_dir(&env.remote)
+            .expect("ls")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".cachesync-tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        // Both versions end up kept.
+        env.expect_code(7, &["sync"]);
+        assert_made(&env.r("f"), symlink);
+        assert_eq!(read(local_version(&env, "f")), "v2 from the laptop\n");
+    }
+}
+
+#[test]
+fn a_mode_pulled_for_one_name_of_a_hard_link_leaves_the_other_name_alone() {
+    let env = Env::with_remote(&[("a", "same\n"), ("b", "same\n")]);
+    env.clone_ws();
+    // In the workspace, b becomes another name of a's inode.
+    fs::remove_file(env.w("b")).expect("rm b");
+    fs::hard_link(env.w("a"), env.w("b")).expect("ln a b");
+    env.ok(&["sync"]);
+    chmod(env.r("a"), 0o755);
+
+    env.ok(&["sync"]);
+    assert_eq!(mode(env.w("a")), 0o755);
+    assert_eq!(mode(env.w("b")), 0o644, "the other name keeps its mode");
+    assert_eq!(mode(env.r("b")), 0o644);
+    assert_eq!(read(env.w("a")), "same\n");
+    assert_eq!(read(env.w("b")), "same\n");
+    env.assert_noop_sync();
+    assert_eq!(mode(env.r("b")), 0o644, "no mode change nobody made");
+}
+
+#[test]
+fn a_file_made_where_a_pull_makes_a_directory_skips_what_goes_inside() {
+    let env = Env::with_remote(&[("keep.txt", "k\n")]);
+    env.clone_ws();
+    fs::create_dir(env.r("n")).expect("mkdir");
+    env.put_remote("n/inside.txt", "inside\n");
+    env.put_remote("n/deeper/more.txt", "more\n");
+    let (child, pause) = paused(&env, &["pull"], "before-step:0");
+    fs::write(env.w("n"), "mine, made during the pull\n").expect("write");
+    let (code, out) = resume(child, &pause);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("skipped n/inside.txt"), "{out}");
+    assert!(
+        out.contains("the directory n was not made"),
+        "the skip names the path: {out}"
+    );
+    assert!(!out.contains("os error"), "no raw OS error: {out}");
+    assert_eq!(read(env.w("n")), "mine, made during the pull\n");
+
+    // The next sync settles it as a type clash: the server's directory comes in, the file
+    // goes to lost+found.
+    let r = env.expect_code(7, &["sync"]);
+    assert_eq!(read(env.w("n/inside.txt")), "inside\n", "{r}");
+    assert_eq!(read(env.w("n/deeper/more.txt")), "more\n");
+    let list = env.json(0, &["conflicts", "--json"]);
+    let lf = list[0]["lost_found"].as_str().expect("a lost+found copy");
+    assert_eq!(read(env.w(lf)), "mine, made during the pull\n");
+    assert!(exists(env.r("n/inside.txt")));
+    assert!(fs::metadata(env.r("n")).expect("stat").permissions().mode() & 0o700 != 0);
+}
+
+/// Bytes under `dir`, recursively.
+fn du(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .expect("ls")
+        .filter_map(Result::ok)
+        .map(|e| {
+            let md = e.metadata().expect("stat");
+            if md.is_dir() {
+                du(&e.path())
+            } else {
+                md.len()
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn a_budget_smaller_than_the_share_is_the_budget_working_and_reads_nothing_it_leaves() {
+    let env = Env::with_remote(&[("small.txt", "s\n")]);
+    for i in 0..16u64 {
+        fs::write(env.r(format!("big{i:02}.bin")), common::noise(i + 1, 1 << 20)).expect("write");
+    }
+    let r = env.clone_with(&["--budget", "1M"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stderr.contains("stay remote-only"), "a notice: {r}");
+    assert_eq!(read(env.w("small.txt")), "s\n");
+    assert!(
+        du(&env.w(".cachesync")) < 4 << 20,
+        "what stays remote-only was not read into the store: {} bytes",
+        du(&env.w(".cachesync"))
+    );
+    let ls = env.json(0, &["ls", "--json"]);
+    let remote_only = ls
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["state"] == "remote-only")
+        .count();
+    assert_eq!(remote_only, 16, "{ls}");
+
+    // New files on the share later: the same, with the figures in --json.
+    for i in 16..20u64 {
+        fs::write(env.r(format!("big{i:02}.bin")), common::noise(i + 1, 1 << 20)).expect("write");
+    }
+    let j = env.json(0, &["sync", "--json"]);
+    assert_eq!(j["cache_full"]["refused"], 4, "{j}");
+    assert_eq!(j["cache_full"]["required"], 0, "{j}");
+    assert!(j["bytes_read"].as_u64().expect("bytes_read") < 1 << 20, "{j}");
+    env.ok(&["check"]);
+
+    // From cron: quiet, and fine.
+    for i in 20..22u64 {
+        fs::write(env.r(format!("big{i:02}.bin")), common::noise(i + 1, 1 << 20)).expect("write");
+    }
+    let p = env.expect_code(0, &["prefetch", "--quiet"]);
+    assert!(p.out().is_empty() && p.stderr.is_empty(), "quiet: {p}");
+}
+
+#[test]
+fn a_pinned_file_that_does_not_fit_the_budget_is_the_cache_full() {
+    let env = Env::with_remote(&[("small.txt", "s\n")]);
+    fs::create_dir(env.r("keep")).expect("mkdir");
+    fs::write(env.r("keep/big.bin"), common::noise(9, 3 << 20)).expect("write");
+    let r = env.clone_with(&["--budget", "1M", "--pin", "keep"]);
+    assert_eq!(r.code, 6, "EDISCONFULL: {r}");
+    assert!(r.stderr.contains("budget"), "{r}");
+    assert_eq!(read(env.w("small.txt")), "s\n", "the rest is done: {r}");
+}
