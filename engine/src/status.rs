@@ -66,6 +66,9 @@ pub struct StatusReport {
     pub cache: CacheState,
     /// How ready the workspace is to go offline.
     pub readiness: Readiness,
+    /// Remote entries the listing shows but whose content or target cannot be read: left as
+    /// they are on both sides (empty when the remote was not reached).
+    pub unreadable: Vec<crate::scan::Unreadable>,
     /// Warnings from the scan.
     pub warnings: Vec<String>,
 }
@@ -329,6 +332,17 @@ impl StatusReport {
                 message: format!("{}: changed offline, but {}", w.path, w.reason),
             });
         }
+        for u in &self.unreadable {
+            out.push(Problem {
+                kind: "unreadable",
+                path: Some(u.path.clone()),
+                path_hex: u.path_hex.clone(),
+                message: format!(
+                    "{}: {}, left as it is on both sides; {}",
+                    u.path, u.reason, u.remedy
+                ),
+            });
+        }
         let code = if !self.conflicts.is_empty() {
             Some(ErrorCode::Conflicted)
         } else if !self.permission.is_empty() {
@@ -428,8 +442,12 @@ impl Workspace {
                 Ok(()) => unreachable!("track returns the error it is given"),
             },
         };
+        let mut unreadable = Vec::new();
         let (base, local, remote_tree, remote_error) = match attempt {
-            Ok(t) => (t.base, t.local, Some(t.remote.tree), None),
+            Ok(t) => {
+                unreadable = t.remote.unreadable;
+                (t.base, t.local, Some(t.remote.tree), None)
+            }
             Err(
                 e @ (SyncError::Disconnected { .. }
                 | SyncError::RemoteIdentity { .. }
@@ -572,6 +590,7 @@ impl Workspace {
                 v.into_iter().map(|p| display(p)).collect()
             }),
             cache_bytes: self.cache_bytes(),
+            unreadable,
             warnings: local.warnings,
         })
     }

@@ -83,6 +83,9 @@ pub struct SyncReport {
     pub cache_used: Option<u64>,
     /// Files culled after the run (the cache was above its culling threshold).
     pub culled: Vec<String>,
+    /// Remote entries that could not be read: left as they are on both sides; the run is
+    /// incomplete (`failed` says so when no step failed).
+    pub unreadable: Vec<crate::scan::Unreadable>,
 }
 
 /// The three trees of a run.
@@ -354,6 +357,9 @@ impl Workspace {
         let before = self.store.ingested();
         let result = self.sync_inner(opts, progress);
         let mut report = self.track(result)?;
+        if report.failed.is_none() {
+            report.failed = crate::scan::unreadable_error(&report.unreadable);
+        }
         let after = self.store.ingested();
         report.bytes_ingested = after.0 - before.0;
         report.bytes_stored = after.1 - before.1;
@@ -437,7 +443,9 @@ impl Workspace {
         if self.identity.case_insensitive {
             crate::reconcile::settle_case_clashes(&mut changes, &trees.remote.tree);
         }
-        // Files that kept changing while they were read are left for the next run.
+        // Files that kept changing while they were read, and entries that could not be read
+        // (in `unstable` too), are left for the next run.
+        report.unreadable = trees.remote.unreadable.clone();
         let unstable: Vec<&Vec<u8>> = trees
             .local
             .unstable
