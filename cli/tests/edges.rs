@@ -47,10 +47,18 @@ fn a_server_edit_that_keeps_size_and_mtime_is_not_overwritten_by_a_local_edit() 
     env.put_local("f", "my edit\n");
 
     let r = env.expect_code(7, &["sync"]);
-    assert_eq!(read(env.r("f")), "version 2\n", "the server's edit stays: {r}");
+    assert_eq!(
+        read(env.r("f")),
+        "version 2\n",
+        "the server's edit stays: {r}"
+    );
     assert_eq!(read(env.w("f")), "my edit\n", "the local edit stays");
     let server = env.ok(&["show", "f", "--variant", "server"]);
-    assert_eq!(server.out(), "version 2\n", "the server's version is a variant");
+    assert_eq!(
+        server.out(),
+        "version 2\n",
+        "the server's version is a variant"
+    );
     let base = env.ok(&["show", "f", "--variant", "base"]);
     assert_eq!(base.out(), "version 1\n");
     env.expect_code(7, &["check"]);
@@ -64,7 +72,11 @@ fn a_server_edit_that_keeps_size_and_mtime_is_not_removed_by_a_local_delete() {
 
     let r = env.ok(&["sync"]);
     assert_eq!(read(env.r("f")), "version 2\n", "{r}");
-    assert_eq!(read(env.w("f")), "version 2\n", "modified wins over deleted");
+    assert_eq!(
+        read(env.w("f")),
+        "version 2\n",
+        "modified wins over deleted"
+    );
     env.assert_noop_sync();
 }
 
@@ -285,7 +297,11 @@ fn du(dir: &Path) -> u64 {
 fn a_budget_smaller_than_the_share_is_the_budget_working_and_reads_nothing_it_leaves() {
     let env = Env::with_remote(&[("small.txt", "s\n")]);
     for i in 0..16u64 {
-        fs::write(env.r(format!("big{i:02}.bin")), common::noise(i + 1, 1 << 20)).expect("write");
+        fs::write(
+            env.r(format!("big{i:02}.bin")),
+            common::noise(i + 1, 1 << 20),
+        )
+        .expect("write");
     }
     let r = env.clone_with(&["--budget", "1M"]);
     assert_eq!(r.code, 0, "{r}");
@@ -307,17 +323,28 @@ fn a_budget_smaller_than_the_share_is_the_budget_working_and_reads_nothing_it_le
 
     // New files on the share later: the same, with the figures in --json.
     for i in 16..20u64 {
-        fs::write(env.r(format!("big{i:02}.bin")), common::noise(i + 1, 1 << 20)).expect("write");
+        fs::write(
+            env.r(format!("big{i:02}.bin")),
+            common::noise(i + 1, 1 << 20),
+        )
+        .expect("write");
     }
     let j = env.json(0, &["sync", "--json"]);
     assert_eq!(j["cache_full"]["refused"], 4, "{j}");
     assert_eq!(j["cache_full"]["required"], 0, "{j}");
-    assert!(j["bytes_read"].as_u64().expect("bytes_read") < 1 << 20, "{j}");
+    assert!(
+        j["bytes_read"].as_u64().expect("bytes_read") < 1 << 20,
+        "{j}"
+    );
     env.ok(&["check"]);
 
     // From cron: quiet, and fine.
     for i in 20..22u64 {
-        fs::write(env.r(format!("big{i:02}.bin")), common::noise(i + 1, 1 << 20)).expect("write");
+        fs::write(
+            env.r(format!("big{i:02}.bin")),
+            common::noise(i + 1, 1 << 20),
+        )
+        .expect("write");
     }
     let p = env.expect_code(0, &["prefetch", "--quiet"]);
     assert!(p.out().is_empty() && p.stderr.is_empty(), "quiet: {p}");

@@ -191,3 +191,42 @@ fn symlinks_sshfs_will_not_read_are_left_alone_and_the_rest_is_synced() {
     let check = run(&ws, &["check"]);
     assert_eq!(check.code, 0, "{check}");
 }
+
+/// A symlink made here with a target sshfs refuses to read back (`..`): the push writes it
+/// (no failed step), the next runs list it as unreadable and leave it alone, and `prefetch`
+/// still fetches the working set before it says the run was incomplete.
+#[test]
+fn a_pushed_symlink_sshfs_will_not_read_back_is_pushed_and_left_alone() {
+    let share = SshfsRemote::start();
+    let served = share.served().to_path_buf();
+    fs::write(served.join("x"), "x\n").expect("write");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ws = tmp.path().join("ws");
+    let mnt = share.mnt().to_str().expect("utf-8").to_string();
+    let clone = run(tmp.path(), &["clone", &mnt, ws.to_str().expect("utf-8")]);
+    assert_eq!(clone.code, 0, "{clone}");
+
+    symlink("../elsewhere", ws.join("up")).expect("symlink");
+    let push = run(&ws, &["push"]);
+    assert_eq!(push.code, 0, "the write itself succeeded: {push}");
+    assert_eq!(link_target(&served.join("up")), Some("../elsewhere".into()));
+
+    // The next run sees it unreadable: left alone on both sides.
+    let sync = run(&ws, &["sync"]);
+    assert_eq!(sync.code, 1, "{sync}");
+    assert_eq!(link_target(&ws.join("up")), Some("../elsewhere".into()));
+    assert_eq!(link_target(&served.join("up")), Some("../elsewhere".into()));
+
+    // prefetch goes on with the working set (x, dropped, then pinned in the config by
+    // hand), then says the run was incomplete.
+    run(&ws, &["drop", "x"]);
+    assert!(ws.join("x").symlink_metadata().is_err(), "x is remote-only");
+    let config = ws.join(".cachesync/config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&config).expect("config")).expect("json");
+    c["pins"] = serde_json::json!(["x"]);
+    fs::write(&config, c.to_string()).expect("write config");
+    let prefetch = run(&ws, &["prefetch", "--quiet"]);
+    assert_eq!(prefetch.code, 1, "{prefetch}");
+    assert_eq!(fs::read_to_string(ws.join("x")).expect("fetched"), "x\n");
+}

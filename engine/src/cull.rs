@@ -254,10 +254,14 @@ impl Workspace {
             force: false,
         };
         let mut pulled = self.sync(&opts, progress)?;
-        // A step of the pull failed (a full disk): that is the run's result.
-        if let Some(e) = pulled.failed.take() {
-            return Err(e);
-        }
+        // A step of the pull failed (a full disk): that is the run's result. Entries that
+        // cannot be read only make it incomplete: the working set is still fetched, then the
+        // run says so.
+        let incomplete = match pulled.failed.take() {
+            Some(e) if pulled.skipped.is_empty() && !pulled.unreadable.is_empty() => Some(e),
+            Some(e) => return Err(e),
+            None => None,
+        };
         let mut report = PrefetchReport {
             conflicts: pulled.conflicts.len(),
             cache_full: pulled.cache_exhausted().is_some(),
@@ -342,6 +346,9 @@ impl Workspace {
             report
                 .fetched
                 .extend(got.done.iter().map(|p| crate::paths::display(p)));
+        }
+        if let Some(e) = incomplete {
+            return Err(e);
         }
         Ok(report)
     }

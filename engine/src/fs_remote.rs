@@ -89,10 +89,6 @@ fn unless_gone(entry: io::Result<RemoteEntry>) -> io::Result<Option<RemoteEntry>
     }
 }
 
-fn stat_path(path: &Path, name: &[u8]) -> io::Result<RemoteEntry> {
-    entry_with_target(path, name, &fs::symlink_metadata(path)?)
-}
-
 /// The entry for `md` (of `path`, named `name`), with its target if it is a symlink.
 fn entry_with_target(path: &Path, name: &[u8], md: &fs::Metadata) -> io::Result<RemoteEntry> {
     let mut e = entry_from_metadata(name, md);
@@ -164,7 +160,9 @@ impl Remote for FsRemote {
 
     fn stat(&self, path: &[u8]) -> io::Result<Option<RemoteEntry>> {
         let name = cachesync_objects::store::split_parent(path).1;
-        unless_gone(stat_path(&self.abs(path), name))
+        let abs = self.abs(path);
+        // As a listing gives it: a symlink whose target cannot be read is still there.
+        unless_gone(fs::symlink_metadata(&abs).and_then(|md| listed_entry(&abs, name, &md)))
     }
 
     fn open(&self, path: &[u8]) -> io::Result<Box<dyn RemoteRead>> {

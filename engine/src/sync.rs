@@ -919,6 +919,10 @@ impl Workspace {
         }
         op.finished_ns = Some(crate::now_ns());
         op.steps_done = report.applied as u64;
+        // Unreadable entries make the run incomplete, in the journal too.
+        if report.failed.is_none() {
+            report.failed = crate::scan::unreadable_error(&report.unreadable);
+        }
         op.state = if fatal.is_some() || report.failed.is_some() {
             OpState::Failed
         } else {
@@ -1469,6 +1473,11 @@ impl Applier<'_> {
         let entry = stat.map(|r| {
             let mut e = tree_entry(&r);
             e.file = target.file;
+            // A symlink just made whose target the share will not read back (sshfs refuses
+            // `..` and absolute targets): it holds the target written.
+            if r.target_errno.is_some() && e.kind == EntryKind::Symlink {
+                e.target = target.target.clone();
+            }
             e
         });
         self.remote_results.insert(path.to_vec(), entry);
