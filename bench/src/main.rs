@@ -400,9 +400,47 @@ impl Bench {
         self.first_copies(suite, &mut link, &tools, self.args.first_runs)?;
         self.resyncs(suite, &mut link, &tools, &made, 0)?;
         self.resyncs(suite, &mut link, &tools, &made, 10)?;
+        self.verify_cost(suite, &mut link, &made, 10)?;
         let (ws, _) = self.dirs(suite, Tool::Cachesync);
         self.store_overhead(suite, &ws, du_files(&ws));
         Ok(())
+    }
+
+    /// What `verify_before_overwrite` costs: a push of `n` files edited in cachesync's
+    /// workspace, with the setting on (the default: each remote file is read and hashed
+    /// before it is written over) and off, alternating which goes first.
+    fn verify_cost(&mut self, suite: &str, link: &mut Link, made: &Made, n: usize) -> Result<()> {
+        if self.args.skip.contains(&Tool::Cachesync) {
+            return Ok(());
+        }
+        let (ws, _) = self.dirs(suite, Tool::Cachesync);
+        let config = ws.join(".cachesync/config.json");
+        let set_verify = |on: bool| -> Result<()> {
+            let mut c: Value = serde_json::from_str(&fs::read_to_string(&config)?)?;
+            c["verify_before_overwrite"] = json!(on);
+            fs::write(&config, c.to_string())?;
+            Ok(())
+        };
+        let mut round = 1_000;
+        for r in 0..self.args.runs {
+            let order = if r % 2 == 0 { [true, false] } else { [false, true] };
+            for on in order {
+                set_verify(on)?;
+                round += 1;
+                tree::change_files(&ws, made, n, self.args.seed + round, round)?;
+                link.cold();
+                let mut c = self.cachesync();
+                c.args(["push", "--quiet"]).current_dir(&ws);
+                self.env(&mut c);
+                let s = self.sample(&mut c)?;
+                let op = format!(
+                    "push, {n} files edited here, verify_before_overwrite {}",
+                    if on { "on" } else { "off" }
+                );
+                self.push(suite, &op, Tool::Cachesync, s);
+            }
+        }
+        set_verify(true)
     }
 
     fn store_overhead(&mut self, suite: &str, ws: &Path, working_set: u64) {

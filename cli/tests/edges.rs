@@ -147,6 +147,31 @@ fn local_version(env: &Env, rel: &str) -> std::path::PathBuf {
     env.w(moved.unwrap_or(rel))
 }
 
+/// Runs `command` paused just before its rename into `rel`, makes a file or symlink at
+/// `at` meanwhile (removing what was there), lets it go on, and checks the step was skipped
+/// and what was made is still there.
+fn race(env: &Env, command: &str, at: &Path, rel: &str, symlink: bool) {
+    let (child, pause) = paused(env, &[command], "before-rename:0");
+    if at.symlink_metadata().is_ok() {
+        fs::remove_file(at).expect("rm");
+    }
+    make(at, symlink);
+    let (code, out) = resume(child, &pause);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("skipped {rel}")), "{out}");
+    assert_made(at, symlink);
+}
+
+/// cachesync's temporary files left in `dir`.
+fn temporaries(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .expect("ls")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".cachesync-tmp"))
+        .collect()
+}
+
 #[test]
 fn a_file_made_in_the_workspace_just_before_a_pull_renames_over_it_is_kept() {
     for symlink in [false, true] {
@@ -154,12 +179,7 @@ fn a_file_made_in_the_workspace_just_before_a_pull_renames_over_it_is_kept() {
         let env = Env::with_remote(&[("keep.txt", "k\n")]);
         env.clone_ws();
         env.put_remote("n", "from the server\n");
-        let (child, pause) = paused(&env, &["pull"], "before-rename:0");
-        make(&env.w("n"), symlink);
-        let (code, out) = resume(child, &pause);
-        assert_eq!(code, 0, "{out}");
-        assert!(out.contains("skipped n"), "{out}");
-        assert_made(&env.w("n"), symlink);
+        race(&env, "pull", &env.w("n"), "n", symlink);
         assert_eq!(read(env.r("n")), "from the server\n");
         // The next sync sees both: nothing is lost.
         env.expect_code(7, &["sync"]);
@@ -170,20 +190,8 @@ fn a_file_made_in_the_workspace_just_before_a_pull_renames_over_it_is_kept() {
         let env = Env::with_remote(&[("f", "v1\n")]);
         env.clone_ws();
         env.put_remote("f", "v2 from the server\n");
-        let (child, pause) = paused(&env, &["pull"], "before-rename:0");
-        fs::remove_file(env.w("f")).expect("rm");
-        make(&env.w("f"), symlink);
-        let (code, out) = resume(child, &pause);
-        assert_eq!(code, 0, "{out}");
-        assert!(out.contains("skipped f"), "{out}");
-        assert_made(&env.w("f"), symlink);
-        let leftovers: Vec<_> = fs::read_dir(&env.ws)
-            .expect("ls")
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(".cachesync-tmp"))
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
+        race(&env, "pull", &env.w("f"), "f", symlink);
+        assert_eq!(temporaries(&env.ws), Vec::<String>::new());
     }
 }
 
@@ -193,32 +201,15 @@ fn a_file_made_on_the_share_just_before_a_push_renames_over_it_is_kept() {
         let env = Env::with_remote(&[("keep.txt", "k\n")]);
         env.clone_ws();
         env.put_local("n", "from the laptop\n");
-        let (child, pause) = paused(&env, &["push"], "before-rename:0");
-        make(&env.r("n"), symlink);
-        let (code, out) = resume(child, &pause);
-        assert_eq!(code, 0, "{out}");
-        assert!(out.contains("skipped n"), "{out}");
-        assert_made(&env.r("n"), symlink);
+        race(&env, "push", &env.r("n"), "n", symlink);
         assert_eq!(read(env.w("n")), "from the laptop\n");
 
         let env = Env::with_remote(&[("f", "v1\n")]);
         env.clone_ws();
         env.put_local("f", "v2 from the laptop\n");
-        let (child, pause) = paused(&env, &["push"], "before-rename:0");
-        fs::remove_file(env.r("f")).expect("rm");
-        make(&env.r("f"), symlink);
-        let (code, out) = resume(child, &pause);
-        assert_eq!(code, 0, "{out}");
-        assert!(out.contains("skipped f"), "{out}");
-        assert_made(&env.r("f"), symlink);
+        race(&env, "push", &env.r("f"), "f", symlink);
         assert_eq!(read(env.w("f")), "v2 from the laptop\n");
-        let leftovers: Vec<_> = fs::read_dir(&env.remote)
-            .expect("ls")
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(".cachesync-tmp"))
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
+        assert_eq!(temporaries(&env.remote), Vec::<String>::new());
         // Both versions end up kept.
         env.expect_code(7, &["sync"]);
         assert_made(&env.r("f"), symlink);
