@@ -7,9 +7,9 @@ use crate::conflict::{self, ConflictRecord};
 use crate::error::{ErrorCode, Result, SyncError};
 use crate::index;
 use crate::paths::{display, hex};
-use crate::plan::{Direction, Plan, Side};
+use crate::plan::{Direction, Side};
 use crate::progress::Progress;
-use crate::reconcile::{reconcile, same};
+use crate::reconcile::same;
 use crate::workspace::Workspace;
 
 /// How one path changed on one side, against the base.
@@ -443,8 +443,11 @@ impl Workspace {
             },
         };
         let mut unreadable = Vec::new();
+        // Connected: what a sync would do now, from the same `prepare` it runs.
+        let mut prepared = None;
         let (base, local, remote_tree, remote_error) = match attempt {
             Ok(t) => {
+                prepared = Some(self.prepare(&t, &[], Direction::Both)?.plan);
                 unreadable = t.remote.unreadable;
                 (t.base, t.local, Some(t.remote.tree), None)
             }
@@ -470,39 +473,25 @@ impl Workspace {
             self.store.commit(batch)?;
         }
         let local_changes = reconcile_side(&base, &local.tree);
-        let mut conflicts = conflict::open(&self.store)?;
-        // A lost+found record whose copy was removed is settled (the next sync records it).
-        conflicts.retain(|r| r.lost_found.is_none() || r.lost_found_present(&self.root));
         let mut pending = Pending::default();
-        let mut remote_changes = Vec::new();
-        if let Some(rt) = &remote_tree {
-            remote_changes = reconcile_side(&base, rt);
-            let mut changes = reconcile(
-                &crate::sync::without(&base, &local.reappeared),
-                &local.tree,
-                rt,
-            );
-            self.auto_merge(&mut changes)?;
-            if self.identity.case_insensitive {
-                crate::reconcile::settle_case_clashes(&mut changes, rt);
+        let remote_changes = remote_tree
+            .as_ref()
+            .map(|rt| reconcile_side(&base, rt))
+            .unwrap_or_default();
+        let conflicts = match &prepared {
+            Some(plan) => {
+                pending.pull = plan.steps.iter().filter(|s| s.side == Side::Local).count();
+                pending.push = plan.steps.iter().filter(|s| s.side == Side::Remote).count();
+                self.expected_conflicts(plan)?
             }
-            let plan = Plan::build(changes, Direction::Both);
-            pending.pull = plan.steps.iter().filter(|s| s.side == Side::Local).count();
-            pending.push = plan.steps.iter().filter(|s| s.side == Side::Remote).count();
-            for c in &plan.changes {
-                if let Some(kind) = c.conflict_kind() {
-                    if !conflicts.iter().any(|r| r.path_bytes() == c.path) {
-                        conflicts.push(conflict::record(
-                            &c.path,
-                            kind,
-                            c.base.as_ref(),
-                            c.local.as_ref(),
-                            c.remote.as_ref(),
-                        ));
-                    }
-                }
+            None => {
+                // Offline: the conflicts recorded; a lost+found record whose copy was
+                // removed is settled (the next sync records it).
+                let mut open = conflict::open(&self.store)?;
+                open.retain(|r| r.lost_found.is_none() || r.lost_found_present(&self.root));
+                open
             }
-        }
+        };
         let mode = self.mode()?;
         let provisional: Vec<PathChange> = local_changes
             .iter()
