@@ -41,6 +41,8 @@ pub mod resolve;
 pub mod scan;
 pub mod status;
 pub mod sync;
+#[cfg(test)]
+mod three_way;
 pub mod timed;
 pub mod workset;
 pub mod workspace;

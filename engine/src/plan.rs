@@ -408,3 +408,169 @@ impl Step {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::three_way::{dir, dir_mode, file, symlink, ThreeWay};
+
+    /// A tree with enough other files that no test trips over anything else.
+    fn agreed(extra: &[(&str, Entry)]) -> ThreeWay {
+        let mut items = vec![("keep1", file("k1")), ("keep2", file("k2"))];
+        items.extend(extra.iter().cloned());
+        ThreeWay::agreed(&items)
+    }
+
+    fn position(steps: &[String], wanted: &str) -> usize {
+        steps
+            .iter()
+            .position(|s| s.split_whitespace().collect::<Vec<_>>().join(" ") == wanted)
+            .unwrap_or_else(|| panic!("no step {wanted:?} in {steps:#?}"))
+    }
+
+    #[test]
+    fn a_move_on_one_side_is_one_rename_on_the_other() {
+        let t = agreed(&[("a.txt", file("A")), ("d", dir())])
+            .local("a.txt", None)
+            .local("d/b.txt", Some(file("A")));
+        assert_eq!(
+            t.steps(Direction::Both),
+            ["remote rename  a.txt -> d/b.txt"]
+        );
+        let plan = t.plan(Direction::Both);
+        assert_eq!(plan.steps[0].expect, Some(file("A")), "expects the source");
+    }
+
+    #[test]
+    fn each_removed_content_pairs_with_one_new_path() {
+        // Two files with the same bytes moved: two renames, no write; a third copy is a
+        // write (its content is in the store, nothing to move).
+        let t = agreed(&[("a", file("same")), ("b", file("same"))])
+            .remote("a", None)
+            .remote("b", None)
+            .remote("x", Some(file("same")))
+            .remote("y", Some(file("same")))
+            .remote("z", Some(file("same")));
+        let steps = t.steps(Direction::Both);
+        let renames = steps.iter().filter(|s| s.contains("rename")).count();
+        let writes = steps.iter().filter(|s| s.contains("write")).count();
+        assert_eq!((renames, writes, steps.len()), (2, 1, 3), "{steps:#?}");
+        assert!(steps.iter().all(|s| s.starts_with("local")), "{steps:#?}");
+    }
+
+    #[test]
+    fn directories_are_made_first_and_made_read_only_last() {
+        let t = agreed(&[])
+            .remote("d", Some(dir_mode(0o555)))
+            .remote("d/e", Some(dir()))
+            .remote("d/x", Some(file("x")))
+            .remote("d/e/y", Some(file("y")));
+        let steps = t.steps(Direction::Both);
+        assert_eq!(steps.len(), 5, "{steps:#?}");
+        let (mk_d, mk_e) = (
+            position(&steps, "local mkdir d"),
+            position(&steps, "local mkdir d/e"),
+        );
+        let (x, y) = (
+            position(&steps, "local write d/x"),
+            position(&steps, "local write d/e/y"),
+        );
+        let chmod = position(&steps, "local chmod d");
+        assert!(mk_d < mk_e && mk_e < y && mk_d < x, "{steps:#?}");
+        assert_eq!(chmod, steps.len() - 1, "read-only last: {steps:#?}");
+        let plan = t.plan(Direction::Both);
+        let mkdir = &plan.steps[mk_d];
+        assert_eq!(
+            mkdir.target.as_ref().map(|t| t.mode),
+            Some(0o555),
+            "the target keeps its real mode; the apply makes it writable first"
+        );
+    }
+
+    #[test]
+    fn a_removed_directory_goes_after_what_was_in_it_deepest_first() {
+        let t = agreed(&[
+            ("d", dir()),
+            ("d/x", file("x")),
+            ("d/e", dir()),
+            ("d/e/y", file("y")),
+        ])
+        .local("d", None);
+        let steps = t.steps(Direction::Both);
+        let files = [
+            position(&steps, "remote remove d/x"),
+            position(&steps, "remote remove d/e/y"),
+        ];
+        let (e, d) = (
+            position(&steps, "remote remove d/e"),
+            position(&steps, "remote remove d"),
+        );
+        assert!(files.iter().all(|&f| f < e) && e < d, "{steps:#?}");
+    }
+
+    #[test]
+    fn a_file_replaced_by_a_directory_is_removed_before_the_mkdir() {
+        let t = agreed(&[("f", file("was a file"))])
+            .remote("f", Some(dir()))
+            .remote("f/inside", Some(file("in")));
+        let steps = t.steps(Direction::Both);
+        let (rm, mk, w) = (
+            position(&steps, "local remove f"),
+            position(&steps, "local mkdir f"),
+            position(&steps, "local write f/inside"),
+        );
+        assert!(rm < mk && mk < w, "{steps:#?}");
+        let plan = t.plan(Direction::Both);
+        assert_eq!(plan.steps[rm].replaced_by, Some(EntryKind::Dir));
+    }
+
+    #[test]
+    fn a_directory_replaced_by_a_file_is_emptied_then_replaced() {
+        let t = agreed(&[("d", dir()), ("d/x", file("x"))]).remote("d", Some(file("now a file")));
+        let steps = t.steps(Direction::Both);
+        let (rm_x, rm_d, w) = (
+            position(&steps, "local remove d/x"),
+            position(&steps, "local remove d"),
+            position(&steps, "local write d"),
+        );
+        assert!(rm_x < rm_d && rm_d < w, "{steps:#?}");
+    }
+
+    #[test]
+    fn a_file_or_symlink_is_replaced_in_one_atomic_step() {
+        let t = agreed(&[("f", file("old")), ("l", symlink("a"))])
+            .remote("f", Some(symlink("b")))
+            .remote("l", Some(file("new")));
+        let plan = t.plan(Direction::Both);
+        let steps: Vec<String> = plan.steps.iter().map(Step::line).collect();
+        assert_eq!(steps.len(), 2, "{steps:#?}");
+        for s in &plan.steps {
+            assert!(s.expect.is_some(), "replaces what the plan saw: {s:?}");
+        }
+    }
+
+    #[test]
+    fn a_mode_change_alone_is_a_chmod_and_a_direction_keeps_to_its_side() {
+        let mut exe = file("k1");
+        exe.mode = 0o755;
+        let t = agreed(&[])
+            .local("keep1", Some(exe))
+            .remote("new", Some(file("n")));
+        assert_eq!(
+            t.steps(Direction::Both),
+            ["remote chmod   keep1", "local  write   new"]
+        );
+        assert_eq!(t.steps(Direction::Pull), ["local  write   new"]);
+        assert_eq!(t.steps(Direction::Push), ["remote chmod   keep1"]);
+    }
+
+    #[test]
+    fn a_conflict_has_no_steps() {
+        let t = agreed(&[("c", file("base"))])
+            .local("c", Some(file("mine")))
+            .remote("c", Some(file("theirs")));
+        let plan = t.plan(Direction::Both);
+        assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+        assert_eq!(plan.changes[0].conflict_kind(), Some("content"));
+    }
+}
