@@ -1,0 +1,236 @@
+//! Engine-level tests of resolve, status and presence (get, drop): a workspace over a local
+//! directory remote, changed on both sides in a few lines, and the operation called directly
+//! (no binary), so each behaviour is checked in milliseconds. The binary tests in cli/tests
+//! keep what only they show (output, exit codes).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use cachesync_engine::plan::Direction;
+use cachesync_engine::resolve::{Resolution, Which};
+use cachesync_engine::sync::{SyncOptions, SyncReport};
+use cachesync_engine::{NoProgress, Workspace};
+
+/// A remote, a workspace cloned from it, and edits on either side.
+struct World {
+    _tmp: tempfile::TempDir,
+    remote: PathBuf,
+    ws: Workspace,
+}
+
+impl World {
+    /// A remote holding `files` (path, content), cloned.
+    fn new(files: &[(&str, &str)]) -> World {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let remote = tmp.path().join("remote");
+        for (p, body) in files {
+            write(&remote.join(p), body);
+        }
+        fs::create_dir_all(&remote).expect("mkdir");
+        let ws = Workspace::init(&remote, &tmp.path().join("ws"), |_| {}).expect("init");
+        let mut w = World {
+            _tmp: tmp,
+            remote,
+            ws,
+        };
+        w.run("clone", Direction::Pull, false);
+        w
+    }
+
+    fn local(&self, rel: &str) -> PathBuf {
+        self.ws.root.join(rel)
+    }
+
+    fn run(&mut self, command: &str, direction: Direction, dry_run: bool) -> SyncReport {
+        let opts = SyncOptions {
+            command: command.into(),
+            direction,
+            paths: Vec::new(),
+            dry_run,
+            force: false,
+        };
+        self.ws.sync(&opts, &NoProgress).expect("sync")
+    }
+
+    fn sync(&mut self) -> SyncReport {
+        self.run("sync", Direction::Both, false)
+    }
+
+    /// Both sides edit `rel` differently (one line each): a content conflict.
+    fn conflict(files: &[(&str, &str)], rel: &str) -> World {
+        let mut w = World::new(files);
+        write(&w.local(rel), "mine\n");
+        write(&w.remote.join(rel), "theirs, longer\n");
+        let r = w.sync();
+        assert_eq!(r.conflicts.len(), 1, "{:?}", r.conflicts);
+        w
+    }
+}
+
+fn write(path: &Path, body: &str) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).expect("mkdir -p");
+    }
+    fs::write(path, body).expect("write");
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// A record's field as JSON (what `conflicts --json` prints).
+fn field(r: &impl serde::Serialize, name: &str) -> serde_json::Value {
+    serde_json::to_value(r).expect("serializes")[name].clone()
+}
+
+const FILES: &[(&str, &str)] = &[("c.txt", "base\n"), ("x", "x\n"), ("y", "y\n")];
+
+#[test]
+fn resolve_take_server_settles_without_a_sync_and_take_client_needs_one() {
+    let w = World::conflict(FILES, "c.txt");
+    let done =
+        w.ws.resolve(b"c.txt", Resolution::Take(Which::Server))
+            .expect("resolve");
+    assert!(!done.needs_sync, "{}", done.message);
+    assert_eq!(read(&w.local("c.txt")), "theirs, longer\n");
+
+    let mut w = World::conflict(FILES, "c.txt");
+    let done =
+        w.ws.resolve(b"c.txt", Resolution::Take(Which::Client))
+            .expect("resolve");
+    assert!(done.needs_sync, "{}", done.message);
+    let r = w.sync();
+    assert!(r.conflicts.is_empty(), "{:?}", r.conflicts);
+    assert_eq!(read(&w.remote.join("c.txt")), "mine\n");
+    let resolved =
+        w.ws.variant(b"c.txt", Which::Resolved)
+            .expect("variant")
+            .expect("a resolved variant");
+    assert_eq!(resolved.bytes, b"mine\n");
+}
+
+#[test]
+fn every_variant_of_a_conflict_is_readable_and_a_second_resolve_is_refused() {
+    let w = World::conflict(FILES, "c.txt");
+    let get = |which| {
+        w.ws.variant(b"c.txt", which)
+            .expect("variant")
+            .map(|v| String::from_utf8(v.bytes).expect("utf-8"))
+    };
+    assert_eq!(get(Which::Base).as_deref(), Some("base\n"));
+    assert_eq!(get(Which::Client).as_deref(), Some("mine\n"));
+    assert_eq!(get(Which::Server).as_deref(), Some("theirs, longer\n"));
+    w.ws.resolve(b"c.txt", Resolution::With(b"both\n".to_vec()))
+        .expect("resolve with");
+    assert_eq!(read(&w.local("c.txt")), "both\n");
+    let again = w.ws.resolve(b"c.txt", Resolution::Take(Which::Server));
+    assert!(again.is_err(), "no open conflict any more");
+}
+
+#[test]
+fn resolve_refuses_a_merge_of_overlapping_edits_and_a_server_that_moved_on() {
+    let mut w = World::conflict(FILES, "c.txt");
+    let merged = w.ws.resolve(b"c.txt", Resolution::Merged);
+    assert!(merged.is_err(), "the edits overlap");
+    // The server changes again: a resolution against the recorded version is refused.
+    write(&w.remote.join("c.txt"), "theirs, again\n");
+    w.ws.status(false, &NoProgress)
+        .expect("status refreshes the remote snapshot");
+    let late = w.ws.resolve(b"c.txt", Resolution::Take(Which::Client));
+    assert!(late.is_err(), "the server moved on since the record");
+    let r = w.sync();
+    assert_eq!(r.conflicts.len(), 1, "{:?}", r.conflicts);
+    assert_eq!(read(&w.remote.join("c.txt")), "theirs, again\n");
+}
+
+#[test]
+fn status_reports_each_side_and_what_a_sync_would_do() {
+    let mut w = World::new(FILES);
+    write(&w.local("x"), "x, edited here\n");
+    write(&w.local("new"), "new here\n");
+    fs::remove_file(w.remote.join("y")).expect("rm");
+    let st = w.ws.status(false, &NoProgress).expect("status");
+    let changes = |list: &[cachesync_engine::status::PathChange]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|c| (c.path.clone(), c.change.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        changes(&st.local_changes),
+        [
+            ("new".into(), "added".into()),
+            ("x".into(), "modified".into())
+        ]
+    );
+    assert_eq!(
+        changes(&st.remote_changes),
+        [("y".into(), "deleted".into())]
+    );
+    assert_eq!((st.pending.pull, st.pending.push), (1, 2));
+    assert_eq!(st.mode, "connected");
+    assert_eq!(changes(&st.provisional), [("new".into(), "added".into())]);
+    let dry = w.run("sync", Direction::Both, true);
+    assert_eq!(dry.plan.steps.len(), 3);
+    w.sync();
+    let st = w.ws.status(false, &NoProgress).expect("status");
+    assert!(st.local_changes.is_empty() && st.remote_changes.is_empty());
+    assert_eq!((st.pending.pull, st.pending.push), (0, 0));
+}
+
+#[test]
+fn status_offline_lists_local_changes_and_recorded_conflicts_only() {
+    let w = World::conflict(FILES, "c.txt");
+    write(&w.local("x"), "x, offline\n");
+    w.ws.set_disconnected("by hand", true).expect("disconnect");
+    let st = w.ws.status(false, &NoProgress).expect("status");
+    assert_eq!(st.mode, "disconnected");
+    assert!(st.remote_error.is_some());
+    assert_eq!((st.pending.pull, st.pending.push), (0, 0));
+    assert_eq!(st.local_changes.len(), 2, "{:?}", st.local_changes);
+    assert_eq!(st.conflicts.len(), 1);
+    assert_eq!(field(&st.conflicts[0], "kind"), "content");
+}
+
+#[test]
+fn drop_makes_a_clean_file_remote_only_get_brings_it_back_and_a_change_is_never_dropped() {
+    let mut w = World::new(FILES);
+    let dropped = w.ws.drop_paths(&[b"x".to_vec()]).expect("drop");
+    assert_eq!(dropped.done, [b"x".to_vec()]);
+    assert!(
+        w.local("x").symlink_metadata().is_err(),
+        "gone from the workspace"
+    );
+    assert_eq!(read(&w.remote.join("x")), "x\n", "never from the server");
+    // A sync does not take the missing file for a deletion.
+    let r = w.sync();
+    assert!(r.plan.steps.is_empty(), "{:?}", r.plan.steps);
+    assert_eq!(read(&w.remote.join("x")), "x\n");
+
+    let got = w.ws.get(&[b"x".to_vec()]).expect("get");
+    assert_eq!(got.done, [b"x".to_vec()]);
+    assert_eq!(read(&w.local("x")), "x\n");
+
+    write(&w.local("y"), "y, edited\n");
+    let refused = w.ws.drop_paths(&[b"y".to_vec()]).expect("drop");
+    assert!(refused.done.is_empty());
+    assert_eq!(refused.refused.len(), 1, "{:?}", refused.refused);
+    assert_eq!(read(&w.local("y")), "y, edited\n");
+}
+
+#[test]
+fn a_remote_only_file_follows_the_server_without_its_content_coming_here() {
+    let mut w = World::new(FILES);
+    w.ws.drop_paths(&[b"x".to_vec()]).expect("drop");
+    write(&w.remote.join("x"), "x, edited on the server\n");
+    let r = w.sync();
+    // The other files, written seconds ago, are racy and read again (7 bytes); x's new 24
+    // bytes are not read.
+    assert!(r.bytes_down < 24, "x not read: {}", r.bytes_down);
+    assert!(
+        w.local("x").symlink_metadata().is_err(),
+        "still remote-only"
+    );
+    let got = w.ws.get(&[b"x".to_vec()]).expect("get");
+    assert_eq!(got.done.len(), 1);
+    assert_eq!(read(&w.local("x")), "x, edited on the server\n");
+}
