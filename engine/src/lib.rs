@@ -13,9 +13,6 @@ pub mod diff;
 mod error;
 pub mod events;
 pub use cachesync_objects::failpoint;
-pub mod fault_remote;
-pub mod fold_remote;
-
 pub mod fs_remote;
 pub mod identity;
 pub mod ignore_rules;

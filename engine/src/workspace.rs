@@ -11,27 +11,32 @@ use crate::fs_remote::FsRemote;
 use crate::identity::{self, RemoteIdentity};
 use crate::ignore_rules::{IgnoreRules, META_DIR};
 use crate::lock::WorkspaceLock;
+use crate::remote::Remote;
 use crate::timed::TimedRemote;
 
 const STATE_IDENTITY: &[u8] = b"identity";
 
-/// Makes a remote for a root directory (see [`use_remote_factory`]).
-pub type RemoteFactory = Box<dyn Fn(&Path) -> Arc<dyn crate::remote::Remote> + Send + Sync>;
+/// Makes the [`Remote`] for a remote directory: how a workspace reaches its remote.
+///
+/// A workspace has none by default, and then reaches its remote through the helper process
+/// (see [`crate::remote_process`]), or through plain calls ([`FsRemote`]) when no helper is
+/// set. Given one ([`Workspace::with_remote_factory`], [`Workspace::init_with_remote_factory`]),
+/// it reaches the remote through what it makes instead: another kind of remote, or a test
+/// double (a remote that folds case, or fails on cue). Every call is still bounded by the
+/// configured timeout.
+pub type RemoteFactory = Arc<dyn Fn(&Path) -> Arc<dyn Remote> + Send + Sync>;
 
-static REMOTE_FACTORY: std::sync::OnceLock<RemoteFactory> = std::sync::OnceLock::new();
-
-/// Makes every workspace of this process reach its remote through `make` (tests: a remote
-/// that folds case, or fails on cue). Set once, before the first workspace is opened.
-pub fn use_remote_factory(make: RemoteFactory) {
-    let _ = REMOTE_FACTORY.set(make);
-}
-
-/// The remote at `root`, bounded by `timeout`, through the helper process when one is set.
-fn connect_remote(root: &Path, timeout: std::time::Duration) -> Result<TimedRemote> {
-    if let Some(make) = REMOTE_FACTORY.get() {
+/// The remote at `root`, bounded by `timeout`: made by `factory` when there is one, else
+/// through the helper process when one is set.
+fn connect_remote(
+    factory: Option<&RemoteFactory>,
+    root: &Path,
+    timeout: std::time::Duration,
+) -> Result<TimedRemote> {
+    if let Some(make) = factory {
         return Ok(TimedRemote::new(make(root), timeout));
     }
-    let remote: Arc<dyn crate::remote::Remote> = match crate::remote_process::helper_exe() {
+    let remote: Arc<dyn Remote> = match crate::remote_process::helper_exe() {
         Some(exe) => Arc::new(
             crate::remote_process::ProcessRemote::spawn(exe, root)
                 .map_err(|e| SyncError::io(exe, e))?,
@@ -174,6 +179,8 @@ pub struct Workspace {
     pub workspace_id: String,
     /// The workspace lock (none when opened for reading beside a running command).
     _lock: Option<WorkspaceLock>,
+    /// How the remote is reached (see [`RemoteFactory`]); none: the helper process.
+    remote_factory: Option<RemoteFactory>,
 }
 
 impl Workspace {
@@ -260,6 +267,7 @@ impl Workspace {
             identity,
             workspace_id,
             _lock: lock,
+            remote_factory: None,
         })
     }
 
@@ -281,11 +289,34 @@ impl Workspace {
         root: &Path,
         config_overrides: impl FnOnce(&mut Config),
     ) -> Result<Workspace> {
+        Self::init_with(remote_dir, root, config_overrides, None)
+    }
+
+    /// As [`Workspace::init`], reaching the remote through `factory` (see [`RemoteFactory`]):
+    /// while the workspace is created, and afterwards (the workspace returned keeps it).
+    ///
+    /// # Errors
+    /// As [`Workspace::init`].
+    pub fn init_with_remote_factory(
+        remote_dir: &Path,
+        root: &Path,
+        config_overrides: impl FnOnce(&mut Config),
+        factory: RemoteFactory,
+    ) -> Result<Workspace> {
+        Self::init_with(remote_dir, root, config_overrides, Some(factory))
+    }
+
+    fn init_with(
+        remote_dir: &Path,
+        root: &Path,
+        config_overrides: impl FnOnce(&mut Config),
+        remote_factory: Option<RemoteFactory>,
+    ) -> Result<Workspace> {
         let remote_dir =
             std::path::absolute(remote_dir).map_err(|e| SyncError::io(remote_dir, e))?;
         let mut config = Config::new(remote_dir.clone());
         config_overrides(&mut config);
-        let remote = connect_remote(&remote_dir, config.timeout())?;
+        let remote = connect_remote(remote_factory.as_ref(), &remote_dir, config.timeout())?;
         match remote.stat(b"")? {
             Some(e) if e.kind == cachesync_objects::EntryKind::Dir => {}
             Some(_) => {
@@ -371,16 +402,30 @@ impl Workspace {
             identity,
             workspace_id,
             _lock: Some(lock),
+            remote_factory,
         })
     }
 
-    /// The remote, with every call bounded by the configured timeout, reached through a
-    /// helper process when one is set (see [`crate::remote_process`]).
+    /// From now on, reaches the remote through `factory` instead of the helper process (see
+    /// [`RemoteFactory`]).
+    #[must_use]
+    pub fn with_remote_factory(mut self, factory: RemoteFactory) -> Workspace {
+        self.remote_factory = Some(factory);
+        self
+    }
+
+    /// The remote, with every call bounded by the configured timeout, reached through the
+    /// workspace's [`RemoteFactory`] when it has one, else through a helper process when one
+    /// is set (see [`crate::remote_process`]).
     ///
     /// # Errors
     /// [`SyncError::Io`] when the helper cannot be started.
     pub fn remote(&self) -> Result<TimedRemote> {
-        connect_remote(&self.config.remote, self.config.timeout())
+        connect_remote(
+            self.remote_factory.as_ref(),
+            &self.config.remote,
+            self.config.timeout(),
+        )
     }
 
     /// The working set (pins, hoard profile, never-cache directories).

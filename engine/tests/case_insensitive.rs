@@ -3,18 +3,11 @@
 //! file; it goes to lost+found. A case-only rename still works.
 
 use std::fs;
-use std::path::Path;
-use std::sync::Arc;
 
-use cachesync_engine::fold_remote::FoldRemote;
 use cachesync_engine::plan::Direction;
 use cachesync_engine::sync::{SyncOptions, SyncReport};
-use cachesync_engine::workspace::use_remote_factory;
 use cachesync_engine::{NoProgress, Workspace};
-
-fn folding() {
-    use_remote_factory(Box::new(|root: &Path| Arc::new(FoldRemote::new(root))));
-}
+use cachesync_testutils::FoldRemote;
 
 fn sync(ws: &mut Workspace) -> SyncReport {
     let opts = SyncOptions {
@@ -28,14 +21,19 @@ fn sync(ws: &mut Workspace) -> SyncReport {
 }
 
 fn setup() -> (tempfile::TempDir, std::path::PathBuf, Workspace) {
-    folding();
     let tmp = tempfile::tempdir().expect("tempdir");
     let remote = tmp.path().join("remote");
     fs::create_dir(&remote).expect("mkdir");
     fs::write(remote.join("Readme.txt"), "the server's readme\n").expect("write");
     fs::write(remote.join("File.txt"), "f\n").expect("write");
     fs::write(remote.join("other.txt"), "o\n").expect("write");
-    let mut ws = Workspace::init(&remote, &tmp.path().join("ws"), |_| {}).expect("init");
+    let mut ws = Workspace::init_with_remote_factory(
+        &remote,
+        &tmp.path().join("ws"),
+        |_| {},
+        FoldRemote::factory(),
+    )
+    .expect("init");
     assert!(
         ws.identity.case_insensitive,
         "the probe saw the remote fold case"
@@ -89,5 +87,11 @@ fn a_case_only_rename_is_carried_out() {
         .collect();
     assert!(names.contains(&"file.txt".to_string()), "{names:?}");
     assert!(!names.contains(&"File.txt".to_string()), "{names:?}");
+    // Opened again, the workspace is given its remote again.
+    let root = ws.root.clone();
+    drop(ws);
+    let mut ws = Workspace::open(&root)
+        .expect("open")
+        .with_remote_factory(FoldRemote::factory());
     assert!(sync(&mut ws).plan.steps.is_empty());
 }

@@ -4,33 +4,14 @@
 //! as root, so a mode-000 file would be read anyway); the sshfs symlink case is in the cli's
 //! tests/unreadable.rs.
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
 
-use cachesync_engine::fault_remote::{Fault, FaultRemote};
 use cachesync_engine::fs_remote::FsRemote;
 use cachesync_engine::plan::Direction;
 use cachesync_engine::sync::{SyncOptions, SyncReport};
-use cachesync_engine::workspace::use_remote_factory;
 use cachesync_engine::{NoProgress, SyncError, Workspace};
-
-/// The fault remote of each test's remote directory (the factory is one per process).
-fn faults() -> &'static Mutex<HashMap<PathBuf, FaultRemote>> {
-    static FAULTS: OnceLock<Mutex<HashMap<PathBuf, FaultRemote>>> = OnceLock::new();
-    FAULTS.get_or_init(|| {
-        use_remote_factory(Box::new(|root: &Path| {
-            let faults = faults().lock().unwrap_or_else(|p| p.into_inner());
-            let remote = faults
-                .get(root)
-                .cloned()
-                .unwrap_or_else(|| FaultRemote::new(FsRemote::new(root)));
-            Arc::new(remote)
-        }));
-        Mutex::new(HashMap::new())
-    })
-}
+use cachesync_testutils::{Fault, FaultRemote};
 
 struct Pair {
     _tmp: tempfile::TempDir,
@@ -39,7 +20,8 @@ struct Pair {
     ws: Workspace,
 }
 
-/// A remote holding `files`, its fault remote (no fault yet), and a workspace not cloned yet.
+/// A remote holding `files`, its fault remote (no fault yet), and a workspace not cloned yet
+/// that reaches the remote through it.
 fn pair(files: &[(&str, &str)]) -> Pair {
     let tmp = tempfile::tempdir().expect("tempdir");
     let remote = tmp.path().join("remote");
@@ -49,11 +31,13 @@ fn pair(files: &[(&str, &str)]) -> Pair {
         fs::write(path, body).expect("write");
     }
     let fault = FaultRemote::new(FsRemote::new(&remote));
-    faults()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(remote.clone(), fault.clone());
-    let ws = Workspace::init(&remote, &tmp.path().join("ws"), |_| {}).expect("init");
+    let ws = Workspace::init_with_remote_factory(
+        &remote,
+        &tmp.path().join("ws"),
+        |_| {},
+        fault.factory(),
+    )
+    .expect("init");
     Pair {
         _tmp: tmp,
         remote,
@@ -117,11 +101,7 @@ fn a_file_the_server_refuses_to_read_does_not_fail_the_clone() {
     assert_eq!(code.map(|c| c.exit_code()), Some(1));
 
     // Readable again: the next run brings it, and is complete.
-    p.fault = FaultRemote::new(FsRemote::new(&p.remote));
-    faults()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(p.remote.clone(), p.fault.clone());
+    p.fault.clear();
     let r = run(&mut p.ws, "sync", Direction::Both);
     assert!(
         r.unreadable.is_empty() && r.failed.is_none(),

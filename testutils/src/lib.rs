@@ -19,7 +19,11 @@
 //! ends all stuck calls, and dropping the fixture always does.
 //!
 //! The crate also owns [`wait_until`] and [`poll_until`], the bounded polling that tests use
-//! instead of fixed sleeps.
+//! instead of fixed sleeps, and the test doubles of the engine's `Remote` trait, which tests
+//! give a workspace through its `RemoteFactory`: [`FaultRemote`] (hangs or fails chosen calls)
+//! and [`FoldRemote`] (a remote that folds case). They live here, not in the engine, so that
+//! the shipped library holds no test code; the engine's integration tests (`engine/tests/`)
+//! use them, its unit tests cannot (they would see two builds of the engine).
 //!
 //! Needs root, `/usr/sbin/sshd`, `ssh-keygen`, `sshfs`, `/dev/fuse`, and for the namespace
 //! mode `ip` (iproute2) and `nsenter` (util-linux) (`make deps` installs them). Tests that need
@@ -41,7 +45,11 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 mod delay;
+mod fault_remote;
+mod fold_remote;
 pub use delay::DelayProxy;
+pub use fault_remote::{Fault, FaultRemote};
+pub use fold_remote::FoldRemote;
 
 /// How often [`wait_until`] and the fixture's own waits poll.
 const POLL: Duration = Duration::from_millis(20);

@@ -4,13 +4,14 @@
 //! system to test against (ext4 casefold needs CONFIG_UNICODE), hence the double.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use cachesync_engine::fs_remote::FsRemote;
+use cachesync_engine::paths::{join, split_parent};
+use cachesync_engine::remote::{Remote, RemoteEntry, RemoteRead, RemoteWrite};
+use cachesync_engine::workspace::RemoteFactory;
 use cachesync_objects::EntryKind;
-
-use crate::fs_remote::FsRemote;
-use crate::paths::{join, split_parent};
-use crate::remote::{Remote, RemoteEntry, RemoteRead, RemoteWrite};
 
 /// A directory remote with case-insensitive, case-preserving lookups.
 #[derive(Clone, Debug)]
@@ -26,6 +27,11 @@ impl FoldRemote {
         }
     }
 
+    /// A [`RemoteFactory`] that reaches every remote directory through a `FoldRemote`.
+    pub fn factory() -> RemoteFactory {
+        Arc::new(|root: &Path| Arc::new(FoldRemote::new(root)) as Arc<dyn Remote>)
+    }
+
     /// The path as stored: each component replaced by the existing name that matches it
     /// without regard to case, or kept as given where nothing matches.
     fn resolve(&self, path: &[u8]) -> Vec<u8> {
@@ -33,7 +39,7 @@ impl FoldRemote {
         for part in path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
             let existing = std::fs::read_dir(self.inner.abs(&out)).ok().and_then(|rd| {
                 rd.flatten()
-                    .map(|e| crate::paths::bytes(std::path::Path::new(&e.file_name())).to_vec())
+                    .map(|e| cachesync_engine::paths::bytes(Path::new(&e.file_name())).to_vec())
                     .find(|n| n.eq_ignore_ascii_case(part))
             });
             out = join(&out, existing.as_deref().unwrap_or(part));
@@ -96,5 +102,38 @@ impl Remote for FoldRemote {
     }
     fn canonical_root(&self) -> io::Result<PathBuf> {
         self.inner.canonical_root()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_fold_case_and_names_keep_theirs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("Docs")).expect("mkdir");
+        std::fs::write(dir.path().join("Docs/Readme"), "r").expect("write");
+        let remote = FoldRemote::new(dir.path());
+        let e = remote.stat(b"docs/README").expect("stat").expect("found");
+        assert_eq!(e.name, b"Readme");
+        assert!(
+            remote.create(b"DOCS/readme").is_err(),
+            "the name exists in another case"
+        );
+
+        // Renaming onto another case of an existing name replaces it, keeping the new case.
+        std::fs::write(dir.path().join("new"), "n").expect("write");
+        remote.rename(b"new", b"docs/README").expect("rename");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("Docs"))
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["README"]);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("Docs/README")).expect("read"),
+            "n"
+        );
     }
 }

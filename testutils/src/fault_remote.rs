@@ -2,12 +2,13 @@
 //! that a hung or broken mount never hangs cachesync and is never taken for deletions.
 
 use std::io;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use cachesync_engine::fs_remote::FsRemote;
+use cachesync_engine::remote::{Remote, RemoteEntry, RemoteRead, RemoteWrite};
+use cachesync_engine::workspace::RemoteFactory;
 use cachesync_objects::EntryKind;
-
-use crate::fs_remote::FsRemote;
-use crate::remote::{Remote, RemoteEntry, RemoteRead, RemoteWrite};
 
 /// What to do on a call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +50,21 @@ impl FaultRemote {
         ));
     }
 
+    /// From now on, no call fails: every injected fault is taken back.
+    pub fn clear(&self) {
+        self.faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// A [`RemoteFactory`] that gives this remote (a clone sharing its faults) to a workspace,
+    /// whatever directory it asks for.
+    pub fn factory(&self) -> RemoteFactory {
+        let remote = self.clone();
+        Arc::new(move |_: &Path| Arc::new(remote.clone()) as Arc<dyn Remote>)
+    }
+
     fn check(&self, call: &str, path: &[u8]) -> io::Result<()> {
         let fault = self
             .faults
@@ -75,7 +91,7 @@ impl Remote for FaultRemote {
         self.check("list", dir)?;
         let mut list = self.inner.list(dir, tick)?;
         for e in list.iter_mut().filter(|e| e.kind == EntryKind::Symlink) {
-            if let Err(err) = self.check("readlink", &crate::paths::join(dir, &e.name)) {
+            if let Err(err) = self.check("readlink", &cachesync_engine::paths::join(dir, &e.name)) {
                 e.target.clear();
                 e.target_errno = Some(err.raw_os_error().unwrap_or(libc::EIO));
             }
@@ -134,9 +150,9 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::ignore_rules::IgnoreRules;
-    use crate::timed::TimedRemote;
-    use crate::SyncError;
+    use cachesync_engine::ignore_rules::IgnoreRules;
+    use cachesync_engine::timed::TimedRemote;
+    use cachesync_engine::SyncError;
 
     fn setup() -> (tempfile::TempDir, FaultRemote) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -155,7 +171,8 @@ mod tests {
         let remote = TimedRemote::new(Arc::new(fault), Duration::from_millis(300));
         let rules = IgnoreRules::load(dir.path()).expect("rules");
         let started = Instant::now();
-        let err = crate::scan::walk_remote(&remote, &rules, 4).expect_err("must not succeed");
+        let err =
+            cachesync_engine::scan::walk_remote(&remote, &rules, 4).expect_err("must not succeed");
         assert!(matches!(err, SyncError::Disconnected { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
         // Every later call fails at once: one hung mount costs one timeout.
@@ -174,7 +191,8 @@ mod tests {
             fault.inject("list", b"c", Fault::Errno(errno));
             let remote = TimedRemote::new(Arc::new(fault), Duration::from_secs(5));
             let rules = IgnoreRules::load(dir.path()).expect("rules");
-            let err = crate::scan::walk_remote(&remote, &rules, 2).expect_err("must fail");
+            let err =
+                cachesync_engine::scan::walk_remote(&remote, &rules, 2).expect_err("must fail");
             assert!(
                 matches!(err, SyncError::Disconnected { .. }),
                 "errno {errno}: {err}"
@@ -188,7 +206,7 @@ mod tests {
         fault.inject("list", b"a", Fault::Errno(libc::EACCES));
         let remote = TimedRemote::new(Arc::new(fault), Duration::from_secs(5));
         let rules = IgnoreRules::load(dir.path()).expect("rules");
-        let err = crate::scan::walk_remote(&remote, &rules, 2).expect_err("must fail");
+        let err = cachesync_engine::scan::walk_remote(&remote, &rules, 2).expect_err("must fail");
         assert!(matches!(err, SyncError::RemoteIo { .. }), "{err}");
     }
 
@@ -196,14 +214,14 @@ mod tests {
     fn scan_remote(
         dir: &std::path::Path,
         remote: &TimedRemote,
-        previous: &crate::scan::Flat,
-    ) -> crate::Result<crate::scan::RemoteScan> {
+        previous: &cachesync_engine::scan::Flat,
+    ) -> cachesync_engine::Result<cachesync_engine::scan::RemoteScan> {
         let rules = IgnoreRules::load(dir).expect("rules");
         let store_dir = tempfile::tempdir().expect("tempdir");
         let store = cachesync_objects::Store::create(&store_dir.path().join("s")).expect("store");
-        let walk = crate::scan::walk_remote(remote, &rules, 2)?;
+        let walk = cachesync_engine::scan::walk_remote(remote, &rules, 2)?;
         let none = std::collections::HashSet::new();
-        crate::scan::fetch_changed(
+        cachesync_engine::scan::fetch_changed(
             remote,
             walk,
             &rules,
@@ -216,7 +234,7 @@ mod tests {
         )
     }
 
-    fn unreadable_paths(scan: &crate::scan::RemoteScan) -> Vec<&str> {
+    fn unreadable_paths(scan: &cachesync_engine::scan::RemoteScan) -> Vec<&str> {
         scan.unreadable.iter().map(|u| u.path.as_str()).collect()
     }
 
