@@ -19,6 +19,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
+/// Key prefix of the operations: `op/` + u64 big-endian sequence number.
+const OP_PREFIX: &[u8] = b"op/";
+/// Key prefix of the plans: `pl/` + sequence number.
+const PLAN_PREFIX: &[u8] = b"pl/";
+/// Key prefix of the steps marked done: `st/` + sequence number + u32 big-endian step index.
+const STEP_PREFIX: &[u8] = b"st/";
+
 /// An operation's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -74,19 +81,25 @@ pub struct TempRecord {
 }
 
 fn op_key(id: u64) -> Vec<u8> {
-    let mut k = b"op/".to_vec();
+    let mut k = OP_PREFIX.to_vec();
     k.extend_from_slice(&id.to_be_bytes());
     k
 }
 
+/// The sequence number in an operation's key.
+fn op_id_of(key: &[u8]) -> Option<u64> {
+    let id = key.strip_prefix(OP_PREFIX)?;
+    <[u8; 8]>::try_from(id).ok().map(u64::from_be_bytes)
+}
+
 fn plan_key(id: u64) -> Vec<u8> {
-    let mut k = b"pl/".to_vec();
+    let mut k = PLAN_PREFIX.to_vec();
     k.extend_from_slice(&id.to_be_bytes());
     k
 }
 
 fn step_key(id: u64, step: u32) -> Vec<u8> {
-    let mut k = b"st/".to_vec();
+    let mut k = STEP_PREFIX.to_vec();
     k.extend_from_slice(&id.to_be_bytes());
     k.extend_from_slice(&step.to_be_bytes());
     k
@@ -129,7 +142,7 @@ pub fn all(store: &Store) -> Result<Vec<OpRecord>> {
     let mut out = Vec::new();
     store
         .table(keys::CF_JOURNAL)
-        .for_each_prefix(b"op/", |_, v| {
+        .for_each_prefix(OP_PREFIX, |_, v| {
             if let Ok(op) = serde_json::from_slice::<OpRecord>(v) {
                 out.push(op);
             }
@@ -160,9 +173,9 @@ pub fn with_plan(store: &Store, mut op: OpRecord) -> Result<OpRecord> {
 pub fn next_id(store: &Store) -> Result<u64> {
     let last = store
         .table(keys::CF_JOURNAL)
-        .last_key_with_prefix(b"op/")?
-        .and_then(|k| <[u8; 8]>::try_from(&k[3..]).ok())
-        .map_or(0, u64::from_be_bytes);
+        .last_key_with_prefix(OP_PREFIX)?
+        .and_then(|k| op_id_of(&k))
+        .unwrap_or(0);
     Ok(last + 1)
 }
 
@@ -251,7 +264,7 @@ pub fn unfinished(store: &Store) -> Result<Vec<OpRecord>> {
 /// # Errors
 /// Store errors.
 pub fn steps_marked(store: &Store, op: u64) -> Result<u64> {
-    let mut prefix = b"st/".to_vec();
+    let mut prefix = STEP_PREFIX.to_vec();
     prefix.extend_from_slice(&op.to_be_bytes());
     let mut n = 0;
     store

@@ -36,6 +36,7 @@ pub mod remote_process;
 pub mod repair;
 pub mod resolve;
 pub mod scan;
+pub mod state_keys;
 pub mod status;
 pub mod sync;
 #[cfg(test)]

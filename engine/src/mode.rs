@@ -11,9 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, SyncError};
 use crate::events::{self, Event};
 use crate::journal::{self, OpRecord, OpState};
+use crate::state_keys;
 use crate::workspace::Workspace;
-
-const STATE_MODE: &[u8] = b"mode";
 
 /// Connected or not, since when and why.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -56,7 +55,7 @@ impl Workspace {
         Ok(self
             .store
             .table(keys::CF_STATE)
-            .get(STATE_MODE)?
+            .get(state_keys::MODE)?
             .and_then(|v| serde_json::from_slice(&v).ok())
             .unwrap_or_else(ModeState::connected))
     }
@@ -65,7 +64,7 @@ impl Workspace {
         let mut batch = Batch::new();
         batch.put(
             keys::CF_STATE,
-            STATE_MODE,
+            state_keys::MODE,
             &serde_json::to_vec(state).expect("mode serializes"),
         );
         let now = crate::now_ns();

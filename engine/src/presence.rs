@@ -13,7 +13,8 @@ use cachesync_objects::{keys, Batch, FileId, Store};
 
 use crate::error::Result;
 
-const REMOTE_ONLY: crate::path_set::PathSet = crate::path_set::PathSet(b"remote-only/");
+const REMOTE_ONLY: crate::path_set::PathSet =
+    crate::path_set::PathSet(crate::state_keys::REMOTE_ONLY_PREFIX);
 
 /// Every remote-only path.
 ///

@@ -22,7 +22,7 @@ use crate::error::Result;
 use crate::paths::is_within;
 use crate::scan::RemoteScan;
 
-const RACY: crate::path_set::PathSet = crate::path_set::PathSet(b"racy/");
+const RACY: crate::path_set::PathSet = crate::path_set::PathSet(crate::state_keys::RACY_PREFIX);
 
 /// How close to the scan an mtime makes an entry racy: five seconds (whole-second mtimes use
 /// up one of them; the rest allows for a server clock a little behind).

@@ -10,6 +10,7 @@ use crate::paths::{display, hex};
 use crate::plan::{Direction, Side};
 use crate::progress::Progress;
 use crate::reconcile::same;
+use crate::state_keys;
 use crate::workspace::Workspace;
 
 /// How one path changed on one side, against the base.
@@ -358,16 +359,13 @@ impl StatusReport {
     }
 }
 
-const STATE_REMOTE_ROOT: &[u8] = b"remote-root";
-const STATE_OFFLINE_SEEN: &[u8] = b"offline-seen";
-
 impl Workspace {
     /// Remembers the remote root's permissions (the directory that holds top-level files).
     pub(crate) fn save_remote_root_perm(&self, r: &crate::remote::RemoteEntry) -> Result<()> {
         let v = serde_json::json!([r.mode, r.uid, r.gid]).to_string();
         self.store
             .table(cachesync_objects::keys::CF_STATE)
-            .put(STATE_REMOTE_ROOT, v.as_bytes())?;
+            .put(state_keys::REMOTE_ROOT, v.as_bytes())?;
         Ok(())
     }
 
@@ -375,7 +373,7 @@ impl Workspace {
         Ok(self
             .store
             .table(cachesync_objects::keys::CF_STATE)
-            .get(STATE_REMOTE_ROOT)?
+            .get(state_keys::REMOTE_ROOT)?
             .and_then(|v| serde_json::from_slice::<(u32, u32, u32)>(&v).ok()))
     }
 
@@ -387,7 +385,7 @@ impl Workspace {
         let text = serde_json::to_vec(changes).expect("changes serialize");
         let digest = blake3::hash(&text).to_hex().to_string();
         let state = self.store.table(cachesync_objects::keys::CF_STATE);
-        if state.get(STATE_OFFLINE_SEEN)?.as_deref() == Some(digest.as_bytes()) {
+        if state.get(state_keys::OFFLINE_SEEN)?.as_deref() == Some(digest.as_bytes()) {
             return Ok(());
         }
         let now = crate::now_ns();
@@ -410,7 +408,7 @@ impl Workspace {
         crate::journal::put_planned(&mut batch, &op, &op.plan);
         batch.put(
             cachesync_objects::keys::CF_STATE,
-            STATE_OFFLINE_SEEN,
+            state_keys::OFFLINE_SEEN,
             digest.as_bytes(),
         );
         self.store.commit(batch)?;

@@ -18,6 +18,7 @@ use crate::plan::{Direction, Op, Plan, Side, Step};
 use crate::progress::Progress;
 use crate::reconcile::{reconcile, Outcome};
 use crate::scan::{tree_entry, Flat, LocalScan, RemoteScan};
+use crate::state_keys;
 use crate::timed::TimedRemote;
 use crate::workspace::Workspace;
 
@@ -973,11 +974,11 @@ impl Workspace {
     /// above 90% of the budget, `cache-full` when content was refused).
     fn note_cache_level(&self, level: &str, used: u64, budget: u64) -> Result<()> {
         let state = self.store.table(keys::CF_STATE);
-        let before = state.get(b"cache-level")?.unwrap_or_else(|| b"ok".to_vec());
+        let before = state.get(state_keys::CACHE_LEVEL)?.unwrap_or_else(|| b"ok".to_vec());
         if before == level.as_bytes() {
             return Ok(());
         }
-        state.put(b"cache-level", level.as_bytes())?;
+        state.put(state_keys::CACHE_LEVEL, level.as_bytes())?;
         if level == "ok" {
             return Ok(());
         }

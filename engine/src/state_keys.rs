@@ -1,0 +1,49 @@
+//! The keys of the `state` column family ([`cachesync_objects::keys::CF_STATE`]), in one place.
+//!
+//! The state table holds the workspace's small records (its mode, what it last saw of the
+//! remote root, the cache level...) under fixed keys, and sets of paths under a prefix, one
+//! key per path (see `path_set.rs`). docs/formats.md ("The store" and "State records")
+//! describes each value. The column families and the objects' own keys are in
+//! `cachesync_objects::keys`; the journal's keys are described in `journal.rs`.
+//!
+//! Two fixed keys written at `clone` are still defined in `workspace.rs`: `identity` (the
+//! remote's identity, JSON) and `workspace-id` (8 ASCII hex digits).
+
+/// The workspace's mode, connected or disconnected: a [`crate::mode::ModeState`] as JSON.
+pub const MODE: &[u8] = b"mode";
+
+/// The remote root's permission bits, owner and group as the last remote scan saw them: a
+/// JSON array `[mode, uid, gid]`.
+pub const REMOTE_ROOT: &[u8] = b"remote-root";
+
+/// The blake3 digest (64 ASCII hex digits) of the last set of local changes journaled as an
+/// `offline` operation, so that one set is journaled once.
+pub const OFFLINE_SEEN: &[u8] = b"offline-seen";
+
+/// The cache's level against the budget, as the last pull or sync left it, as ASCII: `ok`,
+/// `cache-nearly-full` or `cache-full`.
+pub const CACHE_LEVEL: &[u8] = b"cache-level";
+
+/// Prefix of the remote-only paths: `remote-only/` + relative path → empty, or `by-hand`
+/// when the file was dropped by hand.
+pub const REMOTE_ONLY_PREFIX: &[u8] = b"remote-only/";
+
+/// Prefix of the racy remote paths (files whose mtime was too close to their scan for their
+/// size and mtime to stand for their content; see `racy.rs`): `racy/` + relative path →
+/// empty.
+pub const RACY_PREFIX: &[u8] = b"racy/";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fixed key must never start with a set's prefix, or the set would list it.
+    #[test]
+    fn fixed_keys_are_outside_the_sets() {
+        for key in [MODE, REMOTE_ROOT, OFFLINE_SEEN, CACHE_LEVEL] {
+            for prefix in [REMOTE_ONLY_PREFIX, RACY_PREFIX] {
+                assert!(!key.starts_with(prefix));
+            }
+        }
+    }
+}
