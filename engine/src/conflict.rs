@@ -10,6 +10,50 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::paths::{display, hex};
 
+/// Why a path is (or was) in conflict: the `kind` of a conflict record, stored and printed
+/// as its name (`content`, `metadata`, `type`, `target`, `permission`, `name-clash`).
+///
+/// Reconcile finds the first four; a write the server refused gives `permission`; a local
+/// version moved to lost+found gives `type` or `name-clash`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictKind {
+    /// Both sides changed a file's content differently.
+    Content,
+    /// Both sides changed the permission bits differently.
+    Metadata,
+    /// The two sides hold different kinds of thing (file, dir, symlink...).
+    Type,
+    /// Both sides changed a symlink's target (or a device's number) differently.
+    Target,
+    /// The server refused to take the local change (EACCES, EPERM, EROFS).
+    Permission,
+    /// The server folds case and already holds the name in another case: the local version
+    /// went to lost+found. (Records of an interrupted drop were once written as `name clash`.)
+    #[serde(alias = "name clash")]
+    NameClash,
+}
+
+impl ConflictKind {
+    /// The name used in records and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictKind::Content => "content",
+            ConflictKind::Metadata => "metadata",
+            ConflictKind::Type => "type",
+            ConflictKind::Target => "target",
+            ConflictKind::Permission => "permission",
+            ConflictKind::NameClash => "name-clash",
+        }
+    }
+}
+
+impl std::fmt::Display for ConflictKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One version of a conflicted path.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Variant {
@@ -70,8 +114,8 @@ pub struct ConflictRecord {
     pub path: String,
     /// The path's bytes, hex.
     pub path_hex: String,
-    /// `content`, `metadata`, `type`, `target`.
-    pub kind: String,
+    /// Why it is in conflict.
+    pub kind: ConflictKind,
     /// When it was first seen, ns.
     pub since_ns: i64,
     /// Open or resolved.
@@ -136,7 +180,7 @@ impl ConflictRecord {
 /// A new open record.
 pub fn record(
     path: &[u8],
-    kind: &str,
+    kind: ConflictKind,
     base: Option<&Entry>,
     client: Option<&Entry>,
     server: Option<&Entry>,
@@ -144,7 +188,7 @@ pub fn record(
     ConflictRecord {
         path: display(path),
         path_hex: hex(path),
-        kind: kind.to_string(),
+        kind,
         since_ns: crate::now_ns(),
         state: ConflictState::Open,
         base: Variant::of(base),
@@ -193,4 +237,49 @@ pub fn put(batch: &mut Batch, r: &ConflictRecord) {
         &r.path_bytes(),
         &serde_json::to_vec(r).expect("a conflict record always serializes"),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::create(&dir.path().join("store")).expect("store");
+        (dir, store)
+    }
+
+    #[test]
+    fn kinds_keep_their_names() {
+        for (kind, name) in [
+            (ConflictKind::Content, "content"),
+            (ConflictKind::Metadata, "metadata"),
+            (ConflictKind::Type, "type"),
+            (ConflictKind::Target, "target"),
+            (ConflictKind::Permission, "permission"),
+            (ConflictKind::NameClash, "name-clash"),
+        ] {
+            assert_eq!(kind.as_str(), name);
+            assert_eq!(format!("{kind:<11}|"), format!("{name:<11}|"));
+            let json = serde_json::to_string(&kind).expect("serializes");
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(
+                serde_json::from_str::<ConflictKind>(&json).expect("parses"),
+                kind
+            );
+        }
+        let old: ConflictKind = serde_json::from_str("\"name clash\"").expect("parses");
+        assert_eq!(old, ConflictKind::NameClash);
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let (_dir, store) = store();
+        let r = record(b"a/b.txt", ConflictKind::Permission, None, None, None);
+        let mut batch = Batch::new();
+        put(&mut batch, &r);
+        store.commit(batch).expect("commit");
+        assert_eq!(all(&store).expect("all"), vec![r.clone()]);
+        assert_eq!(open(&store).expect("open"), vec![r]);
+    }
 }

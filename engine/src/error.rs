@@ -147,8 +147,8 @@ pub enum SyncError {
     /// remote's. Made from the I/O and store errors that say so by [`SyncError::classified`].
     #[error("no space left on the {side} disk: {detail}")]
     NoSpace {
-        /// "workspace's" or "remote's".
-        side: &'static str,
+        /// Whose disk.
+        side: Disk,
         /// The error as the system or the store gave it.
         detail: String,
     },
@@ -162,7 +162,23 @@ pub enum SyncError {
     },
 }
 
-const LOCAL_DISK: &str = "workspace's";
+/// Whose disk is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disk {
+    /// The disk that holds the workspace and its store.
+    Workspace,
+    /// The remote's (the server's) disk.
+    Remote,
+}
+
+impl std::fmt::Display for Disk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Disk::Workspace => "workspace's",
+            Disk::Remote => "remote's",
+        })
+    }
+}
 
 /// The engine's result type.
 pub type Result<T, E = SyncError> = std::result::Result<T, E>;
@@ -176,7 +192,10 @@ impl SyncError {
             | SyncError::Offline => ErrorCode::Disconnected,
             SyncError::Conflicted(_) => ErrorCode::Conflicted,
             SyncError::CacheFull { .. } => ErrorCode::DisconFull,
-            SyncError::NoSpace { side, .. } if *side == LOCAL_DISK => ErrorCode::DisconFull,
+            SyncError::NoSpace {
+                side: Disk::Workspace,
+                ..
+            } => ErrorCode::DisconFull,
             SyncError::NotCached { .. } => ErrorCode::DisconData,
             SyncError::Usage(_) => ErrorCode::Usage,
             _ => ErrorCode::Other,
@@ -213,7 +232,7 @@ impl SyncError {
             SyncError::Store(e) if e.is_corruption() => Some(
                 "run `cachesync fsck` to see what is damaged, and `cachesync fsck --repair` to fetch it again from the workspace or the remote",
             ),
-            SyncError::NoSpace { side, .. } if *side == LOCAL_DISK => Some(
+            SyncError::NoSpace { side: Disk::Workspace, .. } => Some(
                 "free space on the disk that holds the workspace (`cachesync gc` and `cachesync cull` give back store space), then run the command again; nothing was lost",
             ),
             SyncError::NoSpace { .. } => Some(
@@ -236,10 +255,12 @@ impl SyncError {
     #[must_use]
     pub fn classified(self) -> SyncError {
         let side = match &self {
-            SyncError::Io { source, .. } if cachesync_objects::is_no_space_io(source) => LOCAL_DISK,
-            SyncError::Store(e) if e.is_no_space() => LOCAL_DISK,
+            SyncError::Io { source, .. } if cachesync_objects::is_no_space_io(source) => {
+                Disk::Workspace
+            }
+            SyncError::Store(e) if e.is_no_space() => Disk::Workspace,
             SyncError::RemoteIo { source, .. } if cachesync_objects::is_no_space_io(source) => {
-                "remote's"
+                Disk::Remote
             }
             _ => return self,
         };
@@ -254,5 +275,40 @@ impl SyncError {
             path: path.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enospc() -> std::io::Error {
+        std::io::Error::from_raw_os_error(28)
+    }
+
+    #[test]
+    fn a_full_disk_names_whose() {
+        let local = SyncError::io("/w/f", enospc()).classified();
+        assert!(matches!(
+            local,
+            SyncError::NoSpace {
+                side: Disk::Workspace,
+                ..
+            }
+        ));
+        assert!(local
+            .to_string()
+            .starts_with("no space left on the workspace's disk: /w/f: "));
+        assert_eq!(local.code(), ErrorCode::DisconFull);
+        let remote = SyncError::RemoteIo {
+            path: "f".into(),
+            source: enospc(),
+        }
+        .classified();
+        assert!(remote
+            .to_string()
+            .starts_with("no space left on the remote's disk: remote f: "));
+        assert_eq!(remote.code(), ErrorCode::Other);
+        assert_ne!(local.hint(), remote.hint());
     }
 }

@@ -21,13 +21,89 @@ pub const HOOK_WAIT: Duration = Duration::from_secs(5);
 /// The events file inside `.cachesync/`.
 pub const EVENTS_FILE: &str = "events.jsonl";
 
+/// What an event is about, written as its name (`disconnected`, `connected`, `conflict`,
+/// `cache-nearly-full`, `cache-full`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// The workspace switched to disconnected.
+    Disconnected,
+    /// The workspace switched to connected.
+    Connected,
+    /// A conflict needs the user.
+    Conflict,
+    /// The cache went above 90% of its budget.
+    CacheNearlyFull,
+    /// Content did not fit in the cache budget.
+    CacheFull,
+}
+
+impl EventKind {
+    /// The name used in the log and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Disconnected => "disconnected",
+            EventKind::Connected => "connected",
+            EventKind::Conflict => "conflict",
+            EventKind::CacheNearlyFull => "cache-nearly-full",
+            EventKind::CacheFull => "cache-full",
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// The cache's level against its budget, as the last pull or sync left it: kept in the
+/// `cache-level` state record as its name, in ASCII. A change to one of the two full levels
+/// is an event of the same name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheLevel {
+    /// Within 90% of the budget.
+    Ok,
+    /// Above 90% of the budget in force.
+    NearlyFull,
+    /// Content did not fit.
+    Full,
+}
+
+impl CacheLevel {
+    /// The name stored in the state record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheLevel::Ok => "ok",
+            CacheLevel::NearlyFull => "cache-nearly-full",
+            CacheLevel::Full => "cache-full",
+        }
+    }
+
+    /// The level a state record names, if it names one.
+    pub fn from_name(name: &[u8]) -> Option<CacheLevel> {
+        [CacheLevel::Ok, CacheLevel::NearlyFull, CacheLevel::Full]
+            .into_iter()
+            .find(|l| l.as_str().as_bytes() == name)
+    }
+
+    /// The event a change to this level emits (none for `ok`).
+    pub fn event(self) -> Option<EventKind> {
+        match self {
+            CacheLevel::Ok => None,
+            CacheLevel::NearlyFull => Some(EventKind::CacheNearlyFull),
+            CacheLevel::Full => Some(EventKind::CacheFull),
+        }
+    }
+}
+
 /// One event.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Event {
     /// When, ns since the epoch.
     pub time_ns: i64,
-    /// `disconnected`, `connected`, `conflict`, `cache-nearly-full`, `cache-full`.
-    pub kind: String,
+    /// What it is about.
+    pub kind: EventKind,
     /// The workspace root.
     pub workspace: String,
     /// Why (mode switches), or what (conflicts).
@@ -98,5 +174,52 @@ pub fn read_all(meta_dir: &Path) -> Result<Vec<Event>> {
             .collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(SyncError::io(&path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_levels_keep_their_names() {
+        for (kind, name) in [
+            (EventKind::Disconnected, "disconnected"),
+            (EventKind::Connected, "connected"),
+            (EventKind::Conflict, "conflict"),
+            (EventKind::CacheNearlyFull, "cache-nearly-full"),
+            (EventKind::CacheFull, "cache-full"),
+        ] {
+            assert_eq!(kind.as_str(), name);
+            assert_eq!(format!("{kind:<13}|"), format!("{name:<13}|"));
+            let json = serde_json::to_string(&kind).expect("serializes");
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(
+                serde_json::from_str::<EventKind>(&json).expect("parses"),
+                kind
+            );
+        }
+        for level in [CacheLevel::Ok, CacheLevel::NearlyFull, CacheLevel::Full] {
+            assert_eq!(
+                CacheLevel::from_name(level.as_str().as_bytes()),
+                Some(level)
+            );
+            assert_eq!(
+                level.event().map(EventKind::as_str),
+                Some(level.as_str()).filter(|n| *n != "ok")
+            );
+        }
+        assert_eq!(CacheLevel::from_name(b"full"), None);
+    }
+
+    #[test]
+    fn the_log_reads_back_what_was_emitted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let line = "{\"time_ns\":1,\"kind\":\"cache-full\",\"workspace\":\"/w\",\"reason\":\"2 of 1 bytes\"}";
+        std::fs::write(dir.path().join(EVENTS_FILE), format!("{line}\nnot json\n")).expect("write");
+        let events = read_all(dir.path()).expect("read");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::CacheFull);
+        assert_eq!(serde_json::to_string(&events[0]).expect("serializes"), line);
     }
 }

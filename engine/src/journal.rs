@@ -18,6 +18,7 @@ use cachesync_objects::{keys, Batch, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::plan::Side;
 
 /// Key prefix of the operations: `op/` + u64 big-endian sequence number.
 const OP_PREFIX: &[u8] = b"op/";
@@ -74,10 +75,20 @@ pub struct OpRecord {
 /// A temporary file a step may create.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TempRecord {
-    /// `local` or `remote`.
-    pub side: String,
+    /// The side it is written on (`local` or `remote`).
+    #[serde(deserialize_with = "side_named")]
+    pub side: Side,
     /// Its relative path, hex-encoded bytes.
     pub path_hex: String,
+}
+
+/// A [`Side`] from its name, as [`Side`] serializes it.
+fn side_named<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Side, D::Error> {
+    let name = String::deserialize(d)?;
+    [Side::Local, Side::Remote]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+        .ok_or_else(|| serde::de::Error::unknown_variant(&name, &["local", "remote"]))
 }
 
 fn op_key(id: u64) -> Vec<u8> {
@@ -274,4 +285,60 @@ pub fn steps_marked(store: &Store, op: u64) -> Result<u64> {
             true
         })?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::create(&dir.path().join("store")).expect("store");
+        (dir, store)
+    }
+
+    fn op(id: u64, command: &str) -> OpRecord {
+        OpRecord {
+            id,
+            command: command.into(),
+            started_ns: 10,
+            finished_ns: None,
+            state: OpState::Running,
+            summary: String::new(),
+            plan: Vec::new(),
+            temporaries: vec![
+                TempRecord {
+                    side: Side::Local,
+                    path_hex: "61".into(),
+                },
+                TempRecord {
+                    side: Side::Remote,
+                    path_hex: "62".into(),
+                },
+            ],
+            steps_done: 0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn operations_and_plans_round_trip() {
+        let (_dir, store) = store();
+        assert_eq!(next_id(&store).expect("next"), 1);
+        write_planned(&store, &op(1, "sync"), ["step"]).expect("write");
+        mark_step(&store, 1, 0).expect("mark");
+        assert_eq!(next_id(&store).expect("next"), 2);
+        let running = unfinished(&store).expect("unfinished");
+        assert_eq!(running.len(), 1);
+        assert_eq!(running[0].command, "sync");
+        assert_eq!(running[0].plan, vec![serde_json::json!("step")]);
+        let sides: Vec<Side> = running[0].temporaries.iter().map(|t| t.side).collect();
+        assert_eq!(sides, vec![Side::Local, Side::Remote]);
+        assert_eq!(steps_marked(&store, 1).expect("steps"), 1);
+        let json = serde_json::to_string(&running[0].temporaries).expect("serializes");
+        assert_eq!(
+            json,
+            r#"[{"side":"local","path_hex":"61"},{"side":"remote","path_hex":"62"}]"#
+        );
+    }
 }

@@ -45,7 +45,7 @@ pub mod timed;
 pub mod workset;
 pub mod workspace;
 
-pub use error::{ErrorCode, Result, SyncError};
+pub use error::{Disk, ErrorCode, Result, SyncError};
 pub use progress::{NoProgress, Progress};
 pub use workspace::Workspace;
 

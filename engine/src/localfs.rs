@@ -92,7 +92,13 @@ impl Workspace {
                 owner,
             );
             let lf_abs = crate::paths::under(&self.root, &lf);
-            let mut r = crate::conflict::record(&lf, "name clash", None, None, None);
+            let mut r = crate::conflict::record(
+                &lf,
+                crate::conflict::ConflictKind::NameClash,
+                None,
+                None,
+                None,
+            );
             r.lost_found = Some(display(&lf));
             r.lost_found_hex = Some(crate::paths::hex(&lf));
             r.resolution = Some(format!(

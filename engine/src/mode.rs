@@ -9,16 +9,51 @@ use cachesync_objects::{keys, Batch};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SyncError};
-use crate::events::{self, Event};
+use crate::events::{self, Event, EventKind};
 use crate::journal::{self, OpRecord, OpState};
 use crate::state_keys;
 use crate::workspace::Workspace;
 
+/// Whether the workspace may use its remote: stored and printed as `connected` or
+/// `disconnected`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The remote is used.
+    Connected,
+    /// The remote is not used (by hand, or since it stopped answering).
+    Disconnected,
+}
+
+impl Mode {
+    /// The name used in records and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Connected => "connected",
+            Mode::Disconnected => "disconnected",
+        }
+    }
+
+    /// The event a switch to this mode emits.
+    pub fn event(self) -> EventKind {
+        match self {
+            Mode::Connected => EventKind::Connected,
+            Mode::Disconnected => EventKind::Disconnected,
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// Connected or not, since when and why.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ModeState {
-    /// `connected` or `disconnected`.
-    pub mode: String,
+    /// Connected or disconnected.
+    pub mode: Mode,
     /// Since when, ns since the epoch (0: since the clone).
     pub since_ns: i64,
     /// Why it is disconnected.
@@ -33,7 +68,7 @@ impl ModeState {
     /// The state of a new workspace.
     pub fn connected() -> ModeState {
         ModeState {
-            mode: "connected".into(),
+            mode: Mode::Connected,
             since_ns: 0,
             reason: None,
             manual: false,
@@ -42,7 +77,7 @@ impl ModeState {
 
     /// True when disconnected.
     pub fn is_disconnected(&self) -> bool {
-        self.mode == "disconnected"
+        self.mode == Mode::Disconnected
     }
 }
 
@@ -76,7 +111,7 @@ impl Workspace {
             state: OpState::Done,
             summary: match &state.reason {
                 Some(r) => format!("{}: {r}", state.mode),
-                None => state.mode.clone(),
+                None => state.mode.as_str().to_string(),
             },
             plan: Vec::new(),
             temporaries: Vec::new(),
@@ -90,7 +125,7 @@ impl Workspace {
             self.config.hook.as_deref(),
             &Event {
                 time_ns: now,
-                kind: state.mode.clone(),
+                kind: state.mode.event(),
                 workspace: self.root.display().to_string(),
                 reason: state.reason.clone(),
                 path: None,
@@ -109,7 +144,7 @@ impl Workspace {
             return Ok(false);
         }
         let state = ModeState {
-            mode: "disconnected".into(),
+            mode: Mode::Disconnected,
             since_ns: if current.is_disconnected() {
                 current.since_ns
             } else {
@@ -131,7 +166,7 @@ impl Workspace {
             return Ok(false);
         }
         let state = ModeState {
-            mode: "connected".into(),
+            mode: Mode::Connected,
             since_ns: crate::now_ns(),
             reason: Some(reason.to_string()),
             manual: false,
@@ -220,7 +255,7 @@ impl Workspace {
             };
             if before.manual {
                 let state = ModeState {
-                    mode: "disconnected".into(),
+                    mode: Mode::Disconnected,
                     since_ns: before.since_ns,
                     reason: Some(reason),
                     manual: false,
@@ -249,5 +284,48 @@ impl Workspace {
             None
         };
         Ok(ConnectReport { switched, sync })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workspace() -> (tempfile::TempDir, Workspace) {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let remote = tmp.path().join("remote");
+        std::fs::create_dir_all(&remote).expect("mkdir");
+        let ws = Workspace::init(&remote, &tmp.path().join("ws"), |_| {}).expect("init");
+        (tmp, ws)
+    }
+
+    #[test]
+    fn modes_keep_their_names() {
+        let state = ModeState {
+            mode: Mode::Disconnected,
+            since_ns: 7,
+            reason: Some("disconnected by hand".into()),
+            manual: true,
+        };
+        let json = serde_json::to_string(&state).expect("serializes");
+        assert_eq!(
+            json,
+            r#"{"mode":"disconnected","since_ns":7,"reason":"disconnected by hand","manual":true}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<ModeState>(&json).expect("parses"),
+            state
+        );
+        assert_eq!(format!("{:<13}|", Mode::Connected), "connected    |");
+    }
+
+    #[test]
+    fn a_switch_is_read_back() {
+        let (_tmp, ws) = workspace();
+        assert_eq!(ws.mode().expect("mode"), ModeState::connected());
+        assert!(ws.set_disconnected("by hand", true).expect("switch"));
+        let m = ws.mode().expect("mode");
+        assert_eq!(m.mode, Mode::Disconnected);
+        assert!(m.manual);
     }
 }

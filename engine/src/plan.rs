@@ -571,6 +571,9 @@ mod tests {
             .remote("c", Some(file("theirs")));
         let plan = t.plan(Direction::Both);
         assert!(plan.steps.is_empty(), "{:?}", plan.steps);
-        assert_eq!(plan.changes[0].conflict_kind(), Some("content"));
+        assert_eq!(
+            plan.changes[0].conflict_kind(),
+            Some(crate::reconcile::ConflictKind::Content)
+        );
     }
 }

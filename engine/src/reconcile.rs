@@ -11,35 +11,10 @@
 use std::collections::BTreeSet;
 
 use cachesync_objects::{Entry, EntryKind, FileId};
-use serde::Serialize;
 
 use crate::scan::Flat;
 
-/// Why a path is in conflict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ConflictKind {
-    /// Both sides changed a file's content differently.
-    Content,
-    /// Both sides changed the permission bits differently.
-    Metadata,
-    /// The two sides hold different kinds of thing (file, dir, symlink...).
-    Type,
-    /// Both sides changed a symlink's target (or a device's number) differently.
-    Target,
-}
-
-impl ConflictKind {
-    /// The name used in output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConflictKind::Content => "content",
-            ConflictKind::Metadata => "metadata",
-            ConflictKind::Type => "type",
-            ConflictKind::Target => "target",
-        }
-    }
-}
+pub use crate::conflict::ConflictKind;
 
 /// What reconcile decided for one path.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,13 +62,13 @@ impl Change {
     /// for a local version that moves to lost+found, `type` (the server holds another kind of
     /// thing there) or `name-clash` (the server holds the name in another case). `status`,
     /// `check`, the dry run and the sync all ask this one question.
-    pub fn conflict_kind(&self) -> Option<&'static str> {
+    pub fn conflict_kind(&self) -> Option<ConflictKind> {
         match self.outcome {
-            Outcome::Conflict(k) => Some(k.as_str()),
+            Outcome::Conflict(k) => Some(k),
             Outcome::Resolved(_) if self.stash_local => Some(if self.remote.is_none() {
-                "name-clash"
+                ConflictKind::NameClash
             } else {
-                "type"
+                ConflictKind::Type
             }),
             Outcome::Resolved(_) => None,
         }

@@ -20,8 +20,8 @@ pub const REMOTE_ROOT: &[u8] = b"remote-root";
 /// `offline` operation, so that one set is journaled once.
 pub const OFFLINE_SEEN: &[u8] = b"offline-seen";
 
-/// The cache's level against the budget, as the last pull or sync left it, as ASCII: `ok`,
-/// `cache-nearly-full` or `cache-full`.
+/// The cache's level against the budget, as the last pull or sync left it: a
+/// [`crate::events::CacheLevel`] as ASCII (`ok`, `cache-nearly-full`, `cache-full`).
 pub const CACHE_LEVEL: &[u8] = b"cache-level";
 
 /// Prefix of the remote-only paths: `remote-only/` + relative path → empty, or `by-hand`

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::conflict::{self, ConflictRecord};
 use crate::error::{ErrorCode, Result, SyncError};
 use crate::index;
+use crate::mode::Mode;
 use crate::paths::{display, hex};
 use crate::plan::{Direction, Side};
 use crate::progress::Progress;
@@ -557,12 +558,12 @@ impl Workspace {
             workspace: self.root.display().to_string(),
             remote: self.config.remote.display().to_string(),
             mode: if remote_error.is_some() {
-                "disconnected"
+                Mode::Disconnected.as_str()
             } else {
-                "connected"
+                Mode::Connected.as_str()
             },
             since_ns: mode.since_ns,
-            reason: mode.reason.filter(|_| mode.mode == "disconnected"),
+            reason: mode.reason.filter(|_| mode.mode == Mode::Disconnected),
             manual: mode.manual,
             provisional,
             permission,

@@ -7,8 +7,9 @@ use std::path::Path;
 
 use cachesync_objects::{keys, Batch, Entry, EntryKind, Snapshot, Store};
 
-use crate::conflict::{self, ConflictRecord, ConflictState};
+use crate::conflict::{self, ConflictKind, ConflictRecord, ConflictState};
 use crate::error::{Result, SyncError};
+use crate::events::CacheLevel;
 use crate::fs_remote::entry_from_metadata;
 use crate::ignore_rules::TMP_PREFIX;
 use crate::index::{self, IndexEntry};
@@ -139,7 +140,7 @@ impl Workspace {
                 let rel: Vec<u8> = (0..t.path_hex.len() / 2)
                     .filter_map(|i| u8::from_str_radix(&t.path_hex[i * 2..i * 2 + 2], 16).ok())
                     .collect();
-                if t.side == "local" {
+                if t.side == Side::Local {
                     let _ = fs::remove_file(under(&self.root, &rel));
                 } else if !remote.pool().is_tripped() {
                     let _ = remote.remove_file(&rel);
@@ -167,7 +168,7 @@ impl Workspace {
                     &path,
                 );
                 if under(&self.root, &lf).symlink_metadata().is_ok() {
-                    let mut r = conflict::record(&path, "type", None, None, None);
+                    let mut r = conflict::record(&path, ConflictKind::Type, None, None, None);
                     r.lost_found = Some(display(&lf));
                     r.lost_found_hex = Some(hex(&lf));
                     r.resolution = Some(format!(
@@ -560,11 +561,11 @@ impl Workspace {
                 full = Some(full.unwrap_or(0).max(trees.deferred.needed));
             }
             let level = if full.is_some() {
-                "cache-full"
+                CacheLevel::Full
             } else if used * 10 > budget * 9 {
-                "cache-nearly-full"
+                CacheLevel::NearlyFull
             } else {
-                "ok"
+                CacheLevel::Ok
             };
             self.note_cache_level(level, full.unwrap_or(used), budget)?;
             report.cache_used = Some(used);
@@ -615,7 +616,7 @@ impl Workspace {
         for (i, s) in plan.steps.iter().enumerate() {
             if matches!(s.op, Op::Write | Op::Symlink) {
                 op.temporaries.push(TempRecord {
-                    side: s.side.as_str().into(),
+                    side: s.side,
                     path_hex: hex(&self.temp_name(op_id, i, &s.path)),
                 });
             }
@@ -771,8 +772,8 @@ impl Workspace {
         let mut merged_paths: HashSet<Vec<u8>> = HashSet::new();
         for (i, c) in plan.changes.iter().enumerate() {
             let conflict_kind = match &c.outcome {
-                Outcome::Conflict(kind) => Some(kind.as_str()),
-                Outcome::Resolved(_) if denied.contains(&i) => Some("permission"),
+                Outcome::Conflict(kind) => Some(*kind),
+                Outcome::Resolved(_) if denied.contains(&i) => Some(ConflictKind::Permission),
                 Outcome::Resolved(_) => None,
             };
             match (&c.outcome, conflict_kind) {
@@ -793,7 +794,7 @@ impl Workspace {
                     if let Some(lf) = stashed.get(&c.path) {
                         let mut r = conflict::record(
                             &c.path,
-                            c.conflict_kind().unwrap_or("type"),
+                            c.conflict_kind().unwrap_or(ConflictKind::Type),
                             c.base.as_ref(),
                             c.local.as_ref(),
                             c.remote.as_ref(),
@@ -826,7 +827,7 @@ impl Workspace {
                         merged_paths.insert(c.path.clone());
                         let mut r = conflict::record(
                             &c.path,
-                            "content",
+                            ConflictKind::Content,
                             c.base.as_ref(),
                             c.local.as_ref(),
                             c.remote.as_ref(),
@@ -952,7 +953,7 @@ impl Workspace {
                 self.config.hook.as_deref(),
                 &crate::events::Event {
                     time_ns: now,
-                    kind: "conflict".into(),
+                    kind: crate::events::EventKind::Conflict,
                     workspace: self.root.display().to_string(),
                     reason: Some(format!("{} conflict; both versions kept", c.kind)),
                     path: Some(c.path.clone()),
@@ -970,24 +971,26 @@ impl Workspace {
         }
     }
 
-    /// Records the cache level and emits an event when it changes (`ok`, `cache-nearly-full`
-    /// above 90% of the budget, `cache-full` when content was refused).
-    fn note_cache_level(&self, level: &str, used: u64, budget: u64) -> Result<()> {
+    /// Records the cache level and emits an event when it changes to one of the full levels
+    /// (nearly full above 90% of the budget, full when content was refused).
+    fn note_cache_level(&self, level: CacheLevel, used: u64, budget: u64) -> Result<()> {
         let state = self.store.table(keys::CF_STATE);
-        let before = state.get(state_keys::CACHE_LEVEL)?.unwrap_or_else(|| b"ok".to_vec());
-        if before == level.as_bytes() {
+        let before = state
+            .get(state_keys::CACHE_LEVEL)?
+            .map_or(Some(CacheLevel::Ok), |v| CacheLevel::from_name(&v));
+        if before == Some(level) {
             return Ok(());
         }
-        state.put(state_keys::CACHE_LEVEL, level.as_bytes())?;
-        if level == "ok" {
+        state.put(state_keys::CACHE_LEVEL, level.as_str().as_bytes())?;
+        let Some(kind) = level.event() else {
             return Ok(());
-        }
+        };
         crate::events::emit(
             &self.meta_dir(),
             self.config.hook.as_deref(),
             &crate::events::Event {
                 time_ns: crate::now_ns(),
-                kind: level.into(),
+                kind,
                 workspace: self.root.display().to_string(),
                 reason: Some(format!("{used} of {budget} bytes")),
                 path: None,
@@ -1051,7 +1054,7 @@ impl SyncReport {
 fn conflict_record_for(
     existing: &BTreeMap<Vec<u8>, ConflictRecord>,
     c: &crate::reconcile::Change,
-    kind: &str,
+    kind: ConflictKind,
 ) -> (ConflictRecord, bool) {
     let fresh = conflict::record(
         &c.path,

@@ -62,7 +62,7 @@ fn a_name_the_remote_holds_in_another_case_goes_to_lost_found() {
     assert!(!ws.root.join("README.txt").exists());
     assert_eq!(r.conflicts.len(), 1, "{:?}", r.conflicts);
     let c = &r.conflicts[0];
-    assert_eq!(c.kind, "name-clash");
+    assert_eq!(c.kind.as_str(), "name-clash");
     let lf = ws
         .root
         .join(c.lost_found.as_deref().expect("a lost+found path"));

@@ -162,7 +162,7 @@ fn check(s: &Situation) -> Result<(), TestCaseError> {
     prop_assert_eq!(status.pending.pull, count(Side::Local), "pulls: {:?}", dry.plan.steps);
     prop_assert_eq!(status.pending.push, count(Side::Remote), "pushes: {:?}", dry.plan.steps);
     let paths = |list: &[cachesync_engine::conflict::ConflictRecord]| -> BTreeSet<(String, String)> {
-        list.iter().map(|c| (c.path.clone(), c.kind.clone())).collect()
+        list.iter().map(|c| (c.path.clone(), c.kind.to_string())).collect()
     };
     prop_assert_eq!(paths(&status.conflicts), paths(&dry.conflicts));
     Ok(())
