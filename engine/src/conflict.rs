@@ -7,7 +7,7 @@
 use cachesync_objects::{keys, Batch, Entry, EntryKind, FileId, Store};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Result, SyncError};
 use crate::paths::{display, hex};
 
 /// Why a path is (or was) in conflict: the `kind` of a conflict record, stored and printed
@@ -205,24 +205,36 @@ pub fn record(
 /// Every record.
 ///
 /// # Errors
-/// Store errors.
+/// Store errors; [`SyncError::DamagedRecord`] naming the path of a record that does not
+/// decode.
 pub fn all(store: &Store) -> Result<Vec<ConflictRecord>> {
     let mut out = Vec::new();
+    let mut damaged = None;
     store
         .table(keys::CF_CONFLICTS)
-        .for_each_prefix(b"", |_, v| {
-            if let Ok(r) = serde_json::from_slice(v) {
+        .for_each_prefix(b"", |k, v| match serde_json::from_slice(v) {
+            Ok(r) => {
                 out.push(r);
+                true
             }
-            true
+            Err(e) => {
+                damaged = Some(SyncError::damaged(
+                    format!("the conflict record of {}", display(k)),
+                    e,
+                ));
+                false
+            }
         })?;
-    Ok(out)
+    match damaged {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
 }
 
 /// Open records only.
 ///
 /// # Errors
-/// Store errors.
+/// As [`all`].
 pub fn open(store: &Store) -> Result<Vec<ConflictRecord>> {
     Ok(all(store)?
         .into_iter()
@@ -281,5 +293,38 @@ mod tests {
         store.commit(batch).expect("commit");
         assert_eq!(all(&store).expect("all"), vec![r.clone()]);
         assert_eq!(open(&store).expect("open"), vec![r]);
+    }
+
+    #[test]
+    fn a_damaged_record_is_an_error_naming_its_path() {
+        let (_dir, store) = store();
+        let mut batch = Batch::new();
+        put(
+            &mut batch,
+            &record(b"fine", ConflictKind::Content, None, None, None),
+        );
+        batch.put(keys::CF_CONFLICTS, b"docs/broken.md", b"{\"path\":");
+        store.commit(batch).expect("commit");
+        for result in [all(&store), open(&store)] {
+            match result {
+                Err(e @ SyncError::DamagedRecord { .. }) => {
+                    assert!(e.to_string().contains("docs/broken.md"), "{e}");
+                }
+                other => panic!("expected a damaged record, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_kind_is_damage_too() {
+        let (_dir, store) = store();
+        let r = record(b"x", ConflictKind::Type, None, None, None);
+        let json = serde_json::to_string(&r)
+            .expect("serializes")
+            .replace("\"type\"", "\"no-such-kind\"");
+        let mut batch = Batch::new();
+        batch.put(keys::CF_CONFLICTS, b"x", json.as_bytes());
+        store.commit(batch).expect("commit");
+        assert!(matches!(all(&store), Err(SyncError::DamagedRecord { .. })));
     }
 }

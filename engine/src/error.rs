@@ -152,6 +152,16 @@ pub enum SyncError {
         /// The error as the system or the store gave it.
         detail: String,
     },
+    /// A record of the store (a conflict, a journal operation, a state record) does not
+    /// decode: it is an error, never taken for "no record" or for a default.
+    #[error("{record} in the store cannot be read: {detail}")]
+    DamagedRecord {
+        /// Which record: its table and key, for people (`conflict record of PATH`,
+        /// `journal operation 12`, `state record mode`).
+        record: String,
+        /// What the decoder said.
+        detail: String,
+    },
     /// The configuration is invalid.
     #[error("configuration {path}: {detail}")]
     Config {
@@ -238,6 +248,9 @@ impl SyncError {
             SyncError::NoSpace { .. } => Some(
                 "free space on the server's disk, then run the command again; your changes stay in the workspace",
             ),
+            SyncError::DamagedRecord { .. } => Some(
+                "nothing was changed; see \"A damaged store\" in docs/reliability.md",
+            ),
             _ => None,
         }
     }
@@ -267,6 +280,14 @@ impl SyncError {
         SyncError::NoSpace {
             side,
             detail: self.to_string(),
+        }
+    }
+
+    /// A [`SyncError::DamagedRecord`]: `record` names it, `detail` is the decoder's error.
+    pub(crate) fn damaged(record: impl Into<String>, detail: impl std::fmt::Display) -> SyncError {
+        SyncError::DamagedRecord {
+            record: record.into(),
+            detail: detail.to_string(),
         }
     }
 
@@ -310,5 +331,16 @@ mod tests {
             .starts_with("no space left on the remote's disk: remote f: "));
         assert_eq!(remote.code(), ErrorCode::Other);
         assert_ne!(local.hint(), remote.hint());
+    }
+
+    #[test]
+    fn a_damaged_record_says_which() {
+        let e = SyncError::damaged("journal operation 4", "EOF while parsing");
+        assert_eq!(
+            e.to_string(),
+            "journal operation 4 in the store cannot be read: EOF while parsing"
+        );
+        assert_eq!(e.code(), ErrorCode::Other);
+        assert!(e.hint().is_some());
     }
 }

@@ -17,7 +17,7 @@
 use cachesync_objects::{keys, Batch, Store};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Result, SyncError};
 use crate::plan::Side;
 
 /// Key prefix of the operations: `op/` + u64 big-endian sequence number.
@@ -97,7 +97,7 @@ fn op_key(id: u64) -> Vec<u8> {
     k
 }
 
-/// The sequence number in an operation's key.
+/// The sequence number in an operation's key, for messages.
 fn op_id_of(key: &[u8]) -> Option<u64> {
     let id = key.strip_prefix(OP_PREFIX)?;
     <[u8; 8]>::try_from(id).ok().map(u64::from_be_bytes)
@@ -148,31 +148,46 @@ struct BodyOwned {
 /// Every operation, oldest first, without plans (see [`with_plan`]).
 ///
 /// # Errors
-/// Store errors.
+/// Store errors; [`SyncError::DamagedRecord`] naming the operation whose record does not
+/// decode.
 pub fn all(store: &Store) -> Result<Vec<OpRecord>> {
     let mut out = Vec::new();
-    store
-        .table(keys::CF_JOURNAL)
-        .for_each_prefix(OP_PREFIX, |_, v| {
-            if let Ok(op) = serde_json::from_slice::<OpRecord>(v) {
+    let mut damaged = None;
+    store.table(keys::CF_JOURNAL).for_each_prefix(
+        OP_PREFIX,
+        |k, v| match serde_json::from_slice::<OpRecord>(v) {
+            Ok(op) => {
                 out.push(op);
+                true
             }
-            true
-        })?;
-    Ok(out)
+            Err(e) => {
+                let which = op_id_of(k).map_or_else(
+                    || format!("the journal record {}", crate::paths::display(k)),
+                    |id| format!("journal operation {id}"),
+                );
+                damaged = Some(SyncError::damaged(which, e));
+                false
+            }
+        },
+    )?;
+    match damaged {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
 }
 
 /// `op` with its plan and temporaries, read from their own key (kept as they are for a
 /// record that carried them inline).
 ///
 /// # Errors
-/// Store errors.
+/// Store errors; [`SyncError::DamagedRecord`] when the plan's record does not decode.
 pub fn with_plan(store: &Store, mut op: OpRecord) -> Result<OpRecord> {
     if let Some(v) = store.table(keys::CF_JOURNAL).get(&plan_key(op.id))? {
-        if let Ok(body) = serde_json::from_slice::<BodyOwned>(&v) {
-            op.plan = body.plan;
-            op.temporaries = body.temporaries;
-        }
+        let body = serde_json::from_slice::<BodyOwned>(&v).map_err(|e| {
+            SyncError::damaged(format!("the plan of journal operation {}", op.id), e)
+        })?;
+        op.plan = body.plan;
+        op.temporaries = body.temporaries;
     }
     Ok(op)
 }
@@ -340,5 +355,43 @@ mod tests {
             json,
             r#"[{"side":"local","path_hex":"61"},{"side":"remote","path_hex":"62"}]"#
         );
+    }
+
+    #[test]
+    fn a_damaged_operation_is_an_error_naming_it() {
+        let (_dir, store) = store();
+        write(&store, &op(1, "pull")).expect("write");
+        store
+            .table(keys::CF_JOURNAL)
+            .put(&op_key(2), b"{\"id\":2,")
+            .expect("put");
+        for result in [all(&store), unfinished(&store)] {
+            match result {
+                Err(e @ SyncError::DamagedRecord { .. }) => {
+                    assert!(e.to_string().contains("journal operation 2"), "{e}");
+                }
+                other => panic!("expected a damaged record, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_plan_is_an_error_naming_its_operation() {
+        let (_dir, store) = store();
+        write(&store, &op(3, "push")).expect("write");
+        store
+            .table(keys::CF_JOURNAL)
+            .put(
+                &plan_key(3),
+                br#"{"plan":[],"temporaries":[{"side":"sideways","path_hex":"61"}]}"#,
+            )
+            .expect("put");
+        let header = all(&store).expect("all").remove(0);
+        match with_plan(&store, header) {
+            Err(e @ SyncError::DamagedRecord { .. }) => {
+                assert!(e.to_string().contains("plan of journal operation 3"), "{e}");
+            }
+            other => panic!("expected a damaged record, got {other:?}"),
+        }
     }
 }

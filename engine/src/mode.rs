@@ -82,17 +82,17 @@ impl ModeState {
 }
 
 impl Workspace {
-    /// The current mode.
+    /// The current mode: connected since the clone when no switch was ever recorded.
     ///
     /// # Errors
-    /// Store errors.
+    /// Store errors; [`SyncError::DamagedRecord`] when the record does not decode (it is
+    /// never taken for "connected").
     pub fn mode(&self) -> Result<ModeState> {
-        Ok(self
-            .store
-            .table(keys::CF_STATE)
-            .get(state_keys::MODE)?
-            .and_then(|v| serde_json::from_slice(&v).ok())
-            .unwrap_or_else(ModeState::connected))
+        match self.store.table(keys::CF_STATE).get(state_keys::MODE)? {
+            None => Ok(ModeState::connected()),
+            Some(v) => serde_json::from_slice(&v)
+                .map_err(|e| SyncError::damaged("the state record `mode`", e)),
+        }
     }
 
     fn switch(&self, state: &ModeState, command: &str) -> Result<()> {
@@ -327,5 +327,21 @@ mod tests {
         let m = ws.mode().expect("mode");
         assert_eq!(m.mode, Mode::Disconnected);
         assert!(m.manual);
+    }
+
+    #[test]
+    fn a_damaged_mode_record_is_an_error_not_connected() {
+        let (_tmp, ws) = workspace();
+        ws.store
+            .table(keys::CF_STATE)
+            .put(state_keys::MODE, b"{\"mode\":\"sideways\"")
+            .expect("put");
+        match ws.mode() {
+            Err(e @ SyncError::DamagedRecord { .. }) => {
+                assert!(e.to_string().contains("`mode`"), "{e}");
+            }
+            other => panic!("expected a damaged record, got {other:?}"),
+        }
+        assert!(ws.require_remote().is_err());
     }
 }

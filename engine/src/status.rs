@@ -370,12 +370,19 @@ impl Workspace {
         Ok(())
     }
 
+    /// The remote root's permissions as the last scan saw them (`None`: never seen).
+    ///
+    /// # Errors
+    /// Store errors; [`SyncError::DamagedRecord`] when the record does not decode.
     fn remote_root_perm(&self) -> Result<Option<(u32, u32, u32)>> {
-        Ok(self
-            .store
+        self.store
             .table(cachesync_objects::keys::CF_STATE)
             .get(state_keys::REMOTE_ROOT)?
-            .and_then(|v| serde_json::from_slice::<(u32, u32, u32)>(&v).ok()))
+            .map(|v| {
+                serde_json::from_slice::<(u32, u32, u32)>(&v)
+                    .map_err(|e| SyncError::damaged("the state record `remote-root`", e))
+            })
+            .transpose()
     }
 
     /// Journals the local changes seen while disconnected, once per distinct set.
@@ -593,4 +600,30 @@ fn reconcile_side(base: &crate::scan::Flat, side: &crate::scan::Flat) -> Vec<Pat
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_remote_root_record_is_an_error_naming_it() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let remote = tmp.path().join("remote");
+        std::fs::create_dir_all(&remote).expect("mkdir");
+        let ws = Workspace::init(&remote, &tmp.path().join("ws"), |_| {}).expect("init");
+        let state = ws.store.table(cachesync_objects::keys::CF_STATE);
+        assert_eq!(ws.remote_root_perm().expect("never seen"), None);
+        state
+            .put(state_keys::REMOTE_ROOT, b"[493,0,0]")
+            .expect("put");
+        assert_eq!(ws.remote_root_perm().expect("seen"), Some((0o755, 0, 0)));
+        state.put(state_keys::REMOTE_ROOT, b"[493,").expect("put");
+        match ws.remote_root_perm() {
+            Err(e @ SyncError::DamagedRecord { .. }) => {
+                assert!(e.to_string().contains("`remote-root`"), "{e}");
+            }
+            other => panic!("expected a damaged record, got {other:?}"),
+        }
+    }
 }

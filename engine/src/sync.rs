@@ -973,12 +973,22 @@ impl Workspace {
 
     /// Records the cache level and emits an event when it changes to one of the full levels
     /// (nearly full above 90% of the budget, full when content was refused).
+    ///
+    /// # Errors
+    /// Store and event-log errors; [`SyncError::DamagedRecord`] when the recorded level is
+    /// not one.
     fn note_cache_level(&self, level: CacheLevel, used: u64, budget: u64) -> Result<()> {
         let state = self.store.table(keys::CF_STATE);
-        let before = state
-            .get(state_keys::CACHE_LEVEL)?
-            .map_or(Some(CacheLevel::Ok), |v| CacheLevel::from_name(&v));
-        if before == Some(level) {
+        let before = match state.get(state_keys::CACHE_LEVEL)? {
+            None => CacheLevel::Ok,
+            Some(v) => CacheLevel::from_name(&v).ok_or_else(|| {
+                SyncError::damaged(
+                    "the state record `cache-level`",
+                    format!("{:?} is not a cache level", display(&v)),
+                )
+            })?,
+        };
+        if before == level {
             return Ok(());
         }
         state.put(state_keys::CACHE_LEVEL, level.as_str().as_bytes())?;
