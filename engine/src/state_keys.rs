@@ -5,9 +5,13 @@
 //! key per path (see `path_set.rs`). docs/formats.md ("The store" and "State records")
 //! describes each value. The column families and the objects' own keys are in
 //! `cachesync_objects::keys`; the journal's keys are described in `journal.rs`.
-//!
-//! Two fixed keys written at `clone` are still defined in `workspace.rs`: `identity` (the
-//! remote's identity, JSON) and `workspace-id` (8 ASCII hex digits).
+
+/// The remote's identity as `clone` recorded it (mount source, file system type, marker):
+/// a [`crate::identity::RemoteIdentity`] as JSON.
+pub const IDENTITY: &[u8] = b"identity";
+
+/// The workspace id, which names its temporary files on the remote: 8 ASCII hex digits.
+pub const WORKSPACE_ID: &[u8] = b"workspace-id";
 
 /// The workspace's mode, connected or disconnected: a [`crate::mode::ModeState`] as JSON.
 pub const MODE: &[u8] = b"mode";
@@ -40,7 +44,14 @@ mod tests {
     /// A fixed key must never start with a set's prefix, or the set would list it.
     #[test]
     fn fixed_keys_are_outside_the_sets() {
-        for key in [MODE, REMOTE_ROOT, OFFLINE_SEEN, CACHE_LEVEL] {
+        for key in [
+            IDENTITY,
+            WORKSPACE_ID,
+            MODE,
+            REMOTE_ROOT,
+            OFFLINE_SEEN,
+            CACHE_LEVEL,
+        ] {
             for prefix in [REMOTE_ONLY_PREFIX, RACY_PREFIX] {
                 assert!(!key.starts_with(prefix));
             }

@@ -14,8 +14,6 @@ use crate::lock::WorkspaceLock;
 use crate::remote::Remote;
 use crate::timed::TimedRemote;
 
-const STATE_IDENTITY: &[u8] = b"identity";
-
 /// Makes the [`Remote`] for a remote directory: how a workspace reaches its remote.
 ///
 /// A workspace has none by default, and then reaches its remote through the helper process
@@ -45,7 +43,6 @@ fn connect_remote(
     };
     Ok(TimedRemote::new(remote, timeout))
 }
-const STATE_WORKSPACE_ID: &[u8] = b"workspace-id";
 
 /// The name (then a random id) under which `clone` builds `.cachesync/` in the workspace.
 /// Scans ignore it, as every name starting with [`crate::ignore_rules::TMP_PREFIX`].
@@ -117,10 +114,14 @@ fn build_meta(
     let mut b = cachesync_objects::Batch::new();
     b.put(
         keys::CF_STATE,
-        STATE_IDENTITY,
+        crate::state_keys::IDENTITY,
         &serde_json::to_vec(&identity).expect("identity serializes"),
     );
-    b.put(keys::CF_STATE, STATE_WORKSPACE_ID, workspace_id.as_bytes());
+    b.put(
+        keys::CF_STATE,
+        crate::state_keys::WORKSPACE_ID,
+        workspace_id.as_bytes(),
+    );
     store.commit(b)?;
     crate::failpoint::hit("clone-identity");
     config.save(&dir.join("config.json"))?;
@@ -253,11 +254,11 @@ impl Workspace {
             ),
         };
         let identity: RemoteIdentity = state
-            .get(STATE_IDENTITY)?
+            .get(crate::state_keys::IDENTITY)?
             .and_then(|v| serde_json::from_slice(&v).ok())
             .ok_or_else(|| damaged("remote identity"))?;
         let workspace_id = state
-            .get(STATE_WORKSPACE_ID)?
+            .get(crate::state_keys::WORKSPACE_ID)?
             .and_then(|v| String::from_utf8(v).ok())
             .ok_or_else(|| damaged("workspace id"))?;
         Ok(Workspace {
