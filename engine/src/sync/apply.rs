@@ -1,0 +1,592 @@
+//! Step 10 of a run, one step at a time: each step checks its precondition right before it
+//! acts, writes go through a temporary name and are put in place without a window where the
+//! file system allows it (see docs/architecture.md, "10. Apply").
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use cachesync_objects::{Entry, EntryKind};
+
+use crate::error::{Result, SyncError};
+use crate::fs_remote::entry_from_metadata;
+use crate::index::IndexEntry;
+use crate::paths::{display, split_parent, under};
+use crate::plan::{Op, Side, Step};
+use crate::scan::tree_entry;
+use crate::timed::TimedRemote;
+use crate::workspace::Workspace;
+
+/// True for the errors by which a server refuses a write (not a network failure).
+pub(super) fn refused_by_server(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::PermissionDenied
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EROFS | libc::EPERM | libc::EACCES)
+        )
+}
+
+pub(super) enum StepError {
+    /// The target is no longer in the state the plan expects: skip, sync next time.
+    Precondition(String),
+    /// The step failed.
+    Fatal(SyncError),
+}
+
+impl From<SyncError> for StepError {
+    fn from(e: SyncError) -> StepError {
+        StepError::Fatal(e)
+    }
+}
+
+pub(super) struct Applier<'a> {
+    pub(super) ws: &'a Workspace,
+    pub(super) remote: &'a TimedRemote,
+    /// Remote paths whose stat cannot vouch for their content (see [`crate::racy`]).
+    pub(super) racy: &'a HashSet<Vec<u8>>,
+    pub(super) op: u64,
+    pub(super) local_results: HashMap<Vec<u8>, Option<IndexEntry>>,
+    pub(super) remote_results: HashMap<Vec<u8>, Option<Entry>>,
+    pub(super) bytes_up: u64,
+    /// Local paths moved to lost+found, and where to.
+    pub(super) stashed: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+/// True when what is there now is what the plan saw (kind, and for files size and mtime, for
+/// symlinks the target).
+fn matches(now: Option<&Entry>, expect: Option<&Entry>) -> bool {
+    match (now, expect) {
+        (None, None) => true,
+        (Some(n), Some(e)) => {
+            n.kind == e.kind
+                && match e.kind {
+                    EntryKind::File => n.size == e.size && n.mtime_ns == e.mtime_ns,
+                    EntryKind::Symlink => n.target == e.target,
+                    _ => true,
+                }
+        }
+        _ => false,
+    }
+}
+
+fn local_entry(path: &Path, name: &[u8]) -> std::io::Result<Option<Entry>> {
+    match fs::symlink_metadata(path) {
+        Ok(md) => {
+            let mut e = tree_entry(&entry_from_metadata(name, &md));
+            if e.kind == EntryKind::Symlink {
+                use std::os::unix::ffi::OsStrExt;
+                e.target = fs::read_link(path)?.as_os_str().as_bytes().to_vec();
+            }
+            Ok(Some(e))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The skip for a workspace path that is no longer as the plan saw it.
+fn changed_here(path: &[u8]) -> StepError {
+    StepError::Precondition(format!(
+        "{} changed in the workspace during the sync; the next run takes it up",
+        display(path)
+    ))
+}
+
+/// A create that found something at its path (made there since the check) is a change the
+/// next run takes up; other errors are errors.
+fn exists_is_change(e: std::io::Error, path: &[u8], abs: &Path) -> StepError {
+    if e.kind() == std::io::ErrorKind::AlreadyExists {
+        changed_here(path)
+    } else {
+        StepError::Fatal(SyncError::io(abs, e))
+    }
+}
+
+/// A remote step that found its path taken (or its target gone) since the check: a change
+/// the next run takes up. Other errors are errors.
+fn taken_is_change(e: SyncError, path: &[u8]) -> StepError {
+    match &e {
+        SyncError::RemoteIo { source, .. }
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound
+            ) =>
+        {
+            changed_there(path)
+        }
+        _ => StepError::Fatal(e),
+    }
+}
+
+/// The skip for a remote path that is no longer as the plan saw it.
+fn changed_there(path: &[u8]) -> StepError {
+    StepError::Precondition(format!(
+        "{} changed on the remote during the sync; the next run takes it up",
+        display(path)
+    ))
+}
+
+impl Applier<'_> {
+    pub(super) fn apply(&mut self, i: usize, step: &Step) -> Result<(), StepError> {
+        match step.side {
+            Side::Local => self.apply_local(i, step),
+            Side::Remote => self.apply_remote(i, step),
+        }
+    }
+
+    fn check_local(&self, path: &[u8], expect: Option<&Entry>) -> Result<(), StepError> {
+        let abs = under(&self.ws.root, path);
+        let now = local_entry(&abs, split_parent(path).1).map_err(|e| SyncError::io(&abs, e))?;
+        if matches(now.as_ref(), expect) {
+            Ok(())
+        } else {
+            Err(changed_here(path))
+        }
+    }
+
+    fn record_local(&mut self, path: &[u8], target: &Entry) -> Result<(), StepError> {
+        if target.kind != EntryKind::File {
+            self.local_results.insert(path.to_vec(), None);
+            return Ok(());
+        }
+        let abs = under(&self.ws.root, path);
+        let md = fs::symlink_metadata(&abs).map_err(|e| SyncError::io(&abs, e))?;
+        let ie = IndexEntry {
+            size: md.size(),
+            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+            ino: md.ino(),
+            mode: md.mode(),
+            file: target.file.expect("file entries have content"),
+            recorded_ns: crate::now_ns(),
+        };
+        self.local_results.insert(path.to_vec(), Some(ie));
+        Ok(())
+    }
+
+    fn apply_local(&mut self, i: usize, step: &Step) -> Result<(), StepError> {
+        let root = &self.ws.root;
+        let abs = under(root, &step.path);
+        let io = |e: std::io::Error| StepError::Fatal(SyncError::io(&abs, e));
+        let target = step.target.as_ref();
+        match step.op {
+            Op::Stash => {
+                self.check_local(&step.path, step.expect.as_ref())?;
+                let dest_rel = crate::paths::join(
+                    format!("{}/{}", crate::ignore_rules::LOST_FOUND, self.op).as_bytes(),
+                    &step.path,
+                );
+                let dest = under(root, &dest_rel);
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent).map_err(io)?;
+                }
+                fs::rename(&abs, &dest).map_err(io)?;
+                self.stashed.insert(step.path.clone(), dest_rel);
+                Ok(())
+            }
+            Op::Write | Op::Symlink => {
+                let t = target.expect("writes have a target");
+                let tmp_rel = self.ws.temp_name(self.op, i, &step.path);
+                let tmp = under(root, &tmp_rel);
+                if t.kind == EntryKind::File {
+                    let id = t.file.expect("file entries have content");
+                    crate::localfs::write_temp(
+                        &tmp,
+                        |f| Ok(self.ws.store.read_file(id, f).map(drop)?),
+                        t.mode,
+                        Some(t.mtime_ns),
+                        false,
+                    )?;
+                } else {
+                    let _ = fs::remove_file(&tmp);
+                    use std::os::unix::ffi::OsStrExt;
+                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&t.target), &tmp)
+                        .map_err(io)?;
+                }
+                if let Err(e) = self.check_local(&step.path, step.expect.as_ref()) {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(e);
+                }
+                crate::failpoint::hit_n("before-rename", i);
+                self.place_local(&tmp, &step.path, step.expect.as_ref())?;
+                self.record_local(&step.path, t)
+            }
+            Op::Mkdir => {
+                self.check_local(&step.path, None)?;
+                let t = target.expect("mkdir has a target");
+                fs::create_dir(&abs).map_err(|e| exists_is_change(e, &step.path, &abs))?;
+                fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode | 0o700))
+                    .map_err(io)?;
+                Ok(())
+            }
+            Op::Mknod => {
+                self.check_local(&step.path, None)?;
+                let t = target.expect("mknod has a target");
+                crate::fs_remote::mknod(&abs, t.kind, t.mode, t.rdev)
+                    .map_err(|e| exists_is_change(e, &step.path, &abs))?;
+                Ok(())
+            }
+            Op::SetMode => {
+                self.check_local(&step.path, step.expect.as_ref())?;
+                let t = target.expect("chmod has a target");
+                let md = fs::symlink_metadata(&abs).map_err(io)?;
+                if md.is_file() && md.nlink() > 1 {
+                    // Another name shares this inode, and a chmod would change it too (the
+                    // next run would push a mode change nobody made): this name gets a copy
+                    // of its own, with the new mode.
+                    let tmp = under(root, &self.ws.temp_name(self.op, i, &step.path));
+                    crate::localfs::write_temp(
+                        &tmp,
+                        |f| {
+                            let mut src =
+                                fs::File::open(&abs).map_err(|e| SyncError::io(&abs, e))?;
+                            std::io::copy(&mut src, f).map_err(|e| SyncError::io(&abs, e))?;
+                            Ok(())
+                        },
+                        t.mode,
+                        Some(md.mtime() * 1_000_000_000 + md.mtime_nsec()),
+                        false,
+                    )?;
+                    self.place_local(&tmp, &step.path, step.expect.as_ref())?;
+                } else {
+                    fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode)).map_err(io)?;
+                }
+                self.record_local(&step.path, t)
+            }
+            Op::Rename => {
+                let from = step.from.as_deref().expect("renames have a source");
+                self.check_local(from, step.expect.as_ref())?;
+                self.check_local(&step.path, None)?;
+                let t = target.expect("renames have a target");
+                let source = under(root, from);
+                match crate::localfs::rename_no_replace(&source, &abs) {
+                    Err(e) if crate::localfs::flags_unsupported(&e) => {
+                        fs::rename(&source, &abs).map_err(io)?
+                    }
+                    r => r.map_err(|e| exists_is_change(e, &step.path, &abs))?,
+                }
+                if t.kind != EntryKind::Symlink {
+                    fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode)).map_err(io)?;
+                }
+                self.local_results.insert(from.to_vec(), None);
+                self.record_local(&step.path, t)
+            }
+            Op::Remove => {
+                self.check_local(&step.path, step.expect.as_ref())?;
+                let is_dir = step
+                    .expect
+                    .as_ref()
+                    .is_some_and(|e| e.kind == EntryKind::Dir);
+                let r = if is_dir {
+                    fs::remove_dir(&abs)
+                } else {
+                    fs::remove_file(&abs)
+                };
+                match r {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                        return Err(StepError::Precondition(format!(
+                            "{} was not removed: it still holds files (ignored ones, or new ones)",
+                            display(&step.path)
+                        )))
+                    }
+                    Err(e) => return Err(io(e)),
+                }
+                self.local_results.insert(step.path.clone(), None);
+                Ok(())
+            }
+        }
+    }
+
+    /// Puts the temporary file `tmp` at `path` in the workspace only if what is there is
+    /// still `expect`, with no window between the check and the rename where the file
+    /// system allows it: no-replace where the path must be free, and where something is
+    /// replaced an exchange, then a look at what came out (put back if it is not what the
+    /// plan saw). On a file system without either, a plain rename after the check.
+    fn place_local(
+        &mut self,
+        tmp: &Path,
+        path: &[u8],
+        expect: Option<&Entry>,
+    ) -> Result<(), StepError> {
+        let abs = under(&self.ws.root, path);
+        let io = |e: std::io::Error| StepError::Fatal(SyncError::io(&abs, e));
+        let placed = match expect {
+            None => crate::localfs::rename_no_replace(tmp, &abs),
+            Some(_) => crate::localfs::exchange(tmp, &abs),
+        };
+        match placed {
+            Ok(()) => {}
+            Err(e) if crate::localfs::flags_unsupported(&e) => {
+                return fs::rename(tmp, &abs).map_err(io);
+            }
+            Err(e) => {
+                let _ = fs::remove_file(tmp);
+                // Taken meanwhile (no-replace), or gone meanwhile (exchange).
+                return Err(match e.kind() {
+                    std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound => {
+                        changed_here(path)
+                    }
+                    _ => io(e),
+                });
+            }
+        }
+        let Some(expect) = expect else { return Ok(()) };
+        // What came out of the exchange is at `tmp` now.
+        let out = local_entry(tmp, split_parent(path).1).map_err(io)?;
+        if matches(out.as_ref(), Some(expect)) {
+            return fs::remove_file(tmp).map_err(io);
+        }
+        // Something new was there: it goes back to its name, and ours is dropped (the next
+        // run reconciles what is there). Should that fail, it is never left under a
+        // temporary name (those are removed as ours): it goes to lost+found.
+        if crate::localfs::exchange(tmp, &abs).is_ok() {
+            let _ = fs::remove_file(tmp);
+            return Err(changed_here(path));
+        }
+        let dest_rel = crate::paths::join(
+            format!("{}/{}", crate::ignore_rules::LOST_FOUND, self.op).as_bytes(),
+            path,
+        );
+        let dest = under(&self.ws.root, &dest_rel);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(io)?;
+        }
+        fs::rename(tmp, &dest).map_err(io)?;
+        self.stashed.insert(path.to_vec(), dest_rel);
+        Ok(())
+    }
+
+    /// [`Applier::place_local`] on the remote: the temporary file `tmp` goes to `path` only if
+    /// what is there is still `expect`, atomically where the file system can rename with
+    /// flags; elsewhere (sshfs) the check just made stands, and a plain rename follows it.
+    fn place_remote(
+        &self,
+        tmp: &[u8],
+        path: &[u8],
+        expect: Option<&Entry>,
+    ) -> Result<(), StepError> {
+        let remote = self.remote;
+        let placed = remote.rename_atomic(tmp, path, expect.is_some());
+        let atomic = match placed {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = remote.remove_file(tmp);
+                return Err(taken_is_change(e, path));
+            }
+        };
+        if !atomic {
+            remote.rename(tmp, path)?;
+            return Ok(());
+        }
+        let Some(expect) = expect else { return Ok(()) };
+        // What came out of the exchange is at `tmp` now: it must be what the plan saw.
+        if let Err(check) = self.check_remote(tmp, Some(expect)) {
+            // Put back what the server holds now; ours goes. It is never left under a
+            // temporary name (those are removed as ours): if the exchange back fails, a
+            // plain rename puts it back over ours.
+            if matches!(remote.rename_atomic(tmp, path, true), Ok(true)) {
+                remote.remove_file(tmp)?;
+            } else {
+                remote.rename(tmp, path)?;
+            }
+            return Err(match check {
+                StepError::Precondition(_) => changed_there(path),
+                fatal => fatal,
+            });
+        }
+        remote.remove_file(tmp)?;
+        Ok(())
+    }
+
+    fn check_remote(&self, path: &[u8], expect: Option<&Entry>) -> Result<(), StepError> {
+        let now = self.remote.stat(path)?.map(|r| tree_entry(&r));
+        // A racy file's stat cannot tell an edit made in the same second: its content must
+        // still be the one expected (remote-only content was never read: nothing to compare).
+        let racy_content = expect
+            .filter(|e| e.kind == EntryKind::File && self.racy.contains(path))
+            .and_then(|e| e.file)
+            .filter(|f| crate::presence::is_known(*f));
+        if matches(now.as_ref(), expect)
+            && racy_content.map_or(Ok(true), |id| self.remote_holds(path, id))?
+        {
+            Ok(())
+        } else {
+            Err(changed_there(path))
+        }
+    }
+
+    fn record_remote(&mut self, path: &[u8], target: &Entry) -> Result<(), StepError> {
+        let stat = self.remote.stat(path)?;
+        let entry = stat.map(|r| {
+            let mut e = tree_entry(&r);
+            e.file = target.file;
+            // A symlink just made whose target the share will not read back (sshfs refuses
+            // `..` and absolute targets): it holds the target written.
+            if r.target_errno.is_some() && e.kind == EntryKind::Symlink {
+                e.target = target.target.clone();
+            }
+            e
+        });
+        self.remote_results.insert(path.to_vec(), entry);
+        Ok(())
+    }
+
+    /// Whether the remote file at `path` holds the content `id` (read whole and hashed).
+    fn remote_holds(&self, path: &[u8], id: cachesync_objects::FileId) -> Result<bool, StepError> {
+        let mut reader = self.remote.open(path)?;
+        let held = crate::racy::holds(&mut reader, id);
+        // The reader keeps the engine error behind a failed read (timeout, outage).
+        if let Some(e) = reader.error.take() {
+            return Err(StepError::Fatal(e));
+        }
+        held.map_err(|source| {
+            StepError::Fatal(SyncError::RemoteIo {
+                path: display(path).into(),
+                source,
+            })
+        })
+    }
+
+    /// Writes the content of `t` to the remote file `tmp` (step `i`), checking that what was
+    /// sent hashes to the file's id.
+    fn write_remote_file(&mut self, i: usize, tmp: &[u8], t: &Entry) -> Result<(), StepError> {
+        let mut w = self.remote.create(tmp)?;
+        let id = t.file.expect("file entries have content");
+        let object = self
+            .ws
+            .store
+            .file_object(id)
+            .map_err(SyncError::from)?
+            .ok_or(SyncError::Store(
+                cachesync_objects::ObjectError::MissingFile(id),
+            ))?;
+        let mut whole = blake3::Hasher::new();
+        for (n, (cid, _)) in object.chunks.iter().enumerate() {
+            let data = self.ws.store.chunk(*cid).map_err(SyncError::from)?;
+            whole.update(&data);
+            self.bytes_up += data.len() as u64;
+            w.write_all(data)?;
+            if n == 0 {
+                crate::failpoint::hit_n("mid-write", i);
+            }
+        }
+        if whole.finalize().as_bytes() != id.as_bytes() {
+            return Err(StepError::Fatal(SyncError::Store(
+                cachesync_objects::ObjectError::CorruptFile {
+                    id,
+                    detail: "content does not hash to the file's id".into(),
+                },
+            )));
+        }
+        w.finish(t.mode, t.mtime_ns)?;
+        Ok(())
+    }
+
+    fn apply_remote(&mut self, i: usize, step: &Step) -> Result<(), StepError> {
+        let remote = self.remote;
+        let target = step.target.as_ref();
+        match step.op {
+            Op::Stash => Err(StepError::Fatal(SyncError::Usage(
+                "internal: nothing is moved to lost+found on the remote".into(),
+            ))),
+            Op::Write | Op::Symlink => {
+                let t = target.expect("writes have a target");
+                let tmp = self.ws.temp_name(self.op, i, &step.path);
+                let _ = remote.remove_file(&tmp);
+                // A failed write (a full disk, a dropped link) takes its temporary with it,
+                // unless the remote is unreachable (the next run removes it then).
+                let written = if t.kind == EntryKind::File {
+                    self.write_remote_file(i, &tmp, t)
+                } else {
+                    remote.symlink(&t.target, &tmp).map_err(StepError::from)
+                };
+                if let Err(e) = written {
+                    if !remote.pool().is_tripped() {
+                        let _ = remote.remove_file(&tmp);
+                    }
+                    return Err(e);
+                }
+                if let Err(e) = self.check_remote(&step.path, step.expect.as_ref()) {
+                    let _ = remote.remove_file(&tmp);
+                    return Err(e);
+                }
+                crate::failpoint::hit_n("before-rename", i);
+                self.place_remote(&tmp, &step.path, step.expect.as_ref())?;
+                self.record_remote(&step.path, t)
+            }
+            Op::Mkdir => {
+                self.check_remote(&step.path, None)?;
+                let t = target.expect("mkdir has a target");
+                remote
+                    .mkdir(&step.path, t.mode | 0o700)
+                    .map_err(|e| taken_is_change(e, &step.path))?;
+                self.record_remote(&step.path, t)
+            }
+            Op::Mknod => {
+                self.check_remote(&step.path, None)?;
+                let t = target.expect("mknod has a target");
+                remote.mknod(&step.path, t.kind, t.mode, t.rdev)?;
+                self.record_remote(&step.path, t)
+            }
+            Op::SetMode => {
+                self.check_remote(&step.path, step.expect.as_ref())?;
+                let t = target.expect("chmod has a target");
+                remote.set_mode(&step.path, t.mode)?;
+                self.record_remote(&step.path, t)
+            }
+            Op::Rename => {
+                let from = step.from.as_deref().expect("renames have a source");
+                self.check_remote(from, step.expect.as_ref())?;
+                // A case-only rename on a remote that folds case finds its own source there.
+                let case_only =
+                    self.ws.identity.case_insensitive && from.eq_ignore_ascii_case(&step.path);
+                if !case_only {
+                    self.check_remote(&step.path, None)?;
+                }
+                let t = target.expect("renames have a target");
+                let atomic = !case_only
+                    && remote
+                        .rename_atomic(from, &step.path, false)
+                        .map_err(|e| taken_is_change(e, &step.path))?;
+                if !atomic {
+                    remote.rename(from, &step.path)?;
+                }
+                if t.kind != EntryKind::Symlink
+                    && step.expect.as_ref().is_some_and(|e| e.mode != t.mode)
+                {
+                    remote.set_mode(&step.path, t.mode)?;
+                }
+                self.remote_results.insert(from.to_vec(), None);
+                self.record_remote(&step.path, t)
+            }
+            Op::Remove => {
+                self.check_remote(&step.path, step.expect.as_ref())?;
+                let is_dir = step
+                    .expect
+                    .as_ref()
+                    .is_some_and(|e| e.kind == EntryKind::Dir);
+                let r = if is_dir {
+                    remote.remove_dir(&step.path)
+                } else {
+                    remote.remove_file(&step.path)
+                };
+                match r {
+                    Ok(()) => {}
+                    Err(SyncError::RemoteIo { source, .. })
+                        if source.kind() == std::io::ErrorKind::DirectoryNotEmpty =>
+                    {
+                        return Err(StepError::Precondition(format!(
+                            "{} was not removed on the remote: it still holds files",
+                            display(&step.path)
+                        )))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                self.remote_results.insert(step.path.clone(), None);
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Steps 4 to 6 of a run: the three trees. The workspace scan, the remote walk and the
+//! identity check overlap; then the remote files to read are chosen (changed ones, racy ones,
+//! and those a push would write over; never those the run leaves remote-only) and read.
+
+use std::collections::HashSet;
+
+use cachesync_objects::{keys, Batch, EntryKind, Snapshot, Store};
+
+use crate::error::Result;
+use crate::progress::Progress;
+use crate::scan::{Flat, LocalScan, RemoteScan};
+use crate::timed::TimedRemote;
+use crate::workspace::Workspace;
+
+/// The three trees of a run.
+pub(crate) struct Trees {
+    pub base: Flat,
+    pub local: LocalScan,
+    /// The remote as scanned, which is also what the remote ref names after the scan (the
+    /// commit compares with it).
+    pub remote: RemoteScan,
+    /// Its racy paths (see [`crate::racy`]), as recorded.
+    pub racy: HashSet<Vec<u8>>,
+    /// When the scan started (the racy window is measured from it).
+    pub started_ns: i64,
+    /// New remote files left remote-only without being read.
+    pub deferred: Deferred,
+}
+
+/// New remote files a run leaves remote-only without reading them (see
+/// [`Workspace::defer_new_files`]).
+#[derive(Default)]
+pub(crate) struct Deferred {
+    /// Their paths.
+    pub paths: HashSet<Vec<u8>>,
+    /// How many of them the budget left out (the others are never-cache).
+    pub for_budget: usize,
+    /// The cache's use had they all been brought in, as far as the budget check went.
+    pub needed: u64,
+    /// Of those, pinned (or always-cache) ones: the cache is full.
+    pub required: usize,
+}
+
+impl Workspace {
+    /// Scans both sides. The remote scan stores the content of changed remote files.
+    pub(crate) fn scan_all(
+        &self,
+        remote: &TimedRemote,
+        progress: &dyn Progress,
+        alongside: impl FnOnce() -> Result<()> + Send,
+    ) -> Result<Trees> {
+        let started_ns = crate::now_ns();
+        let rules = self.rules()?;
+        let base = self.synced_base()?;
+        let previous_remote = self.store.read_ref_flat(keys::REF_REMOTE)?;
+        let previous_racy = crate::racy::load(&self.store)?;
+        // The workspace scan, the remote walk and `alongside` (the identity check) overlap:
+        // over a distant link the walk is round trips, the local scan is disk. Only reading
+        // happens before `alongside` has succeeded (files changed on the remote are fetched
+        // after it).
+        progress.start("scanning workspace and remote", 0);
+        let (local, walked, checked) = std::thread::scope(|s| {
+            let local = s.spawn(|| self.scan_workspace(&base));
+            let checked = s.spawn(alongside);
+            let walked = crate::scan::walk_remote(remote, &rules, self.config.parallel);
+            (
+                local.join().expect("the workspace scan does not panic"),
+                walked,
+                checked.join().expect("the identity check does not panic"),
+            )
+        });
+        progress.finish();
+        checked?;
+        let walked = walked?;
+        let local = local?;
+        // A remote file a push would write over or remove is read again, whatever its stat
+        // says: a server edit that kept size and mtime (`cp -p`, `tar x`, `rsync -t`) is
+        // seen before anything is planned, so it becomes a conflict, never a silent loss.
+        let overwritten = if self.config.verify_before_overwrite {
+            changed_content(&base, &local.tree)
+        } else {
+            HashSet::new()
+        };
+        let must_read: std::borrow::Cow<HashSet<Vec<u8>>> = if overwritten.is_empty() {
+            std::borrow::Cow::Borrowed(&previous_racy)
+        } else {
+            std::borrow::Cow::Owned(previous_racy.union(&overwritten).cloned().collect())
+        };
+        // New files the workspace will not hold (never-cache, or over the budget) are not
+        // read from the share: they stay remote-only, listed with their stat.
+        let deferred = self.defer_new_files(&walked.entries, &rules, &base, &local);
+        let not_read: std::borrow::Cow<HashSet<Vec<u8>>> = if deferred.paths.is_empty() {
+            std::borrow::Cow::Borrowed(&local.remote_only)
+        } else {
+            std::borrow::Cow::Owned(local.remote_only.union(&deferred.paths).cloned().collect())
+        };
+        let started = std::sync::atomic::AtomicBool::new(false);
+        let report = |done: u64, total: u64| {
+            if !started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                progress.start("fetching changed remote files", total);
+            }
+            progress.set(done);
+        };
+        let remote_scan = crate::scan::fetch_changed(
+            remote,
+            walked,
+            &rules,
+            &self.store,
+            &previous_remote,
+            &must_read,
+            &not_read,
+            self.config.parallel,
+            &report,
+        );
+        progress.finish();
+        drop((must_read, not_read));
+        let remote_scan = remote_scan?;
+        crate::failpoint::hit("fetched");
+        if let Some(root) = remote.stat(b"")? {
+            self.save_remote_root_perm(&root)?;
+        }
+        // The last observed remote state: a later scan reads only what changed since (and
+        // what was racy). Once saved, it is what the commit compares with (so it is not
+        // written twice).
+        let racy = crate::racy::after_scan(&remote_scan, &previous_racy, started_ns);
+        let mut batch = Batch::new();
+        crate::racy::put(&mut batch, &previous_racy, &racy);
+        if remote_scan.tree != previous_remote {
+            let root = self.store.write_flat(&remote_scan.tree)?;
+            let snap = Snapshot {
+                root,
+                parent: self.store.get_ref(keys::REF_REMOTE)?,
+                time_ns: crate::now_ns(),
+                description: "remote as scanned".into(),
+            };
+            let id = self.store.put_snapshot(&snap)?;
+            Store::set_ref_in(&mut batch, keys::REF_REMOTE, id);
+        }
+        if !batch.is_empty() {
+            self.store.commit(batch)?;
+            crate::failpoint::hit("remote-snapshot");
+        }
+        drop(previous_remote);
+        Ok(Trees {
+            base,
+            local,
+            remote: remote_scan,
+            racy,
+            started_ns,
+            deferred,
+        })
+    }
+
+    /// Which files new on the share (known to neither the base nor the workspace) a run
+    /// leaves remote-only, decided before anything is read: those under a never-cache
+    /// directory, and, under a cache budget, the least wanted ones that do not fit (each
+    /// costs its copy here and its content in the store; pinned and always-cache files come
+    /// first, and one of them that does not fit is the cache being full: EDISCONFULL).
+    fn defer_new_files(
+        &self,
+        listed: &crate::scan::Listing,
+        rules: &crate::ignore_rules::IgnoreRules,
+        base: &Flat,
+        local: &LocalScan,
+    ) -> Deferred {
+        let wset = self.working_set();
+        let mut new_files: Vec<(i32, &Vec<u8>, u64)> = listed
+            .iter()
+            .filter(|(p, r)| {
+                r.kind == EntryKind::File
+                    && !crate::ignore_rules::IgnoreRules::is_internal(p)
+                    && !rules.is_ignored(p, false)
+                    && !base.contains_key(p)
+                    && !local.tree.contains_key(p)
+            })
+            .map(|(p, r)| (wset.priority(p), p, r.size))
+            .collect();
+        let mut out = Deferred::default();
+        let budget = self.budget();
+        if budget.is_none() && !new_files.iter().any(|f| f.0 == i32::MIN) {
+            return out;
+        }
+        new_files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        let mut used = self.cache_use(&local.tree, &local.remote_only);
+        for (prio, path, size) in new_files {
+            if prio == i32::MIN {
+                out.paths.insert(path.clone());
+                continue;
+            }
+            let next = used + 2 * size;
+            match budget {
+                Some(b) if next > b => {
+                    out.paths.insert(path.clone());
+                    out.for_budget += 1;
+                    out.needed = out.needed.max(next);
+                    if prio == i32::MAX {
+                        out.required += 1;
+                    }
+                }
+                _ => used = next,
+            }
+        }
+        out
+    }
+}
+
+/// The base's files whose content the workspace no longer holds at their path (edited,
+/// removed, replaced by something else): the remote files a push would write over or remove.
+fn changed_content(base: &Flat, local: &Flat) -> HashSet<Vec<u8>> {
+    base.iter()
+        .filter(|(p, b)| {
+            b.kind == EntryKind::File
+                && local
+                    .get(*p)
+                    .is_none_or(|l| l.kind != EntryKind::File || l.file != b.file)
+        })
+        .map(|(p, _)| p.clone())
+        .collect()
+}
