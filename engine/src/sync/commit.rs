@@ -8,17 +8,28 @@ use cachesync_objects::{keys, Batch, EntryKind, Snapshot, Store};
 
 use crate::conflict::{self, ConflictKind, ConflictRecord, ConflictState};
 use crate::error::{Result, SyncError};
-use crate::index::{self};
+use crate::index;
 use crate::journal::{self, OpRecord, OpState};
 use crate::paths::{display, hex, is_within, under};
 use crate::plan::{Plan, Side};
-use crate::reconcile::Outcome;
+use crate::reconcile::{Change, Outcome};
+use crate::scan::Flat;
 use crate::workspace::Workspace;
 
 use super::apply_plan::Applied;
 use super::prepare::conflict_record_for;
 use super::summary;
 use super::{SyncOptions, SyncReport, Trees};
+
+/// What the changes of a run leave: the conflict records open now (new ones also in
+/// `fresh`, for their events), the paths merged automatically, and the new base.
+struct Outcomes {
+    open_now: BTreeMap<Vec<u8>, ConflictRecord>,
+    fresh: Vec<ConflictRecord>,
+    merged: HashSet<Vec<u8>>,
+    base: Flat,
+    base_moved: bool,
+}
 
 impl Workspace {
     /// Step 11: the new base, the remote snapshot, the index, the conflict records, the
@@ -38,215 +49,55 @@ impl Workspace {
         mut op: OpRecord,
         report: &mut SyncReport,
     ) -> Result<Option<SyncError>> {
-        let Applied {
-            local_results,
-            remote_results,
-            stashed,
-            failed,
-            denied,
-            fatal,
-        } = applied;
-        let op_id = op.id;
-        // New base, remote snapshot, index and conflicts, committed atomically.
         let mut batch = Batch::new();
         // The scanned trees are not needed after this: they become the new ones, and the
         // edits say whether anything moved (no copy of 100,000 entries to compare with).
-        let mut new_base = std::mem::take(&mut trees.base);
-        let mut base_moved = false;
-        let mut new_remote = std::mem::take(&mut trees.remote.tree);
+        let mut remote = std::mem::take(&mut trees.remote.tree);
         let mut remote_moved = false;
-        for (path, result) in &remote_results {
+        for (path, result) in &applied.remote_results {
             remote_moved |= match result {
-                Some(e) => new_remote.insert(path.clone(), e.clone()).as_ref() != Some(e),
-                None => new_remote.remove(path).is_some(),
+                Some(e) => remote.insert(path.clone(), e.clone()).as_ref() != Some(e),
+                None => remote.remove(path).is_some(),
             };
         }
-        for (path, ie) in &trees.local.index_updates {
-            index::put(&mut batch, path, ie);
-        }
-        for path in &trees.local.index_removals {
-            index::remove(&mut batch, path);
-        }
-        for (path, result) in &local_results {
-            match result {
-                Some(ie) => index::put(&mut batch, path, ie),
-                None => index::remove(&mut batch, path),
-            }
-        }
+        index_updates(&mut batch, &trees, &applied);
         let existing: BTreeMap<Vec<u8>, ConflictRecord> = conflict::open(&self.store)?
             .into_iter()
             .map(|r| (r.path_bytes(), r))
             .collect();
-        let mut open_now = BTreeMap::new();
-        let mut fresh_conflicts = Vec::new();
-        let mut merged_paths: HashSet<Vec<u8>> = HashSet::new();
-        for (i, c) in plan.changes.iter().enumerate() {
-            let conflict_kind = match &c.outcome {
-                Outcome::Conflict(kind) => Some(*kind),
-                Outcome::Resolved(_) if denied.contains(&i) => Some(ConflictKind::Permission),
-                Outcome::Resolved(_) => None,
-            };
-            match (&c.outcome, conflict_kind) {
-                (_, Some(kind)) => {
-                    let (r, fresh) = conflict_record_for(&existing, c, kind);
-                    if fresh {
-                        fresh_conflicts.push(r.clone());
-                    }
-                    conflict::put(&mut batch, &r);
-                    open_now.insert(c.path.clone(), r);
-                }
-                (Outcome::Conflict(_), None) => unreachable!("a conflict always has a kind"),
-                (Outcome::Resolved(target), None) => {
-                    let local_ok = !c.needs_local()
-                        || (opts.direction.allows(Side::Local) && !failed.contains(&i));
-                    let remote_ok = !c.needs_remote()
-                        || (opts.direction.allows(Side::Remote) && !failed.contains(&i));
-                    if let Some(lf) = stashed.get(&c.path) {
-                        let mut r = conflict::record(
-                            &c.path,
-                            c.conflict_kind().unwrap_or(ConflictKind::Type),
-                            c.base.as_ref(),
-                            c.local.as_ref(),
-                            c.remote.as_ref(),
-                        );
-                        r.lost_found = Some(display(lf));
-                        r.lost_found_hex = Some(hex(lf));
-                        r.resolution = Some(format!(
-                            "the server's version is in the workspace; yours was moved to {}",
-                            display(lf)
-                        ));
-                        fresh_conflicts.push(r.clone());
-                        conflict::put(&mut batch, &r);
-                        open_now.insert(c.path.clone(), r);
-                        report.notices.push(match &c.remote {
-                            Some(r) => format!(
-                                "{}: a {} on the server and a {} here; the server's is kept, yours was moved to {}",
-                                display(&c.path),
-                                r.kind.as_str(),
-                                c.local.as_ref().map_or("nothing", |e| e.kind.as_str()),
-                                display(lf)
-                            ),
-                            None => format!(
-                                "{}: the server folds case and already holds this name in another case; yours was moved to {}",
-                                display(&c.path),
-                                display(lf)
-                            ),
-                        });
-                    }
-                    if local_ok && remote_ok && c.merged {
-                        merged_paths.insert(c.path.clone());
-                        let mut r = conflict::record(
-                            &c.path,
-                            ConflictKind::Content,
-                            c.base.as_ref(),
-                            c.local.as_ref(),
-                            c.remote.as_ref(),
-                        );
-                        r.state = ConflictState::Resolved;
-                        r.resolved = conflict::Variant::of(target.as_ref());
-                        r.resolution = Some("merged automatically".into());
-                        r.resolved_ns = Some(crate::now_ns());
-                        conflict::put(&mut batch, &r);
-                    }
-                    if local_ok && remote_ok && trees.local.reappeared.contains(&c.path) {
-                        crate::presence::clear(&mut batch, &c.path);
-                    }
-                    if local_ok && remote_ok {
-                        base_moved |= match target {
-                            Some(e) => {
-                                new_base.insert(c.path.clone(), e.clone()).as_ref() != Some(e)
-                            }
-                            None => new_base.remove(&c.path).is_some(),
-                        };
-                    }
-                }
-            }
-        }
-        let filtered =
-            |p: &[u8]| opts.paths.is_empty() || opts.paths.iter().any(|f| is_within(p, f));
-        for p in &trees.local.materialized {
-            crate::presence::clear(&mut batch, p);
-        }
-        for p in new_remote_only {
-            if new_base.contains_key(p) {
-                crate::presence::set_remote_only(&mut batch, p);
-            }
-        }
-        for p in &trees.local.remote_only {
-            if new_base.get(p).is_none_or(|e| e.kind != EntryKind::File) {
-                crate::presence::clear(&mut batch, p);
-            }
-        }
-        for (path, mut r) in existing {
-            // A lost+found record stays open while its copy is still there.
-            if let Some(lf) = r.lost_found_path() {
-                let copy = under(&self.root, &lf);
-                if copy.symlink_metadata().is_ok() {
-                    if !open_now.contains_key(&path) {
-                        open_now.insert(path.clone(), r);
-                    }
-                    continue;
-                }
-                // The copy is gone: tidy the directories that held it, if now empty.
-                let top = self.root.join(crate::ignore_rules::LOST_FOUND);
-                let mut dir = copy.parent().map(Path::to_path_buf);
-                while let Some(d) = dir {
-                    if !d.starts_with(&top) || fs::remove_dir(&d).is_err() {
-                        break;
-                    }
-                    dir = d.parent().map(Path::to_path_buf);
-                }
-            }
-            if !open_now.contains_key(&path) && !merged_paths.contains(&path) && filtered(&path) {
-                r.state = ConflictState::Resolved;
-                r.resolution
-                    .get_or_insert_with(|| "both sides agree again".into());
-                r.resolved_ns = Some(crate::now_ns());
-                conflict::put(&mut batch, &r);
-            }
-        }
-        report.conflicts = open_now.into_values().collect();
-        let now = crate::now_ns();
-        let racy_now = crate::racy::after_writes(&trees.racy, &remote_results, trees.started_ns);
+        let base = std::mem::take(&mut trees.base);
+        let mut outcomes = record_outcomes(opts, &trees, plan, &applied, &existing, base, report)
+            .into_batch(&mut batch);
+        presence_updates(&mut batch, &trees, &outcomes.base, new_remote_only);
+        self.settle_records(opts, existing, &mut outcomes, &mut batch);
+        report.conflicts = std::mem::take(&mut outcomes.open_now)
+            .into_values()
+            .collect();
+        let racy_now =
+            crate::racy::after_writes(&trees.racy, &applied.remote_results, trees.started_ns);
         crate::racy::put(&mut batch, &trees.racy, &racy_now);
-        if base_moved || self.store.get_ref(keys::REF_BASE)?.is_none() {
-            let root = self.store.write_flat(&new_base)?;
-            let snap = Snapshot {
-                root,
-                parent: self.store.get_ref(keys::REF_BASE)?,
-                time_ns: now,
-                description: format!("base after {} (op {op_id})", opts.command),
-            };
-            let id = self.store.put_snapshot(&snap)?;
-            Store::set_ref_in(&mut batch, keys::REF_BASE, id);
+        let now = crate::now_ns();
+        let moved = [
+            (
+                keys::REF_BASE,
+                "base after",
+                &outcomes.base,
+                outcomes.base_moved,
+            ),
+            (keys::REF_REMOTE, "remote as seen by", &remote, remote_moved),
+        ];
+        for (name, what, tree, moved) in moved {
+            if moved || self.store.get_ref(name)?.is_none() {
+                let snap = Snapshot {
+                    root: self.store.write_flat(tree)?,
+                    parent: self.store.get_ref(name)?,
+                    time_ns: now,
+                    description: format!("{what} {} (op {})", opts.command, op.id),
+                };
+                Store::set_ref_in(&mut batch, name, self.store.put_snapshot(&snap)?);
+            }
         }
-        if remote_moved || self.store.get_ref(keys::REF_REMOTE)?.is_none() {
-            let root = self.store.write_flat(&new_remote)?;
-            let snap = Snapshot {
-                root,
-                parent: self.store.get_ref(keys::REF_REMOTE)?,
-                time_ns: now,
-                description: format!("remote as seen by {} (op {op_id})", opts.command),
-            };
-            let id = self.store.put_snapshot(&snap)?;
-            Store::set_ref_in(&mut batch, keys::REF_REMOTE, id);
-        }
-        op.finished_ns = Some(crate::now_ns());
-        op.steps_done = report.applied as u64;
-        // Unreadable entries make the run incomplete, in the journal too.
-        if report.failed.is_none() {
-            report.failed = crate::scan::unreadable_error(&report.unreadable);
-        }
-        op.state = if fatal.is_some() || report.failed.is_some() {
-            OpState::Failed
-        } else {
-            OpState::Done
-        };
-        op.error = fatal
-            .as_ref()
-            .or(report.failed.as_ref())
-            .map(|e| e.to_string());
-        op.summary = summary(plan, report);
+        finish_op(&mut op, plan, applied.fatal.as_ref(), report);
         journal::put(&mut batch, &op);
         if report.applied_local > 0 {
             // Make the workspace's new files durable before the base says they are there: a
@@ -257,7 +108,7 @@ impl Workspace {
         crate::failpoint::hit("before-commit");
         self.store.commit(batch)?;
         crate::failpoint::hit("after-commit");
-        for c in &fresh_conflicts {
+        for c in &outcomes.fresh {
             crate::events::emit(
                 &self.meta_dir(),
                 self.config.hook.as_deref(),
@@ -271,6 +122,236 @@ impl Workspace {
                 },
             )?;
         }
-        Ok(fatal)
+        Ok(applied.fatal)
     }
+
+    /// The recorded open conflicts this run did not reopen: a lost+found record stays open
+    /// while its copy is there (the emptied directories of a removed copy are tidied); the
+    /// others, when their path was in the run, are settled (both sides agree again).
+    fn settle_records(
+        &self,
+        opts: &SyncOptions,
+        existing: BTreeMap<Vec<u8>, ConflictRecord>,
+        outcomes: &mut Outcomes,
+        batch: &mut Batch,
+    ) {
+        let in_run = |p: &[u8]| opts.paths.is_empty() || opts.paths.iter().any(|f| is_within(p, f));
+        for (path, mut r) in existing {
+            if let Some(lf) = r.lost_found_path() {
+                let copy = under(&self.root, &lf);
+                if copy.symlink_metadata().is_ok() {
+                    outcomes.open_now.entry(path).or_insert(r);
+                    continue;
+                }
+                let top = self.root.join(crate::ignore_rules::LOST_FOUND);
+                let mut dir = copy.parent().map(Path::to_path_buf);
+                while let Some(d) = dir {
+                    if !d.starts_with(&top) || fs::remove_dir(&d).is_err() {
+                        break;
+                    }
+                    dir = d.parent().map(Path::to_path_buf);
+                }
+            }
+            if !outcomes.open_now.contains_key(&path)
+                && !outcomes.merged.contains(&path)
+                && in_run(&path)
+            {
+                r.state = ConflictState::Resolved;
+                r.resolution
+                    .get_or_insert_with(|| "both sides agree again".into());
+                r.resolved_ns = Some(crate::now_ns());
+                conflict::put(batch, &r);
+            }
+        }
+    }
+}
+
+/// The index entries of the scan and of the applied local steps.
+fn index_updates(batch: &mut Batch, trees: &Trees, applied: &Applied) {
+    for (path, ie) in &trees.local.index_updates {
+        index::put(batch, path, ie);
+    }
+    for path in &trees.local.index_removals {
+        index::remove(batch, path);
+    }
+    for (path, result) in &applied.local_results {
+        match result {
+            Some(ie) => index::put(batch, path, ie),
+            None => index::remove(batch, path),
+        }
+    }
+}
+
+/// Per change: a conflict (or a write the server refused) gets its record; a change whose
+/// steps all ran moves the base; a local version moved to lost+found gets its record and a
+/// notice; a merge gets a resolved record. Records are collected, not yet in the batch.
+fn record_outcomes(
+    opts: &SyncOptions,
+    trees: &Trees,
+    plan: &Plan,
+    applied: &Applied,
+    existing: &BTreeMap<Vec<u8>, ConflictRecord>,
+    base: Flat,
+    report: &mut SyncReport,
+) -> Pending {
+    let mut p = Pending {
+        outcomes: Outcomes {
+            open_now: BTreeMap::new(),
+            fresh: Vec::new(),
+            merged: HashSet::new(),
+            base,
+            base_moved: false,
+        },
+        resolved: Vec::new(),
+        cleared: Vec::new(),
+    };
+    for (i, c) in plan.changes.iter().enumerate() {
+        let kind = match &c.outcome {
+            Outcome::Conflict(kind) => Some(*kind),
+            Outcome::Resolved(_) if applied.denied.contains(&i) => Some(ConflictKind::Permission),
+            Outcome::Resolved(_) => None,
+        };
+        let target = match (&c.outcome, kind) {
+            (_, Some(kind)) => {
+                let (r, fresh) = conflict_record_for(existing, c, kind);
+                if fresh {
+                    p.outcomes.fresh.push(r.clone());
+                }
+                p.outcomes.open_now.insert(c.path.clone(), r);
+                continue;
+            }
+            (Outcome::Conflict(_), None) => unreachable!("a conflict always has a kind"),
+            (Outcome::Resolved(target), None) => target,
+        };
+        let done = |needed: bool, side| {
+            !needed || (opts.direction.allows(side) && !applied.failed.contains(&i))
+        };
+        let all_done = done(c.needs_local(), Side::Local) && done(c.needs_remote(), Side::Remote);
+        if let Some(lf) = applied.stashed.get(&c.path) {
+            let r = stashed_record(c, lf);
+            report.notices.push(stashed_notice(c, lf));
+            p.outcomes.fresh.push(r.clone());
+            p.outcomes.open_now.insert(c.path.clone(), r);
+        }
+        if !all_done {
+            continue;
+        }
+        if c.merged {
+            p.outcomes.merged.insert(c.path.clone());
+            let mut r = conflict::record(
+                &c.path,
+                ConflictKind::Content,
+                c.base.as_ref(),
+                c.local.as_ref(),
+                c.remote.as_ref(),
+            );
+            r.state = ConflictState::Resolved;
+            r.resolved = conflict::Variant::of(target.as_ref());
+            r.resolution = Some("merged automatically".into());
+            r.resolved_ns = Some(crate::now_ns());
+            p.resolved.push(r);
+        }
+        if trees.local.reappeared.contains(&c.path) {
+            p.cleared.push(c.path.clone());
+        }
+        let base = &mut p.outcomes.base;
+        p.outcomes.base_moved |= match target {
+            Some(e) => base.insert(c.path.clone(), e.clone()).as_ref() != Some(e),
+            None => base.remove(&c.path).is_some(),
+        };
+    }
+    p
+}
+
+/// [`record_outcomes`]'s answer, with the writes it implies.
+struct Pending {
+    outcomes: Outcomes,
+    /// Records of automatic merges, settled.
+    resolved: Vec<ConflictRecord>,
+    /// Remote-only flags to clear (a file written here at a remote-only path, now synced).
+    cleared: Vec<Vec<u8>>,
+}
+
+impl Pending {
+    /// Puts the records and flags in `batch`.
+    fn into_batch(self, batch: &mut Batch) -> Outcomes {
+        for r in self.outcomes.open_now.values().chain(&self.resolved) {
+            conflict::put(batch, r);
+        }
+        for p in &self.cleared {
+            crate::presence::clear(batch, p);
+        }
+        self.outcomes
+    }
+}
+
+/// The open record of a local version moved to lost+found.
+fn stashed_record(c: &Change, lf: &[u8]) -> ConflictRecord {
+    let mut r = conflict::record(
+        &c.path,
+        c.conflict_kind().unwrap_or(ConflictKind::Type),
+        c.base.as_ref(),
+        c.local.as_ref(),
+        c.remote.as_ref(),
+    );
+    r.lost_found = Some(display(lf));
+    r.lost_found_hex = Some(hex(lf));
+    r.resolution = Some(format!(
+        "the server's version is in the workspace; yours was moved to {}",
+        display(lf)
+    ));
+    r
+}
+
+/// The notice of a local version moved to lost+found.
+fn stashed_notice(c: &Change, lf: &[u8]) -> String {
+    match &c.remote {
+        Some(r) => format!(
+            "{}: a {} on the server and a {} here; the server's is kept, yours was moved to {}",
+            display(&c.path),
+            r.kind.as_str(),
+            c.local.as_ref().map_or("nothing", |e| e.kind.as_str()),
+            display(lf)
+        ),
+        None => format!(
+            "{}: the server folds case and already holds this name in another case; yours was moved to {}",
+            display(&c.path),
+            display(lf)
+        ),
+    }
+}
+
+/// Remote-only flags: cleared for files here again or gone from the base, set for the new
+/// files the run left on the server.
+fn presence_updates(batch: &mut Batch, trees: &Trees, base: &Flat, new_remote_only: &[Vec<u8>]) {
+    for p in &trees.local.materialized {
+        crate::presence::clear(batch, p);
+    }
+    for p in new_remote_only {
+        if base.contains_key(p) {
+            crate::presence::set_remote_only(batch, p);
+        }
+    }
+    for p in &trees.local.remote_only {
+        if base.get(p).is_none_or(|e| e.kind != EntryKind::File) {
+            crate::presence::clear(batch, p);
+        }
+    }
+}
+
+/// The journal's record of the run, finished: its state, error and summary. Unreadable
+/// entries make the run incomplete, in the journal too.
+fn finish_op(op: &mut OpRecord, plan: &Plan, fatal: Option<&SyncError>, report: &mut SyncReport) {
+    op.finished_ns = Some(crate::now_ns());
+    op.steps_done = report.applied as u64;
+    if report.failed.is_none() {
+        report.failed = crate::scan::unreadable_error(&report.unreadable);
+    }
+    op.state = if fatal.is_some() || report.failed.is_some() {
+        OpState::Failed
+    } else {
+        OpState::Done
+    };
+    op.error = fatal.or(report.failed.as_ref()).map(|e| e.to_string());
+    op.summary = summary(plan, report);
 }
