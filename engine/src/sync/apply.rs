@@ -165,6 +165,69 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// A file or symlink written into the workspace: under a temporary name, then put in
+    /// place if the path still holds what the plan saw (see [`Applier::place_local`]).
+    fn write_local(&mut self, i: usize, step: &Step) -> Result<(), StepError> {
+        let root = &self.ws.root;
+        let io = |e: std::io::Error| StepError::Fatal(SyncError::io(under(root, &step.path), e));
+        let t = step.target.as_ref().expect("writes have a target");
+        let tmp_rel = self.ws.temp_name(self.op, i, &step.path);
+        let tmp = under(root, &tmp_rel);
+        if t.kind == EntryKind::File {
+            let id = t.file.expect("file entries have content");
+            crate::localfs::write_temp(
+                &tmp,
+                |f| Ok(self.ws.store.read_file(id, f).map(drop)?),
+                t.mode,
+                Some(t.mtime_ns),
+                false,
+            )?;
+        } else {
+            let _ = fs::remove_file(&tmp);
+            use std::os::unix::ffi::OsStrExt;
+            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&t.target), &tmp).map_err(io)?;
+        }
+        if let Err(e) = self.check_local(&step.path, step.expect.as_ref()) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        crate::failpoint::hit_n("before-rename", i);
+        self.place_local(&tmp, &step.path, step.expect.as_ref())?;
+        self.record_local(&step.path, t)
+    }
+
+    /// Permission bits set in the workspace. A regular file with other hard-link names
+    /// gets a copy of its own instead (see below).
+    fn chmod_local(&mut self, i: usize, step: &Step) -> Result<(), StepError> {
+        let root = &self.ws.root;
+        let abs = under(root, &step.path);
+        let io = |e: std::io::Error| StepError::Fatal(SyncError::io(&abs, e));
+        self.check_local(&step.path, step.expect.as_ref())?;
+        let t = step.target.as_ref().expect("chmod has a target");
+        let md = fs::symlink_metadata(&abs).map_err(io)?;
+        if md.is_file() && md.nlink() > 1 {
+            // Another name shares this inode, and a chmod would change it too (the
+            // next run would push a mode change nobody made): this name gets a copy
+            // of its own, with the new mode.
+            let tmp = under(root, &self.ws.temp_name(self.op, i, &step.path));
+            crate::localfs::write_temp(
+                &tmp,
+                |f| {
+                    let mut src = fs::File::open(&abs).map_err(|e| SyncError::io(&abs, e))?;
+                    std::io::copy(&mut src, f).map_err(|e| SyncError::io(&abs, e))?;
+                    Ok(())
+                },
+                t.mode,
+                Some(md.mtime() * 1_000_000_000 + md.mtime_nsec()),
+                false,
+            )?;
+            self.place_local(&tmp, &step.path, step.expect.as_ref())?;
+        } else {
+            fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode)).map_err(io)?;
+        }
+        self.record_local(&step.path, t)
+    }
+
     fn apply_local(&mut self, i: usize, step: &Step) -> Result<(), StepError> {
         let root = &self.ws.root;
         let abs = under(root, &step.path);
@@ -185,33 +248,7 @@ impl Applier<'_> {
                 self.stashed.insert(step.path.clone(), dest_rel);
                 Ok(())
             }
-            Op::Write | Op::Symlink => {
-                let t = target.expect("writes have a target");
-                let tmp_rel = self.ws.temp_name(self.op, i, &step.path);
-                let tmp = under(root, &tmp_rel);
-                if t.kind == EntryKind::File {
-                    let id = t.file.expect("file entries have content");
-                    crate::localfs::write_temp(
-                        &tmp,
-                        |f| Ok(self.ws.store.read_file(id, f).map(drop)?),
-                        t.mode,
-                        Some(t.mtime_ns),
-                        false,
-                    )?;
-                } else {
-                    let _ = fs::remove_file(&tmp);
-                    use std::os::unix::ffi::OsStrExt;
-                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&t.target), &tmp)
-                        .map_err(io)?;
-                }
-                if let Err(e) = self.check_local(&step.path, step.expect.as_ref()) {
-                    let _ = fs::remove_file(&tmp);
-                    return Err(e);
-                }
-                crate::failpoint::hit_n("before-rename", i);
-                self.place_local(&tmp, &step.path, step.expect.as_ref())?;
-                self.record_local(&step.path, t)
-            }
+            Op::Write | Op::Symlink => self.write_local(i, step),
             Op::Mkdir => {
                 self.check_local(&step.path, None)?;
                 let t = target.expect("mkdir has a target");
@@ -227,33 +264,7 @@ impl Applier<'_> {
                     .map_err(|e| exists_is_change(e, &step.path, &abs))?;
                 Ok(())
             }
-            Op::SetMode => {
-                self.check_local(&step.path, step.expect.as_ref())?;
-                let t = target.expect("chmod has a target");
-                let md = fs::symlink_metadata(&abs).map_err(io)?;
-                if md.is_file() && md.nlink() > 1 {
-                    // Another name shares this inode, and a chmod would change it too (the
-                    // next run would push a mode change nobody made): this name gets a copy
-                    // of its own, with the new mode.
-                    let tmp = under(root, &self.ws.temp_name(self.op, i, &step.path));
-                    crate::localfs::write_temp(
-                        &tmp,
-                        |f| {
-                            let mut src =
-                                fs::File::open(&abs).map_err(|e| SyncError::io(&abs, e))?;
-                            std::io::copy(&mut src, f).map_err(|e| SyncError::io(&abs, e))?;
-                            Ok(())
-                        },
-                        t.mode,
-                        Some(md.mtime() * 1_000_000_000 + md.mtime_nsec()),
-                        false,
-                    )?;
-                    self.place_local(&tmp, &step.path, step.expect.as_ref())?;
-                } else {
-                    fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode)).map_err(io)?;
-                }
-                self.record_local(&step.path, t)
-            }
+            Op::SetMode => self.chmod_local(i, step),
             Op::Rename => {
                 let from = step.from.as_deref().expect("renames have a source");
                 self.check_local(from, step.expect.as_ref())?;

@@ -4,9 +4,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::{Result, SyncError};
 use crate::index::IndexEntry;
-use crate::journal::{self};
+use crate::journal;
 use crate::paths::{display, is_within};
-use crate::plan::{Op, Plan, Side};
+use crate::plan::{Op, Plan, Side, Step};
 use crate::progress::Progress;
 use crate::timed::TimedRemote;
 use crate::workspace::Workspace;
@@ -71,26 +71,12 @@ impl Workspace {
                 }
                 continue;
             }
-            if let Some(dir) = unmade.iter().find(|d| is_within(&step.path, d)) {
+            if let Some(why) = not_run(step, &unmade, over_budget) {
                 failed.insert(step.change);
-                report.skipped.push((
-                    step.path.clone(),
-                    format!(
-                        "not written: the directory {} was not made; the next run takes it up",
-                        display(dir)
-                    ),
-                ));
+                report.skipped.push((step.path.clone(), why));
                 if step.op == Op::Mkdir {
                     unmade.push(step.path.clone());
                 }
-                continue;
-            }
-            if over_budget.contains(&step.change) {
-                failed.insert(step.change);
-                report.skipped.push((
-                    step.path.clone(),
-                    "not brought in: the cache budget is exhausted".into(),
-                ));
                 continue;
             }
             crate::failpoint::hit_n("before-step", i);
@@ -104,31 +90,15 @@ impl Workspace {
                     journal::mark_step(&self.store, op_id, i as u32)?;
                     crate::failpoint::hit_n("after-step", i);
                 }
-                Err(StepError::Precondition(why)) => {
-                    failed.insert(step.change);
-                    report.skipped.push((step.path.clone(), why));
-                }
                 Err(StepError::Fatal(e @ SyncError::Disconnected { .. })) => {
                     fatal = Some(e);
                     break;
                 }
-                Err(StepError::Fatal(SyncError::RemoteIo { source, .. }))
-                    if step.side == Side::Remote && refused_by_server(&source) =>
-                {
-                    // The server said no: the local change is kept and becomes a permission
-                    // conflict, never a lost change.
+                Err(e) => {
                     failed.insert(step.change);
-                    denied.insert(step.change);
-                    report.skipped.push((
-                        step.path.clone(),
-                        format!("the server refused it ({source}); kept as a permission conflict"),
-                    ));
-                }
-                Err(StepError::Fatal(e)) => {
-                    let e = e.classified();
-                    failed.insert(step.change);
-                    report.skipped.push((step.path.clone(), e.to_string()));
-                    report.failed.get_or_insert(e);
+                    if let Some(refused) = skipped(e, step, report) {
+                        denied.insert(refused);
+                    }
                 }
             }
             if step.op == Op::Mkdir && failed.contains(&step.change) {
@@ -159,5 +129,48 @@ impl Workspace {
             denied,
             fatal,
         })
+    }
+}
+
+/// Why `step` is not run at all: it goes under a directory this run did not make (its step
+/// was skipped or failed: what is there now is not that directory), or the cache budget
+/// refused its content.
+fn not_run(step: &Step, unmade: &[Vec<u8>], over_budget: &HashSet<usize>) -> Option<String> {
+    if let Some(dir) = unmade.iter().find(|d| is_within(&step.path, d)) {
+        return Some(format!(
+            "not written: the directory {} was not made; the next run takes it up",
+            display(dir)
+        ));
+    }
+    over_budget
+        .contains(&step.change)
+        .then(|| "not brought in: the cache budget is exhausted".into())
+}
+
+/// Reports a step that did not succeed (its change is skipped): a failed precondition, a
+/// write the server refused (the local change is kept and becomes a permission conflict,
+/// never a lost change: its change is returned), or another error, the run's first of which
+/// is its error.
+fn skipped(e: StepError, step: &Step, report: &mut SyncReport) -> Option<usize> {
+    match e {
+        StepError::Precondition(why) => {
+            report.skipped.push((step.path.clone(), why));
+            None
+        }
+        StepError::Fatal(SyncError::RemoteIo { source, .. })
+            if step.side == Side::Remote && refused_by_server(&source) =>
+        {
+            report.skipped.push((
+                step.path.clone(),
+                format!("the server refused it ({source}); kept as a permission conflict"),
+            ));
+            Some(step.change)
+        }
+        StepError::Fatal(e) => {
+            let e = e.classified();
+            report.skipped.push((step.path.clone(), e.to_string()));
+            report.failed.get_or_insert(e);
+            None
+        }
     }
 }
