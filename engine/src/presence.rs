@@ -166,20 +166,12 @@ impl crate::workspace::Workspace {
     /// [`crate::SyncError::NotCached`] (EDISCONDATA) when content is neither cached nor
     /// reachable; store and I/O errors.
     pub fn get(&self, paths: &[Vec<u8>]) -> Result<PresenceReport> {
-        use crate::error::SyncError;
         let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
         let mut report = PresenceReport::default();
         let mut batch = Batch::new();
         let mut base_changed = false;
         let mut remote: Option<crate::timed::TimedRemote> = None;
-        let wanted: HashSet<Vec<u8>> = paths.iter().cloned().collect();
-        let mut targets: Vec<Vec<u8>> = load(&self.store)?
-            .into_iter()
-            .filter(|p| selected_in(&wanted, p))
-            .collect();
-        targets.sort();
-        for p in targets {
-            let shown = crate::paths::display(&p);
+        for p in self.get_targets(paths)? {
             let Some(e) = base.get(&p).cloned() else {
                 clear(&mut batch, &p);
                 continue;
@@ -189,117 +181,185 @@ impl crate::workspace::Workspace {
                 clear(&mut batch, &p);
                 continue;
             }
-            let cached = e
-                .file
-                .filter(|f| is_known(*f))
-                .map(|f| self.store.has_file(f))
-                .transpose()?
-                .unwrap_or(false);
-            let id = if cached {
-                e.file.expect("checked above")
-            } else {
-                // From the remote: it must still be the version the base records.
-                let unreachable = |reason: String| SyncError::NotCached {
-                    path: shown.clone(),
-                    reason,
-                };
-                if remote.is_none() {
-                    self.require_remote()
-                        .map_err(|e| unreachable(e.to_string()))?;
-                    let r = self.remote()?;
-                    crate::identity::check(&r, &self.config.remote, &self.identity)
-                        .map_err(|e| unreachable(e.to_string()))?;
-                    remote = Some(r);
-                }
-                let r = remote.as_ref().expect("set above");
-                let (id, stat) = match crate::scan::fetch(r, &self.store, &p, None) {
-                    Ok(x) => x,
-                    Err(
-                        e @ (SyncError::Disconnected { .. } | SyncError::RemoteIdentity { .. }),
-                    ) => return Err(unreachable(e.to_string())),
-                    Err(e @ (SyncError::RemoteIo { .. } | SyncError::Unstable { .. })) => {
-                        report
-                            .refused
-                            .push((p.clone(), format!("{e}; run `cachesync sync`, then get it")));
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                if stat.size != e.size || stat.mtime_ns != e.mtime_ns {
-                    report.refused.push((
-                        p.clone(),
-                        "changed on the server since the last sync; run `cachesync sync`, then get it".into(),
-                    ));
-                    continue;
-                }
-                report.bytes_read += stat.size;
-                if e.file != Some(id) {
-                    let mut fixed = e.clone();
-                    fixed.file = Some(id);
-                    base.insert(p.clone(), fixed);
-                    base_changed = true;
-                }
-                id
+            let Some(id) = self.content_for_get(&p, &e, &mut remote, &mut report)? else {
+                continue;
             };
-            if let Err(err) = self.write_file_from_store(&p, id, e.mode, e.mtime_ns) {
-                match err {
-                    SyncError::Io { source, .. }
-                        if source.kind() == std::io::ErrorKind::AlreadyExists =>
-                    {
-                        report.refused.push((
-                            p.clone(),
-                            "a file appeared here meanwhile; it was kept, not overwritten".into(),
-                        ));
-                        continue;
-                    }
-                    other => return Err(other),
-                }
+            if e.file != Some(id) {
+                let mut fixed = e.clone();
+                fixed.file = Some(id);
+                base.insert(p.clone(), fixed);
+                base_changed = true;
             }
-            let md = std::fs::symlink_metadata(&abs).map_err(|err| SyncError::io(&abs, err))?;
+            if !self.write_got(&p, id, &e, &mut report)? {
+                continue;
+            }
+            let md = std::fs::symlink_metadata(&abs)
+                .map_err(|err| crate::error::SyncError::io(&abs, err))?;
             crate::index::put(&mut batch, &p, &crate::scan::index_entry_of(&md, id));
             clear(&mut batch, &p);
             report.done.push(p);
         }
         if base_changed {
-            // The last remote snapshot learns the content too, so the next scan does not
-            // read the file again.
-            let mut seen = self.store.read_ref_flat(keys::REF_REMOTE)?;
-            let mut seen_changed = false;
-            for (p, e) in &base {
-                if let Some(s) = seen.get_mut(p) {
-                    if s.file == Some(FileId::NOT_CACHED)
-                        && s.size == e.size
-                        && s.mtime_ns == e.mtime_ns
-                        && e.file.is_some_and(is_known)
-                    {
-                        s.file = e.file;
-                        seen_changed = true;
-                    }
-                }
-            }
-            if seen_changed {
-                let root = self.store.write_flat(&seen)?;
-                let snap = cachesync_objects::Snapshot {
-                    root,
-                    parent: self.store.get_ref(keys::REF_REMOTE)?,
-                    time_ns: crate::now_ns(),
-                    description: "remote after get".into(),
-                };
-                let sid = self.store.put_snapshot(&snap)?;
-                Store::set_ref_in(&mut batch, keys::REF_REMOTE, sid);
-            }
-            let root = self.store.write_flat(&base)?;
-            let snap = cachesync_objects::Snapshot {
-                root,
-                parent: self.store.get_ref(keys::REF_BASE)?,
-                time_ns: crate::now_ns(),
-                description: "base after get".into(),
-            };
-            let sid = self.store.put_snapshot(&snap)?;
-            Store::set_ref_in(&mut batch, keys::REF_BASE, sid);
+            self.record_learned_content(&base, &mut batch)?;
         }
         self.store.commit(batch)?;
         Ok(report)
+    }
+
+    /// The remote-only paths `get` works on, in order: those under `paths` (all when empty).
+    fn get_targets(&self, paths: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+        let wanted: HashSet<Vec<u8>> = paths.iter().cloned().collect();
+        let mut targets: Vec<Vec<u8>> = load(&self.store)?
+            .into_iter()
+            .filter(|p| selected_in(&wanted, p))
+            .collect();
+        targets.sort();
+        Ok(targets)
+    }
+
+    /// The content id `get` writes for `p` (base entry `e`): the store's when it holds the
+    /// content, else read from the remote (connected to once, on the first file that needs
+    /// it). `None` when the file is refused (the reason is in `report`).
+    fn content_for_get(
+        &self,
+        p: &[u8],
+        e: &cachesync_objects::Entry,
+        remote: &mut Option<crate::timed::TimedRemote>,
+        report: &mut PresenceReport,
+    ) -> Result<Option<FileId>> {
+        let cached = e
+            .file
+            .filter(|f| is_known(*f))
+            .map(|f| self.store.has_file(f))
+            .transpose()?
+            .unwrap_or(false);
+        if cached {
+            return Ok(Some(e.file.expect("checked above")));
+        }
+        self.fetch_for_get(p, e, remote, report)
+    }
+
+    /// Reads `p` from the remote into the store. It must still be the version the base
+    /// records (`e`): a file changed on the server since the last sync is refused, since
+    /// only a sync may take a new version in. An unreachable remote is
+    /// [`crate::SyncError::NotCached`]; a read that fails on this file alone is a refusal.
+    fn fetch_for_get(
+        &self,
+        p: &[u8],
+        e: &cachesync_objects::Entry,
+        remote: &mut Option<crate::timed::TimedRemote>,
+        report: &mut PresenceReport,
+    ) -> Result<Option<FileId>> {
+        use crate::error::SyncError;
+        let shown = crate::paths::display(p);
+        let unreachable = |reason: String| SyncError::NotCached {
+            path: shown.clone(),
+            reason,
+        };
+        if remote.is_none() {
+            self.require_remote()
+                .map_err(|e| unreachable(e.to_string()))?;
+            let r = self.remote()?;
+            crate::identity::check(&r, &self.config.remote, &self.identity)
+                .map_err(|e| unreachable(e.to_string()))?;
+            *remote = Some(r);
+        }
+        let r = remote.as_ref().expect("set above");
+        let (id, stat) = match crate::scan::fetch(r, &self.store, p, None) {
+            Ok(x) => x,
+            Err(e @ (SyncError::Disconnected { .. } | SyncError::RemoteIdentity { .. })) => {
+                return Err(unreachable(e.to_string()))
+            }
+            Err(e @ (SyncError::RemoteIo { .. } | SyncError::Unstable { .. })) => {
+                report.refused.push((
+                    p.to_vec(),
+                    format!("{e}; run `cachesync sync`, then get it"),
+                ));
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        if stat.size != e.size || stat.mtime_ns != e.mtime_ns {
+            report.refused.push((
+                p.to_vec(),
+                "changed on the server since the last sync; run `cachesync sync`, then get it"
+                    .into(),
+            ));
+            return Ok(None);
+        }
+        report.bytes_read += stat.size;
+        Ok(Some(id))
+    }
+
+    /// Writes `p` (content `id`, mode and mtime from `e`) into the workspace. False when a
+    /// file appeared at its name meanwhile: that one is kept, never overwritten, and `p` is
+    /// refused.
+    fn write_got(
+        &self,
+        p: &[u8],
+        id: FileId,
+        e: &cachesync_objects::Entry,
+        report: &mut PresenceReport,
+    ) -> Result<bool> {
+        use crate::error::SyncError;
+        match self.write_file_from_store(p, id, e.mode, e.mtime_ns) {
+            Ok(()) => Ok(true),
+            Err(SyncError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                report.refused.push((
+                    p.to_vec(),
+                    "a file appeared here meanwhile; it was kept, not overwritten".into(),
+                ));
+                Ok(false)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Adds to `batch` a base snapshot that knows the content ids `get` read (`base` holds
+    /// them), and a remote one when the last remote snapshot learns them too: the next scan
+    /// then does not read those files again.
+    fn record_learned_content(&self, base: &crate::scan::Flat, batch: &mut Batch) -> Result<()> {
+        let mut seen = self.store.read_ref_flat(keys::REF_REMOTE)?;
+        let mut seen_changed = false;
+        for (p, e) in base {
+            if let Some(s) = seen.get_mut(p) {
+                if s.file == Some(FileId::NOT_CACHED)
+                    && s.size == e.size
+                    && s.mtime_ns == e.mtime_ns
+                    && e.file.is_some_and(is_known)
+                {
+                    s.file = e.file;
+                    seen_changed = true;
+                }
+            }
+        }
+        if seen_changed {
+            self.advance_ref(batch, keys::REF_REMOTE, &seen, "remote after get")?;
+        }
+        self.advance_ref(batch, keys::REF_BASE, base, "base after get")
+    }
+
+    /// Stores `flat` as a new snapshot of the ref `name` (its parent the ref's current
+    /// snapshot) and points the ref at it in `batch`.
+    fn advance_ref(
+        &self,
+        batch: &mut Batch,
+        name: &str,
+        flat: &crate::scan::Flat,
+        description: &str,
+    ) -> Result<()> {
+        let root = self.store.write_flat(flat)?;
+        let snap = cachesync_objects::Snapshot {
+            root,
+            parent: self.store.get_ref(name)?,
+            time_ns: crate::now_ns(),
+            description: description.into(),
+        };
+        let sid = self.store.put_snapshot(&snap)?;
+        Store::set_ref_in(batch, name, sid);
+        Ok(())
     }
 
     /// Makes clean, materialized files under `paths` remote-only: removes them from the
