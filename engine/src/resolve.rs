@@ -94,6 +94,23 @@ fn variant_entry(name: &[u8], v: &Variant, file: Option<cachesync_objects::FileI
     e
 }
 
+/// The mode a resolution written as a new file gets: the client's, else the server's.
+fn client_mode(record: &ConflictRecord) -> u32 {
+    record
+        .client
+        .as_ref()
+        .or(record.server.as_ref())
+        .map_or(0o644, |v| v.mode)
+}
+
+/// True when a line of `bytes` is a conflict marker `--edit` writes.
+fn has_conflict_markers(bytes: &[u8]) -> bool {
+    bytes.split(|&b| b == b'\n').any(|l| {
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        l.starts_with(b"<<<<<<< ") || l.starts_with(b">>>>>>> ") || l == b"======="
+    })
+}
+
 impl Workspace {
     fn open_record(&self, path: &[u8]) -> Result<Option<ConflictRecord>> {
         Ok(conflict::all(&self.store)?
@@ -218,134 +235,30 @@ impl Workspace {
     /// conflict markers still in the file; store and I/O errors.
     pub fn resolve(&self, path: &[u8], how: Resolution) -> Result<Resolved> {
         let shown = display(path);
-        let record = self
-            .open_record(path)?
-            .filter(|r| r.state == ConflictState::Open)
-            .ok_or_else(|| {
-                SyncError::Usage(format!(
-                    "{shown} has no open conflict (`cachesync conflicts` lists them)"
-                ))
-            })?;
+        let record = self.open_conflict(path, &shown)?;
         if let Some(lf) = record.lost_found.clone() {
             return self.close_lost_found(record, &how, &lf);
         }
-        // The server's state the resolution is made against must be the recorded one, or a
-        // newer server edit would be overwritten by the next sync.
-        let remote_flat = self.store.read_ref_flat(keys::REF_REMOTE)?;
-        let server_entry = remote_flat.get(path).cloned();
-        if Variant::of(server_entry.as_ref()) != record.server {
-            return Err(SyncError::Usage(format!(
-                "the server's version of {shown} changed since the conflict was recorded; run `cachesync sync` to see the conflict as it is now"
-            )));
-        }
-        let content = |v: &Option<Variant>| -> Result<Option<VariantContent>> {
-            v.as_ref().map(|v| self.content_of(v)).transpose()
-        };
-        let three = || -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
-            let get = |v: &Option<Variant>| -> Result<Vec<u8>> {
-                Ok(content(v)?.map(|c| c.bytes).unwrap_or_default())
-            };
-            Ok((
-                get(&record.base)?,
-                get(&record.client)?,
-                get(&record.server)?,
-            ))
-        };
-        let client_mode = record
-            .client
-            .as_ref()
-            .or(record.server.as_ref())
-            .map_or(0o644, |v| v.mode);
+        let server_entry = self.server_entry_as_recorded(path, &record, &shown)?;
         let (result, label): (Option<VariantContent>, String) = match how {
-            Resolution::Take(Which::Server) => {
-                (content(&record.server)?, "took the server's version".into())
-            }
-            Resolution::Take(Which::Client) => {
-                (self.workspace_content(path)?, "kept your version".into())
-            }
-            Resolution::Take(Which::Base) => {
-                (content(&record.base)?, "took the base version".into())
-            }
-            Resolution::Take(Which::Resolved) => {
-                return Err(SyncError::Usage(
-                    "--take resolved is not a choice: take server, client, base or merged".into(),
-                ))
-            }
-            Resolution::Merged => {
-                let (b, c, s) = three()?;
-                match merge3(&b, &c, &s) {
-                    Merged::Clean(m) => (
-                        Some(VariantContent { kind: EntryKind::File, mode: client_mode, bytes: m }),
-                        "took the merge".into(),
-                    ),
-                    Merged::Conflicted(_) => {
-                        return Err(SyncError::Usage(format!(
-                            "the edits to {shown} overlap, so there is no clean merge; use `cachesync resolve {shown} --edit`"
-                        )))
-                    }
-                    Merged::NotText => {
-                        return Err(SyncError::Usage(format!(
-                            "{shown} is not text, so it cannot be merged; take a version or use --with FILE"
-                        )))
-                    }
-                }
-            }
+            Resolution::Take(which) => self.taken_variant(path, &record, which)?,
+            Resolution::Merged => (
+                Some(self.clean_merge(&record, &shown)?),
+                "took the merge".into(),
+            ),
             Resolution::With(bytes) => (
                 Some(VariantContent {
                     kind: EntryKind::File,
-                    mode: client_mode,
+                    mode: client_mode(&record),
                     bytes,
                 }),
                 "took the given file".into(),
             ),
-            Resolution::Edit => {
-                let (b, c, s) = three()?;
-                let marked = match merge3(&b, &c, &s) {
-                    Merged::Clean(m) | Merged::Conflicted(m) => m,
-                    Merged::NotText => {
-                        return Err(SyncError::Usage(format!(
-                            "{shown} is not text, so it cannot be edited with conflict markers"
-                        )))
-                    }
-                };
-                self.write_local(
-                    path,
-                    &VariantContent {
-                        kind: EntryKind::File,
-                        mode: client_mode,
-                        bytes: marked,
-                    },
-                )?;
-                let mut r = record.clone();
-                r.resolution = Some("editing".into());
-                let mut batch = Batch::new();
-                conflict::put(&mut batch, &r);
-                self.store.commit(batch)?;
-                return Ok(Resolved {
-                    message: format!(
-                        "wrote {shown} with conflict markers (<<<<<<< client (yours), ======= , >>>>>>> server); edit it, then run `cachesync resolve {shown} --mark`"
-                    ),
-                    needs_sync: false,
-                });
-            }
-            Resolution::Mark => {
-                let now = self.workspace_content(path)?;
-                if let Some(v) = &now {
-                    if v.kind == EntryKind::File
-                        && v.bytes.split(|&b| b == b'\n').any(|l| {
-                            let l = l.strip_suffix(b"\r").unwrap_or(l);
-                            l.starts_with(b"<<<<<<< ")
-                                || l.starts_with(b">>>>>>> ")
-                                || l == b"======="
-                        })
-                    {
-                        return Err(SyncError::Usage(format!(
-                            "{shown} still holds conflict markers; edit them out, then mark it again"
-                        )));
-                    }
-                }
-                (now, "took your edited file".into())
-            }
+            Resolution::Edit => return self.write_with_markers(path, record, &shown),
+            Resolution::Mark => (
+                self.edited_content(path, &shown)?,
+                "took your edited file".into(),
+            ),
         };
         if let Some(v) = &result {
             if !matches!(v.kind, EntryKind::File | EntryKind::Symlink) {
@@ -357,8 +270,184 @@ impl Workspace {
         }
         // The workspace gets the resolution.
         crate::failpoint::hit("resolve-before-write");
-        match &result {
-            Some(v) => self.write_local(path, v)?,
+        self.put_resolution_in_workspace(path, result.as_ref())?;
+        self.settle(path, record, server_entry.as_ref(), result.as_ref(), label)
+    }
+
+    /// The open conflict record of `path`.
+    ///
+    /// # Errors
+    /// [`SyncError::Usage`] when there is none (or it is settled already).
+    fn open_conflict(&self, path: &[u8], shown: &str) -> Result<ConflictRecord> {
+        self.open_record(path)?
+            .filter(|r| r.state == ConflictState::Open)
+            .ok_or_else(|| {
+                SyncError::Usage(format!(
+                    "{shown} has no open conflict (`cachesync conflicts` lists them)"
+                ))
+            })
+    }
+
+    /// The server's entry for `path` in the last remote snapshot, which must be the variant
+    /// the conflict recorded: a resolution made against an older one would let the next
+    /// sync overwrite a newer server edit.
+    ///
+    /// # Errors
+    /// [`SyncError::Usage`] when the server's version changed since; store errors.
+    fn server_entry_as_recorded(
+        &self,
+        path: &[u8],
+        record: &ConflictRecord,
+        shown: &str,
+    ) -> Result<Option<Entry>> {
+        let remote_flat = self.store.read_ref_flat(keys::REF_REMOTE)?;
+        let server_entry = remote_flat.get(path).cloned();
+        if Variant::of(server_entry.as_ref()) != record.server {
+            return Err(SyncError::Usage(format!(
+                "the server's version of {shown} changed since the conflict was recorded; run `cachesync sync` to see the conflict as it is now"
+            )));
+        }
+        Ok(server_entry)
+    }
+
+    /// The content of a recorded variant (`None`: absent in that variant).
+    fn recorded_content(&self, v: Option<&Variant>) -> Result<Option<VariantContent>> {
+        v.map(|v| self.content_of(v)).transpose()
+    }
+
+    /// The bytes of the base, client and server variants, for a three-way merge (empty for
+    /// an absent one).
+    fn three_way_bytes(&self, record: &ConflictRecord) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+        let get = |v: &Option<Variant>| -> Result<Vec<u8>> {
+            Ok(self
+                .recorded_content(v.as_ref())?
+                .map(|c| c.bytes)
+                .unwrap_or_default())
+        };
+        Ok((
+            get(&record.base)?,
+            get(&record.client)?,
+            get(&record.server)?,
+        ))
+    }
+
+    /// `--take WHICH`: the server's or base variant as recorded, or the workspace's file as
+    /// it is now; with its label for the record and the message.
+    ///
+    /// # Errors
+    /// [`SyncError::Usage`] for `--take resolved`; store and I/O errors.
+    fn taken_variant(
+        &self,
+        path: &[u8],
+        record: &ConflictRecord,
+        which: Which,
+    ) -> Result<(Option<VariantContent>, String)> {
+        Ok(match which {
+            Which::Server => (
+                self.recorded_content(record.server.as_ref())?,
+                "took the server's version".into(),
+            ),
+            Which::Client => (self.workspace_content(path)?, "kept your version".into()),
+            Which::Base => (
+                self.recorded_content(record.base.as_ref())?,
+                "took the base version".into(),
+            ),
+            Which::Resolved => {
+                return Err(SyncError::Usage(
+                    "--take resolved is not a choice: take server, client, base or merged".into(),
+                ))
+            }
+        })
+    }
+
+    /// `--merged`: the three-way merge of the recorded variants, when the edits do not
+    /// overlap.
+    ///
+    /// # Errors
+    /// [`SyncError::Usage`] when they overlap or are not text; store errors.
+    fn clean_merge(&self, record: &ConflictRecord, shown: &str) -> Result<VariantContent> {
+        let (b, c, s) = self.three_way_bytes(record)?;
+        match merge3(&b, &c, &s) {
+            Merged::Clean(m) => Ok(VariantContent {
+                kind: EntryKind::File,
+                mode: client_mode(record),
+                bytes: m,
+            }),
+            Merged::Conflicted(_) => Err(SyncError::Usage(format!(
+                "the edits to {shown} overlap, so there is no clean merge; use `cachesync resolve {shown} --edit`"
+            ))),
+            Merged::NotText => Err(SyncError::Usage(format!(
+                "{shown} is not text, so it cannot be merged; take a version or use --with FILE"
+            ))),
+        }
+    }
+
+    /// `--edit`: writes the merge with conflict markers into the workspace file and marks the
+    /// record as being edited; the conflict stays open until `--mark`.
+    ///
+    /// # Errors
+    /// [`SyncError::Usage`] when the variants are not text; store and I/O errors.
+    fn write_with_markers(
+        &self,
+        path: &[u8],
+        record: ConflictRecord,
+        shown: &str,
+    ) -> Result<Resolved> {
+        let (b, c, s) = self.three_way_bytes(&record)?;
+        let marked = match merge3(&b, &c, &s) {
+            Merged::Clean(m) | Merged::Conflicted(m) => m,
+            Merged::NotText => {
+                return Err(SyncError::Usage(format!(
+                    "{shown} is not text, so it cannot be edited with conflict markers"
+                )))
+            }
+        };
+        self.write_local(
+            path,
+            &VariantContent {
+                kind: EntryKind::File,
+                mode: client_mode(&record),
+                bytes: marked,
+            },
+        )?;
+        let mut r = record;
+        r.resolution = Some("editing".into());
+        let mut batch = Batch::new();
+        conflict::put(&mut batch, &r);
+        self.store.commit(batch)?;
+        Ok(Resolved {
+            message: format!(
+                "wrote {shown} with conflict markers (<<<<<<< client (yours), ======= , >>>>>>> server); edit it, then run `cachesync resolve {shown} --mark`"
+            ),
+            needs_sync: false,
+        })
+    }
+
+    /// `--mark`: the workspace file as it is now, once no conflict marker is left in it.
+    ///
+    /// # Errors
+    /// [`SyncError::Usage`] when a marker line is still there; I/O errors.
+    fn edited_content(&self, path: &[u8], shown: &str) -> Result<Option<VariantContent>> {
+        let now = self.workspace_content(path)?;
+        if let Some(v) = &now {
+            if v.kind == EntryKind::File && has_conflict_markers(&v.bytes) {
+                return Err(SyncError::Usage(format!(
+                    "{shown} still holds conflict markers; edit them out, then mark it again"
+                )));
+            }
+        }
+        Ok(now)
+    }
+
+    /// Writes the resolution into the workspace, or removes what is there when the
+    /// resolution is "absent".
+    fn put_resolution_in_workspace(
+        &self,
+        path: &[u8],
+        result: Option<&VariantContent>,
+    ) -> Result<()> {
+        match result {
+            Some(v) => self.write_local(path, v),
             None => {
                 let abs = under(&self.root, path);
                 match std::fs::symlink_metadata(&abs) {
@@ -367,45 +456,25 @@ impl Workspace {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                     Err(e) => Err(e),
                 }
-                .map_err(|e| SyncError::io(&abs, e))?;
+                .map_err(|e| SyncError::io(&abs, e))
             }
         }
-        // The base moves to the server's variant: what the resolution is sent against.
-        let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
-        match &server_entry {
-            Some(e) => {
-                base.insert(path.to_vec(), e.clone());
-            }
-            None => {
-                base.remove(path);
-            }
-        }
-        let root = self.store.write_flat(&base)?;
-        let snap = Snapshot {
-            root,
-            parent: self.store.get_ref(keys::REF_BASE)?,
-            time_ns: crate::now_ns(),
-            description: format!("base after resolving {shown}"),
-        };
-        let sid = self.store.put_snapshot(&snap)?;
-        let resolved_entry = match &result {
-            Some(v) if v.kind == EntryKind::File => {
-                let id = self.store.ingest_bytes(&v.bytes)?;
-                let mut e = Entry::new(path, EntryKind::File);
-                e.file = Some(id);
-                e.size = v.bytes.len() as u64;
-                e.mode = v.mode;
-                Some(e)
-            }
-            Some(v) => {
-                let mut e = Entry::new(path, EntryKind::Symlink);
-                e.target = v.bytes.clone();
-                e.size = v.bytes.len() as u64;
-                e.mode = 0o777;
-                Some(e)
-            }
-            None => None,
-        };
+    }
+
+    /// Records the resolution in one commit: the base moved to the server's variant (what
+    /// the next sync sends the resolution against), the record settled, the path's index
+    /// and presence entries dropped (the next scan reads the file afresh), and the op.
+    fn settle(
+        &self,
+        path: &[u8],
+        record: ConflictRecord,
+        server_entry: Option<&Entry>,
+        result: Option<&VariantContent>,
+        label: String,
+    ) -> Result<Resolved> {
+        let shown = display(path);
+        let sid = self.base_moved_to_server(path, server_entry, &shown)?;
+        let resolved_entry = self.resolved_entry(path, result)?;
         let needs_sync = Variant::of(resolved_entry.as_ref()) != record.server
             && !(resolved_entry.is_none() && record.server.is_none());
         let mut r = record;
@@ -429,6 +498,60 @@ impl Workspace {
                 format!("resolved {shown}: {label}; it matches the server")
             },
             needs_sync,
+        })
+    }
+
+    /// Stores a base snapshot where `path` is the server's variant (`server_entry`) and
+    /// returns its id; the ref moves in the settling commit.
+    fn base_moved_to_server(
+        &self,
+        path: &[u8],
+        server_entry: Option<&Entry>,
+        shown: &str,
+    ) -> Result<cachesync_objects::SnapshotId> {
+        let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
+        match server_entry {
+            Some(e) => {
+                base.insert(path.to_vec(), e.clone());
+            }
+            None => {
+                base.remove(path);
+            }
+        }
+        let root = self.store.write_flat(&base)?;
+        let snap = Snapshot {
+            root,
+            parent: self.store.get_ref(keys::REF_BASE)?,
+            time_ns: crate::now_ns(),
+            description: format!("base after resolving {shown}"),
+        };
+        Ok(self.store.put_snapshot(&snap)?)
+    }
+
+    /// The tree entry of the resolution (a file's content goes into the store), for the
+    /// record's `resolved` variant.
+    fn resolved_entry(
+        &self,
+        path: &[u8],
+        result: Option<&VariantContent>,
+    ) -> Result<Option<Entry>> {
+        Ok(match result {
+            Some(v) if v.kind == EntryKind::File => {
+                let id = self.store.ingest_bytes(&v.bytes)?;
+                let mut e = Entry::new(path, EntryKind::File);
+                e.file = Some(id);
+                e.size = v.bytes.len() as u64;
+                e.mode = v.mode;
+                Some(e)
+            }
+            Some(v) => {
+                let mut e = Entry::new(path, EntryKind::Symlink);
+                e.target = v.bytes.clone();
+                e.size = v.bytes.len() as u64;
+                e.mode = 0o777;
+                Some(e)
+            }
+            None => None,
         })
     }
 
