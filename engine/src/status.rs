@@ -429,75 +429,21 @@ impl Workspace {
     /// # Errors
     /// Local I/O and store errors; a remote that does not answer is reported, not an error.
     pub fn status(&self, with_ignored: bool, progress: &dyn Progress) -> Result<StatusReport> {
-        let mode_before = self.mode()?;
-        let attempt = if mode_before.is_disconnected() && mode_before.manual {
-            Err(SyncError::Offline)
-        } else {
-            let remote = self.remote()?;
-            self.scan_all(&remote, progress, || {
-                crate::identity::check(&remote, &self.config.remote, &self.identity)
-            })
-        };
-        let attempt = match attempt {
-            Ok(t) => {
-                self.track(Ok(()))?;
-                Ok(t)
-            }
-            Err(e) => match self.track::<()>(Err(e)) {
-                Err(e) => Err(e),
-                Ok(()) => unreachable!("track returns the error it is given"),
-            },
-        };
-        let mut unreadable = Vec::new();
-        // Connected: what a sync would do now, from the same `prepare` it runs.
-        let mut prepared = None;
-        let (base, local, remote_tree, remote_error) = match attempt {
-            Ok(t) => {
-                prepared = Some(self.prepare(&t, &[], Direction::Both)?.plan);
-                unreadable = t.remote.unreadable;
-                (t.base, t.local, Some(t.remote.tree), None)
-            }
-            Err(
-                e @ (SyncError::Disconnected { .. }
-                | SyncError::RemoteIdentity { .. }
-                | SyncError::Offline),
-            ) => {
-                let base = self.synced_base()?;
-                let local = self.scan_workspace(&base)?;
-                (base, local, None, Some(e.to_string()))
-            }
-            Err(e) => return Err(e),
-        };
-        let mut batch = Batch::new();
-        for (p, ie) in &local.index_updates {
-            index::put(&mut batch, p, ie);
-        }
-        for p in &local.index_removals {
-            index::remove(&mut batch, p);
-        }
-        if !batch.is_empty() {
-            self.store.commit(batch)?;
-        }
+        let Sides {
+            base,
+            local,
+            remote_tree,
+            remote_error,
+            plan,
+            unreadable,
+        } = self.scan_sides(progress)?;
+        self.refresh_index(&local)?;
         let local_changes = reconcile_side(&base, &local.tree);
-        let mut pending = Pending::default();
         let remote_changes = remote_tree
             .as_ref()
             .map(|rt| reconcile_side(&base, rt))
             .unwrap_or_default();
-        let conflicts = match &prepared {
-            Some(plan) => {
-                pending.pull = plan.steps.iter().filter(|s| s.side == Side::Local).count();
-                pending.push = plan.steps.iter().filter(|s| s.side == Side::Remote).count();
-                self.expected_conflicts(plan)?
-            }
-            None => {
-                // Offline: the conflicts recorded; a lost+found record whose copy was
-                // removed is settled (the next sync records it).
-                let mut open = conflict::open(&self.store)?;
-                open.retain(|r| r.lost_found.is_none() || r.lost_found_present(&self.root));
-                open
-            }
-        };
+        let (pending, conflicts) = self.pending_and_conflicts(plan.as_ref())?;
         let mode = self.mode()?;
         let provisional: Vec<PathChange> = local_changes
             .iter()
@@ -506,21 +452,7 @@ impl Workspace {
             .collect();
         let mut permission = Vec::new();
         if remote_error.is_some() {
-            let root_perm = self.remote_root_perm()?;
-            let creds = Creds::current();
-            // Permissions as the server last showed them (owners change without a sync).
-            let seen = self
-                .store
-                .read_ref_flat(cachesync_objects::keys::REF_REMOTE)?;
-            for (path, change) in local_change_paths(&base, &local.tree) {
-                if let Some(why) = permission_problem(&seen, root_perm, &creds, &path, change) {
-                    permission.push(PermissionWarning {
-                        path: display(&path),
-                        path_hex: std::str::from_utf8(&path).is_err().then(|| hex(&path)),
-                        reason: why,
-                    });
-                }
-            }
+            permission = self.offline_permission_warnings(&base, &local.tree)?;
             self.record_offline_changes(&local_changes)?;
         }
         let budget = self.budget();
@@ -531,34 +463,7 @@ impl Workspace {
             cull_to: budget.map(|b| b * crate::cull::CULL_TO_PERCENT / 100),
             culling: self.config.culling,
         };
-        let wset = self.working_set();
-        let mut readiness = Readiness::default();
-        for (p, e) in &base {
-            if e.kind != EntryKind::File || wset.priority(p) <= 0 {
-                continue;
-            }
-            if local.remote_only.contains(p) {
-                readiness.working_set_files += 1;
-                readiness.missing_bytes += e.size;
-            } else if local.tree.contains_key(p) {
-                readiness.working_set_files += 1;
-                readiness.present += 1;
-            }
-        }
-        readiness.present_share = if readiness.working_set_files == 0 {
-            1.0
-        } else {
-            readiness.present as f64 / readiness.working_set_files as f64
-        };
-        // What culling would take: only with a budget (it costs an lstat per file).
-        if budget.is_some() {
-            readiness.cull_next = self
-                .cull_candidates(&base, &local)?
-                .into_iter()
-                .take(5)
-                .map(|(p, _)| display(&p))
-                .collect();
-        }
+        let readiness = self.readiness(&base, &local, budget.is_some())?;
         Ok(StatusReport {
             cache,
             readiness,
@@ -589,6 +494,182 @@ impl Workspace {
             warnings: local.warnings,
         })
     }
+
+    /// Scans both sides: with the remote when it answers (and is not disconnected by hand),
+    /// also what a sync would do now, from the same `prepare` the sync runs; else the
+    /// workspace against the synced base, with the reason. The mode follows the outcome, as
+    /// after any command that tries the remote.
+    ///
+    /// # Errors
+    /// Local I/O and store errors, and remote errors other than an outage or a changed
+    /// identity.
+    fn scan_sides(&self, progress: &dyn Progress) -> Result<Sides> {
+        let mode_before = self.mode()?;
+        let attempt = if mode_before.is_disconnected() && mode_before.manual {
+            Err(SyncError::Offline)
+        } else {
+            let remote = self.remote()?;
+            self.scan_all(&remote, progress, || {
+                crate::identity::check(&remote, &self.config.remote, &self.identity)
+            })
+        };
+        let attempt = match attempt {
+            Ok(t) => {
+                self.track(Ok(()))?;
+                Ok(t)
+            }
+            Err(e) => match self.track::<()>(Err(e)) {
+                Err(e) => Err(e),
+                Ok(()) => unreachable!("track returns the error it is given"),
+            },
+        };
+        match attempt {
+            Ok(t) => {
+                let plan = self.prepare(&t, &[], Direction::Both)?.plan;
+                Ok(Sides {
+                    base: t.base,
+                    local: t.local,
+                    remote_tree: Some(t.remote.tree),
+                    remote_error: None,
+                    plan: Some(plan),
+                    unreadable: t.remote.unreadable,
+                })
+            }
+            Err(
+                e @ (SyncError::Disconnected { .. }
+                | SyncError::RemoteIdentity { .. }
+                | SyncError::Offline),
+            ) => {
+                let base = self.synced_base()?;
+                let local = self.scan_workspace(&base)?;
+                Ok(Sides {
+                    base,
+                    local,
+                    remote_tree: None,
+                    remote_error: Some(e.to_string()),
+                    plan: None,
+                    unreadable: Vec::new(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the index entries the local scan refreshed (files it hashed, paths gone).
+    fn refresh_index(&self, local: &crate::scan::LocalScan) -> Result<()> {
+        let mut batch = Batch::new();
+        for (p, ie) in &local.index_updates {
+            index::put(&mut batch, p, ie);
+        }
+        for p in &local.index_removals {
+            index::remove(&mut batch, p);
+        }
+        if !batch.is_empty() {
+            self.store.commit(batch)?;
+        }
+        Ok(())
+    }
+
+    /// The steps pending per side and the conflicts: with a plan, its steps and the
+    /// conflicts it would record (exactly what the sync would do); offline, the conflicts
+    /// recorded, less lost+found records whose copy was removed (the next sync settles
+    /// them).
+    fn pending_and_conflicts(
+        &self,
+        plan: Option<&crate::plan::Plan>,
+    ) -> Result<(Pending, Vec<ConflictRecord>)> {
+        let mut pending = Pending::default();
+        let conflicts = match plan {
+            Some(plan) => {
+                pending.pull = plan.steps.iter().filter(|s| s.side == Side::Local).count();
+                pending.push = plan.steps.iter().filter(|s| s.side == Side::Remote).count();
+                self.expected_conflicts(plan)?
+            }
+            None => {
+                let mut open = conflict::open(&self.store)?;
+                open.retain(|r| r.lost_found.is_none() || r.lost_found_present(&self.root));
+                open
+            }
+        };
+        Ok((pending, conflicts))
+    }
+
+    /// Offline, the local changes the server may refuse, judged from the permissions it
+    /// last showed (owners change without a sync).
+    fn offline_permission_warnings(
+        &self,
+        base: &crate::scan::Flat,
+        local: &crate::scan::Flat,
+    ) -> Result<Vec<PermissionWarning>> {
+        let root_perm = self.remote_root_perm()?;
+        let creds = Creds::current();
+        let seen = self
+            .store
+            .read_ref_flat(cachesync_objects::keys::REF_REMOTE)?;
+        let mut permission = Vec::new();
+        for (path, change) in local_change_paths(base, local) {
+            if let Some(why) = permission_problem(&seen, root_perm, &creds, &path, change) {
+                permission.push(PermissionWarning {
+                    path: display(&path),
+                    path_hex: std::str::from_utf8(&path).is_err().then(|| hex(&path)),
+                    reason: why,
+                });
+            }
+        }
+        Ok(permission)
+    }
+
+    /// How much of the working set is here, and (only `with_budget`: it costs an lstat per
+    /// file) what culling would take next.
+    fn readiness(
+        &self,
+        base: &crate::scan::Flat,
+        local: &crate::scan::LocalScan,
+        with_budget: bool,
+    ) -> Result<Readiness> {
+        let wset = self.working_set();
+        let mut readiness = Readiness::default();
+        for (p, e) in base {
+            if e.kind != EntryKind::File || wset.priority(p) <= 0 {
+                continue;
+            }
+            if local.remote_only.contains(p) {
+                readiness.working_set_files += 1;
+                readiness.missing_bytes += e.size;
+            } else if local.tree.contains_key(p) {
+                readiness.working_set_files += 1;
+                readiness.present += 1;
+            }
+        }
+        readiness.present_share = if readiness.working_set_files == 0 {
+            1.0
+        } else {
+            readiness.present as f64 / readiness.working_set_files as f64
+        };
+        if with_budget {
+            readiness.cull_next = self
+                .cull_candidates(base, local)?
+                .into_iter()
+                .take(5)
+                .map(|(p, _)| display(&p))
+                .collect();
+        }
+        Ok(readiness)
+    }
+}
+
+/// The two sides as `status` sees them (see [`Workspace::scan_sides`]).
+struct Sides {
+    base: crate::scan::Flat,
+    local: crate::scan::LocalScan,
+    /// The remote, when it answered.
+    remote_tree: Option<crate::scan::Flat>,
+    /// Why the remote could not be reached, when it could not.
+    remote_error: Option<String>,
+    /// What a sync would do now, when the remote answered.
+    plan: Option<crate::plan::Plan>,
+    /// Remote entries that could not be read (empty when the remote was not reached).
+    unreadable: Vec<crate::scan::Unreadable>,
 }
 
 fn reconcile_side(base: &crate::scan::Flat, side: &crate::scan::Flat) -> Vec<PathChange> {
