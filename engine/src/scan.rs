@@ -476,11 +476,43 @@ pub fn fetch_changed(
         listings,
         ..RemoteScan::default()
     };
-    let mut to_fetch = Vec::new();
+    let known = Known {
+        store,
+        previous,
+        racy,
+        remote_only,
+    };
     // Made into the map at once, as in `scan_local`.
-    let mut listed = Vec::with_capacity(entries.len());
-    // A directory deleted during the walk: what was under it is taken as last seen, and the
-    // whole subtree is left out of this run (the next one sees what is there).
+    let mut listed = under_vanished(vanished, previous, &mut out);
+    let to_fetch = sort_listing(remote, entries, rules, &known, &mut listed, &mut out)?;
+    out.tree = listed.into_iter().collect();
+    let results = fetch_all(remote, store, to_fetch, parallel, progress);
+    take_fetched(results, previous, &mut out)?;
+    warn_unreadable(&mut out);
+    Ok(out)
+}
+
+/// What [`fetch_changed`] knows of the remote before reading any file: whether a listed
+/// file's content is already at hand.
+struct Known<'a> {
+    store: &'a Store,
+    /// The last remote snapshot.
+    previous: &'a Flat,
+    /// Its racy paths (see [`crate::racy`]).
+    racy: &'a std::collections::HashSet<Vec<u8>>,
+    /// Remote-only paths: their content is never read by a scan.
+    remote_only: &'a std::collections::HashSet<Vec<u8>>,
+}
+
+/// A directory deleted during the walk: what was under it is taken as last seen (returned,
+/// as listed entries), and the whole subtree is left out of this run (the next one sees
+/// what is there).
+fn under_vanished(
+    vanished: Vec<Vec<u8>>,
+    previous: &Flat,
+    out: &mut RemoteScan,
+) -> Vec<(Vec<u8>, Entry)> {
+    let mut listed = Vec::new();
     for dir in vanished {
         let mut under = dir.clone();
         under.push(b'/');
@@ -496,6 +528,26 @@ pub fn fetch_changed(
         ));
         out.unstable.push(dir);
     }
+    listed
+}
+
+/// Goes through the walk's entries: cachesync's own names and ignored paths are left out
+/// (temporaries noted in `out`), an entry whose target cannot be read is kept as last seen,
+/// a file whose content is at hand (or remote-only) gets its id; each is pushed on
+/// `listed`. Returns the files to read.
+///
+/// # Errors
+/// [`SyncError::Disconnected`] when reading a target failed for an outage.
+fn sort_listing(
+    remote: &TimedRemote,
+    entries: Listing,
+    rules: &IgnoreRules,
+    known: &Known<'_>,
+    listed: &mut Vec<(Vec<u8>, Entry)>,
+    out: &mut RemoteScan,
+) -> Result<Listing> {
+    let mut to_fetch = Vec::new();
+    listed.reserve(entries.len());
     for (rel, r) in entries {
         if IgnoreRules::is_internal(&rel) {
             if crate::paths::split_parent(&rel)
@@ -515,7 +567,7 @@ pub fn fetch_changed(
                 SyncError::RemoteIo { source, .. } => {
                     out.unreadable.push(Unreadable::new(&rel, r.kind, &source));
                     // As last seen, if it ever was: left out of the run.
-                    if let Some(p) = previous.get(&rel) {
+                    if let Some(p) = known.previous.get(&rel) {
                         listed.push((rel.clone(), p.clone()));
                     }
                     out.unstable.push(rel);
@@ -526,15 +578,17 @@ pub fn fetch_changed(
         }
         let mut entry = tree_entry(&r);
         if r.kind == EntryKind::File {
-            let not_here = remote_only.contains(&rel);
-            match previous.get(&rel) {
+            let not_here = known.remote_only.contains(&rel);
+            match known.previous.get(&rel) {
                 Some(p)
                     if p.kind == EntryKind::File
                         && p.size == r.size
                         && p.mtime_ns == r.mtime_ns
                         && (not_here
-                            || (!racy.contains(&rel)
-                                && p.file.is_some_and(|f| store.has_file(f).unwrap_or(false)))) =>
+                            || (!known.racy.contains(&rel)
+                                && p.file.is_some_and(|f| {
+                                    known.store.has_file(f).unwrap_or(false)
+                                }))) =>
                 {
                     entry.file = p.file;
                 }
@@ -545,7 +599,19 @@ pub fn fetch_changed(
         }
         listed.push((rel, entry));
     }
-    out.tree = listed.into_iter().collect();
+    Ok(to_fetch)
+}
+
+/// Reads `to_fetch` into the store with `parallel` reads in flight, reporting the bytes
+/// read to `progress`. An outage stops the reads not yet started; each file's outcome is
+/// returned.
+fn fetch_all(
+    remote: &TimedRemote,
+    store: &Store,
+    to_fetch: Listing,
+    parallel: usize,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Fetched {
     let total: u64 = to_fetch.iter().map(|(_, r)| r.size).sum();
     let done = Mutex::new(0u64);
     let results: Mutex<Fetched> = Mutex::new(Vec::new());
@@ -572,7 +638,16 @@ pub fn fetch_changed(
             });
         }
     });
-    for (rel, r) in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Puts the files read into `out.tree`. A file deleted since the listing is gone; one that
+/// kept changing or failed on its own is left out of the run, as last seen.
+///
+/// # Errors
+/// The first other failure ([`SyncError::Disconnected`], store errors).
+fn take_fetched(results: Fetched, previous: &Flat, out: &mut RemoteScan) -> Result<()> {
+    for (rel, r) in results {
         match r {
             Ok((id, stat)) => {
                 let mut entry = tree_entry(&stat);
@@ -611,6 +686,11 @@ pub fn fetch_changed(
             }
         }
     }
+    Ok(())
+}
+
+/// Sorts the unreadable entries and adds a warning for each, then each distinct remedy once.
+fn warn_unreadable(out: &mut RemoteScan) {
     out.unreadable
         .sort_by(|a, b| a.path_bytes.cmp(&b.path_bytes));
     for u in &out.unreadable {
@@ -625,7 +705,6 @@ pub fn fetch_changed(
     for r in remedies {
         out.warnings.push(format!("what to do: {r}"));
     }
-    Ok(out)
 }
 
 /// Reads one remote file into the store, making sure it did not change while it was read:
