@@ -194,135 +194,56 @@ impl Server {
         }
     }
 
+    /// Decodes one request and runs its op; the reply's body, or the error to send back.
+    /// One arm per op of the protocol: those with more to do than one remote call are the
+    /// methods below.
     fn dispatch(&self, id: u64, request: &[u8]) -> io::Result<Vec<u8>> {
         let mut d = Decoder::new(request, "remote helper request");
         let code = d.u8().map_err(decode_err)?;
         let mut out = Encoder::new();
-        let path = |d: &mut Decoder<'_>| d.bytes().map(<[u8]>::to_vec).map_err(decode_err);
         match code {
-            op::LIST => {
-                let p = path(&mut d)?;
-                let last = std::cell::Cell::new(std::time::Instant::now());
-                let tick = || {
-                    if last.get().elapsed() >= TICK_EVERY {
-                        last.set(std::time::Instant::now());
-                        self.reply(id, TICK, &[]);
-                    }
-                };
-                let list = self.remote.list(&p, &tick)?;
-                out.u32(list.len() as u32);
-                for e in &list {
-                    put_entry(&mut out, e);
-                }
-            }
-            op::STAT => match self.remote.stat(&path(&mut d)?)? {
+            op::LIST => self.serve_list(id, &mut d, &mut out)?,
+            op::STAT => match self.remote.stat(&path_arg(&mut d)?)? {
                 Some(e) => {
                     out.u8(1);
                     put_entry(&mut out, &e);
                 }
                 None => out.u8(0),
             },
-            op::OPEN => {
-                let p = path(&mut d)?;
-                let r = self.remote.open(&p)?;
-                let h = self.new_handle(Handle::Reader(Arc::new(Mutex::new(r))));
-                if let Ok(n) = <[u8; 8]>::try_from(h.as_slice()) {
-                    self.opened
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(u64::from_le_bytes(n), p);
-                }
-                return Ok(h);
-            }
+            op::OPEN => return self.serve_open(&mut d),
             op::CREATE => {
-                let w = self.remote.create(&path(&mut d)?)?;
+                let w = self.remote.create(&path_arg(&mut d)?)?;
                 return Ok(self.new_handle(Handle::Writer(Arc::new(Mutex::new(Some(w))))));
             }
-            op::READ => {
-                let h = d.u64().map_err(decode_err)?;
-                let want = d.u32().map_err(decode_err)? as usize;
-                let Handle::Reader(r) = self.get_handle(h)? else {
-                    return Err(protocol("not a reader"));
-                };
-                let mut buf = vec![0u8; want.min(1 << 20)];
-                let n = r.lock().unwrap_or_else(|p| p.into_inner()).read(&mut buf)?;
-                buf.truncate(n);
-                out.bytes(&buf);
-            }
-            op::WRITE => {
-                let h = d.u64().map_err(decode_err)?;
-                let data = d.bytes().map_err(decode_err)?;
-                let Handle::Writer(w) = self.get_handle(h)? else {
-                    return Err(protocol("not a writer"));
-                };
-                let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
-                w.as_mut()
-                    .ok_or_else(|| protocol("file already finished"))?
-                    .write_all(data)?;
-            }
-            op::FINISH => {
-                let h = d.u64().map_err(decode_err)?;
-                let mode = d.u32().map_err(decode_err)?;
-                let mtime = d.i64().map_err(decode_err)?;
-                let Handle::Writer(w) = self.get_handle(h)? else {
-                    return Err(protocol("not a writer"));
-                };
-                let file = w.lock().unwrap_or_else(|p| p.into_inner()).take();
-                self.handles
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&h);
-                file.ok_or_else(|| protocol("file already finished"))?
-                    .finish(mode, mtime)?;
-            }
-            op::CLOSE => {
-                let h = d.u64().map_err(decode_err)?;
-                let opened = self
-                    .opened
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&h);
-                if let Some(p) = opened {
-                    // A test pauses here to show that nothing replaces or removes a file
-                    // before its close is done (CACHESYNC_PAUSE=helper-close:PATH).
-                    crate::failpoint::hit(&format!("helper-close:{}", crate::paths::display(&p)));
-                }
-                self.handles
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&h);
-            }
+            op::READ => self.serve_read(&mut d, &mut out)?,
+            op::WRITE => self.serve_write(&mut d)?,
+            op::FINISH => self.serve_finish(&mut d)?,
+            op::CLOSE => self.serve_close(&mut d)?,
             op::RENAME => {
-                let from = path(&mut d)?;
-                self.remote.rename(&from, &path(&mut d)?)?;
+                let from = path_arg(&mut d)?;
+                self.remote.rename(&from, &path_arg(&mut d)?)?;
             }
             op::RENAME_ATOMIC => {
-                let from = path(&mut d)?;
-                let to = path(&mut d)?;
+                let from = path_arg(&mut d)?;
+                let to = path_arg(&mut d)?;
                 let exchange = d.u8().map_err(decode_err)? != 0;
                 out.u8(u8::from(self.remote.rename_atomic(&from, &to, exchange)?));
             }
-            op::REMOVE_FILE => self.remote.remove_file(&path(&mut d)?)?,
-            op::REMOVE_DIR => self.remote.remove_dir(&path(&mut d)?)?,
+            op::REMOVE_FILE => self.remote.remove_file(&path_arg(&mut d)?)?,
+            op::REMOVE_DIR => self.remote.remove_dir(&path_arg(&mut d)?)?,
             op::MKDIR => {
-                let p = path(&mut d)?;
+                let p = path_arg(&mut d)?;
                 self.remote.mkdir(&p, d.u32().map_err(decode_err)?)?;
             }
             op::SET_MODE => {
-                let p = path(&mut d)?;
+                let p = path_arg(&mut d)?;
                 self.remote.set_mode(&p, d.u32().map_err(decode_err)?)?;
             }
             op::SYMLINK => {
-                let target = path(&mut d)?;
-                self.remote.symlink(&target, &path(&mut d)?)?;
+                let target = path_arg(&mut d)?;
+                self.remote.symlink(&target, &path_arg(&mut d)?)?;
             }
-            op::MKNOD => {
-                let p = path(&mut d)?;
-                let kind = kind_from(d.u8().map_err(decode_err)?)?;
-                let mode = d.u32().map_err(decode_err)?;
-                let rdev = d.u64().map_err(decode_err)?;
-                self.remote.mknod(&p, kind, mode, rdev)?;
-            }
+            op::MKNOD => self.serve_mknod(&mut d)?,
             op::CANONICAL => {
                 let c = std::fs::canonicalize(&self.root)?;
                 out.bytes(crate::paths::bytes(&c));
@@ -331,6 +252,119 @@ impl Server {
         }
         Ok(out.finish())
     }
+
+    /// LIST: the entries of a directory. A long listing sends ticks (at most one per
+    /// [`TICK_EVERY`]) so that the caller's timeout does not expire while it runs.
+    fn serve_list(&self, id: u64, d: &mut Decoder<'_>, out: &mut Encoder) -> io::Result<()> {
+        let p = path_arg(d)?;
+        let last = std::cell::Cell::new(std::time::Instant::now());
+        let tick = || {
+            if last.get().elapsed() >= TICK_EVERY {
+                last.set(std::time::Instant::now());
+                self.reply(id, TICK, &[]);
+            }
+        };
+        let list = self.remote.list(&p, &tick)?;
+        out.u32(list.len() as u32);
+        for e in &list {
+            put_entry(out, e);
+        }
+        Ok(())
+    }
+
+    /// OPEN: a read handle, remembering the path it was opened with (for the pause point of
+    /// its close). The reply is the handle.
+    fn serve_open(&self, d: &mut Decoder<'_>) -> io::Result<Vec<u8>> {
+        let p = path_arg(d)?;
+        let r = self.remote.open(&p)?;
+        let h = self.new_handle(Handle::Reader(Arc::new(Mutex::new(r))));
+        if let Ok(n) = <[u8; 8]>::try_from(h.as_slice()) {
+            self.opened
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(u64::from_le_bytes(n), p);
+        }
+        Ok(h)
+    }
+
+    /// READ: up to the bytes asked for (at most 1 MiB) from a read handle.
+    fn serve_read(&self, d: &mut Decoder<'_>, out: &mut Encoder) -> io::Result<()> {
+        let h = d.u64().map_err(decode_err)?;
+        let want = d.u32().map_err(decode_err)? as usize;
+        let Handle::Reader(r) = self.get_handle(h)? else {
+            return Err(protocol("not a reader"));
+        };
+        let mut buf = vec![0u8; want.min(1 << 20)];
+        let n = r.lock().unwrap_or_else(|p| p.into_inner()).read(&mut buf)?;
+        buf.truncate(n);
+        out.bytes(&buf);
+        Ok(())
+    }
+
+    /// WRITE: bytes appended to a write handle not yet finished.
+    fn serve_write(&self, d: &mut Decoder<'_>) -> io::Result<()> {
+        let h = d.u64().map_err(decode_err)?;
+        let data = d.bytes().map_err(decode_err)?;
+        let Handle::Writer(w) = self.get_handle(h)? else {
+            return Err(protocol("not a writer"));
+        };
+        let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
+        w.as_mut()
+            .ok_or_else(|| protocol("file already finished"))?
+            .write_all(data)?;
+        Ok(())
+    }
+
+    /// FINISH: a write handle's file gets its mode and mtime and is done; the handle goes.
+    fn serve_finish(&self, d: &mut Decoder<'_>) -> io::Result<()> {
+        let h = d.u64().map_err(decode_err)?;
+        let mode = d.u32().map_err(decode_err)?;
+        let mtime = d.i64().map_err(decode_err)?;
+        let Handle::Writer(w) = self.get_handle(h)? else {
+            return Err(protocol("not a writer"));
+        };
+        let file = w.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&h);
+        file.ok_or_else(|| protocol("file already finished"))?
+            .finish(mode, mtime)
+    }
+
+    /// CLOSE: a handle goes (a read handle's file is closed with it).
+    fn serve_close(&self, d: &mut Decoder<'_>) -> io::Result<()> {
+        let h = d.u64().map_err(decode_err)?;
+        let opened = self
+            .opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&h);
+        if let Some(p) = opened {
+            // A test pauses here to show that nothing replaces or removes a file
+            // before its close is done (CACHESYNC_PAUSE=helper-close:PATH).
+            crate::failpoint::hit(&format!("helper-close:{}", crate::paths::display(&p)));
+        }
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&h);
+        Ok(())
+    }
+
+    /// MKNOD: a device, fifo or socket node.
+    fn serve_mknod(&self, d: &mut Decoder<'_>) -> io::Result<()> {
+        let p = path_arg(d)?;
+        let kind = kind_from(d.u8().map_err(decode_err)?)?;
+        let mode = d.u32().map_err(decode_err)?;
+        let rdev = d.u64().map_err(decode_err)?;
+        self.remote.mknod(&p, kind, mode, rdev)
+    }
+}
+
+/// A path argument of a request.
+fn path_arg(d: &mut Decoder<'_>) -> io::Result<Vec<u8>> {
+    d.bytes().map(<[u8]>::to_vec).map_err(decode_err)
 }
 
 /// Serves requests for the remote at `root` from `input`, answering on `output`, until
