@@ -419,6 +419,34 @@ fn run(command: &mut Command) -> Result<(), String> {
     }
 }
 
+/// The fixture's temporary directory and its canonical path. Panics unless we run as root
+/// (the fixture runs its own sshd and logs in as root) and the path can go into sshfs `-o`
+/// options (no comma, no space).
+fn fixture_dir() -> (TempDir, PathBuf) {
+    let uid = fs::metadata("/proc/self")
+        .expect("stat /proc/self to learn the effective uid")
+        .uid();
+    assert!(
+        uid == 0,
+        "SshfsRemote needs root (uid {uid} here): it runs its own sshd and logs in as root"
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("cachesync-sshfs-")
+        .tempdir()
+        .expect("create a temporary directory for the sshfs remote");
+    let root = dir
+        .path()
+        .canonicalize()
+        .expect("canonicalize the temporary directory");
+    assert!(
+        !root.to_string_lossy().contains([',', ' ']),
+        "the temporary directory {} contains a comma or a space, which sshfs -o options \
+         cannot carry; set TMPDIR to a plainer path",
+        root.display()
+    );
+    (dir, root)
+}
+
 /// A directory served by a private sshd and mounted through sshfs.
 ///
 /// Everything lives in one temporary directory: `served/` (what sshd serves: the server's
@@ -495,27 +523,7 @@ impl SshfsRemote {
     /// namespace. Returns once the mount is in the mount table. Panics, with the relevant
     /// log, if anything needed is missing or does not come up within 10 s.
     pub fn start_with(options: SshfsOptions) -> SshfsRemote {
-        let uid = fs::metadata("/proc/self")
-            .expect("stat /proc/self to learn the effective uid")
-            .uid();
-        assert!(
-            uid == 0,
-            "SshfsRemote needs root (uid {uid} here): it runs its own sshd and logs in as root"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("cachesync-sshfs-")
-            .tempdir()
-            .expect("create a temporary directory for the sshfs remote");
-        let root = dir
-            .path()
-            .canonicalize()
-            .expect("canonicalize the temporary directory");
-        assert!(
-            !root.to_string_lossy().contains([',', ' ']),
-            "the temporary directory {} contains a comma or a space, which sshfs -o options \
-             cannot carry; set TMPDIR to a plainer path",
-            root.display()
-        );
+        let (dir, root) = fixture_dir();
         let netns = options.netns;
         assert!(
             !netns || options.delay.is_zero(),
@@ -543,12 +551,32 @@ impl SshfsRemote {
         // From here on, a panic drops `remote`, which cleans up whatever was started.
         fs::create_dir(&remote.served).expect("create served/");
         fs::create_dir(&remote.mnt).expect("create mnt/");
+        let (host_key, authorized_keys) = remote.make_keys(&root);
+        if netns {
+            Netns::create(&mut remote.netns);
+            remote.server_ip = remote.netns.as_ref().expect("just created").server_ip;
+        }
+        remote.start_sshd(&host_key, &authorized_keys);
+        if !remote.options.delay.is_zero() {
+            let upstream = SocketAddr::from((remote.server_ip, remote.port));
+            remote.proxy = Some(
+                DelayProxy::start(upstream, remote.options.delay)
+                    .expect("start the delaying proxy"),
+            );
+        }
+        remote.mount();
+        remote
+    }
+
+    /// Makes the server's host key and the client's key, authorizes the client's, and makes
+    /// sure sshd's privilege-separation directory exists. Returns the host key and the
+    /// `authorized_keys` file, for the sshd configuration.
+    fn make_keys(&self, root: &Path) -> (PathBuf, PathBuf) {
         let host_key = root.join("host_ed25519");
-        let client_key = remote.client_key.clone();
         ssh_keygen(&host_key);
-        ssh_keygen(&client_key);
+        ssh_keygen(&self.client_key);
         let authorized_keys = root.join("authorized_keys");
-        fs::copy(client_key.with_extension("pub"), &authorized_keys)
+        fs::copy(self.client_key.with_extension("pub"), &authorized_keys)
             .expect("write authorized_keys from the client's public key");
         // sshd refuses to start without its privilege-separation directory. Every sshd on the
         // machine shares it: create it if missing, never remove it.
@@ -557,14 +585,17 @@ impl SshfsRemote {
             .mode(0o755)
             .create("/run/sshd")
             .expect("create /run/sshd");
-        if netns {
-            Netns::create(&mut remote.netns);
-            remote.server_ip = remote.netns.as_ref().expect("just created").server_ip;
-        }
+        (host_key, authorized_keys)
+    }
 
+    /// Writes sshd's configuration and starts it. On loopback the port is a free one, taken
+    /// again (up to [`PORT_ATTEMPTS`] times) if another process grabbed it first; in the
+    /// namespace mode it is [`NETNS_PORT`]. Panics with the last error if sshd never came up.
+    fn start_sshd(&mut self, host_key: &Path, authorized_keys: &Path) {
+        let netns = self.options.netns;
         let mut last_error = String::new();
         for _ in 0..PORT_ATTEMPTS {
-            remote.port = if netns { NETNS_PORT } else { free_port() };
+            self.port = if netns { NETNS_PORT } else { free_port() };
             let config = format!(
                 "Port {port}\n\
                  ListenAddress {address}\n\
@@ -577,13 +608,13 @@ impl SshfsRemote {
                  PasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\n\
                  Subsystem sftp internal-sftp\n",
-                port = remote.port,
-                address = remote.server_ip,
+                port = self.port,
+                address = self.server_ip,
                 host_key = host_key.display(),
                 authorized_keys = authorized_keys.display(),
             );
-            fs::write(&remote.config, config).expect("write sshd_config");
-            match remote.spawn_sshd() {
+            fs::write(&self.config, config).expect("write sshd_config");
+            match self.spawn_sshd() {
                 Ok(()) => {
                     last_error.clear();
                     break;
@@ -595,15 +626,6 @@ impl SshfsRemote {
             last_error.is_empty(),
             "could not start sshd in {PORT_ATTEMPTS} attempts: {last_error}"
         );
-        if !remote.options.delay.is_zero() {
-            let upstream = SocketAddr::from((remote.server_ip, remote.port));
-            remote.proxy = Some(
-                DelayProxy::start(upstream, remote.options.delay)
-                    .expect("start the delaying proxy"),
-            );
-        }
-        remote.mount();
-        remote
     }
 
     /// Unmounts and mounts again, with a new sshfs process: nothing cached, inodes numbered
