@@ -1,4 +1,4 @@
-use cachesync_engine::status::PathChange;
+use cachesync_engine::status::{PathChange, StatusReport};
 
 use crate::app::CmdResult;
 use crate::output::{bytes, open_workspace, print_json, print_out, time, Bars, OrFail};
@@ -33,6 +33,33 @@ pub fn cmd_status(args: StatusArgs) -> CmdResult {
         print_json(&report);
         return Ok(0);
     }
+    let mut out = header(&report);
+    section(&mut out, "local changes (to push)", &report.local_changes);
+    section(&mut out, "remote changes (to pull)", &report.remote_changes);
+    conflicts_and_unreadable(&mut out, &report);
+    lists(&mut out, &report);
+    if report.local_changes.is_empty()
+        && report.remote_changes.is_empty()
+        && report.conflicts.is_empty()
+        && report.unreadable.is_empty()
+    {
+        out.push_str(if report.remote_error.is_none() {
+            "up to date: nothing to pull or push\n"
+        } else {
+            "no local changes\n"
+        });
+    }
+    for w in &report.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    cache_lines(&mut out, &report);
+    print_out(&out);
+    Ok(0)
+}
+
+/// The workspace, the remote and its mode (since when, by hand or not), and why the remote
+/// could not be reached.
+fn header(report: &StatusReport) -> String {
     let mut out = format!(
         "workspace {}\nremote    {} ({}{})\n",
         report.workspace,
@@ -49,8 +76,12 @@ pub fn cmd_status(args: StatusArgs) -> CmdResult {
             "  {e}\n  (remote changes unknown; local changes below)\n"
         ));
     }
-    section(&mut out, "local changes (to push)", &report.local_changes);
-    section(&mut out, "remote changes (to pull)", &report.remote_changes);
+    out
+}
+
+/// What a sync cannot settle by itself: the conflicts, and the remote entries it cannot
+/// read, with what to do about them (each remedy once).
+fn conflicts_and_unreadable(out: &mut String, report: &StatusReport) {
     if !report.conflicts.is_empty() {
         out.push_str("conflicts (your local version is kept; the server's is in the store):\n");
         for c in &report.conflicts {
@@ -75,6 +106,11 @@ pub fn cmd_status(args: StatusArgs) -> CmdResult {
             out.push_str(&format!("  what to do: {r}\n"));
         }
     }
+}
+
+/// The provisional paths, the offline changes the server may refuse, and (with
+/// `--ignored`) the ignored paths.
+fn lists(out: &mut String, report: &StatusReport) {
     if !report.provisional.is_empty() {
         out.push_str("provisional (created here, not yet on the remote):\n");
         for c in &report.provisional {
@@ -93,20 +129,11 @@ pub fn cmd_status(args: StatusArgs) -> CmdResult {
             out.push_str(&format!("  {p}\n"));
         }
     }
-    if report.local_changes.is_empty()
-        && report.remote_changes.is_empty()
-        && report.conflicts.is_empty()
-        && report.unreadable.is_empty()
-    {
-        out.push_str(if report.remote_error.is_none() {
-            "up to date: nothing to pull or push\n"
-        } else {
-            "no local changes\n"
-        });
-    }
-    for w in &report.warnings {
-        out.push_str(&format!("warning: {w}\n"));
-    }
+}
+
+/// The cache's use against its budget, how ready the working set is to go offline, and
+/// what culling would take next.
+fn cache_lines(out: &mut String, report: &StatusReport) {
     match report.cache.budget {
         Some(b) => out.push_str(&format!(
             "cache     {} of a {} budget (culling {} above {}, down to {})\n",
@@ -138,7 +165,4 @@ pub fn cmd_status(args: StatusArgs) -> CmdResult {
     if !r.cull_next.is_empty() && report.cache.budget.is_some() {
         out.push_str(&format!("cull next {}\n", r.cull_next.join(", ")));
     }
-
-    print_out(&out);
-    Ok(0)
 }
