@@ -209,6 +209,7 @@ fn assert_whole(side: &str, point: &str, before: &Tree, killed: &Tree, after: &T
     }
 }
 
+#[allow(clippy::too_many_lines)] // one loop read top to bottom: kill, check, recover, compare
 fn crash_everywhere(s: &Scenario) {
     let reference = {
         let env = (s.setup)();

@@ -110,6 +110,7 @@ fn change(root: &Path, salt: u64) {
 }
 
 /// Runs one case: `command` paused at `point`, the outage, resumed.
+#[allow(clippy::too_many_lines)] // a scenario reads top to bottom: pause, outage, resume, compare
 fn case(command: &str, point: &str, outage: Outage) {
     let mut w = world();
     let server_side = command == "pull";

@@ -40,6 +40,7 @@ fn remote_changes(ws: &Path) -> Vec<String> {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario reads top to bottom
 fn clone_push_pull_outage_and_unmount_over_sshfs() {
     let mut share = SshfsRemote::start();
     let served = share.served().to_path_buf();

@@ -57,6 +57,7 @@ fn paths(list: &[serde_json::Value]) -> Vec<&str> {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario reads top to bottom
 fn symlinks_sshfs_will_not_read_are_left_alone_and_the_rest_is_synced() {
     let share = SshfsRemote::start();
     let served = share.served().to_path_buf();
