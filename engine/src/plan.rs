@@ -564,6 +564,38 @@ mod tests {
         assert_eq!(t.steps(Direction::Push), ["remote chmod   keep1"]);
     }
 
+    /// Found by the randomized tester: a push that replaced a directory by a file was
+    /// killed after it removed the files inside on the server. The next run must finish it,
+    /// not take the server's removals for changes the workspace's file clashes with.
+    #[test]
+    fn a_directory_replaced_here_while_the_server_only_removed_inside_is_no_clash() {
+        let t = agreed(&[("d", dir()), ("d/x", file("x")), ("d/y", file("y"))])
+            .local("d", Some(file("a file now")))
+            .remote("d/x", None)
+            .remote("d/y", None);
+        let plan = t.plan(Direction::Both);
+        assert!(
+            plan.changes.iter().all(|c| c.conflict_kind().is_none()),
+            "{:#?}",
+            plan.changes
+        );
+        let steps = t.steps(Direction::Both);
+        assert_eq!(
+            steps,
+            ["remote remove  d", "remote write   d"],
+            "{steps:#?}"
+        );
+        // A file the server changed inside is still a clash (the workspace's file goes to
+        // lost+found).
+        let t = t.remote("d/y", Some(file("y, edited on the server")));
+        let plan = t.plan(Direction::Both);
+        assert!(
+            plan.changes.iter().any(|c| c.stash_local),
+            "{:#?}",
+            plan.changes
+        );
+    }
+
     #[test]
     fn a_conflict_has_no_steps() {
         let t = agreed(&[("c", file("base"))])

@@ -277,12 +277,17 @@ fn settle_type_clashes(
     local: &Flat,
     remote: &Flat,
 ) -> Vec<Change> {
-    let changed_under = |p: &[u8], side: &Flat| {
+    // Something under `p` changed on `side` in a way the other side did not: a removal both
+    // sides made (the other side replaced the directory, so nothing under it is left there)
+    // is agreement, not a change to keep, as when a push that removed the files and not yet
+    // the directory was interrupted.
+    let changed_under = |p: &[u8], side: &Flat, other: &Flat| {
         changes.iter().any(|c| {
             c.path.len() > p.len()
                 && c.path.starts_with(p)
                 && c.path[p.len()] == b'/'
                 && !same(c.base.as_ref(), side.get(&c.path))
+                && !same(side.get(&c.path), other.get(&c.path))
         })
     };
     let mut clashes: Vec<Vec<u8>> = Vec::new();
@@ -300,11 +305,11 @@ fn settle_type_clashes(
             Outcome::Conflict(ConflictKind::Type) => true,
             // The server replaced a directory in which the workspace changed things.
             Outcome::Resolved(Some(t)) if t.kind == r.kind && l.kind == EntryKind::Dir => {
-                changed_under(&c.path, local)
+                changed_under(&c.path, local, remote)
             }
             // The workspace replaced a directory in which the server changed things.
             Outcome::Resolved(Some(t)) if t.kind == l.kind && r.kind == EntryKind::Dir => {
-                changed_under(&c.path, remote)
+                changed_under(&c.path, remote, local)
             }
             _ => false,
         };
