@@ -1,13 +1,12 @@
-//! `diff` and `ls`: what the workspace holds, against the base snapshot, from the cache alone
-//! (they work offline).
+//! `diff`: what the workspace holds, against the base snapshot, from the cache alone (it
+//! works offline); and the unified diff format `show` and `resolve` use too.
 
 use std::collections::BTreeSet;
 
 use cachesync_objects::{Entry, EntryKind};
-use serde::Serialize;
 
 use crate::error::Result;
-use crate::paths::{display, hex, is_within, split_parent};
+use crate::paths::{display, is_within};
 use crate::reconcile::same;
 use crate::scan::Flat;
 use crate::workspace::Workspace;
@@ -72,34 +71,6 @@ pub fn unified(path: &[u8], old: Option<(&Entry, &[u8])>, new: Option<(&Entry, &
     out
 }
 
-/// One entry of `ls`.
-#[derive(Debug, Serialize)]
-pub struct LsEntry {
-    /// The path, displayable.
-    pub path: String,
-    /// The path's bytes in hex, when it is not UTF-8.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path_hex: Option<String>,
-    /// `file`, `dir`, `symlink`, ...
-    pub kind: &'static str,
-    /// Permission bits.
-    pub mode: u32,
-    /// Owner and group.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-    /// Size in bytes.
-    pub size: u64,
-    /// Modification time, ns.
-    pub mtime_ns: i64,
-    /// Symlink target.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// `synced` (as in the base), `modified`, `provisional` (created here, never pushed),
-    /// `deleted` (deleted here, not yet pushed), `remote-only` (metadata here, content not).
-    pub state: &'static str,
-}
-
 impl Workspace {
     fn content(&self, e: &Entry) -> Result<Vec<u8>> {
         Ok(match (e.kind, e.file) {
@@ -113,7 +84,7 @@ impl Workspace {
         })
     }
 
-    fn local_and_base(&self) -> Result<(Flat, crate::scan::LocalScan)> {
+    pub(crate) fn local_and_base(&self) -> Result<(Flat, crate::scan::LocalScan)> {
         let base = self.synced_base()?;
         let local = self.scan_workspace(&base)?;
         Ok((base, local))
@@ -143,50 +114,6 @@ impl Workspace {
                 old.as_ref().map(|(e, c)| (*e, c.as_slice())),
                 new.as_ref().map(|(e, c)| (*e, c.as_slice())),
             ));
-        }
-        Ok(out)
-    }
-
-    /// The entries directly inside `dir` (the root when empty), from the cache: what the base
-    /// snapshot records and what the workspace holds.
-    ///
-    /// # Errors
-    /// Local scan and store errors.
-    pub fn ls(&self, dir: &[u8]) -> Result<Vec<LsEntry>> {
-        let (base, scan) = self.local_and_base()?;
-        let local = &scan.tree;
-        let keys: BTreeSet<&Vec<u8>> = base
-            .keys()
-            .chain(local.keys())
-            .filter(|k| split_parent(k).0 == dir || (k.as_slice() == dir && !dir.is_empty()))
-            .collect();
-        let mut out = Vec::new();
-        for k in keys {
-            let (b, l) = (base.get(k), local.get(k));
-            // `ls DIR` lists what is in it, `ls FILE` the file.
-            if k.as_slice() == dir && b.or(l).is_some_and(|e| e.kind == EntryKind::Dir) {
-                continue;
-            }
-            let (e, state) = match (b, l) {
-                (Some(_), Some(l)) if scan.remote_only.contains(k) => (l, "remote-only"),
-                (Some(b), Some(l)) if same(Some(b), Some(l)) => (l, "synced"),
-                (Some(_), Some(l)) => (l, "modified"),
-                (None, Some(l)) => (l, "provisional"),
-                (Some(b), None) => (b, "deleted"),
-                (None, None) => continue,
-            };
-            out.push(LsEntry {
-                path: display(k),
-                path_hex: std::str::from_utf8(k).is_err().then(|| hex(k)),
-                kind: e.kind.as_str(),
-                mode: e.mode,
-                uid: e.uid,
-                gid: e.gid,
-                size: e.size,
-                mtime_ns: e.mtime_ns,
-                target: (e.kind == EntryKind::Symlink).then(|| display(&e.target)),
-                state,
-            });
         }
         Ok(out)
     }
