@@ -280,9 +280,25 @@ impl Plan {
 /// Pairs "remove file with content F at P" with "create file with content F at Q" on the same
 /// side (each content used once) and turns them into one rename.
 fn find_renames(steps: &mut Vec<Step>) {
+    // A removal whose path the plan makes something at again, or under (the file became a
+    // directory, maybe holding its own content), stays a removal: a rename from it would run
+    // after the mkdir that needs its path free, and never succeed.
+    let mut created: HashMap<Side, std::collections::BTreeSet<&[u8]>> = HashMap::new();
+    for s in steps.iter() {
+        if matches!(s.op, Op::Mkdir | Op::Write | Op::Symlink | Op::Mknod) {
+            created.entry(s.side).or_default().insert(&s.path);
+        }
+    }
+    let recreated = |side: Side, p: &[u8]| {
+        created.get(&side).is_some_and(|set| {
+            set.range(p..)
+                .take_while(|q| q.starts_with(p))
+                .any(|q| crate::paths::is_within(q, p))
+        })
+    };
     let mut removals: HashMap<(Side, FileId), Vec<usize>> = HashMap::new();
     for (i, s) in steps.iter().enumerate() {
-        if s.op == Op::Remove {
+        if s.op == Op::Remove && !recreated(s.side, &s.path) {
             if let Some(e) = &s.expect {
                 if let (EntryKind::File, Some(f)) = (e.kind, e.file) {
                     removals.entry((s.side, f)).or_default().push(i);
@@ -594,6 +610,44 @@ mod tests {
             "{:#?}",
             plan.changes
         );
+    }
+
+    /// Found by the randomized tester: a file that becomes a directory holding its own
+    /// content was planned as `mkdir a` then `rename a -> a/in`, which never succeeds.
+    #[test]
+    fn a_file_that_becomes_a_directory_holding_it_is_removed_then_written() {
+        let t = agreed(&[("a", file("x"))])
+            .local("a", Some(dir()))
+            .local("a/in", Some(file("x")));
+        let steps = t.steps(Direction::Both);
+        assert!(!steps.iter().any(|s| s.contains("rename")), "{steps:#?}");
+        let (rm, mk, w) = (
+            position(&steps, "remote remove a"),
+            position(&steps, "remote mkdir a"),
+            position(&steps, "remote write a/in"),
+        );
+        assert!(rm < mk && mk < w, "{steps:#?}");
+    }
+
+    /// Found by the randomized tester: a file moved away and a directory made at its old
+    /// path. A rename from that path would run after the mkdir that needs it free.
+    #[test]
+    fn a_path_freed_by_a_move_and_made_again_is_not_a_rename_source() {
+        let t = agreed(&[("a", file("moved"))])
+            .local("a", Some(dir()))
+            .local("a/x", Some(file("in")))
+            .local("b", Some(file("moved")));
+        let steps = t.steps(Direction::Both);
+        assert!(!steps.iter().any(|s| s.contains("rename")), "{steps:#?}");
+        assert!(
+            position(&steps, "remote remove a") < position(&steps, "remote mkdir a"),
+            "{steps:#?}"
+        );
+        // A plain move still is a rename.
+        let t = agreed(&[("a", file("moved"))])
+            .local("a", None)
+            .local("b", Some(file("moved")));
+        assert_eq!(t.steps(Direction::Both), ["remote rename  a -> b"]);
     }
 
     #[test]

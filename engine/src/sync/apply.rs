@@ -110,7 +110,9 @@ fn taken_is_change(e: SyncError, path: &[u8]) -> StepError {
         SyncError::RemoteIo { source, .. }
             if matches!(
                 source.kind(),
-                std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound
+                std::io::ErrorKind::AlreadyExists
+                    | std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::NotADirectory
             ) =>
         {
             changed_there(path)
@@ -517,7 +519,12 @@ impl Applier<'_> {
                     if !remote.pool().is_tripped() {
                         let _ = remote.remove_file(&tmp);
                     }
-                    return Err(e);
+                    // The directory it goes in was removed (or replaced) on the server
+                    // since the scan: a change the next run takes up, not a failure.
+                    return Err(match e {
+                        StepError::Fatal(e) => taken_is_change(e, &step.path),
+                        e => e,
+                    });
                 }
                 if let Err(e) = self.check_remote(&step.path, step.expect.as_ref()) {
                     let _ = remote.remove_file(&tmp);
