@@ -423,7 +423,11 @@ impl Bench {
         };
         let mut round = 1_000;
         for r in 0..self.args.runs {
-            let order = if r % 2 == 0 { [true, false] } else { [false, true] };
+            let order = if r % 2 == 0 {
+                [true, false]
+            } else {
+                [false, true]
+            };
             for on in order {
                 set_verify(on)?;
                 round += 1;

@@ -771,7 +771,10 @@ fn take_server_closes_a_type_clash_record_and_keeps_the_copy() {
     let refused = env.expect_code(2, &["resolve", "d", "--take", "client"]);
     assert!(refused.stderr.contains("--take server"), "{refused}");
     let r = env.ok(&["resolve", "d", "--take", "server"]);
-    assert!(r.out().contains(LOST_FOUND), "names where the copy stays: {r}");
+    assert!(
+        r.out().contains(LOST_FOUND),
+        "names where the copy stays: {r}"
+    );
     assert_eq!(open_conflicts(&env), serde_json::json!([]));
     assert_eq!(record_of(&env, "d")["state"], "resolved");
     assert_eq!(read(slot.join("d/a.txt")), "a v2, edited on the laptop\n");
@@ -799,14 +802,22 @@ fn status_and_check_show_a_type_clash_before_the_sync_records_it() {
         fs::write(dir_side.join("n/inside.txt"), "inside\n").expect("write n/inside.txt");
 
         let st = env.json(0, &["status", "--json"]);
-        assert_eq!(paths_of(&st["conflicts"]), ["n"], "local file: {local_is_file}: {st}");
+        assert_eq!(
+            paths_of(&st["conflicts"]),
+            ["n"],
+            "local file: {local_is_file}: {st}"
+        );
         assert_eq!(st["conflicts"][0]["kind"], "type", "{st}");
         let dry = env.json(7, &["sync", "--dry-run", "--json"]);
         assert_eq!(paths_of(&dry["conflicts"]), ["n"], "{dry}");
         let cj = env.json(7, &["check", "--json"]);
         assert_eq!(cj["code"], "ECONFLICTED", "{cj}");
         assert!(
-            cj["problems"].as_array().expect("problems").iter().any(|p| p["path"] == "n"),
+            cj["problems"]
+                .as_array()
+                .expect("problems")
+                .iter()
+                .any(|p| p["path"] == "n"),
             "{cj}"
         );
 

@@ -93,7 +93,10 @@ fn apply(root: &Path, rel: &str, edit: Edit, side: u8) {
         Edit::Remove => remove(&path),
         Edit::MakeDir => {
             remove(&path);
-            write(&path.join("inside"), format!("inside, side {side}\n").as_bytes());
+            write(
+                &path.join("inside"),
+                format!("inside, side {side}\n").as_bytes(),
+            );
         }
         Edit::Symlink => {
             remove(&path);
@@ -159,11 +162,24 @@ fn check(s: &Situation) -> Result<(), TestCaseError> {
     let status = ws.status(false, &NoProgress).expect("status");
     let dry = dry_run(&mut ws);
     let count = |side| dry.plan.steps.iter().filter(|st| st.side == side).count();
-    prop_assert_eq!(status.pending.pull, count(Side::Local), "pulls: {:?}", dry.plan.steps);
-    prop_assert_eq!(status.pending.push, count(Side::Remote), "pushes: {:?}", dry.plan.steps);
-    let paths = |list: &[cachesync_engine::conflict::ConflictRecord]| -> BTreeSet<(String, String)> {
-        list.iter().map(|c| (c.path.clone(), c.kind.to_string())).collect()
-    };
+    prop_assert_eq!(
+        status.pending.pull,
+        count(Side::Local),
+        "pulls: {:?}",
+        dry.plan.steps
+    );
+    prop_assert_eq!(
+        status.pending.push,
+        count(Side::Remote),
+        "pushes: {:?}",
+        dry.plan.steps
+    );
+    let paths =
+        |list: &[cachesync_engine::conflict::ConflictRecord]| -> BTreeSet<(String, String)> {
+            list.iter()
+                .map(|c| (c.path.clone(), c.kind.to_string()))
+                .collect()
+        };
     prop_assert_eq!(paths(&status.conflicts), paths(&dry.conflicts));
     Ok(())
 }

@@ -497,6 +497,40 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// A file or symlink written to the remote: under a temporary name (its content hashed
+    /// on the way), then put in place if the target still holds what the plan saw.
+    fn write_remote(&mut self, i: usize, step: &Step) -> Result<(), StepError> {
+        let remote = self.remote;
+        let t = step.target.as_ref().expect("writes have a target");
+        let tmp = self.ws.temp_name(self.op, i, &step.path);
+        let _ = remote.remove_file(&tmp);
+        // A failed write (a full disk, a dropped link) takes its temporary with it,
+        // unless the remote is unreachable (the next run removes it then).
+        let written = if t.kind == EntryKind::File {
+            self.write_remote_file(i, &tmp, t)
+        } else {
+            remote.symlink(&t.target, &tmp).map_err(StepError::from)
+        };
+        if let Err(e) = written {
+            if !remote.pool().is_tripped() {
+                let _ = remote.remove_file(&tmp);
+            }
+            // The directory it goes in was removed (or replaced) on the server
+            // since the scan: a change the next run takes up, not a failure.
+            return Err(match e {
+                StepError::Fatal(e) => taken_is_change(e, &step.path),
+                e => e,
+            });
+        }
+        if let Err(e) = self.check_remote(&step.path, step.expect.as_ref()) {
+            let _ = remote.remove_file(&tmp);
+            return Err(e);
+        }
+        crate::failpoint::hit_n("before-rename", i);
+        self.place_remote(&tmp, &step.path, step.expect.as_ref())?;
+        self.record_remote(&step.path, t)
+    }
+
     fn apply_remote(&mut self, i: usize, step: &Step) -> Result<(), StepError> {
         let remote = self.remote;
         let target = step.target.as_ref();
@@ -504,36 +538,7 @@ impl Applier<'_> {
             Op::Stash => Err(StepError::Fatal(SyncError::Usage(
                 "internal: nothing is moved to lost+found on the remote".into(),
             ))),
-            Op::Write | Op::Symlink => {
-                let t = target.expect("writes have a target");
-                let tmp = self.ws.temp_name(self.op, i, &step.path);
-                let _ = remote.remove_file(&tmp);
-                // A failed write (a full disk, a dropped link) takes its temporary with it,
-                // unless the remote is unreachable (the next run removes it then).
-                let written = if t.kind == EntryKind::File {
-                    self.write_remote_file(i, &tmp, t)
-                } else {
-                    remote.symlink(&t.target, &tmp).map_err(StepError::from)
-                };
-                if let Err(e) = written {
-                    if !remote.pool().is_tripped() {
-                        let _ = remote.remove_file(&tmp);
-                    }
-                    // The directory it goes in was removed (or replaced) on the server
-                    // since the scan: a change the next run takes up, not a failure.
-                    return Err(match e {
-                        StepError::Fatal(e) => taken_is_change(e, &step.path),
-                        e => e,
-                    });
-                }
-                if let Err(e) = self.check_remote(&step.path, step.expect.as_ref()) {
-                    let _ = remote.remove_file(&tmp);
-                    return Err(e);
-                }
-                crate::failpoint::hit_n("before-rename", i);
-                self.place_remote(&tmp, &step.path, step.expect.as_ref())?;
-                self.record_remote(&step.path, t)
-            }
+            Op::Write | Op::Symlink => self.write_remote(i, step),
             Op::Mkdir => {
                 self.check_remote(&step.path, None)?;
                 let t = target.expect("mkdir has a target");
