@@ -82,6 +82,6 @@ bench: bench-deps ## Benchmarks: micro (criterion), then cachesync against rsync
 faults: deps ## The fault suite in full: kill -9 everywhere, outages, disk full, corruption, hostile input
 	CACHESYNC_FAULTS=all $(if $(FAULTS_SEED),CACHESYNC_FAULTS_SEED=$(FAULTS_SEED)) $(CARGO) test \
 		-p cachesync --test faults --test outages --test disk_full --test hostile \
-		--test racy --test safety --test workspace_lock -- --nocapture
+		--test racy --test safety --test workspace_lock --test randomized -- --nocapture
 	CACHESYNC_FAULTS=all $(CARGO) test -p cachesync-objects --test hostile_input
-	CACHESYNC_FAULTS=all $(CARGO) test -p cachesync-engine --test hostile_config
+	CACHESYNC_FAULTS=all $(CARGO) test -p cachesync-engine --test hostile_config --test prepare
