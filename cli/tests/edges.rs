@@ -372,3 +372,24 @@ fn a_server_directory_removed_during_a_push_into_it_is_skipped_cleanly() {
     env.ok(&["sync"]);
     assert_eq!(read(env.r("b/y/z")), "1, and more\n");
 }
+
+/// Found by the randomized tester: a directory made on both sides with different modes is
+/// a metadata conflict, and it stays one when something inside it settled (the base held
+/// the directory implicitly, with a default mode, and the next sync pushed one side's mode).
+#[test]
+fn a_directory_made_on_both_sides_with_different_modes_stays_a_conflict() {
+    let env = Env::with_remote(&[("x", "x\n")]);
+    env.clone_ws();
+    for (side, m) in [(&env.ws, 0o744), (&env.remote, 0o755)] {
+        fs::create_dir(side.join("c")).expect("mkdir");
+        chmod(side.join("c"), m);
+        fs::write(side.join("c/z"), "same\n").expect("write");
+    }
+    env.expect_code(7, &["sync"]);
+    let again = env.expect_code(7, &["sync"]);
+    assert_eq!(mode(env.w("c")), 0o744, "{again}");
+    assert_eq!(mode(env.r("c")), 0o755, "{again}");
+    let list = env.json(0, &["conflicts", "--json"]);
+    assert_eq!(list[0]["path"], "c", "{list}");
+    assert_eq!(read(env.w("c/z")), "same\n");
+}

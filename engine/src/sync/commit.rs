@@ -255,6 +255,14 @@ fn record_outcomes(
             p.cleared.push(c.path.clone());
         }
         let base = &mut p.outcomes.base;
+        // A path whose directory the base does not hold (a directory in conflict, made on
+        // both sides with different modes): recorded, the base would hold that directory
+        // implicitly, with a default mode, and the next run would take one side's mode for a
+        // change and push it over the other's. It stays out until its directory is agreed.
+        let parent = crate::paths::split_parent(&c.path).0;
+        if target.is_some() && !parent.is_empty() && !base.contains_key(parent) {
+            continue;
+        }
         p.outcomes.base_moved |= match target {
             Some(e) => base.insert(c.path.clone(), e.clone()).as_ref() != Some(e),
             None => base.remove(&c.path).is_some(),
