@@ -162,16 +162,6 @@ fn race(env: &Env, command: &str, at: &Path, rel: &str, symlink: bool) {
     assert_made(at, symlink);
 }
 
-/// cachesync's temporary files left in `dir`.
-fn temporaries(dir: &Path) -> Vec<String> {
-    fs::read_dir(dir)
-        .expect("ls")
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".cachesync-tmp"))
-        .collect()
-}
-
 #[test]
 fn a_file_made_in_the_workspace_just_before_a_pull_renames_over_it_is_kept() {
     for symlink in [false, true] {
@@ -191,7 +181,7 @@ fn a_file_made_in_the_workspace_just_before_a_pull_renames_over_it_is_kept() {
         env.clone_ws();
         env.put_remote("f", "v2 from the server\n");
         race(&env, "pull", &env.w("f"), "f", symlink);
-        assert_eq!(temporaries(&env.ws), Vec::<String>::new());
+        assert_eq!(common::leftovers(&env.ws), Vec::<String>::new());
     }
 }
 
@@ -209,7 +199,7 @@ fn a_file_made_on_the_share_just_before_a_push_renames_over_it_is_kept() {
         env.put_local("f", "v2 from the laptop\n");
         race(&env, "push", &env.r("f"), "f", symlink);
         assert_eq!(read(env.w("f")), "v2 from the laptop\n");
-        assert_eq!(temporaries(&env.remote), Vec::<String>::new());
+        assert_eq!(common::leftovers(&env.remote), Vec::<String>::new());
         // Both versions end up kept.
         env.expect_code(7, &["sync"]);
         assert_made(&env.r("f"), symlink);
@@ -392,4 +382,44 @@ fn a_directory_made_on_both_sides_with_different_modes_stays_a_conflict() {
     let list = env.json(0, &["conflicts", "--json"]);
     assert_eq!(list[0]["path"], "c", "{list}");
     assert_eq!(read(env.w("c/z")), "same\n");
+}
+
+/// Found by the randomized tester: a run killed after one side holds an automatic merge
+/// left no "merged automatically" record, so the versions it was made from were in no
+/// variant. The record is now written before any step runs.
+#[test]
+fn a_merge_interrupted_by_a_kill_still_keeps_what_it_was_made_from() {
+    let text: String = (0..12).map(|i| format!("line {i}\n")).collect();
+    let env = Env::with_remote(&[("t.txt", text.as_str())]);
+    common::age_files(&env.remote);
+    env.clone_ws();
+    env.put_remote("t.txt", format!("{text}appended on the server\n"));
+    let mine = text.replace("line 6\n", "line 6 edited here\n");
+    env.put_local("t.txt", &mine);
+    env.put_local("a/n13", "new here\n");
+    let killed = env.run_with(
+        &env.ws,
+        ["sync"],
+        &[("CACHESYNC_FAILPOINT", std::ffi::OsStr::new("mid-write:2"))],
+    );
+    assert_eq!(killed.signal, Some(9), "{killed}");
+    env.ok(&["sync"]);
+    let all = env.json(0, &["conflicts", "--json", "--all"]);
+    let r = all
+        .as_array()
+        .expect("records")
+        .iter()
+        .find(|r| r["path"] == "t.txt")
+        .unwrap_or_else(|| panic!("no record of the merge: {all}"));
+    assert_eq!(r["resolution"], "merged automatically", "{r}");
+    // The versions it was made from, by size (each differs from the merge's).
+    let server = format!("{text}appended on the server\n");
+    assert_eq!(
+        r["client"]["size"],
+        mine.len(),
+        "the version before the merge: {r}"
+    );
+    assert_eq!(r["server"]["size"], server.len(), "{r}");
+    assert_ne!(r["resolved"]["size"], r["client"]["size"], "{r}");
+    env.assert_in_sync();
 }

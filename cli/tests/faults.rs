@@ -21,7 +21,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use common::{noise, paths_of, tree, Env, Run, Tree};
+use common::{leftovers, noise, paths_of, tree, Env, Run, Tree};
 
 /// A situation, the command killed in it, and how it is finished afterwards.
 struct Scenario {
@@ -130,28 +130,6 @@ fn outcome(env: &Env) -> Outcome {
         remote: tree(&env.remote),
         conflicts,
     }
-}
-
-/// cachesync's temporary files under `root` (the scenario trees skip them).
-fn leftovers(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&dir) else { continue };
-        for e in rd.flatten() {
-            let name = e.file_name();
-            if dir == root && name == ".cachesync" {
-                continue;
-            }
-            if name.as_bytes().starts_with(b".cachesync-tmp.") {
-                out.push(e.path().display().to_string());
-            }
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(e.path());
-            }
-        }
-    }
-    out
 }
 
 /// The points a run of `s` passes, in order, each once.

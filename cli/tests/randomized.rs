@@ -59,7 +59,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use cachesync_objects::FileId;
-use common::{tree, Env, Node, Run, Tree};
+use common::{leftovers, tree, Env, Node, Run, Tree};
 
 /// The workspace's lost+found directory (never synced).
 const LOST_FOUND: &str = ".cachesync-lost+found";
@@ -1120,28 +1120,6 @@ fn synced_part(t: &Tree) -> Tree {
         .filter(|(p, _)| !p.starts_with(LOST_FOUND.as_bytes()))
         .map(|(p, n)| (p.clone(), n.clone()))
         .collect()
-}
-
-/// cachesync's temporary files under `root`.
-fn leftovers(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&dir) else { continue };
-        for e in rd.flatten() {
-            let name = e.file_name();
-            if dir == root && name == ".cachesync" {
-                continue;
-            }
-            if name.as_bytes().starts_with(b".cachesync-tmp.") {
-                out.push(e.path().display().to_string());
-            }
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(e.path());
-            }
-        }
-    }
-    out
 }
 
 /// What happens to a sync besides running.

@@ -242,6 +242,19 @@ pub fn open(store: &Store) -> Result<Vec<ConflictRecord>> {
         .collect())
 }
 
+/// The record of `path`, if there is one.
+///
+/// # Errors
+/// Store errors; [`SyncError::DamagedRecord`] when it does not decode.
+pub fn get(store: &Store, path: &[u8]) -> Result<Option<ConflictRecord>> {
+    match store.table(keys::CF_CONFLICTS).get(path)? {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| {
+            SyncError::damaged(format!("the conflict record of {}", display(path)), e)
+        }),
+    }
+}
+
 /// Adds "write `r`" to a batch.
 pub fn put(batch: &mut Batch, r: &ConflictRecord) {
     batch.put(

@@ -487,3 +487,26 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// cachesync's temporary files under `root`, `.cachesync/` left out (the scenario trees
+/// skip them).
+pub fn leftovers(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            if dir == root && name == ".cachesync" {
+                continue;
+            }
+            if name.as_bytes().starts_with(b".cachesync-tmp.") {
+                out.push(e.path().display().to_string());
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}

@@ -67,7 +67,7 @@ impl Workspace {
             .collect();
         let base = std::mem::take(&mut trees.base);
         let mut outcomes = record_outcomes(opts, &trees, plan, &applied, &existing, base, report)
-            .into_batch(&mut batch);
+            .into_batch(&self.store, plan, &mut batch)?;
         presence_updates(&mut batch, &trees, &outcomes.base, new_remote_only);
         self.settle_records(opts, existing, &mut outcomes, &mut batch);
         report.conflicts = std::mem::take(&mut outcomes.open_now)
@@ -238,18 +238,7 @@ fn record_outcomes(
         }
         if c.merged {
             p.outcomes.merged.insert(c.path.clone());
-            let mut r = conflict::record(
-                &c.path,
-                ConflictKind::Content,
-                c.base.as_ref(),
-                c.local.as_ref(),
-                c.remote.as_ref(),
-            );
-            r.state = ConflictState::Resolved;
-            r.resolved = conflict::Variant::of(target.as_ref());
-            r.resolution = Some("merged automatically".into());
-            r.resolved_ns = Some(crate::now_ns());
-            p.resolved.push(r);
+            p.resolved.push(c.path.clone());
         }
         if trees.local.reappeared.contains(&c.path) {
             p.cleared.push(c.path.clone());
@@ -274,23 +263,74 @@ fn record_outcomes(
 /// [`record_outcomes`]'s answer, with the writes it implies.
 struct Pending {
     outcomes: Outcomes,
-    /// Records of automatic merges, settled.
-    resolved: Vec<ConflictRecord>,
+    /// Paths merged automatically: their settled records are written (see
+    /// [`merge_to_record`]).
+    resolved: Vec<Vec<u8>>,
     /// Remote-only flags to clear (a file written here at a remote-only path, now synced).
     cleared: Vec<Vec<u8>>,
 }
 
 impl Pending {
     /// Puts the records and flags in `batch`.
-    fn into_batch(self, batch: &mut Batch) -> Outcomes {
-        for r in self.outcomes.open_now.values().chain(&self.resolved) {
+    fn into_batch(
+        self,
+        store: &cachesync_objects::Store,
+        plan: &Plan,
+        batch: &mut Batch,
+    ) -> Result<Outcomes> {
+        for r in self.outcomes.open_now.values() {
             conflict::put(batch, r);
+        }
+        for c in plan
+            .changes
+            .iter()
+            .filter(|c| self.resolved.contains(&c.path))
+        {
+            if let Some(r) = merge_to_record(store, c)? {
+                conflict::put(batch, &r);
+            }
         }
         for p in &self.cleared {
             crate::presence::clear(batch, p);
         }
-        self.outcomes
+        Ok(self.outcomes)
     }
+}
+
+/// The settled record of an automatic merge: base, client and server as they were, the merge
+/// as the resolution. Written before the run's steps too (see `record.rs`), so that a run
+/// killed once a side holds the merge still keeps what it was made from.
+pub(super) fn merged_record(c: &Change) -> ConflictRecord {
+    let mut r = conflict::record(
+        &c.path,
+        ConflictKind::Content,
+        c.base.as_ref(),
+        c.local.as_ref(),
+        c.remote.as_ref(),
+    );
+    r.state = ConflictState::Resolved;
+    r.resolved = conflict::Variant::of(c.result().and_then(|t| t.as_ref()));
+    r.resolution = Some("merged automatically".into());
+    r.resolved_ns = Some(crate::now_ns());
+    r
+}
+
+/// The record to write for the automatic merge at change `c`, or `None` when the one there
+/// already says it: a run killed once a side held the merge leaves that side holding it, and
+/// the next run merges again with the merge as its client; the earlier record, made from the
+/// versions before the merge, is the one to keep.
+pub(super) fn merge_to_record(
+    store: &cachesync_objects::Store,
+    c: &Change,
+) -> Result<Option<ConflictRecord>> {
+    let r = merged_record(c);
+    let finishing = conflict::get(store, &c.path)?.is_some_and(|old| {
+        old.state == ConflictState::Resolved
+            && old.resolution.as_deref() == Some("merged automatically")
+            && old.resolved.is_some()
+            && old.resolved == r.client
+    });
+    Ok((!finishing).then_some(r))
 }
 
 /// The open record of a local version moved to lost+found.

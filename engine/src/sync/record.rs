@@ -48,6 +48,18 @@ impl Workspace {
                 });
             }
         }
+        // An automatic merge is recorded before any step runs: a run killed once one side
+        // holds the merge still keeps the versions it was made from (the commit writes the
+        // record again when the run finishes).
+        let mut merges = cachesync_objects::Batch::new();
+        for c in plan.changes.iter().filter(|c| c.merged) {
+            if let Some(r) = super::commit::merge_to_record(&self.store, c)? {
+                crate::conflict::put(&mut merges, &r);
+            }
+        }
+        if !merges.is_empty() {
+            self.store.commit(merges)?;
+        }
         journal::write_planned(&self.store, &op, crate::plan::Records(&plan.steps))?;
         crate::failpoint::hit("planned");
         // Our own leftovers on the remote from earlier runs.
