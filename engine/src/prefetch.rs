@@ -62,37 +62,7 @@ impl Workspace {
             culled: pulled.culled,
             ..PrefetchReport::default()
         };
-        let base = self.synced_base()?;
-        let wset = self.working_set();
-        let local = self.scan_workspace(&base)?;
-        let used = self.cache_use(&local.tree, &local.remote_only);
-        let by_hand = crate::presence::load_by_hand(&self.store)?;
-        // Every file that could be here, most wanted first: what is here already, and the
-        // remote-only files of the working set (priority above 0).
-        let all: Vec<(i32, Vec<u8>, u64, bool)> = base
-            .iter()
-            .filter(|(_, e)| e.kind == EntryKind::File)
-            .filter_map(|(p, e)| {
-                let here = !local.remote_only.contains(p) && local.tree.contains_key(p);
-                let prio = wset.priority(p);
-                // A file dropped by hand stays remote-only unless it is pinned.
-                let wanted = prio > 0 && (prio == i32::MAX || !by_hand.contains(p));
-                (here || wanted).then(|| (prio, p.clone(), e.size, here))
-            })
-            .collect();
-        // Most wanted first; among equals, what is here (most recently used first) before
-        // what would have to be fetched.
-        let atime = |p: &[u8]| {
-            std::fs::symlink_metadata(crate::paths::under(&self.root, p))
-                .map(|m| m.atime() * 1_000_000_000 + m.atime_nsec())
-                .unwrap_or(0)
-        };
-        let mut keyed: Vec<((i32, bool, i64), Candidate)> = all
-            .into_iter()
-            .map(|x| ((x.0, x.3, if x.3 { atime(&x.1) } else { 0 }), x))
-            .collect();
-        keyed.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1 .1.cmp(&b.1 .1)));
-        let all: Vec<Candidate> = keyed.into_iter().map(|(_, x)| x).collect();
+        let (all, used) = self.prefetch_candidates()?;
         // What fits: each file costs its workspace copy and its stored content.
         let here_bytes: u64 = all.iter().filter(|x| x.3).map(|x| 2 * x.2).sum();
         let overhead = used.saturating_sub(here_bytes);
@@ -145,5 +115,43 @@ impl Workspace {
             return Err(e);
         }
         Ok(report)
+    }
+
+    /// Every file that could be here, most wanted first: what is here already, and the
+    /// remote-only files of the working set (priority above 0); among equals, what is here
+    /// (most recently used first) before what would have to be fetched. With the cache's
+    /// use now.
+    fn prefetch_candidates(&self) -> Result<(Vec<Candidate>, u64)> {
+        let base = self.synced_base()?;
+        let wset = self.working_set();
+        let local = self.scan_workspace(&base)?;
+        let used = self.cache_use(&local.tree, &local.remote_only);
+        let by_hand = crate::presence::load_by_hand(&self.store)?;
+        // Every file that could be here, most wanted first: what is here already, and the
+        // remote-only files of the working set (priority above 0).
+        let all: Vec<(i32, Vec<u8>, u64, bool)> = base
+            .iter()
+            .filter(|(_, e)| e.kind == EntryKind::File)
+            .filter_map(|(p, e)| {
+                let here = !local.remote_only.contains(p) && local.tree.contains_key(p);
+                let prio = wset.priority(p);
+                // A file dropped by hand stays remote-only unless it is pinned.
+                let wanted = prio > 0 && (prio == i32::MAX || !by_hand.contains(p));
+                (here || wanted).then(|| (prio, p.clone(), e.size, here))
+            })
+            .collect();
+        // Most wanted first; among equals, what is here (most recently used first) before
+        // what would have to be fetched.
+        let atime = |p: &[u8]| {
+            std::fs::symlink_metadata(crate::paths::under(&self.root, p))
+                .map(|m| m.atime() * 1_000_000_000 + m.atime_nsec())
+                .unwrap_or(0)
+        };
+        let mut keyed: Vec<((i32, bool, i64), Candidate)> = all
+            .into_iter()
+            .map(|x| ((x.0, x.3, if x.3 { atime(&x.1) } else { 0 }), x))
+            .collect();
+        keyed.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1 .1.cmp(&b.1 .1)));
+        Ok((keyed.into_iter().map(|(_, x)| x).collect(), used))
     }
 }

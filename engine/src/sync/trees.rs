@@ -119,14 +119,33 @@ impl Workspace {
         if let Some(root) = remote.stat(b"")? {
             self.save_remote_root_perm(&root)?;
         }
-        // The last observed remote state: a later scan reads only what changed since (and
-        // what was racy). Once saved, it is what the commit compares with (so it is not
-        // written twice).
-        let racy = crate::racy::after_scan(&remote_scan, &previous_racy, started_ns);
+        let racy =
+            self.save_remote_scan(&remote_scan, previous_remote, &previous_racy, started_ns)?;
+        Ok(Trees {
+            base,
+            local,
+            remote: remote_scan,
+            racy,
+            started_ns,
+            deferred,
+        })
+    }
+
+    /// Saves the last observed remote state, and its racy paths: a later scan reads only what
+    /// changed since (and what was racy). Once saved, it is what the commit compares with (so
+    /// it is not written twice). Returns the racy paths now.
+    fn save_remote_scan(
+        &self,
+        scan: &crate::scan::RemoteScan,
+        previous: Flat,
+        previous_racy: &HashSet<Vec<u8>>,
+        started_ns: i64,
+    ) -> Result<HashSet<Vec<u8>>> {
+        let racy = crate::racy::after_scan(scan, previous_racy, started_ns);
         let mut batch = Batch::new();
-        crate::racy::put(&mut batch, &previous_racy, &racy);
-        if remote_scan.tree != previous_remote {
-            let root = self.store.write_flat(&remote_scan.tree)?;
+        crate::racy::put(&mut batch, previous_racy, &racy);
+        if scan.tree != previous {
+            let root = self.store.write_flat(&scan.tree)?;
             let snap = Snapshot {
                 root,
                 parent: self.store.get_ref(keys::REF_REMOTE)?,
@@ -140,15 +159,7 @@ impl Workspace {
             self.store.commit(batch)?;
             crate::failpoint::hit("remote-snapshot");
         }
-        drop(previous_remote);
-        Ok(Trees {
-            base,
-            local,
-            remote: remote_scan,
-            racy,
-            started_ns,
-            deferred,
-        })
+        Ok(racy)
     }
 
     /// Which files new on the share (known to neither the base nor the workspace) a run
