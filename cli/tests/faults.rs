@@ -18,8 +18,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 
 use common::{leftovers, noise, paths_of, tree, Env, Run, Tree};
 
