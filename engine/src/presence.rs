@@ -395,27 +395,19 @@ impl crate::workspace::Workspace {
             {
                 continue;
             }
-            if conflicted.contains(p) {
-                report
-                    .refused
-                    .push((p.clone(), "in conflict; resolve it first".into()));
-                continue;
-            }
-            if ws_set.is_pinned(p) {
-                report
-                    .refused
-                    .push((p.clone(), "pinned; unpin it first".into()));
-                continue;
-            }
-            if !crate::reconcile::same(base.get(p), Some(l)) {
-                report.refused.push((
-                    p.clone(),
-                    if base.contains_key(p) {
-                        "has changes not pushed yet".into()
-                    } else {
-                        "created here and never pushed".into()
-                    },
-                ));
+            let refusal = if conflicted.contains(p) {
+                Some("in conflict; resolve it first")
+            } else if ws_set.is_pinned(p) {
+                Some("pinned; unpin it first")
+            } else if crate::reconcile::same(base.get(p), Some(l)) {
+                None
+            } else if base.contains_key(p) {
+                Some("has changes not pushed yet")
+            } else {
+                Some("created here and never pushed")
+            };
+            if let Some(why) = refusal {
+                report.refused.push((p.clone(), why.into()));
                 continue;
             }
             if by_hand {
@@ -449,14 +441,7 @@ impl crate::workspace::Workspace {
                 std::fs::remove_file(&aside).map_err(|e| SyncError::io(&aside, e))?;
                 crate::index::remove(&mut batch, p);
             } else {
-                let back = rustix::fs::renameat_with(
-                    rustix::fs::CWD,
-                    &aside,
-                    rustix::fs::CWD,
-                    &abs,
-                    rustix::fs::RenameFlags::NOREPLACE,
-                );
-                if back.is_err() {
+                if crate::localfs::rename_no_replace(&aside, &abs).is_err() {
                     // Something new took the name meanwhile: this copy is kept aside.
                     report.refused.push((
                         p.clone(),

@@ -177,6 +177,11 @@ pub fn scan_local(
             let remote_like = entry_from_metadata(name.as_bytes(), &md);
             let mut entry = tree_entry(&remote_like);
             entry.remote_ino = 0;
+            if entry.kind == EntryKind::File
+                && !file_content(store, index, &rel, &path, &md, &mut entry, &mut out)
+            {
+                continue;
+            }
             match entry.kind {
                 EntryKind::Dir => stack.push(rel.clone()),
                 EntryKind::Symlink => {
@@ -185,33 +190,6 @@ pub fn scan_local(
                         .into_os_string()
                         .as_bytes()
                         .to_vec();
-                }
-                EntryKind::File => {
-                    let fresh = index_entry(&md, cachesync_objects::FileId([0; 32]));
-                    match index.get(&rel) {
-                        Some(known) if known.still_valid(&fresh) => entry.file = Some(known.file),
-                        _ => match ingest_local(store, &path) {
-                            Ok((ie, md2)) => {
-                                entry.file = Some(ie.file);
-                                entry.size = md2.size();
-                                entry.mtime_ns = ie.mtime_ns;
-                                out.hashed += 1;
-                                out.index_updates.push((rel.clone(), ie));
-                            }
-                            Err(e) => {
-                                // Not recorded with content it never had: left out of this run.
-                                out.warnings.push(format!("skipped {}: {e}", display(&rel)));
-                                out.unstable.push(rel.clone());
-                                if let Some(known) = index.get(&rel) {
-                                    entry.file = Some(known.file);
-                                    entry.size = known.size;
-                                    entry.mtime_ns = known.mtime_ns;
-                                } else {
-                                    continue;
-                                }
-                            }
-                        },
-                    }
                 }
                 _ => {}
             }
@@ -225,6 +203,46 @@ pub fn scan_local(
         }
     }
     Ok(out)
+}
+
+/// Fills in the content of the workspace file `rel` (at `path`, stat `md`): the index's, when
+/// its entry still vouches for the file, else hashed (and stored) now. A file that could not
+/// be read is left out of this run (in `unstable`), with its last known content if it has
+/// one; `false` when it has none (nothing to list).
+fn file_content(
+    store: &Store,
+    index: &HashMap<Vec<u8>, IndexEntry>,
+    rel: &[u8],
+    path: &Path,
+    md: &fs::Metadata,
+    entry: &mut Entry,
+    out: &mut LocalScan,
+) -> bool {
+    let fresh = index_entry(md, cachesync_objects::FileId([0; 32]));
+    match index.get(rel) {
+        Some(known) if known.still_valid(&fresh) => entry.file = Some(known.file),
+        _ => match ingest_local(store, path) {
+            Ok((ie, md2)) => {
+                entry.file = Some(ie.file);
+                entry.size = md2.size();
+                entry.mtime_ns = ie.mtime_ns;
+                out.hashed += 1;
+                out.index_updates.push((rel.to_vec(), ie));
+            }
+            Err(e) => {
+                // Not recorded with content it never had: left out of this run.
+                out.warnings.push(format!("skipped {}: {e}", display(rel)));
+                out.unstable.push(rel.to_vec());
+                let Some(known) = index.get(rel) else {
+                    return false;
+                };
+                entry.file = Some(known.file);
+                entry.size = known.size;
+                entry.mtime_ns = known.mtime_ns;
+            }
+        },
+    }
+    true
 }
 
 /// Every remote entry found, with its relative path.
