@@ -18,6 +18,9 @@
 //! thread: run it in a child process and poll that (bounded). [`SshfsRemote::abort_connection`]
 //! ends all stuck calls, and dropping the fixture always does.
 //!
+//! [`cli`] holds the helpers of the tests that run the `cachesync` binary as a user does (a
+//! temporary remote and workspace, hermetic runs, tree views).
+//!
 //! The crate also owns [`wait_until`] and [`poll_until`], the bounded polling that tests use
 //! instead of fixed sleeps, and the test doubles of the engine's `Remote` trait, which tests
 //! give a workspace through its `RemoteFactory`: [`FaultRemote`] (hangs or fails chosen calls)
@@ -44,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod cli;
 mod delay;
 mod fault_remote;
 mod fold_remote;
