@@ -57,8 +57,9 @@ impl std::fmt::Display for ConflictKind {
 /// One version of a conflicted path.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Variant {
-    /// `file`, `dir`, `symlink`, ...
-    pub kind: String,
+    /// What it is (stored as `file`, `dir`, `symlink`, ...).
+    #[serde(with = "kind_name")]
+    pub kind: EntryKind,
     /// Permission bits.
     pub mode: u32,
     /// Owner (as the side last showed it).
@@ -81,7 +82,7 @@ impl Variant {
     /// The variant of an entry (`None` = absent on that side).
     pub fn of(e: Option<&Entry>) -> Option<Variant> {
         e.map(|e| Variant {
-            kind: e.kind.as_str().to_string(),
+            kind: e.kind,
             mode: e.mode,
             uid: e.uid,
             gid: e.gid,
@@ -94,6 +95,23 @@ impl Variant {
     /// The content id, if a file.
     pub fn file_id(&self) -> Option<FileId> {
         self.file.as_deref().and_then(FileId::from_hex)
+    }
+}
+
+/// [`EntryKind`] in records by its name ([`EntryKind::as_str`]), as it was stored before it
+/// was typed; an unknown name is a decode error (the record is damaged), not a guess.
+mod kind_name {
+    use cachesync_objects::EntryKind;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(kind: &EntryKind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(kind.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<EntryKind, D::Error> {
+        let name = String::deserialize(d)?;
+        EntryKind::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown entry kind `{name}`")))
     }
 }
 

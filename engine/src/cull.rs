@@ -25,7 +25,7 @@ pub const CULL_TO_PERCENT: u64 = 80;
 
 /// What `cull` did (or would do).
 #[derive(Debug, Default, Serialize)]
-pub struct CullReport {
+pub struct Outcome {
     /// The budget, if any.
     pub budget: Option<u64>,
     /// Bytes the cache used before.
@@ -39,163 +39,167 @@ pub struct CullReport {
     pub note: Option<String>,
 }
 
-impl Workspace {
-    /// The cache budget in force: `budget_bytes`, bounded by `budget_disk_percent` of the free
-    /// space on the workspace's disk plus what the cache already uses; none when neither is
-    /// set.
-    pub fn budget(&self) -> Option<u64> {
-        let disk = self.config.budget_disk_percent.and_then(|pct| {
-            let st = rustix::fs::statvfs(&self.root).ok()?;
-            let free = st.f_bavail.saturating_mul(st.f_frsize);
-            Some(self.cache_bytes() + free / 100 * u64::from(pct))
-        });
-        match (self.config.budget_bytes, disk) {
-            (Some(b), Some(d)) => Some(b.min(d)),
-            (b, d) => b.or(d),
-        }
+/// The cache budget in force: `budget_bytes`, bounded by `budget_disk_percent` of the free
+/// space on the workspace's disk plus what the cache already uses; none when neither is
+/// set.
+pub fn budget(ws: &Workspace) -> Option<u64> {
+    let disk = ws.config.budget_disk_percent.and_then(|pct| {
+        let st = rustix::fs::statvfs(&ws.root).ok()?;
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        Some(ws.cache_bytes() + free / 100 * u64::from(pct))
+    });
+    match (ws.config.budget_bytes, disk) {
+        (Some(b), Some(d)) => Some(b.min(d)),
+        (b, d) => b.or(d),
     }
+}
 
-    /// The cache's use: `.cachesync/` plus the regular files in the workspace.
-    pub fn cache_use(&self, local: &crate::scan::Flat, remote_only: &HashSet<Vec<u8>>) -> u64 {
-        let files: u64 = local
-            .iter()
-            .filter(|(p, e)| e.kind == EntryKind::File && !remote_only.contains(*p))
-            .map(|(_, e)| e.size)
-            .sum();
-        self.cache_bytes() + files
-    }
+/// The cache's use: `.cachesync/` plus the regular files in the workspace.
+pub fn cache_use(ws: &Workspace, local: &crate::scan::Flat, remote_only: &HashSet<Vec<u8>>) -> u64 {
+    let files: u64 = local
+        .iter()
+        .filter(|(p, e)| e.kind == EntryKind::File && !remote_only.contains(*p))
+        .map(|(_, e)| e.size)
+        .sum();
+    ws.cache_bytes() + files
+}
 
-    /// Content ids only remote-only paths name: their content may leave the store.
-    pub fn collectable(&self) -> Result<HashSet<FileId>> {
-        let remote_only = crate::presence::load(&self.store)?;
-        let mut only = HashSet::new();
-        let mut needed = HashSet::new();
-        for r in [keys::REF_BASE, keys::REF_REMOTE] {
-            for (p, e) in self.store.read_ref_flat(r)? {
-                if let Some(f) = e.file {
-                    if remote_only.contains(&p) {
-                        only.insert(f);
-                    } else {
-                        needed.insert(f);
-                    }
-                }
-            }
-        }
-        Ok(only.difference(&needed).copied().collect())
-    }
-
-    /// Culls down to [`CULL_TO_PERCENT`] of the budget (see the module doc). `dry_run`
-    /// only reports what would go.
-    ///
-    /// # Errors
-    /// Local scan, store and I/O errors.
-    pub fn cull(&self, dry_run: bool) -> Result<CullReport> {
-        let mut report = CullReport {
-            budget: self.budget(),
-            ..CullReport::default()
-        };
-        let Some(budget) = self.budget() else {
-            report.note = Some("no cache budget is set (clone --budget, or budget_bytes)".into());
-            return Ok(report);
-        };
-        let base = self.synced_base()?;
-        let local = self.scan_workspace(&base)?;
-        if !dry_run && !local.index_removals.is_empty() {
-            // Index entries of files that are gone (a drop killed before it recorded its
-            // work) name content that gc keeps for the workspace's sake.
-            let mut batch = cachesync_objects::Batch::new();
-            for p in &local.index_removals {
-                crate::index::remove(&mut batch, p);
-            }
-            self.store.commit(batch)?;
-        }
-        let used = self.cache_use(&local.tree, &local.remote_only);
-        report.used_before = used;
-        report.used_after = used;
-        let target = budget * CULL_TO_PERCENT / 100;
-        if used <= target {
-            report.note = Some("the cache is under its culling threshold".into());
-            return Ok(report);
-        }
-        let candidates = self.cull_candidates(&base, &local)?;
-        let mut chosen = Vec::new();
-        let mut estimate = used;
-        for (p, size) in candidates {
-            if estimate <= target {
-                break;
-            }
-            // The workspace copy and (about) the stored content.
-            estimate = estimate.saturating_sub(size * 2);
-            chosen.push(p);
-        }
-        report.dropped = chosen.iter().map(|p| crate::paths::display(p)).collect();
-        if dry_run {
-            return Ok(report);
-        }
-        if !chosen.is_empty() {
-            self.drop_as(&chosen, false)?;
-        }
-        // Even with nothing left to drop: a cull killed after its drops left their content
-        // in the store, and only a collection gives that space back.
-        self.gc()?;
-        let local = self.scan_workspace(&base)?;
-        report.used_after = self.cache_use(&local.tree, &local.remote_only);
-        Ok(report)
-    }
-
-    /// The files culling would drop, in order, with their sizes (see the module doc).
-    ///
-    /// # Errors
-    /// Store errors.
-    pub fn cull_candidates(
-        &self,
-        base: &crate::scan::Flat,
-        local: &crate::scan::LocalScan,
-    ) -> Result<Vec<(Vec<u8>, u64)>> {
-        let wset = self.working_set();
-        let conflicted: HashSet<Vec<u8>> = crate::conflict::open(&self.store)?
-            .iter()
-            .map(|r| r.path_bytes())
-            .collect();
-        let mut candidates: Vec<(i32, i64, Vec<u8>, u64)> = Vec::new();
-        for (p, l) in &local.tree {
-            if l.kind != EntryKind::File
-                || local.remote_only.contains(p)
-                || conflicted.contains(p)
-                || wset.is_pinned(p)
-                || !crate::reconcile::same(base.get(p), Some(l))
-                || l.file.is_none_or(|f| !crate::presence::is_known(f))
-            {
-                continue;
-            }
-            let atime = std::fs::symlink_metadata(crate::paths::under(&self.root, p))
-                .map(|m| m.atime() * 1_000_000_000 + m.atime_nsec())
-                .unwrap_or(0);
-            candidates.push((wset.priority(p), atime, p.clone(), l.size));
-        }
-        candidates.sort();
-        Ok(candidates.into_iter().map(|(_, _, p, s)| (p, s)).collect())
-    }
-
-    /// Culls when the cache is above [`CULL_START_PERCENT`] of its budget and culling is on.
-    ///
-    /// # Errors
-    /// As [`Workspace::cull`].
-    pub fn cull_if_needed(&self, used: u64) -> Result<Option<CullReport>> {
-        match self.budget() {
-            Some(b) if self.config.culling && used * 100 > b * CULL_START_PERCENT => {
-                // Content only remote-only files named (refused, or never cached) goes
-                // first; files are culled only if that was not enough.
-                self.gc()?;
-                let base = self.synced_base()?;
-                let local = self.scan_workspace(&base)?;
-                if self.cache_use(&local.tree, &local.remote_only) * 100 > b * CULL_START_PERCENT {
-                    self.cull(false).map(Some)
+/// Content ids only remote-only paths name: their content may leave the store.
+pub fn collectable(ws: &Workspace) -> Result<HashSet<FileId>> {
+    let remote_only = crate::presence::load(&ws.store)?;
+    let mut only = HashSet::new();
+    let mut needed = HashSet::new();
+    for r in [keys::REF_BASE, keys::REF_REMOTE] {
+        for (p, e) in ws.store.read_ref_flat(r)? {
+            if let Some(f) = e.file {
+                if remote_only.contains(&p) {
+                    only.insert(f);
                 } else {
-                    Ok(None)
+                    needed.insert(f);
                 }
             }
-            _ => Ok(None),
         }
+    }
+    Ok(only.difference(&needed).copied().collect())
+}
+
+/// What the user asked for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Only report what would go.
+    pub dry_run: bool,
+}
+
+/// Culls down to [`CULL_TO_PERCENT`] of the budget (see the module doc).
+///
+/// # Errors
+/// Local scan, store and I/O errors.
+pub fn run(ws: &Workspace, opts: &Options) -> Result<Outcome> {
+    let mut report = Outcome {
+        budget: budget(ws),
+        ..Outcome::default()
+    };
+    let Some(budget) = budget(ws) else {
+        report.note = Some("no cache budget is set (clone --budget, or budget_bytes)".into());
+        return Ok(report);
+    };
+    let base = ws.synced_base()?;
+    let local = crate::presence::scan_workspace(ws, &base)?;
+    if !opts.dry_run && !local.index_removals.is_empty() {
+        // Index entries of files that are gone (a drop killed before it recorded its
+        // work) name content that gc keeps for the workspace's sake.
+        let mut batch = cachesync_objects::Batch::new();
+        for p in &local.index_removals {
+            crate::index::remove(&mut batch, p);
+        }
+        ws.store.commit(batch)?;
+    }
+    let used = cache_use(ws, &local.tree, &local.remote_only);
+    report.used_before = used;
+    report.used_after = used;
+    let target = budget * CULL_TO_PERCENT / 100;
+    if used <= target {
+        report.note = Some("the cache is under its culling threshold".into());
+        return Ok(report);
+    }
+    let candidates = cull_candidates(ws, &base, &local)?;
+    let mut chosen = Vec::new();
+    let mut estimate = used;
+    for (p, size) in candidates {
+        if estimate <= target {
+            break;
+        }
+        // The workspace copy and (about) the stored content.
+        estimate = estimate.saturating_sub(size * 2);
+        chosen.push(p);
+    }
+    report.dropped = chosen.iter().map(|p| crate::paths::display(p)).collect();
+    if opts.dry_run {
+        return Ok(report);
+    }
+    if !chosen.is_empty() {
+        crate::presence::drop_as(ws, &chosen, false)?;
+    }
+    // Even with nothing left to drop: a cull killed after its drops left their content
+    // in the store, and only a collection gives that space back.
+    crate::gc::run(ws)?;
+    let local = crate::presence::scan_workspace(ws, &base)?;
+    report.used_after = cache_use(ws, &local.tree, &local.remote_only);
+    Ok(report)
+}
+
+/// The files culling would drop, in order, with their sizes (see the module doc).
+///
+/// # Errors
+/// Store errors.
+pub fn cull_candidates(
+    ws: &Workspace,
+    base: &crate::scan::Flat,
+    local: &crate::scan::LocalScan,
+) -> Result<Vec<(Vec<u8>, u64)>> {
+    let wset = ws.working_set();
+    let conflicted: HashSet<Vec<u8>> = crate::conflict::open(&ws.store)?
+        .iter()
+        .map(|r| r.path_bytes())
+        .collect();
+    let mut candidates: Vec<(i32, i64, Vec<u8>, u64)> = Vec::new();
+    for (p, l) in &local.tree {
+        if l.kind != EntryKind::File
+            || local.remote_only.contains(p)
+            || conflicted.contains(p)
+            || wset.is_pinned(p)
+            || !crate::reconcile::same(base.get(p), Some(l))
+            || l.file.is_none_or(|f| !crate::presence::is_known(f))
+        {
+            continue;
+        }
+        let atime = std::fs::symlink_metadata(crate::paths::under(&ws.root, p))
+            .map(|m| m.atime() * 1_000_000_000 + m.atime_nsec())
+            .unwrap_or(0);
+        candidates.push((wset.priority(p), atime, p.clone(), l.size));
+    }
+    candidates.sort();
+    Ok(candidates.into_iter().map(|(_, _, p, s)| (p, s)).collect())
+}
+
+/// Culls when the cache is above [`CULL_START_PERCENT`] of its budget and culling is on.
+///
+/// # Errors
+/// As [`run`].
+pub fn cull_if_needed(ws: &Workspace, used: u64) -> Result<Option<Outcome>> {
+    match budget(ws) {
+        Some(b) if ws.config.culling && used * 100 > b * CULL_START_PERCENT => {
+            // Content only remote-only files named (refused, or never cached) goes
+            // first; files are culled only if that was not enough.
+            crate::gc::run(ws)?;
+            let base = ws.synced_base()?;
+            let local = crate::presence::scan_workspace(ws, &base)?;
+            if cache_use(ws, &local.tree, &local.remote_only) * 100 > b * CULL_START_PERCENT {
+                run(ws, &Options { dry_run: false }).map(Some)
+            } else {
+                Ok(None)
+            }
+        }
+        _ => Ok(None),
     }
 }

@@ -71,50 +71,59 @@ pub fn unified(path: &[u8], old: Option<(&Entry, &[u8])>, new: Option<(&Entry, &
     out
 }
 
-impl Workspace {
-    fn content(&self, e: &Entry) -> Result<Vec<u8>> {
-        Ok(match (e.kind, e.file) {
-            (EntryKind::File, Some(id)) => self.store.read_file_bytes(id)?,
-            (EntryKind::Symlink, _) => {
-                let mut t = e.target.clone();
-                t.push(b'\n');
-                t
-            }
-            _ => Vec::new(),
-        })
-    }
-
-    pub(crate) fn local_and_base(&self) -> Result<(Flat, crate::scan::LocalScan)> {
-        let base = self.synced_base()?;
-        let local = self.scan_workspace(&base)?;
-        Ok((base, local))
-    }
-
-    /// The unified diff of local changes against the base, for `paths` (all when empty).
-    ///
-    /// # Errors
-    /// Local scan and store errors.
-    pub fn diff(&self, paths: &[Vec<u8>]) -> Result<String> {
-        let (base, scan) = self.local_and_base()?;
-        let local = scan.tree;
-        let keys: BTreeSet<&Vec<u8>> = base.keys().chain(local.keys()).collect();
-        let mut out = String::new();
-        for k in keys {
-            if !paths.is_empty() && !paths.iter().any(|p| is_within(k, p)) {
-                continue;
-            }
-            let (b, l) = (base.get(k), local.get(k));
-            if same(b, l) || b.or(l).is_some_and(|e| e.kind == EntryKind::Dir) {
-                continue;
-            }
-            let old = b.map(|e| self.content(e).map(|c| (e, c))).transpose()?;
-            let new = l.map(|e| self.content(e).map(|c| (e, c))).transpose()?;
-            out.push_str(&unified(
-                k,
-                old.as_ref().map(|(e, c)| (*e, c.as_slice())),
-                new.as_ref().map(|(e, c)| (*e, c.as_slice())),
-            ));
+fn content(ws: &Workspace, e: &Entry) -> Result<Vec<u8>> {
+    Ok(match (e.kind, e.file) {
+        (EntryKind::File, Some(id)) => ws.store.read_file_bytes(id)?,
+        (EntryKind::Symlink, _) => {
+            let mut t = e.target.clone();
+            t.push(b'\n');
+            t
         }
-        Ok(out)
+        _ => Vec::new(),
+    })
+}
+
+pub(crate) fn local_and_base(ws: &Workspace) -> Result<(Flat, crate::scan::LocalScan)> {
+    let base = ws.synced_base()?;
+    let local = crate::presence::scan_workspace(ws, &base)?;
+    Ok((base, local))
+}
+
+/// What the user asked for.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Only these paths (and what is under them); empty: everything.
+    pub paths: Vec<Vec<u8>>,
+}
+
+/// What `diff` gives: the unified diff text (empty when nothing changed).
+pub type Outcome = String;
+
+/// The unified diff of local changes against the base, for [`Options::paths`].
+///
+/// # Errors
+/// Local scan and store errors.
+pub fn run(ws: &Workspace, opts: &Options) -> Result<Outcome> {
+    let paths = &opts.paths;
+    let (base, scan) = local_and_base(ws)?;
+    let local = scan.tree;
+    let keys: BTreeSet<&Vec<u8>> = base.keys().chain(local.keys()).collect();
+    let mut out = String::new();
+    for k in keys {
+        if !paths.is_empty() && !paths.iter().any(|p| is_within(k, p)) {
+            continue;
+        }
+        let (b, l) = (base.get(k), local.get(k));
+        if same(b, l) || b.or(l).is_some_and(|e| e.kind == EntryKind::Dir) {
+            continue;
+        }
+        let old = b.map(|e| content(ws, e).map(|c| (e, c))).transpose()?;
+        let new = l.map(|e| content(ws, e).map(|c| (e, c))).transpose()?;
+        out.push_str(&unified(
+            k,
+            old.as_ref().map(|(e, c)| (*e, c.as_slice())),
+            new.as_ref().map(|(e, c)| (*e, c.as_slice())),
+        ));
     }
+    Ok(out)
 }

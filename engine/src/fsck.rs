@@ -4,19 +4,20 @@
 use crate::error::Result;
 use crate::workspace::Workspace;
 
-impl Workspace {
-    /// Verifies the store (see [`cachesync_objects::Store::fsck`]): remote-only content may
-    /// be missing, everything else must be there and intact.
-    ///
-    /// # Errors
-    /// Store errors while listing conflict records.
-    pub fn fsck(&self) -> Result<cachesync_objects::FsckReport> {
-        let mut extra = Vec::new();
-        for r in crate::conflict::all(&self.store)? {
-            for f in r.files() {
-                extra.push((f, format!("conflict {}", r.path)));
-            }
+/// What `fsck` found: every object checked, and the problems.
+pub type Outcome = cachesync_objects::FsckReport;
+
+/// Verifies the store (see [`cachesync_objects::Store::fsck`]): remote-only content may
+/// be missing, everything else must be there and intact.
+///
+/// # Errors
+/// Store errors while listing conflict records.
+pub fn run(ws: &Workspace) -> Result<Outcome> {
+    let mut extra = Vec::new();
+    for r in crate::conflict::all(&ws.store)? {
+        for f in r.files() {
+            extra.push((f, format!("conflict {}", r.path)));
         }
-        Ok(self.store.fsck_except(&extra, &self.collectable()?))
     }
+    Ok(ws.store.fsck_except(&extra, &crate::cull::collectable(ws)?))
 }

@@ -6,34 +6,43 @@ use crate::error::Result;
 use crate::workspace::Workspace;
 use cachesync_objects::keys;
 
-impl Workspace {
-    /// Removes store objects nothing refers to any more. Kept: everything reachable from the
-    /// `base` and `remote` snapshots, every variant of every open conflict and of every
-    /// conflict resolved less than `keep_resolved_days` ago (older resolved records are
-    /// dropped first, with their variants), and the content the index names (local changes
-    /// not yet pushed). Returns what was removed and how many records were dropped.
-    ///
-    /// # Errors
-    /// Store errors (gc refuses to run on a store it cannot read completely).
-    pub fn gc(&self) -> Result<(cachesync_objects::GcReport, usize)> {
-        let cutoff =
-            crate::now_ns() - i64::from(self.config.keep_resolved_days) * 86_400 * 1_000_000_000;
-        let mut keep: Vec<cachesync_objects::FileId> = Vec::new();
-        let mut drop = cachesync_objects::Batch::new();
-        let mut dropped = 0;
-        for r in crate::conflict::all(&self.store)? {
-            let expired = r.state == crate::conflict::ConflictState::Resolved
-                && r.resolved_ns.unwrap_or(r.since_ns) < cutoff;
-            if expired {
-                drop.delete(keys::CF_CONFLICTS, &r.path_bytes());
-                dropped += 1;
-            } else {
-                keep.extend(r.files());
-            }
+/// What `gc` removed.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The store objects removed.
+    pub store: cachesync_objects::GcReport,
+    /// Resolved conflict records dropped (older than `keep_resolved_days`).
+    pub conflict_records: usize,
+}
+
+/// Removes store objects nothing refers to any more. Kept: everything reachable from the
+/// `base` and `remote` snapshots, every variant of every open conflict and of every
+/// conflict resolved less than `keep_resolved_days` ago (older resolved records are
+/// dropped first, with their variants), and the content the index names (local changes
+/// not yet pushed).
+///
+/// # Errors
+/// Store errors (gc refuses to run on a store it cannot read completely).
+pub fn run(ws: &Workspace) -> Result<Outcome> {
+    let cutoff = crate::now_ns() - i64::from(ws.config.keep_resolved_days) * 86_400 * 1_000_000_000;
+    let mut keep: Vec<cachesync_objects::FileId> = Vec::new();
+    let mut drop = cachesync_objects::Batch::new();
+    let mut dropped = 0;
+    for r in crate::conflict::all(&ws.store)? {
+        let expired = r.state == crate::conflict::ConflictState::Resolved
+            && r.resolved_ns.unwrap_or(r.since_ns) < cutoff;
+        if expired {
+            drop.delete(keys::CF_CONFLICTS, &r.path_bytes());
+            dropped += 1;
+        } else {
+            keep.extend(r.files());
         }
-        self.store.commit(drop)?;
-        keep.extend(crate::index::load(&self.store)?.values().map(|e| e.file));
-        let collectable = self.collectable()?;
-        Ok((self.store.gc_except(&keep, &collectable)?, dropped))
     }
+    ws.store.commit(drop)?;
+    keep.extend(crate::index::load(&ws.store)?.values().map(|e| e.file));
+    let collectable = crate::cull::collectable(ws)?;
+    Ok(Outcome {
+        store: ws.store.gc_except(&keep, &collectable)?,
+        conflict_records: dropped,
+    })
 }

@@ -27,6 +27,53 @@ const PLAN_PREFIX: &[u8] = b"pl/";
 /// Key prefix of the steps marked done: `st/` + sequence number + u32 big-endian step index.
 const STEP_PREFIX: &[u8] = b"st/";
 
+/// What kind of operation a journal record is (stored as its name, as before it was typed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpKind {
+    /// The first copy of a remote.
+    Clone,
+    /// Remote changes brought into the workspace only.
+    Pull,
+    /// Workspace changes sent to the remote only.
+    Push,
+    /// Both ways.
+    Sync,
+    /// `prefetch`'s pull.
+    Prefetch,
+    /// A conflict settled by hand.
+    Resolve,
+    /// Local changes seen while disconnected (recorded, not applied).
+    Offline,
+    /// The switch to connected.
+    Connect,
+    /// The switch to disconnected.
+    Disconnect,
+}
+
+impl OpKind {
+    /// The name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Clone => "clone",
+            OpKind::Pull => "pull",
+            OpKind::Push => "push",
+            OpKind::Sync => "sync",
+            OpKind::Prefetch => "prefetch",
+            OpKind::Resolve => "resolve",
+            OpKind::Offline => "offline",
+            OpKind::Connect => "connect",
+            OpKind::Disconnect => "disconnect",
+        }
+    }
+}
+
+impl std::fmt::Display for OpKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// An operation's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,8 +93,8 @@ pub enum OpState {
 pub struct OpRecord {
     /// Sequence number.
     pub id: u64,
-    /// The command (`clone`, `pull`, `push`, `sync`).
-    pub command: String,
+    /// The command.
+    pub command: OpKind,
     /// When it started, ns since the epoch.
     pub started_ns: i64,
     /// When it ended.
@@ -120,7 +167,7 @@ fn step_key(id: u64, step: u32) -> Vec<u8> {
 #[derive(Serialize)]
 struct Header<'a> {
     id: u64,
-    command: &'a str,
+    command: OpKind,
     started_ns: i64,
     finished_ns: Option<i64>,
     state: OpState,
@@ -233,7 +280,7 @@ pub fn write_planned(store: &Store, op: &OpRecord, plan: impl Serialize) -> Resu
 pub fn put(batch: &mut Batch, op: &OpRecord) {
     let header = Header {
         id: op.id,
-        command: &op.command,
+        command: op.command,
         started_ns: op.started_ns,
         finished_ns: op.finished_ns,
         state: op.state,
@@ -312,10 +359,10 @@ mod tests {
         (dir, store)
     }
 
-    fn op(id: u64, command: &str) -> OpRecord {
+    fn op(id: u64, command: OpKind) -> OpRecord {
         OpRecord {
             id,
-            command: command.into(),
+            command,
             started_ns: 10,
             finished_ns: None,
             state: OpState::Running,
@@ -340,12 +387,12 @@ mod tests {
     fn operations_and_plans_round_trip() {
         let (_dir, store) = store();
         assert_eq!(next_id(&store).expect("next"), 1);
-        write_planned(&store, &op(1, "sync"), ["step"]).expect("write");
+        write_planned(&store, &op(1, OpKind::Sync), ["step"]).expect("write");
         mark_step(&store, 1, 0).expect("mark");
         assert_eq!(next_id(&store).expect("next"), 2);
         let running = unfinished(&store).expect("unfinished");
         assert_eq!(running.len(), 1);
-        assert_eq!(running[0].command, "sync");
+        assert_eq!(running[0].command, OpKind::Sync);
         assert_eq!(running[0].plan, vec![serde_json::json!("step")]);
         let sides: Vec<Side> = running[0].temporaries.iter().map(|t| t.side).collect();
         assert_eq!(sides, vec![Side::Local, Side::Remote]);
@@ -360,7 +407,7 @@ mod tests {
     #[test]
     fn a_damaged_operation_is_an_error_naming_it() {
         let (_dir, store) = store();
-        write(&store, &op(1, "pull")).expect("write");
+        write(&store, &op(1, OpKind::Pull)).expect("write");
         store
             .table(keys::CF_JOURNAL)
             .put(&op_key(2), b"{\"id\":2,")
@@ -378,7 +425,7 @@ mod tests {
     #[test]
     fn a_damaged_plan_is_an_error_naming_its_operation() {
         let (_dir, store) = store();
-        write(&store, &op(3, "push")).expect("write");
+        write(&store, &op(3, OpKind::Push)).expect("write");
         store
             .table(keys::CF_JOURNAL)
             .put(

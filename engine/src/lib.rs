@@ -6,8 +6,10 @@
 //! journal ([`journal`]), applies it step by step with preconditions ([`sync`]) and commits the
 //! new base snapshot, index and conflict records in one atomic write.
 
+pub mod check;
 pub mod config;
 pub mod conflict;
+pub mod connect;
 pub mod cull;
 pub mod diff;
 mod error;
@@ -46,6 +48,7 @@ pub mod sync;
 #[cfg(test)]
 mod three_way;
 pub mod timed;
+pub mod variants;
 pub mod workset;
 pub mod workspace;
 

@@ -45,57 +45,54 @@ pub fn merge3(base: &[u8], client: &[u8], server: &[u8]) -> Merged {
     }
 }
 
-impl Workspace {
-    /// Turns content conflicts between two text edits that do not overlap into merges: the
-    /// merged file is stored and becomes the outcome, to be written to both sides.
-    ///
-    /// # Errors
-    /// Store errors.
-    pub fn auto_merge(&self, changes: &mut [Change]) -> Result<()> {
-        for c in changes.iter_mut() {
-            if c.outcome != Outcome::Conflict(ConflictKind::Content) {
-                continue;
-            }
-            let (Some(b), Some(l), Some(r)) = (&c.base, &c.local, &c.remote) else {
-                continue;
-            };
-            if ![b, l, r].iter().all(|e| e.kind == EntryKind::File) {
-                continue;
-            }
-            let (Some(bf), Some(lf), Some(rf)) = (b.file, l.file, r.file) else {
-                continue;
-            };
-            // Content never fetched, or culled from the store: no merge, a plain conflict.
-            let cached = |f: cachesync_objects::FileId| {
-                f != cachesync_objects::FileId::NOT_CACHED
-                    && self.store.has_file(f).unwrap_or(false)
-            };
-            if !(cached(bf) && cached(lf) && cached(rf)) {
-                continue;
-            }
-            let largest = b.size.max(l.size).max(r.size);
-            if largest > crate::diff::MAX_DIFF_BYTES as u64 {
-                continue;
-            }
-            let base = self.store.read_file_bytes(bf)?;
-            let client = self.store.read_file_bytes(lf)?;
-            let server = self.store.read_file_bytes(rf)?;
-            let Merged::Clean(merged) = merge3(&base, &client, &server) else {
-                continue;
-            };
-            let Some(mode) = merge_mode(b, l, r) else {
-                continue;
-            };
-            let id = self.store.ingest_bytes(&merged)?;
-            let mut entry: Entry = l.clone();
-            entry.file = Some(id);
-            entry.size = merged.len() as u64;
-            entry.mode = mode;
-            c.outcome = Outcome::Resolved(Some(entry));
-            c.merged = true;
+/// Turns content conflicts between two text edits that do not overlap into merges: the
+/// merged file is stored and becomes the outcome, to be written to both sides.
+///
+/// # Errors
+/// Store errors.
+pub fn auto_merge(ws: &Workspace, changes: &mut [Change]) -> Result<()> {
+    for c in changes.iter_mut() {
+        if c.outcome != Outcome::Conflict(ConflictKind::Content) {
+            continue;
         }
-        Ok(())
+        let (Some(b), Some(l), Some(r)) = (&c.base, &c.local, &c.remote) else {
+            continue;
+        };
+        if ![b, l, r].iter().all(|e| e.kind == EntryKind::File) {
+            continue;
+        }
+        let (Some(bf), Some(lf), Some(rf)) = (b.file, l.file, r.file) else {
+            continue;
+        };
+        // Content never fetched, or culled from the store: no merge, a plain conflict.
+        let cached = |f: cachesync_objects::FileId| {
+            f != cachesync_objects::FileId::NOT_CACHED && ws.store.has_file(f).unwrap_or(false)
+        };
+        if !(cached(bf) && cached(lf) && cached(rf)) {
+            continue;
+        }
+        let largest = b.size.max(l.size).max(r.size);
+        if largest > crate::diff::MAX_DIFF_BYTES as u64 {
+            continue;
+        }
+        let base = ws.store.read_file_bytes(bf)?;
+        let client = ws.store.read_file_bytes(lf)?;
+        let server = ws.store.read_file_bytes(rf)?;
+        let Merged::Clean(merged) = merge3(&base, &client, &server) else {
+            continue;
+        };
+        let Some(mode) = merge_mode(b, l, r) else {
+            continue;
+        };
+        let id = ws.store.ingest_bytes(&merged)?;
+        let mut entry: Entry = l.clone();
+        entry.file = Some(id);
+        entry.size = merged.len() as u64;
+        entry.mode = mode;
+        c.outcome = Outcome::Resolved(Some(entry));
+        c.merged = true;
     }
+    Ok(())
 }
 
 /// The permission bits both sides agree to, if they do.

@@ -95,7 +95,7 @@ impl Workspace {
         }
     }
 
-    fn switch(&self, state: &ModeState, command: &str) -> Result<()> {
+    pub(crate) fn switch(&self, state: &ModeState, command: journal::OpKind) -> Result<()> {
         let mut batch = Batch::new();
         batch.put(
             keys::CF_STATE,
@@ -105,7 +105,7 @@ impl Workspace {
         let now = crate::now_ns();
         let op = OpRecord {
             id: journal::next_id(&self.store)?,
-            command: command.into(),
+            command,
             started_ns: now,
             finished_ns: Some(now),
             state: OpState::Done,
@@ -153,7 +153,7 @@ impl Workspace {
             reason: Some(reason.to_string()),
             manual,
         };
-        self.switch(&state, "disconnect")?;
+        self.switch(&state, journal::OpKind::Disconnect)?;
         Ok(true)
     }
 
@@ -171,7 +171,7 @@ impl Workspace {
             reason: Some(reason.to_string()),
             manual: false,
         };
-        self.switch(&state, "connect")?;
+        self.switch(&state, journal::OpKind::Connect)?;
         Ok(true)
     }
 
@@ -216,74 +216,10 @@ impl Workspace {
     }
 }
 
-/// What `connect` did.
-#[derive(Debug)]
-pub struct ConnectReport {
-    /// True when the workspace was disconnected before.
-    pub switched: bool,
-    /// The sync that followed, when the config asks for one.
-    pub sync: Option<crate::sync::SyncReport>,
-}
-
 impl Workspace {
     /// The server named by the remote's mount source (`user@host:/dir` → `host`), if any.
     pub fn server(&self) -> Option<String> {
         self.identity.mount.as_ref().and_then(|m| m.server())
-    }
-
-    /// `connect`: ends a disconnection by hand, checks that the remote answers and is the
-    /// same remote, switches to connected and, if `on_reconnect` is `sync` (and `sync` is
-    /// true), syncs.
-    ///
-    /// # Errors
-    /// [`SyncError::Disconnected`] / [`SyncError::RemoteIdentity`] when the remote is not
-    /// back (the workspace then stays disconnected, no longer by hand: later commands will try
-    /// the remote again).
-    pub fn connect(
-        &mut self,
-        sync: bool,
-        progress: &dyn crate::progress::Progress,
-    ) -> Result<ConnectReport> {
-        let before = self.mode()?;
-        let probe = self
-            .remote()
-            .and_then(|r| crate::identity::check(&r, &self.config.remote, &self.identity));
-        if let Err(e) = probe {
-            let reason = match &e {
-                SyncError::Disconnected { reason } => reason.clone(),
-                other => other.to_string(),
-            };
-            if before.manual {
-                let state = ModeState {
-                    mode: Mode::Disconnected,
-                    since_ns: before.since_ns,
-                    reason: Some(reason),
-                    manual: false,
-                };
-                self.switch(&state, "connect")?;
-            } else {
-                self.set_disconnected(&reason, false)?;
-            }
-            return Err(e);
-        }
-        let switched = self.set_connected(if before.manual {
-            "connected by hand"
-        } else {
-            "the remote answered again"
-        })?;
-        let sync = if sync && self.config.on_reconnect == "sync" {
-            let opts = crate::sync::SyncOptions {
-                command: "sync".into(),
-                direction: crate::plan::Direction::Both,
-                paths: Vec::new(),
-                dry_run: false,
-                force: false,
-            };
-            Some(self.sync(&opts, progress)?)
-        } else {
-            None
-        };
-        Ok(ConnectReport { switched, sync })
     }
 }
 

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use cachesync_objects::{keys, Batch, FileId, Store};
 
 use crate::error::Result;
+use crate::workspace::Workspace;
 
 const REMOTE_ONLY: crate::path_set::PathSet =
     crate::path_set::PathSet(crate::state_keys::REMOTE_ONLY_PREFIX);
@@ -66,70 +67,66 @@ fn parent_here(tree: &crate::scan::Flat, path: &[u8]) -> bool {
     parent.is_empty() || tree.contains_key(parent)
 }
 
-impl crate::workspace::Workspace {
-    /// Scans the workspace against `base`: remote-only files absent here are filled in from
-    /// the base (they are not local deletions).
-    ///
-    /// # Errors
-    /// As [`crate::scan::scan_local`].
-    pub fn scan_workspace(&self, base: &crate::scan::Flat) -> Result<crate::scan::LocalScan> {
-        let rules = self.rules()?;
-        let idx = crate::index::load(&self.store)?;
-        let mut local = crate::scan::scan_local(&self.root, &rules, &self.store, &idx)?;
-        let mut warnings = Vec::new();
-        if self.holds_lock() && self.tidy_leftovers(&local.temporaries, base, &mut warnings)? {
-            // A file went back to its name: scan again to see it.
-            local = crate::scan::scan_local(&self.root, &rules, &self.store, &idx)?;
-        }
-        local.warnings.extend(warnings);
-        // Flags are judged against the stored base, not the ignore-filtered one: a path
-        // ignored for a while keeps its flag.
-        // Read only when a flagged path is missing from `base` (rare).
-        let mut stored: Option<crate::scan::Flat> = None;
-        for p in load(&self.store)? {
-            if !base.contains_key(&p) && stored.is_none() {
-                stored = Some(self.store.read_ref_flat(keys::REF_BASE)?);
-            }
-            let in_stored = stored.as_ref().is_some_and(|s| s.contains_key(&p));
-            let here = local.tree.get(&p).cloned();
-            match (base.get(&p), here) {
-                (Some(b), None)
-                    if b.kind == cachesync_objects::EntryKind::File
-                        && parent_here(&local.tree, &p) =>
-                {
-                    local.tree.insert(p.clone(), b.clone());
-                    local.remote_only.insert(p);
-                }
-                // Ignored now: nothing to do, the flag stays.
-                (None, _) if in_stored => {}
-                // Gone from the base: the flag is stale.
-                (None, _) | (Some(_), None) => local.materialized.push(p),
-                (Some(b), Some(l)) => {
-                    // The version the base records is one this workspace held (its content
-                    // is in the store) or the same content came back: an ordinary file.
-                    let held = b.kind != cachesync_objects::EntryKind::File
-                        || b.file == l.file
-                        || b.file.is_some_and(|f| {
-                            is_known(f) && self.store.has_file(f).unwrap_or(false)
-                        });
-                    if held {
-                        local.materialized.push(p);
-                    } else {
-                        // Written here without the server's version at hand (it changed while
-                        // remote-only, or was culled): reconciled as created on both sides,
-                        // never as an edit of a version this workspace never held.
-                        local.reappeared.insert(p);
-                    }
-                }
-            }
-        }
-        Ok(local)
+/// Scans the workspace against `base`: remote-only files absent here are filled in from
+/// the base (they are not local deletions).
+///
+/// # Errors
+/// As [`crate::scan::scan_local`].
+pub fn scan_workspace(ws: &Workspace, base: &crate::scan::Flat) -> Result<crate::scan::LocalScan> {
+    let rules = ws.rules()?;
+    let idx = crate::index::load(&ws.store)?;
+    let mut local = crate::scan::scan_local(&ws.root, &rules, &ws.store, &idx)?;
+    let mut warnings = Vec::new();
+    if ws.holds_lock() && ws.tidy_leftovers(&local.temporaries, base, &mut warnings)? {
+        // A file went back to its name: scan again to see it.
+        local = crate::scan::scan_local(&ws.root, &rules, &ws.store, &idx)?;
     }
+    local.warnings.extend(warnings);
+    // Flags are judged against the stored base, not the ignore-filtered one: a path
+    // ignored for a while keeps its flag.
+    // Read only when a flagged path is missing from `base` (rare).
+    let mut stored: Option<crate::scan::Flat> = None;
+    for p in load(&ws.store)? {
+        if !base.contains_key(&p) && stored.is_none() {
+            stored = Some(ws.store.read_ref_flat(keys::REF_BASE)?);
+        }
+        let in_stored = stored.as_ref().is_some_and(|s| s.contains_key(&p));
+        let here = local.tree.get(&p).cloned();
+        match (base.get(&p), here) {
+            (Some(b), None)
+                if b.kind == cachesync_objects::EntryKind::File && parent_here(&local.tree, &p) =>
+            {
+                local.tree.insert(p.clone(), b.clone());
+                local.remote_only.insert(p);
+            }
+            // Ignored now: nothing to do, the flag stays.
+            (None, _) if in_stored => {}
+            // Gone from the base: the flag is stale.
+            (None, _) | (Some(_), None) => local.materialized.push(p),
+            (Some(b), Some(l)) => {
+                // The version the base records is one this workspace held (its content
+                // is in the store) or the same content came back: an ordinary file.
+                let held = b.kind != cachesync_objects::EntryKind::File
+                    || b.file == l.file
+                    || b.file
+                        .is_some_and(|f| is_known(f) && ws.store.has_file(f).unwrap_or(false));
+                if held {
+                    local.materialized.push(p);
+                } else {
+                    // Written here without the server's version at hand (it changed while
+                    // remote-only, or was culled): reconciled as created on both sides,
+                    // never as an edit of a version this workspace never held.
+                    local.reappeared.insert(p);
+                }
+            }
+        }
+    }
+    Ok(local)
 }
 
 /// What `get` or `drop` did.
 #[derive(Debug, Default)]
-pub struct PresenceReport {
+pub struct Outcome {
     /// Paths materialized (get) or made remote-only (drop).
     pub done: Vec<Vec<u8>>,
     /// Paths left as they were, and why.
@@ -158,376 +155,371 @@ fn selected_in(set: &HashSet<Vec<u8>>, p: &[u8]) -> bool {
     false
 }
 
-impl crate::workspace::Workspace {
-    /// Materializes remote-only files under `paths` (all when empty): from the store when
-    /// their content is there, else from the remote.
-    ///
-    /// # Errors
-    /// [`crate::SyncError::NotCached`] (EDISCONDATA) when content is neither cached nor
-    /// reachable; store and I/O errors.
-    pub fn get(&self, paths: &[Vec<u8>]) -> Result<PresenceReport> {
-        let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
-        let mut report = PresenceReport::default();
-        let mut batch = Batch::new();
-        let mut base_changed = false;
-        let mut remote: Option<crate::timed::TimedRemote> = None;
-        for p in self.get_targets(paths)? {
-            let Some(e) = base.get(&p).cloned() else {
-                clear(&mut batch, &p);
-                continue;
-            };
-            let abs = crate::paths::under(&self.root, &p);
-            if abs.symlink_metadata().is_ok() {
-                clear(&mut batch, &p);
-                continue;
-            }
-            let Some(id) = self.content_for_get(&p, &e, &mut remote, &mut report)? else {
-                continue;
-            };
-            if e.file != Some(id) {
-                let mut fixed = e.clone();
-                fixed.file = Some(id);
-                base.insert(p.clone(), fixed);
-                base_changed = true;
-            }
-            if !self.write_got(&p, id, &e, &mut report)? {
-                continue;
-            }
-            let md = std::fs::symlink_metadata(&abs)
-                .map_err(|err| crate::error::SyncError::io(&abs, err))?;
-            crate::index::put(&mut batch, &p, &crate::scan::index_entry_of(&md, id));
+/// Materializes remote-only files under `paths` (all when empty): from the store when
+/// their content is there, else from the remote.
+///
+/// # Errors
+/// [`crate::SyncError::NotCached`] (EDISCONDATA) when content is neither cached nor
+/// reachable; store and I/O errors.
+pub fn get(ws: &Workspace, paths: &[Vec<u8>]) -> Result<Outcome> {
+    let mut base = ws.store.read_ref_flat(keys::REF_BASE)?;
+    let mut report = Outcome::default();
+    let mut batch = Batch::new();
+    let mut base_changed = false;
+    let mut remote: Option<crate::timed::TimedRemote> = None;
+    for p in get_targets(ws, paths)? {
+        let Some(e) = base.get(&p).cloned() else {
             clear(&mut batch, &p);
-            report.done.push(p);
-        }
-        if base_changed {
-            self.record_learned_content(&base, &mut batch)?;
-        }
-        self.store.commit(batch)?;
-        Ok(report)
-    }
-
-    /// The remote-only paths `get` works on, in order: those under `paths` (all when empty).
-    fn get_targets(&self, paths: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-        let wanted: HashSet<Vec<u8>> = paths.iter().cloned().collect();
-        let mut targets: Vec<Vec<u8>> = load(&self.store)?
-            .into_iter()
-            .filter(|p| selected_in(&wanted, p))
-            .collect();
-        targets.sort();
-        Ok(targets)
-    }
-
-    /// The content id `get` writes for `p` (base entry `e`): the store's when it holds the
-    /// content, else read from the remote (connected to once, on the first file that needs
-    /// it). `None` when the file is refused (the reason is in `report`).
-    fn content_for_get(
-        &self,
-        p: &[u8],
-        e: &cachesync_objects::Entry,
-        remote: &mut Option<crate::timed::TimedRemote>,
-        report: &mut PresenceReport,
-    ) -> Result<Option<FileId>> {
-        let cached = e
-            .file
-            .filter(|f| is_known(*f))
-            .map(|f| self.store.has_file(f))
-            .transpose()?
-            .unwrap_or(false);
-        if cached {
-            return Ok(Some(e.file.expect("checked above")));
-        }
-        self.fetch_for_get(p, e, remote, report)
-    }
-
-    /// Reads `p` from the remote into the store. It must still be the version the base
-    /// records (`e`): a file changed on the server since the last sync is refused, since
-    /// only a sync may take a new version in. An unreachable remote is
-    /// [`crate::SyncError::NotCached`]; a read that fails on this file alone is a refusal.
-    fn fetch_for_get(
-        &self,
-        p: &[u8],
-        e: &cachesync_objects::Entry,
-        remote: &mut Option<crate::timed::TimedRemote>,
-        report: &mut PresenceReport,
-    ) -> Result<Option<FileId>> {
-        use crate::error::SyncError;
-        let shown = crate::paths::display(p);
-        let unreachable = |reason: String| SyncError::NotCached {
-            path: shown.clone(),
-            reason,
+            continue;
         };
-        if remote.is_none() {
-            self.require_remote()
-                .map_err(|e| unreachable(e.to_string()))?;
-            let r = self.remote()?;
-            crate::identity::check(&r, &self.config.remote, &self.identity)
-                .map_err(|e| unreachable(e.to_string()))?;
-            *remote = Some(r);
+        let abs = crate::paths::under(&ws.root, &p);
+        if abs.symlink_metadata().is_ok() {
+            clear(&mut batch, &p);
+            continue;
         }
-        let r = remote.as_ref().expect("set above");
-        let (id, stat) = match crate::scan::fetch(r, &self.store, p, None) {
-            Ok(x) => x,
-            Err(e @ (SyncError::Disconnected { .. } | SyncError::RemoteIdentity { .. })) => {
-                return Err(unreachable(e.to_string()))
-            }
-            Err(e @ (SyncError::RemoteIo { .. } | SyncError::Unstable { .. })) => {
-                report.refused.push((
-                    p.to_vec(),
-                    format!("{e}; run `cachesync sync`, then get it"),
-                ));
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
+        let Some(id) = content_for_get(ws, &p, &e, &mut remote, &mut report)? else {
+            continue;
         };
-        if stat.size != e.size || stat.mtime_ns != e.mtime_ns {
+        if e.file != Some(id) {
+            let mut fixed = e.clone();
+            fixed.file = Some(id);
+            base.insert(p.clone(), fixed);
+            base_changed = true;
+        }
+        if !write_got(ws, &p, id, &e, &mut report)? {
+            continue;
+        }
+        let md = std::fs::symlink_metadata(&abs)
+            .map_err(|err| crate::error::SyncError::io(&abs, err))?;
+        crate::index::put(&mut batch, &p, &crate::scan::index_entry_of(&md, id));
+        clear(&mut batch, &p);
+        report.done.push(p);
+    }
+    if base_changed {
+        record_learned_content(ws, &base, &mut batch)?;
+    }
+    ws.store.commit(batch)?;
+    Ok(report)
+}
+
+/// The remote-only paths `get` works on, in order: those under `paths` (all when empty).
+fn get_targets(ws: &Workspace, paths: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+    let wanted: HashSet<Vec<u8>> = paths.iter().cloned().collect();
+    let mut targets: Vec<Vec<u8>> = load(&ws.store)?
+        .into_iter()
+        .filter(|p| selected_in(&wanted, p))
+        .collect();
+    targets.sort();
+    Ok(targets)
+}
+
+/// The content id `get` writes for `p` (base entry `e`): the store's when it holds the
+/// content, else read from the remote (connected to once, on the first file that needs
+/// it). `None` when the file is refused (the reason is in `report`).
+fn content_for_get(
+    ws: &Workspace,
+    p: &[u8],
+    e: &cachesync_objects::Entry,
+    remote: &mut Option<crate::timed::TimedRemote>,
+    report: &mut Outcome,
+) -> Result<Option<FileId>> {
+    let cached = e
+        .file
+        .filter(|f| is_known(*f))
+        .map(|f| ws.store.has_file(f))
+        .transpose()?
+        .unwrap_or(false);
+    if cached {
+        return Ok(Some(e.file.expect("checked above")));
+    }
+    fetch_for_get(ws, p, e, remote, report)
+}
+
+/// Reads `p` from the remote into the store. It must still be the version the base
+/// records (`e`): a file changed on the server since the last sync is refused, since
+/// only a sync may take a new version in. An unreachable remote is
+/// [`crate::SyncError::NotCached`]; a read that fails on this file alone is a refusal.
+fn fetch_for_get(
+    ws: &Workspace,
+    p: &[u8],
+    e: &cachesync_objects::Entry,
+    remote: &mut Option<crate::timed::TimedRemote>,
+    report: &mut Outcome,
+) -> Result<Option<FileId>> {
+    use crate::error::SyncError;
+    let shown = crate::paths::display(p);
+    let unreachable = |reason: String| SyncError::NotCached {
+        path: shown.clone(),
+        reason,
+    };
+    if remote.is_none() {
+        ws.require_remote()
+            .map_err(|e| unreachable(e.to_string()))?;
+        let r = ws.remote()?;
+        crate::identity::check(&r, &ws.config.remote, &ws.identity)
+            .map_err(|e| unreachable(e.to_string()))?;
+        *remote = Some(r);
+    }
+    let r = remote.as_ref().expect("set above");
+    let (id, stat) = match crate::scan::fetch(r, &ws.store, p, None) {
+        Ok(x) => x,
+        Err(e @ (SyncError::Disconnected { .. } | SyncError::RemoteIdentity { .. })) => {
+            return Err(unreachable(e.to_string()))
+        }
+        Err(e @ (SyncError::RemoteIo { .. } | SyncError::Unstable { .. })) => {
             report.refused.push((
                 p.to_vec(),
-                "changed on the server since the last sync; run `cachesync sync`, then get it"
-                    .into(),
+                format!("{e}; run `cachesync sync`, then get it"),
             ));
             return Ok(None);
         }
-        report.bytes_read += stat.size;
-        Ok(Some(id))
+        Err(e) => return Err(e),
+    };
+    if stat.size != e.size || stat.mtime_ns != e.mtime_ns {
+        report.refused.push((
+            p.to_vec(),
+            "changed on the server since the last sync; run `cachesync sync`, then get it".into(),
+        ));
+        return Ok(None);
     }
+    report.bytes_read += stat.size;
+    Ok(Some(id))
+}
 
-    /// Writes `p` (content `id`, mode and mtime from `e`) into the workspace. False when a
-    /// file appeared at its name meanwhile: that one is kept, never overwritten, and `p` is
-    /// refused.
-    fn write_got(
-        &self,
-        p: &[u8],
-        id: FileId,
-        e: &cachesync_objects::Entry,
-        report: &mut PresenceReport,
-    ) -> Result<bool> {
-        use crate::error::SyncError;
-        match self.write_file_from_store(p, id, e.mode, e.mtime_ns) {
-            Ok(()) => Ok(true),
-            Err(SyncError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+/// Writes `p` (content `id`, mode and mtime from `e`) into the workspace. False when a
+/// file appeared at its name meanwhile: that one is kept, never overwritten, and `p` is
+/// refused.
+fn write_got(
+    ws: &Workspace,
+    p: &[u8],
+    id: FileId,
+    e: &cachesync_objects::Entry,
+    report: &mut Outcome,
+) -> Result<bool> {
+    use crate::error::SyncError;
+    match write_file_from_store(ws, p, id, e.mode, e.mtime_ns) {
+        Ok(()) => Ok(true),
+        Err(SyncError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            report.refused.push((
+                p.to_vec(),
+                "a file appeared here meanwhile; it was kept, not overwritten".into(),
+            ));
+            Ok(false)
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// Adds to `batch` a base snapshot that knows the content ids `get` read (`base` holds
+/// them), and a remote one when the last remote snapshot learns them too: the next scan
+/// then does not read those files again.
+fn record_learned_content(
+    ws: &Workspace,
+    base: &crate::scan::Flat,
+    batch: &mut Batch,
+) -> Result<()> {
+    let mut seen = ws.store.read_ref_flat(keys::REF_REMOTE)?;
+    let mut seen_changed = false;
+    for (p, e) in base {
+        if let Some(s) = seen.get_mut(p) {
+            if s.file == Some(FileId::NOT_CACHED)
+                && s.size == e.size
+                && s.mtime_ns == e.mtime_ns
+                && e.file.is_some_and(is_known)
             {
-                report.refused.push((
-                    p.to_vec(),
-                    "a file appeared here meanwhile; it was kept, not overwritten".into(),
-                ));
-                Ok(false)
-            }
-            Err(other) => Err(other),
-        }
-    }
-
-    /// Adds to `batch` a base snapshot that knows the content ids `get` read (`base` holds
-    /// them), and a remote one when the last remote snapshot learns them too: the next scan
-    /// then does not read those files again.
-    fn record_learned_content(&self, base: &crate::scan::Flat, batch: &mut Batch) -> Result<()> {
-        let mut seen = self.store.read_ref_flat(keys::REF_REMOTE)?;
-        let mut seen_changed = false;
-        for (p, e) in base {
-            if let Some(s) = seen.get_mut(p) {
-                if s.file == Some(FileId::NOT_CACHED)
-                    && s.size == e.size
-                    && s.mtime_ns == e.mtime_ns
-                    && e.file.is_some_and(is_known)
-                {
-                    s.file = e.file;
-                    seen_changed = true;
-                }
+                s.file = e.file;
+                seen_changed = true;
             }
         }
-        if seen_changed {
-            self.advance_ref(batch, keys::REF_REMOTE, &seen, "remote after get")?;
-        }
-        self.advance_ref(batch, keys::REF_BASE, base, "base after get")
     }
+    if seen_changed {
+        advance_ref(ws, batch, keys::REF_REMOTE, &seen, "remote after get")?;
+    }
+    advance_ref(ws, batch, keys::REF_BASE, base, "base after get")
+}
 
-    /// Stores `flat` as a new snapshot of the ref `name` (its parent the ref's current
-    /// snapshot) and points the ref at it in `batch`.
-    fn advance_ref(
-        &self,
-        batch: &mut Batch,
-        name: &str,
-        flat: &crate::scan::Flat,
-        description: &str,
-    ) -> Result<()> {
-        let root = self.store.write_flat(flat)?;
-        let snap = cachesync_objects::Snapshot {
-            root,
-            parent: self.store.get_ref(name)?,
-            time_ns: crate::now_ns(),
-            description: description.into(),
+/// Stores `flat` as a new snapshot of the ref `name` (its parent the ref's current
+/// snapshot) and points the ref at it in `batch`.
+fn advance_ref(
+    ws: &Workspace,
+    batch: &mut Batch,
+    name: &str,
+    flat: &crate::scan::Flat,
+    description: &str,
+) -> Result<()> {
+    let root = ws.store.write_flat(flat)?;
+    let snap = cachesync_objects::Snapshot {
+        root,
+        parent: ws.store.get_ref(name)?,
+        time_ns: crate::now_ns(),
+        description: description.into(),
+    };
+    let sid = ws.store.put_snapshot(&snap)?;
+    Store::set_ref_in(batch, name, sid);
+    Ok(())
+}
+
+/// Makes clean, materialized files under `paths` remote-only: removes them from the
+/// workspace (their content stays in the store until culled). A file with changes not
+/// pushed, or in conflict, is never dropped.
+///
+/// # Errors
+/// Local scan, store and I/O errors.
+pub fn drop_paths(ws: &Workspace, paths: &[Vec<u8>]) -> Result<Outcome> {
+    drop_as(ws, paths, true)
+}
+
+/// [`drop_paths`], recording whether it was asked for by hand (culling and
+/// prefetch make room without that mark).
+///
+/// # Errors
+/// As [`drop_paths`].
+pub fn drop_as(ws: &Workspace, paths: &[Vec<u8>], by_hand: bool) -> Result<Outcome> {
+    use crate::error::SyncError;
+    let base = ws.synced_base()?;
+    let local = scan_workspace(ws, &base)?;
+    let conflicted: HashSet<Vec<u8>> = crate::conflict::open(&ws.store)?
+        .iter()
+        .map(|r| r.path_bytes())
+        .collect();
+    let ws_set = ws.working_set();
+    let mut report = Outcome::default();
+    let mut batch = Batch::new();
+    for (p, l) in &local.tree {
+        if l.kind != cachesync_objects::EntryKind::File
+            || !selected(paths, p)
+            || local.remote_only.contains(p)
+        {
+            continue;
+        }
+        let refusal = if conflicted.contains(p) {
+            Some("in conflict; resolve it first")
+        } else if ws_set.is_pinned(p) {
+            Some("pinned; unpin it first")
+        } else if crate::reconcile::same(base.get(p), Some(l)) {
+            None
+        } else if base.contains_key(p) {
+            Some("has changes not pushed yet")
+        } else {
+            Some("created here and never pushed")
         };
-        let sid = self.store.put_snapshot(&snap)?;
-        Store::set_ref_in(batch, name, sid);
-        Ok(())
-    }
-
-    /// Makes clean, materialized files under `paths` remote-only: removes them from the
-    /// workspace (their content stays in the store until culled). A file with changes not
-    /// pushed, or in conflict, is never dropped.
-    ///
-    /// # Errors
-    /// Local scan, store and I/O errors.
-    pub fn drop_paths(&self, paths: &[Vec<u8>]) -> Result<PresenceReport> {
-        self.drop_as(paths, true)
-    }
-
-    /// [`Workspace::drop_paths`], recording whether it was asked for by hand (culling and
-    /// prefetch make room without that mark).
-    ///
-    /// # Errors
-    /// As [`Workspace::drop_paths`].
-    pub fn drop_as(&self, paths: &[Vec<u8>], by_hand: bool) -> Result<PresenceReport> {
-        use crate::error::SyncError;
-        let base = self.synced_base()?;
-        let local = self.scan_workspace(&base)?;
-        let conflicted: HashSet<Vec<u8>> = crate::conflict::open(&self.store)?
-            .iter()
-            .map(|r| r.path_bytes())
-            .collect();
-        let ws_set = self.working_set();
-        let mut report = PresenceReport::default();
-        let mut batch = Batch::new();
-        for (p, l) in &local.tree {
-            if l.kind != cachesync_objects::EntryKind::File
-                || !selected(paths, p)
-                || local.remote_only.contains(p)
-            {
-                continue;
-            }
-            let refusal = if conflicted.contains(p) {
-                Some("in conflict; resolve it first")
-            } else if ws_set.is_pinned(p) {
-                Some("pinned; unpin it first")
-            } else if crate::reconcile::same(base.get(p), Some(l)) {
-                None
-            } else if base.contains_key(p) {
-                Some("has changes not pushed yet")
-            } else {
-                Some("created here and never pushed")
-            };
-            if let Some(why) = refusal {
-                report.refused.push((p.clone(), why.into()));
-                continue;
-            }
-            if by_hand {
-                set_dropped_by_hand(&mut batch, p);
-            } else {
-                set_remote_only(&mut batch, p);
-            }
-            report.done.push(p.clone());
+        if let Some(why) = refusal {
+            report.refused.push((p.clone(), why.into()));
+            continue;
         }
-        // The flags are durable before any file leaves: a run killed in between leaves a
-        // flagged file that is still here (taken as materialized again), never an
-        // unflagged absent file (which the next sync would push as a deletion).
-        self.store.commit(batch)?;
-        crate::failpoint::hit("drop-before-remove");
-        let mut batch = Batch::new();
-        let mut kept = Vec::new();
-        for (i, p) in report.done.iter().enumerate() {
-            // Moved aside first, then checked: an edit made since the scan is never removed.
-            let abs = crate::paths::under(&self.root, p);
-            let aside = self.temp_beside(p, "drop");
-            // Never over an earlier copy (a leftover the tidying could not place).
-            crate::localfs::rename_no_replace(&abs, &aside).map_err(|e| SyncError::io(&abs, e))?;
-            crate::failpoint::hit_n("drop-aside", i);
-            let md = std::fs::symlink_metadata(&aside).map_err(|e| SyncError::io(&aside, e))?;
-            let scanned = local.tree.get(p);
-            let unchanged = scanned.is_some_and(|l| {
-                use std::os::unix::fs::MetadataExt;
-                l.size == md.size() && l.mtime_ns == md.mtime() * 1_000_000_000 + md.mtime_nsec()
-            });
-            if unchanged {
-                std::fs::remove_file(&aside).map_err(|e| SyncError::io(&aside, e))?;
-                crate::index::remove(&mut batch, p);
-            } else {
-                if crate::localfs::rename_no_replace(&aside, &abs).is_err() {
-                    // Something new took the name meanwhile: this copy is kept aside.
-                    report.refused.push((
-                        p.clone(),
-                        format!(
-                            "changed while being dropped; your version is kept at {}",
-                            aside.display()
-                        ),
-                    ));
-                } else {
-                    report
-                        .refused
-                        .push((p.clone(), "changed while being dropped; kept".into()));
-                }
-                clear(&mut batch, p);
-                kept.push(p.clone());
-            }
+        if by_hand {
+            set_dropped_by_hand(&mut batch, p);
+        } else {
+            set_remote_only(&mut batch, p);
         }
-        report.done.retain(|p| !kept.contains(p));
-        crate::failpoint::hit("drop-before-commit");
-        self.store.commit(batch)?;
-        Ok(report)
+        report.done.push(p.clone());
     }
+    // The flags are durable before any file leaves: a run killed in between leaves a
+    // flagged file that is still here (taken as materialized again), never an
+    // unflagged absent file (which the next sync would push as a deletion).
+    ws.store.commit(batch)?;
+    crate::failpoint::hit("drop-before-remove");
+    let mut batch = Batch::new();
+    let mut kept = Vec::new();
+    for (i, p) in report.done.iter().enumerate() {
+        // Moved aside first, then checked: an edit made since the scan is never removed.
+        let abs = crate::paths::under(&ws.root, p);
+        let aside = ws.temp_beside(p, "drop");
+        // Never over an earlier copy (a leftover the tidying could not place).
+        crate::localfs::rename_no_replace(&abs, &aside).map_err(|e| SyncError::io(&abs, e))?;
+        crate::failpoint::hit_n("drop-aside", i);
+        let md = std::fs::symlink_metadata(&aside).map_err(|e| SyncError::io(&aside, e))?;
+        let scanned = local.tree.get(p);
+        let unchanged = scanned.is_some_and(|l| {
+            use std::os::unix::fs::MetadataExt;
+            l.size == md.size() && l.mtime_ns == md.mtime() * 1_000_000_000 + md.mtime_nsec()
+        });
+        if unchanged {
+            std::fs::remove_file(&aside).map_err(|e| SyncError::io(&aside, e))?;
+            crate::index::remove(&mut batch, p);
+        } else {
+            if crate::localfs::rename_no_replace(&aside, &abs).is_err() {
+                // Something new took the name meanwhile: this copy is kept aside.
+                report.refused.push((
+                    p.clone(),
+                    format!(
+                        "changed while being dropped; your version is kept at {}",
+                        aside.display()
+                    ),
+                ));
+            } else {
+                report
+                    .refused
+                    .push((p.clone(), "changed while being dropped; kept".into()));
+            }
+            clear(&mut batch, p);
+            kept.push(p.clone());
+        }
+    }
+    report.done.retain(|p| !kept.contains(p));
+    crate::failpoint::hit("drop-before-commit");
+    ws.store.commit(batch)?;
+    Ok(report)
 }
 
-impl crate::workspace::Workspace {
-    /// Writes a file's content from the store into the workspace: a temporary name in the
-    /// same directory, mode and mtime set, then renamed into place.
-    fn write_file_from_store(
-        &self,
-        path: &[u8],
-        id: FileId,
-        mode: u32,
-        mtime_ns: i64,
-    ) -> Result<()> {
-        let tmp = self.temp_beside(path, "get");
-        crate::localfs::write_temp(
-            &tmp,
-            |f| Ok(self.store.read_file(id, f).map(drop)?),
-            mode,
-            Some(mtime_ns),
-            true,
-        )?;
-        // Never over a file that appeared meanwhile.
-        crate::localfs::rename_into_place(&tmp, &crate::paths::under(&self.root, path), true)
-    }
+/// Writes a file's content from the store into the workspace: a temporary name in the
+/// same directory, mode and mtime set, then renamed into place.
+fn write_file_from_store(
+    ws: &Workspace,
+    path: &[u8],
+    id: FileId,
+    mode: u32,
+    mtime_ns: i64,
+) -> Result<()> {
+    let tmp = ws.temp_beside(path, "get");
+    crate::localfs::write_temp(
+        &tmp,
+        |f| Ok(ws.store.read_file(id, f).map(drop)?),
+        mode,
+        Some(mtime_ns),
+        true,
+    )?;
+    // Never over a file that appeared meanwhile.
+    crate::localfs::rename_into_place(&tmp, &crate::paths::under(&ws.root, path), true)
 }
 
-impl crate::workspace::Workspace {
-    /// Pins `paths` (files or directories): recorded in the config, then the remote-only files
-    /// under them are fetched (when the remote or the cache can provide them).
-    ///
-    /// # Errors
-    /// [`crate::SyncError::Usage`] for a path that is not UTF-8 (the config is JSON); config
-    /// errors. A fetch that fails is reported in the result, the pin stays.
-    pub fn pin(&mut self, paths: &[Vec<u8>]) -> Result<(Vec<String>, Result<PresenceReport>)> {
-        let mut added = Vec::new();
-        for p in paths {
-            let s = std::str::from_utf8(p).map_err(|_| {
-                crate::SyncError::Usage(format!(
-                    "{}: pins are kept in config.json and must be UTF-8",
-                    crate::paths::display(p)
-                ))
-            })?;
-            if !self.config.pins.iter().any(|x| x == s) {
-                self.config.pins.push(s.to_string());
-                added.push(s.to_string());
-            }
+/// Pins `paths` (files or directories): recorded in the config, then the remote-only files
+/// under them are fetched (when the remote or the cache can provide them).
+///
+/// # Errors
+/// [`crate::SyncError::Usage`] for a path that is not UTF-8 (the config is JSON); config
+/// errors. A fetch that fails is reported in the result, the pin stays.
+pub fn pin(ws: &mut Workspace, paths: &[Vec<u8>]) -> Result<(Vec<String>, Result<Outcome>)> {
+    let mut added = Vec::new();
+    for p in paths {
+        let s = std::str::from_utf8(p).map_err(|_| {
+            crate::SyncError::Usage(format!(
+                "{}: pins are kept in config.json and must be UTF-8",
+                crate::paths::display(p)
+            ))
+        })?;
+        if !ws.config.pins.iter().any(|x| x == s) {
+            ws.config.pins.push(s.to_string());
+            added.push(s.to_string());
         }
-        self.save_config()?;
-        let fetched = self.get(paths);
-        Ok((added, fetched))
     }
+    ws.save_config()?;
+    let fetched = get(ws, paths);
+    Ok((added, fetched))
+}
 
-    /// Unpins `paths`; returns the pins removed.
-    ///
-    /// # Errors
-    /// Config errors.
-    pub fn unpin(&mut self, paths: &[Vec<u8>]) -> Result<Vec<String>> {
-        let before = self.config.pins.clone();
-        self.config
-            .pins
-            .retain(|x| !paths.iter().any(|p| p.as_slice() == x.as_bytes()));
-        self.save_config()?;
-        Ok(before
-            .into_iter()
-            .filter(|x| !self.config.pins.contains(x))
-            .collect())
-    }
+/// Unpins `paths`; returns the pins removed.
+///
+/// # Errors
+/// Config errors.
+pub fn unpin(ws: &mut Workspace, paths: &[Vec<u8>]) -> Result<Vec<String>> {
+    let before = ws.config.pins.clone();
+    ws.config
+        .pins
+        .retain(|x| !paths.iter().any(|p| p.as_slice() == x.as_bytes()));
+    ws.save_config()?;
+    Ok(before
+        .into_iter()
+        .filter(|x| !ws.config.pins.contains(x))
+        .collect())
 }

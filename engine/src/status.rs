@@ -4,7 +4,7 @@ use cachesync_objects::{Batch, Entry, EntryKind};
 use serde::Serialize;
 
 use crate::conflict::{self, ConflictRecord};
-use crate::error::{ErrorCode, Result, SyncError};
+use crate::error::{Result, SyncError};
 use crate::index;
 use crate::mode::Mode;
 use crate::paths::{display, hex};
@@ -28,9 +28,16 @@ pub struct PathChange {
     pub kind: &'static str,
 }
 
+/// What the user asked for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// List the ignored paths too.
+    pub with_ignored: bool,
+}
+
 /// What `status` reports.
 #[derive(Debug, Serialize)]
-pub struct StatusReport {
+pub struct Outcome {
     /// The workspace root.
     pub workspace: String,
     /// The remote directory.
@@ -134,7 +141,7 @@ fn describe(before: Option<&Entry>, after: Option<&Entry>) -> Option<(&'static s
     })
 }
 
-fn change_words(c: &PathChange) -> String {
+pub(crate) fn change_words(c: &PathChange) -> String {
     match c.change {
         "mode" => "permissions changed".into(),
         "type" => format!("replaced by a {}", c.kind),
@@ -248,417 +255,302 @@ fn permission_problem(
     }
 }
 
-/// One problem `check` reports.
-#[derive(Debug, Serialize)]
-pub struct Problem {
-    /// `conflict`, `local-change`, `remote-change`, `disconnected`.
-    pub kind: &'static str,
-    /// The path, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// The path's bytes in hex, when it is not UTF-8.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path_hex: Option<String>,
-    /// One line for people.
-    pub message: String,
+/// Remembers the remote root's permissions (the directory that holds top-level files).
+pub(crate) fn save_remote_root_perm(ws: &Workspace, r: &crate::remote::RemoteEntry) -> Result<()> {
+    let v = serde_json::json!([r.mode, r.uid, r.gid]).to_string();
+    ws.store
+        .table(cachesync_objects::keys::CF_STATE)
+        .put(state_keys::REMOTE_ROOT, v.as_bytes())?;
+    Ok(())
 }
 
-impl StatusReport {
-    /// The problems `check` reports, and its exit-code class (`None` when clean).
-    pub fn problems(&self) -> (Vec<Problem>, Option<ErrorCode>) {
-        let mut out = Vec::new();
-        for c in &self.conflicts {
-            if let Some(lf) = &c.lost_found {
-                out.push(Problem {
-                    kind: "lost-found",
-                    path: Some(c.path.clone()),
-                    path_hex: std::str::from_utf8(&c.path_bytes())
-                        .is_err()
-                        .then(|| c.path_hex.clone()),
-                    message: format!(
-                        "{}: your version had nowhere to go and is in {lf}; remove it from there when done",
-                        c.path
-                    ),
-                });
-                continue;
-            }
-            out.push(Problem {
-                kind: "conflict",
-                path: Some(c.path.clone()),
-                path_hex: std::str::from_utf8(&c.path_bytes())
-                    .is_err()
-                    .then(|| c.path_hex.clone()),
-                message: format!("{}: {} conflict (both versions kept)", c.path, c.kind),
-            });
-        }
-        if let Some(e) = &self.remote_error {
-            out.push(Problem {
-                kind: "disconnected",
-                path: None,
-                path_hex: None,
-                message: e.clone(),
-            });
-        }
-        // A conflicted path is reported once, as a conflict.
-        let conflicted: std::collections::HashSet<&str> =
-            self.conflicts.iter().map(|c| c.path.as_str()).collect();
-        for c in self
-            .local_changes
-            .iter()
-            .filter(|c| !conflicted.contains(c.path.as_str()))
-        {
-            out.push(Problem {
-                kind: "local-change",
-                path: Some(c.path.clone()),
-                path_hex: c.path_hex.clone(),
-                message: format!("{}: {} locally, not pushed", c.path, change_words(c)),
-            });
-        }
-        for c in self
-            .remote_changes
-            .iter()
-            .filter(|c| !conflicted.contains(c.path.as_str()))
-        {
-            out.push(Problem {
-                kind: "remote-change",
-                path: Some(c.path.clone()),
-                path_hex: c.path_hex.clone(),
-                message: format!("{}: {} on the remote, not pulled", c.path, change_words(c)),
-            });
-        }
-        for w in &self.permission {
-            out.push(Problem {
-                kind: "permission",
-                path: Some(w.path.clone()),
-                path_hex: w.path_hex.clone(),
-                message: format!("{}: changed offline, but {}", w.path, w.reason),
-            });
-        }
-        for u in &self.unreadable {
-            out.push(Problem {
-                kind: "unreadable",
-                path: Some(u.path.clone()),
-                path_hex: u.path_hex.clone(),
-                message: format!(
-                    "{}: {}, left as it is on both sides; {}",
-                    u.path, u.reason, u.remedy
-                ),
-            });
-        }
-        let code = if !self.conflicts.is_empty() {
-            Some(ErrorCode::Conflicted)
-        } else if !self.permission.is_empty() {
-            Some(ErrorCode::DisconPerm)
-        } else if self.remote_error.is_some() {
-            Some(ErrorCode::Disconnected)
-        } else if out.is_empty() {
-            None
-        } else {
-            Some(ErrorCode::Other)
-        };
-        (out, code)
-    }
-}
-
-impl Workspace {
-    /// Remembers the remote root's permissions (the directory that holds top-level files).
-    pub(crate) fn save_remote_root_perm(&self, r: &crate::remote::RemoteEntry) -> Result<()> {
-        let v = serde_json::json!([r.mode, r.uid, r.gid]).to_string();
-        self.store
-            .table(cachesync_objects::keys::CF_STATE)
-            .put(state_keys::REMOTE_ROOT, v.as_bytes())?;
-        Ok(())
-    }
-
-    /// The remote root's permissions as the last scan saw them (`None`: never seen).
-    ///
-    /// # Errors
-    /// Store errors; [`SyncError::DamagedRecord`] when the record does not decode.
-    fn remote_root_perm(&self) -> Result<Option<(u32, u32, u32)>> {
-        self.store
-            .table(cachesync_objects::keys::CF_STATE)
-            .get(state_keys::REMOTE_ROOT)?
-            .map(|v| {
-                serde_json::from_slice::<(u32, u32, u32)>(&v)
-                    .map_err(|e| SyncError::damaged("the state record `remote-root`", e))
-            })
-            .transpose()
-    }
-
-    /// Journals the local changes seen while disconnected, once per distinct set.
-    fn record_offline_changes(&self, changes: &[PathChange]) -> Result<()> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let text = serde_json::to_vec(changes).expect("changes serialize");
-        let digest = blake3::hash(&text).to_hex().to_string();
-        let state = self.store.table(cachesync_objects::keys::CF_STATE);
-        if state.get(state_keys::OFFLINE_SEEN)?.as_deref() == Some(digest.as_bytes()) {
-            return Ok(());
-        }
-        let now = crate::now_ns();
-        let op = crate::journal::OpRecord {
-            id: crate::journal::next_id(&self.store)?,
-            command: "offline".into(),
-            started_ns: now,
-            finished_ns: Some(now),
-            state: crate::journal::OpState::Done,
-            summary: format!("{} local change(s) made while disconnected", changes.len()),
-            plan: changes
-                .iter()
-                .map(|c| serde_json::to_value(c).expect("changes serialize"))
-                .collect(),
-            temporaries: Vec::new(),
-            steps_done: 0,
-            error: None,
-        };
-        let mut batch = Batch::new();
-        crate::journal::put_planned(&mut batch, &op, &op.plan);
-        batch.put(
-            cachesync_objects::keys::CF_STATE,
-            state_keys::OFFLINE_SEEN,
-            digest.as_bytes(),
-        );
-        self.store.commit(batch)?;
-        Ok(())
-    }
-
-    /// Scans both sides (the remote only if it answers) and reports, changing neither side.
-    /// The index is refreshed, as `git status` refreshes its own.
-    ///
-    /// # Errors
-    /// Local I/O and store errors; a remote that does not answer is reported, not an error.
-    pub fn status(&self, with_ignored: bool, progress: &dyn Progress) -> Result<StatusReport> {
-        let Sides {
-            base,
-            local,
-            remote_tree,
-            remote_error,
-            plan,
-            unreadable,
-        } = self.scan_sides(progress)?;
-        self.refresh_index(&local)?;
-        let local_changes = reconcile_side(&base, &local.tree);
-        let remote_changes = remote_tree
-            .as_ref()
-            .map(|rt| reconcile_side(&base, rt))
-            .unwrap_or_default();
-        let (pending, conflicts) = self.pending_and_conflicts(plan.as_ref())?;
-        let mode = self.mode()?;
-        let provisional: Vec<PathChange> = local_changes
-            .iter()
-            .filter(|c| c.change == "added")
-            .cloned()
-            .collect();
-        let mut permission = Vec::new();
-        if remote_error.is_some() {
-            permission = self.offline_permission_warnings(&base, &local.tree)?;
-            self.record_offline_changes(&local_changes)?;
-        }
-        let budget = self.budget();
-        let cache = CacheState {
-            used: self.cache_use(&local.tree, &local.remote_only),
-            budget,
-            cull_start: budget.map(|b| b * crate::cull::CULL_START_PERCENT / 100),
-            cull_to: budget.map(|b| b * crate::cull::CULL_TO_PERCENT / 100),
-            culling: self.config.culling,
-        };
-        let readiness = self.readiness(&base, &local, budget.is_some())?;
-        Ok(StatusReport {
-            cache,
-            readiness,
-            workspace: self.root.display().to_string(),
-            remote: self.config.remote.display().to_string(),
-            mode: if remote_error.is_some() {
-                Mode::Disconnected.as_str()
-            } else {
-                Mode::Connected.as_str()
-            },
-            since_ns: mode.since_ns,
-            reason: mode.reason.filter(|_| mode.mode == Mode::Disconnected),
-            manual: mode.manual,
-            provisional,
-            permission,
-            remote_error,
-            local_changes,
-            remote_changes,
-            conflicts,
-            pending,
-            ignored: with_ignored.then(|| {
-                let mut v: Vec<&Vec<u8>> = local.ignored.iter().collect();
-                v.sort();
-                v.into_iter().map(|p| display(p)).collect()
-            }),
-            cache_bytes: self.cache_bytes(),
-            unreadable,
-            warnings: local.warnings,
+/// The remote root's permissions as the last scan saw them (`None`: never seen).
+///
+/// # Errors
+/// Store errors; [`SyncError::DamagedRecord`] when the record does not decode.
+fn remote_root_perm(ws: &Workspace) -> Result<Option<(u32, u32, u32)>> {
+    ws.store
+        .table(cachesync_objects::keys::CF_STATE)
+        .get(state_keys::REMOTE_ROOT)?
+        .map(|v| {
+            serde_json::from_slice::<(u32, u32, u32)>(&v)
+                .map_err(|e| SyncError::damaged("the state record `remote-root`", e))
         })
-    }
+        .transpose()
+}
 
-    /// Scans both sides: with the remote when it answers (and is not disconnected by hand),
-    /// also what a sync would do now, from the same `prepare` the sync runs; else the
-    /// workspace against the synced base, with the reason. The mode follows the outcome, as
-    /// after any command that tries the remote.
-    ///
-    /// # Errors
-    /// Local I/O and store errors, and remote errors other than an outage or a changed
-    /// identity.
-    fn scan_sides(&self, progress: &dyn Progress) -> Result<Sides> {
-        let mode_before = self.mode()?;
-        let attempt = if mode_before.is_disconnected() && mode_before.manual {
-            Err(SyncError::Offline)
+/// Journals the local changes seen while disconnected, once per distinct set.
+fn record_offline_changes(ws: &Workspace, changes: &[PathChange]) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let text = serde_json::to_vec(changes).expect("changes serialize");
+    let digest = blake3::hash(&text).to_hex().to_string();
+    let state = ws.store.table(cachesync_objects::keys::CF_STATE);
+    if state.get(state_keys::OFFLINE_SEEN)?.as_deref() == Some(digest.as_bytes()) {
+        return Ok(());
+    }
+    let now = crate::now_ns();
+    let op = crate::journal::OpRecord {
+        id: crate::journal::next_id(&ws.store)?,
+        command: crate::journal::OpKind::Offline,
+        started_ns: now,
+        finished_ns: Some(now),
+        state: crate::journal::OpState::Done,
+        summary: format!("{} local change(s) made while disconnected", changes.len()),
+        plan: changes
+            .iter()
+            .map(|c| serde_json::to_value(c).expect("changes serialize"))
+            .collect(),
+        temporaries: Vec::new(),
+        steps_done: 0,
+        error: None,
+    };
+    let mut batch = Batch::new();
+    crate::journal::put_planned(&mut batch, &op, &op.plan);
+    batch.put(
+        cachesync_objects::keys::CF_STATE,
+        state_keys::OFFLINE_SEEN,
+        digest.as_bytes(),
+    );
+    ws.store.commit(batch)?;
+    Ok(())
+}
+
+/// Scans both sides (the remote only if it answers) and reports, changing neither side.
+/// The index is refreshed, as `git status` refreshes its own.
+///
+/// # Errors
+/// Local I/O and store errors; a remote that does not answer is reported, not an error.
+pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Outcome> {
+    let Sides {
+        base,
+        local,
+        remote_tree,
+        remote_error,
+        plan,
+        unreadable,
+    } = scan_sides(ws, progress)?;
+    refresh_index(ws, &local)?;
+    let local_changes = reconcile_side(&base, &local.tree);
+    let remote_changes = remote_tree
+        .as_ref()
+        .map(|rt| reconcile_side(&base, rt))
+        .unwrap_or_default();
+    let (pending, conflicts) = pending_and_conflicts(ws, plan.as_ref())?;
+    let mode = ws.mode()?;
+    let provisional: Vec<PathChange> = local_changes
+        .iter()
+        .filter(|c| c.change == "added")
+        .cloned()
+        .collect();
+    let mut permission = Vec::new();
+    if remote_error.is_some() {
+        permission = offline_permission_warnings(ws, &base, &local.tree)?;
+        record_offline_changes(ws, &local_changes)?;
+    }
+    let budget = crate::cull::budget(ws);
+    let cache = CacheState {
+        used: crate::cull::cache_use(ws, &local.tree, &local.remote_only),
+        budget,
+        cull_start: budget.map(|b| b * crate::cull::CULL_START_PERCENT / 100),
+        cull_to: budget.map(|b| b * crate::cull::CULL_TO_PERCENT / 100),
+        culling: ws.config.culling,
+    };
+    let readiness = readiness(ws, &base, &local, budget.is_some())?;
+    Ok(Outcome {
+        cache,
+        readiness,
+        workspace: ws.root.display().to_string(),
+        remote: ws.config.remote.display().to_string(),
+        mode: if remote_error.is_some() {
+            Mode::Disconnected.as_str()
         } else {
-            let remote = self.remote()?;
-            self.scan_all(&remote, progress, || {
-                crate::identity::check(&remote, &self.config.remote, &self.identity)
-            })
-        };
-        let attempt = match attempt {
-            Ok(t) => {
-                self.track(Ok(()))?;
-                Ok(t)
-            }
-            Err(e) => match self.track::<()>(Err(e)) {
-                Err(e) => Err(e),
-                Ok(()) => unreachable!("track returns the error it is given"),
-            },
-        };
-        match attempt {
-            Ok(t) => {
-                let plan = self.prepare(&t, &[], Direction::Both)?.plan;
-                Ok(Sides {
-                    base: t.base,
-                    local: t.local,
-                    remote_tree: Some(t.remote.tree),
-                    remote_error: None,
-                    plan: Some(plan),
-                    unreadable: t.remote.unreadable,
-                })
-            }
-            Err(
-                e @ (SyncError::Disconnected { .. }
-                | SyncError::RemoteIdentity { .. }
-                | SyncError::Offline),
-            ) => {
-                let base = self.synced_base()?;
-                let local = self.scan_workspace(&base)?;
-                Ok(Sides {
-                    base,
-                    local,
-                    remote_tree: None,
-                    remote_error: Some(e.to_string()),
-                    plan: None,
-                    unreadable: Vec::new(),
-                })
-            }
+            Mode::Connected.as_str()
+        },
+        since_ns: mode.since_ns,
+        reason: mode.reason.filter(|_| mode.mode == Mode::Disconnected),
+        manual: mode.manual,
+        provisional,
+        permission,
+        remote_error,
+        local_changes,
+        remote_changes,
+        conflicts,
+        pending,
+        ignored: opts.with_ignored.then(|| {
+            let mut v: Vec<&Vec<u8>> = local.ignored.iter().collect();
+            v.sort();
+            v.into_iter().map(|p| display(p)).collect()
+        }),
+        cache_bytes: ws.cache_bytes(),
+        unreadable,
+        warnings: local.warnings,
+    })
+}
+
+/// Scans both sides: with the remote when it answers (and is not disconnected by hand),
+/// also what a sync would do now, from the same `prepare` the sync runs; else the
+/// workspace against the synced base, with the reason. The mode follows the outcome, as
+/// after any command that tries the remote.
+///
+/// # Errors
+/// Local I/O and store errors, and remote errors other than an outage or a changed
+/// identity.
+fn scan_sides(ws: &Workspace, progress: &dyn Progress) -> Result<Sides> {
+    let mode_before = ws.mode()?;
+    let attempt = if mode_before.is_disconnected() && mode_before.manual {
+        Err(SyncError::Offline)
+    } else {
+        let remote = ws.remote()?;
+        crate::sync::trees::scan_all(ws, &remote, progress, || {
+            crate::identity::check(&remote, &ws.config.remote, &ws.identity)
+        })
+    };
+    let attempt = match attempt {
+        Ok(t) => {
+            ws.track(Ok(()))?;
+            Ok(t)
+        }
+        Err(e) => match ws.track::<()>(Err(e)) {
             Err(e) => Err(e),
+            Ok(()) => unreachable!("track returns the error it is given"),
+        },
+    };
+    match attempt {
+        Ok(t) => {
+            let plan = crate::sync::prepare::prepare(ws, &t, &[], Direction::Both)?.plan;
+            Ok(Sides {
+                base: t.base,
+                local: t.local,
+                remote_tree: Some(t.remote.tree),
+                remote_error: None,
+                plan: Some(plan),
+                unreadable: t.remote.unreadable,
+            })
         }
-    }
-
-    /// Writes the index entries the local scan refreshed (files it hashed, paths gone).
-    fn refresh_index(&self, local: &crate::scan::LocalScan) -> Result<()> {
-        let mut batch = Batch::new();
-        for (p, ie) in &local.index_updates {
-            index::put(&mut batch, p, ie);
+        Err(
+            e @ (SyncError::Disconnected { .. }
+            | SyncError::RemoteIdentity { .. }
+            | SyncError::Offline),
+        ) => {
+            let base = ws.synced_base()?;
+            let local = crate::presence::scan_workspace(ws, &base)?;
+            Ok(Sides {
+                base,
+                local,
+                remote_tree: None,
+                remote_error: Some(e.to_string()),
+                plan: None,
+                unreadable: Vec::new(),
+            })
         }
-        for p in &local.index_removals {
-            index::remove(&mut batch, p);
-        }
-        if !batch.is_empty() {
-            self.store.commit(batch)?;
-        }
-        Ok(())
-    }
-
-    /// The steps pending per side and the conflicts: with a plan, its steps and the
-    /// conflicts it would record (exactly what the sync would do); offline, the conflicts
-    /// recorded, less lost+found records whose copy was removed (the next sync settles
-    /// them).
-    fn pending_and_conflicts(
-        &self,
-        plan: Option<&crate::plan::Plan>,
-    ) -> Result<(Pending, Vec<ConflictRecord>)> {
-        let mut pending = Pending::default();
-        let conflicts = match plan {
-            Some(plan) => {
-                pending.pull = plan.steps.iter().filter(|s| s.side == Side::Local).count();
-                pending.push = plan.steps.iter().filter(|s| s.side == Side::Remote).count();
-                self.expected_conflicts(plan)?
-            }
-            None => {
-                let mut open = conflict::open(&self.store)?;
-                open.retain(|r| r.lost_found.is_none() || r.lost_found_present(&self.root));
-                open
-            }
-        };
-        Ok((pending, conflicts))
-    }
-
-    /// Offline, the local changes the server may refuse, judged from the permissions it
-    /// last showed (owners change without a sync).
-    fn offline_permission_warnings(
-        &self,
-        base: &crate::scan::Flat,
-        local: &crate::scan::Flat,
-    ) -> Result<Vec<PermissionWarning>> {
-        let root_perm = self.remote_root_perm()?;
-        let creds = Creds::current();
-        let seen = self
-            .store
-            .read_ref_flat(cachesync_objects::keys::REF_REMOTE)?;
-        let mut permission = Vec::new();
-        for (path, change) in local_change_paths(base, local) {
-            if let Some(why) = permission_problem(&seen, root_perm, &creds, &path, change) {
-                permission.push(PermissionWarning {
-                    path: display(&path),
-                    path_hex: std::str::from_utf8(&path).is_err().then(|| hex(&path)),
-                    reason: why,
-                });
-            }
-        }
-        Ok(permission)
-    }
-
-    /// How much of the working set is here, and (only `with_budget`: it costs an lstat per
-    /// file) what culling would take next.
-    fn readiness(
-        &self,
-        base: &crate::scan::Flat,
-        local: &crate::scan::LocalScan,
-        with_budget: bool,
-    ) -> Result<Readiness> {
-        let wset = self.working_set();
-        let mut readiness = Readiness::default();
-        for (p, e) in base {
-            if e.kind != EntryKind::File || wset.priority(p) <= 0 {
-                continue;
-            }
-            if local.remote_only.contains(p) {
-                readiness.working_set_files += 1;
-                readiness.missing_bytes += e.size;
-            } else if local.tree.contains_key(p) {
-                readiness.working_set_files += 1;
-                readiness.present += 1;
-            }
-        }
-        readiness.present_share = if readiness.working_set_files == 0 {
-            1.0
-        } else {
-            readiness.present as f64 / readiness.working_set_files as f64
-        };
-        if with_budget {
-            readiness.cull_next = self
-                .cull_candidates(base, local)?
-                .into_iter()
-                .take(5)
-                .map(|(p, _)| display(&p))
-                .collect();
-        }
-        Ok(readiness)
+        Err(e) => Err(e),
     }
 }
 
-/// The two sides as `status` sees them (see [`Workspace::scan_sides`]).
+/// Writes the index entries the local scan refreshed (files it hashed, paths gone).
+fn refresh_index(ws: &Workspace, local: &crate::scan::LocalScan) -> Result<()> {
+    let mut batch = Batch::new();
+    for (p, ie) in &local.index_updates {
+        index::put(&mut batch, p, ie);
+    }
+    for p in &local.index_removals {
+        index::remove(&mut batch, p);
+    }
+    if !batch.is_empty() {
+        ws.store.commit(batch)?;
+    }
+    Ok(())
+}
+
+/// The steps pending per side and the conflicts: with a plan, its steps and the
+/// conflicts it would record (exactly what the sync would do); offline, the conflicts
+/// recorded, less lost+found records whose copy was removed (the next sync settles
+/// them).
+fn pending_and_conflicts(
+    ws: &Workspace,
+    plan: Option<&crate::plan::Plan>,
+) -> Result<(Pending, Vec<ConflictRecord>)> {
+    let mut pending = Pending::default();
+    let conflicts = match plan {
+        Some(plan) => {
+            pending.pull = plan.steps.iter().filter(|s| s.side == Side::Local).count();
+            pending.push = plan.steps.iter().filter(|s| s.side == Side::Remote).count();
+            crate::sync::prepare::expected_conflicts(ws, plan)?
+        }
+        None => {
+            let mut open = conflict::open(&ws.store)?;
+            open.retain(|r| r.lost_found.is_none() || r.lost_found_present(&ws.root));
+            open
+        }
+    };
+    Ok((pending, conflicts))
+}
+
+/// Offline, the local changes the server may refuse, judged from the permissions it
+/// last showed (owners change without a sync).
+fn offline_permission_warnings(
+    ws: &Workspace,
+    base: &crate::scan::Flat,
+    local: &crate::scan::Flat,
+) -> Result<Vec<PermissionWarning>> {
+    let root_perm = remote_root_perm(ws)?;
+    let creds = Creds::current();
+    let seen = ws
+        .store
+        .read_ref_flat(cachesync_objects::keys::REF_REMOTE)?;
+    let mut permission = Vec::new();
+    for (path, change) in local_change_paths(base, local) {
+        if let Some(why) = permission_problem(&seen, root_perm, &creds, &path, change) {
+            permission.push(PermissionWarning {
+                path: display(&path),
+                path_hex: std::str::from_utf8(&path).is_err().then(|| hex(&path)),
+                reason: why,
+            });
+        }
+    }
+    Ok(permission)
+}
+
+/// How much of the working set is here, and (only `with_budget`: it costs an lstat per
+/// file) what culling would take next.
+fn readiness(
+    ws: &Workspace,
+    base: &crate::scan::Flat,
+    local: &crate::scan::LocalScan,
+    with_budget: bool,
+) -> Result<Readiness> {
+    let wset = ws.working_set();
+    let mut readiness = Readiness::default();
+    for (p, e) in base {
+        if e.kind != EntryKind::File || wset.priority(p) <= 0 {
+            continue;
+        }
+        if local.remote_only.contains(p) {
+            readiness.working_set_files += 1;
+            readiness.missing_bytes += e.size;
+        } else if local.tree.contains_key(p) {
+            readiness.working_set_files += 1;
+            readiness.present += 1;
+        }
+    }
+    readiness.present_share = if readiness.working_set_files == 0 {
+        1.0
+    } else {
+        readiness.present as f64 / readiness.working_set_files as f64
+    };
+    if with_budget {
+        readiness.cull_next = crate::cull::cull_candidates(ws, base, local)?
+            .into_iter()
+            .take(5)
+            .map(|(p, _)| display(&p))
+            .collect();
+    }
+    Ok(readiness)
+}
+
+/// The two sides as `status` sees them (see [`scan_sides`]).
 struct Sides {
     base: crate::scan::Flat,
     local: crate::scan::LocalScan,
@@ -694,13 +586,13 @@ mod tests {
         std::fs::create_dir_all(&remote).expect("mkdir");
         let ws = Workspace::init(&remote, &tmp.path().join("ws"), |_| {}).expect("init");
         let state = ws.store.table(cachesync_objects::keys::CF_STATE);
-        assert_eq!(ws.remote_root_perm().expect("never seen"), None);
+        assert_eq!(remote_root_perm(&ws).expect("never seen"), None);
         state
             .put(state_keys::REMOTE_ROOT, b"[493,0,0]")
             .expect("put");
-        assert_eq!(ws.remote_root_perm().expect("seen"), Some((0o755, 0, 0)));
+        assert_eq!(remote_root_perm(&ws).expect("seen"), Some((0o755, 0, 0)));
         state.put(state_keys::REMOTE_ROOT, b"[493,").expect("put");
-        match ws.remote_root_perm() {
+        match remote_root_perm(&ws) {
             Err(e @ SyncError::DamagedRecord { .. }) => {
                 assert!(e.to_string().contains("`remote-root`"), "{e}");
             }

@@ -9,24 +9,24 @@ use crate::plan::{Direction, Plan};
 use crate::progress::Progress;
 use crate::workspace::Workspace;
 
-mod apply;
-mod apply_plan;
-mod budget;
-mod commit;
-mod guard;
-mod prepare;
-mod record;
-mod recover;
-mod trees;
+pub(crate) mod apply;
+pub(crate) mod apply_plan;
+pub(crate) mod budget;
+pub(crate) mod commit;
+pub(crate) mod guard;
+pub(crate) mod prepare;
+pub(crate) mod record;
+pub(crate) mod recover;
+pub(crate) mod trees;
 
 pub(crate) use prepare::Prepared;
 pub(crate) use trees::Trees;
 
 /// What the user asked for.
 #[derive(Clone, Debug)]
-pub struct SyncOptions {
-    /// The command name, for the journal (`clone`, `pull`, `push`, `sync`).
-    pub command: String,
+pub struct Options {
+    /// The command, for the journal (clone, pull, push, sync, prefetch).
+    pub command: journal::OpKind,
     /// Which way.
     pub direction: Direction,
     /// Only these paths (and what is under them); empty = everything.
@@ -39,7 +39,7 @@ pub struct SyncOptions {
 
 /// What a run did (or, for a dry run, would do).
 #[derive(Debug, Default)]
-pub struct SyncReport {
+pub struct Outcome {
     /// The journal operation (0 for a dry run).
     pub op: u64,
     /// The plan.
@@ -89,110 +89,111 @@ pub struct SyncReport {
     pub unreadable: Vec<crate::scan::Unreadable>,
 }
 
-impl Workspace {
-    /// Runs a pull, push or sync (see [`SyncOptions`]).
-    ///
-    /// # Errors
-    /// [`SyncError::Disconnected`] / [`SyncError::RemoteIdentity`] when the remote is not
-    /// there, [`SyncError::DeletionGuard`], store and I/O errors. Conflicts are not errors
-    /// here: they are in the report.
-    pub fn sync(&mut self, opts: &SyncOptions, progress: &dyn Progress) -> Result<SyncReport> {
-        self.require_remote()?;
-        let before = self.store.ingested();
-        let result = self.sync_inner(opts, progress);
-        let mut report = self.track(result)?;
-        if report.failed.is_none() {
-            report.failed = crate::scan::unreadable_error(&report.unreadable);
-        }
-        let after = self.store.ingested();
-        report.bytes_ingested = after.0 - before.0;
-        report.bytes_stored = after.1 - before.1;
-        if !opts.dry_run {
-            if let Some(used) = report.cache_used {
-                if let Some(c) = self.cull_if_needed(used)? {
-                    report.culled = c.dropped;
-                }
+/// Runs a pull, push or sync (see [`Options`]).
+///
+/// # Errors
+/// [`SyncError::Disconnected`] / [`SyncError::RemoteIdentity`] when the remote is not
+/// there, [`SyncError::DeletionGuard`], store and I/O errors. Conflicts are not errors
+/// here: they are in the report.
+pub fn run(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Result<Outcome> {
+    ws.require_remote()?;
+    let before = ws.store.ingested();
+    let result = sync_inner(ws, opts, progress);
+    let mut report = ws.track(result)?;
+    if report.failed.is_none() {
+        report.failed = crate::scan::unreadable_error(&report.unreadable);
+    }
+    let after = ws.store.ingested();
+    report.bytes_ingested = after.0 - before.0;
+    report.bytes_stored = after.1 - before.1;
+    if !opts.dry_run {
+        if let Some(used) = report.cache_used {
+            if let Some(c) = crate::cull::cull_if_needed(ws, used)? {
+                report.culled = c.dropped;
             }
         }
-        Ok(report)
     }
+    Ok(report)
+}
 
-    fn sync_inner(&mut self, opts: &SyncOptions, progress: &dyn Progress) -> Result<SyncReport> {
-        let remote = self.remote()?;
-        let mut report = SyncReport::default();
-        // Identity first: nothing is changed on a directory that is not our remote. An
-        // interrupted operation is recovered (which may remove its temporaries on the remote)
-        // after the check and before the scans; otherwise the check runs beside the scans.
-        let check = || crate::identity::check(&remote, &self.config.remote, &self.identity);
-        let trees = if !opts.dry_run && !journal::unfinished(&self.store)?.is_empty() {
-            check()?;
-            report.recovered = self.recover(&remote)?;
-            self.scan_all(&remote, progress, || Ok(()))?
-        } else {
-            self.scan_all(&remote, progress, check)?
-        };
-        report.bytes_down = trees.remote.bytes;
-        report.warnings.extend(trees.local.warnings.iter().cloned());
-        report
-            .warnings
-            .extend(trees.remote.warnings.iter().cloned());
-        report.unreadable = trees.remote.unreadable.clone();
-        let Prepared {
-            mut plan,
-            mut new_remote_only,
-        } = self.prepare(&trees, &opts.paths, opts.direction)?;
-        self.guard_and_notices(opts, &trees, &plan, &mut report)?;
-        if opts.dry_run {
-            report.conflicts = self.expected_conflicts(&plan)?;
-            report.plan = plan;
-            return Ok(report);
-        }
-
-        let over_budget = self.fit_budget(
-            &trees,
-            &mut plan,
-            &mut new_remote_only,
-            opts.direction,
-            &mut report,
-        )?;
-
-        let op = self.journal_plan(opts, &plan, &trees, &remote, &mut report)?;
-        let applied = self.apply_plan(
-            &remote,
-            &trees,
-            &plan,
-            op.id,
-            &over_budget,
-            &mut report,
-            progress,
-        )?;
-        let fatal = self.commit_run(
-            opts,
-            trees,
-            &plan,
-            applied,
-            &new_remote_only,
-            op,
-            &mut report,
-        )?;
+fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Result<Outcome> {
+    let remote = ws.remote()?;
+    let mut report = Outcome::default();
+    // Identity first: nothing is changed on a directory that is not our remote. An
+    // interrupted operation is recovered (which may remove its temporaries on the remote)
+    // after the check and before the scans; otherwise the check runs beside the scans.
+    let check = || crate::identity::check(&remote, &ws.config.remote, &ws.identity);
+    let trees = if !opts.dry_run && !journal::unfinished(&ws.store)?.is_empty() {
+        check()?;
+        report.recovered = crate::sync::recover::recover(ws, &remote)?;
+        crate::sync::trees::scan_all(ws, &remote, progress, || Ok(()))?
+    } else {
+        crate::sync::trees::scan_all(ws, &remote, progress, check)?
+    };
+    report.bytes_down = trees.remote.bytes;
+    report.warnings.extend(trees.local.warnings.iter().cloned());
+    report
+        .warnings
+        .extend(trees.remote.warnings.iter().cloned());
+    report.unreadable = trees.remote.unreadable.clone();
+    let Prepared {
+        mut plan,
+        mut new_remote_only,
+    } = crate::sync::prepare::prepare(ws, &trees, &opts.paths, opts.direction)?;
+    crate::sync::guard::guard_and_notices(ws, opts, &trees, &plan, &mut report)?;
+    if opts.dry_run {
+        report.conflicts = crate::sync::prepare::expected_conflicts(ws, &plan)?;
         report.plan = plan;
-        match fatal {
-            Some(e) => Err(e),
-            None => Ok(report),
-        }
+        return Ok(report);
     }
 
-    /// The temporary name step `i` of operation `op` writes before renaming into `path`.
-    pub fn temp_name(&self, op: u64, i: usize, path: &[u8]) -> Vec<u8> {
-        let (parent, _) = split_parent(path);
-        crate::paths::join(
-            parent,
-            format!("{TMP_PREFIX}{}.{op}.{i}", self.workspace_id).as_bytes(),
-        )
+    let over_budget = crate::sync::budget::fit_budget(
+        ws,
+        &trees,
+        &mut plan,
+        &mut new_remote_only,
+        opts.direction,
+        &mut report,
+    )?;
+
+    let op = crate::sync::record::journal_plan(ws, opts, &plan, &trees, &remote, &mut report)?;
+    let applied = crate::sync::apply_plan::apply_plan(
+        ws,
+        &remote,
+        &trees,
+        &plan,
+        op.id,
+        &over_budget,
+        &mut report,
+        progress,
+    )?;
+    let fatal = crate::sync::commit::commit_run(
+        ws,
+        opts,
+        trees,
+        &plan,
+        applied,
+        &new_remote_only,
+        op,
+        &mut report,
+    )?;
+    report.plan = plan;
+    match fatal {
+        Some(e) => Err(e),
+        None => Ok(report),
     }
 }
 
-pub(super) fn summary(plan: &Plan, report: &SyncReport) -> String {
+/// The temporary name step `i` of operation `op` writes before renaming into `path`.
+pub fn temp_name(ws: &Workspace, op: u64, i: usize, path: &[u8]) -> Vec<u8> {
+    let (parent, _) = split_parent(path);
+    crate::paths::join(
+        parent,
+        format!("{TMP_PREFIX}{}.{op}.{i}", ws.workspace_id).as_bytes(),
+    )
+}
+
+pub(super) fn summary(plan: &Plan, report: &Outcome) -> String {
     let mut s = format!(
         "{} of {} step(s) applied: {} to the workspace, {} to the remote",
         report.applied,
@@ -209,9 +210,9 @@ pub(super) fn summary(plan: &Plan, report: &SyncReport) -> String {
     s
 }
 
-impl SyncReport {
+impl Outcome {
     /// The cache figures (needed, budget, files refused) when the budget refused content the
-    /// workspace had to hold (see [`SyncReport::cache_required`]): the run's EDISCONFULL.
+    /// workspace had to hold (see [`Outcome::cache_required`]): the run's EDISCONFULL.
     pub fn cache_exhausted(&self) -> Option<(u64, u64, usize)> {
         self.cache_full.filter(|_| self.cache_required > 0)
     }

@@ -273,7 +273,7 @@ impl Workspace {
     }
 
     /// Creates a workspace at `root` for the remote directory `remote_dir` and records the
-    /// remote's identity. Does not copy anything yet (see [`Workspace::sync`]).
+    /// remote's identity. Does not copy anything yet (see [`crate::sync::run`]).
     ///
     /// The creation is atomic: `.cachesync/` is built under a temporary name in `root`
     /// (store, identity, config), synced to disk, and renamed into place last, so a process

@@ -5,19 +5,19 @@
 use std::fs;
 
 use cachesync_engine::plan::Direction;
-use cachesync_engine::sync::{SyncOptions, SyncReport};
+use cachesync_engine::sync;
 use cachesync_engine::{NoProgress, Workspace};
 use cachesync_testutils::FoldRemote;
 
-fn sync(ws: &mut Workspace) -> SyncReport {
-    let opts = SyncOptions {
-        command: "sync".into(),
+fn sync(ws: &mut Workspace) -> sync::Outcome {
+    let opts = sync::Options {
+        command: cachesync_engine::journal::OpKind::Sync,
         direction: Direction::Both,
         paths: Vec::new(),
         dry_run: false,
         force: false,
     };
-    ws.sync(&opts, &NoProgress).expect("sync")
+    sync::run(ws, &opts, &NoProgress).expect("sync")
 }
 
 fn setup() -> (tempfile::TempDir, std::path::PathBuf, Workspace) {
@@ -38,14 +38,14 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf, Workspace) {
         ws.identity.case_insensitive,
         "the probe saw the remote fold case"
     );
-    let clone = SyncOptions {
-        command: "clone".into(),
+    let clone = sync::Options {
+        command: cachesync_engine::journal::OpKind::Clone,
         direction: Direction::Pull,
         paths: Vec::new(),
         dry_run: false,
         force: true,
     };
-    ws.sync(&clone, &NoProgress).expect("clone");
+    sync::run(&mut ws, &clone, &NoProgress).expect("clone");
     (tmp, remote, ws)
 }
 

@@ -6,9 +6,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use cachesync_engine::journal::OpKind;
 use cachesync_engine::plan::Direction;
-use cachesync_engine::resolve::{Resolution, Which};
-use cachesync_engine::sync::{SyncOptions, SyncReport};
+use cachesync_engine::presence;
+use cachesync_engine::resolve::{self, Resolution};
+use cachesync_engine::status;
+use cachesync_engine::sync;
+use cachesync_engine::variants::{self, Which};
 use cachesync_engine::{NoProgress, Workspace};
 
 /// A remote, a workspace cloned from it, and edits on either side.
@@ -33,7 +37,7 @@ impl World {
             remote,
             ws,
         };
-        w.run("clone", Direction::Pull, false);
+        w.run(OpKind::Clone, Direction::Pull, false);
         w
     }
 
@@ -41,19 +45,19 @@ impl World {
         self.ws.root.join(rel)
     }
 
-    fn run(&mut self, command: &str, direction: Direction, dry_run: bool) -> SyncReport {
-        let opts = SyncOptions {
-            command: command.into(),
+    fn run(&mut self, command: OpKind, direction: Direction, dry_run: bool) -> sync::Outcome {
+        let opts = sync::Options {
+            command,
             direction,
             paths: Vec::new(),
             dry_run,
             force: false,
         };
-        self.ws.sync(&opts, &NoProgress).expect("sync")
+        sync::run(&mut self.ws, &opts, &NoProgress).expect("sync")
     }
 
-    fn sync(&mut self) -> SyncReport {
-        self.run("sync", Direction::Both, false)
+    fn sync(&mut self) -> sync::Outcome {
+        self.run(OpKind::Sync, Direction::Both, false)
     }
 
     /// Both sides edit `rel` differently (one line each): a content conflict.
@@ -88,24 +92,33 @@ const FILES: &[(&str, &str)] = &[("c.txt", "base\n"), ("x", "x\n"), ("y", "y\n")
 #[test]
 fn resolve_take_server_settles_without_a_sync_and_take_client_needs_one() {
     let w = World::conflict(FILES, "c.txt");
-    let done =
-        w.ws.resolve(b"c.txt", Resolution::Take(Which::Server))
-            .expect("resolve");
+    let done = resolve::run(
+        &w.ws,
+        &resolve::Options {
+            path: b"c.txt".to_vec(),
+            how: Resolution::Take(Which::Server),
+        },
+    )
+    .expect("resolve");
     assert!(!done.needs_sync, "{}", done.message);
     assert_eq!(read(&w.local("c.txt")), "theirs, longer\n");
 
     let mut w = World::conflict(FILES, "c.txt");
-    let done =
-        w.ws.resolve(b"c.txt", Resolution::Take(Which::Client))
-            .expect("resolve");
+    let done = resolve::run(
+        &w.ws,
+        &resolve::Options {
+            path: b"c.txt".to_vec(),
+            how: Resolution::Take(Which::Client),
+        },
+    )
+    .expect("resolve");
     assert!(done.needs_sync, "{}", done.message);
     let r = w.sync();
     assert!(r.conflicts.is_empty(), "{:?}", r.conflicts);
     assert_eq!(read(&w.remote.join("c.txt")), "mine\n");
-    let resolved =
-        w.ws.variant(b"c.txt", Which::Resolved)
-            .expect("variant")
-            .expect("a resolved variant");
+    let resolved = variants::read(&w.ws, b"c.txt", Which::Resolved)
+        .expect("variant")
+        .expect("a resolved variant");
     assert_eq!(resolved.bytes, b"mine\n");
 }
 
@@ -113,30 +126,54 @@ fn resolve_take_server_settles_without_a_sync_and_take_client_needs_one() {
 fn every_variant_of_a_conflict_is_readable_and_a_second_resolve_is_refused() {
     let w = World::conflict(FILES, "c.txt");
     let get = |which| {
-        w.ws.variant(b"c.txt", which)
+        variants::read(&w.ws, b"c.txt", which)
             .expect("variant")
             .map(|v| String::from_utf8(v.bytes).expect("utf-8"))
     };
     assert_eq!(get(Which::Base).as_deref(), Some("base\n"));
     assert_eq!(get(Which::Client).as_deref(), Some("mine\n"));
     assert_eq!(get(Which::Server).as_deref(), Some("theirs, longer\n"));
-    w.ws.resolve(b"c.txt", Resolution::With(b"both\n".to_vec()))
-        .expect("resolve with");
+    resolve::run(
+        &w.ws,
+        &resolve::Options {
+            path: b"c.txt".to_vec(),
+            how: Resolution::With(b"both\n".to_vec()),
+        },
+    )
+    .expect("resolve with");
     assert_eq!(read(&w.local("c.txt")), "both\n");
-    let again = w.ws.resolve(b"c.txt", Resolution::Take(Which::Server));
+    let again = resolve::run(
+        &w.ws,
+        &resolve::Options {
+            path: b"c.txt".to_vec(),
+            how: Resolution::Take(Which::Server),
+        },
+    );
     assert!(again.is_err(), "no open conflict any more");
 }
 
 #[test]
 fn resolve_refuses_a_merge_of_overlapping_edits_and_a_server_that_moved_on() {
     let mut w = World::conflict(FILES, "c.txt");
-    let merged = w.ws.resolve(b"c.txt", Resolution::Merged);
+    let merged = resolve::run(
+        &w.ws,
+        &resolve::Options {
+            path: b"c.txt".to_vec(),
+            how: Resolution::Merged,
+        },
+    );
     assert!(merged.is_err(), "the edits overlap");
     // The server changes again: a resolution against the recorded version is refused.
     write(&w.remote.join("c.txt"), "theirs, again\n");
-    w.ws.status(false, &NoProgress)
+    status::run(&w.ws, &status::Options::default(), &NoProgress)
         .expect("status refreshes the remote snapshot");
-    let late = w.ws.resolve(b"c.txt", Resolution::Take(Which::Client));
+    let late = resolve::run(
+        &w.ws,
+        &resolve::Options {
+            path: b"c.txt".to_vec(),
+            how: Resolution::Take(Which::Client),
+        },
+    );
     assert!(late.is_err(), "the server moved on since the record");
     let r = w.sync();
     assert_eq!(r.conflicts.len(), 1, "{:?}", r.conflicts);
@@ -149,7 +186,7 @@ fn status_reports_each_side_and_what_a_sync_would_do() {
     write(&w.local("x"), "x, edited here\n");
     write(&w.local("new"), "new here\n");
     fs::remove_file(w.remote.join("y")).expect("rm");
-    let st = w.ws.status(false, &NoProgress).expect("status");
+    let st = status::run(&w.ws, &status::Options::default(), &NoProgress).expect("status");
     let changes = |list: &[cachesync_engine::status::PathChange]| -> Vec<(String, String)> {
         list.iter()
             .map(|c| (c.path.clone(), c.change.to_string()))
@@ -169,10 +206,10 @@ fn status_reports_each_side_and_what_a_sync_would_do() {
     assert_eq!((st.pending.pull, st.pending.push), (1, 2));
     assert_eq!(st.mode, "connected");
     assert_eq!(changes(&st.provisional), [("new".into(), "added".into())]);
-    let dry = w.run("sync", Direction::Both, true);
+    let dry = w.run(OpKind::Sync, Direction::Both, true);
     assert_eq!(dry.plan.steps.len(), 3);
     w.sync();
-    let st = w.ws.status(false, &NoProgress).expect("status");
+    let st = status::run(&w.ws, &status::Options::default(), &NoProgress).expect("status");
     assert!(st.local_changes.is_empty() && st.remote_changes.is_empty());
     assert_eq!((st.pending.pull, st.pending.push), (0, 0));
 }
@@ -182,7 +219,7 @@ fn status_offline_lists_local_changes_and_recorded_conflicts_only() {
     let w = World::conflict(FILES, "c.txt");
     write(&w.local("x"), "x, offline\n");
     w.ws.set_disconnected("by hand", true).expect("disconnect");
-    let st = w.ws.status(false, &NoProgress).expect("status");
+    let st = status::run(&w.ws, &status::Options::default(), &NoProgress).expect("status");
     assert_eq!(st.mode, "disconnected");
     assert!(st.remote_error.is_some());
     assert_eq!((st.pending.pull, st.pending.push), (0, 0));
@@ -194,7 +231,7 @@ fn status_offline_lists_local_changes_and_recorded_conflicts_only() {
 #[test]
 fn drop_makes_a_clean_file_remote_only_get_brings_it_back_and_a_change_is_never_dropped() {
     let mut w = World::new(FILES);
-    let dropped = w.ws.drop_paths(&[b"x".to_vec()]).expect("drop");
+    let dropped = presence::drop_paths(&w.ws, &[b"x".to_vec()]).expect("drop");
     assert_eq!(dropped.done, [b"x".to_vec()]);
     assert!(
         w.local("x").symlink_metadata().is_err(),
@@ -206,12 +243,12 @@ fn drop_makes_a_clean_file_remote_only_get_brings_it_back_and_a_change_is_never_
     assert!(r.plan.steps.is_empty(), "{:?}", r.plan.steps);
     assert_eq!(read(&w.remote.join("x")), "x\n");
 
-    let got = w.ws.get(&[b"x".to_vec()]).expect("get");
+    let got = presence::get(&w.ws, &[b"x".to_vec()]).expect("get");
     assert_eq!(got.done, [b"x".to_vec()]);
     assert_eq!(read(&w.local("x")), "x\n");
 
     write(&w.local("y"), "y, edited\n");
-    let refused = w.ws.drop_paths(&[b"y".to_vec()]).expect("drop");
+    let refused = presence::drop_paths(&w.ws, &[b"y".to_vec()]).expect("drop");
     assert!(refused.done.is_empty());
     assert_eq!(refused.refused.len(), 1, "{:?}", refused.refused);
     assert_eq!(read(&w.local("y")), "y, edited\n");
@@ -220,7 +257,7 @@ fn drop_makes_a_clean_file_remote_only_get_brings_it_back_and_a_change_is_never_
 #[test]
 fn a_remote_only_file_follows_the_server_without_its_content_coming_here() {
     let mut w = World::new(FILES);
-    w.ws.drop_paths(&[b"x".to_vec()]).expect("drop");
+    presence::drop_paths(&w.ws, &[b"x".to_vec()]).expect("drop");
     write(&w.remote.join("x"), "x, edited on the server\n");
     let r = w.sync();
     // The other files, written seconds ago, are racy and read again (7 bytes); x's new 24
@@ -230,7 +267,7 @@ fn a_remote_only_file_follows_the_server_without_its_content_coming_here() {
         w.local("x").symlink_metadata().is_err(),
         "still remote-only"
     );
-    let got = w.ws.get(&[b"x".to_vec()]).expect("get");
+    let got = presence::get(&w.ws, &[b"x".to_vec()]).expect("get");
     assert_eq!(got.done.len(), 1);
     assert_eq!(read(&w.local("x")), "x, edited on the server\n");
 }

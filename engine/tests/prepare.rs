@@ -10,7 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use cachesync_engine::plan::{Direction, Side};
-use cachesync_engine::sync::SyncOptions;
+use cachesync_engine::presence;
+use cachesync_engine::status;
+use cachesync_engine::sync;
 use cachesync_engine::{NoProgress, Workspace};
 use proptest::prelude::*;
 
@@ -110,15 +112,15 @@ fn apply(root: &Path, rel: &str, edit: Edit, side: u8) {
     }
 }
 
-fn dry_run(ws: &mut Workspace) -> cachesync_engine::sync::SyncReport {
-    let opts = SyncOptions {
-        command: "sync".into(),
+fn dry_run(ws: &mut Workspace) -> cachesync_engine::sync::Outcome {
+    let opts = sync::Options {
+        command: cachesync_engine::journal::OpKind::Sync,
         direction: Direction::Both,
         paths: Vec::new(),
         dry_run: true,
         force: true,
     };
-    ws.sync(&opts, &NoProgress).expect("dry run")
+    sync::run(ws, &opts, &NoProgress).expect("dry run")
 }
 
 fn check(s: &Situation) -> Result<(), TestCaseError> {
@@ -134,14 +136,14 @@ fn check(s: &Situation) -> Result<(), TestCaseError> {
         c.never_cache = vec!["scratch".into()];
     })
     .expect("init");
-    let clone = SyncOptions {
-        command: "clone".into(),
+    let clone = sync::Options {
+        command: cachesync_engine::journal::OpKind::Clone,
         direction: Direction::Pull,
         paths: Vec::new(),
         dry_run: false,
         force: false,
     };
-    ws.sync(&clone, &NoProgress).expect("clone");
+    sync::run(&mut ws, &clone, &NoProgress).expect("clone");
     let dropped: Vec<Vec<u8>> = PATHS
         .iter()
         .enumerate()
@@ -149,7 +151,7 @@ fn check(s: &Situation) -> Result<(), TestCaseError> {
         .map(|(_, rel)| rel.as_bytes().to_vec())
         .collect();
     if !dropped.is_empty() {
-        ws.drop_paths(&dropped).expect("drop");
+        presence::drop_paths(&ws, &dropped).expect("drop");
     }
     for (i, rel) in PATHS.iter().enumerate() {
         let dropped_here = dropped.iter().any(|d| d == rel.as_bytes());
@@ -159,7 +161,7 @@ fn check(s: &Situation) -> Result<(), TestCaseError> {
         apply(&remote, rel, s.remote[i], 2);
     }
 
-    let status = ws.status(false, &NoProgress).expect("status");
+    let status = status::run(&ws, &status::Options::default(), &NoProgress).expect("status");
     let dry = dry_run(&mut ws);
     let count = |side| dry.plan.steps.iter().filter(|st| st.side == side).count();
     prop_assert_eq!(

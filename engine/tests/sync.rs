@@ -4,8 +4,10 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use cachesync_engine::journal::OpKind;
 use cachesync_engine::plan::Direction;
-use cachesync_engine::sync::{SyncOptions, SyncReport};
+use cachesync_engine::status;
+use cachesync_engine::sync;
 use cachesync_engine::{NoProgress, Workspace};
 
 struct Pair {
@@ -20,7 +22,7 @@ fn pair(build: impl FnOnce(&Path)) -> Pair {
     fs::create_dir(&remote).expect("mkdir");
     build(&remote);
     let mut ws = Workspace::init(&remote, &tmp.path().join("ws"), |_| {}).expect("init");
-    run(&mut ws, "clone", Direction::Pull);
+    run(&mut ws, OpKind::Clone, Direction::Pull);
     Pair {
         _tmp: tmp,
         remote,
@@ -28,19 +30,19 @@ fn pair(build: impl FnOnce(&Path)) -> Pair {
     }
 }
 
-fn run(ws: &mut Workspace, command: &str, direction: Direction) -> SyncReport {
-    let opts = SyncOptions {
-        command: command.into(),
+fn run(ws: &mut Workspace, command: OpKind, direction: Direction) -> sync::Outcome {
+    let opts = sync::Options {
+        command,
         direction,
         paths: Vec::new(),
         dry_run: false,
         force: false,
     };
-    ws.sync(&opts, &NoProgress).expect("sync")
+    sync::run(ws, &opts, &NoProgress).expect("sync")
 }
 
-fn sync(p: &mut Pair) -> SyncReport {
-    let r = run(&mut p.ws, "sync", Direction::Both);
+fn sync(p: &mut Pair) -> sync::Outcome {
+    let r = run(&mut p.ws, OpKind::Sync, Direction::Both);
     assert!(r.skipped.is_empty(), "skipped: {:?}", r.skipped);
     assert!(r.conflicts.is_empty(), "conflicts: {:?}", r.conflicts);
     r
@@ -144,7 +146,7 @@ fn a_newly_ignored_path_leaves_the_synced_set_untouched() {
     );
     assert!(p.remote.join("build/out.o").exists());
     assert!(ws.join("build/out.o").exists());
-    let st = p.ws.status(false, &NoProgress).expect("status");
+    let st = status::run(&p.ws, &status::Options::default(), &NoProgress).expect("status");
     assert!(
         st.local_changes.is_empty() && st.remote_changes.is_empty(),
         "{st:?}"
@@ -161,16 +163,14 @@ fn the_deletion_guard_stops_a_run_but_not_a_dry_run() {
     for i in 0..6 {
         fs::remove_file(p.remote.join(format!("f{i}"))).expect("rm");
     }
-    let mut opts = SyncOptions {
-        command: "sync".into(),
+    let mut opts = sync::Options {
+        command: cachesync_engine::journal::OpKind::Sync,
         direction: Direction::Both,
         paths: Vec::new(),
         dry_run: true,
         force: false,
     };
-    let dry =
-        p.ws.sync(&opts, &NoProgress)
-            .expect("a dry run shows the plan");
+    let dry = sync::run(&mut p.ws, &opts, &NoProgress).expect("a dry run shows the plan");
     assert_eq!(dry.plan.steps.len(), 6);
     assert!(
         dry.warnings
@@ -180,15 +180,13 @@ fn the_deletion_guard_stops_a_run_but_not_a_dry_run() {
         dry.warnings
     );
     opts.dry_run = false;
-    let err =
-        p.ws.sync(&opts, &NoProgress)
-            .expect_err("the guard refuses");
+    let err = sync::run(&mut p.ws, &opts, &NoProgress).expect_err("the guard refuses");
     assert!(
         err.to_string().contains("refusing to delete 6 of 10"),
         "{err}"
     );
     assert!(p.ws.root.join("f0").exists(), "nothing was deleted");
     opts.force = true;
-    p.ws.sync(&opts, &NoProgress).expect("forced");
+    sync::run(&mut p.ws, &opts, &NoProgress).expect("forced");
     assert!(!p.ws.root.join("f0").exists());
 }

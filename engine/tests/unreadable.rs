@@ -8,8 +8,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use cachesync_engine::fs_remote::FsRemote;
+use cachesync_engine::journal::OpKind;
 use cachesync_engine::plan::Direction;
-use cachesync_engine::sync::{SyncOptions, SyncReport};
+use cachesync_engine::status;
+use cachesync_engine::sync;
 use cachesync_engine::{NoProgress, SyncError, Workspace};
 use cachesync_testutils::{Fault, FaultRemote};
 
@@ -46,19 +48,18 @@ fn pair(files: &[(&str, &str)]) -> Pair {
     }
 }
 
-fn run(ws: &mut Workspace, command: &str, direction: Direction) -> SyncReport {
-    let opts = SyncOptions {
-        command: command.into(),
+fn run(ws: &mut Workspace, command: OpKind, direction: Direction) -> sync::Outcome {
+    let opts = sync::Options {
+        command,
         direction,
         paths: Vec::new(),
         dry_run: false,
-        force: command == "clone",
+        force: command == OpKind::Clone,
     };
-    ws.sync(&opts, &NoProgress)
-        .expect("the run does everything else")
+    sync::run(ws, &opts, &NoProgress).expect("the run does everything else")
 }
 
-fn unreadable(r: &SyncReport) -> Vec<&str> {
+fn unreadable(r: &sync::Outcome) -> Vec<&str> {
     r.unreadable.iter().map(|u| u.path.as_str()).collect()
 }
 
@@ -76,7 +77,7 @@ fn a_file_the_server_refuses_to_read_does_not_fail_the_clone() {
     let mut p = pair(&[("a.txt", "a\n"), ("secret/key", "k\n"), ("z.txt", "z\n")]);
     p.fault
         .inject("open", b"secret/key", Fault::Errno(libc::EACCES));
-    let r = run(&mut p.ws, "clone", Direction::Pull);
+    let r = run(&mut p.ws, OpKind::Clone, Direction::Pull);
     assert_eq!(unreadable(&r), ["secret/key"]);
     assert!(
         matches!(&r.failed, Some(e @ SyncError::RemoteIo { .. }) if e.to_string().contains("secret/key")),
@@ -88,10 +89,10 @@ fn a_file_the_server_refuses_to_read_does_not_fail_the_clone() {
     assert!(p.ws.root.join("secret").is_dir());
     assert!(!p.ws.root.join("secret/key").exists());
 
-    let status = p.ws.status(false, &NoProgress).expect("status");
+    let status = status::run(&p.ws, &status::Options::default(), &NoProgress).expect("status");
     assert_eq!(status.unreadable.len(), 1);
     assert!(status.unreadable[0].reason.contains("Permission denied"));
-    let (problems, code) = status.problems();
+    let (problems, code) = cachesync_engine::check::problems(&status);
     assert!(
         problems
             .iter()
@@ -102,7 +103,7 @@ fn a_file_the_server_refuses_to_read_does_not_fail_the_clone() {
 
     // Readable again: the next run brings it, and is complete.
     p.fault.clear();
-    let r = run(&mut p.ws, "sync", Direction::Both);
+    let r = run(&mut p.ws, OpKind::Sync, Direction::Both);
     assert!(
         r.unreadable.is_empty() && r.failed.is_none(),
         "{:?}",
@@ -119,7 +120,7 @@ fn an_unreadable_file_is_left_as_it_is_on_both_sides() {
         ("deleted-here", "base 3\n"),
         ("other", "o\n"),
     ]);
-    run(&mut p.ws, "clone", Direction::Pull);
+    run(&mut p.ws, OpKind::Clone, Direction::Pull);
     // The server changed all three (new size: their stat says so) and now refuses them
     // (EIO on that file alone here: the share answers for the others).
     for name in ["edited-here", "changed-there", "deleted-here"] {
@@ -131,7 +132,7 @@ fn an_unreadable_file_is_left_as_it_is_on_both_sides() {
     fs::remove_file(p.ws.root.join("deleted-here")).expect("rm");
     rewrite(&p.remote.join("other"), "o2\n");
 
-    let r = run(&mut p.ws, "sync", Direction::Both);
+    let r = run(&mut p.ws, OpKind::Sync, Direction::Both);
     assert_eq!(
         unreadable(&r),
         ["changed-there", "deleted-here", "edited-here"]
@@ -154,7 +155,7 @@ fn an_unreadable_file_is_left_as_it_is_on_both_sides() {
     assert!(!p.ws.root.join("deleted-here").exists());
 
     // The next run tries them again (still refused: still left alone).
-    let r = run(&mut p.ws, "sync", Direction::Both);
+    let r = run(&mut p.ws, OpKind::Sync, Direction::Both);
     assert_eq!(r.unreadable.len(), 3);
     assert_eq!(
         read(p.remote.join("edited-here")),

@@ -71,6 +71,21 @@ impl EntryKind {
             EntryKind::CharDevice => "char-device",
         }
     }
+
+    /// The kind [`EntryKind::as_str`] names (`None` for any other name).
+    pub fn from_name(name: &str) -> Option<EntryKind> {
+        [
+            EntryKind::File,
+            EntryKind::Dir,
+            EntryKind::Symlink,
+            EntryKind::Fifo,
+            EntryKind::Socket,
+            EntryKind::BlockDevice,
+            EntryKind::CharDevice,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
 }
 
 /// One directory entry.

@@ -15,8 +15,8 @@ pub struct CheckArgs {
 
 pub fn cmd_check(args: CheckArgs) -> CmdResult {
     let ws = open_workspace(args.json)?;
-    let report = ws.status(false, &NoBars).or_fail(args.json)?;
-    let (problems, code) = report.problems();
+    let cachesync_engine::check::Outcome { problems, code } =
+        cachesync_engine::check::run(&ws, &NoBars).or_fail(args.json)?;
     let exit = code.map_or(0, |c| c.exit_code());
     if args.json {
         print_json(&json!({

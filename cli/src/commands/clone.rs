@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use cachesync_engine::plan::Direction;
-use cachesync_engine::sync::SyncOptions;
+use cachesync_engine::sync;
 use cachesync_engine::Workspace;
 
 use crate::app::CmdResult;
@@ -76,14 +76,14 @@ pub fn cmd_clone(args: CloneArgs) -> CmdResult {
             .collect();
     })
     .or_fail(false)?;
-    let opts = SyncOptions {
-        command: "clone".into(),
+    let opts = sync::Options {
+        command: cachesync_engine::journal::OpKind::Clone,
         direction: Direction::Pull,
         paths: Vec::new(),
         dry_run: false,
         force: true,
     };
-    let mut report = ws.sync(&opts, &Bars::new(args.quiet)).or_fail(false)?;
+    let mut report = sync::run(&mut ws, &opts, &Bars::new(args.quiet)).or_fail(false)?;
     for w in &report.warnings {
         note(&format!("warning: {w}"));
     }

@@ -91,7 +91,13 @@ fn each(
 pub fn cmd_connect(args: ConnectArgs) -> CmdResult {
     let bars = Bars::new(args.quiet);
     each(&args.which, |ws| {
-        let r = ws.connect(!args.no_sync, &bars)?;
+        let r = cachesync_engine::connect::run(
+            ws,
+            cachesync_engine::connect::Options {
+                sync: !args.no_sync,
+            },
+            &bars,
+        )?;
         let mut line = if r.switched {
             "connected".to_string()
         } else {

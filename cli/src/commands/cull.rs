@@ -1,3 +1,4 @@
+use cachesync_engine::cull;
 use serde_json::json;
 
 use crate::app::CmdResult;
@@ -18,7 +19,10 @@ pub struct CullArgs {
 
 pub fn cmd_cull(args: CullArgs) -> CmdResult {
     let ws = open_workspace(args.json)?;
-    let r = ws.cull(args.dry_run).or_fail(args.json)?;
+    let opts = cull::Options {
+        dry_run: args.dry_run,
+    };
+    let r = cull::run(&ws, &opts).or_fail(args.json)?;
     if args.json {
         print_json(&json!({ "dry_run": args.dry_run, "report": r }));
         return Ok(0);

@@ -25,7 +25,10 @@ pub fn cmd_diff(args: DiffArgs) -> CmdResult {
         .collect::<Result<Vec<_>, _>>()
         .or_fail(false)?;
     if args.variant.is_empty() {
-        print_out(&ws.diff(&paths).or_fail(false)?);
+        print_out(
+            &cachesync_engine::diff::run(&ws, &cachesync_engine::diff::Options { paths })
+                .or_fail(false)?,
+        );
         return Ok(0);
     }
     let (&[a, b], [path]) = (args.variant.as_slice(), paths.as_slice()) else {
@@ -34,9 +37,6 @@ pub fn cmd_diff(args: DiffArgs) -> CmdResult {
         ))
         .or_fail(false);
     };
-    print_out(
-        &ws.diff_variants(path, a.which(), b.which())
-            .or_fail(false)?,
-    );
+    print_out(&cachesync_engine::variants::diff(&ws, path, a.which(), b.which()).or_fail(false)?);
     Ok(0)
 }

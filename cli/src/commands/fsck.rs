@@ -18,11 +18,11 @@ pub struct FsckArgs {
 pub fn cmd_fsck(args: FsckArgs) -> CmdResult {
     let ws = open_workspace(args.json)?;
     let repair = if args.repair {
-        Some(ws.repair().or_fail(args.json)?)
+        Some(cachesync_engine::repair::run(&ws).or_fail(args.json)?)
     } else {
         None
     };
-    let report = ws.fsck().or_fail(args.json)?;
+    let report = cachesync_engine::fsck::run(&ws).or_fail(args.json)?;
     let code = if report.is_clean() { 0 } else { 1 };
     if args.json {
         print_json(&json!({

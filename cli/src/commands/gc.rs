@@ -15,7 +15,10 @@ pub struct GcArgs {
 
 pub fn cmd_gc(args: GcArgs) -> CmdResult {
     let ws = open_workspace(args.json)?;
-    let (r, records) = ws.gc().or_fail(args.json)?;
+    let cachesync_engine::gc::Outcome {
+        store: r,
+        conflict_records: records,
+    } = cachesync_engine::gc::run(&ws).or_fail(args.json)?;
     if args.json {
         print_json(&json!({
             "snapshots": r.snapshots, "trees": r.trees, "files": r.files, "chunks": r.chunks,

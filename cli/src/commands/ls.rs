@@ -23,7 +23,8 @@ pub fn cmd_ls(args: LsArgs) -> CmdResult {
             args.path.as_deref().unwrap_or(std::path::Path::new(".")),
         )
         .or_fail(args.json)?;
-    let entries = ws.ls(&dir).or_fail(args.json)?;
+    let entries = cachesync_engine::ls::run(&ws, &cachesync_engine::ls::Options { dir })
+        .or_fail(args.json)?;
     if args.json {
         print_json(&entries);
         return Ok(0);

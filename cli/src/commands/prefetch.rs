@@ -22,7 +22,7 @@ pub fn cmd_prefetch(args: PrefetchArgs) -> CmdResult {
         Ok(ws) => ws,
         Err(f) => return Ok(f.report()),
     };
-    let r = match ws.prefetch(&Bars::new(args.quiet || args.json)) {
+    let r = match cachesync_engine::prefetch::run(&mut ws, &Bars::new(args.quiet || args.json)) {
         Ok(r) => r,
         Err(e) if e.code() == ErrorCode::Disconnected && args.quiet => {
             // Recorded in the workspace (mode, event); cron stays quiet.

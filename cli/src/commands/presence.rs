@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use cachesync_engine::presence::PresenceReport;
+use cachesync_engine::presence;
 use cachesync_engine::Workspace;
 use serde_json::json;
 
@@ -44,7 +44,7 @@ fn rel_paths(
         .or_fail(json)
 }
 
-fn show(verb: &str, r: &PresenceReport, json: bool) -> i32 {
+fn show(verb: &str, r: &presence::Outcome, json: bool) -> i32 {
     let d = cachesync_engine::paths::display;
     if json {
         print_json(&json!({
@@ -77,14 +77,14 @@ fn show(verb: &str, r: &PresenceReport, json: bool) -> i32 {
 pub fn cmd_get(args: GetArgs) -> CmdResult {
     let ws = open_workspace(args.json)?;
     let paths = rel_paths(&ws, &args.paths, args.json)?;
-    let r = ws.get(&paths).or_fail(args.json)?;
+    let r = presence::get(&ws, &paths).or_fail(args.json)?;
     Ok(show("got", &r, args.json))
 }
 
 pub fn cmd_drop(args: DropArgs) -> CmdResult {
     let ws = open_workspace(args.json)?;
     let paths = rel_paths(&ws, &args.paths, args.json)?;
-    let r = ws.drop_paths(&paths).or_fail(args.json)?;
+    let r = presence::drop_paths(&ws, &paths).or_fail(args.json)?;
     Ok(show("dropped", &r, args.json))
 }
 
@@ -108,7 +108,7 @@ pub struct UnpinArgs {
 pub fn cmd_pin(args: PinArgs) -> CmdResult {
     let mut ws = open_workspace(false)?;
     let paths = rel_paths(&ws, &args.paths, false)?;
-    let (added, fetched) = ws.pin(&paths).or_fail(false)?;
+    let (added, fetched) = presence::pin(&mut ws, &paths).or_fail(false)?;
     for p in &added {
         print_out(&format!("pinned {p}\n"));
     }
@@ -126,7 +126,7 @@ pub fn cmd_pin(args: PinArgs) -> CmdResult {
 pub fn cmd_unpin(args: UnpinArgs) -> CmdResult {
     let mut ws = open_workspace(false)?;
     let paths = rel_paths(&ws, &args.paths, false)?;
-    let removed = ws.unpin(&paths).or_fail(false)?;
+    let removed = presence::unpin(&mut ws, &paths).or_fail(false)?;
     if removed.is_empty() {
         note(
             "cachesync: none of these paths was pinned (pins are listed in .cachesync/config.json)",

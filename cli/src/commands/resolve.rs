@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
-use cachesync_engine::resolve::{Resolution, Which};
+use cachesync_engine::resolve::{self, Resolution};
+use cachesync_engine::variants::Which;
 use cachesync_engine::SyncError;
 
 use crate::app::CmdResult;
@@ -63,7 +64,7 @@ pub fn cmd_resolve(args: ResolveArgs) -> CmdResult {
     } else {
         Resolution::Mark
     };
-    let r = ws.resolve(&rel, how).or_fail(false)?;
+    let r = resolve::run(&ws, &resolve::Options { path: rel, how }).or_fail(false)?;
     print_out(&format!("{}\n", r.message));
     Ok(0)
 }

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use cachesync_engine::resolve::Which;
+use cachesync_engine::variants::{self, Which};
 use cachesync_engine::{ErrorCode, SyncError};
 use cachesync_objects::EntryKind;
 
@@ -48,7 +48,7 @@ pub fn cmd_show(args: ShowArgs) -> CmdResult {
     let cwd = std::env::current_dir().unwrap_or_else(|_| ws.root.clone());
     let rel = ws.rel_path(&cwd, &args.path).or_fail(false)?;
     let shown = cachesync_engine::paths::display(&rel);
-    match ws.variant(&rel, args.variant.which()) {
+    match variants::read(&ws, &rel, args.variant.which()) {
         Ok(Some(v)) if v.kind == EntryKind::Symlink => {
             let mut line = v.bytes;
             line.push(b'\n');

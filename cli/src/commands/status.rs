@@ -1,4 +1,4 @@
-use cachesync_engine::status::{PathChange, StatusReport};
+use cachesync_engine::status::{self, PathChange};
 
 use crate::app::CmdResult;
 use crate::output::{bytes, open_workspace, print_json, print_out, time, Bars, OrFail};
@@ -26,9 +26,10 @@ fn section(out: &mut String, title: &str, changes: &[PathChange]) {
 
 pub fn cmd_status(args: StatusArgs) -> CmdResult {
     let ws = open_workspace(args.json)?;
-    let report = ws
-        .status(args.ignored, &Bars::new(args.json))
-        .or_fail(args.json)?;
+    let opts = status::Options {
+        with_ignored: args.ignored,
+    };
+    let report = status::run(&ws, &opts, &Bars::new(args.json)).or_fail(args.json)?;
     if args.json {
         print_json(&report);
         return Ok(0);
@@ -59,7 +60,7 @@ pub fn cmd_status(args: StatusArgs) -> CmdResult {
 
 /// The workspace, the remote and its mode (since when, by hand or not), and why the remote
 /// could not be reached.
-fn header(report: &StatusReport) -> String {
+fn header(report: &status::Outcome) -> String {
     let mut out = format!(
         "workspace {}\nremote    {} ({}{})\n",
         report.workspace,
@@ -81,7 +82,7 @@ fn header(report: &StatusReport) -> String {
 
 /// What a sync cannot settle by itself: the conflicts, and the remote entries it cannot
 /// read, with what to do about them (each remedy once).
-fn conflicts_and_unreadable(out: &mut String, report: &StatusReport) {
+fn conflicts_and_unreadable(out: &mut String, report: &status::Outcome) {
     if !report.conflicts.is_empty() {
         out.push_str("conflicts (your local version is kept; the server's is in the store):\n");
         for c in &report.conflicts {
@@ -110,7 +111,7 @@ fn conflicts_and_unreadable(out: &mut String, report: &StatusReport) {
 
 /// The provisional paths, the offline changes the server may refuse, and (with
 /// `--ignored`) the ignored paths.
-fn lists(out: &mut String, report: &StatusReport) {
+fn lists(out: &mut String, report: &status::Outcome) {
     if !report.provisional.is_empty() {
         out.push_str("provisional (created here, not yet on the remote):\n");
         for c in &report.provisional {
@@ -133,7 +134,7 @@ fn lists(out: &mut String, report: &StatusReport) {
 
 /// The cache's use against its budget, how ready the working set is to go offline, and
 /// what culling would take next.
-fn cache_lines(out: &mut String, report: &StatusReport) {
+fn cache_lines(out: &mut String, report: &status::Outcome) {
     match report.cache.budget {
         Some(b) => out.push_str(&format!(
             "cache     {} of a {} budget (culling {} above {}, down to {})\n",

@@ -1,7 +1,8 @@
 use std::path::PathBuf;
 
+use cachesync_engine::journal::OpKind;
 use cachesync_engine::plan::Direction;
-use cachesync_engine::sync::{SyncOptions, SyncReport};
+use cachesync_engine::sync;
 use cachesync_engine::ErrorCode;
 use serde_json::json;
 
@@ -50,18 +51,18 @@ pub struct SyncArgs {
 }
 
 pub fn cmd_pull(a: PullArgs) -> CmdResult {
-    run("pull", Direction::Pull, a.paths, a.common)
+    run(OpKind::Pull, Direction::Pull, a.paths, a.common)
 }
 
 pub fn cmd_push(a: PushArgs) -> CmdResult {
-    run("push", Direction::Push, a.paths, a.common)
+    run(OpKind::Push, Direction::Push, a.paths, a.common)
 }
 
 pub fn cmd_sync(a: SyncArgs) -> CmdResult {
-    run("sync", Direction::Both, Vec::new(), a.common)
+    run(OpKind::Sync, Direction::Both, Vec::new(), a.common)
 }
 
-fn run(command: &str, direction: Direction, paths: Vec<PathBuf>, c: Common) -> CmdResult {
+fn run(kind: OpKind, direction: Direction, paths: Vec<PathBuf>, c: Common) -> CmdResult {
     let mut ws = open_workspace(c.json)?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| ws.root.clone());
     let paths = paths
@@ -69,27 +70,25 @@ fn run(command: &str, direction: Direction, paths: Vec<PathBuf>, c: Common) -> C
         .map(|p| ws.rel_path(&cwd, p))
         .collect::<Result<Vec<_>, _>>()
         .or_fail(c.json)?;
-    let opts = SyncOptions {
-        command: command.into(),
+    let opts = sync::Options {
+        command: kind,
         direction,
         paths,
         dry_run: c.dry_run,
         force: c.force,
     };
-    let mut report = ws
-        .sync(&opts, &Bars::new(c.quiet || c.json))
-        .or_fail(c.json)?;
+    let mut report = sync::run(&mut ws, &opts, &Bars::new(c.quiet || c.json)).or_fail(c.json)?;
     let conflicted = !report.conflicts.is_empty();
     let full = report.cache_exhausted();
     let failed = report.failed.take();
     if c.json {
-        let mut j = to_json(command, &c, &report);
+        let mut j = to_json(kind.as_str(), &c, &report);
         j["error"] = failed.as_ref().map_or(serde_json::Value::Null, |e| {
             json!({"error": e.to_string(), "code": e.code().name(), "exit": e.code().exit_code(), "hint": e.hint()})
         });
         print_json(&j);
     } else {
-        print_out(&human(command, c.dry_run, &report));
+        print_out(&human(kind.as_str(), c.dry_run, &report));
         for w in &report.warnings {
             note(&format!("warning: {w}"));
         }
@@ -142,7 +141,7 @@ pub fn finish_code(
 
 /// The notice for new files the cache budget left remote-only (not an error: the budget
 /// working), when there were some.
-pub fn budget_notice(r: &SyncReport) -> Option<String> {
+pub fn budget_notice(r: &sync::Outcome) -> Option<String> {
     let (needed, budget, refused) = r.cache_full?;
     Some(format!(
         "note: {refused} new file(s) stay remote-only: they do not fit the cache budget ({} needed, {} allowed); `cachesync get PATH` brings one here",
@@ -151,7 +150,7 @@ pub fn budget_notice(r: &SyncReport) -> Option<String> {
     ))
 }
 
-fn human(command: &str, dry_run: bool, r: &SyncReport) -> String {
+fn human(command: &str, dry_run: bool, r: &sync::Outcome) -> String {
     let mut out = String::new();
     for id in &r.recovered {
         out.push_str(&format!("recovered: operation {id} had been interrupted; it was abandoned and its work redone\n"));
@@ -208,7 +207,7 @@ fn human(command: &str, dry_run: bool, r: &SyncReport) -> String {
     out
 }
 
-fn to_json(command: &str, c: &Common, r: &SyncReport) -> serde_json::Value {
+fn to_json(command: &str, c: &Common, r: &sync::Outcome) -> serde_json::Value {
     json!({
         "command": command,
         "dry_run": c.dry_run,

@@ -173,7 +173,7 @@ impl Applier<'_> {
         let root = &self.ws.root;
         let io = |e: std::io::Error| StepError::Fatal(SyncError::io(under(root, &step.path), e));
         let t = step.target.as_ref().expect("writes have a target");
-        let tmp_rel = self.ws.temp_name(self.op, i, &step.path);
+        let tmp_rel = crate::sync::temp_name(self.ws, self.op, i, &step.path);
         let tmp = under(root, &tmp_rel);
         if t.kind == EntryKind::File {
             let id = t.file.expect("file entries have content");
@@ -211,7 +211,10 @@ impl Applier<'_> {
             // Another name shares this inode, and a chmod would change it too (the
             // next run would push a mode change nobody made): this name gets a copy
             // of its own, with the new mode.
-            let tmp = under(root, &self.ws.temp_name(self.op, i, &step.path));
+            let tmp = under(
+                root,
+                &crate::sync::temp_name(self.ws, self.op, i, &step.path),
+            );
             crate::localfs::write_temp(
                 &tmp,
                 |f| {
@@ -502,7 +505,7 @@ impl Applier<'_> {
     fn write_remote(&mut self, i: usize, step: &Step) -> Result<(), StepError> {
         let remote = self.remote;
         let t = step.target.as_ref().expect("writes have a target");
-        let tmp = self.ws.temp_name(self.op, i, &step.path);
+        let tmp = crate::sync::temp_name(self.ws, self.op, i, &step.path);
         let _ = remote.remove_file(&tmp);
         // A failed write (a full disk, a dropped link) takes its temporary with it,
         // unless the remote is unreachable (the next run removes it then).

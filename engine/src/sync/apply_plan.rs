@@ -12,7 +12,7 @@ use crate::timed::TimedRemote;
 use crate::workspace::Workspace;
 
 use super::apply::{refused_by_server, Applier, StepError};
-use super::{SyncReport, Trees};
+use super::{Outcome, Trees};
 
 /// What applying a plan left: per side, the new state of each path written, the local
 /// paths moved to lost+found, the changes whose steps did not all run, those the server
@@ -26,110 +26,108 @@ pub(super) struct Applied {
     pub fatal: Option<SyncError>,
 }
 
-impl Workspace {
-    /// Step 10: the plan's steps in order, each marked done in the journal. A step whose
-    /// precondition fails is skipped with its change, and so is what goes under a directory
-    /// the run did not make; a refused remote write becomes a permission conflict; another
-    /// failure skips its change and is the run's error; a lost remote ends the run.
-    ///
-    /// # Errors
-    /// Store errors (marking a step done).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn apply_plan(
-        &self,
-        remote: &TimedRemote,
-        trees: &Trees,
-        plan: &Plan,
-        op_id: u64,
-        over_budget: &HashSet<usize>,
-        report: &mut SyncReport,
-        progress: &dyn Progress,
-    ) -> Result<Applied> {
-        let mut applier = Applier {
-            ws: self,
-            remote,
-            racy: &trees.racy,
-            op: op_id,
-            local_results: HashMap::new(),
-            remote_results: HashMap::new(),
-            bytes_up: 0,
-            stashed: HashMap::new(),
-        };
-        let mut failed: HashSet<usize> = HashSet::new();
-        let mut denied: HashSet<usize> = HashSet::new();
-        let mut fatal: Option<SyncError> = None;
-        // Directories this run did not make (their step was skipped or failed): nothing is
-        // written under them (it would land in whatever is there now, or fail on a
-        // temporary name), and the next run takes them up with what is there.
-        let mut unmade: Vec<Vec<u8>> = Vec::new();
-        let total = plan.steps.len() as u64;
-        progress.start("applying", total);
-        for (i, step) in plan.steps.iter().enumerate() {
-            if failed.contains(&step.change) {
-                if step.op == Op::Mkdir {
-                    unmade.push(step.path.clone());
-                }
-                continue;
-            }
-            if let Some(why) = not_run(step, &unmade, over_budget) {
-                failed.insert(step.change);
-                report.skipped.push((step.path.clone(), why));
-                if step.op == Op::Mkdir {
-                    unmade.push(step.path.clone());
-                }
-                continue;
-            }
-            crate::failpoint::hit_n("before-step", i);
-            match applier.apply(i, step) {
-                Ok(()) => {
-                    report.applied += 1;
-                    match step.side {
-                        Side::Local => report.applied_local += 1,
-                        Side::Remote => report.applied_remote += 1,
-                    }
-                    journal::mark_step(&self.store, op_id, i as u32)?;
-                    crate::failpoint::hit_n("after-step", i);
-                }
-                Err(StepError::Fatal(e @ SyncError::Disconnected { .. })) => {
-                    fatal = Some(e);
-                    break;
-                }
-                Err(e) => {
-                    failed.insert(step.change);
-                    if let Some(refused) = skipped(e, step, report) {
-                        denied.insert(refused);
-                    }
-                }
-            }
-            if step.op == Op::Mkdir && failed.contains(&step.change) {
+/// Step 10: the plan's steps in order, each marked done in the journal. A step whose
+/// precondition fails is skipped with its change, and so is what goes under a directory
+/// the run did not make; a refused remote write becomes a permission conflict; another
+/// failure skips its change and is the run's error; a lost remote ends the run.
+///
+/// # Errors
+/// Store errors (marking a step done).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn apply_plan(
+    ws: &Workspace,
+    remote: &TimedRemote,
+    trees: &Trees,
+    plan: &Plan,
+    op_id: u64,
+    over_budget: &HashSet<usize>,
+    report: &mut Outcome,
+    progress: &dyn Progress,
+) -> Result<Applied> {
+    let mut applier = Applier {
+        ws,
+        remote,
+        racy: &trees.racy,
+        op: op_id,
+        local_results: HashMap::new(),
+        remote_results: HashMap::new(),
+        bytes_up: 0,
+        stashed: HashMap::new(),
+    };
+    let mut failed: HashSet<usize> = HashSet::new();
+    let mut denied: HashSet<usize> = HashSet::new();
+    let mut fatal: Option<SyncError> = None;
+    // Directories this run did not make (their step was skipped or failed): nothing is
+    // written under them (it would land in whatever is there now, or fail on a
+    // temporary name), and the next run takes them up with what is there.
+    let mut unmade: Vec<Vec<u8>> = Vec::new();
+    let total = plan.steps.len() as u64;
+    progress.start("applying", total);
+    for (i, step) in plan.steps.iter().enumerate() {
+        if failed.contains(&step.change) {
+            if step.op == Op::Mkdir {
                 unmade.push(step.path.clone());
             }
-            progress.set(i as u64 + 1);
+            continue;
         }
-        progress.finish();
-        report.bytes_up = applier.bytes_up;
-        let (local_results, remote_results, stashed) = (
-            applier.local_results,
-            applier.remote_results,
-            applier.stashed,
-        );
-        // Steps not reached because the remote went away count as failed.
-        if fatal.is_some() {
-            let reached = report.applied + report.skipped.len();
-            for s in plan.steps.iter().skip(reached) {
-                failed.insert(s.change);
+        if let Some(why) = not_run(step, &unmade, over_budget) {
+            failed.insert(step.change);
+            report.skipped.push((step.path.clone(), why));
+            if step.op == Op::Mkdir {
+                unmade.push(step.path.clone());
+            }
+            continue;
+        }
+        crate::failpoint::hit_n("before-step", i);
+        match applier.apply(i, step) {
+            Ok(()) => {
+                report.applied += 1;
+                match step.side {
+                    Side::Local => report.applied_local += 1,
+                    Side::Remote => report.applied_remote += 1,
+                }
+                journal::mark_step(&ws.store, op_id, i as u32)?;
+                crate::failpoint::hit_n("after-step", i);
+            }
+            Err(StepError::Fatal(e @ SyncError::Disconnected { .. })) => {
+                fatal = Some(e);
+                break;
+            }
+            Err(e) => {
+                failed.insert(step.change);
+                if let Some(refused) = skipped(e, step, report) {
+                    denied.insert(refused);
+                }
             }
         }
-
-        Ok(Applied {
-            local_results,
-            remote_results,
-            stashed,
-            failed,
-            denied,
-            fatal,
-        })
+        if step.op == Op::Mkdir && failed.contains(&step.change) {
+            unmade.push(step.path.clone());
+        }
+        progress.set(i as u64 + 1);
     }
+    progress.finish();
+    report.bytes_up = applier.bytes_up;
+    let (local_results, remote_results, stashed) = (
+        applier.local_results,
+        applier.remote_results,
+        applier.stashed,
+    );
+    // Steps not reached because the remote went away count as failed.
+    if fatal.is_some() {
+        let reached = report.applied + report.skipped.len();
+        for s in plan.steps.iter().skip(reached) {
+            failed.insert(s.change);
+        }
+    }
+
+    Ok(Applied {
+        local_results,
+        remote_results,
+        stashed,
+        failed,
+        denied,
+        fatal,
+    })
 }
 
 /// Why `step` is not run at all: it goes under a directory this run did not make (its step
@@ -151,7 +149,7 @@ fn not_run(step: &Step, unmade: &[Vec<u8>], over_budget: &HashSet<usize>) -> Opt
 /// write the server refused (the local change is kept and becomes a permission conflict,
 /// never a lost change: its change is returned), or another error, the run's first of which
 /// is its error.
-fn skipped(e: StepError, step: &Step, report: &mut SyncReport) -> Option<usize> {
+fn skipped(e: StepError, step: &Step, report: &mut Outcome) -> Option<usize> {
     match e {
         StepError::Precondition(why) => {
             report.skipped.push((step.path.clone(), why));

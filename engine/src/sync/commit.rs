@@ -19,7 +19,7 @@ use crate::workspace::Workspace;
 use super::apply_plan::Applied;
 use super::prepare::conflict_record_for;
 use super::summary;
-use super::{SyncOptions, SyncReport, Trees};
+use super::{Options, Outcome as Report, Trees};
 
 /// What the changes of a run leave: the conflict records open now (new ones also in
 /// `fresh`, for their events), the paths merged automatically, and the new base.
@@ -31,137 +31,135 @@ struct Outcomes {
     base_moved: bool,
 }
 
-impl Workspace {
-    /// Step 11: the new base, the remote snapshot, the index, the conflict records, the
-    /// racy paths and the journal's record of the run, in one atomic write; then an event
-    /// per new conflict. Returns the error that stopped the run, if one did.
-    ///
-    /// # Errors
-    /// Store and I/O errors, and the hook's.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn commit_run(
-        &self,
-        opts: &SyncOptions,
-        mut trees: Trees,
-        plan: &Plan,
-        applied: Applied,
-        new_remote_only: &[Vec<u8>],
-        mut op: OpRecord,
-        report: &mut SyncReport,
-    ) -> Result<Option<SyncError>> {
-        let mut batch = Batch::new();
-        // The scanned trees are not needed after this: they become the new ones, and the
-        // edits say whether anything moved (no copy of 100,000 entries to compare with).
-        let mut remote = std::mem::take(&mut trees.remote.tree);
-        let mut remote_moved = false;
-        for (path, result) in &applied.remote_results {
-            remote_moved |= match result {
-                Some(e) => remote.insert(path.clone(), e.clone()).as_ref() != Some(e),
-                None => remote.remove(path).is_some(),
-            };
-        }
-        index_updates(&mut batch, &trees, &applied);
-        let existing: BTreeMap<Vec<u8>, ConflictRecord> = conflict::open(&self.store)?
-            .into_iter()
-            .map(|r| (r.path_bytes(), r))
-            .collect();
-        let base = std::mem::take(&mut trees.base);
-        let mut outcomes = record_outcomes(opts, &trees, plan, &applied, &existing, base, report)
-            .into_batch(&self.store, plan, &mut batch)?;
-        presence_updates(&mut batch, &trees, &outcomes.base, new_remote_only);
-        self.settle_records(opts, existing, &mut outcomes, &mut batch);
-        report.conflicts = std::mem::take(&mut outcomes.open_now)
-            .into_values()
-            .collect();
-        let racy_now =
-            crate::racy::after_writes(&trees.racy, &applied.remote_results, trees.started_ns);
-        crate::racy::put(&mut batch, &trees.racy, &racy_now);
-        let now = crate::now_ns();
-        let moved = [
-            (
-                keys::REF_BASE,
-                "base after",
-                &outcomes.base,
-                outcomes.base_moved,
-            ),
-            (keys::REF_REMOTE, "remote as seen by", &remote, remote_moved),
-        ];
-        for (name, what, tree, moved) in moved {
-            if moved || self.store.get_ref(name)?.is_none() {
-                let snap = Snapshot {
-                    root: self.store.write_flat(tree)?,
-                    parent: self.store.get_ref(name)?,
-                    time_ns: now,
-                    description: format!("{what} {} (op {})", opts.command, op.id),
-                };
-                Store::set_ref_in(&mut batch, name, self.store.put_snapshot(&snap)?);
-            }
-        }
-        finish_op(&mut op, plan, applied.fatal.as_ref(), report);
-        journal::put(&mut batch, &op);
-        if report.applied_local > 0 {
-            // Make the workspace's new files durable before the base says they are there: a
-            // power cut must not leave an empty file the next run would take for an edit.
-            let root = fs::File::open(&self.root).map_err(|e| SyncError::io(&self.root, e))?;
-            rustix::fs::syncfs(&root).map_err(|e| SyncError::io(&self.root, e.into()))?;
-        }
-        crate::failpoint::hit("before-commit");
-        self.store.commit(batch)?;
-        crate::failpoint::hit("after-commit");
-        for c in &outcomes.fresh {
-            crate::events::emit(
-                &self.meta_dir(),
-                self.config.hook.as_deref(),
-                &crate::events::Event {
-                    time_ns: now,
-                    kind: crate::events::EventKind::Conflict,
-                    workspace: self.root.display().to_string(),
-                    reason: Some(format!("{} conflict; both versions kept", c.kind)),
-                    path: Some(c.path.clone()),
-                    manual: None,
-                },
-            )?;
-        }
-        Ok(applied.fatal)
+/// Step 11: the new base, the remote snapshot, the index, the conflict records, the
+/// racy paths and the journal's record of the run, in one atomic write; then an event
+/// per new conflict. Returns the error that stopped the run, if one did.
+///
+/// # Errors
+/// Store and I/O errors, and the hook's.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn commit_run(
+    ws: &Workspace,
+    opts: &Options,
+    mut trees: Trees,
+    plan: &Plan,
+    applied: Applied,
+    new_remote_only: &[Vec<u8>],
+    mut op: OpRecord,
+    report: &mut Report,
+) -> Result<Option<SyncError>> {
+    let mut batch = Batch::new();
+    // The scanned trees are not needed after this: they become the new ones, and the
+    // edits say whether anything moved (no copy of 100,000 entries to compare with).
+    let mut remote = std::mem::take(&mut trees.remote.tree);
+    let mut remote_moved = false;
+    for (path, result) in &applied.remote_results {
+        remote_moved |= match result {
+            Some(e) => remote.insert(path.clone(), e.clone()).as_ref() != Some(e),
+            None => remote.remove(path).is_some(),
+        };
     }
+    index_updates(&mut batch, &trees, &applied);
+    let existing: BTreeMap<Vec<u8>, ConflictRecord> = conflict::open(&ws.store)?
+        .into_iter()
+        .map(|r| (r.path_bytes(), r))
+        .collect();
+    let base = std::mem::take(&mut trees.base);
+    let mut outcomes = record_outcomes(opts, &trees, plan, &applied, &existing, base, report)
+        .into_batch(&ws.store, plan, &mut batch)?;
+    presence_updates(&mut batch, &trees, &outcomes.base, new_remote_only);
+    settle_records(ws, opts, existing, &mut outcomes, &mut batch);
+    report.conflicts = std::mem::take(&mut outcomes.open_now)
+        .into_values()
+        .collect();
+    let racy_now =
+        crate::racy::after_writes(&trees.racy, &applied.remote_results, trees.started_ns);
+    crate::racy::put(&mut batch, &trees.racy, &racy_now);
+    let now = crate::now_ns();
+    let moved = [
+        (
+            keys::REF_BASE,
+            "base after",
+            &outcomes.base,
+            outcomes.base_moved,
+        ),
+        (keys::REF_REMOTE, "remote as seen by", &remote, remote_moved),
+    ];
+    for (name, what, tree, moved) in moved {
+        if moved || ws.store.get_ref(name)?.is_none() {
+            let snap = Snapshot {
+                root: ws.store.write_flat(tree)?,
+                parent: ws.store.get_ref(name)?,
+                time_ns: now,
+                description: format!("{what} {} (op {})", opts.command, op.id),
+            };
+            Store::set_ref_in(&mut batch, name, ws.store.put_snapshot(&snap)?);
+        }
+    }
+    finish_op(&mut op, plan, applied.fatal.as_ref(), report);
+    journal::put(&mut batch, &op);
+    if report.applied_local > 0 {
+        // Make the workspace's new files durable before the base says they are there: a
+        // power cut must not leave an empty file the next run would take for an edit.
+        let root = fs::File::open(&ws.root).map_err(|e| SyncError::io(&ws.root, e))?;
+        rustix::fs::syncfs(&root).map_err(|e| SyncError::io(&ws.root, e.into()))?;
+    }
+    crate::failpoint::hit("before-commit");
+    ws.store.commit(batch)?;
+    crate::failpoint::hit("after-commit");
+    for c in &outcomes.fresh {
+        crate::events::emit(
+            &ws.meta_dir(),
+            ws.config.hook.as_deref(),
+            &crate::events::Event {
+                time_ns: now,
+                kind: crate::events::EventKind::Conflict,
+                workspace: ws.root.display().to_string(),
+                reason: Some(format!("{} conflict; both versions kept", c.kind)),
+                path: Some(c.path.clone()),
+                manual: None,
+            },
+        )?;
+    }
+    Ok(applied.fatal)
+}
 
-    /// The recorded open conflicts this run did not reopen: a lost+found record stays open
-    /// while its copy is there (the emptied directories of a removed copy are tidied); the
-    /// others, when their path was in the run, are settled (both sides agree again).
-    fn settle_records(
-        &self,
-        opts: &SyncOptions,
-        existing: BTreeMap<Vec<u8>, ConflictRecord>,
-        outcomes: &mut Outcomes,
-        batch: &mut Batch,
-    ) {
-        let in_run = |p: &[u8]| opts.paths.is_empty() || opts.paths.iter().any(|f| is_within(p, f));
-        for (path, mut r) in existing {
-            if let Some(lf) = r.lost_found_path() {
-                let copy = under(&self.root, &lf);
-                if copy.symlink_metadata().is_ok() {
-                    outcomes.open_now.entry(path).or_insert(r);
-                    continue;
-                }
-                let top = self.root.join(crate::ignore_rules::LOST_FOUND);
-                let mut dir = copy.parent().map(Path::to_path_buf);
-                while let Some(d) = dir {
-                    if !d.starts_with(&top) || fs::remove_dir(&d).is_err() {
-                        break;
-                    }
-                    dir = d.parent().map(Path::to_path_buf);
-                }
+/// The recorded open conflicts this run did not reopen: a lost+found record stays open
+/// while its copy is there (the emptied directories of a removed copy are tidied); the
+/// others, when their path was in the run, are settled (both sides agree again).
+fn settle_records(
+    ws: &Workspace,
+    opts: &Options,
+    existing: BTreeMap<Vec<u8>, ConflictRecord>,
+    outcomes: &mut Outcomes,
+    batch: &mut Batch,
+) {
+    let in_run = |p: &[u8]| opts.paths.is_empty() || opts.paths.iter().any(|f| is_within(p, f));
+    for (path, mut r) in existing {
+        if let Some(lf) = r.lost_found_path() {
+            let copy = under(&ws.root, &lf);
+            if copy.symlink_metadata().is_ok() {
+                outcomes.open_now.entry(path).or_insert(r);
+                continue;
             }
-            if !outcomes.open_now.contains_key(&path)
-                && !outcomes.merged.contains(&path)
-                && in_run(&path)
-            {
-                r.state = ConflictState::Resolved;
-                r.resolution
-                    .get_or_insert_with(|| "both sides agree again".into());
-                r.resolved_ns = Some(crate::now_ns());
-                conflict::put(batch, &r);
+            let top = ws.root.join(crate::ignore_rules::LOST_FOUND);
+            let mut dir = copy.parent().map(Path::to_path_buf);
+            while let Some(d) = dir {
+                if !d.starts_with(&top) || fs::remove_dir(&d).is_err() {
+                    break;
+                }
+                dir = d.parent().map(Path::to_path_buf);
             }
+        }
+        if !outcomes.open_now.contains_key(&path)
+            && !outcomes.merged.contains(&path)
+            && in_run(&path)
+        {
+            r.state = ConflictState::Resolved;
+            r.resolution
+                .get_or_insert_with(|| "both sides agree again".into());
+            r.resolved_ns = Some(crate::now_ns());
+            conflict::put(batch, &r);
         }
     }
 }
@@ -186,13 +184,13 @@ fn index_updates(batch: &mut Batch, trees: &Trees, applied: &Applied) {
 /// steps all ran moves the base; a local version moved to lost+found gets its record and a
 /// notice; a merge gets a resolved record. Records are collected, not yet in the batch.
 fn record_outcomes(
-    opts: &SyncOptions,
+    opts: &Options,
     trees: &Trees,
     plan: &Plan,
     applied: &Applied,
     existing: &BTreeMap<Vec<u8>, ConflictRecord>,
     base: Flat,
-    report: &mut SyncReport,
+    report: &mut Report,
 ) -> Pending {
     let mut p = Pending {
         outcomes: Outcomes {
@@ -389,7 +387,7 @@ fn presence_updates(batch: &mut Batch, trees: &Trees, base: &Flat, new_remote_on
 
 /// The journal's record of the run, finished: its state, error and summary. Unreadable
 /// entries make the run incomplete, in the journal too.
-fn finish_op(op: &mut OpRecord, plan: &Plan, fatal: Option<&SyncError>, report: &mut SyncReport) {
+fn finish_op(op: &mut OpRecord, plan: &Plan, fatal: Option<&SyncError>, report: &mut Report) {
     op.finished_ns = Some(crate::now_ns());
     op.steps_done = report.applied as u64;
     if report.failed.is_none() {

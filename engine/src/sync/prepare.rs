@@ -16,7 +16,7 @@ use crate::workspace::Workspace;
 
 use super::Trees;
 
-/// What [`Workspace::prepare`] decided.
+/// What [`prepare`] decided.
 pub(crate) struct Prepared {
     /// The plan, with every change it was built from.
     pub plan: Plan,
@@ -24,124 +24,118 @@ pub(crate) struct Prepared {
     pub new_remote_only: Vec<Vec<u8>>,
 }
 
-impl Workspace {
-    /// What a run would do with the scanned `trees`: reconcile, then the adjustments every
-    /// run makes (only `paths`, if any; new files that stay remote-only; remote-only files
-    /// following the server; automatic merges; case clashes; paths that kept changing or
-    /// could not be read left out), then the plan in `direction`. `status`, the dry run and
-    /// the sync all start from this one answer, so what `status` says is pending is what
-    /// `sync` does.
-    ///
-    /// # Errors
-    /// Store errors (reading the variants an automatic merge needs).
-    pub(crate) fn prepare(
-        &self,
-        trees: &Trees,
-        paths: &[Vec<u8>],
-        direction: Direction,
-    ) -> Result<Prepared> {
-        let mut changes = reconcile(
-            &without(&trees.base, &trees.local.reappeared),
-            &trees.local.tree,
-            &trees.remote.tree,
-        );
-        if !paths.is_empty() {
-            // The paths asked for, and the new directories they need to exist in.
-            changes.retain(|c| {
-                paths.iter().any(|p| {
-                    is_within(&c.path, p)
-                        || (is_within(p, &c.path)
-                            && c.result()
-                                .and_then(|r| r.as_ref())
-                                .is_some_and(|e| e.kind == EntryKind::Dir))
-                })
-            });
-        }
-        // A new file under a never-cache directory stays remote-only.
-        let wset = self.working_set();
-        let mut new_remote_only: Vec<Vec<u8>> = Vec::new();
-        for c in changes.iter_mut() {
-            let fresh_file = c.local.is_none()
-                && c.base.is_none()
-                && matches!(&c.outcome, Outcome::Resolved(Some(t)) if t.kind == EntryKind::File);
-            if fresh_file
-                && (wset.is_never_cached(&c.path) || trees.deferred.paths.contains(&c.path))
-            {
-                if let Outcome::Resolved(t) = &c.outcome {
-                    c.local = t.clone();
-                }
-                new_remote_only.push(c.path.clone());
-            }
-        }
-        // A remote-only file follows the server without its content coming here.
-        for c in changes.iter_mut() {
-            if trees.local.remote_only.contains(&c.path) {
-                if let Outcome::Resolved(t) = &c.outcome {
-                    if t.as_ref().is_none_or(|e| e.kind == EntryKind::File) {
-                        c.local = t.clone();
-                    } else {
-                        // Replaced on the server by a directory or a symlink: nothing of
-                        // ours is here, so the server's is simply created.
-                        c.local = None;
-                    }
-                }
-            }
-        }
-        self.auto_merge(&mut changes)?;
-        if self.identity.case_insensitive {
-            crate::reconcile::settle_case_clashes(&mut changes, &trees.remote.tree);
-        }
-        // Files that kept changing while they were read, and entries that could not be read
-        // (in `unstable` too), are left for the next run.
-        let unstable: Vec<&Vec<u8>> = trees
-            .local
-            .unstable
-            .iter()
-            .chain(&trees.remote.unstable)
-            .collect();
-        changes.retain(|c| !unstable.iter().any(|u| is_within(&c.path, u)));
-        Ok(Prepared {
-            plan: Plan::build(changes, direction),
-            new_remote_only,
-        })
+/// What a run would do with the scanned `trees`: reconcile, then the adjustments every
+/// run makes (only `paths`, if any; new files that stay remote-only; remote-only files
+/// following the server; automatic merges; case clashes; paths that kept changing or
+/// could not be read left out), then the plan in `direction`. `status`, the dry run and
+/// the sync all start from this one answer, so what `status` says is pending is what
+/// `sync` does.
+///
+/// # Errors
+/// Store errors (reading the variants an automatic merge needs).
+pub(crate) fn prepare(
+    ws: &Workspace,
+    trees: &Trees,
+    paths: &[Vec<u8>],
+    direction: Direction,
+) -> Result<Prepared> {
+    let mut changes = reconcile(
+        &without(&trees.base, &trees.local.reappeared),
+        &trees.local.tree,
+        &trees.remote.tree,
+    );
+    if !paths.is_empty() {
+        // The paths asked for, and the new directories they need to exist in.
+        changes.retain(|c| {
+            paths.iter().any(|p| {
+                is_within(&c.path, p)
+                    || (is_within(p, &c.path)
+                        && c.result()
+                            .and_then(|r| r.as_ref())
+                            .is_some_and(|e| e.kind == EntryKind::Dir))
+            })
+        });
     }
+    // A new file under a never-cache directory stays remote-only.
+    let wset = ws.working_set();
+    let mut new_remote_only: Vec<Vec<u8>> = Vec::new();
+    for c in changes.iter_mut() {
+        let fresh_file = c.local.is_none()
+            && c.base.is_none()
+            && matches!(&c.outcome, Outcome::Resolved(Some(t)) if t.kind == EntryKind::File);
+        if fresh_file && (wset.is_never_cached(&c.path) || trees.deferred.paths.contains(&c.path)) {
+            if let Outcome::Resolved(t) = &c.outcome {
+                c.local = t.clone();
+            }
+            new_remote_only.push(c.path.clone());
+        }
+    }
+    // A remote-only file follows the server without its content coming here.
+    for c in changes.iter_mut() {
+        if trees.local.remote_only.contains(&c.path) {
+            if let Outcome::Resolved(t) = &c.outcome {
+                if t.as_ref().is_none_or(|e| e.kind == EntryKind::File) {
+                    c.local = t.clone();
+                } else {
+                    // Replaced on the server by a directory or a symlink: nothing of
+                    // ours is here, so the server's is simply created.
+                    c.local = None;
+                }
+            }
+        }
+    }
+    crate::merge::auto_merge(ws, &mut changes)?;
+    if ws.identity.case_insensitive {
+        crate::reconcile::settle_case_clashes(&mut changes, &trees.remote.tree);
+    }
+    // Files that kept changing while they were read, and entries that could not be read
+    // (in `unstable` too), are left for the next run.
+    let unstable: Vec<&Vec<u8>> = trees
+        .local
+        .unstable
+        .iter()
+        .chain(&trees.remote.unstable)
+        .collect();
+    changes.retain(|c| !unstable.iter().any(|u| is_within(&c.path, u)));
+    Ok(Prepared {
+        plan: Plan::build(changes, direction),
+        new_remote_only,
+    })
 }
 
-impl Workspace {
-    /// The conflicts that will be open after a run of `plan`: each conflict of the plan, with
-    /// its recorded record when that is the same conflict; a recorded one whose path the plan
-    /// still changes (a write the server refused last time: whether it refuses again is only
-    /// known when it is tried); and every lost+found record whose copy is still there. A
-    /// recorded conflict whose path the plan leaves alone is settled by the run. `status` and
-    /// the dry run both answer with this.
-    ///
-    /// # Errors
-    /// Store errors.
-    pub(crate) fn expected_conflicts(&self, plan: &Plan) -> Result<Vec<ConflictRecord>> {
-        let existing: BTreeMap<Vec<u8>, ConflictRecord> = conflict::open(&self.store)?
-            .into_iter()
-            .map(|r| (r.path_bytes(), r))
-            .collect();
-        let mut out = BTreeMap::new();
-        for c in &plan.changes {
-            match c.conflict_kind() {
-                Some(kind) => {
-                    out.insert(c.path.clone(), conflict_record_for(&existing, c, kind).0);
-                }
-                None => {
-                    if let Some(r) = existing.get(&c.path).filter(|r| r.lost_found.is_none()) {
-                        out.insert(c.path.clone(), r.clone());
-                    }
+/// The conflicts that will be open after a run of `plan`: each conflict of the plan, with
+/// its recorded record when that is the same conflict; a recorded one whose path the plan
+/// still changes (a write the server refused last time: whether it refuses again is only
+/// known when it is tried); and every lost+found record whose copy is still there. A
+/// recorded conflict whose path the plan leaves alone is settled by the run. `status` and
+/// the dry run both answer with this.
+///
+/// # Errors
+/// Store errors.
+pub(crate) fn expected_conflicts(ws: &Workspace, plan: &Plan) -> Result<Vec<ConflictRecord>> {
+    let existing: BTreeMap<Vec<u8>, ConflictRecord> = conflict::open(&ws.store)?
+        .into_iter()
+        .map(|r| (r.path_bytes(), r))
+        .collect();
+    let mut out = BTreeMap::new();
+    for c in &plan.changes {
+        match c.conflict_kind() {
+            Some(kind) => {
+                out.insert(c.path.clone(), conflict_record_for(&existing, c, kind).0);
+            }
+            None => {
+                if let Some(r) = existing.get(&c.path).filter(|r| r.lost_found.is_none()) {
+                    out.insert(c.path.clone(), r.clone());
                 }
             }
         }
-        for (path, r) in existing {
-            if r.lost_found.is_some() && r.lost_found_present(&self.root) {
-                out.entry(path).or_insert(r);
-            }
-        }
-        Ok(out.into_values().collect())
     }
+    for (path, r) in existing {
+        if r.lost_found.is_some() && r.lost_found_present(&ws.root) {
+            out.entry(path).or_insert(r);
+        }
+    }
+    Ok(out.into_values().collect())
 }
 
 /// The record a conflict of `kind` at change `c` gets: the open one already there, when it

@@ -8,68 +8,66 @@ use crate::plan::{Op, Plan};
 use crate::timed::TimedRemote;
 use crate::workspace::Workspace;
 
-use super::{SyncOptions, SyncReport, Trees};
+use super::{Options, Outcome, Trees};
 
-impl Workspace {
-    /// Step 9: the operation and its plan (each step with its precondition, and the
-    /// temporary names its writes may use) go to the journal before anything changes; then
-    /// this workspace's leftovers on the remote from earlier runs are removed.
-    ///
-    /// # Errors
-    /// Store errors.
-    pub(super) fn journal_plan(
-        &self,
-        opts: &SyncOptions,
-        plan: &Plan,
-        trees: &Trees,
-        remote: &TimedRemote,
-        report: &mut SyncReport,
-    ) -> Result<OpRecord> {
-        let op_id = journal::next_id(&self.store)?;
-        report.op = op_id;
-        let mut op = OpRecord {
-            id: op_id,
-            command: opts.command.clone(),
-            started_ns: crate::now_ns(),
-            finished_ns: None,
-            state: OpState::Running,
-            summary: String::new(),
-            // Written to the journal from `plan` itself (see `write_planned`).
-            plan: Vec::new(),
-            temporaries: Vec::new(),
-            steps_done: 0,
-            error: None,
-        };
-        for (i, s) in plan.steps.iter().enumerate() {
-            if matches!(s.op, Op::Write | Op::Symlink) {
-                op.temporaries.push(TempRecord {
-                    side: s.side,
-                    path_hex: hex(&self.temp_name(op_id, i, &s.path)),
-                });
-            }
+/// Step 9: the operation and its plan (each step with its precondition, and the
+/// temporary names its writes may use) go to the journal before anything changes; then
+/// this workspace's leftovers on the remote from earlier runs are removed.
+///
+/// # Errors
+/// Store errors.
+pub(super) fn journal_plan(
+    ws: &Workspace,
+    opts: &Options,
+    plan: &Plan,
+    trees: &Trees,
+    remote: &TimedRemote,
+    report: &mut Outcome,
+) -> Result<OpRecord> {
+    let op_id = journal::next_id(&ws.store)?;
+    report.op = op_id;
+    let mut op = OpRecord {
+        id: op_id,
+        command: opts.command,
+        started_ns: crate::now_ns(),
+        finished_ns: None,
+        state: OpState::Running,
+        summary: String::new(),
+        // Written to the journal from `plan` itself (see `write_planned`).
+        plan: Vec::new(),
+        temporaries: Vec::new(),
+        steps_done: 0,
+        error: None,
+    };
+    for (i, s) in plan.steps.iter().enumerate() {
+        if matches!(s.op, Op::Write | Op::Symlink) {
+            op.temporaries.push(TempRecord {
+                side: s.side,
+                path_hex: hex(&crate::sync::temp_name(ws, op_id, i, &s.path)),
+            });
         }
-        // An automatic merge is recorded before any step runs: a run killed once one side
-        // holds the merge still keeps the versions it was made from (the commit writes the
-        // record again when the run finishes).
-        let mut merges = cachesync_objects::Batch::new();
-        for c in plan.changes.iter().filter(|c| c.merged) {
-            if let Some(r) = super::commit::merge_to_record(&self.store, c)? {
-                crate::conflict::put(&mut merges, &r);
-            }
-        }
-        if !merges.is_empty() {
-            self.store.commit(merges)?;
-        }
-        journal::write_planned(&self.store, &op, crate::plan::Records(&plan.steps))?;
-        crate::failpoint::hit("planned");
-        // Our own leftovers on the remote from earlier runs.
-        let mine = format!("{TMP_PREFIX}{}.", self.workspace_id);
-        for t in &trees.remote.temporaries {
-            if split_parent(t).1.starts_with(mine.as_bytes()) {
-                let _ = remote.remove_file(t);
-            }
-        }
-
-        Ok(op)
     }
+    // An automatic merge is recorded before any step runs: a run killed once one side
+    // holds the merge still keeps the versions it was made from (the commit writes the
+    // record again when the run finishes).
+    let mut merges = cachesync_objects::Batch::new();
+    for c in plan.changes.iter().filter(|c| c.merged) {
+        if let Some(r) = super::commit::merge_to_record(&ws.store, c)? {
+            crate::conflict::put(&mut merges, &r);
+        }
+    }
+    if !merges.is_empty() {
+        ws.store.commit(merges)?;
+    }
+    journal::write_planned(&ws.store, &op, crate::plan::Records(&plan.steps))?;
+    crate::failpoint::hit("planned");
+    // Our own leftovers on the remote from earlier runs.
+    let mine = format!("{TMP_PREFIX}{}.", ws.workspace_id);
+    for t in &trees.remote.temporaries {
+        if split_parent(t).1.starts_with(mine.as_bytes()) {
+            let _ = remote.remove_file(t);
+        }
+    }
+
+    Ok(op)
 }

@@ -14,71 +14,69 @@ use crate::plan::Side;
 use crate::timed::TimedRemote;
 use crate::workspace::Workspace;
 
-impl Workspace {
-    /// Abandons operations a killed run left behind: removes their temporary files and marks
-    /// them abandoned. The reconcile that follows finishes their work.
-    ///
-    /// # Errors
-    /// Store errors.
-    pub fn recover(&self, remote: &TimedRemote) -> Result<Vec<u64>> {
-        let mut done = Vec::new();
-        for mut op in journal::unfinished(&self.store)? {
-            for t in &op.temporaries {
-                let rel: Vec<u8> = (0..t.path_hex.len() / 2)
-                    .filter_map(|i| u8::from_str_radix(&t.path_hex[i * 2..i * 2 + 2], 16).ok())
-                    .collect();
-                if t.side == Side::Local {
-                    let _ = fs::remove_file(under(&self.root, &rel));
-                } else if !remote.pool().is_tripped() {
-                    let _ = remote.remove_file(&rel);
-                }
+/// Abandons operations a killed run left behind: removes their temporary files and marks
+/// them abandoned. The reconcile that follows finishes their work.
+///
+/// # Errors
+/// Store errors.
+pub fn recover(ws: &Workspace, remote: &TimedRemote) -> Result<Vec<u64>> {
+    let mut done = Vec::new();
+    for mut op in journal::unfinished(&ws.store)? {
+        for t in &op.temporaries {
+            let rel: Vec<u8> = (0..t.path_hex.len() / 2)
+                .filter_map(|i| u8::from_str_radix(&t.path_hex[i * 2..i * 2 + 2], 16).ok())
+                .collect();
+            if t.side == Side::Local {
+                let _ = fs::remove_file(under(&ws.root, &rel));
+            } else if !remote.pool().is_tripped() {
+                let _ = remote.remove_file(&rel);
             }
-            // A copy moved to lost+found before the run died has no record yet: make one,
-            // so it is listed and reported like any other.
-            let mut batch = Batch::new();
-            for step in &op.plan {
-                if step["op"] != "to-lost+found" {
-                    continue;
-                }
-                let path: Vec<u8> = match step["path_hex"].as_str() {
-                    Some(h) => (0..h.len() / 2)
-                        .filter_map(|i| u8::from_str_radix(&h[i * 2..i * 2 + 2], 16).ok())
-                        .collect(),
-                    None => step["path"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .as_bytes()
-                        .to_vec(),
-                };
-                let lf = crate::paths::join(
-                    format!("{}/{}", crate::ignore_rules::LOST_FOUND, op.id).as_bytes(),
-                    &path,
-                );
-                if under(&self.root, &lf).symlink_metadata().is_ok() {
-                    let mut r = conflict::record(&path, ConflictKind::Type, None, None, None);
-                    r.lost_found = Some(display(&lf));
-                    r.lost_found_hex = Some(hex(&lf));
-                    r.resolution = Some(format!(
-                        "an interrupted run moved your version to {}",
-                        display(&lf)
-                    ));
-                    conflict::put(&mut batch, &r);
-                }
-            }
-            self.store.commit(batch)?;
-            op.steps_done = journal::steps_marked(&self.store, op.id)?;
-            op.state = OpState::Abandoned;
-            op.finished_ns = Some(crate::now_ns());
-            op.summary = format!(
-                "interrupted after {} of {} steps; abandoned, the next run reconciled again",
-                op.steps_done,
-                op.plan.len()
-            );
-            // With its plan: a record from before plans had their own key carries it inline,
-            // and the header alone would lose it.
-            journal::write_planned(&self.store, &op, &op.plan)?;
-            done.push(op.id);
         }
-        Ok(done)
+        // A copy moved to lost+found before the run died has no record yet: make one,
+        // so it is listed and reported like any other.
+        let mut batch = Batch::new();
+        for step in &op.plan {
+            if step["op"] != "to-lost+found" {
+                continue;
+            }
+            let path: Vec<u8> = match step["path_hex"].as_str() {
+                Some(h) => (0..h.len() / 2)
+                    .filter_map(|i| u8::from_str_radix(&h[i * 2..i * 2 + 2], 16).ok())
+                    .collect(),
+                None => step["path"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .as_bytes()
+                    .to_vec(),
+            };
+            let lf = crate::paths::join(
+                format!("{}/{}", crate::ignore_rules::LOST_FOUND, op.id).as_bytes(),
+                &path,
+            );
+            if under(&ws.root, &lf).symlink_metadata().is_ok() {
+                let mut r = conflict::record(&path, ConflictKind::Type, None, None, None);
+                r.lost_found = Some(display(&lf));
+                r.lost_found_hex = Some(hex(&lf));
+                r.resolution = Some(format!(
+                    "an interrupted run moved your version to {}",
+                    display(&lf)
+                ));
+                conflict::put(&mut batch, &r);
+            }
+        }
+        ws.store.commit(batch)?;
+        op.steps_done = journal::steps_marked(&ws.store, op.id)?;
+        op.state = OpState::Abandoned;
+        op.finished_ns = Some(crate::now_ns());
+        op.summary = format!(
+            "interrupted after {} of {} steps; abandoned, the next run reconciled again",
+            op.steps_done,
+            op.plan.len()
+        );
+        // With its plan: a record from before plans had their own key carries it inline,
+        // and the header alone would lose it.
+        journal::write_planned(&ws.store, &op, &op.plan)?;
+        done.push(op.id);
     }
+    Ok(done)
 }

@@ -28,7 +28,7 @@ pub(crate) struct Trees {
 }
 
 /// New remote files a run leaves remote-only without reading them (see
-/// [`Workspace::defer_new_files`]).
+/// [`defer_new_files`]).
 #[derive(Default)]
 pub(crate) struct Deferred {
     /// Their paths.
@@ -41,178 +41,181 @@ pub(crate) struct Deferred {
     pub required: usize,
 }
 
-impl Workspace {
-    /// Scans both sides. The remote scan stores the content of changed remote files.
-    pub(crate) fn scan_all(
-        &self,
-        remote: &TimedRemote,
-        progress: &dyn Progress,
-        alongside: impl FnOnce() -> Result<()> + Send,
-    ) -> Result<Trees> {
-        let started_ns = crate::now_ns();
-        let rules = self.rules()?;
-        let base = self.synced_base()?;
-        let previous_remote = self.store.read_ref_flat(keys::REF_REMOTE)?;
-        let previous_racy = crate::racy::load(&self.store)?;
-        // The workspace scan, the remote walk and `alongside` (the identity check) overlap:
-        // over a distant link the walk is round trips, the local scan is disk. Only reading
-        // happens before `alongside` has succeeded (files changed on the remote are fetched
-        // after it).
-        progress.start("scanning workspace and remote", 0);
-        let (local, walked, checked) = std::thread::scope(|s| {
-            let local = s.spawn(|| self.scan_workspace(&base));
-            let checked = s.spawn(alongside);
-            let walked = crate::scan::walk_remote(remote, &rules, self.config.parallel);
-            (
-                local.join().expect("the workspace scan does not panic"),
-                walked,
-                checked.join().expect("the identity check does not panic"),
-            )
-        });
-        progress.finish();
-        checked?;
-        let walked = walked?;
-        let local = local?;
-        // A remote file a push would write over or remove is read again, whatever its stat
-        // says: a server edit that kept size and mtime (`cp -p`, `tar x`, `rsync -t`) is
-        // seen before anything is planned, so it becomes a conflict, never a silent loss.
-        let overwritten = if self.config.verify_before_overwrite {
-            changed_content(&base, &local.tree)
-        } else {
-            HashSet::new()
-        };
-        let must_read: std::borrow::Cow<HashSet<Vec<u8>>> = if overwritten.is_empty() {
-            std::borrow::Cow::Borrowed(&previous_racy)
-        } else {
-            std::borrow::Cow::Owned(previous_racy.union(&overwritten).cloned().collect())
-        };
-        // New files the workspace will not hold (never-cache, or over the budget) are not
-        // read from the share: they stay remote-only, listed with their stat.
-        let deferred = self.defer_new_files(&walked.entries, &rules, &base, &local);
-        let not_read: std::borrow::Cow<HashSet<Vec<u8>>> = if deferred.paths.is_empty() {
-            std::borrow::Cow::Borrowed(&local.remote_only)
-        } else {
-            std::borrow::Cow::Owned(local.remote_only.union(&deferred.paths).cloned().collect())
-        };
-        let started = std::sync::atomic::AtomicBool::new(false);
-        let report = |done: u64, total: u64| {
-            if !started.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                progress.start("fetching changed remote files", total);
-            }
-            progress.set(done);
-        };
-        let remote_scan = crate::scan::fetch_changed(
-            remote,
+/// Scans both sides. The remote scan stores the content of changed remote files.
+pub(crate) fn scan_all(
+    ws: &Workspace,
+    remote: &TimedRemote,
+    progress: &dyn Progress,
+    alongside: impl FnOnce() -> Result<()> + Send,
+) -> Result<Trees> {
+    let started_ns = crate::now_ns();
+    let rules = ws.rules()?;
+    let base = ws.synced_base()?;
+    let previous_remote = ws.store.read_ref_flat(keys::REF_REMOTE)?;
+    let previous_racy = crate::racy::load(&ws.store)?;
+    // The workspace scan, the remote walk and `alongside` (the identity check) overlap:
+    // over a distant link the walk is round trips, the local scan is disk. Only reading
+    // happens before `alongside` has succeeded (files changed on the remote are fetched
+    // after it).
+    progress.start("scanning workspace and remote", 0);
+    let (local, walked, checked) = std::thread::scope(|s| {
+        let local = s.spawn(|| crate::presence::scan_workspace(ws, &base));
+        let checked = s.spawn(alongside);
+        let walked = crate::scan::walk_remote(remote, &rules, ws.config.parallel);
+        (
+            local.join().expect("the workspace scan does not panic"),
             walked,
-            &rules,
-            &self.store,
-            &previous_remote,
-            &must_read,
-            &not_read,
-            self.config.parallel,
-            &report,
-        );
-        progress.finish();
-        drop((must_read, not_read));
-        let remote_scan = remote_scan?;
-        crate::failpoint::hit("fetched");
-        if let Some(root) = remote.stat(b"")? {
-            self.save_remote_root_perm(&root)?;
+            checked.join().expect("the identity check does not panic"),
+        )
+    });
+    progress.finish();
+    checked?;
+    let walked = walked?;
+    let local = local?;
+    // A remote file a push would write over or remove is read again, whatever its stat
+    // says: a server edit that kept size and mtime (`cp -p`, `tar x`, `rsync -t`) is
+    // seen before anything is planned, so it becomes a conflict, never a silent loss.
+    let overwritten = if ws.config.verify_before_overwrite {
+        changed_content(&base, &local.tree)
+    } else {
+        HashSet::new()
+    };
+    let must_read: std::borrow::Cow<HashSet<Vec<u8>>> = if overwritten.is_empty() {
+        std::borrow::Cow::Borrowed(&previous_racy)
+    } else {
+        std::borrow::Cow::Owned(previous_racy.union(&overwritten).cloned().collect())
+    };
+    // New files the workspace will not hold (never-cache, or over the budget) are not
+    // read from the share: they stay remote-only, listed with their stat.
+    let deferred = defer_new_files(ws, &walked.entries, &rules, &base, &local);
+    let not_read: std::borrow::Cow<HashSet<Vec<u8>>> = if deferred.paths.is_empty() {
+        std::borrow::Cow::Borrowed(&local.remote_only)
+    } else {
+        std::borrow::Cow::Owned(local.remote_only.union(&deferred.paths).cloned().collect())
+    };
+    let started = std::sync::atomic::AtomicBool::new(false);
+    let report = |done: u64, total: u64| {
+        if !started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            progress.start("fetching changed remote files", total);
         }
-        let racy =
-            self.save_remote_scan(&remote_scan, previous_remote, &previous_racy, started_ns)?;
-        Ok(Trees {
-            base,
-            local,
-            remote: remote_scan,
-            racy,
-            started_ns,
-            deferred,
+        progress.set(done);
+    };
+    let remote_scan = crate::scan::fetch_changed(
+        remote,
+        walked,
+        &rules,
+        &ws.store,
+        &previous_remote,
+        &must_read,
+        &not_read,
+        ws.config.parallel,
+        &report,
+    );
+    progress.finish();
+    drop((must_read, not_read));
+    let remote_scan = remote_scan?;
+    crate::failpoint::hit("fetched");
+    if let Some(root) = remote.stat(b"")? {
+        crate::status::save_remote_root_perm(ws, &root)?;
+    }
+    let racy = save_remote_scan(
+        ws,
+        &remote_scan,
+        previous_remote,
+        &previous_racy,
+        started_ns,
+    )?;
+    Ok(Trees {
+        base,
+        local,
+        remote: remote_scan,
+        racy,
+        started_ns,
+        deferred,
+    })
+}
+
+/// Saves the last observed remote state, and its racy paths: a later scan reads only what
+/// changed since (and what was racy). Once saved, it is what the commit compares with (so
+/// it is not written twice). Returns the racy paths now.
+fn save_remote_scan(
+    ws: &Workspace,
+    scan: &crate::scan::RemoteScan,
+    previous: Flat,
+    previous_racy: &HashSet<Vec<u8>>,
+    started_ns: i64,
+) -> Result<HashSet<Vec<u8>>> {
+    let racy = crate::racy::after_scan(scan, previous_racy, started_ns);
+    let mut batch = Batch::new();
+    crate::racy::put(&mut batch, previous_racy, &racy);
+    if scan.tree != previous {
+        let root = ws.store.write_flat(&scan.tree)?;
+        let snap = Snapshot {
+            root,
+            parent: ws.store.get_ref(keys::REF_REMOTE)?,
+            time_ns: crate::now_ns(),
+            description: "remote as scanned".into(),
+        };
+        let id = ws.store.put_snapshot(&snap)?;
+        Store::set_ref_in(&mut batch, keys::REF_REMOTE, id);
+    }
+    if !batch.is_empty() {
+        ws.store.commit(batch)?;
+        crate::failpoint::hit("remote-snapshot");
+    }
+    Ok(racy)
+}
+
+/// Which files new on the share (known to neither the base nor the workspace) a run
+/// leaves remote-only, decided before anything is read: those under a never-cache
+/// directory, and, under a cache budget, the least wanted ones that do not fit (each
+/// costs its copy here and its content in the store; pinned and always-cache files come
+/// first, and one of them that does not fit is the cache being full: EDISCONFULL).
+fn defer_new_files(
+    ws: &Workspace,
+    listed: &crate::scan::Listing,
+    rules: &crate::ignore_rules::IgnoreRules,
+    base: &Flat,
+    local: &LocalScan,
+) -> Deferred {
+    let wset = ws.working_set();
+    let mut new_files: Vec<(i32, &Vec<u8>, u64)> = listed
+        .iter()
+        .filter(|(p, r)| {
+            r.kind == EntryKind::File
+                && !crate::ignore_rules::IgnoreRules::is_internal(p)
+                && !rules.is_ignored(p, false)
+                && !base.contains_key(p)
+                && !local.tree.contains_key(p)
         })
+        .map(|(p, r)| (wset.priority(p), p, r.size))
+        .collect();
+    let mut out = Deferred::default();
+    let budget = crate::cull::budget(ws);
+    if budget.is_none() && !new_files.iter().any(|f| f.0 == i32::MIN) {
+        return out;
     }
-
-    /// Saves the last observed remote state, and its racy paths: a later scan reads only what
-    /// changed since (and what was racy). Once saved, it is what the commit compares with (so
-    /// it is not written twice). Returns the racy paths now.
-    fn save_remote_scan(
-        &self,
-        scan: &crate::scan::RemoteScan,
-        previous: Flat,
-        previous_racy: &HashSet<Vec<u8>>,
-        started_ns: i64,
-    ) -> Result<HashSet<Vec<u8>>> {
-        let racy = crate::racy::after_scan(scan, previous_racy, started_ns);
-        let mut batch = Batch::new();
-        crate::racy::put(&mut batch, previous_racy, &racy);
-        if scan.tree != previous {
-            let root = self.store.write_flat(&scan.tree)?;
-            let snap = Snapshot {
-                root,
-                parent: self.store.get_ref(keys::REF_REMOTE)?,
-                time_ns: crate::now_ns(),
-                description: "remote as scanned".into(),
-            };
-            let id = self.store.put_snapshot(&snap)?;
-            Store::set_ref_in(&mut batch, keys::REF_REMOTE, id);
+    new_files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    let mut used = crate::cull::cache_use(ws, &local.tree, &local.remote_only);
+    for (prio, path, size) in new_files {
+        if prio == i32::MIN {
+            out.paths.insert(path.clone());
+            continue;
         }
-        if !batch.is_empty() {
-            self.store.commit(batch)?;
-            crate::failpoint::hit("remote-snapshot");
-        }
-        Ok(racy)
-    }
-
-    /// Which files new on the share (known to neither the base nor the workspace) a run
-    /// leaves remote-only, decided before anything is read: those under a never-cache
-    /// directory, and, under a cache budget, the least wanted ones that do not fit (each
-    /// costs its copy here and its content in the store; pinned and always-cache files come
-    /// first, and one of them that does not fit is the cache being full: EDISCONFULL).
-    fn defer_new_files(
-        &self,
-        listed: &crate::scan::Listing,
-        rules: &crate::ignore_rules::IgnoreRules,
-        base: &Flat,
-        local: &LocalScan,
-    ) -> Deferred {
-        let wset = self.working_set();
-        let mut new_files: Vec<(i32, &Vec<u8>, u64)> = listed
-            .iter()
-            .filter(|(p, r)| {
-                r.kind == EntryKind::File
-                    && !crate::ignore_rules::IgnoreRules::is_internal(p)
-                    && !rules.is_ignored(p, false)
-                    && !base.contains_key(p)
-                    && !local.tree.contains_key(p)
-            })
-            .map(|(p, r)| (wset.priority(p), p, r.size))
-            .collect();
-        let mut out = Deferred::default();
-        let budget = self.budget();
-        if budget.is_none() && !new_files.iter().any(|f| f.0 == i32::MIN) {
-            return out;
-        }
-        new_files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-        let mut used = self.cache_use(&local.tree, &local.remote_only);
-        for (prio, path, size) in new_files {
-            if prio == i32::MIN {
+        let next = used + 2 * size;
+        match budget {
+            Some(b) if next > b => {
                 out.paths.insert(path.clone());
-                continue;
-            }
-            let next = used + 2 * size;
-            match budget {
-                Some(b) if next > b => {
-                    out.paths.insert(path.clone());
-                    out.for_budget += 1;
-                    out.needed = out.needed.max(next);
-                    if prio == i32::MAX {
-                        out.required += 1;
-                    }
+                out.for_budget += 1;
+                out.needed = out.needed.max(next);
+                if prio == i32::MAX {
+                    out.required += 1;
                 }
-                _ => used = next,
             }
+            _ => used = next,
         }
-        out
     }
+    out
 }
 
 /// The base's files whose content the workspace no longer holds at their path (edited,
