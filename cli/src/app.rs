@@ -39,6 +39,8 @@ enum Command {
     Cull(commands::cull::CullArgs),
     Prefetch(commands::prefetch::PrefetchArgs),
     Unpin(commands::presence::UnpinArgs),
+    Mount(commands::mount::MountArgs),
+    Umount(commands::mount::UmountArgs),
     /// Serves remote calls for another cachesync process (internal).
     #[command(hide = true)]
     RemoteHelper {
@@ -96,6 +98,8 @@ pub fn run() -> i32 {
         Command::Cull(a) => commands::cull::cmd_cull(a),
         Command::Prefetch(a) => commands::prefetch::cmd_prefetch(a),
         Command::Unpin(a) => commands::presence::cmd_unpin(a),
+        Command::Mount(a) => commands::mount::cmd_mount(a),
+        Command::Umount(a) => commands::mount::cmd_umount(a),
         Command::RemoteHelper { .. } => unreachable!("handled above"),
     };
     match result {

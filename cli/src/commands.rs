@@ -12,6 +12,7 @@ pub mod fsck;
 pub mod gc;
 pub mod log;
 pub mod ls;
+pub mod mount;
 pub mod prefetch;
 pub mod presence;
 pub mod resolve;

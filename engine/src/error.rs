@@ -291,7 +291,8 @@ impl SyncError {
         }
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> SyncError {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> SyncError {
         SyncError::Io {
             path: path.into(),
             source,

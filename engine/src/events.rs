@@ -22,7 +22,7 @@ pub const HOOK_WAIT: Duration = Duration::from_secs(5);
 pub const EVENTS_FILE: &str = "events.jsonl";
 
 /// What an event is about, written as its name (`disconnected`, `connected`, `conflict`,
-/// `cache-nearly-full`, `cache-full`).
+/// `cache-nearly-full`, `cache-full`, `not-cached`).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum EventKind {
@@ -36,6 +36,9 @@ pub enum EventKind {
     CacheNearlyFull,
     /// Content did not fit in the cache budget.
     CacheFull,
+    /// A program asked for the content of a remote-only file that the share could not give
+    /// (disconnected, or no answer within the timeout): EDISCONDATA.
+    NotCached,
 }
 
 impl EventKind {
@@ -47,6 +50,7 @@ impl EventKind {
             EventKind::Conflict => "conflict",
             EventKind::CacheNearlyFull => "cache-nearly-full",
             EventKind::CacheFull => "cache-full",
+            EventKind::NotCached => "not-cached",
         }
     }
 }

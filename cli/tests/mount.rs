@@ -1,0 +1,480 @@
+//! `cachesync mount`: the workspace served as a FUSE file system, used as a program would
+//! use the share, with the share there and with it gone.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cachesync_testutils::wait_until;
+use common::{binary, Env};
+
+/// How long a mount may take to come up or go away.
+const MOUNT_WAIT: Duration = Duration::from_secs(20);
+
+/// A running `cachesync mount --foreground` and its mount point.
+struct Mounted {
+    child: Child,
+    at: PathBuf,
+}
+
+impl Mounted {
+    fn start(env: &Env, at: &Path) -> Mounted {
+        let child = Command::new(binary())
+            .args(["mount", "--foreground"])
+            .arg(at)
+            .current_dir(&env.ws)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &env.home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cachesync mount starts");
+        let m = Mounted {
+            child,
+            at: at.to_path_buf(),
+        };
+        // A dead daemon's mount stays listed until the new one replaces it: wait for an
+        // answer from the new one.
+        wait_until("the view is mounted", MOUNT_WAIT, || {
+            mounted(at) && fs::metadata(at).is_ok()
+        });
+        m
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.at.join(rel)
+    }
+
+    /// SIGTERM: the daemon unmounts and exits 0.
+    fn stop(mut self) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("signal");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(start.elapsed() < MOUNT_WAIT, "the daemon did not exit");
+            std::thread::park_timeout(Duration::from_millis(20));
+        };
+        assert!(status.success(), "the daemon exits cleanly: {status}");
+        assert!(!mounted(&self.at), "the view is gone");
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.at)
+            .status();
+    }
+}
+
+/// True when a cachesync view is mounted at `at` (per /proc/self/mountinfo: type `fuse`,
+/// source `cachesync`).
+fn mounted(at: &Path) -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let at = at.to_string_lossy();
+    info.lines().any(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        f.len() > 4 && f[4] == at && l.contains(" - fuse cachesync ")
+    })
+}
+
+fn xattr(path: &Path, name: &str) -> String {
+    let mut buf = vec![0u8; 64];
+    let n = rustix::fs::getxattr(path, name, &mut buf).expect("getxattr");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn errno(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+/// A workspace with `a.txt` materialized and `docs/*.txt` remote-only.
+fn setup() -> (Env, PathBuf) {
+    let env = Env::with_remote(&[
+        ("a.txt", "alpha\n"),
+        ("docs/c.txt", "charlie\n"),
+        ("docs/d.txt", "delta\n"),
+        ("docs/e.txt", "echo echo\n"),
+        ("docs/f.txt", "foxtrot\n"),
+    ]);
+    env.clone_ws();
+    env.ok(&["drop", "docs"]);
+    env.ok(&["gc"]); // their content leaves the store: only the share has it
+    let at = env.root().join("view");
+    fs::create_dir(&at).expect("mount point");
+    (env, at)
+}
+
+#[test]
+fn the_view_lists_remote_only_files_and_fetches_them_when_read() {
+    let (env, at) = setup();
+    let m = Mounted::start(&env, &at);
+    let mut names: Vec<String> = fs::read_dir(m.p("docs"))
+        .expect("list docs")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["c.txt", "d.txt", "e.txt", "f.txt"]);
+    let md = fs::metadata(m.p("docs/c.txt")).expect("stat a remote-only file");
+    assert_eq!(md.len(), 8, "its listed size");
+    assert!(!env.w("docs/c.txt").exists(), "nothing fetched by a stat");
+    assert_eq!(
+        xattr(&m.p("docs/c.txt"), "user.cachesync.state"),
+        "remote-only"
+    );
+    assert_eq!(xattr(&m.p("a.txt"), "user.cachesync.state"), "materialized");
+    assert_eq!(fs::read_to_string(m.p("a.txt")).expect("read"), "alpha\n");
+
+    assert_eq!(
+        fs::read_to_string(m.p("docs/c.txt")).expect("a remote-only file reads"),
+        "charlie\n"
+    );
+    assert_eq!(
+        xattr(&m.p("docs/c.txt"), "user.cachesync.state"),
+        "materialized"
+    );
+    assert_eq!(
+        common::read(env.w("docs/c.txt")),
+        "charlie\n",
+        "fetched into the workspace"
+    );
+
+    // Pinning through the attribute fetches the file (the share is there) and records the pin.
+    assert_eq!(xattr(&m.p("docs/d.txt"), "user.cachesync.pinned"), "0");
+    rustix::fs::setxattr(
+        m.p("docs/d.txt"),
+        "user.cachesync.pinned",
+        b"1",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("pin through the view");
+    assert_eq!(xattr(&m.p("docs/d.txt"), "user.cachesync.pinned"), "1");
+    assert_eq!(
+        common::read(env.w("docs/d.txt")),
+        "delta\n",
+        "a pin fetches"
+    );
+    let refused = rustix::fs::setxattr(
+        m.p("docs/d.txt"),
+        "user.cachesync.state",
+        b"remote-only",
+        rustix::fs::XattrFlags::empty(),
+    );
+    assert!(refused.is_err(), "the state is not set by hand");
+    assert!(
+        fs::read_dir(&at)
+            .expect("list root")
+            .all(|e| e.expect("entry").file_name() != ".cachesync"),
+        "the workspace's own directory is not shown"
+    );
+    m.stop();
+    env.assert_noop_sync();
+}
+
+#[test]
+fn with_the_share_gone_cached_files_work_and_remote_only_ones_fail_with_enodata() {
+    let (env, at) = setup();
+    let m = Mounted::start(&env, &at);
+    let away = env.root().join("remote-away");
+    fs::rename(env.r(""), &away).expect("the share goes");
+
+    let start = Instant::now();
+    let err = fs::read(m.p("docs/d.txt")).expect_err("no content offline");
+    assert_eq!(errno(&err), libc::ENODATA, "EDISCONDATA's errno: {err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "at once, not after a hang"
+    );
+    assert!(
+        fs::metadata(m.p("docs/d.txt")).is_ok(),
+        "it still exists (not ENOENT)"
+    );
+    let partial = fs::OpenOptions::new()
+        .write(true)
+        .open(m.p("docs/d.txt"))
+        .expect_err("a partial write needs the content");
+    assert_eq!(errno(&partial), libc::ENODATA);
+
+    assert_eq!(fs::read_to_string(m.p("a.txt")).expect("cached"), "alpha\n");
+    fs::write(m.p("new.txt"), "made offline\n").expect("create offline");
+    assert_eq!(
+        fs::read_to_string(m.p("new.txt")).expect("reads back"),
+        "made offline\n"
+    );
+    assert_eq!(
+        xattr(&m.p("new.txt"), "user.cachesync.state"),
+        "provisional"
+    );
+
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.p("docs/e.txt"))
+        .expect("O_TRUNC needs no content");
+    f.write_all(b"replaced\n").expect("write");
+    drop(f);
+    assert_eq!(
+        xattr(&m.p("docs/e.txt"), "user.cachesync.state"),
+        "modified"
+    );
+    fs::remove_file(m.p("docs/f.txt")).expect("unlink a remote-only file offline");
+    assert!(!m.p("docs/f.txt").exists());
+    fs::rename(m.p("a.txt"), m.p("a2.txt")).expect("rename a cached file");
+    m.stop();
+
+    let events = fs::read_to_string(env.w(".cachesync/events.jsonl")).unwrap_or_default();
+    assert!(
+        events.contains("\"not-cached\""),
+        "an event says so: {events}"
+    );
+    fs::rename(&away, env.r("")).expect("the share comes back");
+    env.ok(&["sync"]);
+    assert_eq!(common::read(env.r("new.txt")), "made offline\n");
+    assert_eq!(common::read(env.r("docs/e.txt")), "replaced\n");
+    assert!(
+        !env.r("docs/f.txt").exists(),
+        "the deletion reached the share"
+    );
+    assert_eq!(common::read(env.r("a2.txt")), "alpha\n");
+    assert!(!env.r("a.txt").exists());
+    assert_eq!(common::read(env.r("docs/d.txt")), "delta\n", "untouched");
+}
+
+#[test]
+fn posix_calls_through_the_view_behave_as_on_a_local_disk() {
+    let (env, at) = setup();
+    let m = Mounted::start(&env, &at);
+    // Rename over an existing file replaces it.
+    fs::write(m.p("x"), "x\n").expect("write");
+    fs::write(m.p("y"), "y\n").expect("write");
+    fs::rename(m.p("x"), m.p("y")).expect("rename over");
+    assert_eq!(fs::read_to_string(m.p("y")).expect("read"), "x\n");
+    assert!(!m.p("x").exists());
+    // An unlinked open file stays readable through its descriptor.
+    let mut open = fs::File::open(m.p("y")).expect("open");
+    fs::remove_file(m.p("y")).expect("unlink while open");
+    let mut s = String::new();
+    open.read_to_string(&mut s).expect("read after unlink");
+    assert_eq!(s, "x\n");
+    drop(open);
+    // O_APPEND appends.
+    fs::write(m.p("log"), "1\n").expect("write");
+    let mut ap = fs::OpenOptions::new()
+        .append(true)
+        .open(m.p("log"))
+        .expect("open append");
+    ap.write_all(b"2\n").expect("append");
+    drop(ap);
+    assert_eq!(fs::read_to_string(m.p("log")).expect("read"), "1\n2\n");
+    // A sparse write leaves zeros in the hole.
+    let sparse = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(m.p("sparse"))
+        .expect("create");
+    std::os::unix::fs::FileExt::write_all_at(&sparse, b"end", 4096).expect("write at 4096");
+    drop(sparse);
+    let got = fs::read(m.p("sparse")).expect("read sparse");
+    assert_eq!(got.len(), 4099);
+    assert!(got[..4096].iter().all(|&b| b == 0) && &got[4096..] == b"end");
+    // Directories, symlinks, hard links, modes and times.
+    fs::create_dir_all(m.p("d1/d2")).expect("mkdir -p");
+    std::os::unix::fs::symlink("../log", m.p("d1/link")).expect("symlink");
+    assert_eq!(
+        fs::read_to_string(m.p("d1/link")).expect("follow"),
+        "1\n2\n"
+    );
+    fs::hard_link(m.p("log"), m.p("d1/hard")).expect("hard link");
+    assert_eq!(fs::read_to_string(m.p("d1/hard")).expect("read"), "1\n2\n");
+    common::chmod(m.p("log"), 0o640);
+    assert_eq!(common::mode(env.w("log")), 0o640);
+    assert_eq!(
+        fs::remove_dir(m.p("docs"))
+            .expect_err("remote-only files are in it")
+            .raw_os_error(),
+        Some(libc::ENOTEMPTY)
+    );
+    fs::remove_dir(m.p("d1/d2")).expect("rmdir");
+    common::mkfifo(m.p("d1/fifo"));
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &fs::symlink_metadata(env.w("d1/fifo"))
+            .expect("in the workspace")
+            .file_type()
+    ));
+    fs::remove_file(m.p("d1/fifo")).expect("unlink the fifo");
+    m.stop();
+    env.ok(&["sync"]);
+    assert_eq!(common::read(env.r("log")), "1\n2\n");
+    assert_eq!(common::read(env.r("d1/hard")), "1\n2\n");
+    assert_eq!(common::mode(env.r("log")), 0o640);
+    assert!(!env.r("y").exists() && !env.r("x").exists());
+    assert_eq!(common::read(env.r("docs/c.txt")), "charlie\n");
+}
+
+#[test]
+fn a_killed_daemon_leaves_nothing_lost_and_mount_recovers_the_mount_point() {
+    let (env, at) = setup();
+    let mut m = Mounted::start(&env, &at);
+    fs::write(m.p("kept.txt"), "written before the kill\n").expect("write");
+    m.child.kill().expect("kill -9");
+    m.child.wait().expect("reap");
+    let stale = fs::metadata(&at).expect_err("a dead daemon's mount");
+    assert_eq!(errno(&stale), libc::ENOTCONN);
+    let again = Mounted::start(&env, &at);
+    assert_eq!(
+        fs::read_to_string(again.p("kept.txt")).expect("still there"),
+        "written before the kill\n"
+    );
+    again.stop();
+    drop(m);
+    env.ok(&["sync"]);
+    assert_eq!(common::read(env.r("kept.txt")), "written before the kill\n");
+}
+
+#[test]
+fn mount_refuses_a_mount_point_inside_the_workspace_and_runs_in_the_background() {
+    let (env, at) = setup();
+    fs::create_dir(env.w("inside")).expect("mkdir");
+    let r = env.run(["mount", "inside"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("outside the workspace"), "{r}");
+
+    let r = env.run(["mount".as_ref(), at.as_os_str()]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(mounted(&at));
+    assert_eq!(
+        fs::read_to_string(at.join("a.txt")).expect("read"),
+        "alpha\n"
+    );
+    let r = env.run(["umount".as_ref(), at.as_os_str()]);
+    assert_eq!(r.code, 0, "{r}");
+    wait_until("the daemon has gone", MOUNT_WAIT, || !mounted(&at));
+    let r = env.run(["umount".as_ref(), at.as_os_str()]);
+    assert_ne!(r.code, 0, "nothing mounted there: {r}");
+}
+
+#[test]
+fn a_conflicts_variants_are_files_and_writing_resolved_settles_it() {
+    let env = Env::with_remote(&[("notes/c.txt", "one\n")]);
+    env.clone_ws();
+    common::write_changed(&env.w("notes/c.txt"), b"mine\n");
+    common::write_changed(&env.r("notes/c.txt"), b"theirs\n");
+    let r = env.run(["sync"]);
+    assert_eq!(r.code, 7, "a conflict: {r}");
+    let at = env.root().join("view");
+    fs::create_dir(&at).expect("mount point");
+    let m = Mounted::start(&env, &at);
+    let v = |side: &str| m.p(&format!(".cachesync-variants/{side}/notes/c.txt"));
+    assert_eq!(fs::read_to_string(v("server")).expect("server"), "theirs\n");
+    assert_eq!(fs::read_to_string(v("client")).expect("client"), "mine\n");
+    assert_eq!(fs::read_to_string(v("base")).expect("base"), "one\n");
+    assert_eq!(
+        xattr(&m.p("notes/c.txt"), "user.cachesync.state"),
+        "conflicted"
+    );
+    let err = fs::write(v("server"), "no").expect_err("variants are read-only");
+    assert_eq!(errno(&err), libc::EROFS);
+    assert!(fs::read_dir(m.p(".cachesync-variants/server/notes"))
+        .expect("list")
+        .any(|e| e.expect("entry").file_name() == "c.txt"));
+
+    fs::write(v("resolved"), "both\n").expect("writing resolved settles the conflict");
+    assert_eq!(
+        fs::read_to_string(m.p("notes/c.txt")).expect("read"),
+        "both\n"
+    );
+    assert_ne!(
+        xattr(&m.p("notes/c.txt"), "user.cachesync.state"),
+        "conflicted"
+    );
+    assert!(!v("server").exists(), "no open conflict there any more");
+    m.stop();
+    env.ok(&["sync"]);
+    assert_eq!(common::read(env.r("notes/c.txt")), "both\n");
+    assert!(
+        !env.w(".cachesync-variants").exists(),
+        "the variants never reach the workspace"
+    );
+    assert!(!env.r(".cachesync-variants").exists(), "nor the share");
+}
+
+#[test]
+fn real_programs_work_through_the_view_with_the_share_gone() {
+    let env = Env::with_remote(&[
+        (
+            "proj/hello.c",
+            "#include <stdio.h>\nint main(void) { puts(\"hello from the view\"); return 0; }\n",
+        ),
+        ("proj/Makefile", "hello: hello.c\n\tcc -o hello hello.c\n"),
+    ]);
+    env.clone_ws();
+    let at = env.root().join("view");
+    fs::create_dir(&at).expect("mount point");
+    let m = Mounted::start(&env, &at);
+    let away = env.root().join("remote-away");
+    fs::rename(env.r(""), &away).expect("the share goes");
+
+    let run = |dir: &Path, prog: &str, args: &[&str]| {
+        let out = Command::new(prog)
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &env.home)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .expect("the program runs");
+        assert!(
+            out.status.success(),
+            "{prog} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let proj = m.p("proj");
+    // make and cc write, rename and exec files; git links objects into place, renames its
+    // lock files and mmaps its index (a read through a closed descriptor's mapping).
+    run(&proj, "make", &[]);
+    assert_eq!(run(&proj, "./hello", &[]), "hello from the view\n");
+    run(&proj, "git", &["init", "-q"]);
+    run(&proj, "git", &["add", "-A"]);
+    run(&proj, "git", &["commit", "-q", "-m", "offline"]);
+    assert!(run(&proj, "git", &["log", "--oneline"]).contains("offline"));
+    assert_eq!(run(&proj, "git", &["status", "--porcelain"]), "");
+    m.stop();
+
+    fs::rename(&away, env.r("")).expect("the share comes back");
+    env.ok(&["sync"]);
+    assert!(
+        env.r("proj/hello").is_file(),
+        "the build's output reached the share"
+    );
+    assert!(env.r("proj/.git/HEAD").is_file(), "and the repository");
+    let out = Command::new("git")
+        .args(["log", "--oneline"])
+        .current_dir(env.r("proj"))
+        .env("HOME", &env.home)
+        .output()
+        .expect("git on the share");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("offline"));
+}

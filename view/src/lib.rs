@@ -1,0 +1,145 @@
+//! `cachesync mount`: a workspace served as a FUSE file system that programs use as if it
+//! were the share, online or offline.
+//!
+//! The view shows the whole tree the workspace knows: the files in the workspace directory
+//! and the remote-only files (listed from the base snapshot with their size, mode, owner and
+//! times). A remote-only file is fetched when a program opens it (through the workspace's
+//! remote helper, within its timeout); offline, the open fails at once with EDISCONDATA's
+//! errno (see [`errno`]). Every change goes to the workspace directory, so `cachesync sync`
+//! finds it as it finds any other change, and nothing written through the view depends on
+//! the view staying up. The cache's state of each path is an extended attribute ([`xattr`]).
+//!
+//! The daemon holds the workspace lock while it runs.
+
+mod attr;
+mod change;
+pub mod errno;
+mod fs;
+mod inodes;
+mod known;
+mod state;
+pub mod variants;
+pub mod xattr;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cachesync_engine::{Result, SyncError, Workspace};
+use fuser::{Config, MountOption};
+
+/// What the user asked for.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where to mount (an existing, empty directory).
+    pub mountpoint: PathBuf,
+}
+
+/// How often the daemon looks for a signal or an unmount.
+const WATCH: Duration = Duration::from_millis(100);
+
+/// Mounts the view of `ws` at [`Options::mountpoint`] and serves it until it is unmounted
+/// (`cachesync umount`, `fusermount3 -u`) or the process gets SIGTERM, SIGINT or SIGHUP
+/// (it then unmounts lazily, and returns once no program uses the view any more). A stale mount left at the mount point by a killed daemon (its calls
+/// fail with ENOTCONN) is lazily unmounted first.
+///
+/// # Errors
+/// [`SyncError::Usage`] when the mount point is not a directory or already holds a live
+/// mount; I/O errors from mounting; store errors.
+pub fn run(ws: Workspace, opts: &Options) -> Result<()> {
+    let mp = &opts.mountpoint;
+    recover_stale(mp)?;
+    if !mp.is_dir() {
+        return Err(SyncError::Usage(format!(
+            "{}: the mount point must be an existing directory",
+            mp.display()
+        )));
+    }
+    if is_mounted(mp) {
+        return Err(SyncError::Usage(format!(
+            "{}: something is already mounted there (`cachesync umount {}`)",
+            mp.display(),
+            mp.display()
+        )));
+    }
+    let state = state::State::new(ws).map_err(|e| io_error(mp, e))?;
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName("cachesync".into()),
+        MountOption::Subtype("cachesync".into()),
+        MountOption::DefaultPermissions,
+    ];
+    config.n_threads = Some(1);
+    let session =
+        fuser::spawn_mount(fs::View::new(state), mp, &config).map_err(|e| SyncError::io(mp, e))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| SyncError::io(mp, e))?;
+    }
+    while !stop.load(Ordering::Relaxed) && !session.guard.is_finished() {
+        std::thread::park_timeout(WATCH);
+    }
+    if !session.guard.is_finished() {
+        // Detach now; the kernel ends the session once the last program using the view
+        // lets go, and the files they still have open keep working until then.
+        unmount(mp, true)?;
+    }
+    session.join().map_err(|e| SyncError::io(mp, e))
+}
+
+fn io_error(mp: &Path, e: fuser::Errno) -> SyncError {
+    SyncError::io(mp, std::io::Error::from_raw_os_error(i32::from(e)))
+}
+
+/// True when `path` is a mount point (its device differs from its parent's, or the kernel
+/// says the connection behind it is gone).
+pub fn is_mounted(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(parent) = path.parent() else {
+        return false;
+    };
+    match (std::fs::metadata(path), std::fs::metadata(parent)) {
+        (Ok(a), Ok(b)) => a.dev() != b.dev(),
+        (Err(e), _) => e.raw_os_error() == Some(libc::ENOTCONN),
+        _ => false,
+    }
+}
+
+/// Unmounts (lazily) a FUSE mount whose daemon is gone: every call on it fails with
+/// ENOTCONN ("Transport endpoint is not connected").
+///
+/// # Errors
+/// I/O errors running `fusermount3`.
+pub fn recover_stale(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => unmount(path, true),
+        _ => Ok(()),
+    }
+}
+
+/// Unmounts the view at `path` with `fusermount3 -u` (`-uz`, lazily, when `lazy`: it goes
+/// once the last program using it lets go).
+///
+/// # Errors
+/// [`SyncError::Usage`] naming what `fusermount3` said when it refuses (nothing mounted
+/// there, the mount busy); I/O errors when it cannot run.
+pub fn unmount(path: &Path, lazy: bool) -> Result<()> {
+    let out = std::process::Command::new("fusermount3")
+        .arg(if lazy { "-uz" } else { "-u" })
+        .arg(path)
+        .output()
+        .map_err(|e| SyncError::io(Path::new("fusermount3"), e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(SyncError::Usage(format!(
+        "{}: cannot unmount: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )))
+}

@@ -1,0 +1,472 @@
+//! The view's state and the operations on it, one method per file-system call, each
+//! returning the errno a program should see. `fs.rs` only unpacks requests and replies.
+//!
+//! Every change lands in the workspace directory (the same files a sync reads), so nothing
+//! written through the view can be lost when the view goes: a killed daemon leaves the
+//! workspace as complete as a killed editor would.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::PathBuf;
+
+use cachesync_engine::ignore_rules::{META_DIR, TMP_PREFIX};
+use cachesync_engine::paths::{join, under};
+use cachesync_engine::Workspace;
+use cachesync_objects::{Batch, EntryKind};
+use fuser::{Errno, FileAttr, FileType};
+
+use crate::errno::{of_error, of_io, EDISCONDATA};
+use crate::inodes::Inodes;
+use crate::known::Known;
+use crate::variants::{place, DIR as VARIANTS};
+
+/// Result of a file-system call: the errno on failure.
+pub type Answer<T> = std::result::Result<T, Errno>;
+
+/// One listed directory entry: inode, type, name.
+pub type Listed = (u64, FileType, Vec<u8>);
+
+/// An open file of the view.
+pub enum Handle {
+    /// A workspace file.
+    File(File),
+    /// Content held in memory (a conflict's variant).
+    Memory(Vec<u8>),
+    /// A resolution being written (`.cachesync-variants/resolved/PATH`): settled on close.
+    Resolution {
+        /// The conflicted path.
+        path: Vec<u8>,
+        /// What was written so far.
+        file: File,
+        /// Written since the last settle.
+        dirty: bool,
+    },
+}
+
+/// Everything the view holds.
+pub struct State {
+    /// The workspace (its lock is held for the life of the mount).
+    pub ws: Workspace,
+    /// What the store says.
+    pub known: Known,
+    /// Inode numbers.
+    pub inodes: Inodes,
+    /// Open files.
+    files: HashMap<u64, Handle>,
+    /// Open directories: their listing, taken at opendir.
+    dirs: HashMap<u64, Vec<Listed>>,
+    next_fh: u64,
+}
+
+/// A workspace name the view never shows: the workspace's own directory at the root (and
+/// anything at the name of the variants directory), temporaries.
+fn hidden(parent: &[u8], name: &[u8]) -> bool {
+    (parent.is_empty() && (name == META_DIR.as_bytes() || name == VARIANTS.as_bytes()))
+        || name.starts_with(TMP_PREFIX.as_bytes())
+}
+
+impl State {
+    /// The state of a freshly opened workspace.
+    ///
+    /// # Errors
+    /// The store's errors, as errno.
+    pub fn new(ws: Workspace) -> Answer<State> {
+        let known = Known::load(&ws).map_err(|e| of_error(&e))?;
+        Ok(State {
+            ws,
+            known,
+            inodes: Inodes::default(),
+            files: HashMap::new(),
+            dirs: HashMap::new(),
+            next_fh: 1,
+        })
+    }
+
+    /// Reads the store's view again (after the view or a sync changed it).
+    pub fn reload(&mut self) -> Answer<()> {
+        self.known = Known::load(&self.ws).map_err(|e| of_error(&e))?;
+        Ok(())
+    }
+
+    /// The path of `ino`.
+    pub fn path(&self, ino: u64) -> Answer<Vec<u8>> {
+        self.inodes.path(ino).ok_or(Errno::ESTALE)
+    }
+
+    /// The path of `name` in the directory `parent`.
+    pub fn child(&self, parent: u64, name: &[u8]) -> Answer<Vec<u8>> {
+        let dir = self.path(parent)?;
+        if hidden(&dir, name) && !(dir.is_empty() && name == VARIANTS.as_bytes()) {
+            return Err(Errno::ENOENT);
+        }
+        if name.len() > 255 {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        Ok(join(&dir, name))
+    }
+
+    /// The workspace file at `path`.
+    pub fn abs(&self, path: &[u8]) -> PathBuf {
+        under(&self.ws.root, path)
+    }
+
+    /// True when `path` is a remote-only file (in the base, no workspace file).
+    pub fn is_remote_only(&self, path: &[u8]) -> bool {
+        self.known.remote_only_entry(path).is_some() && self.abs(path).symlink_metadata().is_err()
+    }
+
+    /// The attributes of `path`, giving it an inode number.
+    pub fn attr(&mut self, path: &[u8]) -> Answer<FileAttr> {
+        if let Some(p) = place(path) {
+            return self.variant_attr(path, &p);
+        }
+        let abs = self.abs(path);
+        match abs.symlink_metadata() {
+            Ok(md) => return Ok(crate::attr::of_metadata(self.inodes.number(path), &md)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(of_io(&e)),
+            Err(_) => {}
+        }
+        if let Some(e) = self.known.remote_only_entry(path) {
+            let e = e.clone();
+            return Ok(crate::attr::of_entry(self.inodes.number(path), &e));
+        }
+        if self.known.holds_remote_only(path) {
+            let e = self.known.base.get(path).cloned();
+            return Ok(crate::attr::of_base_dir(
+                self.inodes.number(path),
+                e.as_ref(),
+            ));
+        }
+        Err(Errno::ENOENT)
+    }
+
+    /// The entries of the directory `path`: the workspace's and the remote-only files.
+    pub fn list(&mut self, path: &[u8]) -> Answer<Vec<Listed>> {
+        if let Some(p) = place(path) {
+            let mut out = self.variant_list(path, &p)?;
+            let up = self
+                .inodes
+                .number(cachesync_engine::paths::split_parent(path).0);
+            out.insert(1, (up, FileType::Directory, b"..".to_vec()));
+            return Ok(out);
+        }
+        let me = self.inodes.number(path);
+        let parent = self
+            .inodes
+            .number(cachesync_engine::paths::split_parent(path).0);
+        let mut out: Vec<Listed> = vec![
+            (me, FileType::Directory, b".".to_vec()),
+            (parent, FileType::Directory, b"..".to_vec()),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        match std::fs::read_dir(self.abs(path)) {
+            Ok(rd) => {
+                for e in rd {
+                    let e = e.map_err(|e| of_io(&e))?;
+                    let name = e.file_name().into_encoded_bytes();
+                    if hidden(path, &name) {
+                        continue;
+                    }
+                    let child = join(path, &name);
+                    out.push((self.inodes.number(&child), kind_of(&e), name.clone()));
+                    seen.insert(name);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !self.known.holds_remote_only(path) {
+                    return Err(Errno::ENOENT);
+                }
+            }
+            Err(e) => return Err(of_io(&e)),
+        }
+        if path.is_empty() {
+            let v = self.inodes.number(VARIANTS.as_bytes());
+            out.push((v, FileType::Directory, VARIANTS.as_bytes().to_vec()));
+        }
+        let remote: Vec<Vec<u8>> = self
+            .known
+            .remote_only_in(path)
+            .filter(|n| !seen.contains(*n))
+            .cloned()
+            .collect();
+        for name in remote {
+            let child = join(path, &name);
+            let kind = self
+                .known
+                .base
+                .get(&child)
+                .map_or(FileType::RegularFile, |e| crate::attr::entry_kind(e.kind));
+            out.push((self.inodes.number(&child), kind, name));
+        }
+        Ok(out)
+    }
+
+    /// Opens the directory `path`: its listing, kept until it is released.
+    pub fn opendir(&mut self, path: &[u8]) -> Answer<u64> {
+        let listing = self.list(path)?;
+        let fh = self.fh();
+        self.dirs.insert(fh, listing);
+        Ok(fh)
+    }
+
+    /// The listing of an open directory.
+    pub fn listing(&self, fh: u64) -> Answer<&[Listed]> {
+        self.dirs.get(&fh).map(Vec::as_slice).ok_or(Errno::EBADF)
+    }
+
+    /// Forgets an open directory.
+    pub fn releasedir(&mut self, fh: u64) {
+        self.dirs.remove(&fh);
+    }
+
+    fn fh(&mut self) -> u64 {
+        let fh = self.next_fh;
+        self.next_fh += 1;
+        fh
+    }
+
+    /// Keeps `file` open under a new handle.
+    pub fn keep(&mut self, file: File) -> u64 {
+        self.keep_handle(Handle::File(file))
+    }
+
+    /// Keeps an open handle.
+    pub fn keep_handle(&mut self, h: Handle) -> u64 {
+        let fh = self.fh();
+        self.files.insert(fh, h);
+        fh
+    }
+
+    /// The workspace file of a handle (EBADF for a variant's).
+    pub fn file(&self, fh: u64) -> Answer<&File> {
+        match self.files.get(&fh) {
+            Some(Handle::File(f)) => Ok(f),
+            Some(Handle::Resolution { file, .. }) => Ok(file),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    /// Reads up to `size` bytes at `offset` of an open handle.
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Answer<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let f = match self.files.get(&fh) {
+            Some(Handle::Memory(m)) => {
+                let start = (offset as usize).min(m.len());
+                let end = start.saturating_add(size as usize).min(m.len());
+                return Ok(m[start..end].to_vec());
+            }
+            Some(Handle::File(f) | Handle::Resolution { file: f, .. }) => f,
+            None => return Err(Errno::EBADF),
+        };
+        let mut buf = vec![0; size as usize];
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read_at(&mut buf[n..], offset + n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(of_io(&e)),
+            }
+        }
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Writes `data` at `offset` of an open handle.
+    pub fn write(&mut self, fh: u64, offset: u64, data: &[u8]) -> Answer<()> {
+        use std::os::unix::fs::FileExt;
+        match self.files.get_mut(&fh) {
+            Some(Handle::File(f)) => f.write_all_at(data, offset).map_err(|e| of_io(&e)),
+            Some(Handle::Resolution { file, dirty, .. }) => {
+                *dirty = true;
+                file.write_all_at(data, offset).map_err(|e| of_io(&e))
+            }
+            Some(Handle::Memory(_)) => Err(Errno::EBADF),
+            None => Err(Errno::EBADF),
+        }
+    }
+
+    /// On close(2): a resolution written to a `resolved` file settles its conflict; the
+    /// error, if any, is what close returns.
+    pub fn flush(&mut self, fh: u64) -> Answer<()> {
+        if !matches!(self.files.get(&fh), Some(Handle::Resolution { .. })) {
+            return Ok(());
+        }
+        let Some(Handle::Resolution { path, file, dirty }) = self.files.remove(&fh) else {
+            return Ok(());
+        };
+        let (mut file, path) = (file, path);
+        let settled = if dirty {
+            self.settle(&path, &mut file)
+        } else {
+            Ok(())
+        };
+        self.files.insert(
+            fh,
+            Handle::Resolution {
+                path,
+                file,
+                dirty: false,
+            },
+        );
+        settled
+    }
+
+    /// Closes a handle.
+    pub fn release(&mut self, fh: u64) {
+        self.files.remove(&fh);
+    }
+
+    /// Refuses a change inside the variants directory (only `resolved` files are written,
+    /// through `open`).
+    pub fn writable(&self, path: &[u8]) -> Answer<()> {
+        if place(path).is_some() {
+            return Err(Errno::EROFS);
+        }
+        Ok(())
+    }
+
+    /// Opens `path` with `flags` (O_ACCMODE, O_APPEND, O_TRUNC, O_SYNC...; never O_CREAT).
+    /// A remote-only file is first brought in: opened with O_TRUNC for writing it needs no
+    /// content (it becomes an empty, modified file, offline too); otherwise its content is
+    /// fetched, or the open fails with EDISCONDATA's errno.
+    pub fn open(&mut self, path: &[u8], flags: i32) -> Answer<u64> {
+        if let Some(p) = place(path) {
+            let h = self.variant_open(&p, flags)?;
+            return Ok(self.keep_handle(h));
+        }
+        if self.is_remote_only(path) {
+            let writes = flags & libc::O_ACCMODE != libc::O_RDONLY;
+            if writes && flags & libc::O_TRUNC != 0 {
+                self.materialize_empty(path)?;
+            } else {
+                self.fetch(path)?;
+            }
+        }
+        let file = open_options(flags)
+            .open(self.abs(path))
+            .map_err(|e| of_io(&e))?;
+        Ok(self.keep(file))
+    }
+
+    /// Makes the remote-only `path` an empty workspace file with its base mode: the next
+    /// sync sees a modified file (its content replaced), which is what O_TRUNC asked for.
+    pub fn materialize_empty(&mut self, path: &[u8]) -> Answer<()> {
+        let mode = self.known.base.get(path).map_or(0o644, |e| e.mode);
+        self.ensure_parent(path)?;
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(self.abs(path))
+            .map_err(|e| of_io(&e))?;
+        std::fs::set_permissions(self.abs(path), std::fs::Permissions::from_mode(mode))
+            .map_err(|e| of_io(&e))?;
+        self.forget_remote_only(path)
+    }
+
+    /// Removes the remote-only mark of `path` (its workspace file, or its absence, is now
+    /// the truth the next sync reads).
+    pub fn forget_remote_only(&mut self, path: &[u8]) -> Answer<()> {
+        let mut batch = Batch::new();
+        cachesync_engine::presence::clear(&mut batch, path);
+        self.ws
+            .store
+            .commit(batch)
+            .map_err(|e| of_error(&e.into()))?;
+        self.reload()
+    }
+
+    /// Brings the content of the remote-only `path` into the workspace (from the store when
+    /// it is there, else from the share within its timeout).
+    pub fn fetch(&mut self, path: &[u8]) -> Answer<()> {
+        let got = cachesync_engine::presence::get(&self.ws, &[path.to_vec()]);
+        self.reload()?;
+        match got {
+            Ok(r) if r.done.iter().any(|p| p == path) => Ok(()),
+            Ok(r) => {
+                let why = r
+                    .refused
+                    .first()
+                    .map_or_else(String::new, |(_, w)| w.clone());
+                self.not_cached(path, &why);
+                Err(EDISCONDATA)
+            }
+            Err(e) => {
+                self.not_cached(path, &e.to_string());
+                Err(of_error(&e))
+            }
+        }
+    }
+
+    /// Emits the `not-cached` event for `path`.
+    fn not_cached(&self, path: &[u8], why: &str) {
+        let event = cachesync_engine::events::Event {
+            time_ns: cachesync_engine::now_ns(),
+            kind: cachesync_engine::events::EventKind::NotCached,
+            workspace: self.ws.root.display().to_string(),
+            reason: Some(format!(
+                "the content is not in the cache and the share cannot give it: {why}"
+            )),
+            path: Some(cachesync_engine::paths::display(path)),
+            manual: None,
+        };
+        let _ = cachesync_engine::events::emit(
+            &self.ws.meta_dir(),
+            self.ws.config.hook.as_deref(),
+            &event,
+        );
+    }
+
+    /// Creates the missing directories above `path` in the workspace (they exist in the
+    /// view because remote-only files are in them), with their base modes.
+    pub fn ensure_parent(&self, path: &[u8]) -> Answer<()> {
+        let parent = cachesync_engine::paths::split_parent(path).0;
+        if parent.is_empty() || self.abs(parent).is_dir() {
+            return Ok(());
+        }
+        self.ensure_parent(parent)?;
+        let mode = self
+            .known
+            .base
+            .get(parent)
+            .filter(|e| e.kind == EntryKind::Dir)
+            .map_or(0o755, |e| e.mode);
+        match std::fs::create_dir(self.abs(parent)) {
+            Ok(()) => {
+                std::fs::set_permissions(self.abs(parent), std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| of_io(&e))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(of_io(&e)),
+        }
+    }
+}
+
+/// The type of a listed workspace entry.
+fn kind_of(e: &std::fs::DirEntry) -> FileType {
+    e.metadata().map_or(FileType::RegularFile, |md| {
+        crate::attr::of_metadata(0, &md).kind
+    })
+}
+
+/// `OpenOptions` for the open(2) flags the kernel passes (O_CREAT and O_EXCL left out: the
+/// kernel sends `create` for those).
+pub fn open_options(flags: i32) -> OpenOptions {
+    let mut o = OpenOptions::new();
+    match flags & libc::O_ACCMODE {
+        libc::O_WRONLY => o.write(true),
+        libc::O_RDWR => o.read(true).write(true),
+        _ => o.read(true),
+    };
+    if flags & libc::O_APPEND != 0 {
+        o.append(true);
+    }
+    if flags & libc::O_TRUNC != 0 {
+        o.truncate(true);
+    }
+    let passed = flags & (libc::O_SYNC | libc::O_DSYNC | libc::O_NOFOLLOW | libc::O_DIRECT);
+    o.custom_flags(passed & !libc::O_DIRECT);
+    o
+}
