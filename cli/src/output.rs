@@ -127,14 +127,42 @@ impl cachesync_engine::Progress for Bars {
     }
 }
 
-/// Opens the workspace around the current directory.
+/// Opens the workspace around the current directory. When a `cachesync mount` of it holds
+/// it, the view lets go of it for as long as this process runs (see
+/// `cachesync_view::control`).
 pub fn open_workspace(json: bool) -> Result<cachesync_engine::Workspace, Failure> {
     let cwd = std::env::current_dir()
         .map_err(|e| SyncError::Usage(format!("cannot read the current directory: {e}")))
         .or_fail(json)?;
     let root = cachesync_engine::Workspace::find(&cwd).or_fail(json)?;
-    cachesync_engine::Workspace::open(&root).or_fail(json)
+    let locked = match cachesync_engine::Workspace::open(&root) {
+        Err(e @ SyncError::Locked { .. }) => e,
+        other => return other.or_fail(json),
+    };
+    let meta = root.join(cachesync_engine::ignore_rules::META_DIR);
+    let Some(conn) = cachesync_view::control::ask_release(&meta) else {
+        return Err(locked).or_fail(json);
+    };
+    // Held until the process ends: closing it tells the view this command is done.
+    let _ = VIEW_RELEASE.set(conn);
+    let start = std::time::Instant::now();
+    loop {
+        match cachesync_engine::Workspace::open(&root) {
+            Err(SyncError::Locked { .. }) if start.elapsed() < VIEW_WAIT => {
+                std::thread::park_timeout(std::time::Duration::from_millis(20));
+            }
+            other => return other.or_fail(json),
+        }
+    }
 }
+
+/// The connection that keeps a running view from taking the workspace back.
+static VIEW_RELEASE: std::sync::OnceLock<std::os::unix::net::UnixStream> =
+    std::sync::OnceLock::new();
+
+/// How long a command waits for the workspace once a view let go of it (another command may
+/// hold it meanwhile).
+const VIEW_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Opens the workspace around the current directory to read it, beside a running command
 /// if need be (see `Workspace::open_for_reading`).

@@ -478,3 +478,49 @@ fn real_programs_work_through_the_view_with_the_share_gone() {
         .expect("git on the share");
     assert!(String::from_utf8_lossy(&out.stdout).contains("offline"));
 }
+
+#[test]
+fn commands_work_while_the_view_runs_and_the_view_follows_what_they_did() {
+    let (env, at) = setup();
+    let m = Mounted::start(&env, &at);
+    let st = env.run(["status", "--json"]);
+    assert_eq!(st.code, 0, "status beside a running view: {st}");
+    // A sync run by hand while mounted: it records a conflict; the view shows its variants.
+    fs::write(m.p("a.txt"), "mine\n").expect("edit through the view");
+    common::write_changed(&env.r("a.txt"), b"theirs\n");
+    let r = env.run(["sync"]);
+    assert_eq!(r.code, 7, "a conflict: {r}");
+    let server = m.p(".cachesync-variants/server/a.txt");
+    wait_until("the view reads the store again", MOUNT_WAIT, || {
+        server.exists()
+    });
+    assert_eq!(fs::read_to_string(&server).expect("server"), "theirs\n");
+    // The view took the workspace back: a remote-only file is still fetched on open.
+    assert_eq!(
+        fs::read_to_string(m.p("docs/c.txt")).expect("fetch"),
+        "charlie\n"
+    );
+    m.stop();
+}
+
+#[test]
+fn the_view_syncs_by_itself_on_its_interval() {
+    let (env, at) = setup();
+    let config = env.w(".cachesync/config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&config).expect("config")).expect("json");
+    c["view_sync_seconds"] = serde_json::json!(1);
+    fs::write(&config, c.to_string()).expect("write config");
+    let m = Mounted::start(&env, &at);
+    env.put_remote("from-server.txt", "pulled by the view\n");
+    fs::write(m.p("from-view.txt"), "pushed by the view\n").expect("write");
+    wait_until("the view pulled and pushed", MOUNT_WAIT, || {
+        env.w("from-server.txt").exists() && env.r("from-view.txt").exists()
+    });
+    assert_eq!(
+        fs::read_to_string(m.p("from-server.txt")).expect("read"),
+        "pulled by the view\n"
+    );
+    assert_eq!(common::read(env.r("from-view.txt")), "pushed by the view\n");
+    m.stop();
+}

@@ -75,7 +75,14 @@ pub struct Config {
     /// `none` (only switch the mode; later commands do what they are asked).
     #[serde(default = "default_on_reconnect")]
     pub on_reconnect: String,
+    /// While `cachesync mount` serves the workspace, it syncs every this many seconds (0:
+    /// never by itself); unset: [`VIEW_SYNC_SECONDS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view_sync_seconds: Option<u64>,
 }
+
+/// How often a mounted view syncs by itself when the config does not say.
+pub const VIEW_SYNC_SECONDS: u64 = 300;
 
 fn default_timeout_ms() -> u64 {
     10_000
@@ -116,6 +123,7 @@ impl Config {
             culling: true,
             verify_before_overwrite: true,
             on_reconnect: default_on_reconnect(),
+            view_sync_seconds: None,
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -22,21 +22,23 @@ const TTL: Duration = Duration::from_secs(1);
 
 /// The file system served at the mount point.
 pub struct View {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 impl View {
     /// A view of the workspace `state` holds.
-    pub fn new(state: State) -> View {
-        View {
-            state: Mutex::new(state),
-        }
+    pub fn new(state: Arc<Mutex<State>>) -> View {
+        View { state }
     }
 
+    /// The state, for one request (taken back from another command first, if it is done).
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
+        let mut s = self
+            .state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.refresh();
+        s
     }
 }
 
@@ -368,7 +370,7 @@ impl Filesystem for View {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let s = self.lock();
-        match rustix::fs::statvfs(&s.ws.root) {
+        match rustix::fs::statvfs(&s.root) {
             Ok(st) => reply.statfs(
                 st.f_blocks,
                 st.f_bfree,

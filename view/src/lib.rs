@@ -13,6 +13,7 @@
 
 mod attr;
 mod change;
+pub mod control;
 pub mod errno;
 mod fs;
 mod inodes;
@@ -34,6 +35,8 @@ use fuser::{Config, MountOption};
 pub struct Options {
     /// Where to mount (an existing, empty directory).
     pub mountpoint: PathBuf,
+    /// The `cachesync` binary, to sync every `view_sync_seconds` (none: never).
+    pub sync_with: Option<PathBuf>,
 }
 
 /// How often the daemon looks for a signal or an unmount.
@@ -63,7 +66,20 @@ pub fn run(ws: Workspace, opts: &Options) -> Result<()> {
             mp.display()
         )));
     }
+    let every = ws
+        .config
+        .view_sync_seconds
+        .unwrap_or(cachesync_engine::config::VIEW_SYNC_SECONDS);
+    let (root, meta) = (ws.root.clone(), ws.meta_dir());
     let state = state::State::new(ws).map_err(|e| io_error(mp, e))?;
+    let state = Arc::new(std::sync::Mutex::new(state));
+    let socket = meta.join(control::SOCKET);
+    if let Err(e) = control::serve(&socket, Arc::clone(&state)) {
+        eprintln!(
+            "cachesync: {}: no control socket ({e}): other commands wait for `cachesync umount`",
+            socket.display()
+        );
+    }
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName("cachesync".into()),
@@ -81,6 +97,11 @@ pub fn run(ws: Workspace, opts: &Options) -> Result<()> {
     ] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| SyncError::io(mp, e))?;
     }
+    if let (Some(exe), true) = (&opts.sync_with, every > 0) {
+        let log = meta.join("mount.log");
+        let every = Duration::from_secs(every);
+        control::sync_every(exe.clone(), root, log, every, Arc::clone(&stop));
+    }
     while !stop.load(Ordering::Relaxed) && !session.guard.is_finished() {
         std::thread::park_timeout(WATCH);
     }
@@ -89,7 +110,10 @@ pub fn run(ws: Workspace, opts: &Options) -> Result<()> {
         // lets go, and the files they still have open keep working until then.
         unmount(mp, true)?;
     }
-    session.join().map_err(|e| SyncError::io(mp, e))
+    stop.store(true, Ordering::Relaxed);
+    let ended = session.join().map_err(|e| SyncError::io(mp, e));
+    let _ = std::fs::remove_file(&socket);
+    ended
 }
 
 fn io_error(mp: &Path, e: fuser::Errno) -> SyncError {

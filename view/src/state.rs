@@ -46,8 +46,21 @@ pub enum Handle {
 
 /// Everything the view holds.
 pub struct State {
-    /// The workspace (its lock is held for the life of the mount).
-    pub ws: Workspace,
+    /// The workspace, while the view holds it (its lock with it). Another cachesync command
+    /// asks the view to let go of it (see [`crate::control`]); the view takes it back once
+    /// that command is done, at the next call that needs the store.
+    ws: Option<Workspace>,
+    /// The workspace root.
+    pub root: PathBuf,
+    /// `.cachesync/` in it.
+    pub meta: PathBuf,
+    /// The user's hook, for events.
+    hook: Option<String>,
+    /// Pins and hoard rules, as the config said at the last load.
+    working_set: cachesync_engine::workset::WorkingSet,
+    /// Commands the view let go of the workspace for (not done yet), and whether the store
+    /// changed since the last load.
+    pub shared: std::sync::Arc<crate::control::Shared>,
     /// What the store says.
     pub known: Known,
     /// Inode numbers.
@@ -74,7 +87,12 @@ impl State {
     pub fn new(ws: Workspace) -> Answer<State> {
         let known = Known::load(&ws).map_err(|e| of_error(&e))?;
         Ok(State {
-            ws,
+            root: ws.root.clone(),
+            meta: ws.meta_dir(),
+            hook: ws.config.hook.clone(),
+            working_set: ws.working_set(),
+            ws: Some(ws),
+            shared: std::sync::Arc::default(),
             known,
             inodes: Inodes::default(),
             files: HashMap::new(),
@@ -85,8 +103,46 @@ impl State {
 
     /// Reads the store's view again (after the view or a sync changed it).
     pub fn reload(&mut self) -> Answer<()> {
-        self.known = Known::load(&self.ws).map_err(|e| of_error(&e))?;
+        let ws = self.ws.as_ref().ok_or(Errno::EAGAIN)?;
+        self.known = Known::load(ws).map_err(|e| of_error(&e))?;
+        self.working_set = ws.working_set();
+        self.hook.clone_from(&ws.config.hook);
         Ok(())
+    }
+
+    /// The workspace, taken back if the view let go of it and the command it let go for is
+    /// done. `EAGAIN` while another cachesync command works on the workspace.
+    pub fn ws(&mut self) -> Answer<&mut Workspace> {
+        if self.ws.is_none() {
+            if self.shared.busy() {
+                return Err(Errno::EAGAIN);
+            }
+            match Workspace::open(&self.root) {
+                Ok(ws) => self.ws = Some(ws),
+                Err(cachesync_engine::SyncError::Locked { .. }) => return Err(Errno::EAGAIN),
+                Err(e) => return Err(of_error(&e)),
+            }
+            self.reload()?;
+        }
+        self.ws.as_mut().ok_or(Errno::EAGAIN)
+    }
+
+    /// Lets go of the workspace (its lock and store) for another command.
+    pub fn let_go(&mut self) {
+        self.ws = None;
+    }
+
+    /// Called before every request: after another command worked on the workspace, take it
+    /// back and read the store again (what the view shows follows that command).
+    pub fn refresh(&mut self) {
+        if self.shared.stale() && !self.shared.busy() && self.ws().is_ok() {
+            self.shared.fresh();
+        }
+    }
+
+    /// Pins and hoard rules.
+    pub fn working_set(&self) -> &cachesync_engine::workset::WorkingSet {
+        &self.working_set
     }
 
     /// The path of `ino`.
@@ -108,7 +164,7 @@ impl State {
 
     /// The workspace file at `path`.
     pub fn abs(&self, path: &[u8]) -> PathBuf {
-        under(&self.ws.root, path)
+        under(&self.root, path)
     }
 
     /// True when `path` is a remote-only file (in the base, no workspace file).
@@ -371,7 +427,7 @@ impl State {
     pub fn forget_remote_only(&mut self, path: &[u8]) -> Answer<()> {
         let mut batch = Batch::new();
         cachesync_engine::presence::clear(&mut batch, path);
-        self.ws
+        self.ws()?
             .store
             .commit(batch)
             .map_err(|e| of_error(&e.into()))?;
@@ -381,7 +437,7 @@ impl State {
     /// Brings the content of the remote-only `path` into the workspace (from the store when
     /// it is there, else from the share within its timeout).
     pub fn fetch(&mut self, path: &[u8]) -> Answer<()> {
-        let got = cachesync_engine::presence::get(&self.ws, &[path.to_vec()]);
+        let got = cachesync_engine::presence::get(self.ws()?, &[path.to_vec()]);
         self.reload()?;
         match got {
             Ok(r) if r.done.iter().any(|p| p == path) => Ok(()),
@@ -405,18 +461,14 @@ impl State {
         let event = cachesync_engine::events::Event {
             time_ns: cachesync_engine::now_ns(),
             kind: cachesync_engine::events::EventKind::NotCached,
-            workspace: self.ws.root.display().to_string(),
+            workspace: self.root.display().to_string(),
             reason: Some(format!(
                 "the content is not in the cache and the share cannot give it: {why}"
             )),
             path: Some(cachesync_engine::paths::display(path)),
             manual: None,
         };
-        let _ = cachesync_engine::events::emit(
-            &self.ws.meta_dir(),
-            self.ws.config.hook.as_deref(),
-            &event,
-        );
+        let _ = cachesync_engine::events::emit(&self.meta, self.hook.as_deref(), &event);
     }
 
     /// Creates the missing directories above `path` in the workspace (they exist in the

@@ -167,7 +167,7 @@ impl State {
             if writes {
                 return Err(Errno::EROFS);
             }
-            let v = cachesync_engine::variants::read(&self.ws, rel, *which)
+            let v = cachesync_engine::variants::read(self.ws()?, rel, *which)
                 .map_err(|e| of_error(&e))?
                 .ok_or(Errno::ENOENT)?;
             return Ok(Handle::Memory(v.bytes));
@@ -175,7 +175,7 @@ impl State {
         if !writes {
             return Ok(Handle::Memory(Vec::new()));
         }
-        let tmp = tempfile::tempfile_in(self.ws.meta_dir()).map_err(|e| crate::errno::of_io(&e))?;
+        let tmp = tempfile::tempfile_in(&self.meta).map_err(|e| crate::errno::of_io(&e))?;
         Ok(Handle::Resolution {
             path: rel.clone(),
             file: tmp,
@@ -193,7 +193,7 @@ impl State {
             path: path.to_vec(),
             how: Resolution::With(bytes),
         };
-        let done = resolve::run(&self.ws, &opts);
+        let done = resolve::run(self.ws()?, &opts);
         self.reload()?;
         done.map(|_| ()).map_err(|e| match e {
             cachesync_engine::SyncError::Usage(_) => Errno::EINVAL,

@@ -29,7 +29,7 @@ impl State {
             return Ok(self.state_of(path)?.as_bytes().to_vec());
         }
         if name == PINNED.as_bytes() {
-            let pinned = self.ws.working_set().is_pinned(path);
+            let pinned = self.working_set().is_pinned(path);
             return Ok(if pinned { b"1" } else { b"0" }.to_vec());
         }
         Err(Errno::ENODATA)
@@ -58,14 +58,13 @@ impl State {
         let paths = [path.to_vec()];
         match value.trim_ascii() {
             b"1" => {
-                let (_, fetched) = cachesync_engine::presence::pin(&mut self.ws, &paths)
+                let (_, fetched) = cachesync_engine::presence::pin(self.ws()?, &paths)
                     .map_err(|e| of_error(&e))?;
                 // The pin stands; content the share cannot give now comes with a later sync.
                 drop(fetched);
             }
             b"0" => {
-                cachesync_engine::presence::unpin(&mut self.ws, &paths)
-                    .map_err(|e| of_error(&e))?;
+                cachesync_engine::presence::unpin(self.ws()?, &paths).map_err(|e| of_error(&e))?;
             }
             _ => return Err(Errno::EINVAL),
         }

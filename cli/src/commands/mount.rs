@@ -2,10 +2,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cachesync_engine::SyncError;
+use cachesync_engine::{SyncError, Workspace};
 
 use crate::app::CmdResult;
-use crate::output::{open_workspace, print_out, OrFail};
+use crate::output::{print_out, OrFail};
 
 /// Serve the workspace as a file system at MOUNTPOINT: the whole tree, remote-only files
 /// included (fetched when opened), usable offline; every change lands in the workspace.
@@ -33,7 +33,12 @@ pub struct UmountArgs {
 const START_WAIT: Duration = Duration::from_secs(20);
 
 pub fn cmd_mount(args: MountArgs) -> CmdResult {
-    let ws = open_workspace(false)?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| SyncError::io(std::path::Path::new("."), e))
+        .or_fail(false)?;
+    let root = Workspace::find(&cwd).or_fail(false)?;
+    // Not through a running view: a second view of a workspace is refused as locked.
+    let ws = Workspace::open(&root).or_fail(false)?;
     let mp = std::path::absolute(&args.mountpoint)
         .map_err(|e| SyncError::io(&args.mountpoint, e))
         .or_fail(false)?;
@@ -51,7 +56,10 @@ pub fn cmd_mount(args: MountArgs) -> CmdResult {
         .or_fail(false);
     }
     if args.foreground {
-        let opts = cachesync_view::Options { mountpoint: mp };
+        let opts = cachesync_view::Options {
+            mountpoint: mp,
+            sync_with: std::env::current_exe().ok(),
+        };
         cachesync_view::run(ws, &opts).or_fail(false)?;
         return Ok(0);
     }

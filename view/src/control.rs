@@ -1,0 +1,136 @@
+//! Other cachesync commands while the view runs.
+//!
+//! The view holds the workspace (its lock and its store) to serve requests. A command that
+//! finds the workspace locked connects to `.cachesync/view.sock` and writes `release`: the
+//! view lets go of the workspace, answers `released`, and the command opens it as usual. The
+//! command keeps the connection open while it works; when it ends (the connection closes,
+//! whatever way the command ended), the view takes the workspace back at its next request and
+//! reads the store again, so that what it shows follows what the command did. Meanwhile the
+//! requests that need the store (fetching a remote-only file, pinning, settling a conflict)
+//! fail with `EAGAIN`; everything else goes on.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::state::State;
+
+/// The control socket, in `.cachesync/`.
+pub const SOCKET: &str = "view.sock";
+
+/// How long a command waits for the view to let go.
+const ANSWER_WAIT: Duration = Duration::from_secs(30);
+
+/// What the view and its control connections share.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Commands the view let go for that are not done.
+    busy: AtomicUsize,
+    /// The store changed since the view last read it.
+    stale: AtomicBool,
+}
+
+impl Shared {
+    /// True while a command the view let go for is working.
+    pub fn busy(&self) -> bool {
+        self.busy.load(Ordering::SeqCst) > 0
+    }
+
+    /// True when the store may have changed since the view last read it.
+    pub fn stale(&self) -> bool {
+        self.stale.load(Ordering::SeqCst)
+    }
+
+    /// The view read the store again.
+    pub fn fresh(&self) {
+        self.stale.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Serves the control socket at `path` on a thread of its own (one more per connection).
+///
+/// # Errors
+/// I/O errors binding the socket.
+pub fn serve(path: &Path, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let state = Arc::clone(&state);
+            std::thread::spawn(move || answer(conn, &state));
+        }
+    });
+    Ok(())
+}
+
+/// One connection: `release`, then wait until the command is done.
+fn answer(conn: UnixStream, state: &Mutex<State>) {
+    let mut reader = BufReader::new(&conn);
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() || line.trim() != "release" {
+        return;
+    }
+    let shared = {
+        let mut s = state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.shared.busy.fetch_add(1, Ordering::SeqCst);
+        s.let_go();
+        Arc::clone(&s.shared)
+    };
+    let _ = (&conn).write_all(b"released\n");
+    // The command holds the connection while it works; EOF (or any error) is its end.
+    let mut sink = [0u8; 64];
+    while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+    shared.stale.store(true, Ordering::SeqCst);
+    shared.busy.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// For a command that found the workspace at `meta_dir`'s parent locked: asks a running
+/// view to let go of it. `Some` (keep it open until the command is done) when the view did;
+/// `None` when no view answers there.
+pub fn ask_release(meta_dir: &Path) -> Option<UnixStream> {
+    let conn = UnixStream::connect(meta_dir.join(SOCKET)).ok()?;
+    conn.set_read_timeout(Some(ANSWER_WAIT)).ok()?;
+    (&conn).write_all(b"release\n").ok()?;
+    let mut line = String::new();
+    BufReader::new(&conn).read_line(&mut line).ok()?;
+    (line.trim() == "released").then_some(conn)
+}
+
+/// Runs `command` (`cachesync sync -q`) in `root` every `every`, output appended to `log`,
+/// until `stop` is set: the view's own syncs, which go through [`ask_release`] like any
+/// other command.
+pub fn sync_every(
+    command: PathBuf,
+    root: PathBuf,
+    log: PathBuf,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) {
+    std::thread::spawn(move || loop {
+        let start = std::time::Instant::now();
+        while start.elapsed() < every {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::park_timeout(Duration::from_millis(200).min(every));
+        }
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log);
+        let Ok(out) = out else { continue };
+        let Ok(err) = out.try_clone() else { continue };
+        let _ = std::process::Command::new(&command)
+            .args(["sync", "-q"])
+            .current_dir(&root)
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .status();
+    });
+}
