@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cachesync_testutils::wait_until;
+use cachesync_testutils::{wait_until, SshfsRemote};
 use common::{binary, Env};
 
 /// How long a mount may take to come up or go away.
@@ -24,13 +24,17 @@ struct Mounted {
 
 impl Mounted {
     fn start(env: &Env, at: &Path) -> Mounted {
+        Mounted::start_in(&env.ws, &env.home, at)
+    }
+
+    fn start_in(ws: &Path, home: &Path, at: &Path) -> Mounted {
         let child = Command::new(binary())
             .args(["mount", "--foreground"])
             .arg(at)
-            .current_dir(&env.ws)
+            .current_dir(ws)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
-            .env("HOME", &env.home)
+            .env("HOME", home)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -522,5 +526,93 @@ fn the_view_syncs_by_itself_on_its_interval() {
         "pulled by the view\n"
     );
     assert_eq!(common::read(env.r("from-view.txt")), "pushed by the view\n");
+    m.stop();
+}
+
+/// Sets `view_sync_seconds` in the workspace's config.
+fn sync_every_second(ws: &Path) {
+    let config = ws.join(".cachesync/config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&config).expect("config")).expect("json");
+    c["view_sync_seconds"] = serde_json::json!(1);
+    fs::write(&config, c.to_string()).expect("write config");
+}
+
+#[test]
+fn over_sshfs_with_sshd_killed_the_view_works_offline_and_syncs_when_it_is_back() {
+    let mut share = SshfsRemote::start();
+    let served = share.served().to_path_buf();
+    fs::create_dir_all(served.join("docs")).expect("mkdir");
+    fs::write(served.join("keep.txt"), "kept here\n").expect("write");
+    fs::write(served.join("docs/a.txt"), "alpha\n").expect("write");
+    fs::write(served.join("docs/b.txt"), "bravo\n").expect("write");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ws, home, at) = (
+        tmp.path().join("ws"),
+        tmp.path().join("home"),
+        tmp.path().join("view"),
+    );
+    fs::create_dir(&home).expect("home");
+    fs::create_dir(&at).expect("mount point");
+    let run = |dir: &Path, args: &[&str]| {
+        let out = common::cachesync(dir, args, &[("HOME", home.to_str().expect("utf-8"))]);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mnt = share.mnt().to_str().expect("utf-8").to_string();
+    run(
+        tmp.path(),
+        &["clone", &mnt, ws.to_str().expect("utf-8"), "--timeout", "3"],
+    );
+    run(&ws, &["drop", "docs/b.txt"]);
+    run(&ws, &["gc"]);
+    sync_every_second(&ws);
+    let m = Mounted::start_in(&ws, &home, &at);
+
+    share.kill_server();
+    let mut names: Vec<String> = fs::read_dir(m.p("docs"))
+        .expect("list offline")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["a.txt", "b.txt"],
+        "remote-only files are listed offline"
+    );
+    assert_eq!(fs::metadata(m.p("docs/b.txt")).expect("stat").len(), 6);
+    assert_eq!(
+        fs::read_to_string(m.p("keep.txt")).expect("cached"),
+        "kept here\n"
+    );
+    let start = Instant::now();
+    let err = fs::read(m.p("docs/b.txt")).expect_err("not cached, share gone");
+    assert_eq!(errno(&err), libc::ENODATA, "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "within the timeout"
+    );
+    fs::write(m.p("new.txt"), "written offline\n").expect("write offline");
+    assert_eq!(
+        xattr(&m.p("new.txt"), "user.cachesync.state"),
+        "provisional"
+    );
+
+    share.restart_server();
+    wait_until("the view synced by itself", Duration::from_secs(60), || {
+        served.join("new.txt").is_file()
+            && xattr(&m.p("new.txt"), "user.cachesync.state") == "materialized"
+    });
+    assert_eq!(
+        fs::read_to_string(served.join("new.txt")).expect("pushed"),
+        "written offline\n"
+    );
+    assert_eq!(
+        fs::read_to_string(m.p("docs/b.txt")).expect("fetched now"),
+        "bravo\n"
+    );
     m.stop();
 }
