@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A guided tour of cachesync: clone a remote, change both sides, sync, see a remote deletion
 # arrive, meet a conflict and see that both versions are kept; then lose the share, keep
-# working offline, and see the share come back and the offline work go to it.
+# working offline, and see the share come back and the offline work go to it; last, the share
+# itself as a file system (`cachesync mount`), with the share there and gone.
 #
 #   testdata/demo.sh PATH/TO/cachesync        (`make demo` builds it and runs this)
 #
@@ -22,7 +23,7 @@ fi
 bin=$(realpath "$1")
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cachesync-demo.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+trap 'fusermount3 -uz "$tmp/view" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 remote=$tmp/remote
 ws=$tmp/workspace
 # clone records each workspace in a registry under XDG_CONFIG_HOME (for `connect --all`): the
@@ -194,6 +195,35 @@ echo "the offline edit of README.md is on the share"
 cs get assets/palette.bin
 cmp assets/palette.bin "$remote/assets/palette.bin" || fail "get brought back other bytes"
 cs status
+
+step "The share itself, as a file system: cachesync mount"
+sh_ "mkdir '$tmp/view'"
+cs mount "$tmp/view"
+note "The view shows the whole tree, remote-only files included, with their listed sizes:"
+cs drop assets/palette.bin
+cs gc
+sh_ "ls -l '$tmp/view/assets'"
+sh_ "getfattr --absolute-names --only-values -n user.cachesync.state '$tmp/view/assets/palette.bin'; echo"
+note "Opening a remote-only file fetches it, just in time:"
+sh_ "cmp '$tmp/view/assets/palette.bin' '$remote/assets/palette.bin' && echo same bytes as the share"
+cs drop docs/guide.md
+cs gc
+note "The share goes away again; the view goes on:"
+sh_ "mv '$remote' '$tmp/share-away' && mkdir '$remote'"
+sh_ "head -1 '$tmp/view/README.md'"
+note "A file whose content only the share has fails at once, with ENODATA (EDISCONDATA):"
+rc=0
+sh_ "cat '$tmp/view/docs/guide.md'" || rc=$?
+[ "$rc" -ne 0 ] || fail "an uncached file read offline through the view"
+sh_ "echo 'Made in the view, offline.' > '$tmp/view/view-notes.txt'"
+sh_ "getfattr --absolute-names --only-values -n user.cachesync.state '$tmp/view/view-notes.txt'; echo"
+note "The share comes back; a sync (any command works beside the view) sends the new file:"
+sh_ "rmdir '$remote' && mv '$tmp/share-away' '$remote'"
+cs sync
+grep -q 'Made in the view, offline.' "$remote/view-notes.txt" \
+    || fail "the file made in the view did not reach the share"
+sh_ "getfattr --absolute-names --only-values -n user.cachesync.state '$tmp/view/view-notes.txt'; echo"
+cs umount "$tmp/view"
 
 step "The journal: every command, the switch to offline and back, and the offline changes"
 cs log
