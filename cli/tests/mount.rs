@@ -616,3 +616,56 @@ fn over_sshfs_with_sshd_killed_the_view_works_offline_and_syncs_when_it_is_back(
     );
     m.stop();
 }
+
+#[test]
+fn with_allow_other_a_file_another_user_creates_is_theirs() {
+    let (env, at) = setup();
+    // The test's directories must be reachable by that user.
+    common::chmod(env.root(), 0o755);
+    let child = Command::new(binary())
+        .args(["mount", "--foreground", "--allow-other"])
+        .arg(&at)
+        .current_dir(&env.ws)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &env.home)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("mount");
+    let m = Mounted {
+        child,
+        at: at.clone(),
+    };
+    wait_until("the view is mounted", MOUNT_WAIT, || {
+        mounted(&at) && fs::metadata(&at).is_ok()
+    });
+    fs::create_dir(m.p("shared")).expect("mkdir");
+    common::chmod(m.p("shared"), 0o777);
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .status()
+            .expect("setpriv runs")
+    };
+    let made = m.p("shared/theirs.txt");
+    assert!(as_nobody(&["sh", "-c", &format!("echo hi > '{}'", made.display())]).success());
+    let md = fs::metadata(&made).expect("made");
+    assert_eq!(
+        (
+            std::os::unix::fs::MetadataExt::uid(&md),
+            std::os::unix::fs::MetadataExt::gid(&md)
+        ),
+        (65534, 65534)
+    );
+    let mine = m.p("mine.txt");
+    fs::write(&mine, "root's\n").expect("write");
+    common::chmod(&mine, 0o600);
+    assert!(
+        !as_nobody(&["cat", mine.to_str().expect("utf-8")]).success(),
+        "the kernel checks permissions"
+    );
+    m.stop();
+}

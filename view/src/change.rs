@@ -51,6 +51,35 @@ fn timespec(t: Option<TimeOrNow>) -> Timespec {
 }
 
 impl State {
+    /// Gives a file the view just made to the program that asked for it (the daemon made it;
+    /// when it runs as root, the file would otherwise be root's): the caller's uid, and its
+    /// gid unless the directory is set-group-ID (then the directory's, as the kernel does).
+    pub fn own(&mut self, attr: FileAttr, req: &fuser::Request) -> Answer<FileAttr> {
+        if !rustix::process::geteuid().is_root() || (attr.uid == req.uid() && attr.gid == req.gid())
+        {
+            return Ok(attr);
+        }
+        let path = self.path(attr.ino.0)?;
+        let parent = self.abs(cachesync_engine::paths::split_parent(&path).0);
+        let gid = match std::fs::metadata(&parent) {
+            Ok(md) if std::os::unix::fs::MetadataExt::mode(&md) & 0o2000 != 0 => {
+                std::os::unix::fs::MetadataExt::gid(&md)
+            }
+            _ => req.gid(),
+        };
+        std::os::unix::fs::lchown(self.abs(&path), Some(req.uid()), Some(gid))
+            .map_err(|e| of_io(&e))?;
+        // chown clears the set-user-ID and set-group-ID bits; the program asked for them.
+        if attr.kind != fuser::FileType::Symlink && attr.perm & 0o6000 != 0 {
+            std::fs::set_permissions(
+                self.abs(&path),
+                Permissions::from_mode(u32::from(attr.perm)),
+            )
+            .map_err(|e| of_io(&e))?;
+        }
+        self.attr(&path)
+    }
+
     /// Creates and opens the file `path` (`flags` as open(2) gives them).
     pub fn create(&mut self, path: &[u8], mode: u32, flags: i32) -> Answer<(FileAttr, u64)> {
         if crate::variants::place(path).is_some() {

@@ -144,7 +144,7 @@ impl Filesystem for View {
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -154,13 +154,14 @@ impl Filesystem for View {
         let mut s = self.lock();
         let a = s
             .child(parent.0, bytes(name))
-            .and_then(|p| s.mkdir(&p, mode & !umask & 0o7777));
+            .and_then(|p| s.mkdir(&p, mode & !umask & 0o7777))
+            .and_then(|a| s.own(a, req));
         entry(reply, a);
     }
 
     fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -171,7 +172,8 @@ impl Filesystem for View {
         let mut s = self.lock();
         let a = s
             .child(parent.0, bytes(name))
-            .and_then(|p| s.mknod(&p, mode & !(umask & 0o7777), rdev));
+            .and_then(|p| s.mknod(&p, mode & !(umask & 0o7777), rdev))
+            .and_then(|a| s.own(a, req));
         entry(reply, a);
     }
 
@@ -189,7 +191,7 @@ impl Filesystem for View {
 
     fn symlink(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         link_name: &OsStr,
         target: &Path,
@@ -198,7 +200,8 @@ impl Filesystem for View {
         let mut s = self.lock();
         let a = s
             .child(parent.0, bytes(link_name))
-            .and_then(|p| s.symlink(&p, target));
+            .and_then(|p| s.symlink(&p, target))
+            .and_then(|a| s.own(a, req));
         entry(reply, a);
     }
 
@@ -434,7 +437,7 @@ impl Filesystem for View {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -445,7 +448,8 @@ impl Filesystem for View {
         let mut s = self.lock();
         let a = s
             .child(parent.0, bytes(name))
-            .and_then(|p| s.create(&p, mode & !umask & 0o7777, flags));
+            .and_then(|p| s.create(&p, mode & !umask & 0o7777, flags))
+            .and_then(|(a, fh)| s.own(a, req).map(|a| (a, fh)));
         match a {
             Ok((attr, fh)) => reply.created(
                 &TTL,

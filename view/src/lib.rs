@@ -37,6 +37,9 @@ pub struct Options {
     pub mountpoint: PathBuf,
     /// The `cachesync` binary, to sync every `view_sync_seconds` (none: never).
     pub sync_with: Option<PathBuf>,
+    /// Let every user use the view (FUSE's `allow_other`; others than root need
+    /// `user_allow_other` in /etc/fuse.conf). Without it only the user who mounted it can.
+    pub allow_other: bool,
 }
 
 /// How often the daemon looks for a signal or an unmount.
@@ -87,6 +90,9 @@ pub fn run(ws: Workspace, opts: &Options) -> Result<()> {
         MountOption::DefaultPermissions,
     ];
     config.n_threads = Some(1);
+    if opts.allow_other {
+        config.acl = fuser::SessionACL::All;
+    }
     let session =
         fuser::spawn_mount(fs::View::new(state), mp, &config).map_err(|e| SyncError::io(mp, e))?;
     let stop = Arc::new(AtomicBool::new(false));

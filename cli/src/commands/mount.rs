@@ -17,6 +17,10 @@ pub struct MountArgs {
     /// Stay in the foreground (for systemd and tests); SIGTERM or Ctrl-C unmounts.
     #[arg(long)]
     foreground: bool,
+    /// Let every user of the machine use the view (the kernel still checks each file's
+    /// permissions); without it, only you can.
+    #[arg(long)]
+    allow_other: bool,
 }
 
 /// Unmount a view mounted by `cachesync mount`.
@@ -59,18 +63,19 @@ pub fn cmd_mount(args: MountArgs) -> CmdResult {
         let opts = cachesync_view::Options {
             mountpoint: mp,
             sync_with: std::env::current_exe().ok(),
+            allow_other: args.allow_other,
         };
         cachesync_view::run(ws, &opts).or_fail(false)?;
         return Ok(0);
     }
     let log = ws.meta_dir().join("mount.log");
     drop(ws);
-    start_daemon(&mp, &log)
+    start_daemon(&mp, &log, args.allow_other)
 }
 
 /// Starts `cachesync mount --foreground` detached, output to `log`, and waits until the view
 /// is mounted (or the daemon failed: its log says why).
-fn start_daemon(mp: &std::path::Path, log: &std::path::Path) -> CmdResult {
+fn start_daemon(mp: &std::path::Path, log: &std::path::Path, allow_other: bool) -> CmdResult {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe()
         .map_err(|e| SyncError::io(std::path::Path::new("cachesync"), e))
@@ -85,6 +90,7 @@ fn start_daemon(mp: &std::path::Path, log: &std::path::Path) -> CmdResult {
     let mut child = Command::new(exe)
         .arg("mount")
         .arg("--foreground")
+        .args(allow_other.then_some("--allow-other"))
         .arg(mp)
         .stdin(Stdio::null())
         .stdout(out)
