@@ -69,6 +69,14 @@ pub fn run() -> i32 {
             Err(_) => 1,
         };
     }
+    // Inside a mounted view, a command works on the workspace behind it: the same directory
+    // there, so that relative paths mean the same files.
+    if let Some(dir) = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| cachesync_view::workspace_dir_for(&cwd))
+    {
+        let _ = std::env::set_current_dir(dir);
+    }
     // Remote calls go through a helper process: a hung mount can then never keep this
     // process from answering and exiting.
     if let Ok(exe) = std::env::current_exe() {

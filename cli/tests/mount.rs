@@ -669,3 +669,21 @@ fn with_allow_other_a_file_another_user_creates_is_theirs() {
     );
     m.stop();
 }
+
+#[test]
+fn commands_run_inside_the_view_work_on_the_workspace_behind_it() {
+    let (env, at) = setup();
+    let m = Mounted::start(&env, &at);
+    let r = env.run_in(&m.p("docs"), ["get", "c.txt"]);
+    assert_eq!(r.code, 0, "a relative path inside the view: {r}");
+    assert_eq!(common::read(env.w("docs/c.txt")), "charlie\n");
+    let st = env.run_in(&at, ["status", "--json"]);
+    assert_eq!(st.code, 0, "{st}");
+    assert!(
+        fs::read_dir(&at)
+            .expect("list")
+            .all(|e| e.expect("entry").file_name() != ".cachesync-view"),
+        "the marker is found by name, not listed"
+    );
+    m.stop();
+}

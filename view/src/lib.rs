@@ -42,6 +42,25 @@ pub struct Options {
     pub allow_other: bool,
 }
 
+/// A file at the root of the view (found by name, not listed) that holds the workspace's
+/// root, one line: a cachesync command run inside the view finds its workspace through it.
+pub const MARKER: &str = ".cachesync-view";
+
+/// The workspace directory that stands for `cwd` when `cwd` is inside a view (found by the
+/// [`MARKER`] in it or above it), else `None`.
+pub fn workspace_dir_for(cwd: &Path) -> Option<PathBuf> {
+    let mut dir = Some(cwd);
+    while let Some(d) = dir {
+        if let Ok(text) = std::fs::read_to_string(d.join(MARKER)) {
+            let root = PathBuf::from(text.trim_end_matches('\n'));
+            let rest = cwd.strip_prefix(d).ok()?;
+            return Some(root.join(rest));
+        }
+        dir = d.parent();
+    }
+    None
+}
+
 /// How often the daemon looks for a signal or an unmount.
 const WATCH: Duration = Duration::from_millis(100);
 

@@ -75,7 +75,8 @@ pub struct State {
 /// A workspace name the view never shows: the workspace's own directory at the root (and
 /// anything at the name of the variants directory), temporaries.
 fn hidden(parent: &[u8], name: &[u8]) -> bool {
-    (parent.is_empty() && (name == META_DIR.as_bytes() || name == VARIANTS.as_bytes()))
+    let own = [META_DIR, VARIANTS, crate::MARKER];
+    (parent.is_empty() && own.iter().any(|o| o.as_bytes() == name))
         || name.starts_with(TMP_PREFIX.as_bytes())
 }
 
@@ -127,6 +128,13 @@ impl State {
         self.ws.as_mut().ok_or(Errno::EAGAIN)
     }
 
+    /// What the [`crate::MARKER`] file holds: the workspace root.
+    fn marker(&self) -> Vec<u8> {
+        let mut m = self.root.as_os_str().as_encoded_bytes().to_vec();
+        m.push(b'\n');
+        m
+    }
+
     /// Lets go of the workspace (its lock and store) for another command.
     pub fn let_go(&mut self) {
         self.ws = None;
@@ -153,7 +161,9 @@ impl State {
     /// The path of `name` in the directory `parent`.
     pub fn child(&self, parent: u64, name: &[u8]) -> Answer<Vec<u8>> {
         let dir = self.path(parent)?;
-        if hidden(&dir, name) && !(dir.is_empty() && name == VARIANTS.as_bytes()) {
+        let virtual_ = [VARIANTS, crate::MARKER];
+        if hidden(&dir, name) && !(dir.is_empty() && virtual_.iter().any(|v| v.as_bytes() == name))
+        {
             return Err(Errno::ENOENT);
         }
         if name.len() > 255 {
@@ -174,6 +184,14 @@ impl State {
 
     /// The attributes of `path`, giving it an inode number.
     pub fn attr(&mut self, path: &[u8]) -> Answer<FileAttr> {
+        if path == crate::MARKER.as_bytes() {
+            let mut a = crate::attr::of_base_dir(self.inodes.number(path), None);
+            a.kind = FileType::RegularFile;
+            a.perm = 0o444;
+            a.nlink = 1;
+            a.size = self.marker().len() as u64;
+            return Ok(a);
+        }
         if let Some(p) = place(path) {
             return self.variant_attr(path, &p);
         }
@@ -377,7 +395,7 @@ impl State {
     /// Refuses a change inside the variants directory (only `resolved` files are written,
     /// through `open`).
     pub fn writable(&self, path: &[u8]) -> Answer<()> {
-        if place(path).is_some() {
+        if place(path).is_some() || path == crate::MARKER.as_bytes() {
             return Err(Errno::EROFS);
         }
         Ok(())
@@ -388,6 +406,13 @@ impl State {
     /// content (it becomes an empty, modified file, offline too); otherwise its content is
     /// fetched, or the open fails with EDISCONDATA's errno.
     pub fn open(&mut self, path: &[u8], flags: i32) -> Answer<u64> {
+        if path == crate::MARKER.as_bytes() {
+            if flags & libc::O_ACCMODE != libc::O_RDONLY {
+                return Err(Errno::EROFS);
+            }
+            let h = Handle::Memory(self.marker());
+            return Ok(self.keep_handle(h));
+        }
         if let Some(p) = place(path) {
             let h = self.variant_open(&p, flags)?;
             return Ok(self.keep_handle(h));
