@@ -687,3 +687,55 @@ fn commands_run_inside_the_view_work_on_the_workspace_behind_it() {
     );
     m.stop();
 }
+
+/// Sets keys of the workspace's config.
+fn configure(ws: &Path, set: &[(&str, serde_json::Value)]) {
+    let config = ws.join(".cachesync/config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&config).expect("config")).expect("json");
+    for (k, v) in set {
+        c[*k] = v.clone();
+    }
+    fs::write(&config, c.to_string()).expect("write config");
+}
+
+#[test]
+fn a_fetch_the_budget_cannot_hold_fails_with_enospc_unless_culling_makes_room() {
+    let env = Env::new();
+    env.put_remote("one.bin", common::noise(1, 50_000));
+    env.put_remote("two.bin", common::noise(2, 50_000));
+    env.clone_ws();
+    env.ok(&["drop", "one.bin", "two.bin"]);
+    env.ok(&["gc"]);
+    let used = env.json(0, &["status", "--json"])["cache"]["used"]
+        .as_u64()
+        .expect("cache.used");
+    let budget = serde_json::json!(used + 120_000);
+    configure(
+        &env.ws,
+        &[
+            ("budget_bytes", budget),
+            ("culling", serde_json::json!(false)),
+        ],
+    );
+    let at = env.root().join("view");
+    fs::create_dir(&at).expect("mount point");
+
+    let m = Mounted::start(&env, &at);
+    assert_eq!(fs::read(m.p("one.bin")).expect("fits").len(), 50_000);
+    let err = fs::read(m.p("two.bin")).expect_err("does not fit, culling off");
+    assert_eq!(errno(&err), libc::ENOSPC, "EDISCONFULL's errno: {err}");
+    m.stop();
+    let events = fs::read_to_string(env.w(".cachesync/events.jsonl")).unwrap_or_default();
+    assert!(events.contains("\"cache-full\""), "{events}");
+
+    configure(&env.ws, &[("culling", serde_json::json!(true))]);
+    let m = Mounted::start(&env, &at);
+    assert_eq!(fs::read(m.p("two.bin")).expect("room made").len(), 50_000);
+    assert_eq!(
+        xattr(&m.p("one.bin"), "user.cachesync.state"),
+        "remote-only",
+        "culled"
+    );
+    m.stop();
+}

@@ -203,3 +203,58 @@ pub fn cull_if_needed(ws: &Workspace, used: u64) -> Result<Option<Outcome>> {
         _ => Ok(None),
     }
 }
+
+/// What [`make_room`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// There is no budget, or `need` more bytes fit (after culling, if it culled): the
+    /// cache's use now.
+    Fits(u64),
+    /// `need` more bytes do not fit even after culling every candidate (or culling is off):
+    /// the use, the budget. Nothing was culled.
+    Full(u64, u64),
+}
+
+/// Makes room for `need` more bytes under the budget, culling the least wanted clean files
+/// (as [`run`] chooses them, `keep` spared) only if they free enough; records the `cache-full`
+/// level (and its event) when they cannot.
+///
+/// # Errors
+/// Local scan, store and I/O errors.
+pub fn make_room(ws: &Workspace, need: u64, keep: &[u8]) -> Result<Room> {
+    let Some(budget) = budget(ws) else {
+        return Ok(Room::Fits(0));
+    };
+    let base = ws.synced_base()?;
+    let local = crate::presence::scan_workspace(ws, &base)?;
+    let used = cache_use(ws, &local.tree, &local.remote_only);
+    if used.saturating_add(need) <= budget {
+        return Ok(Room::Fits(used));
+    }
+    let mut chosen = Vec::new();
+    let mut estimate = used;
+    if ws.config.culling {
+        for (p, size) in cull_candidates(ws, &base, &local)? {
+            if estimate.saturating_add(need) <= budget {
+                break;
+            }
+            if p.as_slice() != keep {
+                estimate = estimate.saturating_sub(size * 2);
+                chosen.push(p);
+            }
+        }
+    }
+    if chosen.is_empty() || estimate.saturating_add(need) > budget {
+        crate::sync::budget::note_cache_level(
+            ws,
+            crate::events::CacheLevel::Full,
+            used + need,
+            budget,
+        )?;
+        return Ok(Room::Full(used, budget));
+    }
+    crate::presence::drop_as(ws, &chosen, false)?;
+    crate::gc::run(ws)?;
+    let local = crate::presence::scan_workspace(ws, &base)?;
+    Ok(Room::Fits(cache_use(ws, &local.tree, &local.remote_only)))
+}

@@ -67,6 +67,9 @@ pub struct State {
     pub inodes: Inodes,
     /// Open files.
     files: HashMap<u64, Handle>,
+    /// The cache's use as last measured plus what the view fetched since (`None`: not
+    /// measured since the workspace last changed hands). Writes are not counted.
+    cache_used: Option<u64>,
     /// Open directories: their listing, taken at opendir.
     dirs: HashMap<u64, Vec<Listed>>,
     next_fh: u64,
@@ -97,6 +100,7 @@ impl State {
             known,
             inodes: Inodes::default(),
             files: HashMap::new(),
+            cache_used: None,
             dirs: HashMap::new(),
             next_fh: 1,
         })
@@ -145,6 +149,7 @@ impl State {
     pub fn refresh(&mut self) {
         if self.shared.stale() && !self.shared.busy() && self.ws().is_ok() {
             self.shared.fresh();
+            self.cache_used = None;
         }
     }
 
@@ -462,6 +467,7 @@ impl State {
     /// Brings the content of the remote-only `path` into the workspace (from the store when
     /// it is there, else from the share within its timeout).
     pub fn fetch(&mut self, path: &[u8]) -> Answer<()> {
+        self.room_for(path)?;
         let got = cachesync_engine::presence::get(self.ws()?, &[path.to_vec()]);
         self.reload()?;
         match got {
@@ -478,6 +484,35 @@ impl State {
                 self.not_cached(path, &e.to_string());
                 Err(of_error(&e))
             }
+        }
+    }
+
+    /// Makes room in the cache budget for the content of `path` (in the store and in the
+    /// workspace: twice its size, at most), culling as a sync would; EDISCONFULL's errno
+    /// when it cannot fit.
+    fn room_for(&mut self, path: &[u8]) -> Answer<()> {
+        use cachesync_engine::cull::{self, Room};
+        let need = self
+            .known
+            .base
+            .get(path)
+            .map_or(0, |e| e.size)
+            .saturating_mul(2);
+        let Some(budget) = cull::budget(self.ws()?) else {
+            return Ok(());
+        };
+        if let Some(u) = self.cache_used.filter(|u| u.saturating_add(need) <= budget) {
+            self.cache_used = Some(u + need);
+            return Ok(());
+        }
+        let room = cull::make_room(self.ws()?, need, path).map_err(|e| of_error(&e))?;
+        self.reload()?;
+        match room {
+            Room::Fits(used) => {
+                self.cache_used = Some(used + need);
+                Ok(())
+            }
+            Room::Full(..) => Err(crate::errno::EDISCONFULL),
         }
     }
 

@@ -112,7 +112,12 @@ pub(super) fn fit_budget(
 /// # Errors
 /// Store and event-log errors; [`SyncError::DamagedRecord`] when the recorded level is
 /// not one.
-fn note_cache_level(ws: &Workspace, level: CacheLevel, used: u64, budget: u64) -> Result<()> {
+pub(crate) fn note_cache_level(
+    ws: &Workspace,
+    level: CacheLevel,
+    used: u64,
+    budget: u64,
+) -> Result<()> {
     let state = ws.store.table(keys::CF_STATE);
     let before = match state.get(state_keys::CACHE_LEVEL)? {
         None => CacheLevel::Ok,
