@@ -162,6 +162,19 @@ fn selected_in(set: &HashSet<Vec<u8>>, p: &[u8]) -> bool {
 /// [`crate::SyncError::NotCached`] (EDISCONDATA) when content is neither cached nor
 /// reachable; store and I/O errors.
 pub fn get(ws: &Workspace, paths: &[Vec<u8>]) -> Result<Outcome> {
+    get_observed(ws, paths, None)
+}
+
+/// [`get`], showing the bytes read from the remote to `observer` as they come (see
+/// [`crate::scan::fetch_observed`]).
+///
+/// # Errors
+/// As [`get`].
+pub fn get_observed(
+    ws: &Workspace,
+    paths: &[Vec<u8>],
+    mut observer: Option<crate::scan::Observer<'_, '_>>,
+) -> Result<Outcome> {
     let mut base = ws.store.read_ref_flat(keys::REF_BASE)?;
     let mut report = Outcome::default();
     let mut batch = Batch::new();
@@ -177,7 +190,15 @@ pub fn get(ws: &Workspace, paths: &[Vec<u8>]) -> Result<Outcome> {
             clear(&mut batch, &p);
             continue;
         }
-        let Some(id) = content_for_get(ws, &p, &e, &mut remote, &mut report)? else {
+        let got = content_for_get(
+            ws,
+            &p,
+            &e,
+            &mut remote,
+            &mut report,
+            observer.as_deref_mut(),
+        );
+        let Some(id) = got? else {
             continue;
         };
         if e.file != Some(id) {
@@ -222,6 +243,7 @@ fn content_for_get(
     e: &cachesync_objects::Entry,
     remote: &mut Option<crate::timed::TimedRemote>,
     report: &mut Outcome,
+    observer: Option<crate::scan::Observer<'_, '_>>,
 ) -> Result<Option<FileId>> {
     let cached = e
         .file
@@ -232,7 +254,7 @@ fn content_for_get(
     if cached {
         return Ok(Some(e.file.expect("checked above")));
     }
-    fetch_for_get(ws, p, e, remote, report)
+    fetch_for_get(ws, p, e, remote, report, observer)
 }
 
 /// Reads `p` from the remote into the store. It must still be the version the base
@@ -245,6 +267,7 @@ fn fetch_for_get(
     e: &cachesync_objects::Entry,
     remote: &mut Option<crate::timed::TimedRemote>,
     report: &mut Outcome,
+    observer: Option<crate::scan::Observer<'_, '_>>,
 ) -> Result<Option<FileId>> {
     use crate::error::SyncError;
     let shown = crate::paths::display(p);
@@ -261,7 +284,7 @@ fn fetch_for_get(
         *remote = Some(r);
     }
     let r = remote.as_ref().expect("set above");
-    let (id, stat) = match crate::scan::fetch(r, &ws.store, p, None) {
+    let (id, stat) = match crate::scan::fetch_observed(r, &ws.store, p, None, observer) {
         Ok(x) => x,
         Err(e @ (SyncError::Disconnected { .. } | SyncError::RemoteIdentity { .. })) => {
             return Err(unreachable(e.to_string()))

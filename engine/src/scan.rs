@@ -737,7 +737,44 @@ pub fn fetch(
     remote: &TimedRemote,
     store: &Store,
     rel: &[u8],
+    listed: Option<RemoteEntry>,
+) -> Result<(cachesync_objects::FileId, RemoteEntry)> {
+    fetch_observed(remote, store, rel, listed, None)
+}
+
+/// Sees the bytes of a file as a fetch reads them, with their offset. A fetch that reads the
+/// file again (it changed while it was read) starts again at offset 0.
+pub type Observer<'b, 'a> = &'b mut (dyn FnMut(u64, &[u8]) + 'a);
+
+/// A reader that shows what it reads to an [`Observer`].
+struct Tee<'b, 'a, R> {
+    inner: R,
+    pos: u64,
+    observer: Option<Observer<'b, 'a>>,
+}
+
+impl<R: std::io::Read> std::io::Read for Tee<'_, '_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(o) = self.observer.as_mut() {
+            o(self.pos, &buf[..n]);
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// [`fetch`], showing the bytes to `observer` as they are read (the mounted view serves a
+/// file's first bytes while the rest is still coming).
+///
+/// # Errors
+/// As [`fetch`].
+pub fn fetch_observed(
+    remote: &TimedRemote,
+    store: &Store,
+    rel: &[u8],
     mut listed: Option<RemoteEntry>,
+    mut observer: Option<Observer<'_, '_>>,
 ) -> Result<(cachesync_objects::FileId, RemoteEntry)> {
     let gone = || SyncError::RemoteIo {
         path: display(rel).into(),
@@ -750,7 +787,11 @@ pub fn fetch(
         };
         crate::failpoint::hit("fetching");
         let mut reader = remote.open(rel)?;
-        let ingested = store.ingest(&mut reader);
+        let ingested = store.ingest(Tee {
+            inner: &mut reader,
+            pos: 0,
+            observer: observer.as_deref_mut(),
+        });
         let (id, size) = match ingested {
             Ok((id, size, _)) => (id, size),
             Err(e) => {

@@ -23,8 +23,9 @@ pub enum Fault {
 type Injected = (String, Vec<u8>, Fault);
 
 /// A remote with injected faults: `(call name, path prefix) → fault`. Call names are the
-/// [`Remote`] method names (`list`, `stat`, `open`, `create`, `rename`, ...), and `readlink`
-/// for the symlink targets a listing reads (an errno there is reported in the entry, as
+/// [`Remote`] method names (`list`, `stat`, `open`, `create`, `rename`, ...), `read` for the
+/// reads of an opened file after its first, and `readlink` for the symlink targets a listing
+/// reads (an errno there is reported in the entry, as
 /// [`FsRemote`] does: the listing goes on).
 #[derive(Clone)]
 pub struct FaultRemote {
@@ -83,6 +84,31 @@ impl FaultRemote {
     }
 }
 
+/// A file opened on a [`FaultRemote`]: every read after the first checks the `read` fault
+/// (so that a test sees the first bytes of a file come, then the rest hang or fail).
+struct FaultRead {
+    inner: Box<dyn RemoteRead>,
+    remote: FaultRemote,
+    path: Vec<u8>,
+    reads: u64,
+}
+
+impl io::Read for FaultRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.reads > 0 {
+            self.remote.check("read", &self.path)?;
+        }
+        self.reads += 1;
+        self.inner.read(buf)
+    }
+}
+
+impl RemoteRead for FaultRead {
+    fn close(self: Box<Self>) -> io::Result<()> {
+        self.inner.close()
+    }
+}
+
 impl Remote for FaultRemote {
     fn describe(&self) -> String {
         self.inner.describe()
@@ -104,7 +130,12 @@ impl Remote for FaultRemote {
     }
     fn open(&self, path: &[u8]) -> io::Result<Box<dyn RemoteRead>> {
         self.check("open", path)?;
-        self.inner.open(path)
+        Ok(Box::new(FaultRead {
+            inner: self.inner.open(path)?,
+            remote: self.clone(),
+            path: path.to_vec(),
+            reads: 0,
+        }))
     }
     fn create(&self, path: &[u8]) -> io::Result<Box<dyn RemoteWrite>> {
         self.check("create", path)?;

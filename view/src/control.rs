@@ -44,6 +44,11 @@ impl Shared {
         self.stale.load(Ordering::SeqCst)
     }
 
+    /// The store may have changed: read it again when the workspace is back.
+    pub fn mark_stale(&self) {
+        self.stale.store(true, Ordering::SeqCst);
+    }
+
     /// The view read the store again.
     pub fn fresh(&self) {
         self.stale.store(false, Ordering::SeqCst);

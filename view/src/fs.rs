@@ -258,7 +258,13 @@ impl Filesystem for View {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.lock().read(fh.0, offset, size) {
+        // A streamed file's read waits for its bytes without holding the view.
+        let stream = self.lock().stream_of(fh.0);
+        let read = match stream {
+            Some(s) => s.read(offset, size),
+            None => self.lock().read(fh.0, offset, size),
+        };
+        match read {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(e),
         }
@@ -317,7 +323,8 @@ impl Filesystem for View {
         reply: ReplyEmpty,
     ) {
         let s = self.lock();
-        let a = s.file(fh.0).and_then(|f| {
+        // Only workspace files have anything to sync.
+        let a = s.file(fh.0).map_or(Ok(()), |f| {
             if datasync {
                 f.sync_data()
             } else {

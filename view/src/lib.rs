@@ -18,7 +18,8 @@ pub mod errno;
 mod fs;
 mod inodes;
 mod known;
-mod state;
+pub mod state;
+pub mod stream;
 pub mod variants;
 pub mod xattr;
 
@@ -95,6 +96,10 @@ pub fn run(ws: Workspace, opts: &Options) -> Result<()> {
     let (root, meta) = (ws.root.clone(), ws.meta_dir());
     let state = state::State::new(ws).map_err(|e| io_error(mp, e))?;
     let state = Arc::new(std::sync::Mutex::new(state));
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .me = Arc::downgrade(&state);
     let socket = meta.join(control::SOCKET);
     if let Err(e) = control::serve(&socket, Arc::clone(&state)) {
         eprintln!(

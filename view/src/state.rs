@@ -33,6 +33,8 @@ pub enum Handle {
     File(File),
     /// Content held in memory (a conflict's variant).
     Memory(Vec<u8>),
+    /// A big remote-only file being fetched (see [`crate::stream`]).
+    Streaming(std::sync::Arc<crate::stream::Stream>),
     /// A resolution being written (`.cachesync-variants/resolved/PATH`): settled on close.
     Resolution {
         /// The conflicted path.
@@ -70,6 +72,12 @@ pub struct State {
     /// The cache's use as last measured plus what the view fetched since (`None`: not
     /// measured since the workspace last changed hands). Writes are not counted.
     cache_used: Option<u64>,
+    /// The files being streamed, by path.
+    pub streams: HashMap<Vec<u8>, std::sync::Arc<crate::stream::Stream>>,
+    /// The workspace handle is with a stream's fetch.
+    lent: bool,
+    /// The view's own state, for the threads that give the workspace back.
+    pub me: std::sync::Weak<std::sync::Mutex<State>>,
     /// Open directories: their listing, taken at opendir.
     dirs: HashMap<u64, Vec<Listed>>,
     next_fh: u64,
@@ -101,6 +109,9 @@ impl State {
             inodes: Inodes::default(),
             files: HashMap::new(),
             cache_used: None,
+            streams: HashMap::new(),
+            lent: false,
+            me: std::sync::Weak::new(),
             dirs: HashMap::new(),
             next_fh: 1,
         })
@@ -119,7 +130,7 @@ impl State {
     /// done. `EAGAIN` while another cachesync command works on the workspace.
     pub fn ws(&mut self) -> Answer<&mut Workspace> {
         if self.ws.is_none() {
-            if self.shared.busy() {
+            if self.shared.busy() || self.lent {
                 return Err(Errno::EAGAIN);
             }
             match Workspace::open(&self.root) {
@@ -137,6 +148,34 @@ impl State {
         let mut m = self.root.as_os_str().as_encoded_bytes().to_vec();
         m.push(b'\n');
         m
+    }
+
+    /// Hands the workspace to a stream's fetch (`None` when the view does not hold it).
+    pub fn take_ws(&mut self) -> Option<Workspace> {
+        let ws = self.ws.take()?;
+        self.lent = true;
+        Some(ws)
+    }
+
+    /// A stream's fetch gives the workspace back (or lets it go, when another command asked
+    /// for it meanwhile).
+    pub fn give_back(&mut self, ws: Workspace) {
+        self.lent = false;
+        if self.shared.busy() {
+            drop(ws);
+            self.shared.mark_stale();
+        } else {
+            self.ws = Some(ws);
+            let _ = self.reload();
+        }
+    }
+
+    /// The stream of a handle, if it is a streamed file's.
+    pub fn stream_of(&self, fh: u64) -> Option<std::sync::Arc<crate::stream::Stream>> {
+        match self.files.get(&fh) {
+            Some(Handle::Streaming(s)) => Some(std::sync::Arc::clone(s)),
+            _ => None,
+        }
     }
 
     /// Lets go of the workspace (its lock and store) for another command.
@@ -336,6 +375,7 @@ impl State {
                 return Ok(m[start..end].to_vec());
             }
             Some(Handle::File(f) | Handle::Resolution { file: f, .. }) => f,
+            Some(Handle::Streaming(s)) => return s.read(offset, size),
             None => return Err(Errno::EBADF),
         };
         let mut buf = vec![0; size as usize];
@@ -361,7 +401,7 @@ impl State {
                 *dirty = true;
                 file.write_all_at(data, offset).map_err(|e| of_io(&e))
             }
-            Some(Handle::Memory(_)) => Err(Errno::EBADF),
+            Some(Handle::Memory(_) | Handle::Streaming(_)) => Err(Errno::EBADF),
             None => Err(Errno::EBADF),
         }
     }
@@ -424,6 +464,12 @@ impl State {
         }
         if self.is_remote_only(path) {
             let writes = flags & libc::O_ACCMODE != libc::O_RDONLY;
+            let size = self.known.base.get(path).map_or(0, |e| e.size);
+            if !writes && size >= crate::stream::STREAM_MIN {
+                let me = self.me.clone();
+                let stream = self.start_stream(path, &me)?;
+                return Ok(self.keep_handle(Handle::Streaming(stream)));
+            }
             if writes && flags & libc::O_TRUNC != 0 {
                 self.materialize_empty(path)?;
             } else {
@@ -490,7 +536,7 @@ impl State {
     /// Makes room in the cache budget for the content of `path` (in the store and in the
     /// workspace: twice its size, at most), culling as a sync would; EDISCONFULL's errno
     /// when it cannot fit.
-    fn room_for(&mut self, path: &[u8]) -> Answer<()> {
+    pub fn room_for(&mut self, path: &[u8]) -> Answer<()> {
         use cachesync_engine::cull::{self, Room};
         let need = self
             .known
@@ -514,6 +560,21 @@ impl State {
             }
             Room::Full(..) => Err(crate::errno::EDISCONFULL),
         }
+    }
+
+    /// Emits the `not-cached` event for `path` from `ws`.
+    pub fn emit_not_cached(ws: &Workspace, path: &[u8], why: &str) {
+        let event = cachesync_engine::events::Event {
+            time_ns: cachesync_engine::now_ns(),
+            kind: cachesync_engine::events::EventKind::NotCached,
+            workspace: ws.root.display().to_string(),
+            reason: Some(format!(
+                "the content is not in the cache and the share cannot give it: {why}"
+            )),
+            path: Some(cachesync_engine::paths::display(path)),
+            manual: None,
+        };
+        let _ = cachesync_engine::events::emit(&ws.meta_dir(), ws.config.hook.as_deref(), &event);
     }
 
     /// Emits the `not-cached` event for `path`.
