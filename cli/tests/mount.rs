@@ -28,8 +28,13 @@ impl Mounted {
     }
 
     fn start_in(ws: &Path, home: &Path, at: &Path) -> Mounted {
+        Mounted::start_with(ws, home, at, &[])
+    }
+
+    fn start_with(ws: &Path, home: &Path, at: &Path, extra: &[&str]) -> Mounted {
         let child = Command::new(binary())
             .args(["mount", "--foreground"])
+            .args(extra)
             .arg(at)
             .current_dir(ws)
             .env_clear()
@@ -510,11 +515,7 @@ fn commands_work_while_the_view_runs_and_the_view_follows_what_they_did() {
 #[test]
 fn the_view_syncs_by_itself_on_its_interval() {
     let (env, at) = setup();
-    let config = env.w(".cachesync/config.json");
-    let mut c: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&config).expect("config")).expect("json");
-    c["view_sync_seconds"] = serde_json::json!(1);
-    fs::write(&config, c.to_string()).expect("write config");
+    configure(&env.ws, &[("view_sync_seconds", serde_json::json!(1))]);
     let m = Mounted::start(&env, &at);
     env.put_remote("from-server.txt", "pulled by the view\n");
     fs::write(m.p("from-view.txt"), "pushed by the view\n").expect("write");
@@ -527,15 +528,6 @@ fn the_view_syncs_by_itself_on_its_interval() {
     );
     assert_eq!(common::read(env.r("from-view.txt")), "pushed by the view\n");
     m.stop();
-}
-
-/// Sets `view_sync_seconds` in the workspace's config.
-fn sync_every_second(ws: &Path) {
-    let config = ws.join(".cachesync/config.json");
-    let mut c: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&config).expect("config")).expect("json");
-    c["view_sync_seconds"] = serde_json::json!(1);
-    fs::write(&config, c.to_string()).expect("write config");
 }
 
 #[test]
@@ -569,7 +561,7 @@ fn over_sshfs_with_sshd_killed_the_view_works_offline_and_syncs_when_it_is_back(
     );
     run(&ws, &["drop", "docs/b.txt"]);
     run(&ws, &["gc"]);
-    sync_every_second(&ws);
+    configure(&ws, &[("view_sync_seconds", serde_json::json!(1))]);
     let m = Mounted::start_in(&ws, &home, &at);
 
     share.kill_server();
@@ -622,23 +614,7 @@ fn with_allow_other_a_file_another_user_creates_is_theirs() {
     let (env, at) = setup();
     // The test's directories must be reachable by that user.
     common::chmod(env.root(), 0o755);
-    let child = Command::new(binary())
-        .args(["mount", "--foreground", "--allow-other"])
-        .arg(&at)
-        .current_dir(&env.ws)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", &env.home)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("mount");
-    let m = Mounted {
-        child,
-        at: at.clone(),
-    };
-    wait_until("the view is mounted", MOUNT_WAIT, || {
-        mounted(&at) && fs::metadata(&at).is_ok()
-    });
+    let m = Mounted::start_with(&env.ws, &env.home, &at, &["--allow-other"]);
     fs::create_dir(m.p("shared")).expect("mkdir");
     common::chmod(m.p("shared"), 0o777);
     let as_nobody = |args: &[&str]| {

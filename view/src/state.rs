@@ -367,7 +367,6 @@ impl State {
 
     /// Reads up to `size` bytes at `offset` of an open handle.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Answer<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
         let f = match self.files.get(&fh) {
             Some(Handle::Memory(m)) => {
                 let start = (offset as usize).min(m.len());
@@ -378,18 +377,7 @@ impl State {
             Some(Handle::Streaming(s)) => return s.read(offset, size),
             None => return Err(Errno::EBADF),
         };
-        let mut buf = vec![0; size as usize];
-        let mut n = 0;
-        while n < buf.len() {
-            match f.read_at(&mut buf[n..], offset + n as u64) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(of_io(&e)),
-            }
-        }
-        buf.truncate(n);
-        Ok(buf)
+        read_full_at(f, offset, size)
     }
 
     /// Writes `data` at `offset` of an open handle.
@@ -615,6 +603,23 @@ impl State {
             Err(e) => Err(of_io(&e)),
         }
     }
+}
+
+/// Up to `size` bytes of `f` at `offset`: fewer only at its end.
+pub fn read_full_at(f: &File, offset: u64, size: u32) -> Answer<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0; size as usize];
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(of_io(&e)),
+        }
+    }
+    buf.truncate(n);
+    Ok(buf)
 }
 
 /// The type of a listed workspace entry.

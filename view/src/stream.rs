@@ -92,18 +92,7 @@ impl Stream {
             }
         }
         drop(p);
-        let mut buf = vec![0; size as usize];
-        let mut n = 0;
-        while n < buf.len() {
-            match self.spool.read_at(&mut buf[n..], offset + n as u64) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(of_io(&e)),
-            }
-        }
-        buf.truncate(n);
-        Ok(buf)
+        crate::state::read_full_at(&self.spool, offset, size)
     }
 }
 

@@ -16,24 +16,12 @@ use cachesync_view::state::State;
 
 const SIZE: usize = 4 << 20;
 
-fn noise(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
-
 #[test]
 fn a_big_file_serves_its_first_bytes_before_the_rest_and_fails_cleanly_when_it_stalls() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let remote = tmp.path().join("remote");
     fs::create_dir(&remote).expect("mkdir");
-    let body = noise(SIZE);
+    let body = cachesync_testutils::cli::noise(7, SIZE);
     fs::write(remote.join("big.bin"), &body).expect("write");
     let fault = FaultRemote::new(FsRemote::new(&remote));
     let ws_dir = tmp.path().join("ws");
