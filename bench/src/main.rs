@@ -9,6 +9,7 @@
 
 mod measure;
 mod tree;
+mod view;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -80,6 +81,9 @@ enum Suite {
     Big,
     /// The Linux kernel source from Debian's linux-source, local.
     Linux,
+    /// Through `cachesync mount` against the workspace directly: a 1 GiB file read and
+    /// written, 100,000 files stat'ed.
+    View,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -90,6 +94,8 @@ enum Tool {
     Unison,
     Bisync,
     Git,
+    /// The same files in the workspace directory (the `view` suite's reference).
+    Direct,
 }
 
 impl Tool {
@@ -101,6 +107,7 @@ impl Tool {
             Tool::Unison => "unison",
             Tool::Bisync => "rclone bisync",
             Tool::Git => "git status",
+            Tool::Direct => "direct (no view)",
         }
     }
     fn key(self) -> &'static str {
@@ -111,6 +118,7 @@ impl Tool {
             Tool::Unison => "unison",
             Tool::Bisync => "bisync",
             Tool::Git => "git",
+            Tool::Direct => "direct",
         }
     }
 }
@@ -244,6 +252,7 @@ impl Bench {
                 c = Command::new("git");
                 c.arg("status").current_dir(dst);
             }
+            Tool::Direct => unreachable!("the view suite runs its own commands"),
         }
         self.env(&mut c);
         c
@@ -865,6 +874,7 @@ fn main() -> Result<()> {
             Suite::Many => b.many(),
             Suite::Big => b.big(),
             Suite::Linux => b.linux(),
+            Suite::View => b.view(),
         };
         if let Err(e) = result {
             eprintln!("{suite:?}: {e:#}");

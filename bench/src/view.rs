@@ -1,0 +1,123 @@
+//! The `view` suite: files read, written and stat'ed through `cachesync mount`, against the
+//! same files in the workspace directory. The rows' "× cachesync" column is then the direct
+//! time over the view's: 0.8 means the view ran at 80% of the direct speed.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{tree, Bench, Link, Tool};
+
+/// A view mounted for the suite: unmounted when dropped.
+struct View {
+    child: Child,
+    at: std::path::PathBuf,
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.at)
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// True once a cachesync view answers at `at`.
+fn mounted(at: &Path) -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let at = at.to_string_lossy();
+    info.lines().any(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        f.len() > 4 && f[4] == at && l.contains(" - fuse cachesync ")
+    }) && fs::metadata(at.as_ref()).is_ok()
+}
+
+impl Bench {
+    fn mount(&self, ws: &Path, at: &Path) -> Result<View> {
+        fs::create_dir_all(at)?;
+        let mut c = self.cachesync();
+        c.args(["mount", "--foreground"])
+            .arg(at)
+            .current_dir(ws)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(self.log.try_clone()?);
+        self.env(&mut c);
+        let view = View {
+            child: c.spawn().context("cachesync mount")?,
+            at: at.to_path_buf(),
+        };
+        let start = Instant::now();
+        while !mounted(at) {
+            if start.elapsed() > Duration::from_secs(30) {
+                bail!("the view did not come up at {}", at.display());
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+        Ok(view)
+    }
+
+    /// Sequential read and write of one big file and a warm `stat` of every file of a big
+    /// tree, through the view and directly.
+    pub(crate) fn view(&mut self) -> Result<()> {
+        let suite = "view";
+        let (size, files) = if self.args.quick {
+            (128u64 << 20, 10_000)
+        } else {
+            (1u64 << 30, 100_000)
+        };
+        let link = Link::local(&self.work.path().join(suite))?;
+        eprintln!("{suite}: one file of {size} bytes and {files} small files, local");
+        tree::generate_one(&link.served.join("big.bin"), size, self.args.seed)?;
+        tree::generate_small(&link.served.join("tree"), files, self.args.seed)?;
+        let ws = self.work.path().join(suite).join("ws");
+        let mut clone = self.cachesync();
+        clone.arg("clone").arg(&link.src).arg(&ws).arg("--quiet");
+        self.env(&mut clone);
+        self.sample(&mut clone)?;
+        let at = self.work.path().join(suite).join("view");
+        let view = self.mount(&ws, &at)?;
+        let mib = size >> 20;
+        for r in 0..self.args.runs {
+            for (tool, base) in [(Tool::Cachesync, &at), (Tool::Direct, &ws)] {
+                let mut read = Command::new("dd");
+                read.arg(format!("if={}", base.join("big.bin").display()))
+                    .args(["of=/dev/null", "bs=1M"]);
+                let s = self.sample(&mut read)?;
+                self.push(suite, &format!("sequential read, {mib} MiB"), tool, s);
+                let out = base.join(format!("written-{r}.bin"));
+                let mut write = Command::new("dd");
+                write
+                    .args(["if=/dev/zero", "bs=1M", "conv=fsync"])
+                    .arg(format!("of={}", out.display()))
+                    .arg(format!("count={mib}"));
+                let s = self.sample(&mut write)?;
+                self.push(suite, &format!("sequential write, {mib} MiB"), tool, s);
+                fs::remove_file(&out)?;
+                let mut stat = Command::new("find");
+                stat.arg(base.join("tree"))
+                    .args(["-type", "f", "-printf", "%s\n"])
+                    .stdout(Stdio::null());
+                if r == 0 {
+                    self.sample(&mut stat)?; // warm
+                }
+                let s = self.sample(&mut stat)?;
+                self.push(
+                    suite,
+                    &format!("stat every file, {files} files, warm"),
+                    tool,
+                    s,
+                );
+            }
+        }
+        drop(view);
+        Ok(())
+    }
+}
