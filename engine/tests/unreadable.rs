@@ -163,3 +163,29 @@ fn an_unreadable_file_is_left_as_it_is_on_both_sides() {
     );
     assert_eq!(read(p.ws.root.join("changed-there")), "base 2\n");
 }
+
+#[test]
+fn a_conflict_whose_path_cannot_be_read_stays_open() {
+    let mut p = pair(&[("c.txt", "one\n")]);
+    run(&mut p.ws, OpKind::Clone, Direction::Pull);
+    rewrite(&p.ws.root.join("c.txt"), "mine, a local edit\n");
+    rewrite(&p.remote.join("c.txt"), "theirs, the server's edit\n");
+    let r = run(&mut p.ws, OpKind::Sync, Direction::Both);
+    assert_eq!(r.conflicts.len(), 1, "a conflict is recorded");
+
+    // The server edits it again, and now refuses to give it.
+    rewrite(&p.remote.join("c.txt"), "theirs again, not readable\n");
+    p.fault.inject("open", b"c.txt", Fault::Errno(libc::EACCES));
+    let r = run(&mut p.ws, OpKind::Sync, Direction::Both);
+    assert_eq!(unreadable(&r), ["c.txt"]);
+    assert_eq!(
+        r.conflicts.len(),
+        1,
+        "the run did not look at it: the conflict is still open"
+    );
+    assert_eq!(read(p.ws.root.join("c.txt")), "mine, a local edit\n");
+
+    p.fault.clear();
+    let r = run(&mut p.ws, OpKind::Sync, Direction::Both);
+    assert_eq!(r.conflicts.len(), 1, "readable again: still a conflict");
+}

@@ -68,7 +68,13 @@ pub(super) fn commit_run(
     let mut outcomes = record_outcomes(opts, &trees, plan, &applied, &existing, base, report)
         .into_batch(&ws.store, plan, &mut batch)?;
     presence_updates(&mut batch, &trees, &outcomes.base, new_remote_only);
-    settle_records(ws, opts, existing, &mut outcomes, &mut batch);
+    let left: Vec<&Vec<u8>> = trees
+        .local
+        .unstable
+        .iter()
+        .chain(&trees.remote.unstable)
+        .collect();
+    settle_records(ws, opts, existing, &left, &mut outcomes, &mut batch);
     report.conflicts = std::mem::take(&mut outcomes.open_now)
         .into_values()
         .collect();
@@ -126,11 +132,14 @@ pub(super) fn commit_run(
 
 /// The recorded open conflicts this run did not reopen: a lost+found record stays open
 /// while its copy is there (the emptied directories of a removed copy are tidied); the
-/// others, when their path was in the run, are settled (both sides agree again).
+/// others, when their path was in the run, are settled (both sides agree again), unless the
+/// run `left` the path out (unstable or unreadable): those stay open, among the run's
+/// conflicts.
 fn settle_records(
     ws: &Workspace,
     opts: &Options,
     existing: BTreeMap<Vec<u8>, ConflictRecord>,
+    left: &[&Vec<u8>],
     outcomes: &mut Outcomes,
     batch: &mut Batch,
 ) {
@@ -151,10 +160,16 @@ fn settle_records(
                 dir = d.parent().map(Path::to_path_buf);
             }
         }
-        if !outcomes.open_now.contains_key(&path)
-            && !outcomes.merged.contains(&path)
-            && in_run(&path)
-        {
+        if outcomes.open_now.contains_key(&path) || outcomes.merged.contains(&path) {
+            continue;
+        }
+        // A path the run left out (it kept changing, or could not be read) was not looked at:
+        // its conflict is still open, and the run says so.
+        if left.iter().any(|u| is_within(&path, u)) {
+            outcomes.open_now.insert(path, r);
+            continue;
+        }
+        if in_run(&path) {
             r.state = ConflictState::Resolved;
             r.resolution
                 .get_or_insert_with(|| "both sides agree again".into());
