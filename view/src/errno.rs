@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | EDISCONDATA | `ENODATA` (61) | No data available | the content of a remote-only file is needed (open for reading, a partial write, a rename) and the share is not there or did not answer within the timeout |
 //! | EDISCONFULL | `ENOSPC` (28) | No space left on device | the cache budget (or the disk) cannot take the content |
-//! | EDISCONPERM | `EACCES` (13) | Permission denied | the change was refused by the share's permissions |
+//! | EDISCONPERM | — | — | not from the view: writes go to the workspace, and the next sync finds a change the share refuses (a permission conflict) |
 //! | disconnected | — | — | never an error by itself: everything the cache holds keeps working |
 //!
 //! `ENODATA` is distinct from `ENOENT` (the file exists: `stat` and `ls` show it) and from
