@@ -31,12 +31,7 @@ impl Drop for View {
 
 /// True once a cachesync view answers at `at`.
 fn mounted(at: &Path) -> bool {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let at = at.to_string_lossy();
-    info.lines().any(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        f.len() > 4 && f[4] == at && l.contains(" - fuse cachesync ")
-    }) && fs::metadata(at.as_ref()).is_ok()
+    cachesync_testutils::is_cachesync_view(at) && fs::metadata(at).is_ok()
 }
 
 impl Bench {

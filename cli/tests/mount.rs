@@ -90,15 +90,9 @@ impl Drop for Mounted {
     }
 }
 
-/// True when a cachesync view is mounted at `at` (per /proc/self/mountinfo: type `fuse`,
-/// source `cachesync`).
+/// True when a cachesync view is mounted at `at` (per /proc/self/mountinfo).
 fn mounted(at: &Path) -> bool {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let at = at.to_string_lossy();
-    info.lines().any(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        f.len() > 4 && f[4] == at && l.contains(" - fuse cachesync ")
-    })
+    cachesync_testutils::is_cachesync_view(at)
 }
 
 fn xattr(path: &Path, name: &str) -> String {

@@ -117,6 +117,15 @@ pub fn is_mount_point(path: &Path) -> bool {
         .any(|m| m.point == path)
 }
 
+/// True if a `cachesync mount` view is mounted at `path` (type `fuse`, source `cachesync`),
+/// read from `/proc/self/mountinfo` as [`is_mount_point`] does.
+pub fn is_cachesync_view(path: &Path) -> bool {
+    mounts()
+        .expect("read /proc/self/mountinfo")
+        .iter()
+        .any(|m| m.point == path && m.fstype == "fuse" && m.source == "cachesync")
+}
+
 /// One line of `/proc/self/mountinfo`, the fields we use.
 #[derive(Debug)]
 struct MountInfo {
@@ -127,6 +136,8 @@ struct MountInfo {
     point: PathBuf,
     /// The file system type (first field after the ` - ` separator).
     fstype: String,
+    /// The mount source (the field after the type).
+    source: String,
 }
 
 /// The mounts listed in `/proc/self/mountinfo`.
@@ -147,10 +158,13 @@ fn parse_mountinfo_line(line: &[u8]) -> Option<MountInfo> {
     let point = PathBuf::from(OsString::from_vec(unescape_octal(fields.get(4)?)));
     let separator = fields.iter().position(|&f| f == b"-")?;
     let fstype = String::from_utf8_lossy(fields.get(separator + 1)?).into_owned();
+    let source =
+        String::from_utf8_lossy(fields.get(separator + 2).unwrap_or(&&b""[..])).into_owned();
     Some(MountInfo {
         dev: (major << 20) | minor,
         point,
         fstype,
+        source,
     })
 }
 
