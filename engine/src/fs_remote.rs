@@ -6,11 +6,34 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cachesync_objects::EntryKind;
 
 use crate::remote::{Remote, RemoteEntry, RemoteRead, RemoteWrite};
+
+/// How long removing a directory waits for `.fuse_hidden*` files in it to go. A FUSE mount
+/// such as sshfs renames a file removed while it is open to `.fuse_hidden*` and deletes that at
+/// the release; the kernel sends the release in the background after close(2) returns, so a
+/// file just read and closed, then removed, can be hidden for a moment, and the directory
+/// holding it is not empty until the release is done.
+const HIDDEN_GRACE: Duration = Duration::from_secs(5);
+
+/// Whether `dir` holds `.fuse_hidden*` files and nothing else (false when it cannot be read).
+fn only_fuse_hidden(dir: &Path) -> bool {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return false;
+    };
+    let mut any = false;
+    for e in rd {
+        let Ok(e) = e else { return false };
+        if !e.file_name().as_bytes().starts_with(b".fuse_hidden") {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
 
 /// A remote that is a directory on a mounted file system.
 #[derive(Clone, Debug)]
@@ -207,7 +230,20 @@ impl Remote for FsRemote {
     }
 
     fn remove_dir(&self, path: &[u8]) -> io::Result<()> {
-        fs::remove_dir(self.abs(path))
+        let p = self.abs(path);
+        let deadline = Instant::now() + HIDDEN_GRACE;
+        loop {
+            match fs::remove_dir(&p) {
+                Err(e)
+                    if e.kind() == io::ErrorKind::DirectoryNotEmpty
+                        && Instant::now() < deadline
+                        && only_fuse_hidden(&p) =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                r => return r,
+            }
+        }
     }
 
     fn mkdir(&self, path: &[u8], mode: u32) -> io::Result<()> {
@@ -283,5 +319,33 @@ mod tests {
         let link = remote.stat(b"l").expect("stat").expect("there");
         assert_eq!(link.target, b"a");
         assert!(remote.stat(b"gone").expect("stat").is_none());
+    }
+
+    #[test]
+    fn removing_a_directory_waits_for_a_fuse_hidden_file_to_go_and_no_longer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let remote = FsRemote::new(dir.path());
+        // A file sshfs hid at a removal, deleted at the release a moment later.
+        fs::create_dir(dir.path().join("d")).expect("mkdir");
+        let hidden = dir.path().join("d/.fuse_hidden0000000a00000001");
+        fs::write(&hidden, b"x").expect("write");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            fs::remove_file(hidden).expect("release");
+        });
+        remote
+            .remove_dir(b"d")
+            .expect("removed once the release is done");
+        release.join().expect("join");
+        assert!(!dir.path().join("d").exists());
+
+        // Any other file: not empty, at once.
+        fs::create_dir(dir.path().join("e")).expect("mkdir");
+        fs::write(dir.path().join("e/.fuse_hidden1"), b"x").expect("write");
+        fs::write(dir.path().join("e/new"), b"x").expect("write");
+        let started = Instant::now();
+        let e = remote.remove_dir(b"e").expect_err("not empty");
+        assert_eq!(e.kind(), io::ErrorKind::DirectoryNotEmpty);
+        assert!(started.elapsed() < HIDDEN_GRACE, "no wait for a real file");
     }
 }
