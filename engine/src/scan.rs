@@ -118,6 +118,9 @@ pub fn ingest_local(store: &Store, path: &Path) -> Result<(IndexEntry, fs::Metad
     })
 }
 
+/// The longest path the system takes, its terminating NUL included.
+const PATH_MAX: usize = libc::PATH_MAX as usize;
+
 /// Scans the workspace at `root`.
 ///
 /// # Errors
@@ -155,6 +158,17 @@ pub fn scan_local(
             let name = item.file_name();
             let rel = join(&dir, name.as_bytes());
             let path = item.path();
+            if path.as_os_str().len() >= PATH_MAX {
+                // Deeper than the system lets a path go (a mount of the workspace can make
+                // one): left as it is on both sides, every run, with a warning.
+                out.warnings.push(format!(
+                    "skipped {}: its path in the workspace is longer than the system allows; \
+                     it is left as it is on both sides",
+                    display(&rel)
+                ));
+                out.unstable.push(rel);
+                continue;
+            }
             // Relative to the open directory (fstatat, not following symlinks): no path walk
             // per entry.
             let md = match item.metadata() {

@@ -4,7 +4,7 @@
 //! when it does (rename, chmod, a partial truncate), failing with EDISCONDATA's errno offline.
 
 use std::fs::{File, OpenOptions, Permissions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::time::SystemTime;
 
 use fuser::{Errno, FileAttr, TimeOrNow};
@@ -96,13 +96,21 @@ impl State {
         }
         self.ensure_parent(path)?;
         let abs = self.abs(path);
-        OpenOptions::new()
+        match OpenOptions::new()
             .write(true)
-            .create(true)
-            .create_new(flags & libc::O_EXCL != 0)
+            .create_new(true)
             .mode(mode)
             .open(&abs)
-            .map_err(|e| of_io(&e))?;
+        {
+            // The mode as asked (the kernel applied the caller's umask; the daemon's is not
+            // theirs).
+            Ok(made) => made
+                .set_permissions(Permissions::from_mode(mode & 0o7777))
+                .map_err(|e| of_io(&e))?,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AlreadyExists && flags & libc::O_EXCL == 0 => {}
+            Err(e) => return Err(of_io(&e)),
+        }
         let file = crate::state::open_options(flags)
             .open(&abs)
             .map_err(|e| of_io(&e))?;
@@ -120,9 +128,15 @@ impl State {
             return Err(Errno::EEXIST);
         }
         self.ensure_parent(path)?;
+        let abs = self.abs(path);
         std::fs::DirBuilder::new()
             .mode(mode)
-            .create(self.abs(path))
+            .create(&abs)
+            .map_err(|e| of_io(&e))?;
+        // The mode as asked (see `create`), with the set-group-ID bit a set-group-ID
+        // parent gave it.
+        let inherited = std::fs::metadata(&abs).map_err(|e| of_io(&e))?.mode() & 0o2000;
+        std::fs::set_permissions(&abs, Permissions::from_mode(mode & 0o7777 | inherited))
             .map_err(|e| of_io(&e))?;
         self.attr(path)
     }
@@ -137,12 +151,15 @@ impl State {
         let kind = rustix::fs::FileType::from_raw_mode(mode);
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            self.abs(path),
+            &*self.abs(path),
             kind,
             rustix::fs::Mode::from_raw_mode(mode & 0o7777),
             u64::from(rdev),
         )
         .map_err(|e| Errno::from_i32(e.raw_os_error()))?;
+        // The mode as asked (see `create`).
+        std::fs::set_permissions(self.abs(path), Permissions::from_mode(mode & 0o7777))
+            .map_err(|e| of_io(&e))?;
         self.attr(path)
     }
 
@@ -170,6 +187,8 @@ impl State {
         }
         self.ensure_parent(path)?;
         std::fs::hard_link(self.abs(existing), self.abs(path)).map_err(|e| of_io(&e))?;
+        let md = std::fs::symlink_metadata(self.abs(path)).map_err(|e| of_io(&e))?;
+        self.inodes.link(existing, path, (md.dev(), md.ino()));
         self.attr(path)
     }
 
@@ -223,9 +242,9 @@ impl State {
         let how = RenameFlags::from_bits_truncate(flags);
         rustix::fs::renameat_with(
             rustix::fs::CWD,
-            self.abs(from),
+            &*self.abs(from),
             rustix::fs::CWD,
-            self.abs(to),
+            &*self.abs(to),
             how,
         )
         .map_err(|e| Errno::from_i32(e.raw_os_error()))?;
@@ -285,7 +304,7 @@ impl State {
             };
             rustix::fs::utimensat(
                 rustix::fs::CWD,
-                &abs,
+                &*abs,
                 &times,
                 rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
             )

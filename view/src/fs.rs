@@ -87,10 +87,18 @@ impl Filesystem for View {
         entry(reply, a);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let mut s = self.lock();
+        if let Some(attr) = fh.and_then(|fh| s.handle_attr(ino.0, fh.0)) {
+            reply.attr(&TTL, &attr);
+            return;
+        }
         match s.path(ino.0).and_then(|p| s.attr(&p)) {
             Ok(attr) => reply.attr(&TTL, &attr),
+            Err(Errno::ESTALE) => match s.open_attr(ino.0) {
+                Some(attr) => reply.attr(&TTL, &attr),
+                None => reply.error(Errno::ESTALE),
+            },
             Err(e) => reply.error(e),
         }
     }
@@ -242,7 +250,10 @@ impl Filesystem for View {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let mut s = self.lock();
         match s.path(ino.0).and_then(|p| s.open(&p, flags.0)) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => {
+                s.opened(fh, ino.0);
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -458,13 +469,16 @@ impl Filesystem for View {
             .and_then(|p| s.create(&p, mode & !umask & 0o7777, flags))
             .and_then(|(a, fh)| s.own(a, req).map(|a| (a, fh)));
         match a {
-            Ok((attr, fh)) => reply.created(
-                &TTL,
-                &attr,
-                Generation(0),
-                FileHandle(fh),
-                FopenFlags::empty(),
-            ),
+            Ok((attr, fh)) => {
+                s.opened(fh, attr.ino.0);
+                reply.created(
+                    &TTL,
+                    &attr,
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                );
+            }
             Err(e) => reply.error(e),
         }
     }

@@ -3,17 +3,27 @@
 //! A number is given to a path the first time the kernel looks it up and kept until the path
 //! goes (unlink, rmdir, or the path renamed over). A rename moves the numbers of the path and
 //! of everything under it, so open files and the kernel's cached entries follow the rename.
+//! The names of one hard-linked workspace file share its number (as on a disk: one inode,
+//! its link count, its mode seen through every name): a link made through the view joins
+//! the number of the file it links, and a name found on a file whose link count is above
+//! one joins the number already given to that file (known by its device and inode).
 
 use std::collections::HashMap;
 
 /// The root's inode number (FUSE's fixed one).
 pub const ROOT: u64 = 1;
 
+/// A workspace file's identity: device and inode number.
+pub type FileId = (u64, u64);
+
 /// The two-way map between inode numbers and workspace-relative paths (the root is empty).
 #[derive(Debug)]
 pub struct Inodes {
-    paths: HashMap<u64, Vec<u8>>,
+    /// Every known name of each number; the first is the one used.
+    paths: HashMap<u64, Vec<Vec<u8>>>,
     numbers: HashMap<Vec<u8>, u64>,
+    /// The number of each hard-linked workspace file seen.
+    linked: HashMap<FileId, u64>,
     next: u64,
 }
 
@@ -22,9 +32,10 @@ impl Default for Inodes {
         let mut i = Inodes {
             paths: HashMap::new(),
             numbers: HashMap::new(),
+            linked: HashMap::new(),
             next: ROOT + 1,
         };
-        i.paths.insert(ROOT, Vec::new());
+        i.paths.insert(ROOT, vec![Vec::new()]);
         i.numbers.insert(Vec::new(), ROOT);
         i
     }
@@ -33,7 +44,7 @@ impl Default for Inodes {
 impl Inodes {
     /// The path of `ino`, if it is known.
     pub fn path(&self, ino: u64) -> Option<Vec<u8>> {
-        self.paths.get(&ino).cloned()
+        self.paths.get(&ino).and_then(|p| p.first()).cloned()
     }
 
     /// The number of `path`, given now if it has none.
@@ -43,17 +54,46 @@ impl Inodes {
         }
         let n = self.next;
         self.next += 1;
-        self.paths.insert(n, path.to_vec());
-        self.numbers.insert(path.to_vec(), n);
+        self.add(n, path);
         n
+    }
+
+    /// The number of `path`, a workspace file with `links` names whose identity is `id`:
+    /// the number its other names have when it has more than one.
+    pub fn number_of_file(&mut self, path: &[u8], id: FileId, links: u64) -> u64 {
+        if links < 2 {
+            return self.number(path);
+        }
+        let known = self.numbers.get(path).copied();
+        match self.linked.get(&id).copied() {
+            Some(n) if known == Some(n) => n,
+            Some(n) if self.paths.contains_key(&n) => {
+                // A name listed before its links were known, or a name made behind the
+                // view's back: it joins the file's number.
+                self.drop_name(path);
+                self.add(n, path);
+                n
+            }
+            _ => {
+                let n = self.number(path);
+                self.linked.insert(id, n);
+                n
+            }
+        }
+    }
+
+    /// `path` is a new name of the file at `existing` (a hard link), whose identity is `id`.
+    pub fn link(&mut self, existing: &[u8], path: &[u8], id: FileId) {
+        let n = self.number(existing);
+        self.drop_name(path);
+        self.add(n, path);
+        self.linked.insert(id, n);
     }
 
     /// `path` and everything under it are gone.
     pub fn remove(&mut self, path: &[u8]) {
         for p in self.under(path) {
-            if let Some(n) = self.numbers.remove(&p) {
-                self.paths.remove(&n);
-            }
+            self.drop_name(&p);
         }
     }
 
@@ -61,11 +101,11 @@ impl Inodes {
     pub fn rename(&mut self, from: &[u8], to: &[u8]) {
         self.remove(to);
         for p in self.under(from) {
-            let n = self.numbers.remove(&p).expect("listed above");
+            let n = self.numbers[&p];
+            self.drop_name(&p);
             let mut moved = to.to_vec();
             moved.extend_from_slice(&p[from.len()..]);
-            self.paths.insert(n, moved.clone());
-            self.numbers.insert(moved, n);
+            self.add(n, &moved);
         }
     }
 
@@ -75,6 +115,25 @@ impl Inodes {
         self.rename(a, &parked);
         self.rename(b, a);
         self.rename(&parked, b);
+    }
+
+    fn add(&mut self, n: u64, path: &[u8]) {
+        self.paths.entry(n).or_default().push(path.to_vec());
+        self.numbers.insert(path.to_vec(), n);
+    }
+
+    /// Forgets the name `path`; its number goes with its last name.
+    fn drop_name(&mut self, path: &[u8]) {
+        let Some(n) = self.numbers.remove(path) else {
+            return;
+        };
+        if let Some(names) = self.paths.get_mut(&n) {
+            names.retain(|p| p != path);
+            if names.is_empty() {
+                self.paths.remove(&n);
+                self.linked.retain(|_, v| *v != n);
+            }
+        }
     }
 
     /// The known paths equal to `path` or under it.
@@ -123,5 +182,33 @@ mod tests {
         assert_eq!(i.path(a).as_deref(), Some(&b"b"[..]));
         assert_eq!(i.path(af).as_deref(), Some(&b"b/f"[..]));
         assert_eq!(i.path(b).as_deref(), Some(&b"a"[..]));
+    }
+
+    #[test]
+    fn the_names_of_a_hard_linked_file_share_one_number_until_the_last_goes() {
+        let mut i = Inodes::default();
+        let a = i.number(b"a");
+        i.link(b"a", b"b", (1, 7));
+        assert_eq!(i.number(b"b"), a);
+        // A third name seen by lookup (made behind the view's back, or listed first).
+        let listed = i.number(b"c");
+        assert_ne!(listed, a);
+        assert_eq!(i.number_of_file(b"c", (1, 7), 3), a);
+        assert_eq!(
+            i.path(listed),
+            None,
+            "the listed number went with its only name"
+        );
+        i.remove(b"a");
+        assert_eq!(i.path(a).as_deref(), Some(&b"b"[..]), "another name serves");
+        i.rename(b"b", b"d");
+        assert_eq!(i.number(b"d"), a);
+        i.remove(b"d");
+        i.remove(b"c");
+        assert_eq!(i.path(a), None);
+        // The identity may come back on another file: it gets a number of its own.
+        let e = i.number_of_file(b"e", (1, 7), 2);
+        assert_ne!(e, a);
+        assert_eq!(i.number_of_file(b"e", (1, 7), 1), e);
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! The daemon holds the workspace lock while it runs.
 
+mod abs;
 mod attr;
 mod change;
 pub mod control;
@@ -173,6 +174,38 @@ pub fn recover_stale(path: &Path) -> Result<()> {
     match std::fs::metadata(path) {
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => unmount(path, true),
         _ => Ok(()),
+    }
+}
+
+/// How long [`unmount_and_wait`] waits for the daemon to let go of the workspace.
+const EXIT_WAIT: Duration = Duration::from_secs(30);
+
+/// Unmounts the view at `path` (see [`unmount`]) and, unless `lazy`, waits until its daemon
+/// has let go of the workspace lock, so that the next command (another `mount`, a `sync`)
+/// finds the workspace free. Returns false when the daemon still held it after
+/// [`EXIT_WAIT`] (or `path` was no view of ours, and there is nothing to wait for: true).
+///
+/// # Errors
+/// As [`unmount`].
+pub fn unmount_and_wait(path: &Path, lazy: bool) -> Result<bool> {
+    let lock = std::fs::read_to_string(path.join(MARKER)).ok().map(|root| {
+        PathBuf::from(root.trim_end_matches('\n'))
+            .join(cachesync_engine::ignore_rules::META_DIR)
+            .join("lock")
+    });
+    unmount(path, lazy)?;
+    let Some(lock) = lock.filter(|_| !lazy) else {
+        return Ok(true);
+    };
+    let start = std::time::Instant::now();
+    loop {
+        match cachesync_engine::lock::WorkspaceLock::acquire(&lock) {
+            Err(SyncError::Locked { .. }) if start.elapsed() < EXIT_WAIT => {
+                std::thread::park_timeout(Duration::from_millis(20));
+            }
+            Err(SyncError::Locked { .. }) => return Ok(false),
+            _ => return Ok(true),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
 use cachesync_engine::ignore_rules::{META_DIR, TMP_PREFIX};
-use cachesync_engine::paths::{join, under};
+use cachesync_engine::paths::join;
 use cachesync_engine::Workspace;
 use cachesync_objects::{Batch, EntryKind};
 use fuser::{Errno, FileAttr, FileType};
@@ -69,6 +69,8 @@ pub struct State {
     pub inodes: Inodes,
     /// Open files.
     files: HashMap<u64, Handle>,
+    /// The inode number each open file was opened as.
+    opened_as: HashMap<u64, u64>,
     /// The cache's use as last measured plus what the view fetched since (`None`: not
     /// measured since the workspace last changed hands). Writes are not counted.
     cache_used: Option<u64>,
@@ -108,6 +110,7 @@ impl State {
             known,
             inodes: Inodes::default(),
             files: HashMap::new(),
+            opened_as: HashMap::new(),
             cache_used: None,
             streams: HashMap::new(),
             lent: false,
@@ -217,8 +220,8 @@ impl State {
     }
 
     /// The workspace file at `path`.
-    pub fn abs(&self, path: &[u8]) -> PathBuf {
-        under(&self.root, path)
+    pub fn abs(&self, path: &[u8]) -> crate::abs::Abs {
+        crate::abs::Abs::new(&self.root, path)
     }
 
     /// True when `path` is a remote-only file (in the base, no workspace file).
@@ -241,7 +244,16 @@ impl State {
         }
         let abs = self.abs(path);
         match abs.symlink_metadata() {
-            Ok(md) => return Ok(crate::attr::of_metadata(self.inodes.number(path), &md)),
+            Ok(md) => {
+                use std::os::unix::fs::MetadataExt;
+                let ino = if md.is_dir() {
+                    self.inodes.number(path)
+                } else {
+                    self.inodes
+                        .number_of_file(path, (md.dev(), md.ino()), md.nlink())
+                };
+                return Ok(crate::attr::of_metadata(ino, &md));
+            }
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(of_io(&e)),
             Err(_) => {}
         }
@@ -365,6 +377,18 @@ impl State {
         }
     }
 
+    /// The attributes of the open workspace file `fh` as inode `ino` (none for other
+    /// handles): what fstat(2) sees, also once the file is unlinked.
+    pub fn handle_attr(&self, ino: u64, fh: u64) -> Option<FileAttr> {
+        match self.files.get(&fh) {
+            Some(Handle::File(f)) => f
+                .metadata()
+                .ok()
+                .map(|md| crate::attr::of_metadata(ino, &md)),
+            _ => None,
+        }
+    }
+
     /// Reads up to `size` bytes at `offset` of an open handle.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Answer<Vec<u8>> {
         let f = match self.files.get(&fh) {
@@ -423,6 +447,21 @@ impl State {
     /// Closes a handle.
     pub fn release(&mut self, fh: u64) {
         self.files.remove(&fh);
+        self.opened_as.remove(&fh);
+    }
+
+    /// Notes that `fh` was opened as the inode `ino`.
+    pub fn opened(&mut self, fh: u64, ino: u64) {
+        self.opened_as.insert(fh, ino);
+    }
+
+    /// The attributes of `ino` from a file open as it: what fstat(2) sees once every name of
+    /// the file is gone (the kernel asks by inode number, without the handle).
+    pub fn open_attr(&self, ino: u64) -> Option<FileAttr> {
+        self.opened_as
+            .iter()
+            .filter(|(_, i)| **i == ino)
+            .find_map(|(fh, _)| self.handle_attr(ino, *fh))
     }
 
     /// Refuses a change inside the variants directory (only `resolved` files are written,

@@ -123,7 +123,12 @@ fn start_daemon(mp: &std::path::Path, log: &std::path::Path, allow_other: bool) 
 }
 
 pub fn cmd_umount(args: UmountArgs) -> CmdResult {
-    cachesync_view::unmount(&args.mountpoint, args.lazy).or_fail(false)?;
+    let ended = cachesync_view::unmount_and_wait(&args.mountpoint, args.lazy).or_fail(false)?;
     print_out(&format!("unmounted {}\n", args.mountpoint.display()));
+    if !ended {
+        eprintln!(
+            "cachesync: the view's daemon is still finishing; the workspace stays locked until it has"
+        );
+    }
     Ok(0)
 }
