@@ -127,21 +127,18 @@ impl cachesync_engine::Progress for Bars {
     }
 }
 
-/// Opens the workspace around the current directory. When a `cachesync mount` of it holds
-/// it, the view lets go of it for as long as this process runs (see
-/// `cachesync_view::control`).
+/// Opens the workspace around the current directory. When a `cachesync mount` of it runs,
+/// it is asked first, whether it holds the workspace now or not: it lets go of it for as
+/// long as this process runs and hands over what changed in the workspace since the last
+/// command (see `cachesync_view::control` and `cachesync_engine::fsmonitor`).
 pub fn open_workspace(json: bool) -> Result<cachesync_engine::Workspace, Failure> {
     let cwd = std::env::current_dir()
         .map_err(|e| SyncError::Usage(format!("cannot read the current directory: {e}")))
         .or_fail(json)?;
     let root = cachesync_engine::Workspace::find(&cwd).or_fail(json)?;
-    let locked = match cachesync_engine::Workspace::open(&root) {
-        Err(e @ SyncError::Locked { .. }) => e,
-        other => return other.or_fail(json),
-    };
     let meta = root.join(cachesync_engine::ignore_rules::META_DIR);
     let Some(conn) = cachesync_view::control::ask_release(&meta) else {
-        return Err(locked).or_fail(json);
+        return cachesync_engine::Workspace::open(&root).or_fail(json);
     };
     // Held until the process ends: closing it tells the view this command is done.
     let _ = VIEW_RELEASE.set(conn);

@@ -826,3 +826,147 @@ fn a_fetch_the_budget_cannot_hold_fails_with_enospc_unless_culling_makes_room() 
     );
     m.stop();
 }
+
+/// A small deterministic generator for the random changes below.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+}
+
+/// One random change to the workspace, through the view (`side` 0) or behind its back.
+fn random_change(rng: &mut Lcg, env: &Env, at: &Path, outside: &Path, n: usize) {
+    use std::os::unix::fs::PermissionsExt;
+    let on_view = rng.below(2) == 0;
+    let base = if on_view { at } else { env.ws.as_path() };
+    let now = common::tree(&env.ws);
+    let files: Vec<&Vec<u8>> = now
+        .iter()
+        .filter(|(_, v)| matches!(v, common::Node::File(..)))
+        .map(|(k, _)| k)
+        .collect();
+    let mut dirs: Vec<PathBuf> = vec![PathBuf::new()];
+    dirs.extend(
+        now.iter()
+            .filter(|(_, v)| matches!(v, common::Node::Dir(_)))
+            .map(|(k, _)| PathBuf::from(String::from_utf8_lossy(k).into_owned())),
+    );
+    let pick_dir = |rng: &mut Lcg| dirs[rng.below(dirs.len())].clone();
+    let pick_file = |rng: &mut Lcg| {
+        (!files.is_empty()).then(|| {
+            PathBuf::from(String::from_utf8_lossy(files[rng.below(files.len())]).into_owned())
+        })
+    };
+    match rng.below(10) {
+        0 => fs::write(
+            base.join(pick_dir(rng)).join(format!("f{n}")),
+            format!("new {n}\n"),
+        )
+        .expect("create"),
+        1 => {
+            if let Some(f) = pick_file(rng) {
+                // Same length as before sometimes: only the content says it changed.
+                let old = fs::read(base.join(&f)).expect("read");
+                let mut body = vec![b'x'; old.len()];
+                if rng.below(2) == 0 {
+                    body.extend_from_slice(format!("{n}\n").as_bytes());
+                }
+                fs::write(base.join(&f), body).expect("overwrite");
+            }
+        }
+        2 => {
+            if let Some(f) = pick_file(rng) {
+                fs::remove_file(base.join(f)).expect("rm");
+            }
+        }
+        3 => fs::create_dir(base.join(pick_dir(rng)).join(format!("d{n}"))).expect("mkdir"),
+        4 => {
+            if let Some(f) = pick_file(rng) {
+                let to = pick_dir(rng).join(format!("r{n}"));
+                fs::rename(base.join(f), base.join(to)).expect("rename file");
+            }
+        }
+        5 => {
+            let d = pick_dir(rng);
+            if !d.as_os_str().is_empty() {
+                fs::rename(base.join(d), base.join(format!("m{n}"))).expect("rename dir");
+            }
+        }
+        6 => {
+            if let Some(f) = pick_file(rng) {
+                let mode = if rng.below(2) == 0 { 0o600 } else { 0o644 };
+                fs::set_permissions(base.join(f), fs::Permissions::from_mode(mode)).expect("chmod");
+            }
+        }
+        7 => {
+            // A tree made elsewhere and moved in whole (behind the view's back: a move
+            // into a FUSE mount from outside is a copy).
+            let made = outside.join(format!("t{n}"));
+            fs::create_dir_all(made.join("in/deeper")).expect("mkdir outside");
+            fs::write(made.join("in/deeper/leaf"), format!("leaf {n}\n")).expect("write");
+            fs::write(made.join("top"), format!("top {n}\n")).expect("write");
+            fs::rename(&made, env.ws.join(pick_dir(rng)).join(format!("t{n}"))).expect("move in");
+        }
+        8 => {
+            let d = pick_dir(rng);
+            if !d.as_os_str().is_empty() {
+                fs::remove_dir_all(base.join(d)).expect("rm -r");
+            }
+        }
+        _ => std::os::unix::fs::symlink(
+            format!("target{n}"),
+            base.join(pick_dir(rng)).join(format!("l{n}")),
+        )
+        .expect("symlink"),
+    }
+}
+
+/// Status and sync of a mounted workspace look again only at what changed (the view watches
+/// the workspace directory), and miss nothing: random changes through the view and behind
+/// its back, then a sync, in rounds; both sides must be equal after each, and a walk of the
+/// whole tree once the view is gone finds nothing left to push.
+#[test]
+fn a_mounted_workspace_is_scanned_from_what_changed_and_nothing_is_missed() {
+    let env = Env::with_remote(&[
+        ("a.txt", "alpha\n"),
+        ("d/b.txt", "bravo\n"),
+        ("d/e/c.txt", "charlie\n"),
+    ]);
+    env.clone_ws();
+    let at = env.root().join("view");
+    let outside = env.root().join("outside");
+    fs::create_dir(&at).expect("mount point");
+    fs::create_dir(&outside).expect("outside");
+    let m = Mounted::start(&env, &at);
+    let scan = |env: &Env| env.json(0, &["status", "--json"])["local_scan"].clone();
+    scan(&env); // the first command walks the whole tree
+    let quiet = scan(&env);
+    assert_eq!(quiet["monitored"], true, "{quiet}");
+    assert_eq!(quiet["rechecked"], 0, "nothing changed: {quiet}");
+    let mut rng = Lcg(std::env::var("CS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(14));
+    let mut n = 0;
+    for round in 0..8 {
+        for _ in 0..12 {
+            n += 1;
+            random_change(&mut rng, &env, &at, &outside, n);
+        }
+        let s = scan(&env);
+        assert_eq!(s["monitored"], true, "round {round}: {s}");
+        // Random removals can pass the mass-deletion guard's share.
+        env.ok(&["sync", "--force"]);
+        env.assert_in_sync();
+    }
+    m.stop();
+    let full = env.json(0, &["status", "--json"]);
+    assert_eq!(full["local_scan"]["monitored"], false, "{full}");
+    assert_eq!(full["local_changes"], serde_json::json!([]), "{full}");
+}

@@ -41,6 +41,8 @@ const DEFAULTS: &[&str] = &[
 pub struct IgnoreRules {
     defaults: Gitignore,
     user: Gitignore,
+    /// What the rules were made of (the built-in patterns and the ignore file's bytes).
+    fingerprint: [u8; 32],
 }
 
 impl IgnoreRules {
@@ -56,6 +58,14 @@ impl IgnoreRules {
         let defaults = b.build().expect("built-in patterns are valid");
         let mut u = GitignoreBuilder::new(root);
         let file = root.join(IGNORE_FILE);
+        let mut made_of = blake3::Hasher::new();
+        for pat in DEFAULTS {
+            made_of.update(pat.as_bytes()).update(b"\n");
+        }
+        made_of.update(b"\0");
+        if let Ok(bytes) = std::fs::read(&file) {
+            made_of.update(&bytes);
+        }
         if file.exists() {
             if let Some(e) = u.add(&file) {
                 return Err(SyncError::Config {
@@ -68,7 +78,16 @@ impl IgnoreRules {
             path: file,
             detail: e.to_string(),
         })?;
-        Ok(IgnoreRules { defaults, user })
+        Ok(IgnoreRules {
+            defaults,
+            user,
+            fingerprint: *made_of.finalize().as_bytes(),
+        })
+    }
+
+    /// A digest of what the rules were made of: equal digests, the same rules.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
     }
 
     /// True when `rel` (relative to the root) is ignored. Parents are checked by the walk:

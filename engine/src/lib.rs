@@ -17,6 +17,7 @@ pub mod events;
 pub use cachesync_objects::failpoint;
 pub mod fs_remote;
 pub mod fsck;
+pub mod fsmonitor;
 pub mod gc;
 pub mod identity;
 pub mod ignore_rules;

@@ -75,7 +75,7 @@ fn parent_here(tree: &crate::scan::Flat, path: &[u8]) -> bool {
 pub fn scan_workspace(ws: &Workspace, base: &crate::scan::Flat) -> Result<crate::scan::LocalScan> {
     let rules = ws.rules()?;
     let idx = crate::index::load(&ws.store)?;
-    let mut local = crate::scan::scan_local(&ws.root, &rules, &ws.store, &idx)?;
+    let mut local = crate::fsmonitor::scan(ws, &rules, &idx)?;
     let mut warnings = Vec::new();
     if ws.holds_lock() && ws.tidy_leftovers(&local.temporaries, base, &mut warnings)? {
         // A file went back to its name: scan again to see it.

@@ -52,6 +52,10 @@ pub struct LocalScan {
     /// Names with cachesync's temporary prefix (a killed run's leftovers, or a running
     /// command's files: only a command holding the lock may tidy them).
     pub temporaries: Vec<Vec<u8>>,
+    /// When the scan started from the changes a mounted view saw (see
+    /// [`crate::fsmonitor`]): how many paths it looked at again. `None`: it walked the whole
+    /// tree.
+    pub monitored: Option<usize>,
 }
 
 /// Turns a remote entry into a tree entry (content filled in separately for files).
@@ -136,80 +140,13 @@ pub fn scan_local(
     // nodes (one built by inserts in walk order is about half empty). The index's size is
     // a good guess at the workspace's (no copies of a growing list).
     let mut found = Vec::with_capacity(index.len() + index.len() / 8);
-    let mut stack: Vec<Vec<u8>> = vec![Vec::new()];
-    while let Some(dir) = stack.pop() {
-        let abs = under(root, &dir);
-        let rd = match fs::read_dir(&abs) {
-            Ok(rd) => rd,
-            // Deleted since its parent was read: its subtree is left out of this run (its
-            // files are not taken for deletions; the next run sees what is there).
-            Err(e) if !dir.is_empty() && e.kind() == std::io::ErrorKind::NotFound => {
-                out.warnings.push(format!(
-                    "{} was deleted while it was being read; it is left for the next run",
-                    display(&dir)
-                ));
-                out.unstable.push(dir);
-                continue;
-            }
-            Err(e) => return Err(SyncError::io(&abs, e)),
-        };
-        for item in rd {
-            let item = item.map_err(|e| SyncError::io(&abs, e))?;
-            let name = item.file_name();
-            let rel = join(&dir, name.as_bytes());
-            let path = item.path();
-            if path.as_os_str().len() >= PATH_MAX {
-                // Deeper than the system lets a path go (a mount of the workspace can make
-                // one): left as it is on both sides, every run, with a warning.
-                out.warnings.push(format!(
-                    "skipped {}: its path in the workspace is longer than the system allows; \
-                     it is left as it is on both sides",
-                    display(&rel)
-                ));
-                out.unstable.push(rel);
-                continue;
-            }
-            // Relative to the open directory (fstatat, not following symlinks): no path walk
-            // per entry.
-            let md = match item.metadata() {
-                Ok(md) => md,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(SyncError::io(&path, e)),
-            };
-            let is_dir = md.is_dir();
-            if IgnoreRules::is_internal(&rel) || rules.is_ignored(&rel, is_dir) {
-                if name
-                    .as_bytes()
-                    .starts_with(crate::ignore_rules::TMP_PREFIX.as_bytes())
-                {
-                    out.temporaries.push(rel);
-                } else if !IgnoreRules::is_internal(&rel) {
-                    out.ignored.push(rel);
-                }
-                continue;
-            }
-            let remote_like = entry_from_metadata(name.as_bytes(), &md);
-            let mut entry = tree_entry(&remote_like);
-            entry.remote_ino = 0;
-            if entry.kind == EntryKind::File
-                && !file_content(store, index, &rel, &path, &md, &mut entry, &mut out)
-            {
-                continue;
-            }
-            match entry.kind {
-                EntryKind::Dir => stack.push(rel.clone()),
-                EntryKind::Symlink => {
-                    entry.target = fs::read_link(&path)
-                        .map_err(|e| SyncError::io(&path, e))?
-                        .into_os_string()
-                        .as_bytes()
-                        .to_vec();
-                }
-                _ => {}
-            }
-            found.push((rel, entry));
-        }
-    }
+    let local = LocalWalk {
+        root,
+        rules,
+        store,
+        index,
+    };
+    local.walk(Vec::new(), &mut found, &mut out)?;
     out.tree = found.into_iter().collect();
     for path in index.keys() {
         if !out.tree.contains_key(path) {
@@ -217,6 +154,123 @@ pub fn scan_local(
         }
     }
     Ok(out)
+}
+
+/// What a walk of the workspace (or of part of it) reads with.
+pub struct LocalWalk<'a> {
+    /// The workspace root.
+    pub root: &'a Path,
+    /// What is left out.
+    pub rules: &'a IgnoreRules,
+    /// Where content goes.
+    pub store: &'a Store,
+    /// The stat cache.
+    pub index: &'a HashMap<Vec<u8>, IndexEntry>,
+}
+
+impl LocalWalk<'_> {
+    /// Walks the directory `top` (the root when empty) and everything under it, adding
+    /// every entry found under it (not `top` itself) to `found`.
+    ///
+    /// # Errors
+    /// I/O errors on directories; store errors.
+    pub fn walk(
+        &self,
+        top: Vec<u8>,
+        found: &mut Vec<(Vec<u8>, Entry)>,
+        out: &mut LocalScan,
+    ) -> Result<()> {
+        let mut stack: Vec<Vec<u8>> = vec![top];
+        while let Some(dir) = stack.pop() {
+            let abs = under(self.root, &dir);
+            let rd = match fs::read_dir(&abs) {
+                Ok(rd) => rd,
+                // Deleted since its parent was read: its subtree is left out of this run (its
+                // files are not taken for deletions; the next run sees what is there).
+                Err(e) if !dir.is_empty() && e.kind() == std::io::ErrorKind::NotFound => {
+                    out.warnings.push(format!(
+                        "{} was deleted while it was being read; it is left for the next run",
+                        display(&dir)
+                    ));
+                    out.unstable.push(dir);
+                    continue;
+                }
+                Err(e) => return Err(SyncError::io(&abs, e)),
+            };
+            for item in rd {
+                let item = item.map_err(|e| SyncError::io(&abs, e))?;
+                let name = item.file_name();
+                let rel = join(&dir, name.as_bytes());
+                let path = item.path();
+                // Relative to the open directory (fstatat, not following symlinks): no path
+                // walk per entry.
+                let md = match item.metadata() {
+                    Ok(md) => md,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(SyncError::io(&path, e)),
+                };
+                if let Some(entry) = self.entry(&rel, &path, &md, out)? {
+                    if entry.kind == EntryKind::Dir {
+                        stack.push(rel.clone());
+                    }
+                    found.push((rel, entry));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry for the workspace path `rel` (at `path`, stat `md`), as a walk records it;
+    /// `None` when it is left out (ignored, cachesync's own, a temporary, too deep, or a file
+    /// that could not be read and has no known content), noted in `out`.
+    ///
+    /// # Errors
+    /// I/O errors reading a symlink; store errors.
+    pub fn entry(
+        &self,
+        rel: &[u8],
+        path: &Path,
+        md: &fs::Metadata,
+        out: &mut LocalScan,
+    ) -> Result<Option<Entry>> {
+        let name = crate::paths::split_parent(rel).1;
+        if path.as_os_str().len() >= PATH_MAX {
+            // Deeper than the system lets a path go (a mount of the workspace can make one):
+            // left as it is on both sides, every run, with a warning.
+            out.warnings.push(format!(
+                "skipped {}: its path in the workspace is longer than the system allows; \
+                 it is left as it is on both sides",
+                display(rel)
+            ));
+            out.unstable.push(rel.to_vec());
+            return Ok(None);
+        }
+        let is_dir = md.is_dir();
+        if IgnoreRules::is_internal(rel) || self.rules.is_ignored(rel, is_dir) {
+            if name.starts_with(crate::ignore_rules::TMP_PREFIX.as_bytes()) {
+                out.temporaries.push(rel.to_vec());
+            } else if !IgnoreRules::is_internal(rel) {
+                out.ignored.push(rel.to_vec());
+            }
+            return Ok(None);
+        }
+        let remote_like = entry_from_metadata(name, md);
+        let mut entry = tree_entry(&remote_like);
+        entry.remote_ino = 0;
+        if entry.kind == EntryKind::File
+            && !file_content(self.store, self.index, rel, path, md, &mut entry, out)
+        {
+            return Ok(None);
+        }
+        if entry.kind == EntryKind::Symlink {
+            entry.target = fs::read_link(path)
+                .map_err(|e| SyncError::io(path, e))?
+                .into_os_string()
+                .as_bytes()
+                .to_vec();
+        }
+        Ok(Some(entry))
+    }
 }
 
 /// Fills in the content of the workspace file `rel` (at `path`, stat `md`): the index's, when

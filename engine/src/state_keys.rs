@@ -28,6 +28,13 @@ pub const OFFLINE_SEEN: &[u8] = b"offline-seen";
 /// [`crate::events::CacheLevel`] as ASCII (`ok`, `cache-nearly-full`, `cache-full`).
 pub const CACHE_LEVEL: &[u8] = b"cache-level";
 
+/// The local tree the last command found on a workspace a view is mounted on, as of the
+/// view's hand-over (see `fsmonitor.rs`): session and hand-over numbers (u64 LE each), the
+/// ignore rules' digest (32 bytes), the tree's id (32 bytes), then two lists (count u64 LE,
+/// then per path its length u64 LE and bytes): the paths to look at again, and the ignored
+/// paths.
+pub const FSMONITOR: &[u8] = b"fsmonitor";
+
 /// Prefix of the remote-only paths: `remote-only/` + relative path → empty, or `by-hand`
 /// when the file was dropped by hand.
 pub const REMOTE_ONLY_PREFIX: &[u8] = b"remote-only/";
@@ -51,6 +58,7 @@ mod tests {
             REMOTE_ROOT,
             OFFLINE_SEEN,
             CACHE_LEVEL,
+            FSMONITOR,
         ] {
             for prefix in [REMOTE_ONLY_PREFIX, RACY_PREFIX] {
                 assert!(!key.starts_with(prefix));

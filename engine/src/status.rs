@@ -78,8 +78,20 @@ pub struct Outcome {
     /// Remote entries the listing shows but whose content or target cannot be read: left as
     /// they are on both sides (empty when the remote was not reached).
     pub unreadable: Vec<crate::scan::Unreadable>,
+    /// How the workspace was scanned.
+    pub local_scan: LocalScanFacts,
     /// Warnings from the scan.
     pub warnings: Vec<String>,
+}
+
+/// How the workspace was scanned.
+#[derive(Debug, Default, Serialize)]
+pub struct LocalScanFacts {
+    /// From the changes a mounted view saw (`cachesync mount`), not by walking the whole
+    /// tree.
+    pub monitored: bool,
+    /// The paths looked at again then (0 when the whole tree was walked).
+    pub rechecked: usize,
 }
 
 /// The cache's use, its budget and the culling thresholds (bytes).
@@ -385,6 +397,10 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
         }),
         cache_bytes: ws.cache_bytes(),
         unreadable,
+        local_scan: LocalScanFacts {
+            monitored: local.monitored.is_some(),
+            rechecked: local.monitored.unwrap_or(0),
+        },
         warnings: local.warnings,
     })
 }

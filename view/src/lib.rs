@@ -19,6 +19,7 @@ pub mod errno;
 mod fs;
 mod inodes;
 mod known;
+pub mod monitor;
 pub mod state;
 pub mod stream;
 pub mod variants;
@@ -96,11 +97,15 @@ pub fn run(ws: Workspace, opts: &Options) -> Result<()> {
         .unwrap_or(cachesync_engine::config::VIEW_SYNC_SECONDS);
     let (root, meta) = (ws.root.clone(), ws.meta_dir());
     let state = state::State::new(ws).map_err(|e| io_error(mp, e))?;
+    let monitor = monitor::Monitor::start(&root);
     let state = Arc::new(std::sync::Mutex::new(state));
-    state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .me = Arc::downgrade(&state);
+    {
+        let mut s = state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.me = Arc::downgrade(&state);
+        s.monitor = monitor;
+    }
     let socket = meta.join(control::SOCKET);
     if let Err(e) = control::serve(&socket, Arc::clone(&state)) {
         eprintln!(

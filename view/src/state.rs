@@ -67,6 +67,8 @@ pub struct State {
     pub known: Known,
     /// Inode numbers.
     pub inodes: Inodes,
+    /// What changes in the workspace directory (none without inotify).
+    pub monitor: Option<std::sync::Arc<crate::monitor::Monitor>>,
     /// Open files.
     files: HashMap<u64, Handle>,
     /// The inode number each open file was opened as.
@@ -109,6 +111,7 @@ impl State {
             shared: std::sync::Arc::default(),
             known,
             inodes: Inodes::default(),
+            monitor: None,
             files: HashMap::new(),
             opened_as: HashMap::new(),
             cache_used: None,
@@ -181,8 +184,14 @@ impl State {
         }
     }
 
-    /// Lets go of the workspace (its lock and store) for another command.
+    /// Lets go of the workspace (its lock and store) for another command, handing over
+    /// what changed in it since the last time (see [`crate::monitor`]).
     pub fn let_go(&mut self) {
+        if let Some(m) = &self.monitor {
+            if let Err(e) = m.hand_over(&self.meta) {
+                eprintln!("cachesync: {}: {e}", self.meta.display());
+            }
+        }
         self.ws = None;
     }
 
