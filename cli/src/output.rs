@@ -137,16 +137,20 @@ pub fn open_workspace(json: bool) -> Result<cachesync_engine::Workspace, Failure
         .or_fail(json)?;
     let root = cachesync_engine::Workspace::find(&cwd).or_fail(json)?;
     let meta = root.join(cachesync_engine::ignore_rules::META_DIR);
-    let Some(conn) = cachesync_view::control::ask_release(&meta) else {
+    let Some(released) = cachesync_view::control::ask_release(&meta) else {
         return cachesync_engine::Workspace::open(&root).or_fail(json);
     };
     // Held until the process ends: closing it tells the view this command is done.
-    let _ = VIEW_RELEASE.set(conn);
+    let _ = VIEW_RELEASE.set(released.conn);
     let start = std::time::Instant::now();
     loop {
         match cachesync_engine::Workspace::open(&root) {
             Err(SyncError::Locked { .. }) if start.elapsed() < VIEW_WAIT => {
                 std::thread::park_timeout(std::time::Duration::from_millis(20));
+            }
+            Ok(mut ws) => {
+                ws.handoff = released.handoff;
+                return Ok(ws);
             }
             other => return other.or_fail(json),
         }

@@ -965,8 +965,31 @@ fn a_mounted_workspace_is_scanned_from_what_changed_and_nothing_is_missed() {
         env.ok(&["sync", "--force"]);
         env.assert_in_sync();
     }
+    // A hand-over no command consumed, left behind by a view that is gone, is no start
+    // for a scan: what changed after it would be missed.
+    {
+        use std::io::BufRead;
+        let mut conn = std::os::unix::net::UnixStream::connect(env.w(".cachesync/view.sock"))
+            .expect("the view's socket");
+        conn.write_all(b"release\n").expect("ask");
+        let mut answer = String::new();
+        std::io::BufReader::new(&conn)
+            .read_line(&mut answer)
+            .expect("answer");
+        assert!(answer.starts_with("released "), "{answer}");
+    }
+    assert!(env.w(".cachesync/fsmonitor").exists(), "left unconsumed");
     m.stop();
+    fs::write(
+        env.w("after-the-view.txt"),
+        "written once the view was gone\n",
+    )
+    .expect("write");
     let full = env.json(0, &["status", "--json"]);
     assert_eq!(full["local_scan"]["monitored"], false, "{full}");
-    assert_eq!(full["local_changes"], serde_json::json!([]), "{full}");
+    assert_eq!(
+        common::paths_of(&full["local_changes"]),
+        vec!["after-the-view.txt".to_string()],
+        "{full}"
+    );
 }

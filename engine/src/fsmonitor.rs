@@ -16,7 +16,9 @@
 //! of `n` was scanned after hand-over `n`, so it holds every change made before it. A lost
 //! event (the kernel's queue overflowed, no watch left) makes the hand-over incomplete, and
 //! the next command walks the whole tree. Without a hand-over (no view) nothing here runs.
-//! A hand-over no command consumed is folded into the next by the view.
+//! A hand-over no command consumed is folded into the next by the view. A command uses only
+//! the hand-over the view gave it ([`Workspace::handoff`], from the view's answer): a file
+//! left behind by a view that was killed says nothing of what changed since.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -208,7 +210,11 @@ pub fn scan(
     index: &HashMap<Vec<u8>, IndexEntry>,
 ) -> Result<LocalScan> {
     let meta = ws.meta_dir();
-    let Some(handoff) = Handoff::read(&meta) else {
+    // Only the hand-over a live view gave this very process: a file left by a view that
+    // is gone (or by a command that never consumed it) says nothing of what changed since.
+    let Some(handoff) =
+        Handoff::read(&meta).filter(|h| ws.handoff == Some((h.session, h.upto)) && ws.holds_lock())
+    else {
         return scan_local(&ws.root, rules, &ws.store, index);
     };
     let walk = LocalWalk {
@@ -239,7 +245,7 @@ pub fn scan(
         }
         None => scan_local(&ws.root, rules, &ws.store, index)?,
     };
-    if ws.holds_lock() {
+    {
         let tree = ws.store.write_flat(&local.tree)?;
         let prior = Prior {
             session: handoff.session,

@@ -182,6 +182,9 @@ pub struct Workspace {
     _lock: Option<WorkspaceLock>,
     /// How the remote is reached (see [`RemoteFactory`]); none: the helper process.
     remote_factory: Option<RemoteFactory>,
+    /// The hand-over a running view gave this process (session and number, see
+    /// [`crate::fsmonitor`]): the only one its scans may start from.
+    pub handoff: Option<(u64, u64)>,
 }
 
 impl Workspace {
@@ -269,6 +272,7 @@ impl Workspace {
             workspace_id,
             _lock: lock,
             remote_factory: None,
+            handoff: None,
         })
     }
 
@@ -404,6 +408,7 @@ impl Workspace {
             workspace_id,
             _lock: Some(lock),
             remote_factory,
+            handoff: None,
         })
     }
 

@@ -1,8 +1,9 @@
 //! Other cachesync commands while the view runs.
 //!
 //! The view holds the workspace (its lock and its store) to serve requests. A command that
-//! finds the workspace locked connects to `.cachesync/view.sock` and writes `release`: the
-//! view lets go of the workspace, answers `released`, and the command opens it as usual. The
+//! starts connects to `.cachesync/view.sock` and writes `release`: the view lets go of the
+//! workspace, answers `released` (with the number of its hand-over of what changed, see
+//! [`crate::monitor`]), and the command opens it as usual. The
 //! command keeps the connection open while it works; when it ends (the connection closes,
 //! whatever way the command ended), the view takes the workspace back at its next request and
 //! reads the store again, so that what it shows follows what the command did. Meanwhile the
@@ -78,15 +79,19 @@ fn answer(conn: UnixStream, state: &Mutex<State>) {
     if reader.read_line(&mut line).is_err() || line.trim() != "release" {
         return;
     }
-    let shared = {
+    let (shared, handoff) = {
         let mut s = state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         s.shared.busy.fetch_add(1, Ordering::SeqCst);
-        s.let_go();
-        Arc::clone(&s.shared)
+        let handoff = s.let_go();
+        (Arc::clone(&s.shared), handoff)
     };
-    let _ = (&conn).write_all(b"released\n");
+    let answer = match handoff {
+        Some((session, upto)) => format!("released {session} {upto}\n"),
+        None => "released\n".to_string(),
+    };
+    let _ = (&conn).write_all(answer.as_bytes());
     // The command holds the connection while it works; EOF (or any error) is its end.
     let mut sink = [0u8; 64];
     while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
@@ -94,16 +99,35 @@ fn answer(conn: UnixStream, state: &Mutex<State>) {
     shared.busy.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// For a command that found the workspace at `meta_dir`'s parent locked: asks a running
-/// view to let go of it. `Some` (keep it open until the command is done) when the view did;
-/// `None` when no view answers there.
-pub fn ask_release(meta_dir: &Path) -> Option<UnixStream> {
+/// A view's answer to `release`.
+#[derive(Debug)]
+pub struct Released {
+    /// Keep it open until the command is done: closing it gives the workspace back.
+    pub conn: UnixStream,
+    /// The hand-over of what changed in the workspace (session and number), when the view
+    /// watches it (see [`crate::monitor`]).
+    pub handoff: Option<(u64, u64)>,
+}
+
+/// For a command on the workspace at `meta_dir`'s parent: asks a running view to let go of
+/// it (the view answers `released SESSION NUMBER`, or `released` when it does not watch the
+/// workspace). `None` when no view answers there.
+pub fn ask_release(meta_dir: &Path) -> Option<Released> {
     let conn = UnixStream::connect(meta_dir.join(SOCKET)).ok()?;
     conn.set_read_timeout(Some(ANSWER_WAIT)).ok()?;
     (&conn).write_all(b"release\n").ok()?;
     let mut line = String::new();
     BufReader::new(&conn).read_line(&mut line).ok()?;
-    (line.trim() == "released").then_some(conn)
+    let mut words = line.split_whitespace();
+    if words.next() != Some("released") {
+        return None;
+    }
+    let numbers: Vec<u64> = words.filter_map(|w| w.parse().ok()).collect();
+    let handoff = match numbers[..] {
+        [session, upto] => Some((session, upto)),
+        _ => None,
+    };
+    Some(Released { conn, handoff })
 }
 
 /// Runs `command` (`cachesync sync -q`) in `root` every `every`, output appended to `log`,

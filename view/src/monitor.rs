@@ -106,11 +106,12 @@ impl Monitor {
     }
 
     /// Writes the changes since the last hand-over to `meta_dir` (folded into a hand-over
-    /// no command consumed) and starts a new set.
+    /// no command consumed) and starts a new set. Returns the hand-over's session and
+    /// number, which the command is told.
     ///
     /// # Errors
     /// I/O errors writing the hand-over.
-    pub fn hand_over(&self, meta_dir: &Path) -> std::io::Result<()> {
+    pub fn hand_over(&self, meta_dir: &Path) -> std::io::Result<(u64, u64)> {
         let mut inner = self.lock();
         self.drain(&mut inner);
         let mut h = Handoff {
@@ -127,7 +128,8 @@ impl Monitor {
         }
         inner.handed = h.upto;
         inner.complete = true;
-        h.write(meta_dir)
+        h.write(meta_dir)?;
+        Ok((h.session, h.upto))
     }
 
     /// Reads every queued event and applies it.

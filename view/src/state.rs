@@ -185,14 +185,17 @@ impl State {
     }
 
     /// Lets go of the workspace (its lock and store) for another command, handing over
-    /// what changed in it since the last time (see [`crate::monitor`]).
-    pub fn let_go(&mut self) {
-        if let Some(m) = &self.monitor {
-            if let Err(e) = m.hand_over(&self.meta) {
+    /// what changed in it since the last time (see [`crate::monitor`]): its session and
+    /// number, for the command.
+    pub fn let_go(&mut self) -> Option<(u64, u64)> {
+        self.ws = None;
+        match self.monitor.as_ref()?.hand_over(&self.meta) {
+            Ok(id) => Some(id),
+            Err(e) => {
                 eprintln!("cachesync: {}: {e}", self.meta.display());
+                None
             }
         }
-        self.ws = None;
     }
 
     /// Called before every request: after another command worked on the workspace, take it
