@@ -863,7 +863,8 @@ fn random_change(rng: &mut Lcg, env: &Env, at: &Path, outside: &Path, n: usize) 
             PathBuf::from(String::from_utf8_lossy(files[rng.below(files.len())]).into_owned())
         })
     };
-    match rng.below(10) {
+    let op = rng.below(12);
+    match op {
         0 => fs::write(
             base.join(pick_dir(rng)).join(format!("f{n}")),
             format!("new {n}\n"),
@@ -919,12 +920,53 @@ fn random_change(rng: &mut Lcg, env: &Env, at: &Path, outside: &Path, n: usize) 
                 fs::remove_dir_all(base.join(d)).expect("rm -r");
             }
         }
+        9 => {
+            let (a, b) = (pick_dir(rng), pick_dir(rng));
+            exchange(&base.join(&a), &base.join(&b), &a, &b);
+        }
+        10 => {
+            if let Some(f) = pick_file(rng) {
+                let second = pick_dir(rng).join(format!("h{n}"));
+                link_and_append(&base.join(&f), &base.join(second), n);
+            }
+        }
         _ => std::os::unix::fs::symlink(
             format!("target{n}"),
             base.join(pick_dir(rng)).join(format!("l{n}")),
         )
         .expect("symlink"),
     }
+}
+
+/// Two directories swap places (RENAME_EXCHANGE; `a` and `b` relative, unless one holds
+/// the other or either is the root): both moves are reported before either directory is
+/// seen where it went.
+fn exchange(abs_a: &Path, abs_b: &Path, a: &Path, b: &Path) {
+    let unrelated = !a.starts_with(b) && !b.starts_with(a);
+    if a.as_os_str().is_empty() || b.as_os_str().is_empty() || !unrelated {
+        return;
+    }
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        abs_a,
+        rustix::fs::CWD,
+        abs_b,
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .expect("exchange");
+}
+
+/// A second name for `file`, then a write through the first: the second name's directory
+/// hears nothing of it.
+fn link_and_append(file: &Path, second: &Path, n: usize) {
+    fs::hard_link(file, second)
+        .unwrap_or_else(|e| panic!("link {} {}: {e}", file.display(), second.display()));
+    let mut w = fs::OpenOptions::new()
+        .append(true)
+        .open(file)
+        .expect("open");
+    w.write_all(format!("more {n}\n").as_bytes())
+        .expect("append");
 }
 
 /// Status and sync of a mounted workspace look again only at what changed (the view watches

@@ -49,26 +49,34 @@ pub struct Handoff {
     pub complete: bool,
     /// The paths that changed (created, written, removed, renamed from or to, attributes).
     pub paths: BTreeSet<Vec<u8>>,
+    /// The inode numbers of hard-linked files that changed: a change through one name is
+    /// reported under that name only, and that name may be gone by the time of the scan.
+    pub inodes: BTreeSet<u64>,
 }
 
-const MAGIC: &[u8] = b"cachesync-fsmonitor 1\n";
+const MAGIC: &[u8] = b"cachesync-fsmonitor 2\n";
 
 impl Handoff {
-    /// The file's bytes: the magic line, then `session since upto complete count\n`, then
-    /// each path followed by a NUL.
+    /// The file's bytes: the magic line, then `session since upto complete paths inodes\n`
+    /// (decimal), then each inode number in decimal followed by a newline, then each path
+    /// followed by a NUL.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(
             format!(
-                "{} {} {} {} {}\n",
+                "{} {} {} {} {} {}\n",
                 self.session,
                 self.since,
                 self.upto,
                 u8::from(self.complete),
-                self.paths.len()
+                self.paths.len(),
+                self.inodes.len()
             )
             .as_bytes(),
         );
+        for i in &self.inodes {
+            out.extend_from_slice(format!("{i}\n").as_bytes());
+        }
         for p in &self.paths {
             out.extend_from_slice(p);
             out.push(0);
@@ -78,18 +86,26 @@ impl Handoff {
 
     /// Reads [`Handoff::encode`]'s bytes; `None` when they are not whole.
     pub fn decode(bytes: &[u8]) -> Option<Handoff> {
-        let rest = bytes.strip_prefix(MAGIC)?;
-        let nl = rest.iter().position(|&b| b == b'\n')?;
-        let head = std::str::from_utf8(&rest[..nl]).ok()?;
-        let f: Vec<u64> = head
+        let mut rest = bytes.strip_prefix(MAGIC)?;
+        let mut line = || -> Option<&str> {
+            let nl = rest.iter().position(|&b| b == b'\n')?;
+            let l = std::str::from_utf8(&rest[..nl]).ok()?;
+            rest = &rest[nl + 1..];
+            Some(l)
+        };
+        let f: Vec<u64> = line()?
             .split(' ')
             .map(str::parse)
             .collect::<std::result::Result<_, _>>()
             .ok()?;
-        let [session, since, upto, complete, count] = f[..] else {
+        let [session, since, upto, complete, count, n_inodes] = f[..] else {
             return None;
         };
-        let body = &rest[nl + 1..];
+        let mut inodes = BTreeSet::new();
+        for _ in 0..n_inodes {
+            inodes.insert(line()?.parse().ok()?);
+        }
+        let body = rest;
         let paths: BTreeSet<Vec<u8>> = if body.is_empty() {
             BTreeSet::new()
         } else {
@@ -104,6 +120,7 @@ impl Handoff {
             upto,
             complete: complete == 1,
             paths,
+            inodes,
         })
     }
 
@@ -133,7 +150,8 @@ struct Prior {
     rules: [u8; 32],
     /// The tree, in the store.
     tree: TreeId,
-    /// Paths left out of that scan (unstable, unreadable): looked at again.
+    /// Paths left out of that scan (unstable, unreadable), and hard-linked files: looked
+    /// at again.
     recheck: Vec<Vec<u8>>,
     /// Paths the rules left out (`status --ignored`).
     ignored: Vec<Vec<u8>>,
@@ -241,7 +259,7 @@ pub fn scan(
         Some((tree, p)) => {
             let mut paths = handoff.paths.clone();
             paths.extend(p.recheck);
-            rescan(&walk, tree, p.ignored, &paths)?
+            rescan(&walk, tree, p.ignored, &paths, &handoff.inodes)?
         }
         None => scan_local(&ws.root, rules, &ws.store, index)?,
     };
@@ -252,7 +270,12 @@ pub fn scan(
             upto: handoff.upto,
             rules: rules.fingerprint(),
             tree,
-            recheck: local.unstable.clone(),
+            recheck: local
+                .unstable
+                .iter()
+                .chain(&local.linked)
+                .cloned()
+                .collect(),
             ignored: local.ignored.clone(),
         };
         state.put(state_keys::FSMONITOR, &prior.encode())?;
@@ -275,12 +298,18 @@ fn rescan(
     mut tree: Flat,
     ignored: Vec<Vec<u8>>,
     paths: &BTreeSet<Vec<u8>>,
+    inodes: &BTreeSet<u64>,
 ) -> Result<LocalScan> {
     let mut out = LocalScan {
         monitored: Some(paths.len()),
         ..LocalScan::default()
     };
     let mut ignored: BTreeSet<Vec<u8>> = ignored.into_iter().collect();
+    // A hard-linked file changed through one name changed under every other, and only the
+    // name it was changed through has an event: the index knows the others (same inode).
+    let linked: Vec<Vec<u8>> = other_names(walk, paths, inodes);
+    let paths: BTreeSet<Vec<u8>> = paths.iter().cloned().chain(linked).collect();
+    let paths = &paths;
     let mut todo: BTreeSet<&[u8]> = paths.iter().map(Vec::as_slice).collect();
     for p in paths {
         let parent = split_parent(p).0;
@@ -300,6 +329,10 @@ fn rescan(
             continue;
         }
         let abs = under(walk.root, p);
+        if crate::scan::too_deep(p, &abs, &mut out) {
+            drop_subtree(&mut tree, &mut ignored, p);
+            continue;
+        }
         let md = match std::fs::symlink_metadata(&abs) {
             Ok(md) => md,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -337,6 +370,31 @@ fn rescan(
     Ok(out)
 }
 
+/// The other names, as the index knows them, of the files among `paths` that have more
+/// than one, and of the hard-linked files the view saw change (`inodes`).
+fn other_names(
+    walk: &LocalWalk<'_>,
+    paths: &BTreeSet<Vec<u8>>,
+    inodes: &BTreeSet<u64>,
+) -> Vec<Vec<u8>> {
+    use std::os::unix::fs::MetadataExt;
+    let inos: std::collections::HashSet<u64> = paths
+        .iter()
+        .filter_map(|p| std::fs::symlink_metadata(under(walk.root, p)).ok())
+        .filter(|md| md.is_file() && md.nlink() > 1)
+        .map(|md| md.ino())
+        .chain(inodes.iter().copied())
+        .collect();
+    if inos.is_empty() {
+        return Vec::new();
+    }
+    walk.index
+        .iter()
+        .filter(|(p, e)| inos.contains(&e.ino) && !paths.contains(*p))
+        .map(|(p, _)| p.clone())
+        .collect()
+}
+
 /// Removes `p` and everything under it from `tree` and from `ignored`.
 fn drop_subtree(tree: &mut Flat, ignored: &mut BTreeSet<Vec<u8>>, p: &[u8]) {
     let under: Vec<Vec<u8>> = tree
@@ -366,12 +424,14 @@ mod tests {
             paths: [b"a".to_vec(), b"d/new line\nname".to_vec()]
                 .into_iter()
                 .collect(),
+            inodes: [12, 7].into_iter().collect(),
         };
         let bytes = h.encode();
         assert_eq!(Handoff::decode(&bytes), Some(h.clone()));
         assert_eq!(Handoff::decode(&bytes[..bytes.len() - 1]), None);
         let empty = Handoff {
             paths: BTreeSet::new(),
+            inodes: BTreeSet::new(),
             ..h
         };
         assert_eq!(Handoff::decode(&empty.encode()), Some(empty));

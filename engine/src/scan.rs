@@ -56,6 +56,9 @@ pub struct LocalScan {
     /// [`crate::fsmonitor`]): how many paths it looked at again. `None`: it walked the whole
     /// tree.
     pub monitored: Option<usize>,
+    /// Files with more than one name (hard links): a write through another name changes
+    /// them, and a watch on this one's directory says nothing of it.
+    pub linked: Vec<Vec<u8>>,
 }
 
 /// Turns a remote entry into a tree entry (content filled in separately for files).
@@ -234,15 +237,7 @@ impl LocalWalk<'_> {
         out: &mut LocalScan,
     ) -> Result<Option<Entry>> {
         let name = crate::paths::split_parent(rel).1;
-        if path.as_os_str().len() >= PATH_MAX {
-            // Deeper than the system lets a path go (a mount of the workspace can make one):
-            // left as it is on both sides, every run, with a warning.
-            out.warnings.push(format!(
-                "skipped {}: its path in the workspace is longer than the system allows; \
-                 it is left as it is on both sides",
-                display(rel)
-            ));
-            out.unstable.push(rel.to_vec());
+        if too_deep(rel, path, out) {
             return Ok(None);
         }
         let is_dir = md.is_dir();
@@ -262,6 +257,9 @@ impl LocalWalk<'_> {
         {
             return Ok(None);
         }
+        if entry.kind == EntryKind::File && md.nlink() > 1 {
+            out.linked.push(rel.to_vec());
+        }
         if entry.kind == EntryKind::Symlink {
             entry.target = fs::read_link(path)
                 .map_err(|e| SyncError::io(path, e))?
@@ -271,6 +269,22 @@ impl LocalWalk<'_> {
         }
         Ok(Some(entry))
     }
+}
+
+/// True when the workspace path `rel` (at `path`) is deeper than the system lets a path go
+/// (a mount of the workspace can make one): left as it is on both sides, every run, with a
+/// warning.
+pub fn too_deep(rel: &[u8], path: &Path, out: &mut LocalScan) -> bool {
+    if path.as_os_str().len() < PATH_MAX {
+        return false;
+    }
+    out.warnings.push(format!(
+        "skipped {}: its path in the workspace is longer than the system allows; it is left \
+         as it is on both sides",
+        display(rel)
+    ));
+    out.unstable.push(rel.to_vec());
+    true
 }
 
 /// Fills in the content of the workspace file `rel` (at `path`, stat `md`): the index's, when

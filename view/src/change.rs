@@ -280,6 +280,9 @@ impl State {
             }
         }
         let abs = self.abs(path);
+        if let Ok(md) = abs.symlink_metadata() {
+            self.note_if_linked(&md);
+        }
         if let Some(size) = set.size {
             match fh.map(|h| self.file(h)).transpose()? {
                 Some(f) => f.set_len(size),

@@ -47,6 +47,12 @@ impl Inodes {
         self.paths.get(&ino).and_then(|p| p.first()).cloned()
     }
 
+    /// Every known name of `ino` (more than one for a hard-linked file), the one to use
+    /// first.
+    pub fn names(&self, ino: u64) -> &[Vec<u8>] {
+        self.paths.get(&ino).map_or(&[], Vec::as_slice)
+    }
+
     /// The number of `path`, given now if it has none.
     pub fn number(&mut self, path: &[u8]) -> u64 {
         if let Some(n) = self.numbers.get(path) {
@@ -66,12 +72,24 @@ impl Inodes {
         }
         let known = self.numbers.get(path).copied();
         match self.linked.get(&id).copied() {
-            Some(n) if known == Some(n) => n,
+            Some(n) if known == Some(n) => {
+                // The name just seen is the one to use: another may be gone behind the
+                // view's back.
+                if let Some(names) = self.paths.get_mut(&n) {
+                    if let Some(i) = names.iter().position(|p| p == path) {
+                        names[..=i].rotate_right(1);
+                    }
+                }
+                n
+            }
             Some(n) if self.paths.contains_key(&n) => {
                 // A name listed before its links were known, or a name made behind the
                 // view's back: it joins the file's number.
                 self.drop_name(path);
                 self.add(n, path);
+                if let Some(names) = self.paths.get_mut(&n) {
+                    names.rotate_right(1);
+                }
                 n
             }
             _ => {
@@ -199,6 +217,14 @@ mod tests {
             None,
             "the listed number went with its only name"
         );
+        assert_eq!(
+            i.path(a).as_deref(),
+            Some(&b"c"[..]),
+            "the name seen last first"
+        );
+        assert_eq!(i.number_of_file(b"b", (1, 7), 3), a);
+        assert_eq!(i.path(a).as_deref(), Some(&b"b"[..]));
+        assert_eq!(i.names(a).len(), 3);
         i.remove(b"a");
         assert_eq!(i.path(a).as_deref(), Some(&b"b"[..]), "another name serves");
         i.rename(b"b", b"d");

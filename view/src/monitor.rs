@@ -14,7 +14,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
@@ -32,6 +31,7 @@ fn mask() -> WatchFlags {
         | WatchFlags::MOVED_FROM
         | WatchFlags::MOVED_TO
         | WatchFlags::ONLYDIR
+        | WatchFlags::DONT_FOLLOW
         | WatchFlags::EXCL_UNLINK
 }
 
@@ -53,6 +53,9 @@ struct Inner {
     short_of_watches: bool,
     /// The paths changed since the last hand-over.
     paths: BTreeSet<Vec<u8>>,
+    /// The hard-linked files changed since (inode numbers): a change through one name is
+    /// reported under that name only.
+    inodes: BTreeSet<u64>,
     /// Each watch's directory.
     dirs: HashMap<i32, Vec<u8>>,
 }
@@ -86,6 +89,7 @@ impl Monitor {
                 complete: true,
                 short_of_watches: false,
                 paths: BTreeSet::new(),
+                inodes: BTreeSet::new(),
                 dirs: HashMap::new(),
             }),
         });
@@ -107,7 +111,7 @@ impl Monitor {
 
     /// Writes the changes since the last hand-over to `meta_dir` (folded into a hand-over
     /// no command consumed) and starts a new set. Returns the hand-over's session and
-    /// number, which the command is told.
+    /// number, which the command is told. Nothing changes here when the write fails.
     ///
     /// # Errors
     /// I/O errors writing the hand-over.
@@ -119,23 +123,32 @@ impl Monitor {
             since: inner.handed,
             upto: inner.handed + 1,
             complete: inner.complete && !inner.short_of_watches,
-            paths: std::mem::take(&mut inner.paths),
+            paths: inner.paths.clone(),
+            inodes: inner.inodes.clone(),
         };
         if let Some(left) = Handoff::read(meta_dir).filter(|l| l.session == inner.session) {
             h.since = left.since;
             h.complete &= left.complete;
             h.paths.extend(left.paths);
+            h.inodes.extend(left.inodes);
         }
+        h.write(meta_dir)?;
         inner.handed = h.upto;
         inner.complete = true;
-        h.write(meta_dir)?;
+        inner.paths.clear();
+        inner.inodes.clear();
         Ok((h.session, h.upto))
     }
 
-    /// Reads every queued event and applies it.
+    /// Reads every queued event and applies it. The watches follow once all are read:
+    /// first the directories moved away lose theirs, then the directories made, moved in or
+    /// changed are watched again where they are now (a swap of two directories reports
+    /// both moves before either is seen where it went).
     fn drain(&self, inner: &mut Inner) {
         let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
         let mut events = Vec::new();
+        let mut away: Vec<Vec<u8>> = Vec::new();
+        let mut here: Vec<Vec<u8>> = Vec::new();
         loop {
             let mut reader = inotify::Reader::new(self.fd.as_fd(), &mut buf);
             // One read's worth (AGAIN: nothing queued), applied before the next read.
@@ -150,19 +163,42 @@ impl Monitor {
                 }
             }
             if events.is_empty() {
-                return;
+                break;
             }
             for (wd, flags, name) in events.drain(..) {
-                self.apply(inner, wd, flags, name.as_deref());
+                self.apply(inner, wd, flags, name.as_deref(), &mut away, &mut here);
             }
+        }
+        for p in away {
+            let gone: Vec<i32> = inner
+                .dirs
+                .iter()
+                .filter(|(_, d)| is_within(d, &p))
+                .map(|(w, _)| *w)
+                .collect();
+            for w in gone {
+                inner.dirs.remove(&w);
+                let _ = inotify::remove_watch(&self.fd, w);
+            }
+        }
+        for p in here {
+            self.watch_tree(inner, &p);
         }
     }
 
-    fn apply(&self, inner: &mut Inner, wd: i32, flags: ReadFlags, name: Option<&[u8]>) {
+    fn apply(
+        &self,
+        inner: &mut Inner,
+        wd: i32,
+        flags: ReadFlags,
+        name: Option<&[u8]>,
+        away: &mut Vec<Vec<u8>>,
+        here: &mut Vec<Vec<u8>>,
+    ) {
         if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
             // Events were lost, directories made meanwhile among them: watch the tree again.
             inner.complete = false;
-            self.watch_tree(inner, &[]);
+            here.push(Vec::new());
             return;
         }
         if flags.contains(ReadFlags::IGNORED) {
@@ -180,25 +216,36 @@ impl Monitor {
             return;
         }
         if flags.contains(ReadFlags::ISDIR) {
-            if flags.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
-                self.watch_tree(inner, &path);
-            } else if flags.contains(ReadFlags::MOVED_FROM) {
-                let gone: Vec<i32> = inner
-                    .dirs
-                    .iter()
-                    .filter(|(_, d)| is_within(d, &path))
-                    .map(|(w, _)| *w)
-                    .collect();
-                for w in gone {
-                    inner.dirs.remove(&w);
-                    let _ = inotify::remove_watch(&self.fd, w);
+            if flags.contains(ReadFlags::MOVED_FROM) {
+                away.push(path.clone());
+            } else if flags.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO | ReadFlags::ATTRIB)
+            {
+                // Attributes too: a directory that could not be watched may be now.
+                here.push(path.clone());
+            }
+        }
+        if !flags.contains(ReadFlags::ISDIR)
+            && flags.intersects(
+                ReadFlags::CREATE | ReadFlags::MOVED_TO | ReadFlags::MODIFY | ReadFlags::ATTRIB,
+            )
+        {
+            use std::os::unix::fs::MetadataExt;
+            if let Ok(md) = std::fs::symlink_metadata(under(&inner.root, &path)) {
+                if md.is_file() && md.nlink() > 1 {
+                    inner.inodes.insert(md.ino());
                 }
             }
         }
         inner.paths.insert(path);
     }
 
-    /// Watches the directory `top` and every directory under it.
+    /// Notes that the workspace file with inode number `ino`, which has more than one name,
+    /// is being changed (the view calls this before it writes through one of its names).
+    pub fn note_linked(&self, ino: u64) {
+        self.lock().inodes.insert(ino);
+    }
+
+    /// Watches the directory `top` and every directory under it (symlinks not followed).
     fn watch_tree(&self, inner: &mut Inner, top: &[u8]) {
         let mut stack = vec![top.to_vec()];
         while let Some(dir) = stack.pop() {
@@ -219,23 +266,53 @@ impl Monitor {
                     inner.short_of_watches = true;
                     return;
                 }
-                // Gone or no directory any more: its parent's events say so.
-                Err(_) => continue,
+                // Gone, or no directory (a symlink is not followed): its parent's events
+                // say so.
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => continue,
+                // Not watched (no permission, ...): this hand-over cannot be complete.
+                Err(_) => {
+                    inner.complete = false;
+                    continue;
+                }
             }
-            let Ok(rd) = std::fs::read_dir(&abs) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    let name = e.file_name();
-                    let child = join(&dir, name.as_bytes());
-                    if child != META_DIR.as_bytes() {
-                        stack.push(child);
-                    }
+            for child in subdirs(&abs) {
+                let child = join(&dir, &child);
+                if child != META_DIR.as_bytes() {
+                    stack.push(child);
                 }
             }
         }
     }
+}
+
+/// The names of the directories in `dir`, read without following a symlink at `dir`
+/// (a symlink to the view itself would make the watcher wait on the view).
+fn subdirs(dir: &Path) -> Vec<Vec<u8>> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::open(dir, flags, Mode::empty()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = rustix::fs::Dir::read_from(&fd) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| match e.file_type() {
+            rustix::fs::FileType::Directory => true,
+            // A file system that does not say: ask.
+            rustix::fs::FileType::Unknown => {
+                rustix::fs::statat(&fd, e.file_name(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| {
+                        rustix::fs::FileType::from_raw_mode(st.st_mode)
+                            == rustix::fs::FileType::Directory
+                    })
+            }
+            _ => false,
+        })
+        .map(|e| e.file_name().to_bytes().to_vec())
+        .filter(|n| n != b"." && n != b"..")
+        .collect()
 }
 
 /// Reads events as they come, until the monitor is dropped.

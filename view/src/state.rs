@@ -214,7 +214,17 @@ impl State {
 
     /// The path of `ino`.
     pub fn path(&self, ino: u64) -> Answer<Vec<u8>> {
-        self.inodes.path(ino).ok_or(Errno::ESTALE)
+        match self.inodes.names(ino) {
+            [] => Err(Errno::ESTALE),
+            [one] => Ok(one.clone()),
+            // A hard-linked file: a name that is still there (another may have gone behind
+            // the view's back).
+            names => Ok(names
+                .iter()
+                .find(|p| self.abs(p).symlink_metadata().is_ok())
+                .unwrap_or(&names[0])
+                .clone()),
+        }
     }
 
     /// The path of `name` in the directory `parent`.
@@ -518,7 +528,23 @@ impl State {
         let file = open_options(flags)
             .open(self.abs(path))
             .map_err(|e| of_io(&e))?;
+        if flags & libc::O_ACCMODE != libc::O_RDONLY {
+            if let Ok(md) = file.metadata() {
+                self.note_if_linked(&md);
+            }
+        }
         Ok(self.keep(file))
+    }
+
+    /// Tells the monitor of a hard-linked workspace file (stat `md`) about to change: the
+    /// change is reported under the name it is made through only (see [`crate::monitor`]).
+    pub fn note_if_linked(&self, md: &std::fs::Metadata) {
+        use std::os::unix::fs::MetadataExt;
+        if let Some(m) = &self.monitor {
+            if md.is_file() && md.nlink() > 1 {
+                m.note_linked(md.ino());
+            }
+        }
     }
 
     /// Makes the remote-only `path` an empty workspace file with its base mode: the next
