@@ -10,6 +10,7 @@
 mod measure;
 mod tree;
 mod view;
+mod view_share;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -84,6 +85,10 @@ enum Suite {
     /// Through `cachesync mount` against the workspace directly: a 1 GiB file read and
     /// written, 100,000 files stat'ed.
     View,
+    /// Through `cachesync mount` over sshfs at +20 ms, against `rclone mount
+    /// --vfs-cache-mode full` of the same sshfs path: the first byte of a remote-only 1 GiB
+    /// file, a warm `ls -lR` and `grep -r`, and what each does with the share gone.
+    ViewShare,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -96,6 +101,8 @@ enum Tool {
     Git,
     /// The same files in the workspace directory (the `view` suite's reference).
     Direct,
+    /// `rclone mount --vfs-cache-mode full` (the `view-share` suite's peer).
+    RcloneMount,
 }
 
 impl Tool {
@@ -108,6 +115,7 @@ impl Tool {
             Tool::Bisync => "rclone bisync",
             Tool::Git => "git status",
             Tool::Direct => "direct (no view)",
+            Tool::RcloneMount => "rclone mount, vfs full",
         }
     }
     fn key(self) -> &'static str {
@@ -119,6 +127,7 @@ impl Tool {
             Tool::Bisync => "bisync",
             Tool::Git => "git",
             Tool::Direct => "direct",
+            Tool::RcloneMount => "rclone-mount",
         }
     }
 }
@@ -252,7 +261,9 @@ impl Bench {
                 c = Command::new("git");
                 c.arg("status").current_dir(dst);
             }
-            Tool::Direct => unreachable!("the view suite runs its own commands"),
+            Tool::Direct | Tool::RcloneMount => {
+                unreachable!("the view suites run their own commands")
+            }
         }
         self.env(&mut c);
         c
@@ -875,6 +886,7 @@ fn main() -> Result<()> {
             Suite::Big => b.big(),
             Suite::Linux => b.linux(),
             Suite::View => b.view(),
+            Suite::ViewShare => b.view_share(),
         };
         if let Err(e) = result {
             eprintln!("{suite:?}: {e:#}");
