@@ -429,6 +429,22 @@ fn modes_hard_links_unlinked_open_files_deep_paths_and_mmap_behave_as_on_a_disk(
     assert!(env.r("d").is_dir() && !env.r("h2").exists());
 }
 
+/// The kernel keeps what it cached of a file from one open to the next only while the file
+/// is unchanged: a same-size rewrite behind the view's back is read at the next open.
+#[test]
+fn a_file_rewritten_behind_the_views_back_is_read_anew_at_the_next_open() {
+    let (env, at) = setup();
+    let m = Mounted::start(&env, &at);
+    for _ in 0..2 {
+        assert_eq!(fs::read_to_string(m.p("a.txt")).expect("read"), "alpha\n");
+    }
+    fs::write(env.w("a.txt"), "ALPHA\n").expect("rewrite, same size");
+    assert_eq!(fs::read_to_string(m.p("a.txt")).expect("read"), "ALPHA\n");
+    fs::write(m.p("a.txt"), "beta!\n").expect("write through the view");
+    assert_eq!(fs::read_to_string(m.p("a.txt")).expect("read"), "beta!\n");
+    m.stop();
+}
+
 /// This process's umask (read from /proc: setting it to read it would race other tests).
 fn current_umask() -> u32 {
     let status = fs::read_to_string("/proc/self/status").expect("status");

@@ -251,8 +251,12 @@ impl Filesystem for View {
         let mut s = self.lock();
         match s.path(ino.0).and_then(|p| s.open(&p, flags.0)) {
             Ok(fh) => {
-                s.opened(fh, ino.0);
-                reply.opened(FileHandle(fh), FopenFlags::empty());
+                let keep = if s.opened(fh, ino.0) {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
+                reply.opened(FileHandle(fh), keep);
             }
             Err(e) => reply.error(e),
         }
@@ -470,7 +474,8 @@ impl Filesystem for View {
             .and_then(|(a, fh)| s.own(a, req).map(|a| (a, fh)));
         match a {
             Ok((attr, fh)) => {
-                s.opened(fh, attr.ino.0);
+                // A new file: nothing cached to keep.
+                let _ = s.opened(fh, attr.ino.0);
                 reply.created(
                     &TTL,
                     &attr,

@@ -73,6 +73,9 @@ pub struct State {
     files: HashMap<u64, Handle>,
     /// The inode number each open file was opened as.
     opened_as: HashMap<u64, u64>,
+    /// Per inode number, the workspace file's stat (size, mtime, ctime) when it was last
+    /// opened: unchanged at the next open, the kernel may keep what it cached of it.
+    stamps: HashMap<u64, (u64, i64, i64)>,
     /// The cache's use as last measured plus what the view fetched since (`None`: not
     /// measured since the workspace last changed hands). Writes are not counted.
     cache_used: Option<u64>,
@@ -114,6 +117,7 @@ impl State {
             monitor: None,
             files: HashMap::new(),
             opened_as: HashMap::new(),
+            stamps: HashMap::new(),
             cache_used: None,
             streams: HashMap::new(),
             lent: false,
@@ -472,9 +476,28 @@ impl State {
         self.opened_as.remove(&fh);
     }
 
-    /// Notes that `fh` was opened as the inode `ino`.
-    pub fn opened(&mut self, fh: u64, ino: u64) {
+    /// Notes that `fh` was opened as the inode `ino`. True when the kernel may keep the
+    /// pages it cached of the file (FOPEN_KEEP_CACHE): a workspace file whose size, mtime
+    /// and ctime are what they were at its last open (any write, through the view or
+    /// behind its back, changes its ctime; writes through the view also go through the
+    /// kernel's cache, and behind the view's back a file open meanwhile sees what NFS's
+    /// close-to-open consistency would).
+    pub fn opened(&mut self, fh: u64, ino: u64) -> bool {
+        use std::os::unix::fs::MetadataExt;
         self.opened_as.insert(fh, ino);
+        let Some(Handle::File(f)) = self.files.get(&fh) else {
+            self.stamps.remove(&ino);
+            return false;
+        };
+        let Ok(md) = f.metadata() else {
+            return false;
+        };
+        let now = (
+            md.size(),
+            md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+        );
+        self.stamps.insert(ino, now) == Some(now)
     }
 
     /// The attributes of `ino` from a file open as it: what fstat(2) sees once every name of
