@@ -445,6 +445,45 @@ fn a_file_rewritten_behind_the_views_back_is_read_anew_at_the_next_open() {
     m.stop();
 }
 
+/// The kernel keeps the view's answers long (a warm `stat` of a big tree never reaches the
+/// view), and forgets each one that a change behind the view's back or a command makes
+/// wrong: the change shows through the view at once.
+#[test]
+fn changes_behind_the_views_back_show_through_it_at_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let (env, at) = setup();
+    let m = Mounted::start(&env, &at);
+    let seen = |p: &str| fs::symlink_metadata(m.p(p));
+    // Cached: the entry, its attributes and its directory's.
+    assert_eq!(common::mode(m.p("a.txt")), 0o644);
+    assert!(seen("docs/c.txt").is_ok(), "remote-only, listed");
+    fs::set_permissions(env.w("a.txt"), fs::Permissions::from_mode(0o600)).expect("chmod");
+    fs::write(env.w("new.txt"), "new\n").expect("write");
+    let shows = |what: &str, f: &dyn Fn() -> bool| {
+        assert!(
+            cachesync_testutils::poll_until(Duration::from_secs(5), f),
+            "{what} shows through the view"
+        );
+    };
+    shows("the new mode", &|| common::mode(m.p("a.txt")) == 0o600);
+    shows("the new file", &|| seen("new.txt").is_ok());
+    fs::remove_file(env.w("a.txt")).expect("rm");
+    shows("the removal", &|| seen("a.txt").is_err());
+    // A command brings a remote-only file here: it shows with its content's size.
+    env.ok(&["get", "docs/c.txt"]);
+    assert_eq!(
+        fs::read_to_string(m.p("docs/c.txt")).expect("read"),
+        "charlie\n"
+    );
+    // A command makes a file remote-only: it is still listed, not removed.
+    env.ok(&["sync"]);
+    env.ok(&["drop", "new.txt"]);
+    shows("the dropped file, listed", &|| {
+        xattr(&m.p("new.txt"), "user.cachesync.state") == "remote-only"
+    });
+    m.stop();
+}
+
 /// This process's umask (read from /proc: setting it to read it would race other tests).
 fn current_umask() -> u32 {
     let status = fs::read_to_string("/proc/self/status").expect("status");

@@ -3,7 +3,7 @@
 use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
@@ -15,10 +15,6 @@ use fuser::{
 use crate::change::SetAttr;
 use crate::errno::of_io;
 use crate::state::{Answer, State};
-
-/// How long the kernel may keep attributes and names (changes made behind the view's back
-/// show within this).
-const TTL: Duration = Duration::from_secs(1);
 
 /// The file system served at the mount point.
 pub struct View {
@@ -47,9 +43,9 @@ fn bytes(name: &OsStr) -> &[u8] {
 }
 
 /// Replies with an entry or the errno.
-fn entry(reply: ReplyEntry, a: Answer<fuser::FileAttr>) {
+fn entry(reply: ReplyEntry, a: Answer<fuser::FileAttr>, s: &State) {
     match a {
-        Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+        Ok(attr) => reply.entry(&s.ttl(attr.ino.0), &attr, Generation(0)),
         Err(e) => reply.error(e),
     }
 }
@@ -84,19 +80,19 @@ impl Filesystem for View {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let mut s = self.lock();
         let a = s.child(parent.0, bytes(name)).and_then(|p| s.attr(&p));
-        entry(reply, a);
+        entry(reply, a, &s);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let mut s = self.lock();
         if let Some(attr) = fh.and_then(|fh| s.handle_attr(ino.0, fh.0)) {
-            reply.attr(&TTL, &attr);
+            reply.attr(&s.ttl(ino.0), &attr);
             return;
         }
         match s.path(ino.0).and_then(|p| s.attr(&p)) {
-            Ok(attr) => reply.attr(&TTL, &attr),
+            Ok(attr) => reply.attr(&s.ttl(attr.ino.0), &attr),
             Err(Errno::ESTALE) => match s.open_attr(ino.0) {
-                Some(attr) => reply.attr(&TTL, &attr),
+                Some(attr) => reply.attr(&s.ttl(attr.ino.0), &attr),
                 None => reply.error(Errno::ESTALE),
             },
             Err(e) => reply.error(e),
@@ -134,7 +130,7 @@ impl Filesystem for View {
             .path(ino.0)
             .and_then(|p| s.setattr(&p, fh.map(|h| h.0), &set))
         {
-            Ok(attr) => reply.attr(&TTL, &attr),
+            Ok(attr) => reply.attr(&s.ttl(attr.ino.0), &attr),
             Err(e) => reply.error(e),
         }
     }
@@ -164,7 +160,7 @@ impl Filesystem for View {
             .child(parent.0, bytes(name))
             .and_then(|p| s.mkdir(&p, mode & !umask & 0o7777))
             .and_then(|a| s.own(a, req));
-        entry(reply, a);
+        entry(reply, a, &s);
     }
 
     fn mknod(
@@ -182,7 +178,7 @@ impl Filesystem for View {
             .child(parent.0, bytes(name))
             .and_then(|p| s.mknod(&p, mode & !(umask & 0o7777), rdev))
             .and_then(|a| s.own(a, req));
-        entry(reply, a);
+        entry(reply, a, &s);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -210,7 +206,7 @@ impl Filesystem for View {
             .child(parent.0, bytes(link_name))
             .and_then(|p| s.symlink(&p, target))
             .and_then(|a| s.own(a, req));
-        entry(reply, a);
+        entry(reply, a, &s);
     }
 
     fn rename(
@@ -244,7 +240,7 @@ impl Filesystem for View {
             let to = s.child(newparent.0, bytes(newname))?;
             s.link(&existing, &to)
         });
-        entry(reply, a);
+        entry(reply, a, &s);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -477,7 +473,7 @@ impl Filesystem for View {
                 // A new file: nothing cached to keep.
                 let _ = s.opened(fh, attr.ino.0);
                 reply.created(
-                    &TTL,
+                    &s.ttl(attr.ino.0),
                     &attr,
                     Generation(0),
                     FileHandle(fh),

@@ -53,6 +53,11 @@ impl Inodes {
         self.paths.get(&ino).map_or(&[], Vec::as_slice)
     }
 
+    /// The number of `path`, if it has one.
+    pub fn known(&self, path: &[u8]) -> Option<u64> {
+        self.numbers.get(path).copied()
+    }
+
     /// The number of `path`, given now if it has none.
     pub fn number(&mut self, path: &[u8]) -> u64 {
         if let Some(n) = self.numbers.get(path) {

@@ -26,6 +26,30 @@ pub struct Known {
 }
 
 impl Known {
+    /// The paths whose answers differ between `self` and `new` for a file the workspace does
+    /// not hold: remote-only in one and not the other, or remote-only in both with another
+    /// base entry; with the directories above them (which exist for the view only while
+    /// they hold one).
+    pub fn changed_remote_only(&self, new: &Known) -> Vec<Vec<u8>> {
+        let mut out = std::collections::BTreeSet::new();
+        for p in self.remote_only.symmetric_difference(&new.remote_only) {
+            out.insert(p.clone());
+        }
+        for p in self.remote_only.intersection(&new.remote_only) {
+            if self.base.get(p) != new.base.get(p) {
+                out.insert(p.clone());
+            }
+        }
+        let mut with_dirs = out.clone();
+        for p in &out {
+            let mut d = split_parent(p).0;
+            while !d.is_empty() && with_dirs.insert(d.to_vec()) {
+                d = split_parent(d).0;
+            }
+        }
+        with_dirs.into_iter().collect()
+    }
+
     /// Reads it from the workspace's store.
     ///
     /// # Errors

@@ -18,6 +18,7 @@ pub mod control;
 pub mod errno;
 mod fs;
 mod inodes;
+mod invalidate;
 mod known;
 pub mod monitor;
 pub mod state;
@@ -123,8 +124,20 @@ pub fn run(ws: Workspace, opts: &Options) -> Result<()> {
     if opts.allow_other {
         config.acl = fuser::SessionACL::All;
     }
-    let session =
-        fuser::spawn_mount(fs::View::new(state), mp, &config).map_err(|e| SyncError::io(mp, e))?;
+    let session = fuser::spawn_mount(fs::View::new(Arc::clone(&state)), mp, &config)
+        .map_err(|e| SyncError::io(mp, e))?;
+    {
+        // With a monitor, the kernel's answers live long and are forgotten on each change.
+        let mut s = state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(m) = s.monitor.clone() {
+            let changes = invalidate::start(session.notifier(), Arc::downgrade(&state));
+            m.tell(changes.clone());
+            s.changes = Some(changes);
+        }
+    }
+    drop(state);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGTERM,

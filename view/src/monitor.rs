@@ -58,6 +58,8 @@ struct Inner {
     inodes: BTreeSet<u64>,
     /// Each watch's directory.
     dirs: HashMap<i32, Vec<u8>>,
+    /// Where each changed path is also sent (the kernel is told to forget it).
+    tell: Option<crate::invalidate::Changes>,
 }
 
 impl Monitor {
@@ -91,6 +93,7 @@ impl Monitor {
                 paths: BTreeSet::new(),
                 inodes: BTreeSet::new(),
                 dirs: HashMap::new(),
+                tell: None,
             }),
         });
         {
@@ -236,7 +239,15 @@ impl Monitor {
                 }
             }
         }
+        if let Some(tell) = &inner.tell {
+            let _ = tell.send(path.clone());
+        }
         inner.paths.insert(path);
+    }
+
+    /// From now on, also sends each changed path to `changes`.
+    pub fn tell(&self, changes: crate::invalidate::Changes) {
+        self.lock().tell = Some(changes);
     }
 
     /// Notes that the workspace file with inode number `ino`, which has more than one name,

@@ -69,6 +69,9 @@ pub struct State {
     pub inodes: Inodes,
     /// What changes in the workspace directory (none without inotify).
     pub monitor: Option<std::sync::Arc<crate::monitor::Monitor>>,
+    /// Where paths whose cached answers the kernel must forget are sent (see
+    /// [`crate::invalidate`]); none: answers live [`crate::invalidate::SHORT`].
+    pub changes: Option<crate::invalidate::Changes>,
     /// Open files.
     files: HashMap<u64, Handle>,
     /// The inode number each open file was opened as.
@@ -115,6 +118,7 @@ impl State {
             known,
             inodes: Inodes::default(),
             monitor: None,
+            changes: None,
             files: HashMap::new(),
             opened_as: HashMap::new(),
             stamps: HashMap::new(),
@@ -130,7 +134,13 @@ impl State {
     /// Reads the store's view again (after the view or a sync changed it).
     pub fn reload(&mut self) -> Answer<()> {
         let ws = self.ws.as_ref().ok_or(Errno::EAGAIN)?;
-        self.known = Known::load(ws).map_err(|e| of_error(&e))?;
+        let known = Known::load(ws).map_err(|e| of_error(&e))?;
+        if let Some(tx) = &self.changes {
+            for p in self.known.changed_remote_only(&known) {
+                let _ = tx.send(p);
+            }
+        }
+        self.known = known;
         self.working_set = ws.working_set();
         self.hook.clone_from(&ws.config.hook);
         Ok(())
@@ -214,6 +224,19 @@ impl State {
     /// Pins and hoard rules.
     pub fn working_set(&self) -> &cachesync_engine::workset::WorkingSet {
         &self.working_set
+    }
+
+    /// How long the kernel may keep an answer about `ino`: long while changes are heard of
+    /// (see [`crate::invalidate`]), short for the view's own files.
+    pub fn ttl(&self, ino: u64) -> std::time::Duration {
+        let own = self.inodes.path(ino).is_none_or(|p| {
+            place(&p).is_some() || p == crate::MARKER.as_bytes() || p == VARIANTS.as_bytes()
+        });
+        if self.changes.is_some() && !own {
+            crate::invalidate::LONG
+        } else {
+            crate::invalidate::SHORT
+        }
     }
 
     /// The path of `ino`.

@@ -1,0 +1,79 @@
+//! Keeping the kernel's caches of the view true, so that they may live long.
+//!
+//! The kernel caches what the view answers (a name's inode, an inode's attributes) for as
+//! long as the answer says. What changes through the view updates those caches by itself;
+//! what changes behind its back would show late. With a [`crate::monitor::Monitor`] the view
+//! hears of every change to the workspace directory, and after a command it reads the store
+//! again and sees which remote-only files came, went or changed: each such path is sent here,
+//! and a thread of its own tells the kernel to forget the path's entry and the attributes of
+//! the path and of its directory (`FUSE_NOTIFY_INVAL_ENTRY`, `FUSE_NOTIFY_INVAL_INODE`
+//! without its pages: a file's pages are judged at its next open). Then the answers can live
+//! [`LONG`]; without a monitor they live [`SHORT`].
+//!
+//! The thread takes the view's lock only to turn paths into inode numbers, and tells the
+//! kernel with no lock held: the kernel may have to wait, to forget an entry, for a request
+//! the view is serving, and that request may need the lock.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use cachesync_engine::paths::split_parent;
+use fuser::{INodeNo, Notifier};
+
+use crate::state::State;
+
+/// How long the kernel keeps an answer when changes behind the view's back are heard of.
+pub const LONG: Duration = Duration::from_secs(60);
+
+/// How long it keeps one otherwise (and for the view's own files: variants, the marker).
+pub const SHORT: Duration = Duration::from_secs(1);
+
+/// Where changed paths are sent.
+pub type Changes = Sender<Vec<u8>>;
+
+/// Starts the thread that tells the kernel to forget what changed; it ends when every
+/// sender is gone or the view is.
+pub fn start(notifier: Notifier, state: Weak<Mutex<State>>) -> Changes {
+    let (tx, rx) = channel();
+    std::thread::Builder::new()
+        .name("view-invalidate".into())
+        .spawn(move || forget(&notifier, &state, &rx))
+        .expect("a thread starts");
+    tx
+}
+
+fn forget(notifier: &Notifier, state: &Weak<Mutex<State>>, rx: &Receiver<Vec<u8>>) {
+    while let Ok(first) = rx.recv() {
+        let mut paths = vec![first];
+        paths.extend(rx.try_iter());
+        paths.sort();
+        paths.dedup();
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        // Numbers only for what the kernel may have been told of (known numbers).
+        let targets: Vec<(Option<u64>, Option<u64>, Vec<u8>)> = {
+            let s = state.lock().unwrap_or_else(PoisonError::into_inner);
+            paths
+                .iter()
+                .map(|p| {
+                    let (dir, name) = split_parent(p);
+                    (s.inodes.known(dir), s.inodes.known(p), name.to_vec())
+                })
+                .collect()
+        };
+        drop(state);
+        for (dir, me, name) in targets {
+            if let Some(dir) = dir {
+                let _ = notifier.inval_entry(INodeNo(dir), OsStr::from_bytes(&name));
+                let _ = notifier.inval_inode(INodeNo(dir), -1, 0);
+            }
+            if let Some(me) = me {
+                let _ = notifier.inval_inode(INodeNo(me), -1, 0);
+            }
+        }
+    }
+}
