@@ -31,6 +31,9 @@ pub const LONG: Duration = Duration::from_secs(60);
 /// How long it keeps one otherwise (and for the view's own files: variants, the marker).
 pub const SHORT: Duration = Duration::from_secs(1);
 
+/// How long changes gather before the kernel is told of them.
+const BATCH: Duration = Duration::from_millis(10);
+
 /// Where changed paths are sent.
 pub type Changes = Sender<Vec<u8>>;
 
@@ -47,8 +50,16 @@ pub fn start(notifier: Notifier, state: Weak<Mutex<State>>) -> Changes {
 
 fn forget(notifier: &Notifier, state: &Weak<Mutex<State>>, rx: &Receiver<Vec<u8>>) {
     while let Ok(first) = rx.recv() {
+        // What comes within a few milliseconds goes in one batch: a big file written
+        // behind the view's back (or through it) is forgotten once per batch, not per write.
         let mut paths = vec![first];
-        paths.extend(rx.try_iter());
+        let until = std::time::Instant::now() + BATCH;
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(p) => paths.push(p),
+                Err(_) => break,
+            }
+        }
         paths.sort();
         paths.dedup();
         let Some(state) = state.upgrade() else {

@@ -227,7 +227,10 @@ impl Monitor {
                 here.push(path.clone());
             }
         }
-        if !flags.contains(ReadFlags::ISDIR)
+        // A path already changed since the last hand-over was looked at then (a stat per
+        // write of a big file would cost more than the write).
+        if !inner.paths.contains(&path)
+            && !flags.contains(ReadFlags::ISDIR)
             && flags.intersects(
                 ReadFlags::CREATE | ReadFlags::MOVED_TO | ReadFlags::MODIFY | ReadFlags::ATTRIB,
             )
