@@ -465,10 +465,19 @@ fn changes_behind_the_views_back_show_through_it_at_once() {
             "{what} shows through the view"
         );
     };
+    let listed = |name: &str| {
+        fs::read_dir(&at)
+            .expect("list")
+            .flatten()
+            .any(|e| e.file_name() == name)
+    };
+    assert!(listed("a.txt"), "a listing the kernel keeps");
     shows("the new mode", &|| common::mode(m.p("a.txt")) == 0o600);
     shows("the new file", &|| seen("new.txt").is_ok());
+    shows("the new file, listed", &|| listed("new.txt"));
     fs::remove_file(env.w("a.txt")).expect("rm");
     shows("the removal", &|| seen("a.txt").is_err());
+    shows("the removal, listed", &|| !listed("a.txt"));
     // A command brings a remote-only file here: it shows with its content's size.
     env.ok(&["get", "docs/c.txt"]);
     assert_eq!(

@@ -349,7 +349,16 @@ impl Filesystem for View {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let mut s = self.lock();
         match s.path(ino.0).and_then(|p| s.opendir(&p)) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => {
+                // The kernel may keep the listing while changes are heard of (see
+                // `invalidate`): a warm walk of a big tree then reads no directory here.
+                let keep = if s.ttl(ino.0) == crate::invalidate::LONG {
+                    FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
+                reply.opened(FileHandle(fh), keep);
+            }
             Err(e) => reply.error(e),
         }
     }

@@ -6,9 +6,10 @@
 //! hears of every change to the workspace directory, and after a command it reads the store
 //! again and sees which remote-only files came, went or changed: each such path is sent here,
 //! and a thread of its own tells the kernel to forget the path's entry and the attributes of
-//! the path and of its directory (`FUSE_NOTIFY_INVAL_ENTRY`, `FUSE_NOTIFY_INVAL_INODE`
-//! without its pages: a file's pages are judged at its next open). Then the answers can live
-//! [`LONG`]; without a monitor they live [`SHORT`].
+//! the path and of its directory, and their pages: a directory's are the listing the kernel
+//! keeps (`FUSE_NOTIFY_INVAL_ENTRY`, `FUSE_NOTIFY_INVAL_INODE`). Then the answers can live
+//! [`LONG`] and listings stay in the kernel; without a monitor answers live [`SHORT`] and
+//! listings are read anew at each open.
 //!
 //! The thread takes the view's lock only to turn paths into inode numbers, and tells the
 //! kernel with no lock held: the kernel may have to wait, to forget an entry, for a request
@@ -77,13 +78,15 @@ fn forget(notifier: &Notifier, state: &Weak<Mutex<State>>, rx: &Receiver<Vec<u8>
                 .collect()
         };
         drop(state);
+        // Offset 0: the pages go too, which for a directory are the listing the kernel
+        // keeps (`FOPEN_CACHE_DIR`), and for a file what was read of it.
         for (dir, me, name) in targets {
             if let Some(dir) = dir {
                 let _ = notifier.inval_entry(INodeNo(dir), OsStr::from_bytes(&name));
-                let _ = notifier.inval_inode(INodeNo(dir), -1, 0);
+                let _ = notifier.inval_inode(INodeNo(dir), 0, 0);
             }
             if let Some(me) = me {
-                let _ = notifier.inval_inode(INodeNo(me), -1, 0);
+                let _ = notifier.inval_inode(INodeNo(me), 0, 0);
             }
         }
     }

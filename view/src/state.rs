@@ -746,10 +746,18 @@ pub fn read_full_at(f: &File, offset: u64, size: u32) -> Answer<Vec<u8>> {
 }
 
 /// The type of a listed workspace entry.
+/// An entry's type from the directory itself (no stat where the file system says).
 fn kind_of(e: &std::fs::DirEntry) -> FileType {
-    e.metadata().map_or(FileType::RegularFile, |md| {
-        crate::attr::of_metadata(0, &md).kind
-    })
+    use std::os::unix::fs::FileTypeExt;
+    match e.file_type() {
+        Ok(t) if t.is_dir() => FileType::Directory,
+        Ok(t) if t.is_symlink() => FileType::Symlink,
+        Ok(t) if t.is_fifo() => FileType::NamedPipe,
+        Ok(t) if t.is_socket() => FileType::Socket,
+        Ok(t) if t.is_block_device() => FileType::BlockDevice,
+        Ok(t) if t.is_char_device() => FileType::CharDevice,
+        _ => FileType::RegularFile,
+    }
 }
 
 /// `OpenOptions` for the open(2) flags the kernel passes (O_CREAT and O_EXCL left out: the
