@@ -493,6 +493,50 @@ fn changes_behind_the_views_back_show_through_it_at_once() {
     m.stop();
 }
 
+/// A directory made through the view stays a working directory: the kernel is not told to
+/// forget a name that still stands (it would cut the directory off from its path).
+#[test]
+fn a_directory_made_through_the_view_stays_a_working_directory() {
+    use std::io::BufRead;
+    let (env, at) = setup();
+    let m = Mounted::start(&env, &at);
+    fs::create_dir(m.p("made")).expect("mkdir");
+    let mut sh = Command::new("sh")
+        .arg("-c")
+        .arg("read go && /bin/pwd")
+        .current_dir(m.p("made"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sh in the new directory");
+    // A change to the directory itself, while it is sh's working directory.
+    common::chmod(m.p("made"), 0o750);
+    // Changes reach the kernel in order: once a later one shows, those before have been
+    // handled.
+    fs::write(env.w("a.txt"), "a later change\n").expect("write");
+    assert!(
+        cachesync_testutils::poll_until(Duration::from_secs(5), || {
+            fs::metadata(m.p("a.txt")).is_ok_and(|md| md.len() == 15)
+        }),
+        "the later change shows"
+    );
+    sh.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+    let out = sh.wait_with_output().expect("sh ends");
+    assert!(
+        out.status.success(),
+        "pwd in the new directory: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pwd = out.stdout.lines().next().expect("a line").expect("utf-8");
+    assert_eq!(Path::new(&pwd), m.p("made"));
+    m.stop();
+}
+
 /// This process's umask (read from /proc: setting it to read it would race other tests).
 fn current_umask() -> u32 {
     let status = fs::read_to_string("/proc/self/status").expect("status");

@@ -35,8 +35,12 @@ pub const SHORT: Duration = Duration::from_secs(1);
 /// How long changes gather before the kernel is told of them.
 const BATCH: Duration = Duration::from_millis(10);
 
-/// Where changed paths are sent.
-pub type Changes = Sender<Vec<u8>>;
+/// Where changed paths are sent: each with whether its name may now stand for nothing (it
+/// was removed or renamed away), when the kernel must forget the name itself. Otherwise a
+/// name keeps its inode number (numbers follow paths, see `inodes.rs`) and only what the
+/// kernel knows of that inode goes: forgetting a name that still stands, a directory
+/// just made through the view say, would cut off a program whose working directory it is.
+pub type Changes = Sender<(Vec<u8>, bool)>;
 
 /// Starts the thread that tells the kernel to forget what changed; it ends when every
 /// sender is gone or the view is.
@@ -49,7 +53,7 @@ pub fn start(notifier: Notifier, state: Weak<Mutex<State>>) -> Changes {
     tx
 }
 
-fn forget(notifier: &Notifier, state: &Weak<Mutex<State>>, rx: &Receiver<Vec<u8>>) {
+fn forget(notifier: &Notifier, state: &Weak<Mutex<State>>, rx: &Receiver<(Vec<u8>, bool)>) {
     while let Ok(first) = rx.recv() {
         // What comes within a few milliseconds goes in one batch: a big file written
         // behind the view's back (or through it) is forgotten once per batch, not per write.
@@ -67,22 +71,24 @@ fn forget(notifier: &Notifier, state: &Weak<Mutex<State>>, rx: &Receiver<Vec<u8>
             return;
         };
         // Numbers only for what the kernel may have been told of (known numbers).
-        let targets: Vec<(Option<u64>, Option<u64>, Vec<u8>)> = {
+        let targets: Vec<(Option<u64>, Option<u64>, Vec<u8>, bool)> = {
             let s = state.lock().unwrap_or_else(PoisonError::into_inner);
             paths
                 .iter()
-                .map(|p| {
+                .map(|(p, gone)| {
                     let (dir, name) = split_parent(p);
-                    (s.inodes.known(dir), s.inodes.known(p), name.to_vec())
+                    (s.inodes.known(dir), s.inodes.known(p), name.to_vec(), *gone)
                 })
                 .collect()
         };
         drop(state);
         // Offset 0: the pages go too, which for a directory are the listing the kernel
         // keeps (`FOPEN_CACHE_DIR`), and for a file what was read of it.
-        for (dir, me, name) in targets {
+        for (dir, me, name, gone) in targets {
             if let Some(dir) = dir {
-                let _ = notifier.inval_entry(INodeNo(dir), OsStr::from_bytes(&name));
+                if gone {
+                    let _ = notifier.inval_entry(INodeNo(dir), OsStr::from_bytes(&name));
+                }
                 let _ = notifier.inval_inode(INodeNo(dir), 0, 0);
             }
             if let Some(me) = me {

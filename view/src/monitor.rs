@@ -243,7 +243,8 @@ impl Monitor {
             }
         }
         if let Some(tell) = &inner.tell {
-            let _ = tell.send(path.clone());
+            let gone = flags.intersects(ReadFlags::DELETE | ReadFlags::MOVED_FROM);
+            let _ = tell.send((path.clone(), gone));
         }
         inner.paths.insert(path);
     }

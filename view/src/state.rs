@@ -137,7 +137,7 @@ impl State {
         let known = Known::load(ws).map_err(|e| of_error(&e))?;
         if let Some(tx) = &self.changes {
             for p in self.known.changed_remote_only(&known) {
-                let _ = tx.send(p);
+                let _ = tx.send((p, false));
             }
         }
         self.known = known;
