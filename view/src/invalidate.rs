@@ -53,6 +53,10 @@ pub fn start(notifier: Notifier, state: Weak<Mutex<State>>) -> Changes {
     tx
 }
 
+/// What the kernel is told to forget for one path: its directory's number and its own
+/// (when known), its name, and whether the name itself goes.
+type Target = (Option<u64>, Option<u64>, Vec<u8>, bool);
+
 fn forget(notifier: &Notifier, state: &Weak<Mutex<State>>, rx: &Receiver<(Vec<u8>, bool)>) {
     while let Ok(first) = rx.recv() {
         // What comes within a few milliseconds goes in one batch: a big file written
@@ -71,7 +75,7 @@ fn forget(notifier: &Notifier, state: &Weak<Mutex<State>>, rx: &Receiver<(Vec<u8
             return;
         };
         // Numbers only for what the kernel may have been told of (known numbers).
-        let targets: Vec<(Option<u64>, Option<u64>, Vec<u8>, bool)> = {
+        let targets: Vec<Target> = {
             let s = state.lock().unwrap_or_else(PoisonError::into_inner);
             paths
                 .iter()
