@@ -194,6 +194,16 @@ fn case(command: &str, point: &str, outage: Outage) {
             );
         }
     }
+    // sshfs keeps a file replaced or removed while it still counts it open (a release held
+    // up by the outage) as `.fuse_hidden*`, and deletes it when the release is done: only
+    // one that stays is left for good.
+    let hidden = || {
+        walk(w.share.served()).iter().any(|p| {
+            p.file_name()
+                .is_some_and(|n| n.as_encoded_bytes().starts_with(b".fuse_hidden"))
+        })
+    };
+    cachesync_testutils::poll_until(Duration::from_secs(10), || !hidden());
     for (side, got) in [
         ("server", tree(w.share.served())),
         ("workspace", tree(&w.ws)),
