@@ -194,20 +194,22 @@ fn case(command: &str, point: &str, outage: Outage) {
             );
         }
     }
-    // sshfs keeps a file replaced or removed while it still counts it open (a release held
-    // up by the outage) as `.fuse_hidden*`, and deletes it when the release is done: only
-    // one that stays is left for good.
-    let hidden = || {
-        walk(w.share.served()).iter().any(|p| {
-            p.file_name()
-                .is_some_and(|n| n.as_encoded_bytes().starts_with(b".fuse_hidden"))
-        })
+    // sshfs keeps a file replaced or removed while it still counts it open as
+    // `.fuse_hidden*` and deletes it when the kernel's release (sent after close(2)
+    // returns) reaches it. When the outage comes between the two, sshfs's delete fails and
+    // the hidden copy of the version just replaced stays: sshfs's file, not cachesync's,
+    // and left out here (tests/fuse_hidden.rs holds that none is left without an outage).
+    // Known, see the issue notes: cachesync could find and remove such a copy later.
+    let is_hidden = |p: &Vec<u8>| {
+        p.rsplit(|&b| b == b'/')
+            .next()
+            .is_some_and(|n| n.starts_with(b".fuse_hidden"))
     };
-    cachesync_testutils::poll_until(Duration::from_secs(10), || !hidden());
-    for (side, got) in [
-        ("server", tree(w.share.served())),
-        ("workspace", tree(&w.ws)),
-    ] {
+    let served: Tree = tree(w.share.served())
+        .into_iter()
+        .filter(|(p, _)| !(reached && is_hidden(p)))
+        .collect();
+    for (side, got) in [("server", served), ("workspace", tree(&w.ws))] {
         assert!(
             got == wanted,
             "{command} at {point}, {outage:?}: the {side} differs (left: got, right: wanted):\n{}",
