@@ -128,7 +128,7 @@ impl Bench {
     }
 
     /// Sets keys of the workspace's config.json.
-    fn configure(ws: &Path, set: &[(&str, Value)]) -> Result<()> {
+    pub(crate) fn configure(ws: &Path, set: &[(&str, Value)]) -> Result<()> {
         let path = ws.join(".cachesync/config.json");
         let mut config: Value = serde_json::from_str(&fs::read_to_string(&path)?)?;
         for (k, v) in set {
@@ -167,7 +167,14 @@ impl Bench {
         sync.args(["sync", "--quiet"]).current_dir(&ws);
         self.env(&mut sync);
         self.sample(&mut sync)?;
-        Bench::configure(&ws, &[("budget_bytes", Value::Null)])?;
+        // The view alone: its own syncs would run amid the timings.
+        Bench::configure(
+            &ws,
+            &[
+                ("budget_bytes", Value::Null),
+                ("view_sync_seconds", json!(0)),
+            ],
+        )?;
         let at = base.join("view");
         let rc_at = base.join("rclone");
         let rc_cache = base.join("rclone-cache");
