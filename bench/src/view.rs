@@ -3,62 +3,13 @@
 //! time over the view's: 0.8 means the view ran at 80% of the direct speed.
 
 use std::fs;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 
 use crate::{tree, Bench, Link, Tool};
 
-/// A view mounted for the suite: unmounted when dropped.
-struct View {
-    child: Child,
-    at: std::path::PathBuf,
-}
-
-impl Drop for View {
-    fn drop(&mut self) {
-        let _ = Command::new("fusermount3")
-            .arg("-uz")
-            .arg(&self.at)
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// True once a cachesync view answers at `at`.
-fn mounted(at: &Path) -> bool {
-    cachesync_testutils::is_cachesync_view(at) && fs::metadata(at).is_ok()
-}
-
 impl Bench {
-    fn mount(&self, ws: &Path, at: &Path) -> Result<View> {
-        fs::create_dir_all(at)?;
-        let mut c = self.cachesync();
-        c.args(["mount", "--foreground"])
-            .arg(at)
-            .current_dir(ws)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(self.log.try_clone()?);
-        self.env(&mut c);
-        let view = View {
-            child: c.spawn().context("cachesync mount")?,
-            at: at.to_path_buf(),
-        };
-        let start = Instant::now();
-        while !mounted(at) {
-            if start.elapsed() > Duration::from_secs(30) {
-                bail!("the view did not come up at {}", at.display());
-            }
-            std::thread::park_timeout(Duration::from_millis(20));
-        }
-        Ok(view)
-    }
-
     /// Sequential read and write of one big file and a warm `stat` of every file of a big
     /// tree, through the view and directly.
     pub(crate) fn view(&mut self) -> Result<()> {
@@ -80,7 +31,7 @@ impl Bench {
         let at = self.work.path().join(suite).join("view");
         // The view alone: its own syncs (every 300 s by default) would run amid the timings.
         Bench::configure(&ws, &[("view_sync_seconds", serde_json::json!(0))])?;
-        let view = self.mount(&ws, &at)?;
+        let view = self.mount_view(&ws, &at)?;
         let mib = size >> 20;
         for r in 0..self.args.runs {
             for (tool, base) in [(Tool::Cachesync, &at), (Tool::Direct, &ws)] {

@@ -19,7 +19,7 @@ use crate::{tree, Bench, Link, Tool};
 const PROBE: Duration = Duration::from_secs(20);
 
 /// A FUSE mount run by a child process: unmounted and stopped when dropped.
-struct Mounted {
+pub(crate) struct Mounted {
     child: Child,
     at: PathBuf,
 }
@@ -83,7 +83,8 @@ fn probe(script: &str) -> (bool, f64, String) {
 }
 
 impl Bench {
-    fn mount_view(&self, ws: &Path, at: &Path) -> Result<Mounted> {
+    /// `cachesync mount --foreground AT` in the workspace `ws`, once it answers.
+    pub(crate) fn mount_view(&self, ws: &Path, at: &Path) -> Result<Mounted> {
         fs::create_dir_all(at)?;
         let mut c = self.cachesync();
         c.args(["mount", "--foreground"])
