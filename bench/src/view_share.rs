@@ -83,49 +83,42 @@ fn probe(script: &str) -> (bool, f64, String) {
 }
 
 impl Bench {
-    /// `cachesync mount --foreground AT` in the workspace `ws`, once it answers.
-    pub(crate) fn mount_view(&self, ws: &Path, at: &Path) -> Result<Mounted> {
+    /// Runs the mount command `c` (serving at `at`, in the foreground); `None` when the
+    /// mount does not come up within [`PROBE`] (it is then stopped).
+    fn spawn_mount(&self, mut c: Command, at: &Path, what: &str) -> Result<Option<Mounted>> {
         fs::create_dir_all(at)?;
-        let mut c = self.cachesync();
-        c.args(["mount", "--foreground"])
-            .arg(at)
-            .current_dir(ws)
-            .stdin(Stdio::null())
+        c.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(self.log.try_clone()?);
         self.env(&mut c);
-        let mut child = c.spawn().context("cachesync mount")?;
-        let up = comes_up(&mut child, at, PROBE);
-        let m = Mounted {
-            child,
-            at: at.to_path_buf(),
-        };
-        if !up {
-            bail!("the view did not come up at {}", at.display());
-        }
-        Ok(m)
-    }
-
-    /// `rclone mount SRC AT --vfs-cache-mode full`; `None` when it does not come up.
-    fn mount_rclone(&self, src: &Path, at: &Path, cache: &Path) -> Result<Option<Mounted>> {
-        fs::create_dir_all(at)?;
-        let mut c = Command::new("rclone");
-        c.arg("mount")
-            .arg(src)
-            .arg(at)
-            .args(["--vfs-cache-mode", "full", "--cache-dir"])
-            .arg(cache)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(self.log.try_clone()?);
-        self.env(&mut c);
-        let mut child = c.spawn().context("rclone mount")?;
+        let mut child = c.spawn().context(what.to_owned())?;
         let up = comes_up(&mut child, at, PROBE);
         let m = Mounted {
             child,
             at: at.to_path_buf(),
         };
         Ok(up.then_some(m))
+    }
+
+    /// `cachesync mount --foreground AT` in the workspace `ws`, once it answers.
+    pub(crate) fn mount_view(&self, ws: &Path, at: &Path) -> Result<Mounted> {
+        let mut c = self.cachesync();
+        c.args(["mount", "--foreground"]).arg(at).current_dir(ws);
+        match self.spawn_mount(c, at, "cachesync mount")? {
+            Some(m) => Ok(m),
+            None => bail!("the view did not come up at {}", at.display()),
+        }
+    }
+
+    /// `rclone mount SRC AT --vfs-cache-mode full`; `None` when it does not come up.
+    fn mount_rclone(&self, src: &Path, at: &Path, cache: &Path) -> Result<Option<Mounted>> {
+        let mut c = Command::new("rclone");
+        c.arg("mount")
+            .arg(src)
+            .arg(at)
+            .args(["--vfs-cache-mode", "full", "--cache-dir"])
+            .arg(cache);
+        self.spawn_mount(c, at, "rclone mount")
     }
 
     /// Sets keys of the workspace's config.json.
