@@ -26,11 +26,52 @@ pub fn run(ws: &Workspace, progress: &dyn Progress) -> Result<Outcome> {
     Ok(Outcome { problems, code })
 }
 
+/// What kind of problem (named in `--json` and in the text output as below).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProblemKind {
+    /// An open conflict (`conflict`).
+    Conflict,
+    /// A version with nowhere to go, kept in lost+found (`lost-found`).
+    LostFound,
+    /// The remote cannot be reached (`disconnected`).
+    Disconnected,
+    /// A local change not pushed (`local-change`).
+    LocalChange,
+    /// A remote change not pulled (`remote-change`).
+    RemoteChange,
+    /// An offline change the remote's permissions will refuse (`permission`).
+    Permission,
+    /// An entry neither side can read, left alone (`unreadable`).
+    Unreadable,
+}
+
+impl ProblemKind {
+    /// The name, as shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::Conflict => "conflict",
+            ProblemKind::LostFound => "lost-found",
+            ProblemKind::Disconnected => "disconnected",
+            ProblemKind::LocalChange => "local-change",
+            ProblemKind::RemoteChange => "remote-change",
+            ProblemKind::Permission => "permission",
+            ProblemKind::Unreadable => "unreadable",
+        }
+    }
+}
+
+impl std::fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One problem `check` reports.
 #[derive(Debug, Serialize)]
 pub struct Problem {
-    /// `conflict`, `local-change`, `remote-change`, `disconnected`.
-    pub kind: &'static str,
+    /// What kind.
+    pub kind: ProblemKind,
     /// The path, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -47,7 +88,7 @@ pub fn problems(status: &crate::status::Outcome) -> (Vec<Problem>, Option<ErrorC
     for c in &status.conflicts {
         if let Some(lf) = &c.lost_found {
             out.push(Problem {
-                kind: "lost-found",
+                kind: ProblemKind::LostFound,
                 path: Some(c.path.clone()),
                 path_hex: std::str::from_utf8(&c.path_bytes())
                     .is_err()
@@ -60,7 +101,7 @@ pub fn problems(status: &crate::status::Outcome) -> (Vec<Problem>, Option<ErrorC
             continue;
         }
         out.push(Problem {
-            kind: "conflict",
+            kind: ProblemKind::Conflict,
             path: Some(c.path.clone()),
             path_hex: std::str::from_utf8(&c.path_bytes())
                 .is_err()
@@ -70,7 +111,7 @@ pub fn problems(status: &crate::status::Outcome) -> (Vec<Problem>, Option<ErrorC
     }
     if let Some(e) = &status.remote_error {
         out.push(Problem {
-            kind: "disconnected",
+            kind: ProblemKind::Disconnected,
             path: None,
             path_hex: None,
             message: e.clone(),
@@ -85,7 +126,7 @@ pub fn problems(status: &crate::status::Outcome) -> (Vec<Problem>, Option<ErrorC
         .filter(|c| !conflicted.contains(c.path.as_str()))
     {
         out.push(Problem {
-            kind: "local-change",
+            kind: ProblemKind::LocalChange,
             path: Some(c.path.clone()),
             path_hex: c.path_hex.clone(),
             message: format!(
@@ -101,7 +142,7 @@ pub fn problems(status: &crate::status::Outcome) -> (Vec<Problem>, Option<ErrorC
         .filter(|c| !conflicted.contains(c.path.as_str()))
     {
         out.push(Problem {
-            kind: "remote-change",
+            kind: ProblemKind::RemoteChange,
             path: Some(c.path.clone()),
             path_hex: c.path_hex.clone(),
             message: format!(
@@ -113,7 +154,7 @@ pub fn problems(status: &crate::status::Outcome) -> (Vec<Problem>, Option<ErrorC
     }
     for w in &status.permission {
         out.push(Problem {
-            kind: "permission",
+            kind: ProblemKind::Permission,
             path: Some(w.path.clone()),
             path_hex: w.path_hex.clone(),
             message: format!("{}: changed offline, but {}", w.path, w.reason),
@@ -121,7 +162,7 @@ pub fn problems(status: &crate::status::Outcome) -> (Vec<Problem>, Option<ErrorC
     }
     for u in &status.unreadable {
         out.push(Problem {
-            kind: "unreadable",
+            kind: ProblemKind::Unreadable,
             path: Some(u.path.clone()),
             path_hex: u.path_hex.clone(),
             message: format!(
@@ -142,4 +183,25 @@ pub fn problems(status: &crate::status::Outcome) -> (Vec<Problem>, Option<ErrorC
         Some(ErrorCode::Other)
     };
     (out, code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProblemKind;
+
+    #[test]
+    fn kinds_keep_their_names_in_json_and_text() {
+        for kind in [
+            ProblemKind::Conflict,
+            ProblemKind::LostFound,
+            ProblemKind::Disconnected,
+            ProblemKind::LocalChange,
+            ProblemKind::RemoteChange,
+            ProblemKind::Permission,
+            ProblemKind::Unreadable,
+        ] {
+            let json = serde_json::to_string(&kind).expect("serializes");
+            assert_eq!(json, format!("\"{kind}\""));
+        }
+    }
 }

@@ -164,19 +164,32 @@ pub struct ConflictRecord {
 impl ConflictRecord {
     /// The path's bytes.
     pub fn path_bytes(&self) -> Vec<u8> {
-        (0..self.path_hex.len() / 2)
-            .filter_map(|i| u8::from_str_radix(&self.path_hex[i * 2..i * 2 + 2], 16).ok())
-            .collect()
+        crate::paths::unhex(&self.path_hex).expect("a record's path hex is checked when read")
     }
 
     /// The lost+found copy's path (relative to the workspace root), if any.
     pub fn lost_found_path(&self) -> Option<Vec<u8>> {
         let hex = self.lost_found_hex.as_deref()?;
-        Some(
-            (0..hex.len() / 2)
-                .filter_map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).ok())
-                .collect(),
-        )
+        Some(crate::paths::unhex(hex).expect("a record's lost+found hex is checked when read"))
+    }
+
+    /// The record stored under `key`, decoded and checked: its hex paths decode (the record
+    /// is the only place the bytes of a non-UTF-8 path are kept, so a damaged one is an
+    /// error, never read as some other path).
+    fn decode(key: &[u8], v: &[u8]) -> Result<ConflictRecord> {
+        let what = || format!("the conflict record of {}", display(key));
+        let r: ConflictRecord =
+            serde_json::from_slice(v).map_err(|e| SyncError::damaged(what(), e))?;
+        if crate::paths::unhex(&r.path_hex).is_none() {
+            return Err(SyncError::damaged(what(), "its path_hex is not hex"));
+        }
+        if r.lost_found_hex
+            .as_deref()
+            .is_some_and(|h| crate::paths::unhex(h).is_none())
+        {
+            return Err(SyncError::damaged(what(), "its lost_found_hex is not hex"));
+        }
+        Ok(r)
     }
 
     /// True while the record's lost+found copy is still in the workspace at `root`.
@@ -230,16 +243,13 @@ pub fn all(store: &Store) -> Result<Vec<ConflictRecord>> {
     let mut damaged = None;
     store
         .table(keys::CF_CONFLICTS)
-        .for_each_prefix(b"", |k, v| match serde_json::from_slice(v) {
+        .for_each_prefix(b"", |k, v| match ConflictRecord::decode(k, v) {
             Ok(r) => {
                 out.push(r);
                 true
             }
             Err(e) => {
-                damaged = Some(SyncError::damaged(
-                    format!("the conflict record of {}", display(k)),
-                    e,
-                ));
+                damaged = Some(e);
                 false
             }
         })?;
@@ -267,9 +277,7 @@ pub fn open(store: &Store) -> Result<Vec<ConflictRecord>> {
 pub fn get(store: &Store, path: &[u8]) -> Result<Option<ConflictRecord>> {
     match store.table(keys::CF_CONFLICTS).get(path)? {
         None => Ok(None),
-        Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| {
-            SyncError::damaged(format!("the conflict record of {}", display(path)), e)
-        }),
+        Some(v) => ConflictRecord::decode(path, &v).map(Some),
     }
 }
 
@@ -357,5 +365,30 @@ mod tests {
         batch.put(keys::CF_CONFLICTS, b"x", json.as_bytes());
         store.commit(batch).expect("commit");
         assert!(matches!(all(&store), Err(SyncError::DamagedRecord { .. })));
+    }
+
+    #[test]
+    fn a_path_hex_that_is_not_hex_is_damage_not_another_path() {
+        let (_dir, store) = store();
+        let mut r = record(b"ab", ConflictKind::Content, None, None, None);
+        r.path_hex = "61+2".into(); // read digit by digit, once taken for "a" and "\x02"
+        let mut batch = Batch::new();
+        batch.put(
+            keys::CF_CONFLICTS,
+            b"ab",
+            &serde_json::to_vec(&r).expect("json"),
+        );
+        store.commit(batch).expect("commit");
+        for result in [
+            all(&store),
+            get(&store, b"ab").map(|r| r.into_iter().collect()),
+        ] {
+            match result {
+                Err(e @ SyncError::DamagedRecord { .. }) => {
+                    assert!(e.to_string().contains("path_hex"), "{e}");
+                }
+                other => panic!("expected a damaged record, got {other:?}"),
+            }
+        }
     }
 }

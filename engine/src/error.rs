@@ -92,8 +92,8 @@ pub enum SyncError {
         "refusing to delete {count} of {total} files on the {side} side (more than {percent}%)"
     )]
     DeletionGuard {
-        /// "local" or "remote".
-        side: &'static str,
+        /// The side the deletions would be made on.
+        side: crate::plan::Side,
         /// Deletions planned.
         count: usize,
         /// Files in the base snapshot.

@@ -125,8 +125,21 @@ pub struct TempRecord {
     /// The side it is written on (`local` or `remote`).
     #[serde(deserialize_with = "side_named")]
     pub side: Side,
-    /// Its relative path, hex-encoded bytes.
+    /// Its relative path, hex-encoded bytes (checked when read: a damaged one is never
+    /// taken for another path, which could be the user's file).
+    #[serde(deserialize_with = "hex_named")]
     pub path_hex: String,
+}
+
+/// A path's hex, refused unless [`crate::paths::unhex`] reads it.
+fn hex_named<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    let hex = String::deserialize(d)?;
+    match crate::paths::unhex(&hex) {
+        Some(_) => Ok(hex),
+        None => Err(serde::de::Error::custom(format!(
+            "path_hex {hex:?} is not hex"
+        ))),
+    }
 }
 
 /// A [`Side`] from its name, as [`Side`] serializes it.
@@ -437,6 +450,28 @@ mod tests {
         match with_plan(&store, header) {
             Err(e @ SyncError::DamagedRecord { .. }) => {
                 assert!(e.to_string().contains("plan of journal operation 3"), "{e}");
+            }
+            other => panic!("expected a damaged record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_temporary_whose_path_is_not_hex_is_damage() {
+        // Read digit by digit, "2f+61" was once taken for "/" and "a": recovery would
+        // have removed a file of that name.
+        let (_dir, store) = store();
+        write(&store, &op(4, OpKind::Push)).expect("write");
+        store
+            .table(keys::CF_JOURNAL)
+            .put(
+                &plan_key(4),
+                br#"{"plan":[],"temporaries":[{"side":"local","path_hex":"2f+61"}]}"#,
+            )
+            .expect("put");
+        let header = all(&store).expect("all").remove(0);
+        match with_plan(&store, header) {
+            Err(e @ SyncError::DamagedRecord { .. }) => {
+                assert!(e.to_string().contains("not hex"), "{e}");
             }
             other => panic!("expected a damaged record, got {other:?}"),
         }

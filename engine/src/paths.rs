@@ -79,11 +79,36 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The bytes [`hex`] wrote, or `None` when `hex` is not an even run of hex digits (a damaged
+/// record: never read as some other path).
+pub fn unhex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len() / 2)
+        .map(|i| {
+            hex.get(i * 2..i * 2 + 2)
+                .filter(|pair| pair.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
+        .collect()
+}
+
 pub use cachesync_objects::store::{join, split_parent};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_round_trips_and_refuses_damage() {
+        for bytes in [&b""[..], b"a/b", b"\xff\x00name"] {
+            assert_eq!(unhex(&hex(bytes)).as_deref(), Some(bytes));
+        }
+        for damaged in ["6", "6g", "+1", "612", "\u{e9}"] {
+            assert_eq!(unhex(damaged), None, "{damaged:?}");
+        }
+    }
 
     #[test]
     fn quoting() {

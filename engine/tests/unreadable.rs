@@ -94,9 +94,10 @@ fn a_file_the_server_refuses_to_read_does_not_fail_the_clone() {
     assert!(status.unreadable[0].reason.contains("Permission denied"));
     let (problems, code) = cachesync_engine::check::problems(&status);
     assert!(
-        problems
-            .iter()
-            .any(|pr| pr.kind == "unreadable" && pr.path.as_deref() == Some("secret/key")),
+        problems.iter().any(
+            |pr| pr.kind == cachesync_engine::check::ProblemKind::Unreadable
+                && pr.path.as_deref() == Some("secret/key")
+        ),
         "{problems:?}"
     );
     assert_eq!(code.map(|c| c.exit_code()), Some(1));

@@ -192,7 +192,7 @@ pub(super) fn guard(plan: &Plan, base: &Flat, percent: u32) -> Result<()> {
             .count();
         if count > 1 && count * 100 > total * percent as usize {
             return Err(SyncError::DeletionGuard {
-                side: side.as_str(),
+                side,
                 count,
                 total,
                 percent,

@@ -7,9 +7,9 @@ use std::fs;
 use cachesync_objects::Batch;
 
 use crate::conflict::{self, ConflictKind};
-use crate::error::Result;
+use crate::error::{Result, SyncError};
 use crate::journal::{self, OpState};
-use crate::paths::{display, hex, under};
+use crate::paths::{display, hex, under, unhex};
 use crate::plan::Side;
 use crate::timed::TimedRemote;
 use crate::workspace::Workspace;
@@ -22,10 +22,15 @@ use crate::workspace::Workspace;
 pub fn recover(ws: &Workspace, remote: &TimedRemote) -> Result<Vec<u64>> {
     let mut done = Vec::new();
     for mut op in journal::unfinished(&ws.store)? {
+        let damaged = |what: &str| {
+            SyncError::damaged(
+                format!("journal operation {}", op.id),
+                format!("{what} is not hex"),
+            )
+        };
         for t in &op.temporaries {
-            let rel: Vec<u8> = (0..t.path_hex.len() / 2)
-                .filter_map(|i| u8::from_str_radix(&t.path_hex[i * 2..i * 2 + 2], 16).ok())
-                .collect();
+            // A damaged name is never taken for another: that file could be the user's.
+            let rel = unhex(&t.path_hex).ok_or_else(|| damaged("a temporary's path_hex"))?;
             if t.side == Side::Local {
                 let _ = fs::remove_file(under(&ws.root, &rel));
             } else if !remote.pool().is_tripped() {
@@ -40,9 +45,7 @@ pub fn recover(ws: &Workspace, remote: &TimedRemote) -> Result<Vec<u64>> {
                 continue;
             }
             let path: Vec<u8> = match step["path_hex"].as_str() {
-                Some(h) => (0..h.len() / 2)
-                    .filter_map(|i| u8::from_str_radix(&h[i * 2..i * 2 + 2], 16).ok())
-                    .collect(),
+                Some(h) => unhex(h).ok_or_else(|| damaged("a lost+found step's path_hex"))?,
                 None => step["path"]
                     .as_str()
                     .unwrap_or_default()
