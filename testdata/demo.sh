@@ -78,8 +78,12 @@ sh_ "printf '# TODO\n\n- count bytes as well as characters\n' > TODO.md"
 note "Meanwhile someone edits a file on the share itself:"
 sh_ "echo '- Faster counting of large files.' >> '$remote/docs/changelog.md'"
 
-step "Status: local changes, and what changed on the remote"
+step "Status: the local changes; the share as of the last look (status never waits on the network)"
 cs status
+note "status --refresh looks at the share now, and sees the remote edit:"
+cs status --refresh
+"$bin" status --json | grep -q '"docs/changelog.md"' \
+    || fail "status does not remember the remote edit that status --refresh saw"
 
 step "Sync: pull the remote edit, push the local ones"
 cs sync

@@ -110,10 +110,30 @@ fn a_local_edit_is_pushed_and_a_remote_edit_is_pulled() {
     env.put_local("a.txt", "alpha, edited on the laptop\n");
     env.put_remote("b.txt", "bravo, edited on the server\n");
 
+    // A plain status answers from the last look at the share (the clone's): the server's
+    // edit is not known yet; --refresh looks, and later plain ones know what it saw.
     let st = env.json(0, &["status", "--json"]);
     assert_eq!(paths_of(&st["local_changes"]), ["a.txt"], "{st}");
     assert_eq!(st["local_changes"][0]["change"], "modified", "{st}");
-    assert_eq!(paths_of(&st["remote_changes"]), ["b.txt"], "{st}");
+    assert_eq!(
+        paths_of(&st["remote_changes"]),
+        Vec::<String>::new(),
+        "{st}"
+    );
+    assert_eq!(st["refreshed"], false, "{st}");
+    let text = env.ok(&["status"]).out();
+    assert!(
+        text.contains("as of") && text.contains("status --refresh"),
+        "{text}"
+    );
+    for args in [
+        &["status", "--refresh", "--json"][..],
+        &["status", "--json"],
+    ] {
+        let st = env.json(0, args);
+        assert_eq!(paths_of(&st["remote_changes"]), ["b.txt"], "{args:?}: {st}");
+        assert_eq!(st["refreshed"], args.contains(&"--refresh"), "{st}");
+    }
 
     // push sends the local edit only.
     env.ok(&["push"]);
@@ -138,7 +158,7 @@ fn a_remote_deletion_is_pulled_when_the_local_copy_is_unchanged() {
     ]);
     env.clone_ws();
     fs::remove_file(env.r("b.txt")).expect("rm");
-    let st = env.json(0, &["status", "--json"]);
+    let st = env.json(0, &["status", "--refresh", "--json"]);
     assert_eq!(paths_of(&st["remote_changes"]), ["b.txt"], "{st}");
     assert_eq!(st["remote_changes"][0]["change"], "deleted", "{st}");
 

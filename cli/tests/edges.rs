@@ -85,7 +85,7 @@ fn status_shows_a_server_edit_that_kept_size_and_mtime_under_a_local_edit() {
     let env = cloned_old_file();
     rewrite_keeping_stat(&env.r("f"), "version 2\n");
     env.put_local("f", "my edit\n");
-    let st = env.json(0, &["status", "--json"]);
+    let st = env.json(0, &["status", "--refresh", "--json"]);
     assert_eq!(st["conflicts"][0]["path"], "f", "{st}");
     assert_eq!(st["pending"]["push"], 0, "{st}");
 }

@@ -559,8 +559,8 @@ fn resolve_refuses_when_the_server_changed_since_the_conflict() {
     let env = overlapping();
     let newer = "one\ntwo, the server's second thought\nthree\nfour\nfive\n";
     env.put_remote("notes.txt", newer);
-    // status refreshes the remote snapshot without syncing.
-    env.ok(&["status"]);
+    // status --refresh refreshes the remote snapshot without syncing.
+    env.ok(&["status", "--refresh"]);
     let r = env.expect_code(2, &["resolve", "notes.txt", "--take", "client"]);
     assert!(r.stderr.contains("sync"), "says to sync first: {r}");
     assert_eq!(
@@ -801,7 +801,7 @@ fn status_and_check_show_a_type_clash_before_the_sync_records_it() {
         fs::create_dir(dir_side.join("n")).expect("mkdir n");
         fs::write(dir_side.join("n/inside.txt"), "inside\n").expect("write n/inside.txt");
 
-        let st = env.json(0, &["status", "--json"]);
+        let st = env.json(0, &["status", "--refresh", "--json"]);
         assert_eq!(
             paths_of(&st["conflicts"]),
             ["n"],

@@ -177,7 +177,17 @@ fn status_with_the_remote_missing_reports_disconnected_and_local_changes() {
     env.put_local("offline.txt", "created offline\n");
     let _away = move_remote_away(&env);
 
-    let r = env.ok(&["status"]);
+    // A plain status does not look at the share: nothing noticed yet.
+    let st = env.json(0, &["status", "--json"]);
+    assert_eq!(
+        (&st["mode"], &st["refreshed"]),
+        (&"connected".into(), &false.into()),
+        "{st}"
+    );
+    assert!(st["remote_seen_ns"].is_i64(), "{st}");
+    assert_eq!(st["pending"]["push"], 2, "{st}");
+
+    let r = env.ok(&["status", "--refresh"]);
     let text = r.out();
     assert!(text.contains("disconnected"), "{r}");
     assert!(

@@ -27,7 +27,8 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 }
 
 fn status(ws: &Path) -> serde_json::Value {
-    serde_json::from_str(&ok(ws, &["status", "--json"])).expect("status --json is JSON")
+    serde_json::from_str(&ok(ws, &["status", "--refresh", "--json"]))
+        .expect("status --json is JSON")
 }
 
 fn remote_changes(ws: &Path) -> Vec<String> {

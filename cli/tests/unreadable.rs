@@ -46,7 +46,7 @@ fn link_target(p: &Path) -> Option<PathBuf> {
 
 /// The unreadable paths `status --json` lists (it exits 0).
 fn unreadable(ws: &Path) -> Vec<serde_json::Value> {
-    let r = run(ws, &["status", "--json"]);
+    let r = run(ws, &["status", "--refresh", "--json"]);
     assert_eq!(r.code, 0, "{r}");
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("status --json is JSON");
     v["unreadable"].as_array().expect("unreadable").clone()

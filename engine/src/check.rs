@@ -16,12 +16,17 @@ pub struct Outcome {
     pub code: Option<ErrorCode>,
 }
 
-/// Runs a status (scanning both sides, changing neither) and lists its problems.
+/// Runs a refreshed status (scanning both sides, changing neither) and lists its problems.
 ///
 /// # Errors
 /// As [`crate::status::run`].
 pub fn run(ws: &Workspace, progress: &dyn Progress) -> Result<Outcome> {
-    let status = crate::status::run(ws, &crate::status::Options::default(), progress)?;
+    // A script asks whether everything is clean now: the share is looked at.
+    let opts = crate::status::Options {
+        refresh: true,
+        ..crate::status::Options::default()
+    };
+    let status = crate::status::run(ws, &opts, progress)?;
     let (problems, code) = problems(&status);
     Ok(Outcome { problems, code })
 }

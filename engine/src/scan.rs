@@ -391,6 +391,20 @@ pub struct Unreadable {
 }
 
 impl Unreadable {
+    /// One with its words said (as a walk reports it, or read back from the store).
+    pub(crate) fn restored(path: &[u8], kind: EntryKind, reason: String, remedy: String) -> Self {
+        Unreadable {
+            path: display(path),
+            path_hex: std::str::from_utf8(path)
+                .is_err()
+                .then(|| crate::paths::hex(path)),
+            kind: kind.as_str(),
+            reason,
+            remedy,
+            path_bytes: path.to_vec(),
+        }
+    }
+
     fn new(path: &[u8], kind: EntryKind, error: &std::io::Error) -> Unreadable {
         let errno = error.raw_os_error();
         let symlink = kind == EntryKind::Symlink;
@@ -419,16 +433,12 @@ impl Unreadable {
         } else {
             "look at it on the server"
         };
-        Unreadable {
-            path: display(path),
-            path_hex: std::str::from_utf8(path)
-                .is_err()
-                .then(|| crate::paths::hex(path)),
-            kind: kind.as_str(),
+        Unreadable::restored(
+            path,
+            kind,
             reason,
-            remedy: format!("{remedy}; or add it to .cachesyncignore to leave it out"),
-            path_bytes: path.to_vec(),
-        }
+            format!("{remedy}; or add it to .cachesyncignore to leave it out"),
+        )
     }
 }
 

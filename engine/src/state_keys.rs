@@ -20,6 +20,11 @@ pub const MODE: &[u8] = b"mode";
 /// JSON array `[mode, uid, gid]`.
 pub const REMOTE_ROOT: &[u8] = b"remote-root";
 
+/// The last look at the share: when the walk started and the entries it could not read (a
+/// `LastSeen` of `sync/trees.rs` as JSON: `{"time_ns": N, "unreadable": [{"path_hex",
+/// "kind", "reason", "remedy"}]}`). With the remote snapshot, what `status` answers from.
+pub const REMOTE_SEEN: &[u8] = b"remote-seen";
+
 /// The blake3 digest (64 ASCII hex digits) of the last set of local changes journaled as an
 /// `offline` operation, so that one set is journaled once.
 pub const OFFLINE_SEEN: &[u8] = b"offline-seen";
@@ -56,6 +61,7 @@ mod tests {
             WORKSPACE_ID,
             MODE,
             REMOTE_ROOT,
+            REMOTE_SEEN,
             OFFLINE_SEEN,
             CACHE_LEVEL,
             FSMONITOR,

@@ -33,6 +33,10 @@ pub struct PathChange {
 pub struct Options {
     /// List the ignored paths too.
     pub with_ignored: bool,
+    /// Look at the share now (walk it, read what changed there), as a sync would. Without
+    /// it, the remote side is the share as it was last looked at, and the share is not
+    /// touched (as `git status` answers as of the last fetch).
+    pub refresh: bool,
 }
 
 /// What `status` reports.
@@ -52,6 +56,13 @@ pub struct Outcome {
     pub manual: bool,
     /// Why the remote could not be reached, when it could not.
     pub remote_error: Option<String>,
+    /// Whether this status looked at the share (`--refresh`), rather than answering from
+    /// the last look.
+    pub refreshed: bool,
+    /// When the share was last looked at (ns since the epoch): the remote changes, pending
+    /// steps and conflicts below are as of then. `None`: never recorded (a workspace made
+    /// by an older version, before its first sync).
+    pub remote_seen_ns: Option<i64>,
     /// Files and directories created here and never pushed: they have no identity on the
     /// remote yet.
     pub provisional: Vec<PathChange>,
@@ -329,8 +340,9 @@ fn record_offline_changes(ws: &Workspace, changes: &[PathChange]) -> Result<()> 
     Ok(())
 }
 
-/// Scans both sides (the remote only if it answers) and reports, changing neither side.
-/// The index is refreshed, as `git status` refreshes its own.
+/// Reports both sides, changing neither: the workspace as scanned now, the remote as last
+/// seen, or (with [`Options::refresh`], or when it was never seen) as walked now if it
+/// answers. The index is refreshed, as `git status` refreshes its own.
 ///
 /// # Errors
 /// Local I/O and store errors; a remote that does not answer is reported, not an error.
@@ -342,7 +354,16 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
         remote_error,
         plan,
         unreadable,
-    } = scan_sides(ws, progress)?;
+        refreshed,
+        remote_seen_ns,
+    } = if opts.refresh {
+        scan_sides(ws, progress)?
+    } else {
+        match last_seen_sides(ws)? {
+            Some(sides) => sides,
+            None => scan_sides(ws, progress)?,
+        }
+    };
     refresh_index(ws, &local)?;
     let local_changes = reconcile_side(&base, &local.tree);
     let remote_changes = remote_tree
@@ -351,13 +372,14 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
         .unwrap_or_default();
     let (pending, conflicts) = pending_and_conflicts(ws, plan.as_ref())?;
     let mode = ws.mode()?;
+    let disconnected = remote_error.is_some();
     let provisional: Vec<PathChange> = local_changes
         .iter()
         .filter(|c| c.change == "added")
         .cloned()
         .collect();
     let mut permission = Vec::new();
-    if remote_error.is_some() {
+    if disconnected {
         permission = offline_permission_warnings(ws, &base, &local.tree)?;
         record_offline_changes(ws, &local_changes)?;
     }
@@ -375,7 +397,7 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
         readiness,
         workspace: ws.root.display().to_string(),
         remote: ws.config.remote.display().to_string(),
-        mode: if remote_error.is_some() {
+        mode: if disconnected {
             Mode::Disconnected.as_str()
         } else {
             Mode::Connected.as_str()
@@ -383,6 +405,8 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
         since_ns: mode.since_ns,
         reason: mode.reason.filter(|_| mode.mode == Mode::Disconnected),
         manual: mode.manual,
+        refreshed,
+        remote_seen_ns,
         provisional,
         permission,
         remote_error,
@@ -403,6 +427,40 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
         },
         warnings: local.warnings,
     })
+}
+
+/// The two sides without looking at the share: the workspace as scanned now, the remote
+/// as last seen, and what a sync would do were the share still so. `None` when the share
+/// was never looked at in a way that recorded it.
+///
+/// # Errors
+/// Local I/O and store errors.
+fn last_seen_sides(ws: &Workspace) -> Result<Option<Sides>> {
+    let Some((t, seen)) = crate::sync::trees::last_seen(ws)? else {
+        return Ok(None);
+    };
+    let mode = ws.mode()?;
+    let remote_error = match (mode.is_disconnected(), mode.manual) {
+        (false, _) => None,
+        (true, true) => Some(SyncError::Offline.to_string()),
+        (true, false) => Some(format!(
+            "disconnected: {}",
+            mode.reason
+                .as_deref()
+                .unwrap_or("the remote did not answer")
+        )),
+    };
+    let plan = crate::sync::prepare::prepare(ws, &t, &[], Direction::Both)?.plan;
+    Ok(Some(Sides {
+        base: t.base,
+        local: t.local,
+        remote_tree: Some(t.remote.tree),
+        remote_error,
+        plan: Some(plan),
+        unreadable: t.remote.unreadable,
+        refreshed: false,
+        remote_seen_ns: Some(seen.time_ns),
+    }))
 }
 
 /// Scans both sides: with the remote when it answers (and is not disconnected by hand),
@@ -443,6 +501,8 @@ fn scan_sides(ws: &Workspace, progress: &dyn Progress) -> Result<Sides> {
                 remote_error: None,
                 plan: Some(plan),
                 unreadable: t.remote.unreadable,
+                refreshed: true,
+                remote_seen_ns: Some(t.started_ns),
             })
         }
         Err(
@@ -450,6 +510,13 @@ fn scan_sides(ws: &Workspace, progress: &dyn Progress) -> Result<Sides> {
             | SyncError::RemoteIdentity { .. }
             | SyncError::Offline),
         ) => {
+            // Offline, the share as last seen stands in (with why it was not seen now).
+            if let Some(sides) = last_seen_sides(ws)? {
+                return Ok(Sides {
+                    remote_error: Some(e.to_string()),
+                    ..sides
+                });
+            }
             let base = ws.synced_base()?;
             let local = crate::presence::scan_workspace(ws, &base)?;
             Ok(Sides {
@@ -459,6 +526,8 @@ fn scan_sides(ws: &Workspace, progress: &dyn Progress) -> Result<Sides> {
                 remote_error: Some(e.to_string()),
                 plan: None,
                 unreadable: Vec::new(),
+                refreshed: false,
+                remote_seen_ns: None,
             })
         }
         Err(e) => Err(e),
@@ -578,6 +647,10 @@ struct Sides {
     plan: Option<crate::plan::Plan>,
     /// Remote entries that could not be read (empty when the remote was not reached).
     unreadable: Vec<crate::scan::Unreadable>,
+    /// Whether the share was looked at now.
+    refreshed: bool,
+    /// When the remote side was seen.
+    remote_seen_ns: Option<i64>,
 }
 
 fn reconcile_side(base: &crate::scan::Flat, side: &crate::scan::Flat) -> Vec<PathChange> {

@@ -89,6 +89,12 @@ fn field(r: &impl serde::Serialize, name: &str) -> serde_json::Value {
 
 const FILES: &[(&str, &str)] = &[("c.txt", "base\n"), ("x", "x\n"), ("y", "y\n")];
 
+/// A status that looks at the share.
+const REFRESH: status::Options = status::Options {
+    with_ignored: false,
+    refresh: true,
+};
+
 #[test]
 fn resolve_take_server_settles_without_a_sync_and_take_client_needs_one() {
     let w = World::conflict(FILES, "c.txt");
@@ -165,8 +171,7 @@ fn resolve_refuses_a_merge_of_overlapping_edits_and_a_server_that_moved_on() {
     assert!(merged.is_err(), "the edits overlap");
     // The server changes again: a resolution against the recorded version is refused.
     write(&w.remote.join("c.txt"), "theirs, again\n");
-    status::run(&w.ws, &status::Options::default(), &NoProgress)
-        .expect("status refreshes the remote snapshot");
+    status::run(&w.ws, &REFRESH, &NoProgress).expect("status refreshes the remote snapshot");
     let late = resolve::run(
         &w.ws,
         &resolve::Options {
@@ -186,12 +191,23 @@ fn status_reports_each_side_and_what_a_sync_would_do() {
     write(&w.local("x"), "x, edited here\n");
     write(&w.local("new"), "new here\n");
     fs::remove_file(w.remote.join("y")).expect("rm");
-    let st = status::run(&w.ws, &status::Options::default(), &NoProgress).expect("status");
     let changes = |list: &[cachesync_engine::status::PathChange]| -> Vec<(String, String)> {
         list.iter()
             .map(|c| (c.path.clone(), c.change.to_string()))
             .collect()
     };
+    // Without --refresh the share is not looked at: the deletion is not known yet.
+    let cached = status::run(&w.ws, &status::Options::default(), &NoProgress).expect("status");
+    assert!(!cached.refreshed && cached.remote_seen_ns.is_some());
+    assert_eq!(changes(&cached.local_changes).len(), 2);
+    assert!(
+        cached.remote_changes.is_empty(),
+        "{:?}",
+        cached.remote_changes
+    );
+    assert_eq!((cached.pending.pull, cached.pending.push), (0, 2));
+    let st = status::run(&w.ws, &REFRESH, &NoProgress).expect("status");
+    assert!(st.refreshed);
     assert_eq!(
         changes(&st.local_changes),
         [
@@ -206,6 +222,12 @@ fn status_reports_each_side_and_what_a_sync_would_do() {
     assert_eq!((st.pending.pull, st.pending.push), (1, 2));
     assert_eq!(st.mode, "connected");
     assert_eq!(changes(&st.provisional), [("new".into(), "added".into())]);
+    // The look is remembered: the next status knows of the deletion without looking.
+    let after = status::run(&w.ws, &status::Options::default(), &NoProgress).expect("status");
+    assert!(!after.refreshed);
+    assert_eq!(changes(&after.remote_changes), changes(&st.remote_changes));
+    assert_eq!((after.pending.pull, after.pending.push), (1, 2));
+    assert!(after.remote_seen_ns >= st.remote_seen_ns);
     let dry = w.run(OpKind::Sync, Direction::Both, true);
     assert_eq!(dry.plan.steps.len(), 3);
     w.sync();
@@ -215,17 +237,24 @@ fn status_reports_each_side_and_what_a_sync_would_do() {
 }
 
 #[test]
-fn status_offline_lists_local_changes_and_recorded_conflicts_only() {
+fn status_offline_answers_from_the_last_look_at_the_share() {
     let w = World::conflict(FILES, "c.txt");
     write(&w.local("x"), "x, offline\n");
     w.ws.set_disconnected("by hand", true).expect("disconnect");
-    let st = status::run(&w.ws, &status::Options::default(), &NoProgress).expect("status");
-    assert_eq!(st.mode, "disconnected");
-    assert!(st.remote_error.is_some());
-    assert_eq!((st.pending.pull, st.pending.push), (0, 0));
-    assert_eq!(st.local_changes.len(), 2, "{:?}", st.local_changes);
-    assert_eq!(st.conflicts.len(), 1);
-    assert_eq!(field(&st.conflicts[0], "kind"), "content");
+    // A change on the share while disconnected is not seen, with or without --refresh.
+    write(&w.remote.join("y"), "y, edited there\n");
+    for opts in [status::Options::default(), REFRESH] {
+        let st = status::run(&w.ws, &opts, &NoProgress).expect("status");
+        assert_eq!(st.mode, "disconnected");
+        assert!(st.remote_error.is_some() && !st.refreshed);
+        // The conflicted server edit is the one remote change known.
+        let remote: Vec<&str> = st.remote_changes.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(remote, ["c.txt"]);
+        assert_eq!((st.pending.pull, st.pending.push), (0, 1), "x to push");
+        assert_eq!(st.local_changes.len(), 2, "{:?}", st.local_changes);
+        assert_eq!(st.conflicts.len(), 1);
+        assert_eq!(field(&st.conflicts[0], "kind"), "content");
+    }
 }
 
 #[test]

@@ -161,7 +161,18 @@ fn check(s: &Situation) -> Result<(), TestCaseError> {
         apply(&remote, rel, s.remote[i], 2);
     }
 
-    let status = status::run(&ws, &status::Options::default(), &NoProgress).expect("status");
+    let refresh = status::Options {
+        refresh: true,
+        ..status::Options::default()
+    };
+    let status = status::run(&ws, &refresh, &NoProgress).expect("status");
+    // Answered from that look, without looking again: the same.
+    let cached = status::run(&ws, &status::Options::default(), &NoProgress).expect("status");
+    prop_assert!(status.refreshed && !cached.refreshed);
+    prop_assert_eq!(
+        (cached.pending.pull, cached.pending.push),
+        (status.pending.pull, status.pending.push)
+    );
     let dry = dry_run(&mut ws);
     let count = |side| dry.plan.steps.iter().filter(|st| st.side == side).count();
     prop_assert_eq!(
@@ -183,6 +194,7 @@ fn check(s: &Situation) -> Result<(), TestCaseError> {
                 .collect()
         };
     prop_assert_eq!(paths(&status.conflicts), paths(&dry.conflicts));
+    prop_assert_eq!(paths(&cached.conflicts), paths(&dry.conflicts));
     Ok(())
 }
 

@@ -12,6 +12,11 @@ pub struct StatusArgs {
     /// Also list the paths the ignore rules leave out.
     #[arg(long)]
     ignored: bool,
+    /// Look at the share now (walk it and read what changed there, as a sync would).
+    /// Without it, the remote side is the share as the last sync, pull, push or
+    /// `status --refresh` saw it, and the share is not touched.
+    #[arg(long)]
+    refresh: bool,
 }
 
 fn section(out: &mut String, title: &str, changes: &[PathChange]) {
@@ -28,6 +33,7 @@ pub fn cmd_status(args: StatusArgs) -> CmdResult {
     let ws = open_workspace(args.json)?;
     let opts = status::Options {
         with_ignored: args.ignored,
+        refresh: args.refresh,
     };
     let report = status::run(&ws, &opts, &Bars::new(args.json)).or_fail(args.json)?;
     if args.json {
@@ -73,11 +79,30 @@ fn header(report: &status::Outcome) -> String {
         }
     );
     if let Some(e) = &report.remote_error {
-        out.push_str(&format!(
-            "  {e}\n  (remote changes unknown; local changes below)\n"
-        ));
+        out.push_str(&format!("  {e}\n"));
+    }
+    match report.remote_seen_ns {
+        _ if report.refreshed => {}
+        Some(seen) => out.push_str(&format!(
+            "  remote side as of {} ({}), the last look at the share; \
+             `cachesync status --refresh` looks again\n",
+            time(seen),
+            ago(seen)
+        )),
+        None => out.push_str("  (remote changes unknown; local changes below)\n"),
     }
     out
+}
+
+/// How long ago `ns` (since the epoch) was, in the largest unit that fits.
+fn ago(ns: i64) -> String {
+    let secs = (cachesync_engine::now_ns() - ns).max(0) / 1_000_000_000;
+    match secs {
+        0..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86_400),
+    }
 }
 
 /// What a sync cannot settle by itself: the conflicts, and the remote entries it cannot

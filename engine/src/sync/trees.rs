@@ -87,7 +87,8 @@ pub(crate) fn scan_all(
     };
     // New files the workspace will not hold (never-cache, or over the budget) are not
     // read from the share: they stay remote-only, listed with their stat.
-    let deferred = defer_new_files(ws, &walked.entries, &rules, &base, &local);
+    let listed = walked.entries.iter().map(|(p, r)| (p, r.kind, r.size));
+    let deferred = defer_new_files(ws, listed, &rules, &base, &local);
     let not_read: std::borrow::Cow<HashSet<Vec<u8>>> = if deferred.paths.is_empty() {
         std::borrow::Cow::Borrowed(&local.remote_only)
     } else {
@@ -148,6 +149,7 @@ fn save_remote_scan(
     let racy = crate::racy::after_scan(scan, previous_racy, started_ns);
     let mut batch = Batch::new();
     crate::racy::put(&mut batch, previous_racy, &racy);
+    LastSeen::put(&mut batch, started_ns, &scan.unreadable);
     if scan.tree != previous {
         let root = ws.store.write_flat(&scan.tree)?;
         let snap = Snapshot {
@@ -166,29 +168,153 @@ fn save_remote_scan(
     Ok(racy)
 }
 
+/// When the share was last looked at (a walk by `sync`, `pull`, `push`, `status --refresh`),
+/// and the entries it could not read then: with the remote snapshot that walk saved
+/// ([`keys::REF_REMOTE`], which later runs advance by what they wrote), what `status` answers
+/// from without looking at the share again.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct LastSeen {
+    /// When the walk started (ns since the epoch).
+    pub time_ns: i64,
+    /// The entries it could not read: left out of what `status` plans, as that run did.
+    unreadable: Vec<SeenUnreadable>,
+}
+
+/// An [`crate::scan::Unreadable`] as [`LastSeen`] stores it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SeenUnreadable {
+    path_hex: String,
+    kind: String,
+    reason: String,
+    remedy: String,
+}
+
+impl LastSeen {
+    /// Adds "the share was looked at `time_ns`, and these entries could not be read" to a
+    /// batch.
+    fn put(batch: &mut Batch, time_ns: i64, unreadable: &[crate::scan::Unreadable]) {
+        let seen = LastSeen {
+            time_ns,
+            unreadable: unreadable
+                .iter()
+                .map(|u| SeenUnreadable {
+                    path_hex: crate::paths::hex(&u.path_bytes),
+                    kind: u.kind.to_string(),
+                    reason: u.reason.clone(),
+                    remedy: u.remedy.clone(),
+                })
+                .collect(),
+        };
+        batch.put(
+            keys::CF_STATE,
+            crate::state_keys::REMOTE_SEEN,
+            &serde_json::to_vec(&seen).expect("the last look serializes"),
+        );
+    }
+
+    /// The last look at the share, if one was recorded (none before the first walk of a
+    /// version that records it).
+    ///
+    /// # Errors
+    /// Store errors; [`crate::SyncError::DamagedRecord`] when the record does not decode.
+    pub fn load(store: &Store) -> Result<Option<LastSeen>> {
+        let Some(v) = store
+            .table(keys::CF_STATE)
+            .get(crate::state_keys::REMOTE_SEEN)?
+        else {
+            return Ok(None);
+        };
+        let damaged = |e: &dyn std::fmt::Display| {
+            crate::SyncError::damaged("the state record `remote-seen`", e.to_string())
+        };
+        let seen: LastSeen = serde_json::from_slice(&v).map_err(|e| damaged(&e))?;
+        for u in &seen.unreadable {
+            if crate::paths::unhex(&u.path_hex).is_none() || EntryKind::from_name(&u.kind).is_none()
+            {
+                return Err(damaged(&"an unreadable entry's path or kind"));
+            }
+        }
+        Ok(Some(seen))
+    }
+
+    /// The unreadable entries, as the walk reported them.
+    fn unreadable(&self) -> Vec<crate::scan::Unreadable> {
+        self.unreadable
+            .iter()
+            .filter_map(|u| {
+                Some(crate::scan::Unreadable::restored(
+                    &crate::paths::unhex(&u.path_hex)?,
+                    EntryKind::from_name(&u.kind)?,
+                    u.reason.clone(),
+                    u.remedy.clone(),
+                ))
+            })
+            .collect()
+    }
+}
+
+/// The three trees without looking at the share: the workspace scanned as always, the
+/// remote as it was last seen ([`LastSeen`]). `None` when the share was never looked at in a
+/// way that recorded it (then the caller looks).
+///
+/// # Errors
+/// Local I/O and store errors.
+pub(crate) fn last_seen(ws: &Workspace) -> Result<Option<(Trees, LastSeen)>> {
+    let Some(seen) = LastSeen::load(&ws.store)? else {
+        return Ok(None);
+    };
+    if ws.store.get_ref(keys::REF_REMOTE)?.is_none() {
+        return Ok(None);
+    }
+    let started_ns = crate::now_ns();
+    let rules = ws.rules()?;
+    let base = ws.synced_base()?;
+    let local = crate::presence::scan_workspace(ws, &base)?;
+    let mut tree = ws.store.read_ref_flat(keys::REF_REMOTE)?;
+    // As a walk with today's rules would list it.
+    tree.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
+    let unreadable = seen.unreadable();
+    let listed = tree.iter().map(|(p, e)| (p, e.kind, e.size));
+    let deferred = defer_new_files(ws, listed, &rules, &base, &local);
+    let remote = RemoteScan {
+        tree,
+        unstable: unreadable.iter().map(|u| u.path_bytes.clone()).collect(),
+        unreadable,
+        ..RemoteScan::default()
+    };
+    let trees = Trees {
+        base,
+        local,
+        remote,
+        racy: crate::racy::load(&ws.store)?,
+        started_ns,
+        deferred,
+    };
+    Ok(Some((trees, seen)))
+}
+
 /// Which files new on the share (known to neither the base nor the workspace) a run
 /// leaves remote-only, decided before anything is read: those under a never-cache
 /// directory, and, under a cache budget, the least wanted ones that do not fit (each
 /// costs its copy here and its content in the store; pinned and always-cache files come
 /// first, and one of them that does not fit is the cache being full: EDISCONFULL).
-fn defer_new_files(
+fn defer_new_files<'a>(
     ws: &Workspace,
-    listed: &crate::scan::Listing,
+    listed: impl Iterator<Item = (&'a Vec<u8>, EntryKind, u64)>,
     rules: &crate::ignore_rules::IgnoreRules,
     base: &Flat,
     local: &LocalScan,
 ) -> Deferred {
     let wset = ws.working_set();
     let mut new_files: Vec<(i32, &Vec<u8>, u64)> = listed
-        .iter()
-        .filter(|(p, r)| {
-            r.kind == EntryKind::File
+        .filter(|(p, kind, _)| {
+            *kind == EntryKind::File
                 && !crate::ignore_rules::IgnoreRules::is_internal(p)
                 && !rules.is_ignored(p, false)
-                && !base.contains_key(p)
-                && !local.tree.contains_key(p)
+                && !base.contains_key(*p)
+                && !local.tree.contains_key(*p)
         })
-        .map(|(p, r)| (wset.priority(p), p, r.size))
+        .map(|(p, _, size)| (wset.priority(p), p, size))
         .collect();
     let mut out = Deferred::default();
     let budget = crate::cull::budget(ws);
