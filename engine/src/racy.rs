@@ -6,8 +6,8 @@
 //! are racy: the next scan reads their content again instead of trusting the stat, and a step
 //! that would overwrite or remove one on the remote checks its content first.
 //!
-//! An entry is racy when its mtime is at most [`WINDOW_NS`] before the scan started, by the
-//! workspace's clock (a server whose clock runs ahead makes more entries racy, never fewer;
+//! An entry is racy when its mtime is at most [`WINDOW_NS`] before the scan started (for a
+//! file the scan read, before its read started), by the workspace's clock (a server whose clock runs ahead makes more entries racy, never fewer;
 //! one running behind by more than the window is the limit of this check). A racy path stays
 //! racy until a scan has read it again: remote-only files (their content is not read) and
 //! paths a scan left out keep the mark. Racy paths are kept under `racy/` + path in the state
@@ -54,9 +54,13 @@ pub fn after_scan(
             e.file == Some(FileId::NOT_CACHED) || scan.unstable.iter().any(|u| is_within(p, u))
         })
     };
+    // A file read by this scan is judged from when it was read (its content and the stat
+    // after the read agree as of then; only a later edit within its mtime's tick could keep
+    // that stat): after a long first copy, the files read more than the window after their
+    // last change are not racy. The others, from the scan's start.
     scan.tree
         .iter()
-        .filter(|(_, e)| is_racy(e, scan_started_ns))
+        .filter(|(p, e)| is_racy(e, scan.read_ns.get(*p).copied().unwrap_or(scan_started_ns)))
         .map(|(p, _)| p.clone())
         .chain(previous.iter().filter(|p| unread(p)).cloned())
         .collect()
@@ -108,4 +112,41 @@ pub fn holds(mut source: impl Read, id: FileId) -> std::io::Result<bool> {
         hasher.update(&buf[..n]);
     }
     Ok(hasher.finalize().as_bytes() == id.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: i64 = 1_000_000_000;
+
+    fn file(mtime_ns: i64) -> Entry {
+        let mut e = Entry::new(b"f", EntryKind::File);
+        e.mtime_ns = mtime_ns;
+        e.file = Some(FileId::from_slice(&[7; 32]).expect("id"));
+        e
+    }
+
+    #[test]
+    fn a_file_is_judged_from_when_it_was_read() {
+        let changed = 100 * SECOND;
+        let mut scan = RemoteScan::default();
+        for p in ["read-late", "read-early", "listed-only"] {
+            scan.tree.insert(p.as_bytes().to_vec(), file(changed));
+        }
+        // The scan started a second after the change; one file was read 30 s later, one at
+        // once, one not at all (its stat alone stood for it).
+        let started = changed + SECOND;
+        scan.read_ns
+            .insert(b"read-late".to_vec(), changed + 30 * SECOND);
+        scan.read_ns.insert(b"read-early".to_vec(), started);
+        let racy = after_scan(&scan, &HashSet::new(), started);
+        let mut racy: Vec<&[u8]> = racy.iter().map(Vec::as_slice).collect();
+        racy.sort_unstable();
+        assert_eq!(racy, [&b"listed-only"[..], b"read-early"]);
+        // Read within the window of its change: racy, whenever the scan started.
+        scan.read_ns
+            .insert(b"read-late".to_vec(), changed + WINDOW_NS);
+        assert!(after_scan(&scan, &HashSet::new(), started).contains(&b"read-late".to_vec()));
+    }
 }

@@ -343,7 +343,12 @@ pub struct Walk {
     pub vanished: Vec<Vec<u8>>,
 }
 
-type Fetched = Vec<(Vec<u8>, Result<(cachesync_objects::FileId, RemoteEntry)>)>;
+/// Each file read: its path, when its read started (ns), and the outcome.
+type Fetched = Vec<(
+    Vec<u8>,
+    i64,
+    Result<(cachesync_objects::FileId, RemoteEntry)>,
+)>;
 
 /// What the remote scan found.
 #[derive(Default)]
@@ -365,6 +370,9 @@ pub struct RemoteScan {
     pub unstable: Vec<Vec<u8>>,
     /// Entries the listing shows but whose content or target could not be read.
     pub unreadable: Vec<Unreadable>,
+    /// The files read, with when each read started (ns): whether a file's stat can vouch
+    /// for its content is judged from then (see [`crate::racy`]).
+    pub read_ns: std::collections::HashMap<Vec<u8>, i64>,
 }
 
 /// A remote entry the listing shows but whose content (a file) or target (a symlink) cannot
@@ -731,6 +739,7 @@ fn fetch_all(
             s.spawn(|| loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let Some((rel, listed)) = next else { return };
+                let started_ns = crate::now_ns();
                 let r = fetch(remote, store, &rel, Some(listed));
                 let failed_disconnected = matches!(r, Err(SyncError::Disconnected { .. }));
                 if let Ok((_, e)) = &r {
@@ -741,7 +750,7 @@ fn fetch_all(
                 results
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push((rel, r));
+                    .push((rel, started_ns, r));
                 if failed_disconnected {
                     queue.lock().unwrap_or_else(|p| p.into_inner()).clear();
                 }
@@ -757,7 +766,7 @@ fn fetch_all(
 /// # Errors
 /// The first other failure ([`SyncError::Disconnected`], store errors).
 fn take_fetched(results: Fetched, previous: &Flat, out: &mut RemoteScan) -> Result<()> {
-    for (rel, r) in results {
+    for (rel, started_ns, r) in results {
         match r {
             Ok((id, stat)) => {
                 let mut entry = tree_entry(&stat);
@@ -765,6 +774,7 @@ fn take_fetched(results: Fetched, previous: &Flat, out: &mut RemoteScan) -> Resu
                 entry.file = Some(id);
                 out.fetched += 1;
                 out.bytes += stat.size;
+                out.read_ns.insert(rel.clone(), started_ns);
                 out.tree.insert(rel, entry);
             }
             Err(SyncError::RemoteIo { source, .. })
