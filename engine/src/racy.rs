@@ -147,6 +147,6 @@ mod tests {
         // Read within the window of its change: racy, whenever the scan started.
         scan.read_ns
             .insert(b"read-late".to_vec(), changed + WINDOW_NS);
-        assert!(after_scan(&scan, &HashSet::new(), started).contains(&b"read-late".to_vec()));
+        assert!(after_scan(&scan, &HashSet::new(), started).contains(b"read-late".as_slice()));
     }
 }
