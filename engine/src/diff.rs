@@ -1,7 +1,6 @@
 //! `diff`: what the workspace holds, against the base snapshot, from the cache alone (it
 //! works offline); and the unified diff format `show` and `resolve` use too.
 
-use std::collections::BTreeSet;
 
 use cachesync_objects::{Entry, EntryKind};
 
@@ -107,13 +106,11 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Outcome> {
     let paths = &opts.paths;
     let (base, scan) = local_and_base(ws)?;
     let local = scan.tree;
-    let keys: BTreeSet<&Vec<u8>> = base.keys().chain(local.keys()).collect();
     let mut out = String::new();
-    for k in keys {
+    for (k, b, l) in crate::reconcile::zip2(&base, &local) {
         if !paths.is_empty() && !paths.iter().any(|p| is_within(k, p)) {
             continue;
         }
-        let (b, l) = (base.get(k), local.get(k));
         if same(b, l) || b.or(l).is_some_and(|e| e.kind == EntryKind::Dir) {
             continue;
         }

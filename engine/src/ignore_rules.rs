@@ -108,6 +108,27 @@ impl IgnoreRules {
         hit(&self.defaults) || hit(&self.user)
     }
 
+    /// Leaves out of `tree` what the rules ignore, as [`IgnoreRules::is_ignored_with_parents`]
+    /// would, in one ordered pass: a path whose parent directory was kept is judged by its own
+    /// name only (its parents were judged already), and only the others by their parents too.
+    pub fn retain_unignored(&self, tree: &mut crate::scan::Flat) {
+        let mut kept_dirs: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        // A map is visited in order, so a directory comes before what is in it.
+        tree.retain(|p, e| {
+            let is_dir = e.kind == cachesync_objects::EntryKind::Dir;
+            let parent = crate::paths::split_parent(p).0;
+            let ignored = if parent.is_empty() || kept_dirs.contains(parent) {
+                IgnoreRules::is_internal(p) || self.is_ignored(p, is_dir)
+            } else {
+                self.is_ignored_with_parents(p, is_dir)
+            };
+            if is_dir && !ignored {
+                kept_dirs.insert(p.clone());
+            }
+            !ignored
+        });
+    }
+
     /// True for cachesync's own files, which are ignored whatever the user's rules say.
     pub fn is_internal(rel: &[u8]) -> bool {
         let name = crate::paths::split_parent(rel).1;
@@ -135,5 +156,45 @@ mod tests {
         assert!(!rules.is_ignored(b"keep.o", false));
         assert!(!rules.is_ignored(b"src/main.rs", false));
         assert!(!rules.is_ignored(b"sub/.cachesync", true));
+    }
+
+    /// The ordered pass keeps exactly what a path-by-path check with parents keeps, with
+    /// ignored directories, re-included names, internal names and a file whose directory
+    /// is missing from the tree.
+    #[test]
+    fn retain_unignored_is_the_check_with_parents() {
+        use cachesync_objects::{Entry, EntryKind};
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join(IGNORE_FILE),
+            "build/\n*.o\n!keep.o\ndocs/*.tmp\n/top-only\n",
+        )
+        .expect("write");
+        let rules = IgnoreRules::load(dir.path()).expect("load");
+        let dirs = ["build", "build/sub", "docs", "src", "src/build", "src/top-only", "a"];
+        let files = [
+            "build/x.c", "build/sub/y.c", "build/keep.o", "docs/a.tmp", "docs/a.md",
+            "docs/sub/b.tmp", "src/main.rs", "src/main.o", "src/keep.o", "src/build/z.c",
+            "src/top-only/w", "top-only", "a/.cachesync-tmp.1", ".cachesync-remote",
+            "orphan/build/q.c", "orphan/ok.txt", "a.b", "a/c",
+        ];
+        let mut tree = crate::scan::Flat::new();
+        for d in dirs {
+            tree.insert(d.as_bytes().to_vec(), Entry::new(b"d", EntryKind::Dir));
+        }
+        for f in files {
+            tree.insert(f.as_bytes().to_vec(), Entry::new(b"f", EntryKind::File));
+        }
+        let mut want = tree.clone();
+        want.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
+        let mut got = tree;
+        rules.retain_unignored(&mut got);
+        let keys = |t: &crate::scan::Flat| -> Vec<String> {
+            t.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect()
+        };
+        assert_eq!(keys(&got), keys(&want));
+        assert!(!got.contains_key(&b"build/sub/y.c".to_vec()), "inside an ignored directory");
+        assert!(got.contains_key(&b"src/keep.o".to_vec()), "re-included");
+        assert!(!got.contains_key(&b"orphan/build/q.c".to_vec()), "its directory not listed");
     }
 }

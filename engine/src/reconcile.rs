@@ -197,6 +197,38 @@ pub fn reconcile(base: &Flat, local: &Flat, remote: &Flat) -> Vec<Change> {
     settle_type_clashes(changes, base, local, remote)
 }
 
+/// The union of two trees' paths, in order, with each tree's entry (as [`zip3`]).
+pub fn zip2<'a>(
+    a: &'a Flat,
+    b: &'a Flat,
+) -> impl Iterator<Item = (&'a Vec<u8>, Option<&'a Entry>, Option<&'a Entry>)> {
+    let mut a = a.iter().peekable();
+    let mut b = b.iter().peekable();
+    std::iter::from_fn(move || {
+        let order = match (a.peek(), b.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((ka, _)), Some((kb, _))) => ka.cmp(kb),
+        };
+        Some(match order {
+            std::cmp::Ordering::Less => {
+                let (k, e) = a.next()?;
+                (k, Some(e), None)
+            }
+            std::cmp::Ordering::Greater => {
+                let (k, e) = b.next()?;
+                (k, None, Some(e))
+            }
+            std::cmp::Ordering::Equal => {
+                let (k, ea) = a.next()?;
+                let (_, eb) = b.next()?;
+                (k, Some(ea), Some(eb))
+            }
+        })
+    })
+}
+
 /// The union of the three trees' paths, in order, with each tree's entry: one pass over the
 /// three sorted maps (a merge), instead of a set of all paths and three lookups per path.
 fn zip3<'a>(
@@ -489,7 +521,7 @@ mod tests {
         /// The merge of the three sorted trees visits exactly the union of their paths, in
         /// order, each with every tree's own entry.
         #[test]
-        fn zip3_is_the_sorted_union_with_each_trees_entry(
+        fn zip2_and_zip3_are_the_sorted_union_with_each_trees_entry(
             names in proptest::collection::vec((0u8..40, 0u8..8), 0..60)
         ) {
             let mut trees = [Flat::new(), Flat::new(), Flat::new()];
@@ -503,6 +535,13 @@ mod tests {
                 }
             }
             let union: BTreeSet<&Vec<u8>> = trees.iter().flat_map(|t| t.keys()).collect();
+            let pairs: BTreeSet<&Vec<u8>> = trees[..2].iter().flat_map(|t| t.keys()).collect();
+            let got2: Vec<_> = zip2(&trees[0], &trees[1]).collect();
+            prop_assert_eq!(got2.iter().map(|g| g.0).collect::<Vec<_>>(), pairs.into_iter().collect::<Vec<_>>());
+            for (p, a, b) in got2 {
+                prop_assert_eq!(a, trees[0].get(p));
+                prop_assert_eq!(b, trees[1].get(p));
+            }
             let got: Vec<_> = zip3(&trees[0], &trees[1], &trees[2]).collect();
             prop_assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), union.into_iter().collect::<Vec<_>>());
             for (p, b, l, r) in got {

@@ -232,9 +232,8 @@ fn local_change_paths(
     base: &crate::scan::Flat,
     local: &crate::scan::Flat,
 ) -> Vec<(Vec<u8>, &'static str)> {
-    let keys: std::collections::BTreeSet<&Vec<u8>> = base.keys().chain(local.keys()).collect();
-    keys.into_iter()
-        .filter_map(|k| describe(base.get(k), local.get(k)).map(|(c, _)| (k.clone(), c)))
+    crate::reconcile::zip2(base, local)
+        .filter_map(|(k, b, l)| describe(b, l).map(|(c, _)| (k.clone(), c)))
         .collect()
 }
 
@@ -654,14 +653,9 @@ struct Sides {
 }
 
 fn reconcile_side(base: &crate::scan::Flat, side: &crate::scan::Flat) -> Vec<PathChange> {
-    let mut out = Vec::new();
-    let keys: std::collections::BTreeSet<&Vec<u8>> = base.keys().chain(side.keys()).collect();
-    for k in keys {
-        if let Some(c) = describe(base.get(k), side.get(k)) {
-            out.push(path_change(k, c));
-        }
-    }
-    out
+    crate::reconcile::zip2(base, side)
+        .filter_map(|(k, b, s)| describe(b, s).map(|c| path_change(k, c)))
+        .collect()
 }
 
 #[cfg(test)]

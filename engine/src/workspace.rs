@@ -457,9 +457,7 @@ impl Workspace {
     pub fn synced_base(&self) -> Result<crate::scan::Flat> {
         let rules = self.rules()?;
         let mut base = self.store.read_ref_flat(keys::REF_BASE)?;
-        base.retain(|p, e| {
-            !rules.is_ignored_with_parents(p, e.kind == cachesync_objects::EntryKind::Dir)
-        });
+        rules.retain_unignored(&mut base);
         Ok(base)
     }
 

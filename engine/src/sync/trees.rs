@@ -270,9 +270,21 @@ pub(crate) fn last_seen(ws: &Workspace) -> Result<Option<(Trees, LastSeen)>> {
     let rules = ws.rules()?;
     let base = ws.synced_base()?;
     let local = crate::presence::scan_workspace(ws, &base)?;
-    let mut tree = ws.store.read_ref_flat(keys::REF_REMOTE)?;
-    // As a walk with today's rules would list it.
-    tree.retain(|p, e| !rules.is_ignored_with_parents(p, e.kind == EntryKind::Dir));
+    let root = |name| -> Result<Option<cachesync_objects::TreeId>> {
+        Ok(match ws.store.get_ref(name)? {
+            Some(id) => Some(ws.store.snapshot(id)?.root),
+            None => None,
+        })
+    };
+    // After a sync both sides agree: the remote is the base's very tree, read once.
+    let tree = if root(keys::REF_REMOTE)? == root(keys::REF_BASE)? {
+        base.clone()
+    } else {
+        let mut tree = ws.store.read_ref_flat(keys::REF_REMOTE)?;
+        // As a walk with today's rules would list it.
+        rules.retain_unignored(&mut tree);
+        tree
+    };
     let unreadable = seen.unreadable();
     let listed = tree.iter().map(|(p, e)| (p, e.kind, e.size));
     let deferred = defer_new_files(ws, listed, &rules, &base, &local);
