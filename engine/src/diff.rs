@@ -1,7 +1,6 @@
 //! `diff`: what the workspace holds, against the base snapshot, from the cache alone (it
 //! works offline); and the unified diff format `show` and `resolve` use too.
 
-
 use cachesync_objects::{Entry, EntryKind};
 
 use crate::error::Result;

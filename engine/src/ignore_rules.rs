@@ -171,12 +171,34 @@ mod tests {
         )
         .expect("write");
         let rules = IgnoreRules::load(dir.path()).expect("load");
-        let dirs = ["build", "build/sub", "docs", "src", "src/build", "src/top-only", "a"];
+        let dirs = [
+            "build",
+            "build/sub",
+            "docs",
+            "src",
+            "src/build",
+            "src/top-only",
+            "a",
+        ];
         let files = [
-            "build/x.c", "build/sub/y.c", "build/keep.o", "docs/a.tmp", "docs/a.md",
-            "docs/sub/b.tmp", "src/main.rs", "src/main.o", "src/keep.o", "src/build/z.c",
-            "src/top-only/w", "top-only", "a/.cachesync-tmp.1", ".cachesync-remote",
-            "orphan/build/q.c", "orphan/ok.txt", "a.b", "a/c",
+            "build/x.c",
+            "build/sub/y.c",
+            "build/keep.o",
+            "docs/a.tmp",
+            "docs/a.md",
+            "docs/sub/b.tmp",
+            "src/main.rs",
+            "src/main.o",
+            "src/keep.o",
+            "src/build/z.c",
+            "src/top-only/w",
+            "top-only",
+            "a/.cachesync-tmp.1",
+            ".cachesync-remote",
+            "orphan/build/q.c",
+            "orphan/ok.txt",
+            "a.b",
+            "a/c",
         ];
         let mut tree = crate::scan::Flat::new();
         for d in dirs {
@@ -190,11 +212,19 @@ mod tests {
         let mut got = tree;
         rules.retain_unignored(&mut got);
         let keys = |t: &crate::scan::Flat| -> Vec<String> {
-            t.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect()
+            t.keys()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .collect()
         };
         assert_eq!(keys(&got), keys(&want));
-        assert!(!got.contains_key(&b"build/sub/y.c".to_vec()), "inside an ignored directory");
+        assert!(
+            !got.contains_key(&b"build/sub/y.c".to_vec()),
+            "inside an ignored directory"
+        );
         assert!(got.contains_key(&b"src/keep.o".to_vec()), "re-included");
-        assert!(!got.contains_key(&b"orphan/build/q.c".to_vec()), "its directory not listed");
+        assert!(
+            !got.contains_key(&b"orphan/build/q.c".to_vec()),
+            "its directory not listed"
+        );
     }
 }

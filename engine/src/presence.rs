@@ -73,9 +73,45 @@ fn parent_here(tree: &crate::scan::Flat, path: &[u8]) -> bool {
 /// # Errors
 /// As [`crate::scan::scan_local`].
 pub fn scan_workspace(ws: &Workspace, base: &crate::scan::Flat) -> Result<crate::scan::LocalScan> {
+    let walked = walk_workspace(ws)?;
+    settle_workspace(ws, base, walked)
+}
+
+/// The workspace as walked (or as a view's changes say), before [`settle_workspace`] judges
+/// it against the base.
+pub(crate) struct Walked {
+    local: crate::scan::LocalScan,
+    rules: crate::ignore_rules::IgnoreRules,
+    idx: std::collections::HashMap<Vec<u8>, crate::index::IndexEntry>,
+}
+
+/// The first half of [`scan_workspace`], which needs no base (so the base can be read
+/// meanwhile).
+///
+/// # Errors
+/// As [`crate::scan::scan_local`].
+pub(crate) fn walk_workspace(ws: &Workspace) -> Result<Walked> {
     let rules = ws.rules()?;
     let idx = crate::index::load(&ws.store)?;
-    let mut local = crate::fsmonitor::scan(ws, &rules, &idx)?;
+    let local = crate::fsmonitor::scan(ws, &rules, &idx)?;
+    Ok(Walked { local, rules, idx })
+}
+
+/// The second half of [`scan_workspace`]: leftovers of killed runs tidied, remote-only
+/// files filled in from `base`.
+///
+/// # Errors
+/// As [`crate::scan::scan_local`].
+pub(crate) fn settle_workspace(
+    ws: &Workspace,
+    base: &crate::scan::Flat,
+    walked: Walked,
+) -> Result<crate::scan::LocalScan> {
+    let Walked {
+        mut local,
+        rules,
+        idx,
+    } = walked;
     let mut warnings = Vec::new();
     if ws.holds_lock() && ws.tidy_leftovers(&local.temporaries, base, &mut warnings)? {
         // A file went back to its name: scan again to see it.

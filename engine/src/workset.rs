@@ -70,6 +70,11 @@ impl WorkingSet {
         self.pins.iter().any(|p| is_within(path, p))
     }
 
+    /// True when some directory is never cached.
+    pub fn has_never_cache(&self) -> bool {
+        !self.never.is_empty()
+    }
+
     /// True when `path` is under a never-cache directory (and not pinned).
     pub fn is_never_cached(&self, path: &[u8]) -> bool {
         !self.is_pinned(path) && self.never.iter().any(|p| is_within(path, p))

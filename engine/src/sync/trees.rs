@@ -268,23 +268,17 @@ pub(crate) fn last_seen(ws: &Workspace) -> Result<Option<(Trees, LastSeen)>> {
     }
     let started_ns = crate::now_ns();
     let rules = ws.rules()?;
-    let base = ws.synced_base()?;
-    let local = crate::presence::scan_workspace(ws, &base)?;
-    let root = |name| -> Result<Option<cachesync_objects::TreeId>> {
-        Ok(match ws.store.get_ref(name)? {
-            Some(id) => Some(ws.store.snapshot(id)?.root),
-            None => None,
-        })
-    };
-    // After a sync both sides agree: the remote is the base's very tree, read once.
-    let tree = if root(keys::REF_REMOTE)? == root(keys::REF_BASE)? {
-        base.clone()
-    } else {
-        let mut tree = ws.store.read_ref_flat(keys::REF_REMOTE)?;
-        // As a walk with today's rules would list it.
-        rules.retain_unignored(&mut tree);
-        tree
-    };
+    // The workspace is walked while the stored trees are read (disk and CPU).
+    let (walked, stored) = std::thread::scope(|s| {
+        let walked = s.spawn(|| crate::presence::walk_workspace(ws));
+        let stored = stored_trees(ws, &rules);
+        (
+            walked.join().expect("the workspace walk does not panic"),
+            stored,
+        )
+    });
+    let (base, tree) = stored?;
+    let local = crate::presence::settle_workspace(ws, &base, walked?)?;
     let unreadable = seen.unreadable();
     let listed = tree.iter().map(|(p, e)| (p, e.kind, e.size));
     let deferred = defer_new_files(ws, listed, &rules, &base, &local);
@@ -305,6 +299,27 @@ pub(crate) fn last_seen(ws: &Workspace) -> Result<Option<(Trees, LastSeen)>> {
     Ok(Some((trees, seen)))
 }
 
+/// The base and the remote as last seen, as a walk with today's ignore rules would list
+/// them.
+fn stored_trees(ws: &Workspace, rules: &crate::ignore_rules::IgnoreRules) -> Result<(Flat, Flat)> {
+    let base = ws.synced_base()?;
+    let root = |name| -> Result<Option<cachesync_objects::TreeId>> {
+        Ok(match ws.store.get_ref(name)? {
+            Some(id) => Some(ws.store.snapshot(id)?.root),
+            None => None,
+        })
+    };
+    // After a sync both sides agree: the remote is the base's very tree, read once.
+    let remote = if root(keys::REF_REMOTE)? == root(keys::REF_BASE)? {
+        base.clone()
+    } else {
+        let mut tree = ws.store.read_ref_flat(keys::REF_REMOTE)?;
+        rules.retain_unignored(&mut tree);
+        tree
+    };
+    Ok((base, remote))
+}
+
 /// Which files new on the share (known to neither the base nor the workspace) a run
 /// leaves remote-only, decided before anything is read: those under a never-cache
 /// directory, and, under a cache budget, the least wanted ones that do not fit (each
@@ -318,6 +333,11 @@ fn defer_new_files<'a>(
     local: &LocalScan,
 ) -> Deferred {
     let wset = ws.working_set();
+    let budget = crate::cull::budget(ws);
+    if budget.is_none() && !wset.has_never_cache() {
+        // Every new file is brought in: nothing to decide.
+        return Deferred::default();
+    }
     let mut new_files: Vec<(i32, &Vec<u8>, u64)> = listed
         .filter(|(p, kind, _)| {
             *kind == EntryKind::File
@@ -329,7 +349,6 @@ fn defer_new_files<'a>(
         .map(|(p, _, size)| (wset.priority(p), p, size))
         .collect();
     let mut out = Deferred::default();
-    let budget = crate::cull::budget(ws);
     if budget.is_none() && !new_files.iter().any(|f| f.0 == i32::MIN) {
         return out;
     }
