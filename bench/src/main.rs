@@ -504,11 +504,22 @@ impl Bench {
             .output()?;
         let tracked = listed.stdout.iter().filter(|&&b| b == 0).count();
         self.note(suite, "git_tracked_files", json!(tracked));
+        // A plain status answers from the last look at the share, as git's from the last
+        // fetch; --refresh walks the share too (no git counterpart: git fetch talks to a
+        // server), measured beside it.
         let mut cs = self.cachesync();
         cs.arg("status").arg("--json").current_dir(ws);
         self.env(&mut cs);
+        let mut refresh = self.cachesync();
+        refresh
+            .arg("status")
+            .arg("--refresh")
+            .arg("--json")
+            .current_dir(ws);
+        self.env(&mut refresh);
         let mut gs = self.command(Tool::Git, git_copy, git_copy, git_copy, false);
         // Warm both (page cache, git's index refresh), untimed.
+        self.sample(&mut refresh)?;
         self.sample(&mut cs)?;
         self.sample(&mut gs)?;
         for r in 0..self.args.runs {
@@ -520,6 +531,10 @@ impl Bench {
                 };
                 self.push(suite, "status, no change", tool, s);
             }
+        }
+        for _ in 0..self.args.runs {
+            let s = self.sample(&mut refresh)?;
+            self.push(suite, "status --refresh, no change", Tool::Cachesync, s);
         }
         Ok(())
     }
