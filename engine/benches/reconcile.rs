@@ -1,12 +1,15 @@
-//! Micro-benchmark of the three-way reconcile and the plan over 100,000 paths: what every
-//! sync does after its scans. `make bench` runs it (`cargo bench -p cachesync-engine`).
+//! Micro-benchmarks over 100,000 paths of what every sync and status does after its scans:
+//! the three-way reconcile and the plan, the two-way walk of a status's per-side changes,
+//! and the ignore rules applied to a stored tree. `make bench` runs them (`cargo bench -p
+//! cachesync-engine`).
 
 #![allow(missing_docs)]
 
 use std::hint::black_box;
 
+use cachesync_engine::ignore_rules::IgnoreRules;
 use cachesync_engine::plan::{Direction, Plan};
-use cachesync_engine::reconcile::reconcile;
+use cachesync_engine::reconcile::{reconcile, zip2};
 use cachesync_engine::scan::Flat;
 use cachesync_objects::{Entry, EntryKind, FileId};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -66,5 +69,41 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// What `status` does per side (base against the workspace, base against the remote), and
+/// what it does to a stored tree before using it (the ignore rules, applied as a walk with
+/// today's rules would).
+fn bench_status(c: &mut Criterion) {
+    let base = tree();
+    let local = edited(&base, 97, 1);
+    let mut g = c.benchmark_group("status passes, 100k paths");
+    g.throughput(Throughput::Elements(u64::from(PATHS)));
+    g.sample_size(20);
+    g.bench_function("zip2 of base and a side, 1% changed", |b| {
+        b.iter(|| {
+            zip2(black_box(&base), &local)
+                .filter(|(_, x, y)| x != y)
+                .count()
+        });
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join(".cachesyncignore"),
+        "target/\n*.o\n/build\n",
+    )
+    .expect("ignore file");
+    let rules = IgnoreRules::load(dir.path()).expect("rules");
+    g.bench_function("ignore rules over a stored tree", |b| {
+        b.iter_batched(
+            || base.clone(),
+            |mut t| {
+                rules.retain_unignored(&mut t);
+                t
+            },
+            criterion::BatchSize::LargeInput,
+        );
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_status);
 criterion_main!(benches);
