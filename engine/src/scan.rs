@@ -150,6 +150,9 @@ pub fn scan_local(
         index,
     };
     local.walk(Vec::new(), &mut found, &mut out)?;
+    // Sorted first, in place and unstably (paths are unique): the map's own stable sort of
+    // 100,000 unsorted entries cost more (a status of 100,000 files: 1.43 s -> 1.26 s).
+    found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     out.tree = found.into_iter().collect();
     for path in index.keys() {
         if !out.tree.contains_key(path) {
