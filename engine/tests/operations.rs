@@ -228,6 +228,14 @@ fn status_reports_each_side_and_what_a_sync_would_do() {
     assert_eq!(changes(&after.remote_changes), changes(&st.remote_changes));
     assert_eq!((after.pending.pull, after.pending.push), (1, 2));
     assert!(after.remote_seen_ns >= st.remote_seen_ns);
+    // Other ignore rules: the last look listed under the old ones, so status looks again
+    // (once; then it answers from that look).
+    write(&w.local(".cachesyncignore"), "scratch/\n");
+    let relisted = status::run(&w.ws, &status::Options::default(), &NoProgress).expect("status");
+    assert!(relisted.refreshed, "the rules changed since the last look");
+    let again = status::run(&w.ws, &status::Options::default(), &NoProgress).expect("status");
+    assert!(!again.refreshed);
+    fs::remove_file(w.local(".cachesyncignore")).expect("rm");
     let dry = w.run(OpKind::Sync, Direction::Both, true);
     assert_eq!(dry.plan.steps.len(), 3);
     w.sync();

@@ -121,6 +121,7 @@ pub(crate) fn scan_all(
     }
     let racy = save_remote_scan(
         ws,
+        &rules,
         &remote_scan,
         previous_remote,
         &previous_racy,
@@ -141,6 +142,7 @@ pub(crate) fn scan_all(
 /// it is not written twice). Returns the racy paths now.
 fn save_remote_scan(
     ws: &Workspace,
+    rules: &crate::ignore_rules::IgnoreRules,
     scan: &crate::scan::RemoteScan,
     previous: Flat,
     previous_racy: &HashSet<Vec<u8>>,
@@ -149,7 +151,7 @@ fn save_remote_scan(
     let racy = crate::racy::after_scan(scan, previous_racy, started_ns);
     let mut batch = Batch::new();
     crate::racy::put(&mut batch, previous_racy, &racy);
-    LastSeen::put(&mut batch, started_ns, &scan.unreadable);
+    LastSeen::put(&mut batch, started_ns, rules, &scan.unreadable);
     if scan.tree != previous {
         let root = ws.store.write_flat(&scan.tree)?;
         let snap = Snapshot {
@@ -176,6 +178,12 @@ fn save_remote_scan(
 pub(crate) struct LastSeen {
     /// When the walk started (ns since the epoch).
     pub time_ns: i64,
+    /// The digest of the ignore rules it listed with (hex, [`IgnoreRules::fingerprint`]):
+    /// under other rules, what it left out or kept is not what a walk would now.
+    ///
+    /// [`IgnoreRules::fingerprint`]: crate::ignore_rules::IgnoreRules::fingerprint
+    #[serde(default)]
+    rules: String,
     /// The entries it could not read: left out of what `status` plans, as that run did.
     unreadable: Vec<SeenUnreadable>,
 }
@@ -192,9 +200,15 @@ struct SeenUnreadable {
 impl LastSeen {
     /// Adds "the share was looked at `time_ns`, and these entries could not be read" to a
     /// batch.
-    fn put(batch: &mut Batch, time_ns: i64, unreadable: &[crate::scan::Unreadable]) {
+    fn put(
+        batch: &mut Batch,
+        time_ns: i64,
+        rules: &crate::ignore_rules::IgnoreRules,
+        unreadable: &[crate::scan::Unreadable],
+    ) {
         let seen = LastSeen {
             time_ns,
+            rules: crate::paths::hex(&rules.fingerprint()),
             unreadable: unreadable
                 .iter()
                 .map(|u| SeenUnreadable {
@@ -255,7 +269,7 @@ impl LastSeen {
 
 /// The three trees without looking at the share: the workspace scanned as always, the
 /// remote as it was last seen ([`LastSeen`]). `None` when the share was never looked at in a
-/// way that recorded it (then the caller looks).
+/// way that recorded it, or under other ignore rules (then the caller looks).
 ///
 /// # Errors
 /// Local I/O and store errors.
@@ -268,6 +282,10 @@ pub(crate) fn last_seen(ws: &Workspace) -> Result<Option<(Trees, LastSeen)>> {
     }
     let started_ns = crate::now_ns();
     let rules = ws.rules()?;
+    if seen.rules != crate::paths::hex(&rules.fingerprint()) {
+        // The ignore rules changed since: a path they now keep was left out of that walk.
+        return Ok(None);
+    }
     // The workspace is walked while the stored trees are read (disk and CPU).
     let (walked, stored) = std::thread::scope(|s| {
         let walked = s.spawn(|| crate::presence::walk_workspace(ws));
