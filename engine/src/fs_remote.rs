@@ -1,11 +1,13 @@
 //! The plain-file-system remote: a mounted directory (sshfs, NFS, SMB, a local dir).
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cachesync_objects::EntryKind;
@@ -35,16 +37,75 @@ fn only_fuse_hidden(dir: &Path) -> bool {
     any
 }
 
+/// How long after a file was closed its FUSE release may still be on its way: a removal or
+/// a rename over it within this time checks for a hidden copy (see [`FsRemote::settle`]).
+const RELEASE_WINDOW: Duration = Duration::from_secs(2);
+
+/// How long a hidden copy left by a removal is given to go by itself (its release deletes
+/// it) before it is taken for one that libfuse will never delete and is removed.
+const HIDDEN_SETTLE: Duration = Duration::from_secs(1);
+
 /// A remote that is a directory on a mounted file system.
 #[derive(Clone, Debug)]
 pub struct FsRemote {
     root: PathBuf,
+    /// Files read through this remote and closed in the last [`RELEASE_WINDOW`], with when.
+    closed: Arc<Mutex<HashMap<PathBuf, Instant>>>,
 }
 
 impl FsRemote {
     /// A remote rooted at `root`.
     pub fn new(root: impl Into<PathBuf>) -> FsRemote {
-        FsRemote { root: root.into() }
+        FsRemote {
+            root: root.into(),
+            closed: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The inode of `abs` when it is a file this remote closed within the release window
+    /// (so a removal or a rename over it may meet its release still on the way).
+    fn closed_recently(&self, abs: &Path) -> Option<u64> {
+        let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = *closed.get(abs)?;
+        drop(closed);
+        (at.elapsed() < RELEASE_WINDOW)
+            .then(|| fs::symlink_metadata(abs).ok().map(|md| md.ino()))
+            .flatten()
+    }
+
+    /// After a removal of, or a rename over, a file closed a moment before (inode `ino`,
+    /// in directory `dir`). On a FUSE mount (sshfs through libfuse) a file removed while
+    /// open is kept as `.fuse_hidden*` and deleted at its release; the kernel sends the
+    /// release after close(2) has returned, and when it crosses the removal, libfuse can
+    /// leave the hidden copy for good. The copy (found by its inode: hiding is a rename)
+    /// is given [`HIDDEN_SETTLE`] to go with its release, then removed: it is the file
+    /// just removed or replaced, under a name nobody chose. Best effort: errors are ignored.
+    fn settle(dir: &Path, ino: u64) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        let hidden: Vec<PathBuf> = rd
+            .flatten()
+            .filter(|e| e.file_name().as_bytes().starts_with(b".fuse_hidden"))
+            .map(|e| e.path())
+            .filter(|p| fs::symlink_metadata(p).is_ok_and(|md| md.ino() == ino))
+            .collect();
+        for copy in hidden {
+            let deadline = Instant::now() + HIDDEN_SETTLE;
+            while fs::symlink_metadata(&copy).is_ok() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = fs::remove_file(&copy);
+        }
+    }
+
+    /// Removes or renames over `abs` with `op`, then settles a hidden copy of what was there
+    /// if it was closed a moment before.
+    fn replacing(&self, abs: &Path, op: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+        let ino = self.closed_recently(abs);
+        op()?;
+        if let (Some(ino), Some(dir)) = (ino, abs.parent()) {
+            FsRemote::settle(dir, ino);
+        }
+        Ok(())
     }
 
     /// The absolute path of a relative remote path.
@@ -135,6 +196,40 @@ fn listed_entry(path: &Path, name: &[u8], md: &fs::Metadata) -> io::Result<Remot
     }
 }
 
+/// A file being read; its close is noted (see [`FsRemote::settle`]).
+struct FsRead {
+    file: Option<File>,
+    abs: PathBuf,
+    closed: Arc<Mutex<HashMap<PathBuf, Instant>>>,
+}
+
+impl io::Read for FsRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.file.as_mut() {
+            Some(f) => f.read(buf),
+            None => Ok(0),
+        }
+    }
+}
+
+impl RemoteRead for FsRead {
+    fn close(self: Box<Self>) -> io::Result<()> {
+        drop(self);
+        Ok(())
+    }
+}
+
+impl Drop for FsRead {
+    fn drop(&mut self) {
+        drop(self.file.take());
+        let mut closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        if closed.len() > 1024 {
+            closed.retain(|_, at| at.elapsed() < RELEASE_WINDOW);
+        }
+        closed.insert(std::mem::take(&mut self.abs), Instant::now());
+    }
+}
+
 struct FsWrite {
     file: File,
 }
@@ -189,7 +284,12 @@ impl Remote for FsRemote {
     }
 
     fn open(&self, path: &[u8]) -> io::Result<Box<dyn RemoteRead>> {
-        Ok(Box::new(File::open(self.abs(path))?))
+        let abs = self.abs(path);
+        Ok(Box::new(FsRead {
+            file: Some(File::open(&abs)?),
+            abs,
+            closed: Arc::clone(&self.closed),
+        }))
     }
 
     fn create(&self, path: &[u8]) -> io::Result<Box<dyn RemoteWrite>> {
@@ -202,7 +302,8 @@ impl Remote for FsRemote {
     }
 
     fn rename(&self, from: &[u8], to: &[u8]) -> io::Result<()> {
-        fs::rename(self.abs(from), self.abs(to))
+        let (from, to) = (self.abs(from), self.abs(to));
+        self.replacing(&to, || fs::rename(&from, &to))
     }
 
     fn rename_atomic(&self, from: &[u8], to: &[u8], exchange: bool) -> io::Result<bool> {
@@ -226,19 +327,32 @@ impl Remote for FsRemote {
     }
 
     fn remove_file(&self, path: &[u8]) -> io::Result<()> {
-        fs::remove_file(self.abs(path))
+        let abs = self.abs(path);
+        self.replacing(&abs, || fs::remove_file(&abs))
     }
 
     fn remove_dir(&self, path: &[u8]) -> io::Result<()> {
         let p = self.abs(path);
-        let deadline = Instant::now() + HIDDEN_GRACE;
+        let started = Instant::now();
+        let mut cleared = false;
         loop {
             match fs::remove_dir(&p) {
                 Err(e)
                     if e.kind() == io::ErrorKind::DirectoryNotEmpty
-                        && Instant::now() < deadline
+                        && started.elapsed() < HIDDEN_GRACE
                         && only_fuse_hidden(&p) =>
                 {
+                    // Hidden copies still there after their releases had time to come are
+                    // ones libfuse will not delete (a release that crossed the removal; or
+                    // a file read by an earlier command): files already removed, under
+                    // names nobody chose. Removed once; one still open is hidden again,
+                    // and waited for.
+                    if !cleared && started.elapsed() >= HIDDEN_SETTLE {
+                        cleared = true;
+                        for e in fs::read_dir(&p).into_iter().flatten().flatten() {
+                            let _ = fs::remove_file(e.path());
+                        }
+                    }
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 r => return r,
@@ -347,5 +461,48 @@ mod tests {
         let e = remote.remove_dir(b"e").expect_err("not empty");
         assert_eq!(e.kind(), io::ErrorKind::DirectoryNotEmpty);
         assert!(started.elapsed() < HIDDEN_GRACE, "no wait for a real file");
+    }
+
+    #[test]
+    fn a_hidden_copy_that_never_goes_is_removed_with_its_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let remote = FsRemote::new(dir.path());
+        fs::create_dir(dir.path().join("d")).expect("mkdir");
+        // Left by a release that crossed the removal: nothing will delete it.
+        fs::write(dir.path().join("d/.fuse_hidden0000000b00000002"), b"x").expect("write");
+        let started = Instant::now();
+        remote
+            .remove_dir(b"d")
+            .expect("removed after the settle time");
+        assert!(!dir.path().join("d").exists());
+        assert!(started.elapsed() >= HIDDEN_SETTLE && started.elapsed() < HIDDEN_GRACE);
+    }
+
+    #[test]
+    fn removing_a_file_just_read_removes_its_hidden_copy_and_no_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let remote = FsRemote::new(dir.path());
+        fs::write(dir.path().join("f"), b"content").expect("write");
+        fs::write(dir.path().join(".fuse_hidden00000001"), b"someone else's").expect("write");
+        let mut read = remote.open(b"f").expect("open");
+        let mut bytes = Vec::new();
+        read.read_to_end(&mut bytes).expect("read");
+        read.close().expect("close");
+        // What sshfs does when the removal meets the file still open: the same inode under a
+        // hidden name (a hard link stands in for its rename here).
+        let copy = dir.path().join(".fuse_hidden00000002");
+        fs::hard_link(dir.path().join("f"), &copy).expect("link");
+        remote.remove_file(b"f").expect("remove");
+        assert!(!copy.exists(), "the copy of the file just removed");
+        assert!(
+            dir.path().join(".fuse_hidden00000001").exists(),
+            "not ours: left"
+        );
+        // A file not read lately: nothing is looked for.
+        fs::write(dir.path().join("g"), b"g").expect("write");
+        let other = dir.path().join(".fuse_hidden00000003");
+        fs::hard_link(dir.path().join("g"), &other).expect("link");
+        remote.remove_file(b"g").expect("remove");
+        assert!(other.exists());
     }
 }
