@@ -59,6 +59,7 @@ mod op {
     pub const MKNOD: u8 = 15;
     pub const CANONICAL: u8 = 16;
     pub const RENAME_ATOMIC: u8 = 17;
+    pub const READ_SMALL: u8 = 18;
 }
 
 const DONE: u8 = 0;
@@ -211,6 +212,7 @@ impl Server {
                 None => out.u8(0),
             },
             op::OPEN => return self.serve_open(&mut d),
+            op::READ_SMALL => self.serve_read_small(&mut d, &mut out)?,
             op::CREATE => {
                 let w = self.remote.create(&path_arg(&mut d)?)?;
                 return Ok(self.new_handle(Handle::Writer(Arc::new(Mutex::new(Some(w))))));
@@ -285,6 +287,26 @@ impl Server {
                 .insert(u64::from_le_bytes(n), p);
         }
         Ok(h)
+    }
+
+    /// READ_SMALL: a whole file of at most the bytes asked for (at most 1 MiB), closed,
+    /// then its attributes: `1`, the bytes and the entry; or `0` when it is larger.
+    fn serve_read_small(&self, d: &mut Decoder<'_>, out: &mut Encoder) -> io::Result<()> {
+        let p = path_arg(d)?;
+        let max = d.u64().map_err(decode_err)?.min(1 << 20);
+        let read = crate::remote::read_small_with(&self.remote, &p, max, || {
+            // As at a CLOSE (CACHESYNC_PAUSE=helper-close:PATH).
+            crate::failpoint::hit(&format!("helper-close:{}", crate::paths::display(&p)));
+        })?;
+        match read {
+            Some((bytes, entry)) => {
+                out.u8(1);
+                out.bytes(&bytes);
+                put_entry(out, &entry);
+            }
+            None => out.u8(0),
+        }
+        Ok(())
     }
 
     /// READ: up to the bytes asked for (at most 1 MiB) from a read handle.
@@ -726,6 +748,21 @@ impl Remote for ProcessRemote {
         match d.u8().map_err(decode_err)? {
             0 => Ok(None),
             _ => Ok(Some(get_entry(&mut d)?)),
+        }
+    }
+
+    fn read_small(&self, path: &[u8], max: u64) -> io::Result<Option<(Vec<u8>, RemoteEntry)>> {
+        let mut e = req(op::READ_SMALL);
+        e.bytes(path);
+        e.u64(max.min(1 << 20));
+        let body = self.call(e)?;
+        let mut d = Decoder::new(&body, "read_small reply");
+        match d.u8().map_err(decode_err)? {
+            0 => Ok(None),
+            _ => {
+                let bytes = d.bytes().map_err(decode_err)?.to_vec();
+                Ok(Some((bytes, get_entry(&mut d)?)))
+            }
         }
     }
 

@@ -256,6 +256,24 @@ impl TimedRemote {
         timed!(self, "stat of", path, |r| r.stat(&p))
     }
 
+    /// A whole small file and its attributes after the read (see [`Remote::read_small`]),
+    /// bounded as one call. An error about this one file is not an outage (see
+    /// [`TimedRemote::entry_failure`]).
+    ///
+    /// # Errors
+    /// As [`CallPool::run`], and as [`TimedRemote::entry_failure`].
+    pub fn read_small(&self, path: &[u8], max: u64) -> Result<Option<(Vec<u8>, RemoteEntry)>> {
+        let p = path.to_vec();
+        let r = Arc::clone(&self.inner);
+        match self
+            .pool
+            .run_raw("reading", path, move |_| r.read_small(&p, max))?
+        {
+            Ok(read) => Ok(read),
+            Err(e) => Err(self.entry_failure("reading", path, e)),
+        }
+    }
+
     /// Opens a file; each read of the result is bounded too. An error about this one file
     /// is not an outage (see [`TimedRemote::entry_failure`]), neither when opening nor when
     /// reading.

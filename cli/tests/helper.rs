@@ -1,0 +1,39 @@
+//! The remote helper process's protocol, call by call, against the plain remote it wraps:
+//! both must answer the same.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use cachesync_engine::fs_remote::FsRemote;
+use cachesync_engine::remote::Remote;
+use cachesync_engine::remote_process::ProcessRemote;
+
+#[test]
+fn a_small_file_is_read_whole_with_its_stat_in_one_call() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join("small"), vec![7u8; 100]).expect("write");
+    fs::write(dir.path().join("big"), vec![8u8; 300 << 10]).expect("write");
+    let helper = ProcessRemote::spawn(Path::new(env!("CARGO_BIN_EXE_cachesync")), dir.path())
+        .expect("the helper starts");
+    let plain = FsRemote::new(dir.path());
+    let remotes: [&dyn Remote; 2] = [&helper, &plain];
+    for remote in remotes {
+        let (bytes, after) = remote
+            .read_small(b"small", 256 << 10)
+            .expect("read")
+            .expect("small enough");
+        assert_eq!(bytes, vec![7u8; 100]);
+        assert_eq!(after.size, 100);
+        assert_eq!(after, remote.stat(b"small").expect("stat").expect("there"));
+        // Exactly at the limit is small; one byte over is not (nothing is returned).
+        assert!(remote.read_small(b"small", 100).expect("read").is_some());
+        assert!(remote.read_small(b"small", 99).expect("read").is_none());
+        assert!(remote
+            .read_small(b"big", 256 << 10)
+            .expect("read")
+            .is_none());
+        let missing = remote.read_small(b"missing", 1024).expect_err("not there");
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+    }
+}
