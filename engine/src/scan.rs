@@ -847,6 +847,12 @@ pub fn fetch(
     fetch_observed(remote, store, rel, listed, None)
 }
 
+/// True when a file read as `size` bytes did not change while it was read: its stat before
+/// and after agree, and with the bytes read.
+fn read_whole(before: &RemoteEntry, after: &RemoteEntry, size: u64) -> bool {
+    before.size == after.size && before.mtime_ns == after.mtime_ns && size == after.size
+}
+
 /// Files up to this size are read in one remote call (see [`Remote::read_small`]).
 ///
 /// [`Remote::read_small`]: crate::remote::Remote::read_small
@@ -902,8 +908,7 @@ pub fn fetch_observed(
                 continue; // It grew past the limit since it was listed: look again.
             };
             let (id, size, _) = store.ingest(bytes.as_slice())?;
-            if before.size == after.size && before.mtime_ns == after.mtime_ns && size == after.size
-            {
+            if read_whole(&before, &after, size) {
                 return Ok((id, after));
             }
             continue;
@@ -921,7 +926,7 @@ pub fn fetch_observed(
             }
         };
         let after = remote.stat(rel)?.ok_or_else(gone)?;
-        if before.size == after.size && before.mtime_ns == after.mtime_ns && size == after.size {
+        if read_whole(&before, &after, size) {
             return Ok((id, after));
         }
     }
