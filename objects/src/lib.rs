@@ -20,6 +20,7 @@ pub mod file;
 pub mod fsck;
 pub mod id;
 pub mod keys;
+pub mod patch;
 pub mod snapshot;
 pub mod store;
 pub mod tree;
