@@ -110,11 +110,7 @@ impl FsRemote {
 
     /// The absolute path of a relative remote path.
     pub fn abs(&self, rel: &[u8]) -> PathBuf {
-        if rel.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(OsStr::from_bytes(rel))
-        }
+        under_root(&self.root, rel)
     }
 }
 
@@ -232,6 +228,8 @@ impl Drop for FsRead {
 
 struct FsWrite {
     file: File,
+    /// The remote root (a copied range's source is relative to it).
+    root: PathBuf,
 }
 
 impl Write for FsWrite {
@@ -251,6 +249,100 @@ impl RemoteWrite for FsWrite {
             .set_times(fs::FileTimes::new().set_modified(system_time(mtime_ns)))?;
         self.file.sync_all()
     }
+
+    fn copy_range(&mut self, src: &[u8], from: u64, len: u64) -> io::Result<()> {
+        let source = File::open(under_root(&self.root, src))?;
+        let mut from = from;
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
+            let n = rustix::fs::copy_file_range(&source, Some(&mut from), &self.file, None, want)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the source ended before the range copied from it",
+                ));
+            }
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    fn write_at(&mut self, at: u64, data: &[u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.file, data, at)
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+}
+
+fn under_root(root: &Path, rel: &[u8]) -> PathBuf {
+    if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(OsStr::from_bytes(rel))
+    }
+}
+
+/// Whether the file system holding `root` copies ranges without the bytes crossing a
+/// network: local disk and memory file systems, NFS from 4.2 (server-side COPY) and SMB
+/// (server-side copy chunks). Anything else, FUSE mounts such as sshfs among them, falls
+/// back in the kernel to reading and writing through this machine.
+fn copies_on_server(root: &Path) -> io::Result<bool> {
+    const EXT4: u32 = 0xEF53;
+    const XFS: u32 = 0x5846_5342;
+    const BTRFS: u32 = 0x9123_683E;
+    const TMPFS: u32 = 0x0102_1994;
+    const F2FS: u32 = 0xF2F5_2010;
+    const BCACHEFS: u32 = 0xCA45_1A4E;
+    const ZFS: u32 = 0x2FC1_2FC1;
+    const NFS: u32 = 0x6969;
+    const SMB2: u32 = 0xFE53_4D42;
+    const CIFS: u32 = 0xFF53_4D42;
+    let st = rustix::fs::statfs(root)?;
+    // The magic is a signed word on some targets: compare its low 32 bits.
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+    let magic = st.f_type as u32;
+    Ok(match magic {
+        EXT4 | XFS | BTRFS | TMPFS | F2FS | BCACHEFS | ZFS | SMB2 | CIFS => true,
+        NFS => nfs_copies_on_server(root),
+        _ => false,
+    })
+}
+
+/// For an NFS mount: whether it speaks NFS 4.2 (`vers=4.2` in its mount options), the first
+/// version with a server-side COPY.
+fn nfs_copies_on_server(root: &Path) -> bool {
+    let Ok(root) = fs::canonicalize(root) else {
+        return false;
+    };
+    let Ok(mounts) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    speaks_nfs_4_2(&mounts, &root)
+}
+
+/// Whether, in a `/proc/self/mountinfo` text, the mount holding `root` (the one with the
+/// longest mount point above it) has `vers=4.2` among its options.
+fn speaks_nfs_4_2(mounts: &str, root: &Path) -> bool {
+    let mut best: Option<(usize, bool)> = None;
+    for line in mounts.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(point) = fields.get(4) else { continue };
+        let point = point.replace("\\040", " ");
+        if !root.starts_with(&point) {
+            continue;
+        }
+        let four_two = line
+            .split(" - ")
+            .nth(1)
+            .is_some_and(|tail| tail.split([',', ' ']).any(|o| o == "vers=4.2"));
+        if best.is_none_or(|(len, _)| point.len() >= len) {
+            best = Some((point.len(), four_two));
+        }
+    }
+    best.is_some_and(|(_, four_two)| four_two)
 }
 
 impl Remote for FsRemote {
@@ -298,7 +390,25 @@ impl Remote for FsRemote {
             .create_new(true)
             .mode(0o600)
             .open(self.abs(path))?;
-        Ok(Box::new(FsWrite { file }))
+        Ok(Box::new(FsWrite {
+            file,
+            root: self.root.clone(),
+        }))
+    }
+
+    fn copies_on_server(&self) -> io::Result<bool> {
+        copies_on_server(&self.root)
+    }
+
+    fn open_in_place(&self, path: &[u8]) -> io::Result<Box<dyn RemoteWrite>> {
+        let file = OpenOptions::new().write(true).open(self.abs(path))?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        Ok(Box::new(FsWrite {
+            file,
+            root: self.root.clone(),
+        }))
     }
 
     fn rename(&self, from: &[u8], to: &[u8]) -> io::Result<()> {
@@ -504,5 +614,61 @@ mod tests {
         fs::hard_link(dir.path().join("g"), &other).expect("link");
         remote.remove_file(b"g").expect("remove");
         assert!(other.exists());
+    }
+
+    #[test]
+    fn a_copy_on_the_server_and_a_patch_in_place_write_what_they_are_asked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let remote = FsRemote::new(dir.path());
+        assert!(
+            remote.copies_on_server().expect("statfs"),
+            "a local disk copies without a network"
+        );
+        fs::write(dir.path().join("src"), b"0123456789").expect("write");
+        let mut w = remote.create(b"new").expect("create");
+        w.copy_range(b"src", 2, 3).expect("copy");
+        w.write_all(b"-").expect("write");
+        w.copy_range(b"src", 0, 2).expect("copy");
+        let past_the_end = w.copy_range(b"src", 8, 5).expect_err("only 2 bytes there");
+        assert_eq!(past_the_end.kind(), io::ErrorKind::UnexpectedEof);
+        w.finish(0o644, 1_000_000_000).expect("finish");
+        assert_eq!(fs::read(dir.path().join("new")).expect("read"), b"234-0189");
+
+        let mut p = remote.open_in_place(b"src").expect("open");
+        p.write_at(4, b"xy").expect("write at");
+        p.write_at(12, b"z").expect("write past the end");
+        p.finish(0o600, 2_000_000_000).expect("finish");
+        assert_eq!(
+            fs::read(dir.path().join("src")).expect("read"),
+            b"0123xy6789\0\0z"
+        );
+        let mut p = remote.open_in_place(b"src").expect("open");
+        p.set_len(3).expect("cut");
+        p.finish(0o600, 2_000_000_000).expect("finish");
+        assert_eq!(fs::read(dir.path().join("src")).expect("read"), b"012");
+        let md = fs::metadata(dir.path().join("src")).expect("stat");
+        assert_eq!((md.mode() & 0o777, md.mtime()), (0o600, 2));
+
+        assert!(remote.open_in_place(b"missing").is_err(), "never creates");
+        fs::create_dir(dir.path().join("d")).expect("mkdir");
+        assert!(remote.open_in_place(b"d").is_err(), "only a file");
+    }
+
+    #[test]
+    fn only_nfs_4_2_among_nfs_mounts_copies_on_the_server() {
+        let mounts = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 0:50 / /mnt/new rw,relatime shared:2 - nfs4 srv:/x rw,vers=4.2,rsize=1048576
+41 22 0:51 / /mnt/old rw,relatime shared:3 - nfs4 srv:/y rw,vers=4.1,rsize=1048576
+42 40 0:52 / /mnt/new/v3 rw,relatime shared:4 - nfs srv:/z rw,vers=3,proto=tcp
+";
+        assert!(speaks_nfs_4_2(mounts, Path::new("/mnt/new/projects")));
+        assert!(speaks_nfs_4_2(mounts, Path::new("/mnt/new")));
+        assert!(!speaks_nfs_4_2(mounts, Path::new("/mnt/old/projects")));
+        assert!(
+            !speaks_nfs_4_2(mounts, Path::new("/mnt/new/v3/p")),
+            "the innermost mount counts"
+        );
+        assert!(!speaks_nfs_4_2(mounts, Path::new("/home")));
     }
 }

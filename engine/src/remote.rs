@@ -77,6 +77,35 @@ pub trait RemoteWrite: io::Write + Send {
         drop(self);
         Ok(())
     }
+
+    /// Appends `len` bytes of the remote file `src`, from offset `from`, copied on the server
+    /// (`copy_file_range`): the bytes never travel to this machine. Only called when
+    /// [`Remote::copies_on_server`] says the share can.
+    ///
+    /// # Errors
+    /// The underlying I/O error; `Unsupported` where the remote has no such call.
+    fn copy_range(&mut self, src: &[u8], from: u64, len: u64) -> io::Result<()> {
+        let _ = (src, from, len);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Writes all of `data` at offset `at` (a file opened with [`Remote::open_in_place`]).
+    ///
+    /// # Errors
+    /// The underlying I/O error; `Unsupported` where the remote has no such call.
+    fn write_at(&mut self, at: u64, data: &[u8]) -> io::Result<()> {
+        let _ = (at, data);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Cuts or extends the file to `len` bytes.
+    ///
+    /// # Errors
+    /// The underlying I/O error; `Unsupported` where the remote has no such call.
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        let _ = len;
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// The calls cachesync makes on a remote. Implementations make plain calls and may block;
@@ -112,6 +141,25 @@ pub trait Remote: Send + Sync + 'static {
     /// stat).
     fn read_small(&self, path: &[u8], max: u64) -> io::Result<Option<(Vec<u8>, RemoteEntry)>> {
         read_small_with(self, path, max, || {})
+    }
+    /// Whether the share copies a range of one of its files into another on the server,
+    /// without the bytes crossing the network (local file systems; NFS 4.2; SMB). Where it
+    /// does, a big file is patched by copying it to a temporary and writing only what
+    /// changed ([`RemoteWrite::copy_range`]).
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn copies_on_server(&self) -> io::Result<bool> {
+        Ok(false)
+    }
+    /// Opens an existing file for writing in place ([`RemoteWrite::write_at`],
+    /// [`RemoteWrite::set_len`]); its content is kept.
+    ///
+    /// # Errors
+    /// The underlying I/O error; `Unsupported` where the remote has no such call.
+    fn open_in_place(&self, path: &[u8]) -> io::Result<Box<dyn RemoteWrite>> {
+        let _ = path;
+        Err(io::ErrorKind::Unsupported.into())
     }
     /// Creates a new file, failing if it exists.
     ///

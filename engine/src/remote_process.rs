@@ -60,6 +60,11 @@ mod op {
     pub const CANONICAL: u8 = 16;
     pub const RENAME_ATOMIC: u8 = 17;
     pub const READ_SMALL: u8 = 18;
+    pub const COPIES_ON_SERVER: u8 = 19;
+    pub const OPEN_IN_PLACE: u8 = 20;
+    pub const COPY_RANGE: u8 = 21;
+    pub const WRITE_AT: u8 = 22;
+    pub const SET_LEN: u8 = 23;
 }
 
 const DONE: u8 = 0;
@@ -217,8 +222,15 @@ impl Server {
                 let w = self.remote.create(&path_arg(&mut d)?)?;
                 return Ok(self.new_handle(Handle::Writer(Arc::new(Mutex::new(Some(w))))));
             }
+            op::COPIES_ON_SERVER => out.u8(u8::from(self.remote.copies_on_server()?)),
+            op::OPEN_IN_PLACE => {
+                let w = self.remote.open_in_place(&path_arg(&mut d)?)?;
+                return Ok(self.new_handle(Handle::Writer(Arc::new(Mutex::new(Some(w))))));
+            }
             op::READ => self.serve_read(&mut d, &mut out)?,
-            op::WRITE => self.serve_write(&mut d)?,
+            op::WRITE | op::COPY_RANGE | op::WRITE_AT | op::SET_LEN => {
+                self.serve_write(code, &mut d)?;
+            }
             op::FINISH => self.serve_finish(&mut d)?,
             op::CLOSE => self.serve_close(&mut d)?,
             op::RENAME => {
@@ -323,18 +335,31 @@ impl Server {
         Ok(())
     }
 
-    /// WRITE: bytes appended to a write handle not yet finished.
-    fn serve_write(&self, d: &mut Decoder<'_>) -> io::Result<()> {
+    /// WRITE (bytes appended), COPY_RANGE (a range of another remote file appended, copied
+    /// on the server), WRITE_AT (bytes written at an offset), SET_LEN: on a write handle
+    /// not yet finished.
+    fn serve_write(&self, code: u8, d: &mut Decoder<'_>) -> io::Result<()> {
         let h = d.u64().map_err(decode_err)?;
-        let data = d.bytes().map_err(decode_err)?;
         let Handle::Writer(w) = self.get_handle(h)? else {
             return Err(protocol("not a writer"));
         };
         let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
-        w.as_mut()
-            .ok_or_else(|| protocol("file already finished"))?
-            .write_all(data)?;
-        Ok(())
+        let w = w
+            .as_mut()
+            .ok_or_else(|| protocol("file already finished"))?;
+        match code {
+            op::WRITE => w.write_all(d.bytes().map_err(decode_err)?),
+            op::COPY_RANGE => {
+                let src = path_arg(d)?;
+                let from = d.u64().map_err(decode_err)?;
+                w.copy_range(&src, from, d.u64().map_err(decode_err)?)
+            }
+            op::WRITE_AT => {
+                let at = d.u64().map_err(decode_err)?;
+                w.write_at(at, d.bytes().map_err(decode_err)?)
+            }
+            _ => w.set_len(d.u64().map_err(decode_err)?),
+        }
     }
 
     /// FINISH: a write handle's file gets its mode and mtime and is done; the handle goes.
@@ -716,6 +741,36 @@ impl RemoteWrite for ProcessWriter {
         self.open = false;
         close_handle(&self.client, self.handle)
     }
+
+    fn copy_range(&mut self, src: &[u8], from: u64, len: u64) -> io::Result<()> {
+        let mut e = req(op::COPY_RANGE);
+        e.u64(self.handle);
+        e.bytes(src);
+        e.u64(from);
+        e.u64(len);
+        self.client.call(&e.finish(), &|| {}).map(drop)
+    }
+
+    fn write_at(&mut self, at: u64, data: &[u8]) -> io::Result<()> {
+        // In frames of at most 1 MiB, as appended writes are.
+        let mut at = at;
+        for part in data.chunks(1 << 20) {
+            let mut e = req(op::WRITE_AT);
+            e.u64(self.handle);
+            e.u64(at);
+            e.bytes(part);
+            self.client.call(&e.finish(), &|| {})?;
+            at += part.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        let mut e = req(op::SET_LEN);
+        e.u64(self.handle);
+        e.u64(len);
+        self.client.call(&e.finish(), &|| {}).map(drop)
+    }
 }
 
 fn handle_of(body: &[u8]) -> io::Result<u64> {
@@ -778,6 +833,25 @@ impl Remote for ProcessRemote {
 
     fn create(&self, path: &[u8]) -> io::Result<Box<dyn RemoteWrite>> {
         let mut e = req(op::CREATE);
+        e.bytes(path);
+        let handle = handle_of(&self.call(e)?)?;
+        Ok(Box::new(ProcessWriter {
+            client: Arc::clone(&self.client),
+            handle,
+            open: true,
+        }))
+    }
+
+    fn copies_on_server(&self) -> io::Result<bool> {
+        let body = self.call(req(op::COPIES_ON_SERVER))?;
+        Ok(Decoder::new(&body, "copies_on_server reply")
+            .u8()
+            .map_err(decode_err)?
+            != 0)
+    }
+
+    fn open_in_place(&self, path: &[u8]) -> io::Result<Box<dyn RemoteWrite>> {
+        let mut e = req(op::OPEN_IN_PLACE);
         e.bytes(path);
         let handle = handle_of(&self.call(e)?)?;
         Ok(Box::new(ProcessWriter {

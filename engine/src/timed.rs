@@ -336,6 +336,30 @@ impl TimedRemote {
         })
     }
 
+    /// See [`Remote::copies_on_server`].
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn copies_on_server(&self) -> Result<bool> {
+        timed!(self, "asking the file system of", b"", |r| r
+            .copies_on_server())
+    }
+
+    /// Opens an existing file to write in place (see [`Remote::open_in_place`]); each call
+    /// on the result is bounded too.
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn open_in_place(&self, path: &[u8]) -> Result<TimedWriter> {
+        let p = path.to_vec();
+        let file = timed!(self, "opening", path, |r| r.open_in_place(&p))?;
+        Ok(TimedWriter {
+            file: Arc::new(Mutex::new(Some(file))),
+            pool: self.pool.clone(),
+            path: path.to_vec(),
+        })
+    }
+
     /// See [`Remote::rename`].
     ///
     /// # Errors
@@ -491,6 +515,10 @@ impl Drop for TimedReader {
     }
 }
 
+/// The most one bounded call copies on the server (a copy of a few GiB on a slow share
+/// must not look like a hung call).
+pub const COPY_STEP: u64 = 64 << 20;
+
 /// A new remote file being written, each write bounded by the pool's timeout. Dropping it
 /// before [`TimedWriter::finish`] closes the file as dropping a [`TimedReader`] does.
 pub struct TimedWriter {
@@ -513,6 +541,55 @@ impl TimedWriter {
                 None => Err(io::Error::other("file already finished")),
             }
         })
+    }
+
+    /// One call on the open file, bounded.
+    fn on_file(
+        &mut self,
+        what: &str,
+        call: impl FnOnce(&mut dyn RemoteWrite) -> io::Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let file = Arc::clone(&self.file);
+        self.pool.run(what, &self.path, move || {
+            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+            match f.as_mut() {
+                Some(f) => call(f.as_mut()),
+                None => Err(io::Error::other("file already finished")),
+            }
+        })
+    }
+
+    /// Appends a range of the remote file `src`, copied on the server (see
+    /// [`RemoteWrite::copy_range`]); one bounded call per [`COPY_STEP`] bytes.
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn copy_range(&mut self, src: &[u8], from: u64, len: u64) -> Result<()> {
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(COPY_STEP);
+            let s = src.to_vec();
+            let at = from + done;
+            self.on_file("copying into", move |f| f.copy_range(&s, at, n))?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at offset `at` (see [`RemoteWrite::write_at`]).
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn write_at(&mut self, at: u64, data: Vec<u8>) -> Result<()> {
+        self.on_file("writing", move |f| f.write_at(at, &data))
+    }
+
+    /// Cuts or extends the file (see [`RemoteWrite::set_len`]).
+    ///
+    /// # Errors
+    /// As [`CallPool::run`].
+    pub fn set_len(&mut self, len: u64) -> Result<()> {
+        self.on_file("resizing", move |f| f.set_len(len))
     }
 
     /// Sets mode and mtime, fsyncs and closes (see [`RemoteWrite::finish`]).
