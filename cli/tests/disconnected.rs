@@ -278,6 +278,61 @@ fn a_push_cut_mid_file_leaves_the_remote_clean_and_completes_later() {
     assert_eq!(w.json(&["fsck", "--json"])["clean"], true);
 }
 
+/// A big file patched in place over sshfs (it cannot copy on the server): only the changed
+/// chunks cross the link. When the link dies between two of them, the file on the server
+/// is half patched until the next run that reaches it, which finishes the patch before it
+/// scans: no conflict, nothing sent whole.
+#[test]
+fn a_patch_in_place_cut_by_an_outage_is_finished_after_reconnection() {
+    let base = common::noise(4, 12 << 20);
+    let mut w = World::new(&[("disk.img", &base)]);
+    let mut target = base.clone();
+    target[1 << 20] ^= 1;
+    target[10 << 20] ^= 1;
+    fs::write(w.ws.join("disk.img"), &target).expect("write");
+    let pause = w._tmp.path().join("paused");
+    let home = w.home.clone();
+    let mut child = common::spawn_paused(&w.ws, &home, &["push"], "mid-patch:0", &pause);
+    wait_until(
+        "the push is between two patches",
+        Duration::from_secs(60),
+        || pause.exists(),
+    );
+    let half = fs::read(w.served("disk.img")).expect("read");
+    assert!(half != base && half != target, "half patched while paused");
+    w.share.kill_server();
+    fs::remove_file(&pause).expect("resume the push");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the push did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(3), "the cut push is a disconnection");
+
+    w.share.restart_server();
+    wait_until("a sync reaches the share", Duration::from_secs(30), || {
+        w.code(&["sync"]) != 3
+    });
+    assert!(fs::read(w.served("disk.img")).expect("read") == target);
+    let r = w.json(&["sync", "--json"]);
+    assert_eq!(r["steps"].as_array().map(Vec::len), Some(0), "{r}");
+    assert_eq!(r["conflicts"].as_array().map(Vec::len), Some(0), "{r}");
+
+    // The next edit goes the same way, and says so.
+    target[5 << 20] ^= 1;
+    fs::write(w.ws.join("disk.img"), &target).expect("write");
+    let r = w.json(&["push", "--json"]);
+    assert_eq!(r["patched"][0]["how"], "in-place", "{r}");
+    assert!(
+        r["bytes_written"].as_u64().expect("bytes") <= 1 << 20,
+        "{r}"
+    );
+    assert!(fs::read(w.served("disk.img")).expect("read") == target);
+}
+
 /// EDISCONPERM: offline, a change that the cached server permissions do not allow this user
 /// is flagged by status and makes check exit 5. Runs cachesync as `nobody` on a workspace it
 /// owns, cloned from a share whose root is root's (0755) with a directory `ours/` that is

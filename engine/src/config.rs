@@ -71,6 +71,12 @@ pub struct Config {
     /// false.
     #[serde(default = "default_true")]
     pub verify_before_overwrite: bool,
+    /// How a big file (8 MiB or more) that the share holds in its base version goes there
+    /// when it changed here: `auto` (patched: copied on the server and patched where the
+    /// share can copy on the server, patched in place elsewhere), `copy`, `in-place`, or
+    /// `off` (always written whole). A patch needs `verify_before_overwrite`.
+    #[serde(default)]
+    pub patch_big_files: PatchBigFiles,
     /// What `connect` does once the remote answers: `sync` (pull and push everything) or
     /// `none` (only switch the mode; later commands do what they are asked).
     #[serde(default = "default_on_reconnect")]
@@ -79,6 +85,21 @@ pub struct Config {
     /// never by itself); unset: [`VIEW_SYNC_SECONDS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub view_sync_seconds: Option<u64>,
+}
+
+/// How a changed big file goes to the share (see `sync/patch.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PatchBigFiles {
+    /// `copy` where the share copies on the server, `in-place` elsewhere.
+    #[default]
+    Auto,
+    /// A temporary copied on the server, patched, renamed over the file (atomic).
+    Copy,
+    /// The file patched where it is, journalled (readers may see it half-patched).
+    InPlace,
+    /// Written whole.
+    Off,
 }
 
 /// How often a mounted view syncs by itself when the config does not say.
@@ -122,6 +143,7 @@ impl Config {
             budget_disk_percent: None,
             culling: true,
             verify_before_overwrite: true,
+            patch_big_files: PatchBigFiles::Auto,
             on_reconnect: default_on_reconnect(),
             view_sync_seconds: None,
         }

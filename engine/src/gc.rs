@@ -40,6 +40,14 @@ pub fn run(ws: &Workspace) -> Result<Outcome> {
     }
     ws.store.commit(drop)?;
     keep.extend(crate::index::load(&ws.store)?.values().map(|e| e.file));
+    // A patch in place left unfinished is finished (or checked) from both contents.
+    for p in crate::sync::patch::pending(&ws.store)? {
+        keep.extend(
+            [&p.base, &p.target]
+                .into_iter()
+                .filter_map(|h| cachesync_objects::FileId::from_hex(h)),
+        );
+    }
     let collectable = crate::cull::collectable(ws)?;
     Ok(Outcome {
         store: ws.store.gc_except(&keep, &collectable)?,

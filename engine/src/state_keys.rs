@@ -49,6 +49,11 @@ pub const REMOTE_ONLY_PREFIX: &[u8] = b"remote-only/";
 /// empty.
 pub const RACY_PREFIX: &[u8] = b"racy/";
 
+/// Prefix of the patches in place not known to be done (see `sync/patch.rs`):
+/// `pending-patch/` + relative path → a `PendingPatch` as JSON (`{"path_hex", "base",
+/// "target", "mode", "mtime_ns"}`), written synced before the patch's first write.
+pub const PENDING_PATCH_PREFIX: &[u8] = b"pending-patch/";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,7 +71,7 @@ mod tests {
             CACHE_LEVEL,
             FSMONITOR,
         ] {
-            for prefix in [REMOTE_ONLY_PREFIX, RACY_PREFIX] {
+            for prefix in [REMOTE_ONLY_PREFIX, RACY_PREFIX, PENDING_PATCH_PREFIX] {
                 assert!(!key.starts_with(prefix));
             }
         }

@@ -14,6 +14,7 @@ pub(crate) mod apply_plan;
 pub(crate) mod budget;
 pub(crate) mod commit;
 pub(crate) mod guard;
+pub(crate) mod patch;
 pub(crate) mod prepare;
 pub(crate) mod record;
 pub(crate) mod recover;
@@ -21,6 +22,19 @@ pub(crate) mod trees;
 
 pub(crate) use prepare::Prepared;
 pub(crate) use trees::Trees;
+
+/// A big file patched on the share: only what changed was sent.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Patched {
+    /// The file (lossy for display).
+    pub path: String,
+    /// `copy` (a copy on the server, patched, renamed over the file) or `in-place`.
+    pub how: &'static str,
+    /// Its size.
+    pub size: u64,
+    /// Bytes sent to the share.
+    pub bytes_sent: u64,
+}
 
 /// What the user asked for.
 #[derive(Clone, Debug)]
@@ -73,6 +87,8 @@ pub struct Outcome {
     pub bytes_stored: u64,
     /// Interrupted operations this run abandoned.
     pub recovered: Vec<u64>,
+    /// Big files patched on the share instead of sent whole (see `sync/patch.rs`).
+    pub patched: Vec<Patched>,
     /// The cache budget refused content: bytes needed, the budget, files not brought in
     /// (new ones are remote-only).
     pub cache_full: Option<(u64, u64, usize)>,
@@ -123,9 +139,23 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
     // interrupted operation is recovered (which may remove its temporaries on the remote)
     // after the check and before the scans; otherwise the check runs beside the scans.
     let check = || crate::identity::check(&remote, &ws.config.remote, &ws.identity);
-    let trees = if !opts.dry_run && !journal::unfinished(&ws.store)?.is_empty() {
+    // A patch in place left half done is finished first (or left to the reconcile when the
+    // file changed meanwhile), so that the scan never takes a half-patched file for an edit.
+    let leftovers = !opts.dry_run
+        && (!journal::unfinished(&ws.store)?.is_empty()
+            || !crate::sync::patch::pending(&ws.store)?.is_empty());
+    let trees = if leftovers {
         check()?;
         report.recovered = crate::sync::recover::recover(ws, &remote)?;
+        for left in crate::sync::patch::finish_pending(ws, &remote)? {
+            if let crate::sync::patch::Leftover::LeftAlone(path) = left {
+                report.warnings.push(format!(
+                    "{}: an interrupted patch was not finished: the file changed on the \
+                     server meanwhile (both versions are kept if they differ)",
+                    crate::paths::display(&path)
+                ));
+            }
+        }
         crate::sync::trees::scan_all(ws, &remote, progress, || Ok(()))?
     } else {
         crate::sync::trees::scan_all(ws, &remote, progress, check)?

@@ -187,6 +187,19 @@ fn human(command: &str, dry_run: bool, r: &sync::Outcome) -> String {
             bytes(r.bytes_up)
         ));
     }
+    for p in &r.patched {
+        let how = if p.how == "copy" {
+            "copied on the server and patched"
+        } else {
+            "patched in place"
+        };
+        out.push_str(&format!(
+            "{}: {how}, {} of {} sent\n",
+            p.path,
+            bytes(p.bytes_sent),
+            bytes(p.size)
+        ));
+    }
     for n in &r.notices {
         out.push_str(&format!("note: {n}\n"));
     }
@@ -229,6 +242,7 @@ fn to_json(command: &str, c: &Common, r: &sync::Outcome) -> serde_json::Value {
         "bytes_ingested": r.bytes_ingested,
         "bytes_stored": r.bytes_stored,
         "recovered": r.recovered,
+        "patched": r.patched,
         "culled": r.culled,
         "cache_full": r.cache_full.map(|(needed, budget, refused)| json!({
             "needed": needed, "budget": budget, "refused": refused, "required": r.cache_required,

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use cachesync_objects::{Entry, EntryKind};
 
+use super::patch::{How, Patch};
 use crate::error::{Result, SyncError};
 use crate::fs_remote::entry_from_metadata;
 use crate::index::IndexEntry;
@@ -51,6 +52,10 @@ pub(super) struct Applier<'a> {
     pub(super) bytes_up: u64,
     /// Local paths moved to lost+found, and where to.
     pub(super) stashed: HashMap<Vec<u8>, Vec<u8>>,
+    /// Whether the share copies on the server, once asked (for big files' patches).
+    pub(super) copies_on_server: Option<bool>,
+    /// Big files patched so far.
+    pub(super) patched: Vec<crate::sync::Patched>,
 }
 
 /// True when what is there now is what the plan saw (kind, and for files size and mtime, for
@@ -500,16 +505,92 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// A big file's new content in the temporary `tmp`: what it shares with the file at
+    /// `src` copied on the server, the rest sent (see [`super::patch`]).
+    fn write_remote_copied(
+        &mut self,
+        i: usize,
+        tmp: &[u8],
+        src: &[u8],
+        t: &Entry,
+        p: &Patch,
+    ) -> Result<(), StepError> {
+        let mut w = self.remote.create(tmp)?;
+        let sent = super::patch::write_copied(&self.ws.store, &mut w, src, &p.pieces, || {
+            crate::failpoint::hit_n("mid-write", i);
+        })?;
+        self.bytes_up += sent;
+        w.finish(t.mode, t.mtime_ns)?;
+        self.note_patch(src, "copy", t.size, sent);
+        Ok(())
+    }
+
+    fn note_patch(&mut self, path: &[u8], how: &'static str, size: u64, bytes_sent: u64) {
+        self.patched.push(crate::sync::Patched {
+            path: display(path),
+            how,
+            size,
+            bytes_sent,
+        });
+    }
+
+    /// A big file patched where it is, on a share that cannot copy on the server (see
+    /// [`super::patch`]): checked as any write is, then journalled and patched.
+    fn patch_remote_in_place(
+        &mut self,
+        i: usize,
+        step: &Step,
+        t: &Entry,
+        p: &Patch,
+    ) -> Result<(), StepError> {
+        self.check_remote(&step.path, step.expect.as_ref())?;
+        crate::failpoint::hit_n("before-rename", i);
+        let sent = super::patch::patch_in_place(
+            self.ws,
+            self.remote,
+            &step.path,
+            p.base,
+            t,
+            &p.pieces,
+            i,
+        )?;
+        self.bytes_up += sent;
+        self.note_patch(&step.path, "in-place", t.size, sent);
+        self.record_remote(&step.path, t)
+    }
+
     /// A file or symlink written to the remote: under a temporary name (its content hashed
     /// on the way), then put in place if the target still holds what the plan saw.
     fn write_remote(&mut self, i: usize, step: &Step) -> Result<(), StepError> {
         let remote = self.remote;
         let t = step.target.as_ref().expect("writes have a target");
+        let patch = super::patch::plan_for(
+            self.ws,
+            remote,
+            &mut self.copies_on_server,
+            step.expect.as_ref(),
+            t,
+        )?;
+        if let Some(p) = patch.as_ref().filter(|p| p.how == How::InPlace) {
+            return self.patch_remote_in_place(i, step, t, p);
+        }
         let tmp = crate::sync::temp_name(self.ws, self.op, i, &step.path);
         let _ = remote.remove_file(&tmp);
         // A failed write (a full disk, a dropped link) takes its temporary with it,
         // unless the remote is unreachable (the next run removes it then).
-        let written = if t.kind == EntryKind::File {
+        let written = if let Some(p) = &patch {
+            match self.write_remote_copied(i, &tmp, &step.path, t, p) {
+                // A share that would not copy after all: the file goes whole.
+                Err(StepError::Fatal(e))
+                    if !matches!(e, SyncError::Disconnected { .. })
+                        && !remote.pool().is_tripped() =>
+                {
+                    let _ = remote.remove_file(&tmp);
+                    self.write_remote_file(i, &tmp, t)
+                }
+                r => r,
+            }
+        } else if t.kind == EntryKind::File {
             self.write_remote_file(i, &tmp, t)
         } else {
             remote.symlink(&t.target, &tmp).map_err(StepError::from)

@@ -53,6 +53,8 @@ pub(super) fn apply_plan(
         remote_results: HashMap::new(),
         bytes_up: 0,
         stashed: HashMap::new(),
+        copies_on_server: None,
+        patched: Vec::new(),
     };
     let mut failed: HashSet<usize> = HashSet::new();
     let mut denied: HashSet<usize> = HashSet::new();
@@ -107,6 +109,7 @@ pub(super) fn apply_plan(
     }
     progress.finish();
     report.bytes_up = applier.bytes_up;
+    report.patched = std::mem::take(&mut applier.patched);
     let (local_results, remote_results, stashed) = (
         applier.local_results,
         applier.remote_results,
