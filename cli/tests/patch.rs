@@ -205,3 +205,19 @@ fn a_half_patched_file_changed_on_the_server_is_never_written_into() {
     assert!(server.stdout == theirs);
     assert!(steps(&r).iter().all(|s| s["side"] != "remote"), "{r}");
 }
+
+#[test]
+fn a_file_with_another_hard_link_on_the_server_is_never_written_into() {
+    let (env, base) = setup("in-place");
+    // The other name is outside what the workspace sees as this file: it must keep its
+    // content, as it does when a new file is renamed over the first name.
+    fs::hard_link(env.r("big.img"), env.root().join("elsewhere.img")).expect("link");
+    let target = edited(&base, &[2 << 20]);
+    env.put_local("big.img", &target);
+    let r = env.json(0, &["push", "--json"]);
+    assert_eq!(r["patched"].as_array().map(Vec::len), Some(0), "{r}");
+    assert_eq!(written(&r), BIG as u64, "{r}");
+    assert!(fs::read(env.r("big.img")).expect("read") == target);
+    assert!(fs::read(env.root().join("elsewhere.img")).expect("read") == base);
+    env.assert_noop_sync();
+}

@@ -402,8 +402,14 @@ impl Remote for FsRemote {
 
     fn open_in_place(&self, path: &[u8]) -> io::Result<Box<dyn RemoteWrite>> {
         let file = OpenOptions::new().write(true).open(self.abs(path))?;
-        if !file.metadata()?.is_file() {
+        let md = file.metadata()?;
+        if !md.is_file() {
             return Err(io::Error::other("not a regular file"));
+        }
+        // Written into, a file with other names would change under those too (a new file
+        // renamed over one name leaves the others as they were).
+        if md.nlink() > 1 {
+            return Err(io::Error::other("the file has other hard links"));
         }
         Ok(Box::new(FsWrite {
             file,
@@ -650,6 +656,11 @@ mod tests {
         assert_eq!((md.mode() & 0o777, md.mtime()), (0o600, 2));
 
         assert!(remote.open_in_place(b"missing").is_err(), "never creates");
+        fs::hard_link(dir.path().join("src"), dir.path().join("other")).expect("link");
+        assert!(
+            remote.open_in_place(b"src").is_err(),
+            "not with another name"
+        );
         fs::create_dir(dir.path().join("d")).expect("mkdir");
         assert!(remote.open_in_place(b"d").is_err(), "only a file");
     }

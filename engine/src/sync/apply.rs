@@ -535,17 +535,18 @@ impl Applier<'_> {
     }
 
     /// A big file patched where it is, on a share that cannot copy on the server (see
-    /// [`super::patch`]): checked as any write is, then journalled and patched.
+    /// [`super::patch`]): checked as any write is, then journalled and patched. `None` when
+    /// the file could not be opened to be written into: it goes whole.
     fn patch_remote_in_place(
         &mut self,
         i: usize,
         step: &Step,
         t: &Entry,
         p: &Patch,
-    ) -> Result<(), StepError> {
+    ) -> Result<Option<()>, StepError> {
         self.check_remote(&step.path, step.expect.as_ref())?;
         crate::failpoint::hit_n("before-rename", i);
-        let sent = super::patch::patch_in_place(
+        let Some(sent) = super::patch::patch_in_place(
             self.ws,
             self.remote,
             &step.path,
@@ -553,10 +554,13 @@ impl Applier<'_> {
             t,
             &p.pieces,
             i,
-        )?;
+        )?
+        else {
+            return Ok(None);
+        };
         self.bytes_up += sent;
         self.note_patch(&step.path, "in-place", t.size, sent);
-        self.record_remote(&step.path, t)
+        self.record_remote(&step.path, t).map(Some)
     }
 
     /// A file or symlink written to the remote: under a temporary name (its content hashed
@@ -572,8 +576,11 @@ impl Applier<'_> {
             t,
         )?;
         if let Some(p) = patch.as_ref().filter(|p| p.how == How::InPlace) {
-            return self.patch_remote_in_place(i, step, t, p);
+            if let Some(done) = self.patch_remote_in_place(i, step, t, p)? {
+                return Ok(done);
+            }
         }
+        let patch = patch.filter(|p| p.how == How::Copy);
         let tmp = crate::sync::temp_name(self.ws, self.op, i, &step.path);
         let _ = remote.remove_file(&tmp);
         // A failed write (a full disk, a dropped link) takes its temporary with it,

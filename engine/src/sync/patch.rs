@@ -196,6 +196,9 @@ fn key(path: &[u8]) -> Vec<u8> {
 /// Writes `pieces` (planned with [`Moves::InPlace`]) into the remote file at `path`, which
 /// holds `base`, making it `target`. Returns the bytes sent.
 ///
+/// `Ok(None)` when the file cannot be opened to be written into (another hard link, a
+/// refusal): nothing was written, the file goes whole instead.
+///
 /// # Errors
 /// Store and remote errors. After an error the record stays: the next run finishes the
 /// patch (see [`finish_pending`]).
@@ -207,7 +210,7 @@ pub(super) fn patch_in_place(
     target: &Entry,
     pieces: &[Piece],
     step: usize,
-) -> Result<u64> {
+) -> Result<Option<u64>> {
     let id = target.file.expect("file entries have content");
     let record = PendingPatch {
         path_hex: hex(path),
@@ -225,10 +228,14 @@ pub(super) fn patch_in_place(
     ws.store.commit(batch)?;
     let mut w = match remote.open_in_place(path) {
         Ok(w) => w,
+        // Nothing written yet: nothing to finish. An outage is an error as anywhere.
         Err(e) => {
-            // Nothing written yet: nothing to finish.
             drop_record(&ws.store, path)?;
-            return Err(e);
+            return if remote.pool().is_tripped() {
+                Err(e)
+            } else {
+                Ok(None)
+            };
         }
     };
     let sent = write_in_place(&ws.store, &mut w, pieces, || {
@@ -237,7 +244,7 @@ pub(super) fn patch_in_place(
     w.set_len(target.size)?;
     w.finish(target.mode, target.mtime_ns)?;
     drop_record(&ws.store, path)?;
-    Ok(sent)
+    Ok(Some(sent))
 }
 
 fn write_in_place(
