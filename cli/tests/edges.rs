@@ -64,6 +64,38 @@ fn a_server_edit_that_keeps_size_and_mtime_is_not_overwritten_by_a_local_edit() 
     env.expect_code(7, &["check"]);
 }
 
+/// A file past the one-call read (256 KiB) is first only hashed when it is read back to be
+/// sure of it: when the hash says it changed, its content is still read into the store and
+/// kept as the server's variant.
+#[test]
+fn a_big_server_edit_that_keeps_size_and_mtime_is_kept_as_a_variant() {
+    let env = Env::new();
+    let v1 = common::noise(1, 3 << 20);
+    fs::write(env.r("f"), &v1).expect("write");
+    set_mtime(&env.r("f"), 1_600_000_000);
+    env.clone_ws();
+    let mut v2 = v1.clone();
+    v2[2 << 20] ^= 1;
+    fs::write(env.r("f"), &v2).expect("rewrite");
+    set_mtime(&env.r("f"), 1_600_000_000);
+    let mut mine = v1.clone();
+    mine[1 << 20] ^= 1;
+    env.put_local("f", &mine);
+
+    env.expect_code(7, &["sync"]);
+    assert!(
+        fs::read(env.r("f")).expect("read") == v2,
+        "the server's edit stays"
+    );
+    assert!(
+        fs::read(env.w("f")).expect("read") == mine,
+        "the local edit stays"
+    );
+    let server = env.ok(&["show", "f", "--variant", "server"]);
+    assert!(server.stdout == v2, "the server's version is a variant");
+    env.ok(&["fsck"]);
+}
+
 #[test]
 fn a_server_edit_that_keeps_size_and_mtime_is_not_removed_by_a_local_delete() {
     let env = cloned_old_file();

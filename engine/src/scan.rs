@@ -333,6 +333,9 @@ fn file_content(
 /// Every remote entry found, with its relative path.
 pub type Listing = Vec<(Vec<u8>, RemoteEntry)>;
 
+/// Files to read: path, as listed, and the content it is expected to still hold, if any.
+type ToFetch = Vec<(Vec<u8>, RemoteEntry, Option<cachesync_objects::FileId>)>;
+
 /// What [`walk_remote`] found.
 #[derive(Debug)]
 pub struct Walk {
@@ -666,7 +669,7 @@ fn sort_listing(
     known: &Known<'_>,
     listed: &mut Vec<(Vec<u8>, Entry)>,
     out: &mut RemoteScan,
-) -> Result<Listing> {
+) -> Result<ToFetch> {
     let mut to_fetch = Vec::new();
     listed.reserve(entries.len());
     for (rel, r) in entries {
@@ -715,7 +718,22 @@ fn sort_listing(
                 }
                 // Remote-only: the content is not fetched; its stat stands for it.
                 _ if not_here => entry.file = Some(cachesync_objects::FileId::NOT_CACHED),
-                _ => to_fetch.push((rel.clone(), r.clone())),
+                previous => {
+                    // Read again only to learn whether it still holds what it held (racy,
+                    // or about to be written over): hashed first, stored only if not.
+                    let expected = previous
+                        .filter(|p| {
+                            p.kind == EntryKind::File
+                                && p.size == r.size
+                                && p.mtime_ns == r.mtime_ns
+                        })
+                        .and_then(|p| p.file)
+                        .filter(|f| {
+                            crate::presence::is_known(*f)
+                                && known.store.has_file(*f).unwrap_or(false)
+                        });
+                    to_fetch.push((rel.clone(), r.clone(), expected));
+                }
             }
         }
         listed.push((rel, entry));
@@ -729,11 +747,11 @@ fn sort_listing(
 fn fetch_all(
     remote: &TimedRemote,
     store: &Store,
-    to_fetch: Listing,
+    to_fetch: ToFetch,
     parallel: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Fetched {
-    let total: u64 = to_fetch.iter().map(|(_, r)| r.size).sum();
+    let total: u64 = to_fetch.iter().map(|(_, r, _)| r.size).sum();
     let done = Mutex::new(0u64);
     let results: Mutex<Fetched> = Mutex::new(Vec::new());
     let queue = Mutex::new(to_fetch);
@@ -741,9 +759,11 @@ fn fetch_all(
         for _ in 0..parallel.max(1) {
             s.spawn(|| loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                let Some((rel, listed)) = next else { return };
+                let Some((rel, listed, expected)) = next else {
+                    return;
+                };
                 let started_ns = crate::now_ns();
-                let r = fetch(remote, store, &rel, Some(listed));
+                let r = fetch_expecting(remote, store, &rel, listed, expected);
                 let failed_disconnected = matches!(r, Err(SyncError::Disconnected { .. }));
                 if let Ok((_, e)) = &r {
                     let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
@@ -847,6 +867,41 @@ pub fn fetch(
     fetch_observed(remote, store, rel, listed, None)
 }
 
+/// [`fetch`] of a file expected to hold `expected` (the content it had at the last scan,
+/// its stat unchanged). A big one is first read and hashed only: when it holds that, it is
+/// not stored again (chunked, hashed per chunk, looked up); when it does not, it is fetched.
+///
+/// # Errors
+/// As [`fetch`].
+pub fn fetch_expecting(
+    remote: &TimedRemote,
+    store: &Store,
+    rel: &[u8],
+    listed: RemoteEntry,
+    expected: Option<cachesync_objects::FileId>,
+) -> Result<(cachesync_objects::FileId, RemoteEntry)> {
+    if let Some(id) = expected.filter(|_| listed.size > SMALL_FILE) {
+        let mut reader = remote.open(rel)?;
+        let held = crate::racy::holds(&mut reader, id);
+        if let Some(e) = reader.error.take() {
+            return Err(e);
+        }
+        let held = held.map_err(|source| SyncError::RemoteIo {
+            path: display(rel).into(),
+            source,
+        })?;
+        drop(reader);
+        if held {
+            if let Some(after) = remote.stat(rel)? {
+                if read_whole(&listed, &after, listed.size) {
+                    return Ok((id, after));
+                }
+            }
+        }
+    }
+    fetch(remote, store, rel, Some(listed))
+}
+
 /// True when a file read as `size` bytes did not change while it was read: its stat before
 /// and after agree, and with the bytes read.
 fn read_whole(before: &RemoteEntry, after: &RemoteEntry, size: u64) -> bool {
@@ -861,6 +916,9 @@ const SMALL_FILE: u64 = 256 << 10;
 /// Sees the bytes of a file as a fetch reads them, with their offset. A fetch that reads the
 /// file again (it changed while it was read) starts again at offset 0.
 pub type Observer<'b, 'a> = &'b mut (dyn FnMut(u64, &[u8]) + 'a);
+
+/// How much one read of a big remote file asks for.
+const REMOTE_READ: usize = 1 << 20;
 
 /// A reader that shows what it reads to an [`Observer`].
 struct Tee<'b, 'a, R> {
@@ -914,11 +972,20 @@ pub fn fetch_observed(
             continue;
         }
         let mut reader = remote.open(rel)?;
-        let ingested = store.ingest(Tee {
+        let observing = observer.is_some();
+        let tee = Tee {
             inner: &mut reader,
             pos: 0,
             observer: observer.as_deref_mut(),
-        });
+        };
+        // The chunker asks for a chunk's worth at a time; each read of a remote file is a
+        // bounded call (a pool thread, and the helper's pipe both ways): read a MiB per call.
+        // A reader waiting for a file's first bytes (the mount) gets them as they come.
+        let ingested = if observing {
+            store.ingest(tee)
+        } else {
+            store.ingest(std::io::BufReader::with_capacity(REMOTE_READ, tee))
+        };
         let (id, size) = match ingested {
             Ok((id, size, _)) => (id, size),
             Err(e) => {
