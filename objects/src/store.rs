@@ -30,6 +30,84 @@ pub struct IngestStats {
     pub new_bytes: u64,
 }
 
+/// Chunks a source's first chunks are handled on the calling thread (4 MiB on average):
+/// past them, [`Store::ingest`] hands the hashing and storing to a second thread.
+pub const INLINE_CHUNKS: usize = 64;
+
+/// One ingest under way: the whole-file hash so far, the chunk list, the counts.
+struct Ingest<'a> {
+    store: &'a Store,
+    chunks_table: Table<'a>,
+    whole: blake3::Hasher,
+    stats: IngestStats,
+    list: Vec<(ChunkId, u32)>,
+}
+
+impl<'a> Ingest<'a> {
+    fn new(store: &'a Store) -> Ingest<'a> {
+        Ingest {
+            store,
+            chunks_table: store.db.table(keys::CF_CHUNKS),
+            whole: blake3::Hasher::new(),
+            stats: IngestStats::default(),
+            list: Vec::new(),
+        }
+    }
+
+    /// Hashes one chunk into the whole-file hash, then [`Ingest::add_chunk`].
+    fn add(&mut self, data: Vec<u8>) -> Result<()> {
+        self.whole.update(&data);
+        self.add_chunk(&data)
+    }
+
+    /// Stores one chunk if new and notes it.
+    fn add_chunk(&mut self, data: &[u8]) -> Result<()> {
+        let id = ChunkId::of(data);
+        self.stats.bytes_read += data.len() as u64;
+        self.stats.chunks += 1;
+        if !self.chunks_table.contains(id.as_bytes())? {
+            self.chunks_table.put(id.as_bytes(), data)?;
+            self.stats.new_chunks += 1;
+            self.stats.new_bytes += data.len() as u64;
+        }
+        self.list.push((
+            id,
+            u32::try_from(data.len()).expect("chunks are at most 256 KiB"),
+        ));
+        Ok(())
+    }
+
+    /// Stores the file object.
+    fn finish(self) -> Result<(FileId, u64, IngestStats)> {
+        let Ingest {
+            store,
+            whole,
+            stats,
+            list,
+            ..
+        } = self;
+        let id = FileId(*whole.finalize().as_bytes());
+        let object = FileObject {
+            id,
+            size: stats.bytes_read,
+            chunks: list,
+        };
+        let files = store.db.table(keys::CF_FILES);
+        if !files.contains(id.as_bytes())? {
+            files.put(id.as_bytes(), &object.encode())?;
+        }
+        store
+            .ingested
+            .0
+            .fetch_add(stats.bytes_read, Ordering::Relaxed);
+        store
+            .ingested
+            .1
+            .fetch_add(stats.new_bytes, Ordering::Relaxed);
+        Ok((id, stats.bytes_read, stats))
+    }
+}
+
 /// What garbage collection removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
@@ -156,46 +234,56 @@ impl Store {
     /// Chunks `source`, stores the chunks it does not have yet and the file object, and
     /// returns the file's id and size.
     ///
+    /// A big source is cut on this thread while a second one hashes and stores its chunks
+    /// (the chunk ids and the whole-file hash are two blake3 passes over every byte, about
+    /// as much work as the cutting): the first [`INLINE_CHUNKS`] chunks are handled here,
+    /// so a small file costs no thread.
+    ///
     /// # Errors
     /// [`ObjectError::Read`] if the source fails, [`ObjectError::Db`] on a store failure.
     pub fn ingest(&self, source: impl Read) -> Result<(FileId, u64, IngestStats)> {
-        let chunks_table = self.db.table(keys::CF_CHUNKS);
-        let mut whole = blake3::Hasher::new();
-        let mut stats = IngestStats::default();
-        let mut list = Vec::new();
-        for chunk in self.chunker.chunks(source) {
-            let data = chunk.map_err(ObjectError::Read)?;
-            whole.update(&data);
-            let id = ChunkId::of(&data);
-            stats.bytes_read += data.len() as u64;
-            stats.chunks += 1;
-            if !chunks_table.contains(id.as_bytes())? {
-                chunks_table.put(id.as_bytes(), &data)?;
-                stats.new_chunks += 1;
-                stats.new_bytes += data.len() as u64;
+        let mut chunks = self.chunker.chunks(source);
+        let mut state = Ingest::new(self);
+        for _ in 0..INLINE_CHUNKS {
+            match chunks.next() {
+                Some(chunk) => state.add(chunk.map_err(ObjectError::Read)?)?,
+                None => return state.finish(),
             }
-            list.push((
-                id,
-                u32::try_from(data.len()).expect("chunks are at most 256 KiB"),
-            ));
         }
-        let id = FileId(*whole.finalize().as_bytes());
-        let object = FileObject {
-            id,
-            size: stats.bytes_read,
-            chunks: list,
-        };
-        let files = self.db.table(keys::CF_FILES);
-        if !files.contains(id.as_bytes())? {
-            files.put(id.as_bytes(), &object.encode())?;
-        }
-        self.ingested
-            .0
-            .fetch_add(stats.bytes_read, Ordering::Relaxed);
-        self.ingested
-            .1
-            .fetch_add(stats.new_bytes, Ordering::Relaxed);
-        Ok((id, stats.bytes_read, stats))
+        // From here the whole-file hash is made on this thread, beside the cutting.
+        let mut whole = std::mem::take(&mut state.whole);
+        let state = std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+            let worker = s.spawn(move || -> Result<Ingest<'_>> {
+                for data in rx {
+                    state.add_chunk(&data)?;
+                }
+                Ok(state)
+            });
+            let mut failed = None;
+            for chunk in chunks {
+                match chunk {
+                    // A send fails only when the worker stopped on an error: it says which.
+                    Ok(data) => {
+                        whole.update(&data);
+                        if tx.send(data).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        failed = Some(ObjectError::Read(e));
+                        break;
+                    }
+                }
+            }
+            drop(tx);
+            let state = worker.join().expect("the ingest worker does not panic");
+            match failed {
+                Some(e) => Err(e),
+                None => state,
+            }
+        })?;
+        Ingest { whole, ..state }.finish()
     }
 
     /// Since the store was opened: bytes ingested (read, chunked and hashed) and bytes of new
