@@ -295,17 +295,17 @@ pub fn finish_pending(ws: &Workspace, remote: &TimedRemote) -> Result<Vec<Leftov
     let mut out = Vec::new();
     for record in pending(&ws.store)? {
         let (path, base, target) = record.ids().expect("checked by pending()");
-        let (Some(b), Some(t)) = (ws.store.file_object(base)?, ws.store.file_object(target)?)
-        else {
-            return Err(SyncError::Store(
-                cachesync_objects::ObjectError::MissingFile(base),
-            ));
-        };
-        let mixed = match remote.stat(&path)? {
-            Some(e) if e.kind == EntryKind::File => is_mix(ws, remote, &path, &b, &t)?,
+        // Both contents are kept by gc while the record names them; should one be gone
+        // all the same, the file cannot be checked: it is left to the reconcile, which
+        // reads it as any server edit.
+        let objects = (ws.store.file_object(base)?, ws.store.file_object(target)?);
+        let mixed = match (remote.stat(&path)?, &objects) {
+            (Some(e), (Some(b), Some(t))) if e.kind == EntryKind::File => {
+                is_mix(ws, remote, &path, b, t)?
+            }
             _ => false,
         };
-        if mixed {
+        if let (true, (Some(b), Some(t))) = (mixed, objects) {
             let pieces = patch::plan(&b, &t, Moves::InPlace);
             let mut w = remote.open_in_place(&path)?;
             write_in_place(&ws.store, &mut w, &pieces, || {})?;
