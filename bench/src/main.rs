@@ -581,32 +581,45 @@ impl Bench {
             for tool in rotated(&tools, r) {
                 let (dst, state) = self.dirs(suite, tool);
                 if tool == Tool::Cachesync {
-                    tree::flip_byte(&ws.join(file), at)?;
-                    tree::stamp(&ws.join(file), r as u64)?;
-                    let store_before = du(&ws.join(".cachesync"));
-                    let mut c = self.cachesync();
-                    c.args(["sync", "--json"]).current_dir(&ws);
-                    self.env(&mut c);
-                    let (s, out) = run_json(&mut c, &self.log)?;
-                    self.push(suite, "one byte changed, re-sync", tool, s);
-                    let grown = du(&ws.join(".cachesync")).saturating_sub(store_before);
-                    self.note(
-                        suite,
-                        &format!("one byte changed, run {r}"),
-                        json!({
-                            "read_and_hashed": out.get("bytes_ingested"),
-                            "stored_new": out.get("bytes_stored"),
-                            "sent_to_remote": out.get("bytes_written"),
-                            "store_grew": grown,
-                        }),
-                    );
-                    // Compared around the change: the harness never holds the file (its
-                    // memory would count in the next child's peak, which starts as a copy).
-                    if tree::window(&ws.join(file), at)?
-                        != tree::window(&link.served.join(file), at)?
-                    {
-                        bail!("big: cachesync did not push the change");
+                    // The share here is a local disk, which copies without a network: the
+                    // default patches a copy and renames it (atomic). The in-place patch
+                    // (what sshfs gets) is measured too, on another byte.
+                    for (mode, op, at) in [
+                        ("auto", "one byte changed, re-sync", at),
+                        ("in-place", "one byte changed, re-sync (in place)", at + 1),
+                    ] {
+                        set_config(&ws, "patch_big_files", json!(mode))?;
+                        tree::flip_byte(&ws.join(file), at)?;
+                        tree::stamp(&ws.join(file), r as u64)?;
+                        let store_before = du(&ws.join(".cachesync"));
+                        let mut c = self.cachesync();
+                        c.args(["sync", "--json"]).current_dir(&ws);
+                        self.env(&mut c);
+                        let (s, out) = run_json(&mut c, &self.log)?;
+                        self.push(suite, op, tool, s);
+                        let grown = du(&ws.join(".cachesync")).saturating_sub(store_before);
+                        self.note(
+                            suite,
+                            &format!("{op}, run {r}"),
+                            json!({
+                                "read_and_hashed": out.get("bytes_ingested"),
+                                "read_from_remote": out.get("bytes_read"),
+                                "stored_new": out.get("bytes_stored"),
+                                "sent_to_remote": out.get("bytes_written"),
+                                "patched": out.get("patched"),
+                                "store_grew": grown,
+                            }),
+                        );
+                        // Compared around the change: the harness never holds the file (its
+                        // memory would count in the next child's peak, which starts as a
+                        // copy).
+                        if tree::window(&ws.join(file), at)?
+                            != tree::window(&link.served.join(file), at)?
+                        {
+                            bail!("big: cachesync did not push the change ({mode})");
+                        }
                     }
+                    set_config(&ws, "patch_big_files", json!("auto"))?;
                 } else {
                     // One-way peers: the byte changes in their source, a copy of the remote.
                     let src = self
@@ -920,5 +933,14 @@ fn main() -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Sets one key of a workspace's config.
+fn set_config(ws: &Path, key: &str, value: Value) -> Result<()> {
+    let path = ws.join(".cachesync/config.json");
+    let mut c: Value = serde_json::from_str(&fs::read_to_string(&path)?)?;
+    c[key] = value;
+    fs::write(&path, c.to_string())?;
     Ok(())
 }
