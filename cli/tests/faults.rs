@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 
-use common::{leftovers, noise, paths_of, tree, Env, Run, Tree};
+use common::{leftovers, noise, paths_of, tree, Env, Node, Run, Tree};
 
 /// A situation, the command killed in it, and how it is finished afterwards.
 struct Scenario {
@@ -37,6 +37,9 @@ struct Scenario {
     /// some are gone already) and on the store's size on disk; nothing may be lost all the
     /// same.
     exact_local: bool,
+    /// Whether a remote file may be left patched in part (`patch_big_files: "in-place"`):
+    /// each byte its old one or its new one, until the next run finishes the patch.
+    patched_in_place: bool,
 }
 
 impl Scenario {
@@ -174,11 +177,23 @@ fn slice(points: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-/// A node of `killed` must be what the path held before the run or after it.
-fn assert_whole(side: &str, point: &str, before: &Tree, killed: &Tree, after: &Tree) {
+/// A node of `killed` must be what the path held before the run or after it; with
+/// `mixed`, a file may also hold, at each offset, its old byte or its new one.
+fn assert_whole(side: &str, point: &str, before: &Tree, killed: &Tree, after: &Tree, mixed: bool) {
     for (path, node) in killed {
+        let partly = mixed
+            && match (before.get(path), node, after.get(path)) {
+                (Some(Node::File(_, old)), Node::File(_, now), Some(Node::File(_, new))) => {
+                    now.len() <= old.len().max(new.len())
+                        && now
+                            .iter()
+                            .enumerate()
+                            .all(|(i, b)| old.get(i) == Some(b) || new.get(i) == Some(b))
+                }
+                _ => false,
+            };
         assert!(
-            before.get(path) == Some(node) || after.get(path) == Some(node),
+            before.get(path) == Some(node) || after.get(path) == Some(node) || partly,
             "killed at {point}: {side} {:?} holds neither its old nor its new state: {node:?}",
             String::from_utf8_lossy(path)
         );
@@ -230,6 +245,7 @@ fn crash_everywhere(s: &Scenario) {
             &remote_before,
             &tree(&env.remote),
             &reference.remote,
+            s.patched_in_place,
         );
         if env.ws.exists() {
             assert_whole(
@@ -238,6 +254,7 @@ fn crash_everywhere(s: &Scenario) {
                 &local_before,
                 &tree(&env.ws),
                 &reference.local,
+                false,
             );
         }
         if env.ws.join(".cachesync").exists() {
@@ -398,6 +415,63 @@ fn with_garbage() -> Env {
     env
 }
 
+/// A 12 MiB file edited in two places here (and small edits beside it), with
+/// `patch_big_files` set to `mode`: the push patches it instead of sending it.
+fn big_file_edited(mode: &str) -> Env {
+    let env = Env::with_remote(&[("a.txt", "alpha\n"), ("docs/d.md", "delta\n")]);
+    fs::write(env.r("disk.img"), noise(11, 12 << 20)).expect("write big");
+    common::age(&env.r("disk.img"));
+    env.clone_ws();
+    let path = env.w(".cachesync/config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).expect("config")).expect("json");
+    c["patch_big_files"] = serde_json::json!(mode);
+    fs::write(&path, c.to_string()).expect("write config");
+    let mut big = noise(11, 12 << 20);
+    big[1 << 20] ^= 1;
+    big[10 << 20] ^= 1;
+    big.extend_from_slice(b"and it grew");
+    common::write_changed(&env.w("disk.img"), &big);
+    env.put_local("a.txt", "alpha, edited locally\n");
+    env
+}
+
+fn big_file_copied() -> Env {
+    big_file_edited("copy")
+}
+
+fn big_file_in_place() -> Env {
+    big_file_edited("in-place")
+}
+
+#[test]
+fn a_push_patching_a_copy_on_the_server_killed_anywhere_loses_nothing() {
+    crash_everywhere(&Scenario {
+        name: "push (patched copy)",
+        setup: big_file_copied,
+        command: &["push"],
+        again: Again::Same,
+        codes: &[0],
+        exact_local: true,
+        patched_in_place: false,
+    });
+}
+
+/// In place, a kill mid-patch leaves the file on the share part old, part new (each byte
+/// one or the other); the next run finishes it before anything else.
+#[test]
+fn a_push_patching_in_place_killed_anywhere_loses_nothing() {
+    crash_everywhere(&Scenario {
+        name: "push (patched in place)",
+        setup: big_file_in_place,
+        command: &["push"],
+        again: Again::Same,
+        codes: &[0],
+        exact_local: true,
+        patched_in_place: true,
+    });
+}
+
 #[test]
 fn a_sync_killed_anywhere_loses_nothing() {
     crash_everywhere(&Scenario {
@@ -407,6 +481,7 @@ fn a_sync_killed_anywhere_loses_nothing() {
         again: Again::Same,
         codes: &[7],
         exact_local: true,
+        patched_in_place: false,
     });
 }
 
@@ -419,6 +494,7 @@ fn a_pull_killed_anywhere_loses_nothing() {
         again: Again::Same,
         codes: &[0],
         exact_local: true,
+        patched_in_place: false,
     });
 }
 
@@ -431,6 +507,7 @@ fn a_push_killed_anywhere_loses_nothing() {
         again: Again::Same,
         codes: &[0],
         exact_local: true,
+        patched_in_place: false,
     });
 }
 
@@ -445,6 +522,7 @@ fn a_clone_killed_anywhere_is_finished_by_clone_again_or_pull() {
         again: Again::AfterClone,
         codes: &[0],
         exact_local: true,
+        patched_in_place: false,
     };
     let creation: Vec<String> = points(&s)
         .into_iter()
@@ -534,6 +612,7 @@ fn a_resolve_killed_anywhere_loses_nothing() {
             again: Again::Same,
             codes: &[0],
             exact_local: true,
+            patched_in_place: false,
         });
     }
 }
@@ -547,6 +626,7 @@ fn a_drop_killed_anywhere_loses_nothing() {
         again: Again::Same,
         codes: &[0],
         exact_local: true,
+        patched_in_place: false,
     });
 }
 
@@ -559,6 +639,7 @@ fn a_cull_killed_anywhere_loses_nothing() {
         again: Again::Same,
         codes: &[0],
         exact_local: false,
+        patched_in_place: false,
     });
 }
 
@@ -571,6 +652,7 @@ fn a_gc_killed_anywhere_loses_nothing() {
         again: Again::Same,
         codes: &[0],
         exact_local: true,
+        patched_in_place: false,
     });
 }
 
