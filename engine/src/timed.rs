@@ -13,7 +13,7 @@
 //! name that does not exist, which no cache can answer); otherwise it is the outage it
 //! looks like. See [`TimedRemote::entry_failure`].
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -533,14 +533,7 @@ impl TimedWriter {
     /// # Errors
     /// As [`CallPool::run`].
     pub fn write_all(&mut self, data: Vec<u8>) -> Result<()> {
-        let file = Arc::clone(&self.file);
-        self.pool.run("writing", &self.path, move || {
-            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
-            match f.as_mut() {
-                Some(f) => f.write_all(&data),
-                None => Err(io::Error::other("file already finished")),
-            }
-        })
+        self.on_file("writing", move |f| f.write_all(&data))
     }
 
     /// One call on the open file, bounded.
