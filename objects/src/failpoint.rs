@@ -61,14 +61,24 @@ fn pause_point() -> Option<&'static (String, String)> {
         .as_ref()
 }
 
+/// Pauses until `file` is removed. Once: every thread that reaches the point while the
+/// pause holds waits with it, and none that comes after it was let go pauses again (a point
+/// that several threads pass, such as `fetching`, would otherwise hold a late thread for the
+/// whole deadline after the test resumed the run).
 fn pause(file: &str) {
-    if std::fs::write(file, b"paused\n").is_err() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static RELEASED: AtomicBool = AtomicBool::new(false);
+    if RELEASED.load(Ordering::SeqCst) || std::fs::write(file, b"paused\n").is_err() {
         return;
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while std::path::Path::new(file).exists() && std::time::Instant::now() < deadline {
+    while std::path::Path::new(file).exists()
+        && std::time::Instant::now() < deadline
+        && !RELEASED.load(Ordering::SeqCst)
+    {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    RELEASED.store(true, Ordering::SeqCst);
 }
 
 /// Dies here (SIGKILL, no cleanup) if this is the configured point.
