@@ -80,6 +80,9 @@ enum Suite {
     Many,
     /// One 2 GB file, local: first copy and a one-byte change.
     Big,
+    /// 1,000,000 small files, local: first copy, no-change re-sync and status, each with its
+    /// peak memory, to see how time and memory grow per file past 100,000.
+    Million,
     /// The Linux kernel source from Debian's linux-source, local.
     Linux,
     /// Through `cachesync mount` against the workspace directly: a 1 GiB file read and
@@ -563,6 +566,29 @@ impl Bench {
         Ok(())
     }
 
+    /// 1,000,000 small files (a tenth with `--quick`): a first copy and no-change re-syncs
+    /// against rsync, status against git. rclone is left out here: the 100,000-file suite
+    /// compares it, and at a million files its copy alone takes longer than the rest.
+    fn million(&mut self) -> Result<()> {
+        let suite = "million";
+        let files = if self.args.quick { 100_000 } else { 1_000_000 };
+        let mut link = Link::local(&self.work.path().join(suite))?;
+        eprintln!("{suite}: {files} small files, local");
+        let made = tree::generate_small(&link.served, files, self.args.seed)?;
+        self.note(
+            suite,
+            "tree",
+            json!({"files": made.files.len(), "dirs": made.dirs, "bytes": made.bytes}),
+        );
+        let tools = self.tools(&[Tool::Cachesync, Tool::Rsync]);
+        self.first_copies(suite, &mut link, &tools, 1)?;
+        self.resyncs(suite, &mut link, &tools, &made, 0)?;
+        let (ws, _) = self.dirs(suite, Tool::Cachesync);
+        self.store_overhead(suite, &ws, made.bytes);
+        let (git_copy, _) = self.dirs(suite, Tool::Rsync);
+        self.status(suite, &ws, &git_copy)
+    }
+
     /// One 2 GB file: first copies, then one byte changed in cachesync's workspace (a push:
     /// the local side re-reads the file, stores a chunk or two) and in the source of the one-way
     /// peers.
@@ -912,6 +938,7 @@ fn main() -> Result<()> {
             ),
             Suite::Many => b.many(),
             Suite::Big => b.big(),
+            Suite::Million => b.million(),
             Suite::Linux => b.linux(),
             Suite::View => b.view(),
             Suite::ViewShare => b.view_share(),
