@@ -164,8 +164,14 @@ fn a_patch_killed_midway_is_finished_by_the_next_run() {
     let (env, base) = setup("in-place");
     let target = edited(&base, &[1 << 20, 10 << 20]);
     killed_mid_patch(&env, &base, &target);
-    // Until then, a plain status does not touch the share.
-    env.ok(&["status"]);
+    // Until then, status says so (a plain one does not touch the share).
+    let st = env.json(0, &["status", "--json"]);
+    assert!(
+        st["warnings"]
+            .to_string()
+            .contains("big.img: a patch in place was interrupted"),
+        "{st}"
+    );
     let r = env.json(0, &["sync", "--json"]);
     assert!(fs::read(env.r("big.img")).expect("read") == target, "{r}");
     assert_eq!(r["conflicts"].as_array().map(Vec::len), Some(0), "{r}");
@@ -179,6 +185,7 @@ fn a_patch_killed_midway_is_finished_by_the_next_run() {
         "{st}"
     );
     assert_eq!(st["conflicts"].as_array().map(Vec::len), Some(0), "{st}");
+    assert_eq!(st["warnings"].as_array().map(Vec::len), Some(0), "{st}");
     env.ok(&["fsck"]);
 }
 

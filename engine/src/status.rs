@@ -424,8 +424,28 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
             monitored: local.monitored.is_some(),
             rechecked: local.monitored.unwrap_or(0),
         },
-        warnings: local.warnings,
+        warnings: {
+            let mut w = local.warnings;
+            w.extend(interrupted_patches(ws)?);
+            w
+        },
     })
+}
+
+/// A warning for each big file a run left half patched on the share (see
+/// `sync/patch.rs`): until the next sync finishes it, a refreshed status sees it changed.
+fn interrupted_patches(ws: &Workspace) -> Result<Vec<String>> {
+    Ok(crate::sync::patch::pending(&ws.store)?
+        .iter()
+        .map(|p| {
+            let path = crate::paths::unhex(&p.path_hex).unwrap_or_default();
+            format!(
+                "{}: a patch in place was interrupted; the file on the server is part old, \
+                 part new until the next sync, which finishes it",
+                display(&path)
+            )
+        })
+        .collect())
 }
 
 /// The two sides without looking at the share: the workspace as scanned now, the remote
