@@ -41,12 +41,14 @@ fn cf_options(name: &str) -> Options {
         opts.set_enable_blob_files(true);
         opts.set_min_blob_size(1024);
         opts.set_blob_compression_type(DBCompressionType::Lz4);
-        opts.set_enable_blob_gc(true);
-        // Everyday compactions relocate only the blobs of the oldest quarter of blob files
-        // (RocksDB's default): with 1.0 every small compaction rewrote every chunk, and the
-        // store grew to twice the working set. `compact` (after a gc) raises it to 1.0 for
-        // its run, so removed chunks give their space back.
-        opts.set_blob_gc_age_cutoff(BLOB_GC_AGE_CUTOFF);
+        // Everyday compactions leave blob files alone: chunks are only ever deleted by a
+        // gc, which then compacts with blob garbage collection on over every blob file
+        // (`compact`), so there is nothing for them to reclaim. On, they relocated the
+        // oldest quarter of the blobs at each compaction: a first copy wrote a quarter of
+        // its chunks twice (a 1 GiB clone: 12% of its profile); with every blob file (1.0)
+        // the store grew to twice the working set.
+        opts.set_enable_blob_gc(false);
+        opts.set_blob_gc_age_cutoff(1.0);
     }
     opts
 }
@@ -61,9 +63,6 @@ fn quick_open(opts: &mut Options) {
     opts.set_skip_stats_update_on_db_open(true);
     opts.set_log_level(rocksdb::LogLevel::Warn);
 }
-
-/// The share of oldest blob files whose live chunks everyday compactions relocate.
-const BLOB_GC_AGE_CUTOFF: f64 = 0.25;
 
 /// Above this many bytes in the chunks' memtable, closing the store flushes it: otherwise
 /// the next command would replay them from the write-ahead log before doing anything.
@@ -179,18 +178,18 @@ impl Db {
         let mut opts = rocksdb::CompactOptions::default();
         opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
         let chunks = self.cf(keys::CF_CHUNKS);
-        let cutoff = |v: &str| {
+        let gc = |on: &str| {
             self.db
-                .set_options_cf(chunks, &[("blob_garbage_collection_age_cutoff", v)])
+                .set_options_cf(chunks, &[("enable_blob_garbage_collection", on)])
                 .map_err(|e| db_error(&self.path, e))
         };
         // Every blob file may be rewritten by this compaction: all garbage goes.
-        cutoff("1.0")?;
+        gc("true")?;
         for cf in keys::ALL_CFS {
             self.db
                 .compact_range_cf_opt(self.cf(cf), None::<&[u8]>, None::<&[u8]>, &opts);
         }
-        cutoff(&BLOB_GC_AGE_CUTOFF.to_string())
+        gc("false")
     }
 
     /// Flushes memtables to disk (used before measuring disk use).
