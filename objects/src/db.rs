@@ -192,6 +192,32 @@ impl Db {
         gc("false")
     }
 
+    /// An everyday compaction of every column family (blob files left alone), as RocksDB
+    /// runs by itself.
+    #[cfg(test)]
+    pub(crate) fn compact_as_every_day(&self) {
+        for cf in keys::ALL_CFS {
+            self.db
+                .compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
+        }
+    }
+
+    /// Bytes of deleted chunks still in blob files (a compaction interrupted after a gc
+    /// leaves them: only `compact` reclaims them).
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn blob_garbage(&self) -> Result<u64> {
+        Ok(self
+            .db
+            .property_int_value_cf(
+                self.cf(keys::CF_CHUNKS),
+                "rocksdb.live-blob-file-garbage-size",
+            )
+            .map_err(|e| db_error(&self.path, e))?
+            .unwrap_or(0))
+    }
+
     /// Flushes memtables to disk (used before measuring disk use).
     ///
     /// # Errors

@@ -729,7 +729,9 @@ impl Store {
         )?;
         crate::failpoint::hit("gc-before-commit");
         self.commit(batch)?;
-        if report.chunks > 0 {
+        // Also after a gc whose compaction was interrupted: nothing else reclaims the
+        // space of its chunks (everyday compactions leave blob files alone).
+        if report.chunks > 0 || self.db.blob_garbage()? > 0 {
             crate::failpoint::hit("gc-before-compact");
             self.db.compact()?;
         }
@@ -782,6 +784,49 @@ mod tests {
             .expect("list the store")
             .map(|e| e.expect("entry").metadata().expect("stat").len())
             .sum()
+    }
+
+    #[test]
+    fn a_gc_whose_compaction_was_cut_short_is_reclaimed_by_the_next_gc() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s");
+        let store = Store::create(&path).expect("create");
+        let noise = |seed: u32| -> Vec<u8> {
+            (0..1_000_000u32)
+                .flat_map(|i| (i ^ seed).wrapping_mul(2_654_435_761).to_le_bytes())
+                .collect()
+        };
+        // In the same blob file: one file kept (gc is told to keep it), one dropped.
+        let kept = store.ingest_bytes(&noise(3)).expect("ingest");
+        let id = store.ingest_bytes(&noise(4)).expect("ingest");
+        store.db.flush().expect("flush");
+        let before = bytes_under(&path);
+        // What a gc killed before its compaction leaves: the records gone, the blobs not.
+        let object = store.file_object(id).expect("read").expect("there");
+        let mut b = Batch::new();
+        b.delete(keys::CF_FILES, id.as_bytes());
+        for (c, _) in &object.chunks {
+            b.delete(keys::CF_CHUNKS, c.as_bytes());
+        }
+        store.commit(b).expect("delete");
+        store.db.flush().expect("flush");
+        store.db.compact_as_every_day();
+        let kept_blobs = bytes_under(&path);
+        assert!(
+            kept_blobs > before * 3 / 4,
+            "everyday compactions keep the blobs: {kept_blobs} of {before}"
+        );
+        assert!(store.db.blob_garbage().expect("garbage") > 3_000_000);
+
+        let report = store.gc(&[kept]).expect("gc");
+        assert_eq!(report.chunks, 0, "nothing left to delete: {report:?}");
+        let after = bytes_under(&path);
+        assert!(
+            after < before * 2 / 3,
+            "{after} bytes after gc (from {before})"
+        );
+        assert_eq!(store.db.blob_garbage().expect("garbage"), 0);
+        assert_eq!(store.read_file_bytes(kept).expect("kept"), noise(3));
     }
 
     #[test]
