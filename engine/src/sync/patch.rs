@@ -85,7 +85,12 @@ pub(super) fn plan_for(
         _ => {
             let can = match *copies {
                 Some(can) => can,
-                None => *copies.insert(remote.copies_on_server()?),
+                None => match remote.copies_on_server() {
+                    Ok(can) => *copies.insert(can),
+                    Err(e @ SyncError::Disconnected { .. }) => return Err(e),
+                    // The share would not say: the file goes whole, as before patches.
+                    Err(_) => return Ok(None),
+                },
             };
             if can {
                 How::Copy
