@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 
-use cachesync_objects::{Entry, EntryKind, Store};
+use cachesync_objects::{Entry, EntryKind, FileId, Store};
 
 use crate::error::{Result, SyncError};
 use crate::fs_remote::entry_from_metadata;
@@ -672,6 +672,7 @@ fn sort_listing(
 ) -> Result<ToFetch> {
     let mut to_fetch = Vec::new();
     listed.reserve(entries.len());
+    let at_hand = content_at_hand(&entries, known)?;
     for (rel, r) in entries {
         if IgnoreRules::is_internal(&rel) {
             if crate::paths::split_parent(&rel)
@@ -710,9 +711,7 @@ fn sort_listing(
                         && p.mtime_ns == r.mtime_ns
                         && (not_here
                             || (!known.racy.contains(&rel)
-                                && p.file.is_some_and(|f| {
-                                    known.store.has_file(f).unwrap_or(false)
-                                }))) =>
+                                && p.file.is_some_and(|f| at_hand.binary_search(&f).is_ok()))) =>
                 {
                     entry.file = p.file;
                 }
@@ -739,6 +738,35 @@ fn sort_listing(
         listed.push((rel, entry));
     }
     Ok(to_fetch)
+}
+
+/// The contents, among those the last remote snapshot gave the listed files whose stat did
+/// not change, that the store holds (sorted): asked in one ordered pass over the file
+/// objects instead of a lookup per file (at a million files most lookups read a block).
+///
+/// # Errors
+/// Store errors.
+fn content_at_hand(entries: &Listing, known: &Known<'_>) -> Result<Vec<FileId>> {
+    let mut ids: Vec<FileId> = entries
+        .iter()
+        .filter(|(_, r)| r.kind == EntryKind::File)
+        .filter_map(|(rel, r)| {
+            let p = known.previous.get(rel)?;
+            (p.kind == EntryKind::File && p.size == r.size && p.mtime_ns == r.mtime_ns)
+                .then_some(p.file)
+                .flatten()
+        })
+        .filter(|f| crate::presence::is_known(*f))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let present = known.store.has_files_sorted(&ids)?;
+    let mut i = 0;
+    ids.retain(|_| {
+        i += 1;
+        present[i - 1]
+    });
+    Ok(ids)
 }
 
 /// Reads `to_fetch` into the store with `parallel` reads in flight, reporting the bytes

@@ -315,6 +315,16 @@ impl Store {
         self.db.table(keys::CF_FILES).contains(id.as_bytes())
     }
 
+    /// [`Store::has_file`] for many ids at once, given in ascending order: each block of
+    /// the file objects' table is read once.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a store failure.
+    pub fn has_files_sorted(&self, ids: &[FileId]) -> Result<Vec<bool>> {
+        let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
+        self.db.table(keys::CF_FILES).contains_sorted(&keys)
+    }
+
     /// The file object for `id`, if present.
     ///
     /// # Errors
