@@ -37,3 +37,39 @@ fn a_small_file_is_read_whole_with_its_stat_in_one_call() {
         assert_eq!(missing.kind(), io::ErrorKind::NotFound);
     }
 }
+
+#[test]
+fn a_small_file_deleted_while_it_is_read_is_not_found_through_the_helper_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("remote");
+    fs::create_dir(&root).expect("mkdir");
+    fs::write(root.join("vanishing"), b"soon gone").expect("write");
+    let pause = dir.path().join("paused");
+    // The helper pauses after reading the file, before closing it and looking at it again.
+    std::env::set_var("CACHESYNC_PAUSE", "helper-close:vanishing");
+    std::env::set_var("CACHESYNC_PAUSE_FILE", &pause);
+    let helper = ProcessRemote::spawn(Path::new(env!("CARGO_BIN_EXE_cachesync")), &root)
+        .expect("the helper starts");
+    std::env::remove_var("CACHESYNC_PAUSE");
+    std::env::remove_var("CACHESYNC_PAUSE_FILE");
+    std::thread::scope(|s| {
+        let read = s.spawn(|| helper.read_small(b"vanishing", 1024));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !pause.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the helper never paused"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        fs::remove_file(root.join("vanishing")).expect("delete");
+        fs::remove_file(&pause).expect("resume");
+        let gone = read
+            .join()
+            .expect("the read ends")
+            .expect_err("the stat after the read finds nothing");
+        // Not "other": the sync takes a file gone between its listing and its read for a
+        // deletion, and only other errors for a file it cannot read.
+        assert_eq!(gone.kind(), io::ErrorKind::NotFound, "{gone}");
+    });
+}

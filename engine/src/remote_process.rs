@@ -85,6 +85,19 @@ fn protocol(what: &str) -> io::Error {
     )
 }
 
+/// The errno an error crosses the pipe with. One made without an errno (a file found gone
+/// by a stat that answered nothing) keeps its kind as the errno of that kind: else it
+/// would arrive as "other", and a file deleted while it was read would be taken for one
+/// the server refuses to give.
+fn errno_of(err: &io::Error) -> Option<i32> {
+    err.raw_os_error().or(match err.kind() {
+        io::ErrorKind::NotFound => Some(libc::ENOENT),
+        io::ErrorKind::PermissionDenied => Some(libc::EACCES),
+        io::ErrorKind::AlreadyExists => Some(libc::EEXIST),
+        _ => None,
+    })
+}
+
 fn decode_err(e: cachesync_objects::ObjectError) -> io::Error {
     protocol(&e.to_string())
 }
@@ -175,7 +188,7 @@ impl Server {
             Ok(body) => self.reply(id, DONE, &body),
             Err(err) => {
                 let mut e = Encoder::new();
-                e.u32(err.raw_os_error().map_or(u32::MAX, |n| n as u32));
+                e.u32(errno_of(&err).map_or(u32::MAX, |n| n as u32));
                 e.bytes(err.to_string().as_bytes());
                 self.reply(id, FAILED, &e.finish());
             }
