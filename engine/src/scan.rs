@@ -59,6 +59,34 @@ pub struct LocalScan {
     /// Files with more than one name (hard links): a write through another name changes
     /// them, and a watch on this one's directory says nothing of it.
     pub linked: Vec<Vec<u8>>,
+    /// Files found that the index has an entry for (when that is all of the index, none of
+    /// its entries is gone).
+    pub indexed: usize,
+}
+
+impl LocalScan {
+    /// Adds what another thread of the same walk found.
+    fn absorb(&mut self, other: LocalScan) {
+        self.index_updates.extend(other.index_updates);
+        self.ignored.extend(other.ignored);
+        self.warnings.extend(other.warnings);
+        self.unstable.extend(other.unstable);
+        self.hashed += other.hashed;
+        self.indexed += other.indexed;
+        self.temporaries.extend(other.temporaries);
+        self.linked.extend(other.linked);
+    }
+
+    /// Puts what a walk found in path order (its threads found it in any order): a run
+    /// says the same things in the same order whichever thread read what.
+    fn sort_findings(&mut self) {
+        self.index_updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.ignored.sort_unstable();
+        self.warnings.sort();
+        self.unstable.sort_unstable();
+        self.temporaries.sort_unstable();
+        self.linked.sort_unstable();
+    }
 }
 
 /// Turns a remote entry into a tree entry (content filled in separately for files).
@@ -154,10 +182,13 @@ pub fn scan_local(
     // 100,000 unsorted entries cost more (a status of 100,000 files: 1.43 s -> 1.26 s).
     found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     out.tree = found.into_iter().collect();
-    for path in index.keys() {
-        if !out.tree.contains_key(path) {
-            out.index_removals.push(path.clone());
+    if out.indexed < index.len() {
+        for path in index.keys() {
+            if !out.tree.contains_key(path) {
+                out.index_removals.push(path.clone());
+            }
         }
+        out.index_removals.sort_unstable();
     }
     Ok(out)
 }
@@ -176,7 +207,9 @@ pub struct LocalWalk<'a> {
 
 impl LocalWalk<'_> {
     /// Walks the directory `top` (the root when empty) and everything under it, adding
-    /// every entry found under it (not `top` itself) to `found`.
+    /// every entry found under it (not `top` itself) to `found`, in no particular order.
+    /// Directories are shared out among [`walk_threads`] threads: the walk is a stat per
+    /// entry (and a hash per changed file), which a second core halves.
     ///
     /// # Errors
     /// I/O errors on directories; store errors.
@@ -186,41 +219,91 @@ impl LocalWalk<'_> {
         found: &mut Vec<(Vec<u8>, Entry)>,
         out: &mut LocalScan,
     ) -> Result<()> {
-        let mut stack: Vec<Vec<u8>> = vec![top];
-        while let Some(dir) = stack.pop() {
-            let abs = under(self.root, &dir);
-            let rd = match fs::read_dir(&abs) {
-                Ok(rd) => rd,
-                // Deleted since its parent was read: its subtree is left out of this run (its
-                // files are not taken for deletions; the next run sees what is there).
-                Err(e) if !dir.is_empty() && e.kind() == std::io::ErrorKind::NotFound => {
-                    out.warnings.push(format!(
-                        "{} was deleted while it was being read; it is left for the next run",
-                        display(&dir)
-                    ));
-                    out.unstable.push(dir);
-                    continue;
-                }
-                Err(e) => return Err(SyncError::io(&abs, e)),
+        let queue = WalkQueue {
+            state: Mutex::new(QueueState {
+                dirs: vec![top],
+                busy: 0,
+                failed: false,
+            }),
+            cv: Condvar::new(),
+        };
+        let parts: Vec<Result<WalkPart>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..walk_threads())
+                .map(|_| s.spawn(|| self.walk_worker(&queue)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("a workspace walk thread does not panic"))
+                .collect()
+        });
+        for part in parts {
+            let (part_found, part_out) = part?;
+            if found.is_empty() {
+                *found = part_found;
+            } else {
+                found.extend(part_found);
+            }
+            out.absorb(part_out);
+        }
+        out.sort_findings();
+        Ok(())
+    }
+
+    /// One thread of [`LocalWalk::walk`]: takes directories from `queue` until none is left
+    /// and none is being read (or another thread failed).
+    fn walk_worker(&self, queue: &WalkQueue) -> Result<WalkPart> {
+        let mut found = Vec::new();
+        let mut out = LocalScan::default();
+        let mut subdirs = Vec::new();
+        while let Some(dir) = queue.take() {
+            let done = self.read_dir(dir, &mut found, &mut subdirs, &mut out);
+            queue.give(&mut subdirs, done.is_err());
+            done?;
+        }
+        Ok((found, out))
+    }
+
+    /// Reads the directory `dir`: each entry in it goes to `found`, each directory in it
+    /// also to `subdirs`.
+    fn read_dir(
+        &self,
+        dir: Vec<u8>,
+        found: &mut Vec<(Vec<u8>, Entry)>,
+        subdirs: &mut Vec<Vec<u8>>,
+        out: &mut LocalScan,
+    ) -> Result<()> {
+        let abs = under(self.root, &dir);
+        let rd = match fs::read_dir(&abs) {
+            Ok(rd) => rd,
+            // Deleted since its parent was read: its subtree is left out of this run (its
+            // files are not taken for deletions; the next run sees what is there).
+            Err(e) if !dir.is_empty() && e.kind() == std::io::ErrorKind::NotFound => {
+                out.warnings.push(format!(
+                    "{} was deleted while it was being read; it is left for the next run",
+                    display(&dir)
+                ));
+                out.unstable.push(dir);
+                return Ok(());
+            }
+            Err(e) => return Err(SyncError::io(&abs, e)),
+        };
+        for item in rd {
+            let item = item.map_err(|e| SyncError::io(&abs, e))?;
+            let name = item.file_name();
+            let rel = join(&dir, name.as_bytes());
+            let path = item.path();
+            // Relative to the open directory (fstatat, not following symlinks): no path
+            // walk per entry.
+            let md = match item.metadata() {
+                Ok(md) => md,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(SyncError::io(&path, e)),
             };
-            for item in rd {
-                let item = item.map_err(|e| SyncError::io(&abs, e))?;
-                let name = item.file_name();
-                let rel = join(&dir, name.as_bytes());
-                let path = item.path();
-                // Relative to the open directory (fstatat, not following symlinks): no path
-                // walk per entry.
-                let md = match item.metadata() {
-                    Ok(md) => md,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(SyncError::io(&path, e)),
-                };
-                if let Some(entry) = self.entry(&rel, &path, &md, out)? {
-                    if entry.kind == EntryKind::Dir {
-                        stack.push(rel.clone());
-                    }
-                    found.push((rel, entry));
+            if let Some(entry) = self.entry(&rel, &path, &md, out)? {
+                if entry.kind == EntryKind::Dir {
+                    subdirs.push(rel.clone());
                 }
+                found.push((rel, entry));
             }
         }
         Ok(())
@@ -274,6 +357,58 @@ impl LocalWalk<'_> {
     }
 }
 
+/// How many threads walk the workspace: one per core, at most eight.
+fn walk_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+/// What one thread of a [`LocalWalk`] found: entries, and the rest.
+type WalkPart = (Vec<(Vec<u8>, Entry)>, LocalScan);
+
+/// The directories a [`LocalWalk`] has still to read, shared by its threads.
+struct WalkQueue {
+    state: Mutex<QueueState>,
+    cv: Condvar,
+}
+
+struct QueueState {
+    dirs: Vec<Vec<u8>>,
+    /// Threads reading a directory (each may yet add more).
+    busy: usize,
+    /// A thread failed: the others stop.
+    failed: bool,
+}
+
+impl WalkQueue {
+    /// The next directory to read; `None` when the walk is over.
+    fn take(&self) -> Option<Vec<u8>> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if st.failed {
+                return None;
+            }
+            if let Some(dir) = st.dirs.pop() {
+                st.busy += 1;
+                return Some(dir);
+            }
+            if st.busy == 0 {
+                return None;
+            }
+            st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Ends the reading of one directory, handing on the directories found in it.
+    fn give(&self, subdirs: &mut Vec<Vec<u8>>, failed: bool) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.busy -= 1;
+        st.failed |= failed;
+        st.dirs.append(subdirs);
+        drop(st);
+        self.cv.notify_all();
+    }
+}
+
 /// True when the workspace path `rel` (at `path`) is deeper than the system lets a path go
 /// (a mount of the workspace can make one): left as it is on both sides, every run, with a
 /// warning.
@@ -304,7 +439,9 @@ fn file_content(
     out: &mut LocalScan,
 ) -> bool {
     let fresh = index_entry(md, cachesync_objects::FileId([0; 32]));
-    match index.get(rel) {
+    let known = index.get(rel);
+    out.indexed += usize::from(known.is_some());
+    match known {
         Some(known) if known.still_valid(&fresh) => entry.file = Some(known.file),
         _ => match ingest_local(store, path) {
             Ok((ie, md2)) => {

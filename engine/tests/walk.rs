@@ -1,0 +1,128 @@
+//! The workspace walk, whose threads share the directories out: whatever thread reads what,
+//! it finds every entry once, hashes only what the index cannot vouch for, and says so in
+//! path order.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use cachesync_engine::ignore_rules::IgnoreRules;
+use cachesync_engine::index::IndexEntry;
+use cachesync_engine::scan::{scan_local, LocalScan};
+use cachesync_objects::{EntryKind, Store};
+
+/// Every path under `root` (but `root/.cachesync`), as a plain recursive read sees it.
+fn every_path(root: &Path, rel: &[u8], out: &mut BTreeSet<Vec<u8>>) {
+    for item in fs::read_dir(root.join(std::ffi::OsStr::from_bytes(rel))).expect("read") {
+        let item = item.expect("entry");
+        let name = item.file_name();
+        if rel.is_empty() && name == ".cachesync" {
+            continue;
+        }
+        let mut p = rel.to_vec();
+        if !p.is_empty() {
+            p.push(b'/');
+        }
+        p.extend_from_slice(name.as_bytes());
+        if item.file_type().expect("type").is_dir() {
+            every_path(root, &p, out);
+        }
+        out.insert(p);
+    }
+}
+
+/// A tree uneven enough that the threads take turns: a chain 40 deep, wide directories,
+/// empty ones, and symlinks.
+fn uneven_tree(root: &Path) {
+    let mut deep = root.join("deep");
+    for i in 0..40 {
+        deep = deep.join(format!("level{i}"));
+        fs::create_dir_all(&deep).expect("mkdir");
+        fs::write(deep.join("f"), format!("{i}")).expect("write");
+    }
+    for d in 0..30 {
+        let dir = root.join(format!("wide/d{d}"));
+        fs::create_dir_all(&dir).expect("mkdir");
+        for f in 0..25 {
+            fs::write(dir.join(format!("f{f}.txt")), format!("{d}/{f}\n")).expect("write");
+        }
+        std::os::unix::fs::symlink(format!("f{d}.txt"), dir.join("link")).expect("symlink");
+    }
+    fs::create_dir_all(root.join("empty/inner")).expect("mkdir");
+    fs::write(root.join("top.txt"), "top\n").expect("write");
+}
+
+fn index_of(scan: &LocalScan) -> HashMap<Vec<u8>, IndexEntry> {
+    scan.index_updates.iter().cloned().collect()
+}
+
+#[test]
+fn a_walk_finds_every_entry_once_and_hashes_only_what_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    uneven_tree(root);
+    let store = Store::create(&root.join(".cachesync/store")).expect("store");
+    let rules = IgnoreRules::load(root).expect("rules");
+
+    let first = scan_local(root, &rules, &store, &HashMap::new()).expect("scan");
+    let mut expected = BTreeSet::new();
+    every_path(root, b"", &mut expected);
+    let found: BTreeSet<Vec<u8>> = first.tree.keys().cloned().collect();
+    assert_eq!(found, expected);
+    let files = first
+        .tree
+        .values()
+        .filter(|e| e.kind == EntryKind::File)
+        .count();
+    assert_eq!(files, 40 + 30 * 25 + 1);
+    assert_eq!(first.hashed, files as u64, "every file is new to the index");
+    let updated: Vec<&Vec<u8>> = first.index_updates.iter().map(|(p, _)| p).collect();
+    assert!(
+        updated.windows(2).all(|w| w[0] < w[1]),
+        "index updates in path order"
+    );
+    assert!(first.index_removals.is_empty());
+
+    // Files written within the racy window are hashed again; once the index entries are
+    // older than that, nothing is.
+    let mut index = index_of(&first);
+    for e in index.values_mut() {
+        e.recorded_ns = e.mtime_ns.max(e.ctime_ns) + 10_000_000_000;
+    }
+    let again = scan_local(root, &rules, &store, &index).expect("scan");
+    assert_eq!(again.hashed, 0);
+    assert!(again.index_removals.is_empty());
+    assert_eq!(again.tree, first.tree);
+
+    // One file changed, one gone, one directory gone with its files: one hashed, and every
+    // path gone leaves the index, in path order.
+    fs::write(root.join("wide/d7/f3.txt"), "changed, and longer\n").expect("write");
+    fs::remove_file(root.join("wide/d2/f0.txt")).expect("rm");
+    let deep_prefix = (0..39)
+        .map(|i| format!("level{i}"))
+        .collect::<Vec<_>>()
+        .join("/");
+    fs::remove_dir_all(root.join("deep").join(&deep_prefix)).expect("rm -r");
+    let after = scan_local(root, &rules, &store, &index).expect("scan");
+    assert_eq!(after.hashed, 1);
+    assert_eq!(after.index_updates.len(), 1);
+    assert_eq!(after.index_updates[0].0, b"wide/d7/f3.txt".to_vec());
+    let gone: Vec<String> = after
+        .index_removals
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    assert_eq!(
+        gone,
+        vec![
+            format!("deep/{deep_prefix}/f"),
+            format!("deep/{deep_prefix}/level39/f"),
+            "wide/d2/f0.txt".to_string(),
+        ]
+    );
+    let mut expected = BTreeSet::new();
+    every_path(root, b"", &mut expected);
+    let found: BTreeSet<Vec<u8>> = after.tree.keys().cloned().collect();
+    assert_eq!(found, expected);
+}
