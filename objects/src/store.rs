@@ -640,6 +640,9 @@ impl Store {
                 out.push((path, entry));
             }
         }
+        // Sorted first, in place and unstably (paths are unique): the map's own stable sort
+        // allocates a copy and costs more.
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(out.into_iter().collect())
     }
 
