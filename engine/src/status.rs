@@ -349,7 +349,7 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
     let Sides {
         base,
         local,
-        remote_tree,
+        remote_changes,
         remote_error,
         plan,
         unreadable,
@@ -365,10 +365,6 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
     };
     refresh_index(ws, &local)?;
     let local_changes = reconcile_side(&base, &local.tree);
-    let remote_changes = remote_tree
-        .as_ref()
-        .map(|rt| reconcile_side(&base, rt))
-        .unwrap_or_default();
     let (pending, conflicts) = pending_and_conflicts(ws, plan.as_ref())?;
     let mode = ws.mode()?;
     let disconnected = remote_error.is_some();
@@ -471,9 +467,13 @@ fn last_seen_sides(ws: &Workspace) -> Result<Option<Sides>> {
     };
     let plan = crate::sync::prepare::prepare(ws, &t, &[], Direction::Both)?.plan;
     Ok(Some(Sides {
+        remote_changes: if t.remote_is_base {
+            Vec::new()
+        } else {
+            reconcile_side(&t.base, &t.remote.tree)
+        },
         base: t.base,
         local: t.local,
-        remote_tree: Some(t.remote.tree),
         remote_error,
         plan: Some(plan),
         unreadable: t.remote.unreadable,
@@ -514,9 +514,9 @@ fn scan_sides(ws: &Workspace, progress: &dyn Progress) -> Result<Sides> {
         Ok(t) => {
             let plan = crate::sync::prepare::prepare(ws, &t, &[], Direction::Both)?.plan;
             Ok(Sides {
+                remote_changes: reconcile_side(&t.base, t.remote_tree()),
                 base: t.base,
                 local: t.local,
-                remote_tree: Some(t.remote.tree),
                 remote_error: None,
                 plan: Some(plan),
                 unreadable: t.remote.unreadable,
@@ -541,7 +541,7 @@ fn scan_sides(ws: &Workspace, progress: &dyn Progress) -> Result<Sides> {
             Ok(Sides {
                 base,
                 local,
-                remote_tree: None,
+                remote_changes: Vec::new(),
                 remote_error: Some(e.to_string()),
                 plan: None,
                 unreadable: Vec::new(),
@@ -658,8 +658,8 @@ fn readiness(
 struct Sides {
     base: crate::scan::Flat,
     local: crate::scan::LocalScan,
-    /// The remote, when it answered.
-    remote_tree: Option<crate::scan::Flat>,
+    /// How the remote differs from the base (empty when it was not reached).
+    remote_changes: Vec<PathChange>,
     /// Why the remote could not be reached, when it could not.
     remote_error: Option<String>,
     /// What a sync would do now, when the remote answered.

@@ -51,7 +51,11 @@ pub(super) fn commit_run(
     let mut batch = Batch::new();
     // The scanned trees are not needed after this: they become the new ones, and the
     // edits say whether anything moved (no copy of 100,000 entries to compare with).
-    let mut remote = std::mem::take(&mut trees.remote.tree);
+    let mut remote = if trees.remote_is_base {
+        trees.base.clone()
+    } else {
+        std::mem::take(&mut trees.remote.tree)
+    };
     let mut remote_moved = false;
     for (path, result) in &applied.remote_results {
         remote_moved |= match result {

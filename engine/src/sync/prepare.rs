@@ -42,7 +42,7 @@ pub(crate) fn prepare(
     let mut changes = reconcile(
         &without(&trees.base, &trees.local.reappeared),
         &trees.local.tree,
-        &trees.remote.tree,
+        trees.remote_tree(),
     );
     if !paths.is_empty() {
         // The paths asked for, and the new directories they need to exist in.
@@ -86,7 +86,7 @@ pub(crate) fn prepare(
     }
     crate::merge::auto_merge(ws, &mut changes)?;
     if ws.identity.case_insensitive {
-        crate::reconcile::settle_case_clashes(&mut changes, &trees.remote.tree);
+        crate::reconcile::settle_case_clashes(&mut changes, trees.remote_tree());
     }
     // Files that kept changing while they were read, and entries that could not be read
     // (in `unstable` too), are left for the next run.

@@ -17,14 +17,28 @@ pub(crate) struct Trees {
     pub base: Flat,
     pub local: LocalScan,
     /// The remote as scanned, which is also what the remote ref names after the scan (the
-    /// commit compares with it).
+    /// commit compares with it). Its tree is empty when `remote_is_base`: use
+    /// [`Trees::remote_tree`].
     pub remote: RemoteScan,
+    /// The remote as last seen is the base's very tree (see [`last_seen`]): not copied.
+    pub remote_is_base: bool,
     /// Its racy paths (see [`crate::racy`]), as recorded.
     pub racy: HashSet<Vec<u8>>,
     /// When the scan started (the racy window is measured from it).
     pub started_ns: i64,
     /// New remote files left remote-only without being read.
     pub deferred: Deferred,
+}
+
+impl Trees {
+    /// The remote tree.
+    pub fn remote_tree(&self) -> &Flat {
+        if self.remote_is_base {
+            &self.base
+        } else {
+            &self.remote.tree
+        }
+    }
 }
 
 /// New remote files a run leaves remote-only without reading them (see
@@ -131,6 +145,7 @@ pub(crate) fn scan_all(
         base,
         local,
         remote: remote_scan,
+        remote_is_base: false,
         racy,
         started_ns,
         deferred,
@@ -295,10 +310,14 @@ pub(crate) fn last_seen(ws: &Workspace) -> Result<Option<(Trees, LastSeen)>> {
             stored,
         )
     });
-    let (base, tree) = stored?;
+    let (base, remote_tree) = stored?;
+    let remote_is_base = remote_tree.is_none();
+    let tree = remote_tree.unwrap_or_default();
     let local = crate::presence::settle_workspace(ws, &base, walked?)?;
     let unreadable = seen.unreadable();
-    let listed = tree.iter().map(|(p, e)| (p, e.kind, e.size));
+    let listed = if remote_is_base { &base } else { &tree }
+        .iter()
+        .map(|(p, e)| (p, e.kind, e.size));
     let deferred = defer_new_files(ws, listed, &rules, &base, &local);
     let remote = RemoteScan {
         tree,
@@ -310,6 +329,7 @@ pub(crate) fn last_seen(ws: &Workspace) -> Result<Option<(Trees, LastSeen)>> {
         base,
         local,
         remote,
+        remote_is_base,
         racy: crate::racy::load(&ws.store)?,
         started_ns,
         deferred,
@@ -318,8 +338,11 @@ pub(crate) fn last_seen(ws: &Workspace) -> Result<Option<(Trees, LastSeen)>> {
 }
 
 /// The base and the remote as last seen, as a walk with today's ignore rules would list
-/// them.
-fn stored_trees(ws: &Workspace, rules: &crate::ignore_rules::IgnoreRules) -> Result<(Flat, Flat)> {
+/// them (`None`: the remote is the base's very tree).
+fn stored_trees(
+    ws: &Workspace,
+    rules: &crate::ignore_rules::IgnoreRules,
+) -> Result<(Flat, Option<Flat>)> {
     let base = ws.synced_base()?;
     let root = |name| -> Result<Option<cachesync_objects::TreeId>> {
         Ok(match ws.store.get_ref(name)? {
@@ -327,13 +350,14 @@ fn stored_trees(ws: &Workspace, rules: &crate::ignore_rules::IgnoreRules) -> Res
             None => None,
         })
     };
-    // After a sync both sides agree: the remote is the base's very tree, read once.
+    // After a sync both sides agree: the remote is the base's very tree, read once and
+    // not copied.
     let remote = if root(keys::REF_REMOTE)? == root(keys::REF_BASE)? {
-        base.clone()
+        None
     } else {
         let mut tree = ws.store.read_ref_flat(keys::REF_REMOTE)?;
         rules.retain_unignored(&mut tree);
-        tree
+        Some(tree)
     };
     Ok((base, remote))
 }
