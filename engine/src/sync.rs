@@ -148,12 +148,19 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
         check()?;
         report.recovered = crate::sync::recover::recover(ws, &remote)?;
         for left in crate::sync::patch::finish_pending(ws, &remote)? {
-            if let crate::sync::patch::Leftover::LeftAlone(path) = left {
-                report.warnings.push(format!(
+            use crate::sync::patch::Leftover;
+            match left {
+                Leftover::Finished(_) => {}
+                Leftover::LeftAlone(path) => report.warnings.push(format!(
                     "{}: an interrupted patch was not finished: the file changed on the \
                      server meanwhile (both versions are kept if they differ)",
                     crate::paths::display(&path)
-                ));
+                )),
+                Leftover::RolledBack(path, why) => report.warnings.push(format!(
+                    "{}: an interrupted patch could not be finished ({why}): the file on \
+                     the server was put back as it was before",
+                    crate::paths::display(&path)
+                )),
             }
         }
         crate::sync::trees::scan_all(ws, &remote, progress, || Ok(()))?

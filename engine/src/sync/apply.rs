@@ -546,11 +546,13 @@ impl Applier<'_> {
     ) -> Result<Option<()>, StepError> {
         self.check_remote(&step.path, step.expect.as_ref())?;
         crate::failpoint::hit_n("before-rename", i);
+        let before = step.expect.as_ref().expect("a patch has a base");
+        debug_assert_eq!(before.file, Some(p.base));
         let Some(sent) = super::patch::patch_in_place(
             self.ws,
             self.remote,
             &step.path,
-            p.base,
+            before,
             t,
             &p.pieces,
             i,

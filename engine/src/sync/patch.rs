@@ -11,7 +11,11 @@
 //!   has read the file and found every byte to be the base's or the target's (so a file
 //!   someone else changed meanwhile is never written into: it is left to the reconcile,
 //!   which keeps both versions). Readers of the share can see the file half-patched while a
-//!   patch runs; never after.
+//!   patch runs; never after. A patch the share refuses midway (a full disk, a quota, an
+//!   I/O error: the share answers, but no) is rolled back at once: the base's chunks are
+//!   written back where they differ and the file cut to the base's size, with its mode and
+//!   mtime. Putting bytes back over bytes needs no new space, where finishing the patch
+//!   might; so the file is whole again (the base) and the change stays to be pushed.
 //!
 //! Either way the remote must be known to hold the base: the file's content was read and
 //! hashed by this run's scan (`verify_before_overwrite`), not vouched for by its stat.
@@ -157,6 +161,13 @@ pub struct PendingPatch {
     pub mode: u32,
     /// Nanoseconds since the epoch.
     pub mtime_ns: i64,
+    /// The mode and mtime the file had before, put back by a rollback (absent from records
+    /// written before rollbacks existed: those are only ever finished).
+    #[serde(default)]
+    pub base_mode: Option<u32>,
+    /// Nanoseconds since the epoch.
+    #[serde(default)]
+    pub base_mtime_ns: Option<i64>,
 }
 
 impl PendingPatch {
@@ -199,23 +210,26 @@ fn key(path: &[u8]) -> Vec<u8> {
 }
 
 /// Writes `pieces` (planned with [`Moves::InPlace`]) into the remote file at `path`, which
-/// holds `base`, making it `target`. Returns the bytes sent.
+/// holds `before` (the base), making it `target`. Returns the bytes sent.
 ///
 /// `Ok(None)` when the file cannot be opened to be written into (another hard link, a
 /// refusal): nothing was written, the file goes whole instead.
 ///
 /// # Errors
-/// Store and remote errors. After an error the record stays: the next run finishes the
-/// patch (see [`finish_pending`]).
+/// Store and remote errors. After an error with the share still reachable, the file has
+/// been rolled back to the base (see [`roll_back`]) and the record dropped; after an outage
+/// (or a rollback that failed too) the record stays: the next run finishes the patch, or
+/// rolls it back (see [`finish_pending`]).
 pub(super) fn patch_in_place(
     ws: &Workspace,
     remote: &TimedRemote,
     path: &[u8],
-    base: FileId,
+    before: &Entry,
     target: &Entry,
     pieces: &[Piece],
     step: usize,
 ) -> Result<Option<u64>> {
+    let base = before.file.expect("file entries have content");
     let id = target.file.expect("file entries have content");
     let record = PendingPatch {
         path_hex: hex(path),
@@ -223,6 +237,8 @@ pub(super) fn patch_in_place(
         target: id.to_hex(),
         mode: target.mode,
         mtime_ns: target.mtime_ns,
+        base_mode: Some(before.mode),
+        base_mtime_ns: Some(before.mtime_ns),
     };
     let mut batch = Batch::new();
     batch.put(
@@ -231,7 +247,7 @@ pub(super) fn patch_in_place(
         &serde_json::to_vec(&record).expect("a record serializes"),
     );
     ws.store.commit(batch)?;
-    let mut w = match remote.open_in_place(path) {
+    let w = match remote.open_in_place(path) {
         Ok(w) => w,
         // Nothing written yet: nothing to finish. An outage is an error as anywhere.
         Err(e) => {
@@ -243,13 +259,72 @@ pub(super) fn patch_in_place(
             };
         }
     };
-    let sent = write_in_place(&ws.store, &mut w, pieces, || {
-        crate::failpoint::hit_n("mid-patch", step);
-    })?;
-    w.set_len(target.size)?;
-    w.finish(target.mode, target.mtime_ns)?;
-    drop_record(&ws.store, path)?;
-    Ok(Some(sent))
+    let done = patch_file(
+        &ws.store,
+        w,
+        pieces,
+        (target.size, target.mode, target.mtime_ns),
+        || {
+            crate::failpoint::hit_n("mid-patch", step);
+        },
+    );
+    match done {
+        Ok(sent) => {
+            drop_record(&ws.store, path)?;
+            Ok(Some(sent))
+        }
+        Err(e) if !remote.pool().is_tripped() => {
+            if roll_back(ws, remote, &record).is_ok() {
+                drop_record(&ws.store, path)?;
+            }
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the pieces into `w`, then sets its size, mode and mtime (`to`) and syncs it.
+/// Returns the bytes sent.
+fn patch_file(
+    store: &Store,
+    mut w: TimedWriter,
+    pieces: &[Piece],
+    to: (u64, u32, i64),
+    after_first: impl FnMut(),
+) -> Result<u64> {
+    let (size, mode, mtime_ns) = to;
+    let sent = write_in_place(store, &mut w, pieces, after_first)?;
+    w.set_len(size)?;
+    w.finish(mode, mtime_ns)?;
+    Ok(sent)
+}
+
+/// Puts back the base of a patch left midway, over a file holding a mix of the base and
+/// the target: the base's chunks written where the target's differ at the same offset
+/// (everywhere else the two hold the same bytes), the file cut to the base's size, its
+/// mode and mtime restored. Bytes written over bytes need no new space.
+///
+/// # Errors
+/// [`SyncError::Usage`] for a record written before rollbacks existed (it does not say the
+/// base's mode and mtime); store errors (a content gone); remote errors.
+fn roll_back(ws: &Workspace, remote: &TimedRemote, record: &PendingPatch) -> Result<()> {
+    let (path, base, target) = record.ids().expect("checked by pending()");
+    let (Some(mode), Some(mtime_ns)) = (record.base_mode, record.base_mtime_ns) else {
+        return Err(SyncError::Usage(format!(
+            "{}: an interrupted patch from an older version cannot be rolled back",
+            display(&path)
+        )));
+    };
+    let (Some(b), Some(t)) = (ws.store.file_object(base)?, ws.store.file_object(target)?) else {
+        return Err(SyncError::Usage(format!(
+            "{}: the content to roll an interrupted patch back is gone from the store",
+            display(&path)
+        )));
+    };
+    let pieces = patch::plan(&t, &b, Moves::InPlace);
+    let w = remote.open_in_place(&path)?;
+    patch_file(&ws.store, w, &pieces, (b.size, mode, mtime_ns), || {})?;
+    Ok(())
 }
 
 fn write_in_place(
@@ -287,6 +362,9 @@ pub enum Leftover {
     /// The file held something else than a mix of base and target (changed meanwhile on
     /// the server) or was gone: left alone, for the reconcile to see.
     LeftAlone(Vec<u8>),
+    /// The share refused to let the patch be finished (the error, as text): the file was
+    /// put back to the base instead, and the change is pushed again as any other.
+    RolledBack(Vec<u8>, String),
 }
 
 /// Finishes the patches in place a run left behind (killed, or cut off from the share
@@ -312,11 +390,23 @@ pub fn finish_pending(ws: &Workspace, remote: &TimedRemote) -> Result<Vec<Leftov
         };
         if let (true, (Some(b), Some(t))) = (mixed, objects) {
             let pieces = patch::plan(&b, &t, Moves::InPlace);
-            let mut w = remote.open_in_place(&path)?;
-            write_in_place(&ws.store, &mut w, &pieces, || {})?;
-            w.set_len(t.size)?;
-            w.finish(record.mode, record.mtime_ns)?;
-            out.push(Leftover::Finished(path.clone()));
+            let to = (t.size, record.mode, record.mtime_ns);
+            let done = remote
+                .open_in_place(&path)
+                .and_then(|w| patch_file(&ws.store, w, &pieces, to, || {}));
+            match done {
+                Ok(_) => out.push(Leftover::Finished(path.clone())),
+                // A share that answers but will not take the rest (full, over quota): the
+                // file goes back to the base rather than stay mixed, or the run stops here
+                // with the record kept.
+                Err(e) if !remote.pool().is_tripped() => {
+                    if roll_back(ws, remote, &record).is_err() {
+                        return Err(e);
+                    }
+                    out.push(Leftover::RolledBack(path.clone(), e.to_string()));
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             out.push(Leftover::LeftAlone(path.clone()));
         }
