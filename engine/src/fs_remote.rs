@@ -50,7 +50,43 @@ const HIDDEN_SETTLE: Duration = Duration::from_secs(1);
 pub struct FsRemote {
     root: PathBuf,
     /// Files read through this remote and closed in the last [`RELEASE_WINDOW`], with when.
-    closed: Arc<Mutex<HashMap<PathBuf, Instant>>>,
+    closed: Arc<Mutex<RecentCloses>>,
+}
+
+/// Files closed in the last [`RELEASE_WINDOW`]: when each path was last closed, and the
+/// closes in the order they came, so that those out of the window are dropped from the
+/// front, a few at each close (a first copy closes thousands of files a second: going
+/// through all of them at every close made the helper's reads quadratic).
+#[derive(Debug, Default)]
+struct RecentCloses {
+    last: HashMap<PathBuf, Instant>,
+    order: std::collections::VecDeque<(Instant, PathBuf)>,
+}
+
+impl RecentCloses {
+    /// Notes that `path` was closed at `now`, and forgets the closes out of the window.
+    fn note(&mut self, path: PathBuf, now: Instant) {
+        while let Some((at, _)) = self.order.front() {
+            if now.saturating_duration_since(*at) < RELEASE_WINDOW {
+                break;
+            }
+            let (at, old) = self.order.pop_front().expect("a front was just seen");
+            // Only if it was not closed again since.
+            if self.last.get(&old) == Some(&at) {
+                self.last.remove(&old);
+            }
+        }
+        self.last.insert(path.clone(), now);
+        self.order.push_back((now, path));
+    }
+
+    /// When `path` was last closed, if within the window before `now`.
+    fn closed_at(&self, path: &Path, now: Instant) -> Option<Instant> {
+        self.last
+            .get(path)
+            .copied()
+            .filter(|at| now.saturating_duration_since(*at) < RELEASE_WINDOW)
+    }
 }
 
 impl FsRemote {
@@ -58,7 +94,7 @@ impl FsRemote {
     pub fn new(root: impl Into<PathBuf>) -> FsRemote {
         FsRemote {
             root: root.into(),
-            closed: Arc::new(Mutex::new(HashMap::new())),
+            closed: Arc::new(Mutex::new(RecentCloses::default())),
         }
     }
 
@@ -66,11 +102,9 @@ impl FsRemote {
     /// (so a removal or a rename over it may meet its release still on the way).
     fn closed_recently(&self, abs: &Path) -> Option<u64> {
         let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
-        let at = *closed.get(abs)?;
+        closed.closed_at(abs, Instant::now())?;
         drop(closed);
-        (at.elapsed() < RELEASE_WINDOW)
-            .then(|| fs::symlink_metadata(abs).ok().map(|md| md.ino()))
-            .flatten()
+        fs::symlink_metadata(abs).ok().map(|md| md.ino())
     }
 
     /// After a removal of, or a rename over, a file closed a moment before (inode `ino`,
@@ -196,7 +230,7 @@ fn listed_entry(path: &Path, name: &[u8], md: &fs::Metadata) -> io::Result<Remot
 struct FsRead {
     file: Option<File>,
     abs: PathBuf,
-    closed: Arc<Mutex<HashMap<PathBuf, Instant>>>,
+    closed: Arc<Mutex<RecentCloses>>,
 }
 
 impl io::Read for FsRead {
@@ -218,11 +252,10 @@ impl RemoteRead for FsRead {
 impl Drop for FsRead {
     fn drop(&mut self) {
         drop(self.file.take());
-        let mut closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
-        if closed.len() > 1024 {
-            closed.retain(|_, at| at.elapsed() < RELEASE_WINDOW);
-        }
-        closed.insert(std::mem::take(&mut self.abs), Instant::now());
+        self.closed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .note(std::mem::take(&mut self.abs), Instant::now());
     }
 }
 
@@ -520,6 +553,32 @@ pub fn mknod(path: &Path, kind: EntryKind, mode: u32, rdev: u64) -> io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_closes_are_kept_for_the_window_and_then_forgotten() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut closes = RecentCloses::default();
+        closes.note("a".into(), at(0));
+        closes.note("b".into(), at(500));
+        assert_eq!(closes.closed_at(Path::new("a"), at(1_999)), Some(at(0)));
+        assert_eq!(closes.closed_at(Path::new("a"), at(2_000)), None);
+        // Closed again: the later close counts, the earlier one's expiry does not drop it.
+        closes.note("a".into(), at(1_800));
+        closes.note("c".into(), at(2_100));
+        assert_eq!(closes.closed_at(Path::new("a"), at(2_100)), Some(at(1_800)));
+        // Thousands of closes: those out of the window are dropped as new ones come.
+        for i in 0..10_000u64 {
+            closes.note(format!("f{i}").into(), at(3_000 + i));
+        }
+        assert!(closes.order.len() <= 2_001, "{} kept", closes.order.len());
+        assert_eq!(closes.last.len(), closes.order.len());
+        assert_eq!(
+            closes.closed_at(Path::new("f9999"), at(12_999)),
+            Some(at(12_999))
+        );
+        assert_eq!(closes.closed_at(Path::new("a"), at(12_999)), None);
+    }
 
     #[test]
     fn only_a_missing_entry_counts_as_gone_never_an_outage() {
