@@ -73,3 +73,51 @@ fn a_small_file_deleted_while_it_is_read_is_not_found_through_the_helper_too() {
         assert_eq!(gone.kind(), io::ErrorKind::NotFound, "{gone}");
     });
 }
+
+#[test]
+fn many_small_files_are_read_in_one_call_each_with_its_own_outcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for i in 0..1_500u32 {
+        fs::write(dir.path().join(format!("f{i}")), i.to_le_bytes()).expect("write");
+    }
+    fs::write(dir.path().join("big"), vec![8u8; 300 << 10]).expect("write");
+    fs::create_dir(dir.path().join("dir")).expect("mkdir");
+    let helper = ProcessRemote::spawn(Path::new(env!("CARGO_BIN_EXE_cachesync")), dir.path())
+        .expect("the helper starts");
+    let plain = FsRemote::new(dir.path());
+    // More paths than the helper takes in one request (1,024): the client splits them.
+    let mut paths: Vec<Vec<u8>> = (0..1_500u32)
+        .map(|i| format!("f{i}").into_bytes())
+        .collect();
+    paths.insert(3, b"missing".to_vec());
+    paths.insert(7, b"big".to_vec());
+    paths.insert(1_100, b"dir".to_vec());
+    let remotes: [&dyn Remote; 2] = [&helper, &plain];
+    for remote in remotes {
+        let reads = remote
+            .read_small_many(&paths, 256 << 10, &|| {})
+            .expect("the call itself succeeds");
+        assert_eq!(reads.len(), paths.len(), "one result per path, in order");
+        for (path, read) in paths.iter().zip(reads) {
+            match path.as_slice() {
+                b"missing" => {
+                    assert_eq!(read.expect_err("not there").kind(), io::ErrorKind::NotFound)
+                }
+                b"big" => assert!(read.expect("read").is_none(), "too big: nothing"),
+                b"dir" => {
+                    let e = read.expect_err("a directory is not read");
+                    assert_eq!(e.raw_os_error(), Some(libc::EISDIR), "{e}");
+                }
+                name => {
+                    let i: u32 = std::str::from_utf8(&name[1..])
+                        .expect("utf-8")
+                        .parse()
+                        .expect("a number");
+                    let (bytes, after) = read.expect("read").expect("small");
+                    assert_eq!(bytes, i.to_le_bytes());
+                    assert_eq!(after, remote.stat(name).expect("stat").expect("there"));
+                }
+            }
+        }
+    }
+}

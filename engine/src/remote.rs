@@ -10,6 +10,10 @@ use std::io::{self, Read};
 
 use cachesync_objects::EntryKind;
 
+/// What [`Remote::read_small`] gives: the bytes and the attributes after the read, or
+/// `None` when the file is larger than asked.
+pub type SmallRead = Option<(Vec<u8>, RemoteEntry)>;
+
 /// One directory entry as the remote reports it (attributes come with the listing).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteEntry {
@@ -139,8 +143,31 @@ pub trait Remote: Send + Sync + 'static {
     /// # Errors
     /// The underlying I/O error ("not found" when the file went between the read and the
     /// stat).
-    fn read_small(&self, path: &[u8], max: u64) -> io::Result<Option<(Vec<u8>, RemoteEntry)>> {
+    fn read_small(&self, path: &[u8], max: u64) -> io::Result<SmallRead> {
         read_small_with(self, path, max, || {})
+    }
+    /// [`Remote::read_small`] of several files in one call: one result per path, in their
+    /// order, each file's own error in its result; `tick` is called after each file, so that
+    /// a call reading many files over a slow link is bounded per file, not as a whole. A
+    /// first copy of many small files makes one call per batch instead of one per file
+    /// (each call crosses two thread pools and the helper's pipe both ways).
+    ///
+    /// # Errors
+    /// Only a failure of the call itself (the helper process gone, say).
+    fn read_small_many(
+        &self,
+        paths: &[Vec<u8>],
+        max: u64,
+        tick: &dyn Fn(),
+    ) -> io::Result<Vec<io::Result<SmallRead>>> {
+        Ok(paths
+            .iter()
+            .map(|p| {
+                let read = self.read_small(p, max);
+                tick();
+                read
+            })
+            .collect())
     }
     /// Whether the share copies a range of one of its files into another on the server,
     /// without the bytes crossing the network (local file systems; NFS 4.2; SMB). Where it
@@ -230,7 +257,7 @@ pub fn read_small_with<R: Remote + ?Sized>(
     path: &[u8],
     max: u64,
     before_close: impl FnOnce(),
-) -> io::Result<Option<(Vec<u8>, RemoteEntry)>> {
+) -> io::Result<SmallRead> {
     let mut file = remote.open(path)?;
     let mut bytes = Vec::new();
     io::Read::by_ref(&mut file)

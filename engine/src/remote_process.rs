@@ -26,7 +26,7 @@ use cachesync_objects::EntryKind;
 use crossbeam_channel::{bounded, unbounded, Sender};
 
 use crate::fs_remote::FsRemote;
-use crate::remote::{Remote, RemoteEntry, RemoteRead, RemoteWrite};
+use crate::remote::{Remote, RemoteEntry, RemoteRead, RemoteWrite, SmallRead};
 
 static HELPER_EXE: OnceLock<PathBuf> = OnceLock::new();
 
@@ -65,6 +65,7 @@ mod op {
     pub const COPY_RANGE: u8 = 21;
     pub const WRITE_AT: u8 = 22;
     pub const SET_LEN: u8 = 23;
+    pub const READ_SMALL_MANY: u8 = 24;
 }
 
 const DONE: u8 = 0;
@@ -136,6 +137,26 @@ fn get_entry(d: &mut Decoder<'_>) -> io::Result<RemoteEntry> {
     })
 }
 
+/// An error as the helper sends it: the errno (or none) and the message.
+fn put_error(e: &mut Encoder, err: &io::Error) {
+    e.u32(errno_of(err).map_or(u32::MAX, |n| n as u32));
+    e.bytes(err.to_string().as_bytes());
+}
+
+/// An error [`put_error`] sent: the errno kept, so that the caller can tell what it means.
+fn get_error(d: &mut Decoder<'_>) -> io::Error {
+    let errno = d.u32().unwrap_or(u32::MAX);
+    let msg = d
+        .bytes()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+    if errno == u32::MAX {
+        io::Error::other(msg)
+    } else {
+        io::Error::from_raw_os_error(errno as i32)
+    }
+}
+
 fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     let len = u32::try_from(payload.len()).map_err(|_| protocol("frame too large"))?;
     w.write_all(&len.to_le_bytes())?;
@@ -188,8 +209,7 @@ impl Server {
             Ok(body) => self.reply(id, DONE, &body),
             Err(err) => {
                 let mut e = Encoder::new();
-                e.u32(errno_of(&err).map_or(u32::MAX, |n| n as u32));
-                e.bytes(err.to_string().as_bytes());
+                put_error(&mut e, &err);
                 self.reply(id, FAILED, &e.finish());
             }
         }
@@ -231,6 +251,7 @@ impl Server {
             },
             op::OPEN => return self.serve_open(&mut d),
             op::READ_SMALL => self.serve_read_small(&mut d, &mut out)?,
+            op::READ_SMALL_MANY => self.serve_read_small_many(id, &mut d, &mut out)?,
             op::CREATE => {
                 let w = self.remote.create(&path_arg(&mut d)?)?;
                 return Ok(self.new_handle(Handle::Writer(Arc::new(Mutex::new(Some(w))))));
@@ -330,6 +351,49 @@ impl Server {
                 put_entry(out, &entry);
             }
             None => out.u8(0),
+        }
+        Ok(())
+    }
+
+    /// READ_SMALL_MANY: [`Server::serve_read_small`] for each of several paths (at most
+    /// 1,024), ticking as a listing does: the count, then per path `2` and its error, or what
+    /// READ_SMALL replies.
+    fn serve_read_small_many(
+        &self,
+        id: u64,
+        d: &mut Decoder<'_>,
+        out: &mut Encoder,
+    ) -> io::Result<()> {
+        let max = d.u64().map_err(decode_err)?.min(1 << 20);
+        let n = d.u32().map_err(decode_err)?;
+        if n > 1024 {
+            return Err(protocol("too many paths in one read"));
+        }
+        let paths = (0..n)
+            .map(|_| path_arg(d))
+            .collect::<io::Result<Vec<_>>>()?;
+        let last = std::cell::Cell::new(std::time::Instant::now());
+        out.u32(n);
+        for p in &paths {
+            let read = crate::remote::read_small_with(&self.remote, p, max, || {
+                crate::failpoint::hit(&format!("helper-close:{}", crate::paths::display(p)));
+            });
+            match read {
+                Ok(Some((bytes, entry))) => {
+                    out.u8(1);
+                    out.bytes(&bytes);
+                    put_entry(out, &entry);
+                }
+                Ok(None) => out.u8(0),
+                Err(err) => {
+                    out.u8(2);
+                    put_error(out, &err);
+                }
+            }
+            if last.get().elapsed() >= TICK_EVERY {
+                last.set(std::time::Instant::now());
+                self.reply(id, TICK, &[]);
+            }
         }
         Ok(())
     }
@@ -547,19 +611,7 @@ fn reader(pending: Arc<Pending>, mut out: impl Read) {
         let reply = match status {
             DONE => Reply::Done(body.to_vec()),
             TICK => Reply::Tick,
-            _ => {
-                let mut d = Decoder::new(body, "remote helper error");
-                let errno = d.u32().unwrap_or(u32::MAX);
-                let msg = d
-                    .bytes()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default();
-                Reply::Failed(if errno == u32::MAX {
-                    io::Error::other(msg)
-                } else {
-                    io::Error::from_raw_os_error(errno as i32)
-                })
-            }
+            _ => Reply::Failed(get_error(&mut Decoder::new(body, "remote helper error"))),
         };
         let mut pending = pending.lock().unwrap_or_else(|p| p.into_inner());
         let finished = !matches!(reply, Reply::Tick);
@@ -819,7 +871,7 @@ impl Remote for ProcessRemote {
         }
     }
 
-    fn read_small(&self, path: &[u8], max: u64) -> io::Result<Option<(Vec<u8>, RemoteEntry)>> {
+    fn read_small(&self, path: &[u8], max: u64) -> io::Result<SmallRead> {
         let mut e = req(op::READ_SMALL);
         e.bytes(path);
         e.u64(max.min(1 << 20));
@@ -832,6 +884,41 @@ impl Remote for ProcessRemote {
                 Ok(Some((bytes, get_entry(&mut d)?)))
             }
         }
+    }
+
+    fn read_small_many(
+        &self,
+        paths: &[Vec<u8>],
+        max: u64,
+        tick: &dyn Fn(),
+    ) -> io::Result<Vec<io::Result<SmallRead>>> {
+        let mut out = Vec::with_capacity(paths.len());
+        // The helper takes at most 1,024 paths a call.
+        for some in paths.chunks(1024) {
+            let mut e = req(op::READ_SMALL_MANY);
+            e.u64(max.min(1 << 20));
+            e.u32(some.len() as u32);
+            for p in some {
+                e.bytes(p);
+            }
+            let body = self.client.call(&e.finish(), tick)?;
+            let mut d = Decoder::new(&body, "read_small_many reply");
+            let n = d.u32().map_err(decode_err)? as usize;
+            if n != some.len() {
+                return Err(protocol("read_small_many: a reply per path"));
+            }
+            for _ in 0..n {
+                out.push(match d.u8().map_err(decode_err)? {
+                    0 => Ok(None),
+                    1 => {
+                        let bytes = d.bytes().map_err(decode_err)?.to_vec();
+                        Ok(Some((bytes, get_entry(&mut d)?)))
+                    }
+                    _ => Err(get_error(&mut d)),
+                });
+            }
+        }
+        Ok(out)
     }
 
     fn open(&self, path: &[u8]) -> io::Result<Box<dyn RemoteRead>> {

@@ -907,7 +907,8 @@ fn content_at_hand(entries: &Listing, known: &Known<'_>) -> Result<Vec<FileId>> 
 }
 
 /// Reads `to_fetch` into the store with `parallel` reads in flight, reporting the bytes
-/// read to `progress`. An outage stops the reads not yet started; each file's outcome is
+/// read to `progress`. Small files go in batches, each read in one remote call (see
+/// [`fetch_small`]); an outage stops the reads not yet started; each file's outcome is
 /// returned.
 fn fetch_all(
     remote: &TimedRemote,
@@ -919,33 +920,138 @@ fn fetch_all(
     let total: u64 = to_fetch.iter().map(|(_, r, _)| r.size).sum();
     let done = Mutex::new(0u64);
     let results: Mutex<Fetched> = Mutex::new(Vec::new());
-    let queue = Mutex::new(to_fetch);
+    let queue = Mutex::new(batches(to_fetch, parallel.max(1)));
+    let report = |outcomes: Fetched| {
+        let read: u64 = outcomes
+            .iter()
+            .filter_map(|(_, _, r)| r.as_ref().ok())
+            .map(|(_, e)| e.size)
+            .sum();
+        if read > 0 {
+            let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
+            *d += read;
+            progress(*d, total);
+        }
+        let disconnected = outcomes
+            .iter()
+            .any(|(_, _, r)| matches!(r, Err(SyncError::Disconnected { .. })));
+        results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(outcomes);
+        if disconnected {
+            queue.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+    };
     std::thread::scope(|s| {
         for _ in 0..parallel.max(1) {
             s.spawn(|| loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                let Some((rel, listed, expected)) = next else {
+                let Some(batch) = next else {
                     return;
                 };
                 let started_ns = crate::now_ns();
-                let r = fetch_expecting(remote, store, &rel, listed, expected);
-                let failed_disconnected = matches!(r, Err(SyncError::Disconnected { .. }));
-                if let Ok((_, e)) = &r {
-                    let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
-                    *d += e.size;
-                    progress(*d, total);
-                }
-                results
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((rel, started_ns, r));
-                if failed_disconnected {
-                    queue.lock().unwrap_or_else(|p| p.into_inner()).clear();
-                }
+                report(match batch {
+                    Batch::One(rel, listed, expected) => {
+                        let r = fetch_expecting(remote, store, &rel, listed, expected);
+                        vec![(rel, started_ns, r)]
+                    }
+                    Batch::Small(files) => fetch_small(remote, store, files, started_ns),
+                });
             });
         }
     });
     results.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Work for one thread of [`fetch_all`].
+enum Batch {
+    /// A file read on its own (a big one): path, as listed, the content expected.
+    One(Vec<u8>, RemoteEntry, Option<cachesync_objects::FileId>),
+    /// Small files read in one remote call: path and as listed.
+    Small(Vec<(Vec<u8>, RemoteEntry)>),
+}
+
+/// Most files in one [`Batch::Small`].
+const BATCH_FILES: usize = 64;
+
+/// Most bytes (as listed) in one [`Batch::Small`].
+const BATCH_BYTES: u64 = 4 << 20;
+
+/// `to_fetch` as batches, in reverse (threads pop from the end, so the reads go in path
+/// order). Small files neighbouring in path order go together, at most [`BATCH_FILES`] and
+/// [`BATCH_BYTES`], and fewer when there are few, so that every thread has batches to read
+/// (over a slow link each file of a batch is a round trip or more, read one after the other).
+fn batches(to_fetch: ToFetch, parallel: usize) -> Vec<Batch> {
+    let small = to_fetch
+        .iter()
+        .filter(|(_, r, _)| r.size <= SMALL_FILE)
+        .count();
+    let per = (small / (parallel * 4)).clamp(1, BATCH_FILES);
+    let mut out = Vec::new();
+    let mut files: Vec<(Vec<u8>, RemoteEntry)> = Vec::new();
+    let mut bytes = 0;
+    for (rel, listed, expected) in to_fetch {
+        if listed.size > SMALL_FILE {
+            out.push(Batch::One(rel, listed, expected));
+            continue;
+        }
+        if files.len() == per || bytes + listed.size > BATCH_BYTES {
+            out.push(Batch::Small(std::mem::take(&mut files)));
+            bytes = 0;
+        }
+        bytes += listed.size;
+        files.push((rel, listed));
+    }
+    if !files.is_empty() {
+        out.push(Batch::Small(files));
+    }
+    out.reverse();
+    out
+}
+
+/// Reads a batch of small files in one remote call and stores them: [`fetch`] of each,
+/// except that the first read of all is one call. A file that changed while it was read,
+/// or grew past [`SMALL_FILE`] since it was listed, is fetched again on its own. Each
+/// outcome is noted as read from `started_ns` (the batch's start: no later than the file's).
+fn fetch_small(
+    remote: &TimedRemote,
+    store: &Store,
+    files: Vec<(Vec<u8>, RemoteEntry)>,
+    started_ns: i64,
+) -> Fetched {
+    crate::failpoint::hit("fetching");
+    let paths: Vec<Vec<u8>> = files.iter().map(|(rel, _)| rel.clone()).collect();
+    let reads = match remote.read_small_many(&paths, SMALL_FILE) {
+        Ok(reads) => reads,
+        // The call failed as a whole (an outage trips the pool: the fetches below fail at
+        // once): each file on its own says what that means for it.
+        Err(_) => {
+            return files
+                .into_iter()
+                .map(|(rel, listed)| {
+                    let r = fetch(remote, store, &rel, Some(listed));
+                    (rel, started_ns, r)
+                })
+                .collect();
+        }
+    };
+    files
+        .into_iter()
+        .zip(reads)
+        .map(|((rel, listed), read)| {
+            let r = match read {
+                Ok(Some((bytes, after))) => match store.ingest(bytes.as_slice()) {
+                    Ok((id, size, _)) if read_whole(&listed, &after, size) => Ok((id, after)),
+                    Ok(_) => fetch(remote, store, &rel, None),
+                    Err(e) => Err(e.into()),
+                },
+                Ok(None) => fetch(remote, store, &rel, None),
+                Err(e) => Err(e),
+            };
+            (rel, started_ns, r)
+        })
+        .collect()
 }
 
 /// Puts the files read into `out.tree`. A file deleted since the listing is gone; one that

@@ -33,7 +33,7 @@ fn place(path: &[u8]) -> String {
         display(path)
     }
 }
-use crate::remote::{is_network_error, Remote, RemoteEntry, RemoteRead, RemoteWrite};
+use crate::remote::{is_network_error, Remote, RemoteEntry, RemoteRead, RemoteWrite, SmallRead};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -262,7 +262,7 @@ impl TimedRemote {
     ///
     /// # Errors
     /// As [`CallPool::run`], and as [`TimedRemote::entry_failure`].
-    pub fn read_small(&self, path: &[u8], max: u64) -> Result<Option<(Vec<u8>, RemoteEntry)>> {
+    pub fn read_small(&self, path: &[u8], max: u64) -> Result<SmallRead> {
         let p = path.to_vec();
         let r = Arc::clone(&self.inner);
         match self
@@ -272,6 +272,26 @@ impl TimedRemote {
             Ok(read) => Ok(read),
             Err(e) => Err(self.entry_failure("reading", path, e)),
         }
+    }
+
+    /// [`TimedRemote::read_small`] of several files in one call (see
+    /// [`Remote::read_small_many`]), bounded per file: one result per path, in order, each
+    /// error classified as [`TimedRemote::read_small`]'s.
+    ///
+    /// # Errors
+    /// As [`CallPool::run`], for the call as a whole.
+    pub fn read_small_many(&self, paths: &[Vec<u8>], max: u64) -> Result<Vec<Result<SmallRead>>> {
+        let first = paths.first().cloned().unwrap_or_default();
+        let owned = paths.to_vec();
+        let r = Arc::clone(&self.inner);
+        let reads = self.pool.run_ticking("reading", &first, move |tick| {
+            r.read_small_many(&owned, max, tick)
+        })?;
+        Ok(reads
+            .into_iter()
+            .zip(paths)
+            .map(|(read, path)| read.map_err(|e| self.entry_failure("reading", path, e)))
+            .collect())
     }
 
     /// Opens a file; each read of the result is bounded too. An error about this one file
