@@ -1036,17 +1036,36 @@ fn fetch_small(
                 .collect();
         }
     };
+    // The files read whole and unchanged meanwhile are stored in one write.
+    let whole: Vec<&[u8]> = files
+        .iter()
+        .zip(&reads)
+        .filter_map(|((_, listed), read)| match read {
+            Ok(Some((bytes, after))) if read_whole(listed, after, bytes.len() as u64) => {
+                Some(bytes.as_slice())
+            }
+            _ => None,
+        })
+        .collect();
+    let mut ids = match store.ingest_many(&whole) {
+        Ok(ids) => ids.into_iter().map(Ok),
+        // A store failure ends the run (see `take_fetched`): it is reported once.
+        Err(e) => {
+            let (rel, _) = files.into_iter().next().expect("a batch is never empty");
+            return vec![(rel, started_ns, Err(e.into()))];
+        }
+    };
     files
         .into_iter()
         .zip(reads)
         .map(|((rel, listed), read)| {
             let r = match read {
-                Ok(Some((bytes, after))) => match store.ingest(bytes.as_slice()) {
-                    Ok((id, size, _)) if read_whole(&listed, &after, size) => Ok((id, after)),
-                    Ok(_) => fetch(remote, store, &rel, None),
-                    Err(e) => Err(e.into()),
-                },
-                Ok(None) => fetch(remote, store, &rel, None),
+                Ok(Some((bytes, after))) if read_whole(&listed, &after, bytes.len() as u64) => ids
+                    .next()
+                    .expect("an id per file stored")
+                    .map(|id| (id, after)),
+                // Changed while it was read, or grew past the limit: on its own.
+                Ok(_) => fetch(remote, store, &rel, None),
                 Err(e) => Err(e),
             };
             (rel, started_ns, r)

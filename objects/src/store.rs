@@ -286,6 +286,72 @@ impl Store {
         Ingest { whole, ..state }.finish()
     }
 
+    /// Stores several contents held in memory (small files read whole) in one write to the
+    /// database instead of a write per chunk and per file: the chunks it does not hold yet
+    /// and the file objects. The ids are those [`Store::ingest`] gives, in order.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a store failure.
+    pub fn ingest_many(&self, contents: &[&[u8]]) -> Result<Vec<FileId>> {
+        let chunks_table = self.db.table(keys::CF_CHUNKS);
+        let files = self.db.table(keys::CF_FILES);
+        let mut batch = Batch::new();
+        let mut queued = std::collections::HashSet::new();
+        let mut ids = Vec::with_capacity(contents.len());
+        let (mut read, mut stored) = (0u64, 0u64);
+        let mut queue_chunk = |data: &[u8], list: &mut Vec<(ChunkId, u32)>| -> Result<()> {
+            let id = ChunkId::of(data);
+            if !queued.contains(&id.0) && !chunks_table.contains(id.as_bytes())? {
+                batch.put(keys::CF_CHUNKS, id.as_bytes(), data);
+                queued.insert(id.0);
+                stored += data.len() as u64;
+            }
+            list.push((
+                id,
+                u32::try_from(data.len()).expect("chunks are at most 256 KiB"),
+            ));
+            Ok(())
+        };
+        let mut objects = Vec::with_capacity(contents.len());
+        for content in contents {
+            let mut list = Vec::new();
+            let id = if content.is_empty() {
+                FileId::of(content)
+            } else if content.len() < self.chunker.min as usize {
+                // One chunk, the whole file: its id is the file's (both are its blake3).
+                queue_chunk(content, &mut list)?;
+                FileId(list[0].0 .0)
+            } else {
+                let mut whole = blake3::Hasher::new();
+                for chunk in self.chunker.chunks(*content) {
+                    let data = chunk.map_err(ObjectError::Read)?;
+                    whole.update(&data);
+                    queue_chunk(&data, &mut list)?;
+                }
+                FileId(*whole.finalize().as_bytes())
+            };
+            read += content.len() as u64;
+            ids.push(id);
+            objects.push(FileObject {
+                id,
+                size: content.len() as u64,
+                chunks: list,
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for object in objects {
+            if seen.insert(object.id.0) && !files.contains(object.id.as_bytes())? {
+                batch.put(keys::CF_FILES, object.id.as_bytes(), &object.encode());
+            }
+        }
+        if !batch.is_empty() {
+            self.db.write(batch, false)?;
+        }
+        self.ingested.0.fetch_add(read, Ordering::Relaxed);
+        self.ingested.1.fetch_add(stored, Ordering::Relaxed);
+        Ok(ids)
+    }
+
     /// Since the store was opened: bytes ingested (read, chunked and hashed) and bytes of new
     /// chunks stored (before compression).
     pub fn ingested(&self) -> (u64, u64) {
@@ -797,6 +863,52 @@ mod tests {
             .expect("list the store")
             .map(|e| e.expect("entry").metadata().expect("stat").len())
             .sum()
+    }
+
+    #[test]
+    fn contents_stored_together_get_the_ids_and_objects_of_contents_stored_one_by_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let together = Store::create(&dir.path().join("a")).expect("create");
+        let alone = Store::create(&dir.path().join("b")).expect("create");
+        let noise = |n: usize, seed: u32| -> Vec<u8> {
+            (0..n as u32)
+                .map(|i| ((i ^ seed).wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect()
+        };
+        // Empty; one chunk; exactly the smallest chunk; several chunks; the same twice.
+        let min = ChunkerParams::DEFAULT.min as usize;
+        let contents = [
+            Vec::new(),
+            b"hello".to_vec(),
+            noise(min - 1, 1),
+            noise(min, 2),
+            noise(600_000, 3),
+            b"hello".to_vec(),
+            noise(600_000, 3),
+        ];
+        let slices: Vec<&[u8]> = contents.iter().map(Vec::as_slice).collect();
+        let ids = together.ingest_many(&slices).expect("ingest");
+        assert_eq!(ids.len(), contents.len());
+        for (content, id) in contents.iter().zip(&ids) {
+            assert_eq!(alone.ingest_bytes(content).expect("ingest"), *id);
+            assert_eq!(
+                together.file_object(*id).expect("read"),
+                alone.file_object(*id).expect("read"),
+            );
+            assert_eq!(together.read_file_bytes(*id).expect("read"), *content);
+        }
+        assert!(
+            together
+                .file_object(ids[4])
+                .expect("read")
+                .expect("there")
+                .chunks
+                .len()
+                > 1,
+            "the big one was cut"
+        );
+        // What both stores were given, counted once per new chunk.
+        assert_eq!(together.ingested(), alone.ingested());
     }
 
     #[test]
