@@ -176,10 +176,24 @@ pub fn write_temp(
     mtime_ns: Option<i64>,
     fsync: bool,
 ) -> Result<()> {
-    let io = |e: std::io::Error| SyncError::io(tmp, e);
     if let Some(dir) = tmp.parent() {
-        fs::create_dir_all(dir).map_err(io)?;
+        fs::create_dir_all(dir).map_err(|e| SyncError::io(tmp, e))?;
     }
+    write_temp_in(tmp, fill, mode, mtime_ns, fsync)
+}
+
+/// [`write_temp`] in a directory that must exist (none is made).
+///
+/// # Errors
+/// As [`write_temp`].
+pub fn write_temp_in(
+    tmp: &Path,
+    fill: impl FnOnce(&mut File) -> Result<()>,
+    mode: u32,
+    mtime_ns: Option<i64>,
+    fsync: bool,
+) -> Result<()> {
+    let io = |e: std::io::Error| SyncError::io(tmp, e);
     let _ = fs::remove_file(tmp);
     let written = (|| -> Result<()> {
         let mut f = File::create(tmp).map_err(io)?;

@@ -9,6 +9,7 @@ use crate::plan::{Direction, Plan};
 use crate::progress::Progress;
 use crate::workspace::Workspace;
 
+pub(crate) mod ahead;
 pub(crate) mod apply;
 pub(crate) mod apply_plan;
 pub(crate) mod budget;

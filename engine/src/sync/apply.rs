@@ -56,6 +56,9 @@ pub(super) struct Applier<'a> {
     pub(super) copies_on_server: Option<bool>,
     /// Big files patched so far.
     pub(super) patched: Vec<crate::sync::Patched>,
+    /// The next step's file, written ahead under its temporary name (see
+    /// [`super::ahead`]).
+    pub(super) ready: Option<super::ahead::Written>,
 }
 
 /// True when what is there now is what the plan saw (kind, and for files size and mtime, for
@@ -181,14 +184,18 @@ impl Applier<'_> {
         let tmp_rel = crate::sync::temp_name(self.ws, self.op, i, &step.path);
         let tmp = under(root, &tmp_rel);
         if t.kind == EntryKind::File {
-            let id = t.file.expect("file entries have content");
-            crate::localfs::write_temp(
-                &tmp,
-                |f| Ok(self.ws.store.read_file(id, f).map(drop)?),
-                t.mode,
-                Some(t.mtime_ns),
-                false,
-            )?;
+            // Written ahead, or else here (a write ahead that failed is made again here:
+            // it made no directory, this does).
+            if !matches!(self.ready.take(), Some(Ok(_))) {
+                let id = t.file.expect("file entries have content");
+                crate::localfs::write_temp(
+                    &tmp,
+                    |f| Ok(self.ws.store.read_file(id, f).map(drop)?),
+                    t.mode,
+                    Some(t.mtime_ns),
+                    false,
+                )?;
+            }
         } else {
             let _ = fs::remove_file(&tmp);
             use std::os::unix::ffi::OsStrExt;

@@ -55,58 +55,30 @@ pub(super) fn apply_plan(
         stashed: HashMap::new(),
         copies_on_server: None,
         patched: Vec::new(),
+        ready: None,
     };
-    let mut failed: HashSet<usize> = HashSet::new();
-    let mut denied: HashSet<usize> = HashSet::new();
-    let mut fatal: Option<SyncError> = None;
-    // Directories this run did not make (their step was skipped or failed): nothing is
-    // written under them (it would land in whatever is there now, or fail on a
-    // temporary name), and the next run takes them up with what is there.
-    let mut unmade: Vec<Vec<u8>> = Vec::new();
     let total = plan.steps.len() as u64;
     progress.start("applying", total);
-    for (i, step) in plan.steps.iter().enumerate() {
-        if failed.contains(&step.change) {
-            if step.op == Op::Mkdir {
-                unmade.push(step.path.clone());
+    // Files written ahead of the loop by other threads (see `super::ahead`).
+    let ahead = super::ahead::Ahead::plan(ws, plan, op_id);
+    let ahead = ahead.as_ref();
+    let looped = std::thread::scope(|s| {
+        let _stop = ahead.map(|a| {
+            for _ in 0..a.writers() {
+                s.spawn(|| a.write());
             }
-            continue;
-        }
-        if let Some(why) = not_run(step, &unmade, over_budget) {
-            failed.insert(step.change);
-            report.skipped.push((step.path.clone(), why));
-            if step.op == Op::Mkdir {
-                unmade.push(step.path.clone());
-            }
-            continue;
-        }
-        crate::failpoint::hit_n("before-step", i);
-        match applier.apply(i, step) {
-            Ok(()) => {
-                report.applied += 1;
-                match step.side {
-                    Side::Local => report.applied_local += 1,
-                    Side::Remote => report.applied_remote += 1,
-                }
-                journal::mark_step(&ws.store, op_id, i as u32)?;
-                crate::failpoint::hit_n("after-step", i);
-            }
-            Err(StepError::Fatal(e @ SyncError::Disconnected { .. })) => {
-                fatal = Some(e);
-                break;
-            }
-            Err(e) => {
-                failed.insert(step.change);
-                if let Some(refused) = skipped(e, step, report) {
-                    denied.insert(refused);
-                }
-            }
-        }
-        if step.op == Op::Mkdir && failed.contains(&step.change) {
-            unmade.push(step.path.clone());
-        }
-        progress.set(i as u64 + 1);
+            StopWriters(a)
+        });
+        steps_in_order(&mut applier, plan, over_budget, ahead, report, progress)
+    });
+    if let Some(a) = ahead {
+        a.clean_up();
     }
+    let Looped {
+        mut failed,
+        denied,
+        fatal,
+    } = looped?;
     progress.finish();
     report.bytes_up = applier.bytes_up;
     report.patched = std::mem::take(&mut applier.patched);
@@ -131,6 +103,101 @@ pub(super) fn apply_plan(
         denied,
         fatal,
     })
+}
+
+/// What the loop over the steps left: the changes whose steps did not all run, those the
+/// server refused, and the error that stopped it (the remote went away).
+struct Looped {
+    failed: HashSet<usize>,
+    denied: HashSet<usize>,
+    fatal: Option<SyncError>,
+}
+
+/// The loop of [`apply_plan`]: each step in order (its file taken from `ahead` when written
+/// there), marked done in the journal.
+///
+/// # Errors
+/// Store errors (marking a step done).
+fn steps_in_order(
+    applier: &mut Applier<'_>,
+    plan: &Plan,
+    over_budget: &HashSet<usize>,
+    ahead: Option<&super::ahead::Ahead<'_>>,
+    report: &mut Outcome,
+    progress: &dyn Progress,
+) -> Result<Looped> {
+    let mut failed: HashSet<usize> = HashSet::new();
+    let mut denied: HashSet<usize> = HashSet::new();
+    let mut fatal: Option<SyncError> = None;
+    // Directories this run did not make (their step was skipped or failed): nothing is
+    // written under them (it would land in whatever is there now, or fail on a
+    // temporary name), and the next run takes them up with what is there.
+    let mut unmade: Vec<Vec<u8>> = Vec::new();
+    for (i, step) in plan.steps.iter().enumerate() {
+        if let Some(a) = ahead {
+            a.at(i);
+        }
+        let skip = if failed.contains(&step.change) {
+            true
+        } else if let Some(why) = not_run(step, &unmade, over_budget) {
+            failed.insert(step.change);
+            report.skipped.push((step.path.clone(), why));
+            true
+        } else {
+            false
+        };
+        if skip {
+            if let Some(a) = ahead {
+                a.give_up(i);
+            }
+            if step.op == Op::Mkdir {
+                unmade.push(step.path.clone());
+            }
+            continue;
+        }
+        crate::failpoint::hit_n("before-step", i);
+        applier.ready = ahead.and_then(|a| a.take(i));
+        match applier.apply(i, step) {
+            Ok(()) => {
+                report.applied += 1;
+                match step.side {
+                    Side::Local => report.applied_local += 1,
+                    Side::Remote => report.applied_remote += 1,
+                }
+                journal::mark_step(&applier.ws.store, applier.op, i as u32)?;
+                crate::failpoint::hit_n("after-step", i);
+            }
+            Err(StepError::Fatal(e @ SyncError::Disconnected { .. })) => {
+                fatal = Some(e);
+                break;
+            }
+            Err(e) => {
+                failed.insert(step.change);
+                if let Some(refused) = skipped(e, step, report) {
+                    denied.insert(refused);
+                }
+            }
+        }
+        if step.op == Op::Mkdir && failed.contains(&step.change) {
+            unmade.push(step.path.clone());
+        }
+        progress.set(i as u64 + 1);
+    }
+    Ok(Looped {
+        failed,
+        denied,
+        fatal,
+    })
+}
+
+/// Stops the writers of an [`super::ahead::Ahead`] when the loop ends, however it ends (a
+/// store error, a panic), so that the scope joining them is never left waiting.
+struct StopWriters<'a, 'b>(&'a super::ahead::Ahead<'b>);
+
+impl Drop for StopWriters<'_, '_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 /// Why `step` is not run at all: it goes under a directory this run did not make (its step

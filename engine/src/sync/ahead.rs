@@ -1,0 +1,233 @@
+//! Workspace files written ahead of the apply loop: while the loop runs step `i` (checks,
+//! renames, journal marks), threads read later steps' files out of the store and write them
+//! under their temporary names, so that a first copy of many files uses every core. The
+//! loop still puts each file in place in plan order, checking its precondition right
+//! before (see docs/architecture.md, "10. Apply").
+//!
+//! Only where nothing can move a directory under a file written ahead: plans with no local
+//! rename or stash. A file is written ahead only once the loop is past the step that makes
+//! its directory (if the plan makes it), never more than [`WINDOW`] steps ahead, and with no
+//! directory made for it. What the loop does not take (a step skipped, a run stopped) is
+//! removed; what a kill leaves is a temporary of this workspace, tidied by the next run.
+
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use cachesync_objects::EntryKind;
+
+use crate::error::SyncError;
+use crate::paths::{split_parent, under};
+use crate::plan::{Op, Plan, Side};
+use crate::workspace::Workspace;
+
+/// How far ahead of the loop (in steps) a file may be written.
+const WINDOW: usize = 512;
+
+/// Fewer local file writes than this are not worth the threads.
+const AT_LEAST: usize = 64;
+
+/// A step's file written ahead: its temporary, or why it could not be written (the loop
+/// then returns that error at the step, as it would have met it itself).
+pub(super) type Written = std::result::Result<PathBuf, SyncError>;
+
+enum Slot {
+    /// Not yet taken by a writer or the loop.
+    Open,
+    /// A writer is writing it.
+    Writing,
+    /// Written by a writer, not yet taken by the loop.
+    Done(Written),
+    /// The loop took it (or gave it up): nothing more to do.
+    Taken,
+}
+
+struct State {
+    /// The next file (index into [`Ahead::files`]) for a writer to take.
+    next: usize,
+    /// The step the loop is at.
+    at: usize,
+    /// The run is over: writers stop.
+    stop: bool,
+    slots: Vec<Slot>,
+}
+
+/// The files of one plan written ahead, shared by the loop and the writers.
+pub(super) struct Ahead<'a> {
+    ws: &'a Workspace,
+    plan: &'a Plan,
+    op: u64,
+    /// The steps written ahead: local writes of files, in plan order.
+    files: Vec<usize>,
+    /// For each of them, the step that makes its directory, if the plan makes it.
+    after: Vec<Option<usize>>,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl<'a> Ahead<'a> {
+    /// The files of `plan` that may be written ahead, or `None` when the plan is not one
+    /// where that is safe or worth it.
+    pub(super) fn plan(ws: &'a Workspace, plan: &'a Plan, op: u64) -> Option<Ahead<'a>> {
+        let moves = plan
+            .steps
+            .iter()
+            .any(|s| s.side == Side::Local && matches!(s.op, Op::Rename | Op::Stash));
+        if moves {
+            return None;
+        }
+        let mut files = Vec::new();
+        let mut after = Vec::new();
+        // The last step that made each directory so far.
+        let mut made: std::collections::HashMap<&[u8], usize> = Default::default();
+        for (i, s) in plan.steps.iter().enumerate() {
+            if s.side != Side::Local {
+                continue;
+            }
+            match s.op {
+                Op::Mkdir => {
+                    made.insert(&s.path, i);
+                }
+                Op::Write if s.target.as_ref().is_some_and(|t| t.kind == EntryKind::File) => {
+                    files.push(i);
+                    after.push(made.get(split_parent(&s.path).0).copied());
+                }
+                _ => {}
+            }
+        }
+        if files.len() < AT_LEAST {
+            return None;
+        }
+        let slots = files.iter().map(|_| Slot::Open).collect();
+        Some(Ahead {
+            ws,
+            plan,
+            op,
+            files,
+            after,
+            state: Mutex::new(State {
+                next: 0,
+                at: 0,
+                stop: false,
+                slots,
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    /// How many writer threads to start.
+    pub(super) fn writers(&self) -> usize {
+        writers()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One writer: takes the next file the window allows, writes it, until the run is over
+    /// or no file is left.
+    pub(super) fn write(&self) {
+        let mut state = self.lock();
+        loop {
+            if state.stop || state.next == self.files.len() {
+                return;
+            }
+            let k = state.next;
+            if matches!(state.slots[k], Slot::Taken) {
+                state.next += 1;
+                continue;
+            }
+            let i = self.files[k];
+            let waits = i >= state.at + WINDOW || self.after[k].is_some_and(|m| m >= state.at);
+            if waits {
+                state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            state.next += 1;
+            state.slots[k] = Slot::Writing;
+            drop(state);
+            let written = self.write_one(i);
+            state = self.lock();
+            if matches!(state.slots[k], Slot::Taken) {
+                // Given up by the loop meanwhile.
+                if let Ok(tmp) = written {
+                    let _ = std::fs::remove_file(tmp);
+                }
+            } else {
+                state.slots[k] = Slot::Done(written);
+            }
+            self.changed.notify_all();
+        }
+    }
+
+    fn write_one(&self, i: usize) -> Written {
+        let step = &self.plan.steps[i];
+        let t = step.target.as_ref().expect("writes have a target");
+        let id = t.file.expect("file entries have content");
+        let tmp = under(
+            &self.ws.root,
+            &crate::sync::temp_name(self.ws, self.op, i, &step.path),
+        );
+        crate::localfs::write_temp_in(
+            &tmp,
+            |f| Ok(self.ws.store.read_file(id, f).map(drop)?),
+            t.mode,
+            Some(t.mtime_ns),
+            false,
+        )?;
+        Ok(tmp)
+    }
+
+    /// The loop is at step `i`.
+    pub(super) fn at(&self, i: usize) {
+        let mut state = self.lock();
+        state.at = i;
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// The file of step `i` as written ahead, waiting for a writer that is writing it;
+    /// `None` when it was not (the loop writes it itself). Either way, no writer takes it
+    /// after this.
+    pub(super) fn take(&self, i: usize) -> Option<Written> {
+        let k = self.files.binary_search(&i).ok()?;
+        let mut state = self.lock();
+        loop {
+            match std::mem::replace(&mut state.slots[k], Slot::Taken) {
+                Slot::Writing => {
+                    state.slots[k] = Slot::Writing;
+                    state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+                }
+                Slot::Done(written) => return Some(written),
+                Slot::Open | Slot::Taken => return None,
+            }
+        }
+    }
+
+    /// Step `i` will not run: a file written ahead for it is removed.
+    pub(super) fn give_up(&self, i: usize) {
+        if let Some(Ok(tmp)) = self.take(i) {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+
+    /// The run is over: writers stop after the file they are writing.
+    pub(super) fn stop(&self) {
+        self.lock().stop = true;
+        self.changed.notify_all();
+    }
+
+    /// After the writers ended: removes every file written ahead that the loop did not take.
+    pub(super) fn clean_up(&self) {
+        let mut state = self.lock();
+        for slot in &mut state.slots {
+            if let Slot::Done(Ok(tmp)) = std::mem::replace(slot, Slot::Taken) {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+    }
+}
+
+/// Writer threads: one per core besides the loop's, at least one, at most three.
+fn writers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 3))
+}
