@@ -82,6 +82,8 @@ fn a_path_taken_while_its_file_was_written_ahead_is_skipped_and_nothing_is_left(
     // Paused before step 5, the writers go on ahead of it.
     let pause = env.root().join("paused");
     let sync = spawn_paused(&env.ws, &env.home, &["sync"], "before-step:5", &pause);
+    let paused = cachesync_testutils::poll_until(Duration::from_secs(60), || pause.exists());
+    assert!(paused, "the sync never paused");
     let ahead = cachesync_testutils::poll_until(Duration::from_secs(60), || {
         temporaries(&env.ws).len() >= 20
     });
