@@ -231,3 +231,101 @@ impl<'a> Ahead<'a> {
 fn writers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 3))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Step;
+    use cachesync_objects::Entry;
+
+    fn step(op: Op, path: &str, target: Entry) -> Step {
+        Step {
+            side: Side::Local,
+            op,
+            path: path.as_bytes().to_vec(),
+            from: None,
+            expect: None,
+            target: Some(target),
+            change: 0,
+            replaces: None,
+            replaced_by: None,
+        }
+    }
+
+    /// A workspace and a plan making `d/` and writing 200 files in it.
+    fn setup() -> (tempfile::TempDir, Workspace, Plan) {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let remote = tmp.path().join("remote");
+        std::fs::create_dir_all(&remote).expect("mkdir");
+        let ws = Workspace::init(&remote, &tmp.path().join("ws"), |_| {}).expect("init");
+        let mut plan = Plan::default();
+        let mut dir = Entry::new(b"d", EntryKind::Dir);
+        dir.mode = 0o755;
+        plan.steps.push(step(Op::Mkdir, "d", dir));
+        for i in 0..200 {
+            let body = format!("file {i}\n");
+            let mut e = Entry::new(format!("f{i}").as_bytes(), EntryKind::File);
+            e.mode = 0o644;
+            e.size = body.len() as u64;
+            e.mtime_ns = 1_700_000_000_000_000_000;
+            e.file = Some(ws.store.ingest_bytes(body.as_bytes()).expect("ingest"));
+            plan.steps.push(step(Op::Write, &format!("d/f{i}"), e));
+        }
+        (tmp, ws, plan)
+    }
+
+    fn temporaries(ws: &Workspace) -> usize {
+        std::fs::read_dir(ws.root.join("d")).map_or(0, |rd| {
+            rd.filter(|e| {
+                e.as_ref().is_ok_and(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(crate::ignore_rules::TMP_PREFIX)
+                })
+            })
+            .count()
+        })
+    }
+
+    #[test]
+    fn nothing_is_written_ahead_of_the_directory_and_nothing_is_left_when_the_loop_stops() {
+        let (_tmp, ws, plan) = setup();
+        let ahead = Ahead::plan(&ws, &plan, 7).expect("worth writing ahead");
+        std::thread::scope(|s| {
+            for _ in 0..ahead.writers() {
+                s.spawn(|| ahead.write());
+            }
+            // The loop at step 0 (the mkdir): no writer may write into `d`, not there yet.
+            ahead.at(0);
+            assert!(!ws.root.join("d").exists());
+            std::fs::create_dir(ws.root.join("d")).expect("mkdir");
+            ahead.at(1);
+            // Step 1 taken: written ahead (or left to the loop), never both.
+            match ahead.take(1) {
+                Some(Ok(tmp)) => {
+                    assert_eq!(std::fs::read(&tmp).expect("read"), b"file 0\n");
+                    let mode = std::os::unix::fs::PermissionsExt::mode(
+                        &std::fs::metadata(&tmp).expect("stat").permissions(),
+                    );
+                    assert_eq!(mode & 0o7777, 0o644);
+                    std::fs::remove_file(tmp).expect("the loop renames it; here removed");
+                }
+                other => assert!(other.is_none(), "{other:?}"),
+            }
+            // Steps 2 and 3 skipped by the loop: their files go.
+            ahead.at(2);
+            ahead.give_up(2);
+            ahead.give_up(3);
+            // The writers go ahead of step 4, at most the window.
+            let ahead_of_loop =
+                cachesync_testutils::poll_until(std::time::Duration::from_secs(30), || {
+                    temporaries(&ws) >= 50
+                });
+            assert!(ahead_of_loop, "{} written ahead", temporaries(&ws));
+            // The loop stops here (an outage, say).
+            ahead.stop();
+        });
+        ahead.clean_up();
+        assert_eq!(temporaries(&ws), 0, "written ahead and left");
+    }
+}
