@@ -83,6 +83,48 @@ fn ingest(c: &mut Criterion) {
     g.finish();
 }
 
+/// 1,000 small files (100 B to 8 KiB, 4 MiB in all), as a first copy of many small files
+/// stores them: one `ingest` each, or one `ingest_many` of 64 at a time (the fetch's batch).
+fn small_files(c: &mut Criterion) {
+    let files: Vec<Vec<u8>> = (0..1000u64)
+        .map(|i| random(100 + (i as usize * 7_919) % 8_092, i + 10))
+        .collect();
+    let fresh = || {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::create(&dir.path().join("store")).expect("create the store");
+        (dir, store)
+    };
+    let mut g = c.benchmark_group("store ingest, 1000 small files");
+    g.throughput(Throughput::Elements(files.len() as u64));
+    g.sample_size(10);
+    g.bench_function("ingest, one file at a time", |b| {
+        b.iter_batched(
+            fresh,
+            |(dir, store)| {
+                for f in &files {
+                    store.ingest(&f[..]).expect("ingest");
+                }
+                (dir, store)
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    g.bench_function("ingest_many, 64 at a time", |b| {
+        b.iter_batched(
+            fresh,
+            |(dir, store)| {
+                for batch in files.chunks(64) {
+                    let slices: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+                    store.ingest_many(&slices).expect("ingest");
+                }
+                (dir, store)
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    g.finish();
+}
+
 fn trees(c: &mut Criterion) {
     let mut tree = Tree::default();
     for i in 0..1000u32 {
@@ -104,5 +146,5 @@ fn trees(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, chunking_and_hashing, ingest, trees);
+criterion_group!(benches, chunking_and_hashing, ingest, small_files, trees);
 criterion_main!(benches);
