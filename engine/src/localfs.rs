@@ -215,6 +215,27 @@ pub fn write_temp_in(
     written
 }
 
+/// The content of the file entry `t` written out of the store under `tmp` (verified as it
+/// is read), with `t`'s mode and mtime; with `make_parent`, `tmp`'s directory is made if
+/// it is missing (see [`write_temp`] and [`write_temp_in`]).
+///
+/// # Errors
+/// As [`write_temp`]; store errors.
+pub(crate) fn write_stored(
+    ws: &Workspace,
+    tmp: &Path,
+    t: &cachesync_objects::Entry,
+    make_parent: bool,
+) -> Result<()> {
+    let id = t.file.expect("file entries have content");
+    let fill = |f: &mut File| Ok(ws.store.read_file(id, f).map(drop)?);
+    if make_parent {
+        write_temp(tmp, fill, t.mode, Some(t.mtime_ns), false)
+    } else {
+        write_temp_in(tmp, fill, t.mode, Some(t.mtime_ns), false)
+    }
+}
+
 /// Renames `tmp` over `dest`; with `no_replace`, never over anything that is there
 /// (`AlreadyExists`). On failure `tmp` is removed.
 ///

@@ -162,18 +162,11 @@ impl<'a> Ahead<'a> {
     fn write_one(&self, i: usize) -> Written {
         let step = &self.plan.steps[i];
         let t = step.target.as_ref().expect("writes have a target");
-        let id = t.file.expect("file entries have content");
         let tmp = under(
             &self.ws.root,
             &crate::sync::temp_name(self.ws, self.op, i, &step.path),
         );
-        crate::localfs::write_temp_in(
-            &tmp,
-            |f| Ok(self.ws.store.read_file(id, f).map(drop)?),
-            t.mode,
-            Some(t.mtime_ns),
-            false,
-        )?;
+        crate::localfs::write_stored(self.ws, &tmp, t, false)?;
         Ok(tmp)
     }
 

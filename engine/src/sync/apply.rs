@@ -187,14 +187,7 @@ impl Applier<'_> {
             // Written ahead, or else here (a write ahead that failed is made again here:
             // it made no directory, this does).
             if !matches!(self.ready.take(), Some(Ok(_))) {
-                let id = t.file.expect("file entries have content");
-                crate::localfs::write_temp(
-                    &tmp,
-                    |f| Ok(self.ws.store.read_file(id, f).map(drop)?),
-                    t.mode,
-                    Some(t.mtime_ns),
-                    false,
-                )?;
+                crate::localfs::write_stored(self.ws, &tmp, t, true)?;
             }
         } else {
             let _ = fs::remove_file(&tmp);
