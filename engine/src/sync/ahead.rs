@@ -145,7 +145,18 @@ impl<'a> Ahead<'a> {
             state.next += 1;
             state.slots[k] = Slot::Writing;
             drop(state);
-            let written = self.write_one(i);
+            // A writer that panics must not leave the loop waiting for its file: the slot
+            // is given back to the loop (which writes it itself), then the panic goes on.
+            let written = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.write_one(i)
+            })) {
+                Ok(written) => written,
+                Err(panic) => {
+                    self.lock().slots[k] = Slot::Taken;
+                    self.changed.notify_all();
+                    std::panic::resume_unwind(panic);
+                }
+            };
             state = self.lock();
             if matches!(state.slots[k], Slot::Taken) {
                 // Given up by the loop meanwhile.
@@ -320,5 +331,39 @@ mod tests {
         });
         ahead.clean_up();
         assert_eq!(temporaries(&ws), 0, "written ahead and left");
+    }
+
+    #[test]
+    fn a_writer_that_panics_leaves_its_file_to_the_loop_instead_of_hanging_it() {
+        let (_tmp, ws, mut plan) = setup();
+        std::fs::create_dir(ws.root.join("d")).expect("mkdir");
+        // A bug in the writer's path: a file entry without content (it panics).
+        plan.steps[10].target.as_mut().expect("a target").file = None;
+        let ahead = Ahead::plan(&ws, &plan, 7).expect("worth writing ahead");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::thread::scope(|s| {
+                for _ in 0..ahead.writers() {
+                    s.spawn(|| ahead.write());
+                }
+                ahead.at(1);
+                // A writer took step 10 (file 9) and is done with it, one way or another.
+                let past =
+                    cachesync_testutils::poll_until(std::time::Duration::from_secs(30), || {
+                        let state = ahead.lock();
+                        state.next > 9 && !matches!(state.slots[9], Slot::Writing)
+                    });
+                assert!(past, "the writer never let step 10 go");
+                let took = ahead.take(10).map(|w| w.is_ok());
+                tx.send(took).expect("send");
+                ahead.stop();
+            });
+        }));
+        let took = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the loop got an answer for the step, not a hang");
+        assert_eq!(took, None, "the loop writes it itself");
+        assert!(outcome.is_err(), "the writer's panic goes on");
+        ahead.clean_up();
     }
 }
