@@ -157,6 +157,28 @@ fn get_error(d: &mut Decoder<'_>) -> io::Error {
     }
 }
 
+/// A small file's read as READ_SMALL replies it: `0` (larger than asked), or `1`, the
+/// bytes and the entry after the read.
+fn put_small(out: &mut Encoder, read: &SmallRead) {
+    match read {
+        Some((bytes, entry)) => {
+            out.u8(1);
+            out.bytes(bytes);
+            put_entry(out, entry);
+        }
+        None => out.u8(0),
+    }
+}
+
+/// What [`put_small`] sent, after its first byte `tag`.
+fn get_small(tag: u8, d: &mut Decoder<'_>) -> io::Result<SmallRead> {
+    if tag == 0 {
+        return Ok(None);
+    }
+    let bytes = d.bytes().map_err(decode_err)?.to_vec();
+    Ok(Some((bytes, get_entry(d)?)))
+}
+
 fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     let len = u32::try_from(payload.len()).map_err(|_| protocol("frame too large"))?;
     w.write_all(&len.to_le_bytes())?;
@@ -340,19 +362,16 @@ impl Server {
     fn serve_read_small(&self, d: &mut Decoder<'_>, out: &mut Encoder) -> io::Result<()> {
         let p = path_arg(d)?;
         let max = d.u64().map_err(decode_err)?.min(1 << 20);
-        let read = crate::remote::read_small_with(&self.remote, &p, max, || {
-            // As at a CLOSE (CACHESYNC_PAUSE=helper-close:PATH).
-            crate::failpoint::hit(&format!("helper-close:{}", crate::paths::display(&p)));
-        })?;
-        match read {
-            Some((bytes, entry)) => {
-                out.u8(1);
-                out.bytes(&bytes);
-                put_entry(out, &entry);
-            }
-            None => out.u8(0),
-        }
+        put_small(out, &self.read_small(&p, max)?);
         Ok(())
+    }
+
+    /// One small file read whole, closed, then stat'ed (see [`Remote::read_small`]).
+    fn read_small(&self, p: &[u8], max: u64) -> io::Result<SmallRead> {
+        crate::remote::read_small_with(&self.remote, p, max, || {
+            // As at a CLOSE (CACHESYNC_PAUSE=helper-close:PATH).
+            crate::failpoint::hit(&format!("helper-close:{}", crate::paths::display(p)));
+        })
     }
 
     /// READ_SMALL_MANY: [`Server::serve_read_small`] for each of several paths (at most
@@ -375,16 +394,8 @@ impl Server {
         let last = std::cell::Cell::new(std::time::Instant::now());
         out.u32(n);
         for p in &paths {
-            let read = crate::remote::read_small_with(&self.remote, p, max, || {
-                crate::failpoint::hit(&format!("helper-close:{}", crate::paths::display(p)));
-            });
-            match read {
-                Ok(Some((bytes, entry))) => {
-                    out.u8(1);
-                    out.bytes(&bytes);
-                    put_entry(out, &entry);
-                }
-                Ok(None) => out.u8(0),
+            match self.read_small(p, max) {
+                Ok(read) => put_small(out, &read),
                 Err(err) => {
                     out.u8(2);
                     put_error(out, &err);
@@ -877,13 +888,8 @@ impl Remote for ProcessRemote {
         e.u64(max.min(1 << 20));
         let body = self.call(e)?;
         let mut d = Decoder::new(&body, "read_small reply");
-        match d.u8().map_err(decode_err)? {
-            0 => Ok(None),
-            _ => {
-                let bytes = d.bytes().map_err(decode_err)?.to_vec();
-                Ok(Some((bytes, get_entry(&mut d)?)))
-            }
-        }
+        let tag = d.u8().map_err(decode_err)?;
+        get_small(tag, &mut d)
     }
 
     fn read_small_many(
@@ -909,12 +915,8 @@ impl Remote for ProcessRemote {
             }
             for _ in 0..n {
                 out.push(match d.u8().map_err(decode_err)? {
-                    0 => Ok(None),
-                    1 => {
-                        let bytes = d.bytes().map_err(decode_err)?.to_vec();
-                        Ok(Some((bytes, get_entry(&mut d)?)))
-                    }
-                    _ => Err(get_error(&mut d)),
+                    2 => Err(get_error(&mut d)),
+                    tag => Ok(get_small(tag, &mut d)?),
                 });
             }
         }

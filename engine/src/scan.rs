@@ -1022,7 +1022,7 @@ fn fetch_small(
 ) -> Fetched {
     crate::failpoint::hit("fetching");
     let paths: Vec<Vec<u8>> = files.iter().map(|(rel, _)| rel.clone()).collect();
-    let reads = match remote.read_small_many(&paths, SMALL_FILE) {
+    let reads = match remote.read_small_many(paths, SMALL_FILE) {
         Ok(reads) => reads,
         // The call failed as a whole (an outage trips the pool: the fetches below fail at
         // once): each file on its own says what that means for it.

@@ -280,16 +280,16 @@ impl TimedRemote {
     ///
     /// # Errors
     /// As [`CallPool::run`], for the call as a whole.
-    pub fn read_small_many(&self, paths: &[Vec<u8>], max: u64) -> Result<Vec<Result<SmallRead>>> {
-        let first = paths.first().cloned().unwrap_or_default();
-        let owned = paths.to_vec();
-        let r = Arc::clone(&self.inner);
-        let reads = self.pool.run_ticking("reading", &first, move |tick| {
-            r.read_small_many(&owned, max, tick)
+    pub fn read_small_many(&self, paths: Vec<Vec<u8>>, max: u64) -> Result<Vec<Result<SmallRead>>> {
+        let paths = Arc::new(paths);
+        let (r, call_paths) = (Arc::clone(&self.inner), Arc::clone(&paths));
+        let first = paths.first().map_or(&[][..], Vec::as_slice);
+        let reads = self.pool.run_ticking("reading", first, move |tick| {
+            r.read_small_many(&call_paths, max, tick)
         })?;
         Ok(reads
             .into_iter()
-            .zip(paths)
+            .zip(paths.iter())
             .map(|(read, path)| read.map_err(|e| self.entry_failure("reading", path, e)))
             .collect())
     }
