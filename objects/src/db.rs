@@ -9,8 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
-    ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options, WriteBatch,
-    WriteOptions, DB,
+    ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
 
 use crate::error::{ObjectError, Result};
@@ -379,17 +378,17 @@ impl<'a> Table<'a> {
         prefix: &[u8],
         mut f: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        let iter = self.db.db.iterator_cf(
-            self.db.cf(self.cf),
-            IteratorMode::From(prefix, Direction::Forward),
-        );
-        for item in iter {
-            let (k, v) = item.map_err(|e| db_error(&self.db.path, e))?;
-            if !k.starts_with(prefix) || !f(&k, &v) {
-                break;
+        // A raw iterator lends each key and value: the boxed iterator copies both into
+        // fresh allocations (two per item, a tenth of loading the index of 100,000 files).
+        let mut iter = self.db.db.raw_iterator_cf(self.db.cf(self.cf));
+        iter.seek(prefix);
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if !k.starts_with(prefix) || !f(k, v) {
+                return Ok(());
             }
+            iter.next();
         }
-        Ok(())
+        iter.status().map_err(|e| db_error(&self.db.path, e))
     }
 
     /// The greatest key that starts with `prefix`, if any (its value is not read).
