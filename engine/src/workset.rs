@@ -88,9 +88,15 @@ impl WorkingSet {
         if self.is_never_cached(path) {
             return i32::MIN;
         }
-        let p = crate::paths::under(std::path::Path::new(""), path);
+        if self.globs.is_empty() {
+            return DEFAULT_PRIORITY;
+        }
+        // Borrowed: the globs match paths relative to the root.
+        let p = std::path::Path::new(
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path),
+        );
         self.globs
-            .matches(&p)
+            .matches(p)
             .into_iter()
             .map(|i| self.priorities[i])
             .max()
@@ -118,5 +124,11 @@ mod tests {
         assert_eq!(w.priority(b"scratch/x"), i32::MIN);
         c.hoard = vec!["src/**".into()];
         assert!(WorkingSet::new(&c).is_err());
+        // Without hoard rules, pins and never-cache directories still count.
+        c.hoard.clear();
+        let w = WorkingSet::new(&c).expect("valid");
+        assert_eq!(w.priority(b"src/main.rs"), DEFAULT_PRIORITY);
+        assert_eq!(w.priority(b"notes/todo.txt"), i32::MAX);
+        assert_eq!(w.priority(b"scratch/x"), i32::MIN);
     }
 }
