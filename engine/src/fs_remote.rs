@@ -150,9 +150,26 @@ impl FsRemote {
 
 /// Reads kind, mode, owner, times and size from metadata.
 pub fn entry_from_metadata(name: &[u8], md: &fs::Metadata) -> RemoteEntry {
-    let ft = md.file_type();
+    let kind = kind_of(md.file_type());
+    RemoteEntry {
+        name: name.to_vec(),
+        kind,
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        size: if kind == EntryKind::Dir { 0 } else { md.size() },
+        ino: md.ino(),
+        rdev: md.rdev(),
+        target: Vec::new(),
+        target_errno: None,
+    }
+}
+
+/// The kind of entry a file type is.
+pub fn kind_of(ft: fs::FileType) -> EntryKind {
     use std::os::unix::fs::FileTypeExt;
-    let kind = if ft.is_symlink() {
+    if ft.is_symlink() {
         EntryKind::Symlink
     } else if ft.is_dir() {
         EntryKind::Dir
@@ -166,19 +183,6 @@ pub fn entry_from_metadata(name: &[u8], md: &fs::Metadata) -> RemoteEntry {
         EntryKind::CharDevice
     } else {
         EntryKind::File
-    };
-    RemoteEntry {
-        name: name.to_vec(),
-        kind,
-        mode: md.mode() & 0o7777,
-        uid: md.uid(),
-        gid: md.gid(),
-        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-        size: if kind == EntryKind::Dir { 0 } else { md.size() },
-        ino: md.ino(),
-        rdev: md.rdev(),
-        target: Vec::new(),
-        target_errno: None,
     }
 }
 

@@ -20,14 +20,13 @@
 //! the hand-over the view gave it ([`Workspace::handoff`], from the view's answer): a file
 //! left behind by a view that was killed says nothing of what changed since.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use cachesync_objects::{keys, EntryKind, TreeId};
 
 use crate::error::{Result, SyncError};
 use crate::ignore_rules::IgnoreRules;
-use crate::index::IndexEntry;
 use crate::paths::{is_within, split_parent, under};
 use crate::scan::{scan_local, Flat, LocalScan, LocalWalk};
 use crate::state_keys;
@@ -222,11 +221,7 @@ impl<'a> Cursor<'a> {
 ///
 /// # Errors
 /// As [`scan_local`]; store errors.
-pub fn scan(
-    ws: &Workspace,
-    rules: &IgnoreRules,
-    index: &HashMap<Vec<u8>, IndexEntry>,
-) -> Result<LocalScan> {
+pub fn scan(ws: &Workspace, rules: &IgnoreRules, index: &crate::index::Index) -> Result<LocalScan> {
     let meta = ws.meta_dir();
     // Only the hand-over a live view gave this very process: a file left by a view that
     // is gone (or by a command that never consumed it) says nothing of what changed since.
@@ -329,7 +324,7 @@ fn rescan(
             continue;
         }
         let abs = under(walk.root, p);
-        if crate::scan::too_deep(p, &abs, &mut out) {
+        if crate::scan::too_deep(p, walk.root, &mut out) {
             drop_subtree(&mut tree, &mut ignored, p);
             continue;
         }
@@ -345,7 +340,7 @@ fn rescan(
         if whole || !md.is_dir() {
             drop_subtree(&mut tree, &mut ignored, p);
         }
-        match walk.entry(p, &abs, &md, &mut out)? {
+        match walk.entry(p, &md, &mut out)? {
             Some(entry) => {
                 let is_dir = entry.kind == EntryKind::Dir;
                 tree.insert(p.to_vec(), entry);

@@ -75,16 +75,24 @@ impl IndexEntry {
     }
 }
 
+/// The index in memory: the stat cache of every file, by path. Hashed with foldhash (seeded
+/// per process, as std's SipHash is, so names chosen to collide cannot be prepared in
+/// advance): a walk looks up every path in it, and SipHash was a twentieth of a status.
+pub type Index = HashMap<Vec<u8>, IndexEntry, foldhash::fast::RandomState>;
+
 /// Loads the whole index (one ordered scan).
 ///
 /// # Errors
 /// Store errors.
-pub fn load(store: &Store) -> Result<HashMap<Vec<u8>, IndexEntry>> {
+pub fn load(store: &Store) -> Result<Index> {
     let table = store.table(keys::CF_INDEX);
     // Sized from the start: growing a map of 100,000 entries rehashes it a dozen times.
     // (An estimate a little off is harmless; one far off, from an absurd property, is
     // capped.)
-    let mut out = HashMap::with_capacity(table.estimated_len().min(1 << 24));
+    let mut out = Index::with_capacity_and_hasher(
+        table.estimated_len().min(1 << 24),
+        foldhash::fast::RandomState::default(),
+    );
     table.for_each_prefix(b"", |k, v| {
         if let Some(e) = IndexEntry::decode(v) {
             out.insert(k.to_vec(), e);

@@ -82,7 +82,7 @@ pub fn scan_workspace(ws: &Workspace, base: &crate::scan::Flat) -> Result<crate:
 pub(crate) struct Walked {
     local: crate::scan::LocalScan,
     rules: crate::ignore_rules::IgnoreRules,
-    idx: std::collections::HashMap<Vec<u8>, crate::index::IndexEntry>,
+    idx: crate::index::Index,
 }
 
 /// The first half of [`scan_workspace`], which needs no base (so the base can be read

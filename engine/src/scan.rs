@@ -6,17 +6,17 @@
 //! inode number changed: sshfs renumbers them at every mount), and stores what it reads, so a
 //! pull afterwards needs no second transfer.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
 use cachesync_objects::{Entry, EntryKind, FileId, Store};
 
 use crate::error::{Result, SyncError};
-use crate::fs_remote::entry_from_metadata;
+
 use crate::ignore_rules::IgnoreRules;
 use crate::index::IndexEntry;
 use crate::paths::{display, join, under};
@@ -87,6 +87,27 @@ impl LocalScan {
         self.temporaries.sort_unstable();
         self.linked.sort_unstable();
     }
+}
+
+/// A workspace entry as its stat `md` shows it: [`tree_entry`] of
+/// [`crate::fs_remote::entry_from_metadata`] without its copies, and with no remote inode
+/// (content and target filled in separately).
+fn local_entry(name: &[u8], md: &fs::Metadata) -> Entry {
+    let kind = crate::fs_remote::kind_of(md.file_type());
+    let mut e = Entry::new(name, kind);
+    e.mode = if kind == EntryKind::Symlink {
+        0o777
+    } else {
+        md.mode() & 0o7777
+    };
+    e.uid = md.uid();
+    e.gid = md.gid();
+    e.mtime_ns = md.mtime() * 1_000_000_000 + md.mtime_nsec();
+    e.size = if kind == EntryKind::Dir { 0 } else { md.size() };
+    if matches!(kind, EntryKind::BlockDevice | EntryKind::CharDevice) {
+        e.rdev = md.rdev();
+    }
+    e
 }
 
 /// Turns a remote entry into a tree entry (content filled in separately for files).
@@ -164,7 +185,7 @@ pub fn scan_local(
     root: &Path,
     rules: &IgnoreRules,
     store: &Store,
-    index: &HashMap<Vec<u8>, IndexEntry>,
+    index: &crate::index::Index,
 ) -> Result<LocalScan> {
     let mut out = LocalScan::default();
     // Gathered, then made into the map at once: a map built from sorted entries has full
@@ -202,7 +223,7 @@ pub struct LocalWalk<'a> {
     /// Where content goes.
     pub store: &'a Store,
     /// The stat cache.
-    pub index: &'a HashMap<Vec<u8>, IndexEntry>,
+    pub index: &'a crate::index::Index,
 }
 
 impl LocalWalk<'_> {
@@ -291,15 +312,14 @@ impl LocalWalk<'_> {
             let item = item.map_err(|e| SyncError::io(&abs, e))?;
             let name = item.file_name();
             let rel = join(&dir, name.as_bytes());
-            let path = item.path();
             // Relative to the open directory (fstatat, not following symlinks): no path
             // walk per entry.
             let md = match item.metadata() {
                 Ok(md) => md,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(SyncError::io(&path, e)),
+                Err(e) => return Err(SyncError::io(item.path(), e)),
             };
-            if let Some(entry) = self.entry(&rel, &path, &md, out)? {
+            if let Some(entry) = self.entry(&rel, &md, out)? {
                 if entry.kind == EntryKind::Dir {
                     subdirs.push(rel.clone());
                 }
@@ -309,21 +329,20 @@ impl LocalWalk<'_> {
         Ok(())
     }
 
-    /// The entry for the workspace path `rel` (at `path`, stat `md`), as a walk records it;
-    /// `None` when it is left out (ignored, cachesync's own, a temporary, too deep, or a file
-    /// that could not be read and has no known content), noted in `out`.
+    /// The entry for the workspace path `rel` (stat `md`), as a walk records it; `None` when
+    /// it is left out (ignored, cachesync's own, a temporary, too deep, or a file that could
+    /// not be read and has no known content), noted in `out`.
     ///
     /// # Errors
     /// I/O errors reading a symlink; store errors.
     pub fn entry(
         &self,
         rel: &[u8],
-        path: &Path,
         md: &fs::Metadata,
         out: &mut LocalScan,
     ) -> Result<Option<Entry>> {
         let name = crate::paths::split_parent(rel).1;
-        if too_deep(rel, path, out) {
+        if too_deep(rel, self.root, out) {
             return Ok(None);
         }
         let is_dir = md.is_dir();
@@ -335,11 +354,12 @@ impl LocalWalk<'_> {
             }
             return Ok(None);
         }
-        let remote_like = entry_from_metadata(name, md);
-        let mut entry = tree_entry(&remote_like);
-        entry.remote_ino = 0;
+        let mut entry = local_entry(name, md);
+        // The absolute path, made only when it is needed (most files are looked at by stat
+        // alone).
+        let path = || under(self.root, rel);
         if entry.kind == EntryKind::File
-            && !file_content(self.store, self.index, rel, path, md, &mut entry, out)
+            && !file_content(self.store, self.index, rel, &path, md, &mut entry, out)
         {
             return Ok(None);
         }
@@ -347,8 +367,9 @@ impl LocalWalk<'_> {
             out.linked.push(rel.to_vec());
         }
         if entry.kind == EntryKind::Symlink {
-            entry.target = fs::read_link(path)
-                .map_err(|e| SyncError::io(path, e))?
+            let path = path();
+            entry.target = fs::read_link(&path)
+                .map_err(|e| SyncError::io(&path, e))?
                 .into_os_string()
                 .as_bytes()
                 .to_vec();
@@ -409,11 +430,14 @@ impl WalkQueue {
     }
 }
 
-/// True when the workspace path `rel` (at `path`) is deeper than the system lets a path go
-/// (a mount of the workspace can make one): left as it is on both sides, every run, with a
-/// warning.
-pub fn too_deep(rel: &[u8], path: &Path, out: &mut LocalScan) -> bool {
-    if path.as_os_str().len() < PATH_MAX {
+/// True when the workspace path `rel` (under `root`) is deeper than the system lets a path
+/// go (a mount of the workspace can make one): left as it is on both sides, every run, with
+/// a warning.
+pub fn too_deep(rel: &[u8], root: &Path, out: &mut LocalScan) -> bool {
+    // The length of `under(root, rel)`, without making it.
+    let root = root.as_os_str().as_bytes();
+    let sep = usize::from(!rel.is_empty() && root.last() != Some(&b'/'));
+    if root.len() + sep + rel.len() < PATH_MAX {
         return false;
     }
     out.warnings.push(format!(
@@ -431,9 +455,9 @@ pub fn too_deep(rel: &[u8], path: &Path, out: &mut LocalScan) -> bool {
 /// one; `false` when it has none (nothing to list).
 fn file_content(
     store: &Store,
-    index: &HashMap<Vec<u8>, IndexEntry>,
+    index: &crate::index::Index,
     rel: &[u8],
-    path: &Path,
+    path: &dyn Fn() -> PathBuf,
     md: &fs::Metadata,
     entry: &mut Entry,
     out: &mut LocalScan,
@@ -443,7 +467,7 @@ fn file_content(
     out.indexed += usize::from(known.is_some());
     match known {
         Some(known) if known.still_valid(&fresh) => entry.file = Some(known.file),
-        _ => match ingest_local(store, path) {
+        _ => match ingest_local(store, &path()) {
             Ok((ie, md2)) => {
                 entry.file = Some(ie.file);
                 entry.size = md2.size();
@@ -1288,4 +1312,31 @@ pub fn fetch_observed(
         }
     }
     Err(SyncError::Unstable { path: display(rel) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The length `too_deep` judges is that of the path it would make: one byte under the
+    /// limit passes, at the limit it is left out, whether the root ends in `/` or not.
+    #[test]
+    fn too_deep_counts_the_path_it_would_make() {
+        for root in ["/", "/work/ws", "/work/ws/"] {
+            let root = Path::new(root);
+            let made = |rel: &[u8]| under(root, rel).as_os_str().len();
+            let long = vec![b'a'; PATH_MAX];
+            let rel_fits = (1..PATH_MAX)
+                .map(|n| &long[..n])
+                .find(|rel| made(rel) == PATH_MAX - 1)
+                .expect("a length that fits");
+            let mut out = LocalScan::default();
+            assert!(!too_deep(rel_fits, root, &mut out), "{}", root.display());
+            assert!(out.warnings.is_empty());
+            let at_limit = [rel_fits, b"b"].concat();
+            assert_eq!(made(&at_limit), PATH_MAX);
+            assert!(too_deep(&at_limit, root, &mut out), "{}", root.display());
+            assert_eq!(out.unstable, vec![at_limit]);
+        }
+    }
 }

@@ -2,13 +2,12 @@
 //! it finds every entry once, hashes only what the index cannot vouch for, and says so in
 //! path order.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use cachesync_engine::ignore_rules::IgnoreRules;
-use cachesync_engine::index::IndexEntry;
 use cachesync_engine::scan::{scan_local, LocalScan};
 use cachesync_objects::{EntryKind, Store};
 
@@ -53,7 +52,7 @@ fn uneven_tree(root: &Path) {
     fs::write(root.join("top.txt"), "top\n").expect("write");
 }
 
-fn index_of(scan: &LocalScan) -> HashMap<Vec<u8>, IndexEntry> {
+fn index_of(scan: &LocalScan) -> cachesync_engine::index::Index {
     scan.index_updates.iter().cloned().collect()
 }
 
@@ -65,7 +64,13 @@ fn a_walk_finds_every_entry_once_and_hashes_only_what_changed() {
     let store = Store::create(&root.join(".cachesync/store")).expect("store");
     let rules = IgnoreRules::load(root).expect("rules");
 
-    let first = scan_local(root, &rules, &store, &HashMap::new()).expect("scan");
+    let first = scan_local(
+        root,
+        &rules,
+        &store,
+        &cachesync_engine::index::Index::default(),
+    )
+    .expect("scan");
     let mut expected = BTreeSet::new();
     every_path(root, b"", &mut expected);
     let found: BTreeSet<Vec<u8>> = first.tree.keys().cloned().collect();
