@@ -164,15 +164,19 @@ pub(super) fn conflict_record_for(
     }
 }
 
-/// `base` without `paths` (remote-only paths where something new was written here).
-pub(crate) fn without(base: &Flat, paths: &HashSet<Vec<u8>>) -> Flat {
+/// `base` without `paths` (remote-only paths where something new was written here):
+/// `base` itself, not a copy, when there are none (nearly always; a copy of the base of
+/// 100,000 files was a twentieth of a status and 30 MB of every sync).
+pub(crate) fn without<'a>(base: &'a Flat, paths: &HashSet<Vec<u8>>) -> std::borrow::Cow<'a, Flat> {
     if paths.is_empty() {
-        return base.clone();
+        return std::borrow::Cow::Borrowed(base);
     }
-    base.iter()
-        .filter(|(p, _)| !paths.contains(*p))
-        .map(|(p, e)| (p.clone(), e.clone()))
-        .collect()
+    std::borrow::Cow::Owned(
+        base.iter()
+            .filter(|(p, _)| !paths.contains(*p))
+            .map(|(p, e)| (p.clone(), e.clone()))
+            .collect(),
+    )
 }
 
 /// The deletion guard: refuses a plan that deletes more than `percent` of the base's files
