@@ -85,20 +85,20 @@ pub type Index = HashMap<Vec<u8>, IndexEntry, foldhash::fast::RandomState>;
 /// # Errors
 /// Store errors.
 pub fn load(store: &Store) -> Result<Index> {
-    let table = store.table(keys::CF_INDEX);
-    // Sized from the start: growing a map of 100,000 entries rehashes it a dozen times.
-    // (An estimate a little off is harmless; one far off, from an absurd property, is
-    // capped.)
-    let mut out = Index::with_capacity_and_hasher(
-        table.estimated_len().min(1 << 24),
-        foldhash::fast::RandomState::default(),
-    );
-    table.for_each_prefix(b"", |k, v| {
+    // Gathered first, then made into a map of the right size: RocksDB cannot say how many
+    // keys there are (its estimate is 0 when table statistics are not loaded at open, as
+    // here), and a map grown one insert at a time rehashes 17 times on the way to 100,000
+    // entries (a seventh of loading the index). A vector grows by copies of its slots only.
+    let mut entries = Vec::new();
+    store.table(keys::CF_INDEX).for_each_prefix(b"", |k, v| {
         if let Some(e) = IndexEntry::decode(v) {
-            out.insert(k.to_vec(), e);
+            entries.push((k.to_vec(), e));
         }
         true
     })?;
+    let mut out =
+        Index::with_capacity_and_hasher(entries.len(), foldhash::fast::RandomState::default());
+    out.extend(entries);
     Ok(out)
 }
 

@@ -272,17 +272,6 @@ pub struct Table<'a> {
 }
 
 impl<'a> Table<'a> {
-    /// RocksDB's estimate of how many keys the table holds (to size a map read from it;
-    /// 0 when it has none).
-    pub fn estimated_len(&self) -> usize {
-        self.db
-            .db
-            .property_int_value_cf(self.db.cf(self.cf), "rocksdb.estimate-num-keys")
-            .ok()
-            .flatten()
-            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
-    }
-
     /// The value at `key`.
     ///
     /// # Errors
