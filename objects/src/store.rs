@@ -698,23 +698,39 @@ impl Store {
     /// # Errors
     /// Tree read errors.
     pub fn read_flat(&self, root: TreeId) -> Result<BTreeMap<Vec<u8>, Entry>> {
-        // Gathered, then made into the map at once: a map built from sorted entries has full
-        // nodes (one built by inserts in walk order is about half empty).
+        // Gathered in path order, then made into the map at once: a map built from sorted
+        // entries has full nodes (one built by inserts in walk order is about half empty),
+        // and no sort of the whole is needed (a fifth of reading the base of 100,000 files).
+        Ok(self.read_sorted(root)?.into_iter().collect())
+    }
+
+    /// Every entry under `root` with its path, in path order, read in that order: a
+    /// directory's subtree is visited where `name/` sorts among its siblings, not right after
+    /// `name` (`a.txt` comes before `a/x`: `.` < `/`).
+    fn read_sorted(&self, root: TreeId) -> Result<Vec<(Vec<u8>, Entry)>> {
         let mut out = Vec::new();
-        let mut stack = vec![(Vec::new(), root)];
-        while let Some((prefix, id)) = stack.pop() {
+        let mut stack = vec![Pending::Subtree(Vec::new(), root)];
+        let mut here = Vec::new();
+        while let Some(item) = stack.pop() {
+            let (prefix, id) = match item {
+                Pending::Entry(path, entry) => {
+                    out.push((path, entry));
+                    continue;
+                }
+                Pending::Subtree(prefix, id) => (prefix, id),
+            };
             for mut entry in self.tree(id)?.entries {
                 let path = join(&prefix, &entry.name);
                 if let Some(t) = entry.tree.take() {
-                    stack.push((path.clone(), t));
+                    here.push(Pending::Subtree(path.clone(), t));
                 }
-                out.push((path, entry));
+                here.push(Pending::Entry(path, entry));
             }
+            // Last first: the stack gives back the smallest next.
+            here.sort_unstable_by(|a, b| b.key().cmp(a.key()));
+            stack.append(&mut here);
         }
-        // Sorted first, in place and unstably (paths are unique): the map's own stable sort
-        // allocates a copy and costs more.
-        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Ok(out.into_iter().collect())
+        Ok(out)
     }
 
     /// The flat map of the snapshot a ref names (empty if the ref is unset).
@@ -828,6 +844,26 @@ pub fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
     match path.iter().rposition(|&b| b == b'/') {
         Some(i) => (&path[..i], &path[i + 1..]),
         None => (&[], path),
+    }
+}
+
+/// What [`Store::read_flat`] has still to do, in the order of the paths it stands for.
+enum Pending {
+    /// An entry to give out at its path.
+    Entry(Vec<u8>, Entry),
+    /// A directory's subtree to read, at the path with a `/` after it.
+    Subtree(Vec<u8>, TreeId),
+}
+
+impl Pending {
+    /// Where it sorts: its path, and for a subtree a `/` after it (every path in it begins
+    /// so, and no name holds a `/`).
+    fn key(&self) -> impl Iterator<Item = &u8> + '_ {
+        let (path, slash) = match self {
+            Pending::Entry(path, _) => (path, None),
+            Pending::Subtree(path, _) => (path, Some(&b'/')),
+        };
+        path.iter().chain(slash)
     }
 }
 
@@ -1053,6 +1089,40 @@ mod tests {
             matches!(err, ObjectError::CorruptChunk(c) if c == cid),
             "{err}"
         );
+    }
+
+    /// Names that sort around `/` (`.`, `-`, `!` and control bytes below it, `0` above),
+    /// nested: read back in path order, with nothing left out.
+    #[test]
+    fn a_tree_is_read_in_path_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::create(&dir.path().join("s")).expect("create");
+        let mut flat = BTreeMap::new();
+        for d in ["a", "a/b", "a-b", "a/b/c", "a\x01", "a0"] {
+            flat.insert(d.as_bytes().to_vec(), Entry::new(b"d", EntryKind::Dir));
+        }
+        for f in [
+            "a.txt", "a/x", "a/b.c", "a/b/c/d", "a/b!", "a-b/z", "a!", "a0/y", "a\x01/q", "b",
+        ] {
+            let name = crate::store::split_parent(f.as_bytes()).1.to_vec();
+            flat.insert(
+                f.as_bytes().to_vec(),
+                file_entry(&store, &name, f.as_bytes()),
+            );
+        }
+        // Names as tree entries have them.
+        let flat: BTreeMap<Vec<u8>, Entry> = flat
+            .into_iter()
+            .map(|(p, mut e)| {
+                e.name = crate::store::split_parent(&p).1.to_vec();
+                (p, e)
+            })
+            .collect();
+        let root = store.write_flat(&flat).expect("write");
+        let sorted = store.read_sorted(root).expect("read");
+        let paths: Vec<&Vec<u8>> = sorted.iter().map(|(p, _)| p).collect();
+        let want: Vec<&Vec<u8>> = flat.keys().collect();
+        assert_eq!(paths, want);
     }
 
     #[test]
