@@ -348,7 +348,7 @@ fn record_offline_changes(ws: &Workspace, changes: &[PathChange]) -> Result<()> 
 pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Outcome> {
     let Sides {
         base,
-        local,
+        mut local,
         remote_changes,
         remote_error,
         plan,
@@ -387,7 +387,7 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
         culling: ws.config.culling,
     };
     let readiness = readiness(ws, &base, &local, budget.is_some())?;
-    Ok(Outcome {
+    let outcome = Outcome {
         cache,
         readiness,
         workspace: ws.root.display().to_string(),
@@ -421,11 +421,13 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
             rechecked: local.monitored.unwrap_or(0),
         },
         warnings: {
-            let mut w = local.warnings;
+            let mut w = std::mem::take(&mut local.warnings);
             w.extend(interrupted_patches(ws)?);
             w
         },
-    })
+    };
+    crate::drop_aside((base, local, plan));
+    Ok(outcome)
 }
 
 /// A warning for each big file a run left half patched on the share (see
@@ -627,14 +629,17 @@ fn readiness(
 ) -> Result<Readiness> {
     let wset = ws.working_set();
     let mut readiness = Readiness::default();
-    for (p, e) in base {
+    // Side by side in path order: a lookup in the workspace's tree per base file was a
+    // twentieth of a status of 100,000 files.
+    for (p, e, here) in crate::reconcile::zip2(base, &local.tree) {
+        let Some(e) = e else { continue };
         if e.kind != EntryKind::File || wset.priority(p) <= 0 {
             continue;
         }
         if local.remote_only.contains(p) {
             readiness.working_set_files += 1;
             readiness.missing_bytes += e.size;
-        } else if local.tree.contains_key(p) {
+        } else if here.is_some() {
             readiness.working_set_files += 1;
             readiness.present += 1;
         }
