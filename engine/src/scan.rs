@@ -1318,6 +1318,31 @@ pub fn fetch_observed(
 mod tests {
     use super::*;
 
+    /// A workspace entry made straight from the stat is the one the remote's shape gave,
+    /// less the inode, for a file, a directory, a symlink and a fifo.
+    #[test]
+    fn a_local_entry_is_the_remote_shaped_one_without_its_inode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        fs::write(root.join("f"), "x").expect("write");
+        fs::create_dir(root.join("d")).expect("mkdir");
+        std::os::unix::fs::symlink("f", root.join("l")).expect("symlink");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("p"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o640),
+            0,
+        )
+        .expect("mkfifo");
+        for name in ["f", "d", "l", "p"] {
+            let md = fs::symlink_metadata(root.join(name)).expect("stat");
+            let mut want = tree_entry(&crate::fs_remote::entry_from_metadata(name.as_bytes(), &md));
+            want.remote_ino = 0;
+            assert_eq!(local_entry(name.as_bytes(), &md), want, "{name}");
+        }
+    }
+
     /// The length `too_deep` judges is that of the path it would make: one byte under the
     /// limit passes, at the limit it is left out, whether the root ends in `/` or not.
     #[test]
