@@ -753,10 +753,15 @@ pub fn fetch_changed(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<RemoteScan> {
     let Walk {
-        entries,
+        mut entries,
         listings,
         vanished,
     } = walk;
+    // In path order, in place and unstably (paths are unique): the tree made from them at
+    // the end then needs no sort of its own (the map's stable sort of 100,000 entries in
+    // walk order was a quarter of a no-change sync's look at the listing), and the lookups
+    // in `previous` go through it in order.
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut out = RemoteScan {
         listings,
         ..RemoteScan::default()
