@@ -96,9 +96,13 @@ fn mounted(at: &Path) -> bool {
 }
 
 fn xattr(path: &Path, name: &str) -> String {
+    try_xattr(path, name).expect("getxattr")
+}
+
+fn try_xattr(path: &Path, name: &str) -> rustix::io::Result<String> {
     let mut buf = vec![0u8; 64];
-    let n = rustix::fs::getxattr(path, name, &mut buf).expect("getxattr");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    let n = rustix::fs::getxattr(path, name, &mut buf)?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 fn errno(e: &std::io::Error) -> i32 {
@@ -487,8 +491,11 @@ fn changes_behind_the_views_back_show_through_it_at_once() {
     // A command makes a file remote-only: it is still listed, not removed.
     env.ok(&["sync"]);
     env.ok(&["drop", "new.txt"]);
+    // Until the view has read the store as `drop` left it, the file is gone from the
+    // workspace and not yet flagged in what the view holds: a lookup then finds nothing
+    // (seen once in a loaded `make test`), so a failed lookup is "not yet".
     shows("the dropped file, listed", &|| {
-        xattr(&m.p("new.txt"), "user.cachesync.state") == "remote-only"
+        try_xattr(&m.p("new.txt"), "user.cachesync.state").is_ok_and(|s| s == "remote-only")
     });
     m.stop();
 }
