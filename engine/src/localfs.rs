@@ -194,9 +194,8 @@ pub fn write_temp_in(
     fsync: bool,
 ) -> Result<()> {
     let io = |e: std::io::Error| SyncError::io(tmp, e);
-    let _ = fs::remove_file(tmp);
     let written = (|| -> Result<()> {
-        let mut f = File::create(tmp).map_err(io)?;
+        let mut f = create_new(tmp).map_err(io)?;
         fill(&mut f)?;
         f.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(io)?;
@@ -213,6 +212,28 @@ pub fn write_temp_in(
         let _ = fs::remove_file(tmp);
     }
     written
+}
+
+/// A new, empty file at `path`. Whatever a killed run left there (a file, a symlink) is
+/// removed first, and only then: asking the file system to remove a name that is not
+/// there costs a directory lookup as dear as the create (a tenth of a first copy's
+/// writes went to it).
+fn create_new(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+    };
+    match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            fs::remove_file(path)?;
+            open()
+        }
+        r => r,
+    }
 }
 
 /// The content of the file entry `t` written out of the store under `tmp` (verified as it
@@ -251,4 +272,44 @@ pub fn rename_into_place(tmp: &Path, dest: &Path, no_replace: bool) -> Result<()
         let _ = fs::remove_file(tmp);
         SyncError::io(dest, e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(body: &'static [u8]) -> impl FnOnce(&mut File) -> Result<()> {
+        move |f| {
+            use std::io::Write;
+            f.write_all(body)
+                .map_err(|e| SyncError::io(Path::new("x"), e))
+        }
+    }
+
+    #[test]
+    fn a_temporary_replaces_what_a_killed_run_left_and_never_writes_through_a_symlink() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tmp = dir.path().join("tmp");
+        // Nothing there: made.
+        write_temp_in(&tmp, fill(b"one"), 0o640, None, false).expect("write");
+        assert_eq!(fs::read(&tmp).expect("read"), b"one");
+        assert_eq!(
+            fs::metadata(&tmp).expect("stat").permissions().mode() & 0o777,
+            0o640
+        );
+        // A longer file left there (and read-only): replaced, not written into.
+        fs::write(&tmp, b"a longer leftover").expect("write");
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o400)).expect("chmod");
+        write_temp_in(&tmp, fill(b"two"), 0o644, None, false).expect("write");
+        assert_eq!(fs::read(&tmp).expect("read"), b"two");
+        // A symlink left there: the symlink goes, what it points at is untouched.
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"keep").expect("write");
+        fs::remove_file(&tmp).expect("rm");
+        std::os::unix::fs::symlink(&outside, &tmp).expect("symlink");
+        write_temp_in(&tmp, fill(b"three"), 0o644, None, false).expect("write");
+        assert_eq!(fs::read(&outside).expect("read"), b"keep");
+        assert!(fs::symlink_metadata(&tmp).expect("lstat").is_file());
+        assert_eq!(fs::read(&tmp).expect("read"), b"three");
+    }
 }
