@@ -6,7 +6,9 @@ mod output;
 
 fn main() {
     tune_malloc();
-    std::process::exit(app::run());
+    let code = app::run();
+    output::give_back_view();
+    std::process::exit(code);
 }
 
 /// Sets glibc's trim threshold, which also turns off its sliding mmap threshold: otherwise,

@@ -140,8 +140,9 @@ pub fn open_workspace(json: bool) -> Result<cachesync_engine::Workspace, Failure
     let Some(released) = cachesync_view::control::ask_release(&meta) else {
         return cachesync_engine::Workspace::open(&root).or_fail(json);
     };
-    // Held until the process ends: closing it tells the view this command is done.
-    let _ = VIEW_RELEASE.set(released.conn);
+    // Held until the process ends (see `give_back_view`).
+    let handoff = released.handoff;
+    let _ = VIEW_RELEASE.set(released);
     let start = std::time::Instant::now();
     loop {
         match cachesync_engine::Workspace::open(&root) {
@@ -149,7 +150,7 @@ pub fn open_workspace(json: bool) -> Result<cachesync_engine::Workspace, Failure
                 std::thread::park_timeout(std::time::Duration::from_millis(20));
             }
             Ok(mut ws) => {
-                ws.handoff = released.handoff;
+                ws.handoff = handoff;
                 return Ok(ws);
             }
             other => return other.or_fail(json),
@@ -158,8 +159,17 @@ pub fn open_workspace(json: bool) -> Result<cachesync_engine::Workspace, Failure
 }
 
 /// The connection that keeps a running view from taking the workspace back.
-static VIEW_RELEASE: std::sync::OnceLock<std::os::unix::net::UnixStream> =
+static VIEW_RELEASE: std::sync::OnceLock<cachesync_view::control::Released> =
     std::sync::OnceLock::new();
+
+/// Tells a view that let go of the workspace for this command that the command is done
+/// (call once the workspace is closed), and waits until it knows: what the view shows
+/// after this command returns follows what it did.
+pub fn give_back_view() {
+    if let Some(released) = VIEW_RELEASE.get() {
+        released.done();
+    }
+}
 
 /// How long a command waits for the workspace once a view let go of it (another command may
 /// hold it meanwhile).

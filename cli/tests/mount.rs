@@ -491,12 +491,14 @@ fn changes_behind_the_views_back_show_through_it_at_once() {
     // A command makes a file remote-only: it is still listed, not removed.
     env.ok(&["sync"]);
     env.ok(&["drop", "new.txt"]);
-    // Until the view has read the store as `drop` left it, the file is gone from the
-    // workspace and not yet flagged in what the view holds: a lookup then finds nothing
-    // (seen once in a loaded `make test`), so a failed lookup is "not yet".
-    shows("the dropped file, listed", &|| {
-        try_xattr(&m.p("new.txt"), "user.cachesync.state").is_ok_and(|s| s == "remote-only")
-    });
+    // From the moment `drop` returns, not a moment later: the command waits until the view
+    // knows it is done, and the view's next answer follows the store as `drop` left it (a
+    // lookup right after it once found nothing, in a loaded `make test`).
+    assert_eq!(
+        try_xattr(&m.p("new.txt"), "user.cachesync.state").as_deref(),
+        Ok("remote-only"),
+        "the dropped file, right after drop"
+    );
     m.stop();
 }
 
