@@ -44,6 +44,45 @@ fn a_same_size_same_mtime_edit_on_the_server_right_after_a_scan_is_pulled() {
 }
 
 #[test]
+fn a_first_copy_trusts_files_older_than_the_servers_clock_and_reads_fresh_ones_again() {
+    let env = Env::with_remote(&[("fresh.txt", "fresh\n"), ("recent.txt", "recent\n")]);
+    // Three seconds old: within the workspace clock's window (five seconds), but a grain
+    // (two) older than the server's clock read at the start of the copy.
+    let recent = SystemTime::now() - Duration::from_secs(3);
+    fs::File::options()
+        .write(true)
+        .open(env.r("recent.txt"))
+        .expect("open")
+        .set_modified(recent)
+        .expect("set mtime");
+    // And the fresh one is never a grain older than the server's clock, however slow this
+    // machine is between here and the copy: it is a minute ahead.
+    fs::File::options()
+        .write(true)
+        .open(env.r("fresh.txt"))
+        .expect("open")
+        .set_modified(SystemTime::now() + Duration::from_secs(60))
+        .expect("set mtime");
+    env.clone_ws();
+    // The clock was read through a directory made and removed on the server.
+    let left: Vec<_> = fs::read_dir(&env.remote)
+        .expect("list")
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".cachesync-tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // The next run reads the fresh file again (an edit within its mtime's tick could hide
+    // behind its stat), not the other.
+    let r = env.json(0, &["sync", "--json"]);
+    assert_eq!(r["bytes_read"], 6, "{r}");
+    // And the fresh file is still judged as before: a same-size, same-mtime edit is seen.
+    edit_keeping_the_stat(&env.r("fresh.txt"), "FRESH\n");
+    let r = env.json(0, &["sync", "--json"]);
+    assert_eq!(read(env.w("fresh.txt")), "FRESH\n", "{r}");
+}
+
+#[test]
 fn a_push_does_not_overwrite_a_racy_file_the_server_changed_under_the_same_stat() {
     let env = Env::with_remote(&[("a.txt", "aaaa\n")]);
     env.clone_ws();

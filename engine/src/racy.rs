@@ -28,6 +28,37 @@ const RACY: crate::path_set::PathSet = crate::path_set::PathSet(crate::state_key
 /// up one of them; the rest allows for a server clock a little behind).
 pub const WINDOW_NS: i64 = 5_000_000_000;
 
+/// How far before a reading of the remote's clock a file's mtime must be for any later edit
+/// to give it another: the coarsest mtime the file systems cachesync meets keep (whole
+/// seconds on sshfs and SMB, two on FAT).
+pub const GRAIN_NS: i64 = 2_000_000_000;
+
+/// The remote's clock now, as its server sets it: the mtime of a directory made for the
+/// purpose (`.cachesync-tmp.<workspace>.clock`, removed at once). `None` where none can be
+/// made (a read-only share) or on any failure: the entries are then judged by the
+/// workspace's clock alone. Read before a run reads files, it lets a file whose mtime is
+/// a [`GRAIN_NS`] older be trusted whatever the two clocks say (as git trusts an entry
+/// older than its index file); a first copy of files written seconds before is then not
+/// read again by the next run.
+pub fn remote_clock(remote: &crate::timed::TimedRemote, workspace_id: &str) -> Option<i64> {
+    let name = format!("{}{workspace_id}.clock", crate::ignore_rules::TMP_PREFIX);
+    let name = name.as_bytes();
+    // One left by a run killed here goes first: its mtime is older than now.
+    if remote.mkdir(name, 0o700).is_err()
+        && (remote.remove_dir(name).is_err() || remote.mkdir(name, 0o700).is_err())
+    {
+        return None;
+    }
+    let clock = remote
+        .stat(name)
+        .ok()
+        .flatten()
+        .filter(|e| e.kind == EntryKind::Dir)
+        .map(|e| e.mtime_ns);
+    let _ = remote.remove_dir(name);
+    clock
+}
+
 /// The racy paths recorded with the last remote snapshot.
 ///
 /// # Errors
@@ -43,11 +74,13 @@ fn is_racy(e: &Entry, scan_started_ns: i64) -> bool {
 
 /// The racy paths after a scan: its files with a recent mtime, and the racy paths it did
 /// not read again (remote-only files, subtrees left out of the run), which stay racy until a
-/// scan does.
+/// scan does. With `remote_clock` (see [`remote_clock`]), read before the scan read any
+/// file, a file it read is not racy if its mtime is [`GRAIN_NS`] older than that.
 pub fn after_scan(
     scan: &RemoteScan,
     previous: &HashSet<Vec<u8>>,
     scan_started_ns: i64,
+    remote_clock: Option<i64>,
 ) -> HashSet<Vec<u8>> {
     let unread = |p: &[u8]| {
         scan.tree.get(p).is_some_and(|e| {
@@ -58,9 +91,15 @@ pub fn after_scan(
     // after the read agree as of then; only a later edit within its mtime's tick could keep
     // that stat): after a long first copy, the files read more than the window after their
     // last change are not racy. The others, from the scan's start.
+    // And a file read after the remote's clock was read, with an mtime a grain older than
+    // it: any edit after the read is later by the server's own clock, so it moves the mtime.
+    let older = |e: &Entry| remote_clock.is_some_and(|r| e.mtime_ns <= r - GRAIN_NS);
     scan.tree
         .iter()
-        .filter(|(p, e)| is_racy(e, scan.read_ns.get(*p).copied().unwrap_or(scan_started_ns)))
+        .filter(|(p, e)| match scan.read_ns.get(*p) {
+            Some(read) => is_racy(e, *read) && !older(e),
+            None => is_racy(e, scan_started_ns),
+        })
         .map(|(p, _)| p.clone())
         .chain(previous.iter().filter(|p| unread(p)).cloned())
         .collect()
@@ -140,13 +179,53 @@ mod tests {
         scan.read_ns
             .insert(b"read-late".to_vec(), changed + 30 * SECOND);
         scan.read_ns.insert(b"read-early".to_vec(), started);
-        let racy = after_scan(&scan, &HashSet::new(), started);
+        let racy = after_scan(&scan, &HashSet::new(), started, None);
         let mut racy: Vec<&[u8]> = racy.iter().map(Vec::as_slice).collect();
         racy.sort_unstable();
         assert_eq!(racy, [&b"listed-only"[..], b"read-early"]);
         // Read within the window of its change: racy, whenever the scan started.
         scan.read_ns
             .insert(b"read-late".to_vec(), changed + WINDOW_NS);
-        assert!(after_scan(&scan, &HashSet::new(), started).contains(b"read-late".as_slice()));
+        assert!(after_scan(&scan, &HashSet::new(), started, None).contains(b"read-late".as_slice()));
+    }
+
+    #[test]
+    fn a_file_read_after_the_remote_clock_and_a_grain_older_than_it_is_trusted() {
+        let clock = 1_000 * SECOND;
+        let mut scan = RemoteScan::default();
+        let older = clock - GRAIN_NS;
+        for (p, mtime) in [
+            ("older", older),
+            ("within-a-grain", older + 1),
+            ("listed-only", older),
+        ] {
+            scan.tree.insert(p.as_bytes().to_vec(), file(mtime));
+        }
+        // Read at once (all within the window of the workspace's clock).
+        for p in ["older", "within-a-grain"] {
+            scan.read_ns.insert(p.as_bytes().to_vec(), clock);
+        }
+        let racy = |remote_clock| {
+            let mut r: Vec<Vec<u8>> = after_scan(&scan, &HashSet::new(), clock, remote_clock)
+                .into_iter()
+                .collect();
+            r.sort_unstable();
+            r
+        };
+        let all: Vec<Vec<u8>> = ["listed-only", "older", "within-a-grain"]
+            .iter()
+            .map(|p| p.as_bytes().to_vec())
+            .collect();
+        assert_eq!(
+            racy(None),
+            all,
+            "no remote clock: the workspace's clock alone"
+        );
+        // A file not read by this scan is judged as before: its stat was seen before the
+        // remote clock was read.
+        assert_eq!(
+            racy(Some(clock)),
+            [b"listed-only".to_vec(), b"within-a-grain".to_vec()]
+        );
     }
 }

@@ -142,6 +142,9 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
     let check = || crate::identity::check(&remote, &ws.config.remote, &ws.identity);
     // A patch in place left half done is finished first (or left to the reconcile when the
     // file changed meanwhile), so that the scan never takes a half-patched file for an edit.
+    // Whether this run may write on the remote: a pull too makes (and removes) a temporary
+    // directory there to read the server's clock; a dry run leaves it untouched.
+    let writes = !opts.dry_run;
     let leftovers = !opts.dry_run
         && (!journal::unfinished(&ws.store)?.is_empty()
             || !crate::sync::patch::pending(&ws.store)?.is_empty());
@@ -164,9 +167,9 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
                 )),
             }
         }
-        crate::sync::trees::scan_all(ws, &remote, progress, || Ok(()))?
+        crate::sync::trees::scan_all(ws, &remote, progress, writes, || Ok(()))?
     } else {
-        crate::sync::trees::scan_all(ws, &remote, progress, check)?
+        crate::sync::trees::scan_all(ws, &remote, progress, writes, check)?
     };
     report.bytes_down = trees.remote.bytes;
     report.warnings.extend(trees.local.warnings.iter().cloned());

@@ -64,8 +64,9 @@ pub(super) fn journal_plan(
     // Our own leftovers on the remote from earlier runs.
     let mine = format!("{TMP_PREFIX}{}.", ws.workspace_id);
     for t in &trees.remote.temporaries {
-        if split_parent(t).1.starts_with(mine.as_bytes()) {
-            let _ = remote.remove_file(t);
+        if split_parent(t).1.starts_with(mine.as_bytes()) && remote.remove_file(t).is_err() {
+            // A directory (see `racy::remote_clock`).
+            let _ = remote.remove_dir(t);
         }
     }
 

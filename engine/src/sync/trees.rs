@@ -55,11 +55,14 @@ pub(crate) struct Deferred {
     pub required: usize,
 }
 
-/// Scans both sides. The remote scan stores the content of changed remote files.
+/// Scans both sides. The remote scan stores the content of changed remote files. A run that
+/// will write (`writes`, not a dry run nor a status) may read the remote's clock first when
+/// recent files are listed (see [`crate::racy::remote_clock`]).
 pub(crate) fn scan_all(
     ws: &Workspace,
     remote: &TimedRemote,
     progress: &dyn Progress,
+    writes: bool,
     alongside: impl FnOnce() -> Result<()> + Send,
 ) -> Result<Trees> {
     let started_ns = crate::now_ns();
@@ -115,6 +118,17 @@ pub(crate) fn scan_all(
         }
         progress.set(done);
     };
+    let recent = started_ns.saturating_sub(crate::racy::WINDOW_NS);
+    let remote_clock = if writes
+        && walked
+            .entries
+            .iter()
+            .any(|(_, r)| r.kind == EntryKind::File && r.mtime_ns >= recent)
+    {
+        crate::racy::remote_clock(remote, &ws.workspace_id)
+    } else {
+        None
+    };
     let remote_scan = crate::scan::fetch_changed(
         remote,
         walked,
@@ -139,7 +153,7 @@ pub(crate) fn scan_all(
         &remote_scan,
         previous_remote,
         &previous_racy,
-        started_ns,
+        (started_ns, remote_clock),
     )?;
     Ok(Trees {
         base,
@@ -189,9 +203,9 @@ fn save_remote_scan(
     scan: &crate::scan::RemoteScan,
     previous: &Flat,
     previous_racy: &HashSet<Vec<u8>>,
-    started_ns: i64,
+    (started_ns, remote_clock): (i64, Option<i64>),
 ) -> Result<HashSet<Vec<u8>>> {
-    let racy = crate::racy::after_scan(scan, previous_racy, started_ns);
+    let racy = crate::racy::after_scan(scan, previous_racy, started_ns, remote_clock);
     let mut batch = Batch::new();
     crate::racy::put(&mut batch, previous_racy, &racy);
     LastSeen::put(&mut batch, started_ns, rules, &scan.unreadable);
