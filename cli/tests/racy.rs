@@ -10,31 +10,33 @@ use std::time::{Duration, SystemTime};
 use cachesync_testutils::wait_until;
 use common::{read, Env};
 
+/// Gives `path` the mtime `t`.
+fn set_mtime(path: &std::path::Path, t: SystemTime) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open")
+        .set_modified(t)
+        .expect("set mtime");
+}
+
 /// Rewrites `path` with `body` (the same size as before) and gives it back its mtime.
 fn edit_keeping_the_stat(path: &std::path::Path, body: &str) {
     let before = fs::metadata(path).expect("stat");
     assert_eq!(before.len(), body.len() as u64, "same size");
     let mtime: SystemTime = before.modified().expect("mtime");
     fs::write(path, body).expect("write");
-    fs::File::options()
-        .write(true)
-        .open(path)
-        .expect("open")
-        .set_modified(mtime)
-        .expect("set mtime");
+    set_mtime(path, mtime);
 }
 
 #[test]
 fn a_same_size_same_mtime_edit_on_the_server_right_after_a_scan_is_pulled() {
     let env = Env::with_remote(&[("a.txt", "aaaa\n"), ("old.txt", "old\n")]);
     // old.txt is old: its stat vouches for it; a.txt was just written.
-    let old = SystemTime::now() - Duration::from_secs(3600);
-    fs::File::options()
-        .write(true)
-        .open(env.r("old.txt"))
-        .expect("open")
-        .set_modified(old)
-        .expect("set mtime");
+    set_mtime(
+        &env.r("old.txt"),
+        SystemTime::now() - Duration::from_secs(3600),
+    );
     env.clone_ws();
     edit_keeping_the_stat(&env.r("a.txt"), "bbbb\n");
     let r = env.json(0, &["pull", "--json"]);
@@ -48,21 +50,16 @@ fn a_first_copy_trusts_files_older_than_the_servers_clock_and_reads_fresh_ones_a
     let env = Env::with_remote(&[("fresh.txt", "fresh\n"), ("recent.txt", "recent\n")]);
     // Three seconds old: within the workspace clock's window (five seconds), but a grain
     // (two) older than the server's clock read at the start of the copy.
-    let recent = SystemTime::now() - Duration::from_secs(3);
-    fs::File::options()
-        .write(true)
-        .open(env.r("recent.txt"))
-        .expect("open")
-        .set_modified(recent)
-        .expect("set mtime");
+    set_mtime(
+        &env.r("recent.txt"),
+        SystemTime::now() - Duration::from_secs(3),
+    );
     // And the fresh one is never a grain older than the server's clock, however slow this
     // machine is between here and the copy: it is a minute ahead.
-    fs::File::options()
-        .write(true)
-        .open(env.r("fresh.txt"))
-        .expect("open")
-        .set_modified(SystemTime::now() + Duration::from_secs(60))
-        .expect("set mtime");
+    set_mtime(
+        &env.r("fresh.txt"),
+        SystemTime::now() + Duration::from_secs(60),
+    );
     env.clone_ws();
     // The clock was read through a directory made and removed on the server.
     let left: Vec<_> = fs::read_dir(&env.remote)

@@ -118,14 +118,8 @@ pub(crate) fn scan_all(
         }
         progress.set(done);
     };
-    let recent = started_ns.saturating_sub(crate::racy::WINDOW_NS);
-    let remote_clock = if writes
-        && walked
-            .entries
-            .iter()
-            .any(|(_, r)| r.kind == EntryKind::File && r.mtime_ns >= recent)
-    {
-        crate::racy::remote_clock(remote, &ws.workspace_id)
+    let remote_clock = if writes {
+        clock_if_recent(ws, remote, &walked.entries, started_ns)
     } else {
         None
     };
@@ -164,6 +158,22 @@ pub(crate) fn scan_all(
         started_ns,
         deferred,
     })
+}
+
+/// The server's clock (see [`crate::racy::remote_clock`]) when the walk listed files changed
+/// within the racy window before `started_ns`: only their judging needs it.
+fn clock_if_recent(
+    ws: &Workspace,
+    remote: &TimedRemote,
+    listed: &crate::scan::Listing,
+    started_ns: i64,
+) -> Option<i64> {
+    let recent = started_ns.saturating_sub(crate::racy::WINDOW_NS);
+    listed
+        .iter()
+        .any(|(_, r)| r.kind == EntryKind::File && r.mtime_ns >= recent)
+        .then(|| crate::racy::remote_clock(remote, &ws.workspace_id))
+        .flatten()
 }
 
 /// The base, without what the ignore rules leave out now (as [`Workspace::synced_base`]), and
