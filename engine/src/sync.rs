@@ -140,11 +140,11 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
     // interrupted operation is recovered (which may remove its temporaries on the remote)
     // after the check and before the scans; otherwise the check runs beside the scans.
     let check = || crate::identity::check(&remote, &ws.config.remote, &ws.identity);
-    // A patch in place left half done is finished first (or left to the reconcile when the
-    // file changed meanwhile), so that the scan never takes a half-patched file for an edit.
     // Whether this run may write on the remote: a pull too makes (and removes) a temporary
     // directory there to read the server's clock; a dry run leaves it untouched.
     let writes = !opts.dry_run;
+    // A patch in place left half done is finished first (or left to the reconcile when the
+    // file changed meanwhile), so that the scan never takes a half-patched file for an edit.
     let leftovers = !opts.dry_run
         && (!journal::unfinished(&ws.store)?.is_empty()
             || !crate::sync::patch::pending(&ws.store)?.is_empty());
