@@ -56,12 +56,16 @@ pub fn budget(ws: &Workspace) -> Option<u64> {
 
 /// The cache's use: `.cachesync/` plus the regular files in the workspace.
 pub fn cache_use(ws: &Workspace, local: &crate::scan::Flat, remote_only: &HashSet<Vec<u8>>) -> u64 {
-    let files: u64 = local
+    ws.cache_bytes() + files_bytes(local, remote_only)
+}
+
+/// Bytes of the regular files in the workspace `local` (remote-only ones are not there).
+pub fn files_bytes(local: &crate::scan::Flat, remote_only: &HashSet<Vec<u8>>) -> u64 {
+    local
         .iter()
         .filter(|(p, e)| e.kind == EntryKind::File && !remote_only.contains(*p))
         .map(|(_, e)| e.size)
-        .sum();
-    ws.cache_bytes() + files
+        .sum()
 }
 
 /// Content ids only remote-only paths name: their content may leave the store.

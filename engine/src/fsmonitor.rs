@@ -235,6 +235,7 @@ pub fn scan(ws: &Workspace, rules: &IgnoreRules, index: &crate::index::Index) ->
         rules,
         store: &ws.store,
         index,
+        contents: true,
     };
     let state = ws.store.table(keys::CF_STATE);
     let prior = match state.get(state_keys::FSMONITOR)? {

@@ -62,6 +62,64 @@ pub struct LocalScan {
     /// Files found that the index has an entry for (when that is all of the index, none of
     /// its entries is gone).
     pub indexed: usize,
+    /// The stat of every entry kept, in brief (what `status` remembers its answer by).
+    pub prints: StatPrints,
+}
+
+/// What a walk saw of each entry it kept, in brief: a print of its path and stat fields. Two
+/// walks with the same prints saw the same entries with the same stats (content included,
+/// unless a write left every stat field as it was: see [`StatPrints::newest_ns`]).
+#[derive(Default)]
+pub struct StatPrints {
+    /// One print per entry (128 bits of blake3 over its path and stat fields), in no order.
+    pub prints: Vec<u128>,
+    /// The latest mtime or ctime among the entries, ns: an entry changed within the
+    /// timestamp granularity of the walk could change again with every stat field as it was.
+    pub newest_ns: i64,
+}
+
+impl StatPrints {
+    /// Adds the entry `rel` with stat `md`.
+    fn add(&mut self, rel: &[u8], md: &fs::Metadata) {
+        let mtime = md.mtime() * 1_000_000_000 + md.mtime_nsec();
+        let ctime = md.ctime() * 1_000_000_000 + md.ctime_nsec();
+        let mut h = blake3::Hasher::new();
+        h.update(&(rel.len() as u64).to_le_bytes()).update(rel);
+        for field in [
+            u64::from(md.mode()),
+            u64::from(md.uid()),
+            u64::from(md.gid()),
+            md.size(),
+            mtime as u64,
+            ctime as u64,
+            md.ino(),
+            md.nlink(),
+            md.rdev(),
+        ] {
+            h.update(&field.to_le_bytes());
+        }
+        let mut print = [0; 16];
+        print.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        self.prints.push(u128::from_le_bytes(print));
+        self.newest_ns = self.newest_ns.max(mtime).max(ctime);
+    }
+
+    fn absorb(&mut self, other: StatPrints) {
+        self.prints.extend(other.prints);
+        self.newest_ns = self.newest_ns.max(other.newest_ns);
+    }
+
+    /// One digest of all the prints: the same entries with the same stats give the same
+    /// digest, whichever order the walk's threads found them in.
+    pub fn digest(&mut self) -> [u8; 32] {
+        self.prints.sort_unstable();
+        let mut h = blake3::Hasher::new();
+        h.update(&(self.prints.len() as u64).to_le_bytes());
+        for p in &self.prints {
+            h.update(&p.to_le_bytes());
+        }
+        *h.finalize().as_bytes()
+    }
 }
 
 impl LocalScan {
@@ -75,6 +133,7 @@ impl LocalScan {
         self.indexed += other.indexed;
         self.temporaries.extend(other.temporaries);
         self.linked.extend(other.linked);
+        self.prints.absorb(other.prints);
     }
 
     /// Puts what a walk found in path order (its threads found it in any order): a run
@@ -197,6 +256,7 @@ pub fn scan_local(
         rules,
         store,
         index,
+        contents: true,
     };
     local.walk(Vec::new(), &mut found, &mut out)?;
     // Sorted first, in place and unstably (paths are unique): the map's own stable sort of
@@ -214,6 +274,25 @@ pub fn scan_local(
     Ok(out)
 }
 
+/// Walks the workspace at `root` for the stats of its entries only ([`LocalScan::prints`];
+/// no entries made, no file read, no index needed), and what the walk notes on its way
+/// (ignored paths, temporaries, paths too deep).
+///
+/// # Errors
+/// I/O errors on directories.
+pub fn scan_stats(root: &Path, rules: &IgnoreRules, store: &Store) -> Result<LocalScan> {
+    let mut out = LocalScan::default();
+    let walk = LocalWalk {
+        root,
+        rules,
+        store,
+        index: &crate::index::Index::default(),
+        contents: false,
+    };
+    walk.walk(Vec::new(), &mut Vec::new(), &mut out)?;
+    Ok(out)
+}
+
 /// What a walk of the workspace (or of part of it) reads with.
 pub struct LocalWalk<'a> {
     /// The workspace root.
@@ -224,6 +303,9 @@ pub struct LocalWalk<'a> {
     pub store: &'a Store,
     /// The stat cache.
     pub index: &'a crate::index::Index,
+    /// Whether entries are made (with their content, from the index or hashed now), or
+    /// only their stats printed ([`LocalScan::prints`]).
+    pub contents: bool,
 }
 
 impl LocalWalk<'_> {
@@ -319,7 +401,17 @@ impl LocalWalk<'_> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(SyncError::io(item.path(), e)),
             };
+            if !self.contents {
+                if self.keep(&rel, &md, out) {
+                    out.prints.add(&rel, &md);
+                    if md.is_dir() {
+                        subdirs.push(rel);
+                    }
+                }
+                continue;
+            }
             if let Some(entry) = self.entry(&rel, &md, out)? {
+                out.prints.add(&rel, &md);
                 if entry.kind == EntryKind::Dir {
                     subdirs.push(rel.clone());
                 }
@@ -327,6 +419,24 @@ impl LocalWalk<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether the workspace path `rel` (stat `md`) is walked: not when it is ignored,
+    /// cachesync's own, a temporary or too deep (noted in `out`).
+    fn keep(&self, rel: &[u8], md: &fs::Metadata, out: &mut LocalScan) -> bool {
+        if too_deep(rel, self.root, out) {
+            return false;
+        }
+        if IgnoreRules::is_internal(rel) || self.rules.is_ignored(rel, md.is_dir()) {
+            let name = crate::paths::split_parent(rel).1;
+            if name.starts_with(crate::ignore_rules::TMP_PREFIX.as_bytes()) {
+                out.temporaries.push(rel.to_vec());
+            } else if !IgnoreRules::is_internal(rel) {
+                out.ignored.push(rel.to_vec());
+            }
+            return false;
+        }
+        true
     }
 
     /// The entry for the workspace path `rel` (stat `md`), as a walk records it; `None` when
@@ -341,19 +451,10 @@ impl LocalWalk<'_> {
         md: &fs::Metadata,
         out: &mut LocalScan,
     ) -> Result<Option<Entry>> {
+        if !self.keep(rel, md, out) {
+            return Ok(None);
+        }
         let name = crate::paths::split_parent(rel).1;
-        if too_deep(rel, self.root, out) {
-            return Ok(None);
-        }
-        let is_dir = md.is_dir();
-        if IgnoreRules::is_internal(rel) || self.rules.is_ignored(rel, is_dir) {
-            if name.starts_with(crate::ignore_rules::TMP_PREFIX.as_bytes()) {
-                out.temporaries.push(rel.to_vec());
-            } else if !IgnoreRules::is_internal(rel) {
-                out.ignored.push(rel.to_vec());
-            }
-            return Ok(None);
-        }
         let mut entry = local_entry(name, md);
         // The absolute path, made only when it is needed (most files are looked at by stat
         // alone).
@@ -1322,6 +1423,7 @@ pub fn fetch_observed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     /// A workspace entry made straight from the stat is the one the remote's shape gave,
     /// less the inode, for a file, a directory, a symlink and a fifo.
@@ -1350,6 +1452,28 @@ mod tests {
 
     /// The length `too_deep` judges is that of the path it would make: one byte under the
     /// limit passes, at the limit it is left out, whether the root ends in `/` or not.
+    #[test]
+    fn stat_prints_tell_entries_and_stats_apart_in_any_order() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        fs::write(&a, "a").expect("write");
+        fs::write(&b, "b").expect("write");
+        let stat = |p: &Path| fs::symlink_metadata(p).expect("stat");
+        let digest = |entries: &[(&[u8], &Path)]| {
+            let mut prints = StatPrints::default();
+            for (rel, p) in entries {
+                prints.add(rel, &stat(p));
+            }
+            prints.digest()
+        };
+        let both = digest(&[(b"a", &a), (b"b", &b)]);
+        assert_eq!(both, digest(&[(b"b", &b), (b"a", &a)]), "order");
+        assert_ne!(both, digest(&[(b"a", &a)]), "an entry fewer");
+        assert_ne!(both, digest(&[(b"a", &a), (b"c", &b)]), "another name");
+        fs::set_permissions(&b, fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_ne!(both, digest(&[(b"a", &a), (b"b", &b)]), "another mode");
+    }
+
     #[test]
     fn too_deep_counts_the_path_it_would_make() {
         for root in ["/", "/work/ws", "/work/ws/"] {

@@ -40,6 +40,10 @@ pub const CACHE_LEVEL: &[u8] = b"cache-level";
 /// paths.
 pub const FSMONITOR: &[u8] = b"fsmonitor";
 
+/// The last `status`'s answer, kept while nothing it depends on changes (see
+/// `status/memo.rs`): a `Memo` as JSON (`{"format", "seq", "context", "walk", ...}`).
+pub const STATUS_MEMO: &[u8] = b"status-memo";
+
 /// Prefix of the remote-only paths: `remote-only/` + relative path → empty, or `by-hand`
 /// when the file was dropped by hand.
 pub const REMOTE_ONLY_PREFIX: &[u8] = b"remote-only/";
@@ -70,6 +74,7 @@ mod tests {
             OFFLINE_SEEN,
             CACHE_LEVEL,
             FSMONITOR,
+            STATUS_MEMO,
         ] {
             for prefix in [REMOTE_ONLY_PREFIX, RACY_PREFIX, PENDING_PATCH_PREFIX] {
                 assert!(!key.starts_with(prefix));

@@ -1,7 +1,7 @@
 //! status and check: what changed on each side, what is in conflict, without changing either.
 
 use cachesync_objects::{Batch, Entry, EntryKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::conflict::{self, ConflictRecord};
 use crate::error::{Result, SyncError};
@@ -13,6 +13,8 @@ use crate::progress::Progress;
 use crate::reconcile::same;
 use crate::state_keys;
 use crate::workspace::Workspace;
+
+mod memo;
 
 /// How one path changed on one side, against the base.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -103,6 +105,9 @@ pub struct LocalScanFacts {
     pub monitored: bool,
     /// The paths looked at again then (0 when the whole tree was walked).
     pub rechecked: usize,
+    /// Nothing changed since the last status (the store, the settings, and every entry's
+    /// stat as then): its answer was given again, after a walk that only stats.
+    pub reused: bool,
 }
 
 /// The cache's use, its budget and the culling thresholds (bytes).
@@ -121,7 +126,7 @@ pub struct CacheState {
 }
 
 /// How much of the working set (pinned files and hoard priorities above 0) is here.
-#[derive(Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Readiness {
     /// Files in the working set.
     pub working_set_files: usize,
@@ -136,7 +141,7 @@ pub struct Readiness {
 }
 
 /// Steps a sync would run.
-#[derive(Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Pending {
     /// Steps to the workspace.
     pub pull: usize,
@@ -182,12 +187,12 @@ fn path_change(path: &[u8], change: (&'static str, &'static str)) -> PathChange 
 }
 
 /// A local change the server may refuse.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PermissionWarning {
     /// The path, displayable.
     pub path: String,
     /// The path's bytes in hex, when it is not UTF-8.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_hex: Option<String>,
     /// Why.
     pub reason: String,
@@ -346,6 +351,39 @@ fn record_offline_changes(ws: &Workspace, changes: &[PathChange]) -> Result<()> 
 /// # Errors
 /// Local I/O and store errors; a remote that does not answer is reported, not an error.
 pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Outcome> {
+    let begun_ns = crate::now_ns();
+    // The last status's answer stands while nothing it depends on changed (`memo.rs`).
+    let may_reuse = !opts.refresh && !opts.with_ignored && ws.handoff.is_none();
+    if may_reuse {
+        if let Some(outcome) = memo::answer(ws)? {
+            return Ok(outcome);
+        }
+    }
+    let last_look = if opts.refresh {
+        None
+    } else {
+        last_seen_sides(ws)?
+    };
+    let from_last_look = last_look.is_some();
+    let sides = match last_look {
+        Some(sides) => sides,
+        None => scan_sides(ws, progress)?,
+    };
+    let (outcome, mut local, rest) = answer(ws, opts, sides)?;
+    if may_reuse && from_last_look {
+        memo::save(ws, &outcome, &mut local, begun_ns)?;
+    }
+    crate::drop_aside((local, rest));
+    Ok(outcome)
+}
+
+/// The answer from `sides`; also the workspace as walked, and the trees that are no longer
+/// needed (freed by the caller, aside).
+fn answer(
+    ws: &Workspace,
+    opts: &Options,
+    sides: Sides,
+) -> Result<(Outcome, crate::scan::LocalScan, DoneWith)> {
     let Sides {
         base,
         mut local,
@@ -355,14 +393,7 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
         unreadable,
         refreshed,
         remote_seen_ns,
-    } = if opts.refresh {
-        scan_sides(ws, progress)?
-    } else {
-        match last_seen_sides(ws)? {
-            Some(sides) => sides,
-            None => scan_sides(ws, progress)?,
-        }
-    };
+    } = sides;
     refresh_index(ws, &local)?;
     let local_changes = reconcile_side(&base, &local.tree);
     let (pending, conflicts) = pending_and_conflicts(ws, plan.as_ref())?;
@@ -392,11 +423,7 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
         readiness,
         workspace: ws.root.display().to_string(),
         remote: ws.config.remote.display().to_string(),
-        mode: if disconnected {
-            Mode::Disconnected.as_str()
-        } else {
-            Mode::Connected.as_str()
-        },
+        mode: mode_word(disconnected),
         since_ns: mode.since_ns,
         reason: mode.reason.filter(|_| mode.mode == Mode::Disconnected),
         manual: mode.manual,
@@ -419,6 +446,7 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
         local_scan: LocalScanFacts {
             monitored: local.monitored.is_some(),
             rechecked: local.monitored.unwrap_or(0),
+            reused: false,
         },
         warnings: {
             let mut w = std::mem::take(&mut local.warnings);
@@ -426,8 +454,33 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
             w
         },
     };
-    crate::drop_aside((base, local, plan));
-    Ok(outcome)
+    Ok((outcome, local, (base, plan)))
+}
+
+/// What [`answer`] is done with.
+type DoneWith = (crate::scan::Flat, Option<crate::plan::Plan>);
+
+/// The word for the mode status reports.
+fn mode_word(disconnected: bool) -> &'static str {
+    if disconnected {
+        Mode::Disconnected.as_str()
+    } else {
+        Mode::Connected.as_str()
+    }
+}
+
+/// Why the share is not reached, when the workspace is disconnected (`mode`).
+fn offline_reason(mode: &crate::mode::ModeState) -> Option<String> {
+    match (mode.is_disconnected(), mode.manual) {
+        (false, _) => None,
+        (true, true) => Some(SyncError::Offline.to_string()),
+        (true, false) => Some(format!(
+            "disconnected: {}",
+            mode.reason
+                .as_deref()
+                .unwrap_or("the remote did not answer")
+        )),
+    }
 }
 
 /// A warning for each big file a run left half patched on the share (see
@@ -456,17 +509,7 @@ fn last_seen_sides(ws: &Workspace) -> Result<Option<Sides>> {
     let Some((t, seen)) = crate::sync::trees::last_seen(ws)? else {
         return Ok(None);
     };
-    let mode = ws.mode()?;
-    let remote_error = match (mode.is_disconnected(), mode.manual) {
-        (false, _) => None,
-        (true, true) => Some(SyncError::Offline.to_string()),
-        (true, false) => Some(format!(
-            "disconnected: {}",
-            mode.reason
-                .as_deref()
-                .unwrap_or("the remote did not answer")
-        )),
-    };
+    let remote_error = offline_reason(&ws.mode()?);
     let plan = crate::sync::prepare::prepare(ws, &t, &[], Direction::Both)?.plan;
     Ok(Some(Sides {
         remote_changes: if t.remote_is_base {

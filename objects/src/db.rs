@@ -158,6 +158,12 @@ impl Db {
         })
     }
 
+    /// The sequence number of the last write: every write moves it on (by the number of
+    /// records it writes), so an unchanged number means an unchanged database.
+    pub fn sequence(&self) -> u64 {
+        self.db.latest_sequence_number()
+    }
+
     /// The database directory.
     pub fn path(&self) -> &Path {
         &self.path

@@ -1,0 +1,221 @@
+//! `status` gives the last status's answer again while nothing it depends on changed (the
+//! store, the settings, every entry's stat), and never once something did: each kind of
+//! change a person can make is seen by the very next status.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, SystemTime};
+
+use cachesync_testutils::wait_until;
+use common::{chmod, Env};
+use serde_json::Value;
+
+/// The newest ctime or mtime under `dir` (not `.cachesync/`), ns.
+fn newest_change(dir: &std::path::Path) -> i64 {
+    let mut newest = 0;
+    for e in fs::read_dir(dir).expect("list").flatten() {
+        if e.file_name() == ".cachesync" {
+            continue;
+        }
+        let md = e.path().symlink_metadata().expect("stat");
+        newest = newest
+            .max(md.ctime() * 1_000_000_000 + md.ctime_nsec())
+            .max(md.mtime() * 1_000_000_000 + md.mtime_nsec());
+        if md.is_dir() {
+            newest = newest.max(newest_change(&e.path()));
+        }
+    }
+    newest
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos() as i64
+}
+
+/// The answer without what follows the disk's use from one run to the next, or says how
+/// the workspace was looked at.
+fn answer(mut v: Value) -> Value {
+    let o = v.as_object_mut().expect("an object");
+    o.remove("cache_bytes");
+    o.remove("cache");
+    o.remove("local_scan");
+    v
+}
+
+fn reused(v: &Value) -> bool {
+    v["local_scan"]["reused"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no local_scan.reused in {v}"))
+}
+
+/// Waits until every entry's last change is more than a second old (a change within the
+/// timestamp's grain could hide behind an unchanged stat, and then nothing is kept), then
+/// runs status twice: the second gives the first's answer again. Returns it.
+fn settled(env: &Env) -> Value {
+    wait_until(
+        "every entry is more than a second old",
+        Duration::from_secs(10),
+        || now_ns() - newest_change(&env.ws) > 1_200_000_000,
+    );
+    let first = env.json(0, &["status", "--json"]);
+    let again = env.json(0, &["status", "--json"]);
+    assert!(reused(&again), "not reused: {again}");
+    assert_eq!(answer(first), answer(again.clone()));
+    again
+}
+
+/// The next status after `change`: not the kept answer, and `check` holds of it.
+fn after(env: &Env, what: &str, change: impl FnOnce(), check: impl FnOnce(&Value) -> bool) {
+    settled(env);
+    change();
+    let v = env.json(0, &["status", "--json"]);
+    assert!(!reused(&v), "{what}: the kept answer was given: {v}");
+    assert!(check(&v), "{what}: {v}");
+}
+
+fn local_change(v: &Value, path: &str, change: &str) -> bool {
+    v["local_changes"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .any(|c| c["path"] == path && c["change"] == change)
+}
+
+#[test]
+fn status_gives_its_last_answer_again_only_while_nothing_changed() {
+    let env = Env::with_remote(&[("a.txt", "aaaa\n"), ("d/b.txt", "bbbb\n")]);
+    std::os::unix::fs::symlink("a.txt", env.r("link")).expect("symlink");
+    env.clone_ws();
+    let v = settled(&env);
+    assert_eq!(v["local_changes"], serde_json::json!([]), "{v}");
+
+    // An edit of the same size that puts the mtime back: the ctime still moves.
+    after(
+        &env,
+        "same-size edit, mtime put back",
+        || {
+            let mtime = fs::metadata(env.w("a.txt")).expect("stat").modified();
+            fs::write(env.w("a.txt"), "AAAA\n").expect("write");
+            fs::File::options()
+                .write(true)
+                .open(env.w("a.txt"))
+                .expect("open")
+                .set_modified(mtime.expect("mtime"))
+                .expect("set mtime");
+        },
+        |v| local_change(v, "a.txt", "modified"),
+    );
+    after(
+        &env,
+        "chmod",
+        || chmod(env.w("d/b.txt"), 0o600),
+        |v| local_change(v, "d/b.txt", "mode"),
+    );
+    after(
+        &env,
+        "new file",
+        || fs::write(env.w("d/new.txt"), "new\n").expect("write"),
+        |v| local_change(v, "d/new.txt", "added"),
+    );
+    after(
+        &env,
+        "new empty directory",
+        || fs::create_dir(env.w("e")).expect("mkdir"),
+        |v| local_change(v, "e", "added"),
+    );
+    after(
+        &env,
+        "symlink pointed elsewhere (same length)",
+        || {
+            fs::remove_file(env.w("link")).expect("rm");
+            std::os::unix::fs::symlink("b.txt", env.w("link")).expect("symlink");
+        },
+        |v| local_change(v, "link", "modified"),
+    );
+    after(
+        &env,
+        "a path ignored by a new rule",
+        || fs::write(env.w(".cachesyncignore"), "d/new.txt\n").expect("write"),
+        |v| !local_change(v, "d/new.txt", "added") && local_change(v, ".cachesyncignore", "added"),
+    );
+    after(
+        &env,
+        "file deleted",
+        || fs::remove_file(env.w("d/b.txt")).expect("rm"),
+        |v| local_change(v, "d/b.txt", "deleted"),
+    );
+    // Changes of the store and of the settings, with the workspace as it was.
+    after(
+        &env,
+        "disconnected by hand",
+        || {
+            env.ok(&["disconnect"]);
+        },
+        |v| v["mode"] == "disconnected",
+    );
+    after(
+        &env,
+        "a pin",
+        || {
+            env.ok(&["pin", "a.txt"]);
+        },
+        |v| v["readiness"]["working_set_files"].as_u64() > Some(0),
+    );
+    after(
+        &env,
+        "reconnected and synced",
+        || {
+            env.ok(&["connect"]);
+            env.ok(&["sync"]);
+        },
+        |v| v["mode"] == "connected" && v["local_changes"] == serde_json::json!([]),
+    );
+}
+
+#[test]
+fn the_share_seen_again_is_the_answer_from_then_on() {
+    let env = Env::with_remote(&[("a.txt", "a\n")]);
+    env.clone_ws();
+    settled(&env);
+    fs::write(env.r("b.txt"), "b\n").expect("write");
+    // Not looked at: the last look stands, and so does the kept answer.
+    let v = env.json(0, &["status", "--json"]);
+    assert!(reused(&v), "{v}");
+    assert_eq!(v["remote_changes"], serde_json::json!([]), "{v}");
+    let v = env.json(0, &["status", "--refresh", "--json"]);
+    assert!(!reused(&v), "{v}");
+    let seen = |v: &Value| {
+        v["remote_changes"][0]["path"] == "b.txt" && v["pending"]["pull"].as_u64() == Some(1)
+    };
+    assert!(seen(&v), "{v}");
+    let v = env.json(0, &["status", "--json"]);
+    assert!(!reused(&v) && seen(&v), "{v}");
+    let v = settled(&env);
+    assert!(seen(&v), "{v}");
+}
+
+#[test]
+fn an_entry_changed_within_the_grain_of_the_walk_keeps_status_on_the_whole_way() {
+    let env = Env::with_remote(&[("a.txt", "a\n"), ("b.txt", "b\n")]);
+    env.clone_ws();
+    settled(&env);
+    // Dated a minute ahead: to every status in this test, changed "just now". A write
+    // within the same tick of the clock could leave its stat as it is, so no answer that
+    // saw it is kept.
+    fs::File::options()
+        .write(true)
+        .open(env.w("b.txt"))
+        .expect("open")
+        .set_modified(SystemTime::now() + Duration::from_secs(60))
+        .expect("set mtime");
+    for _ in 0..2 {
+        let v = env.json(0, &["status", "--json"]);
+        assert!(!reused(&v), "{v}");
+        assert_eq!(v["local_changes"], serde_json::json!([]), "{v}");
+    }
+}

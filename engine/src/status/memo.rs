@@ -1,0 +1,259 @@
+//! The last status's answer, kept for the next one while nothing it depends on changed.
+//!
+//! A status without `--refresh` answers from things on this machine only: the store (base,
+//! last remote snapshot, index, remote-only flags, conflicts, mode, patches in flight), the
+//! workspace's settings and ignore rules, who asks (permissions, offline), and the
+//! workspace's entries. When none of them changed since a status saved its answer, that
+//! answer stands, and the next status gives it after a walk that only stats (no index
+//! loaded, no entry made, no snapshot read or compared). How each is known unchanged:
+//! - **the store**: RocksDB's sequence number, which every write moves. The answer is the
+//!   last thing its status writes, and holds the number that write got: a later write (by
+//!   any command, the view, or a status that refreshed the index) makes it stale. After a
+//!   crash the log is replayed in order, so the answer is never kept while a write made
+//!   before it is lost.
+//! - **settings, ignore rules, who asks, where the workspace is**: a digest in the answer.
+//! - **the workspace**: the digest of a print of every entry's path and stat fields (type
+//!   and mode, owner, size, mtime, ctime, inode, links, device), as both walks see them. A
+//!   write leaves mtime and ctime unchanged only within the timestamp granularity: a status
+//!   whose walk saw an entry changed within [`RACY_WINDOW_NS`] of its start saves nothing,
+//!   as the index re-hashes such files.
+//!
+//! Never kept: answers under a cache budget (its thresholds follow the disk's free space,
+//! what culling takes next follows access times), with scan warnings, temporaries,
+//! unreadable remote entries, or lost+found copies (whose presence the walk may not see);
+//! and a view's hand-over or `--ignored` always take the whole way.
+
+use serde::{Deserialize, Serialize};
+
+use super::Readiness;
+use super::{CacheState, Creds, LocalScanFacts, Outcome, PathChange, Pending, PermissionWarning};
+use crate::conflict::ConflictRecord;
+use crate::error::Result;
+use crate::index::RACY_WINDOW_NS;
+use crate::paths::hex;
+use crate::scan::LocalScan;
+use crate::state_keys;
+use crate::workspace::Workspace;
+
+/// The version of the record: an answer of another shape is not read.
+const FORMAT: u32 = 1;
+
+/// Answers bigger than this are not kept (a status listing many thousands of changes is
+/// not the everyday one, and reading the answer back would cost what it saves).
+const MAX_BYTES: usize = 4 << 20;
+
+/// A status's answer, as kept in the state table under [`state_keys::STATUS_MEMO`].
+#[derive(Serialize, Deserialize)]
+struct Memo {
+    format: u32,
+    /// The store's sequence number once this record was written.
+    seq: u64,
+    /// Settings, ignore rules, user, workspace root ([`context`]), hex.
+    context: String,
+    /// The workspace's entries ([`crate::scan::StatPrints::digest`]), hex.
+    walk: String,
+    remote_seen_ns: Option<i64>,
+    provisional: Vec<Change>,
+    permission: Vec<PermissionWarning>,
+    local_changes: Vec<Change>,
+    remote_changes: Vec<Change>,
+    conflicts: Vec<ConflictRecord>,
+    pending: Pending,
+    readiness: Readiness,
+    /// Bytes of the files in the workspace (the cache's use less `.cachesync/`).
+    files_bytes: u64,
+}
+
+/// A [`PathChange`] as kept.
+#[derive(Serialize, Deserialize)]
+struct Change {
+    path: String,
+    path_hex: Option<String>,
+    change: String,
+    kind: String,
+}
+
+impl Change {
+    fn kept(c: &PathChange) -> Change {
+        Change {
+            path: c.path.clone(),
+            path_hex: c.path_hex.clone(),
+            change: c.change.to_owned(),
+            kind: c.kind.to_owned(),
+        }
+    }
+
+    /// The change again; `None` for words no status uses (a damaged record).
+    fn given(self) -> Option<PathChange> {
+        const CHANGES: [&str; 5] = ["added", "deleted", "modified", "mode", "type"];
+        Some(PathChange {
+            path: self.path,
+            path_hex: self.path_hex,
+            change: CHANGES.into_iter().find(|w| *w == self.change)?,
+            kind: cachesync_objects::EntryKind::from_name(&self.kind)?.as_str(),
+        })
+    }
+}
+
+/// The changes kept, given again (`None` if one of them is not a change).
+fn given(kept: Vec<Change>) -> Option<Vec<PathChange>> {
+    kept.into_iter().map(Change::given).collect()
+}
+
+fn kept(changes: &[PathChange]) -> Vec<Change> {
+    changes.iter().map(Change::kept).collect()
+}
+
+/// The digest of what, besides the store and the entries, a status's answer depends on.
+fn context(ws: &Workspace, rules: &crate::ignore_rules::IgnoreRules) -> String {
+    let creds = Creds::current();
+    let mut h = blake3::Hasher::new();
+    h.update(&FORMAT.to_le_bytes());
+    // Another version may answer otherwise.
+    h.update(env!("CARGO_PKG_VERSION").as_bytes()).update(b"\0");
+    let root = std::os::unix::ffi::OsStrExt::as_bytes(ws.root.as_os_str());
+    h.update(&(root.len() as u64).to_le_bytes()).update(root);
+    let config = serde_json::to_vec(&ws.config).expect("the config serializes");
+    h.update(&(config.len() as u64).to_le_bytes())
+        .update(&config);
+    h.update(&rules.fingerprint());
+    h.update(&creds.uid.to_le_bytes());
+    for g in &creds.gids {
+        h.update(&g.to_le_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// Whether answers may be kept at all for this workspace now (see the module doc).
+fn keepable(ws: &Workspace) -> bool {
+    crate::cull::budget(ws).is_none()
+}
+
+/// The kept answer, when nothing it depends on changed since; `None` otherwise (then the
+/// caller takes the whole way).
+///
+/// # Errors
+/// Store errors; I/O errors walking the workspace.
+pub(super) fn answer(ws: &Workspace) -> Result<Option<Outcome>> {
+    if !keepable(ws) {
+        return Ok(None);
+    }
+    let state = ws.store.table(cachesync_objects::keys::CF_STATE);
+    let Some(memo) = state
+        .get(state_keys::STATUS_MEMO)?
+        .and_then(|v| serde_json::from_slice::<Memo>(&v).ok())
+    else {
+        return Ok(None);
+    };
+    if memo.format != FORMAT || memo.seq != ws.store.db().sequence() {
+        return Ok(None);
+    }
+    let rules = ws.rules()?;
+    if memo.context != context(ws, &rules) {
+        return Ok(None);
+    }
+    let mut walked = crate::scan::scan_stats(&ws.root, &rules, &ws.store)?;
+    if !walked.temporaries.is_empty()
+        || !walked.unstable.is_empty()
+        || hex(&walked.prints.digest()) != memo.walk
+    {
+        return Ok(None);
+    }
+    let (Some(provisional), Some(local_changes), Some(remote_changes)) = (
+        given(memo.provisional),
+        given(memo.local_changes),
+        given(memo.remote_changes),
+    ) else {
+        return Ok(None);
+    };
+    let mode = ws.mode()?;
+    let remote_error = super::offline_reason(&mode);
+    let cache_bytes = ws.cache_bytes();
+    Ok(Some(Outcome {
+        workspace: ws.root.display().to_string(),
+        remote: ws.config.remote.display().to_string(),
+        mode: super::mode_word(remote_error.is_some()),
+        since_ns: mode.since_ns,
+        reason: mode
+            .reason
+            .filter(|_| mode.mode == crate::mode::Mode::Disconnected),
+        manual: mode.manual,
+        remote_error,
+        refreshed: false,
+        remote_seen_ns: memo.remote_seen_ns,
+        provisional,
+        permission: memo.permission,
+        local_changes,
+        remote_changes,
+        conflicts: memo.conflicts,
+        pending: memo.pending,
+        ignored: None,
+        cache_bytes,
+        cache: CacheState {
+            used: cache_bytes + memo.files_bytes,
+            culling: ws.config.culling,
+            ..CacheState::default()
+        },
+        readiness: memo.readiness,
+        unreadable: Vec::new(),
+        local_scan: LocalScanFacts {
+            reused: true,
+            ..LocalScanFacts::default()
+        },
+        warnings: Vec::new(),
+    }))
+}
+
+/// Keeps `outcome`, the answer of a status that walked the workspace into `local` from
+/// `begun_ns` on and took the other side from the last look at the share, when it may be
+/// kept (see the module doc). Must be the status's last write. An answer not kept needs
+/// no removal: a write after it made it stale, and without one it still stands.
+///
+/// # Errors
+/// Store errors.
+pub(super) fn save(
+    ws: &Workspace,
+    outcome: &Outcome,
+    local: &mut LocalScan,
+    begun_ns: i64,
+) -> Result<()> {
+    let state = ws.store.table(cachesync_objects::keys::CF_STATE);
+    let keep = ws.holds_lock()
+        && ws.handoff.is_none()
+        && local.monitored.is_none()
+        && keepable(ws)
+        && local.warnings.is_empty()
+        && local.temporaries.is_empty()
+        && local.unstable.is_empty()
+        && outcome.warnings.is_empty()
+        && outcome.unreadable.is_empty()
+        && outcome.conflicts.iter().all(|c| c.lost_found.is_none())
+        && local.prints.newest_ns < begun_ns.saturating_sub(RACY_WINDOW_NS);
+    if !keep {
+        return Ok(());
+    }
+    let rules = ws.rules()?;
+    let mut memo = Memo {
+        format: FORMAT,
+        seq: 0,
+        context: context(ws, &rules),
+        walk: hex(&local.prints.digest()),
+        remote_seen_ns: outcome.remote_seen_ns,
+        provisional: kept(&outcome.provisional),
+        permission: outcome.permission.clone(),
+        local_changes: kept(&outcome.local_changes),
+        remote_changes: kept(&outcome.remote_changes),
+        conflicts: outcome.conflicts.clone(),
+        pending: outcome.pending.clone(),
+        readiness: outcome.readiness.clone(),
+        files_bytes: crate::cull::files_bytes(&local.tree, &local.remote_only),
+    };
+    // A batch of one put moves the sequence number by one.
+    memo.seq = ws.store.db().sequence() + 1;
+    let value = serde_json::to_vec(&memo).expect("an answer serializes");
+    if value.len() > MAX_BYTES {
+        return Ok(());
+    }
+    state.put(state_keys::STATUS_MEMO, &value)?;
+    Ok(())
+}
