@@ -15,6 +15,7 @@ mod view_share;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -515,6 +516,13 @@ impl Bench {
             .output()?;
         let tracked = listed.stdout.iter().filter(|&&b| b == 0).count();
         self.note(suite, "git_tracked_files", json!(tracked));
+        // A file both trees hold, touched before each "one file touched" sample.
+        let touched = listed
+            .stdout
+            .split(|&b| b == 0)
+            .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+            .find(|p| ws.join(p).is_file())
+            .context("git lists no file the workspace holds")?;
         // A plain status answers from the last look at the share, as git's from the last
         // fetch; --refresh walks the share too (no git counterpart: git fetch talks to a
         // server), measured beside it.
@@ -541,6 +549,27 @@ impl Bench {
                     self.sample(&mut cs)?
                 };
                 self.push(suite, "status, no change", tool, s);
+            }
+        }
+        // A stat changed, the content not: the last answer cannot stand, and each tool
+        // hashes the file again (git refreshes its index entry, cachesync its own).
+        let touch = |root: &Path| -> Result<()> {
+            fs::File::options()
+                .write(true)
+                .open(root.join(&touched))?
+                .set_modified(std::time::SystemTime::now())?;
+            Ok(())
+        };
+        for r in 0..self.args.runs {
+            for tool in rotated(&[Tool::Cachesync, Tool::Git], r) {
+                let s = if tool == Tool::Git {
+                    touch(git_copy)?;
+                    self.sample(&mut gs)?
+                } else {
+                    touch(ws)?;
+                    self.sample(&mut cs)?
+                };
+                self.push(suite, "status, one file touched", tool, s);
             }
         }
         for _ in 0..self.args.runs {

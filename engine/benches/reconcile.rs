@@ -1,6 +1,8 @@
 //! Micro-benchmarks over 100,000 paths of what every sync and status does after its scans:
 //! the three-way reconcile and the plan, the two-way walk of a status's per-side changes,
-//! and the ignore rules applied to a stored tree. `make bench` runs them (`cargo bench -p
+//! and the ignore rules applied to a stored tree; and the walk of a workspace of 10,000
+//! files, whole (entries, content from the index) and for stats only (what a status that
+//! gives its last answer again does). `make bench` runs them (`cargo bench -p
 //! cachesync-engine`).
 
 #![allow(missing_docs)]
@@ -8,9 +10,10 @@
 use std::hint::black_box;
 
 use cachesync_engine::ignore_rules::IgnoreRules;
+use cachesync_engine::index::Index;
 use cachesync_engine::plan::{Direction, Plan};
 use cachesync_engine::reconcile::{reconcile, zip2};
-use cachesync_engine::scan::Flat;
+use cachesync_engine::scan::{scan_local, scan_stats, Flat};
 use cachesync_objects::{Entry, EntryKind, FileId};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -105,5 +108,44 @@ fn bench_status(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_status);
+/// The workspace walks over 10,000 files (in 100 directories, dated an hour back so that
+/// the index vouches for each), in the page cache.
+fn bench_walk(c: &mut Criterion) {
+    const FILES: u32 = 10_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("ws");
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for i in 0..FILES {
+        let d = root.join(format!("d{:02}", i % 100));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        let p = d.join(format!("f{i:05}.txt"));
+        std::fs::write(&p, format!("file {i}\n")).expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .and_then(|f| f.set_modified(hour_ago))
+            .expect("date");
+    }
+    let store = cachesync_objects::Store::create(&dir.path().join("store")).expect("store");
+    let rules = IgnoreRules::load(&root).expect("rules");
+    let first = scan_local(&root, &rules, &store, &Index::default()).expect("first walk");
+    let index: Index = first.index_updates.into_iter().collect();
+    let mut g = c.benchmark_group("workspace walk, 10k files");
+    g.throughput(Throughput::Elements(u64::from(FILES)));
+    g.sample_size(20);
+    g.bench_function("entries, content from the index", |b| {
+        b.iter(|| scan_local(&root, &rules, &store, &index).expect("walk"));
+    });
+    g.bench_function("stats only, and their digest", |b| {
+        b.iter(|| {
+            scan_stats(&root, &rules, &store)
+                .expect("walk")
+                .prints
+                .digest()
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_status, bench_walk);
 criterion_main!(benches);
