@@ -330,9 +330,13 @@ impl LocalWalk<'_> {
             }),
             cv: Condvar::new(),
         };
-        let parts: Vec<Result<WalkPart>> = std::thread::scope(|s| {
+        // One list for all threads, each directory's entries added at once: a list per
+        // thread, grown by doubling and then copied into this one, was the peak of a
+        // no-change sync of 100,000 files (41 MB of 169).
+        let sink = Mutex::new(found);
+        let parts: Vec<Result<LocalScan>> = std::thread::scope(|s| {
             let workers: Vec<_> = (0..walk_threads())
-                .map(|_| s.spawn(|| self.walk_worker(&queue)))
+                .map(|_| s.spawn(|| self.walk_worker(&queue, &sink)))
                 .collect();
             workers
                 .into_iter()
@@ -340,30 +344,33 @@ impl LocalWalk<'_> {
                 .collect()
         });
         for part in parts {
-            let (part_found, part_out) = part?;
-            if found.is_empty() {
-                *found = part_found;
-            } else {
-                found.extend(part_found);
-            }
-            out.absorb(part_out);
+            out.absorb(part?);
         }
         out.sort_findings();
         Ok(())
     }
 
     /// One thread of [`LocalWalk::walk`]: takes directories from `queue` until none is left
-    /// and none is being read (or another thread failed).
-    fn walk_worker(&self, queue: &WalkQueue) -> Result<WalkPart> {
+    /// and none is being read (or another thread failed), adding their entries to `sink`.
+    fn walk_worker(
+        &self,
+        queue: &WalkQueue,
+        sink: &Mutex<&mut Vec<(Vec<u8>, Entry)>>,
+    ) -> Result<LocalScan> {
         let mut found = Vec::new();
         let mut out = LocalScan::default();
         let mut subdirs = Vec::new();
         while let Some(dir) = queue.take() {
             let done = self.read_dir(dir, &mut found, &mut subdirs, &mut out);
+            if !found.is_empty() {
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .append(&mut found);
+            }
             queue.give(&mut subdirs, done.is_err());
             done?;
         }
-        Ok((found, out))
+        Ok(out)
     }
 
     /// Reads the directory `dir`: each entry in it goes to `found`, each directory in it
@@ -483,9 +490,6 @@ impl LocalWalk<'_> {
 fn walk_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
-
-/// What one thread of a [`LocalWalk`] found: entries, and the rest.
-type WalkPart = (Vec<(Vec<u8>, Entry)>, LocalScan);
 
 /// The directories a [`LocalWalk`] has still to read, shared by its threads.
 struct WalkQueue {
