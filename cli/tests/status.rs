@@ -53,15 +53,20 @@ fn reused(v: &Value) -> bool {
         .unwrap_or_else(|| panic!("no local_scan.reused in {v}"))
 }
 
-/// Waits until every entry's last change is more than a second old (a change within the
-/// timestamp's grain could hide behind an unchanged stat, and then nothing is kept), then
-/// runs status twice: the second gives the first's answer again. Returns it.
-fn settled(env: &Env) -> Value {
+/// Waits until every entry of the workspace changed more than a second ago.
+fn wait_until_old(env: &Env) {
     wait_until(
         "every entry is more than a second old",
         Duration::from_secs(10),
         || now_ns() - newest_change(&env.ws) > 1_200_000_000,
     );
+}
+
+/// Waits until every entry's last change is more than a second old (a change within the
+/// timestamp's grain could hide behind an unchanged stat, and then nothing is kept), then
+/// runs status twice: the second gives the first's answer again. Returns it.
+fn settled(env: &Env) -> Value {
+    wait_until_old(env);
     let first = env.json(0, &["status", "--json"]);
     let again = env.json(0, &["status", "--json"]);
     assert!(reused(&again), "not reused: {again}");
@@ -218,4 +223,62 @@ fn an_entry_changed_within_the_grain_of_the_walk_keeps_status_on_the_whole_way()
         assert!(!reused(&v), "{v}");
         assert_eq!(v["local_changes"], serde_json::json!([]), "{v}");
     }
+}
+
+#[test]
+fn rules_changed_behind_a_symlink_are_seen_by_the_next_status() {
+    let env = Env::with_remote(&[("a.txt", "a\n")]);
+    env.clone_ws();
+    // The rules live outside the workspace: editing them changes no entry of it. And the
+    // path they come to leave out is on the server only: no walk of the workspace sees it.
+    let rules = env.root().join("shared-rules");
+    fs::write(&rules, "").expect("write");
+    std::os::unix::fs::symlink(&rules, env.w(".cachesyncignore")).expect("symlink");
+    fs::write(env.r("r.txt"), "r\n").expect("write");
+    env.json(0, &["status", "--refresh", "--json"]);
+    let remote_change = |v: &Value| {
+        v["remote_changes"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .any(|c| c["path"] == "r.txt")
+    };
+    let v = settled(&env);
+    assert!(remote_change(&v), "{v}");
+    fs::write(&rules, "r.txt\n").expect("write");
+    let v = env.json(0, &["status", "--json"]);
+    assert!(!reused(&v), "{v}");
+    assert!(!remote_change(&v), "{v}");
+}
+
+#[test]
+fn a_lost_and_found_copy_moved_away_and_back_is_seen_each_time() {
+    let env = Env::with_remote(&[("keep.txt", "k\n")]);
+    env.clone_ws();
+    // A directory on the server where the workspace made a file: the server's comes in,
+    // the file goes to lost+found.
+    fs::create_dir(env.r("n")).expect("mkdir");
+    fs::write(env.r("n/inside.txt"), "inside\n").expect("write");
+    fs::write(env.w("n"), "mine\n").expect("write");
+    env.expect_code(7, &["sync"]);
+    let lf = |v: &Value| -> Option<String> {
+        v["conflicts"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .find_map(|c| c["lost_found"].as_str().map(str::to_owned))
+    };
+    wait_until_old(&env);
+    let v = env.json(0, &["status", "--json"]);
+    let copy = env.w(lf(&v).unwrap_or_else(|| panic!("a lost+found copy: {v}")));
+    let aside = env.root().join("aside");
+    fs::rename(&copy, &aside).expect("move away");
+    for _ in 0..2 {
+        let v = env.json(0, &["status", "--json"]);
+        assert_eq!(lf(&v), None, "{v}");
+        assert!(!reused(&v), "{v}");
+    }
+    fs::rename(&aside, &copy).expect("move back");
+    let v = env.json(0, &["status", "--json"]);
+    assert!(lf(&v).is_some(), "the copy is back: {v}");
 }

@@ -359,6 +359,11 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
             return Ok(outcome);
         }
     }
+    let context = if may_reuse {
+        memo::context_now(ws)?
+    } else {
+        String::new()
+    };
     let last_look = if opts.refresh {
         None
     } else {
@@ -371,7 +376,7 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
     };
     let (outcome, mut local, rest) = answer(ws, opts, sides)?;
     if may_reuse && from_last_look {
-        memo::save(ws, &outcome, &mut local, begun_ns)?;
+        memo::save(ws, &outcome, &mut local, (begun_ns, context))?;
     }
     crate::drop_aside((local, rest));
     Ok(outcome)

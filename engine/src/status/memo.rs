@@ -19,9 +19,11 @@
 //!   as the index re-hashes such files.
 //!
 //! Never kept: answers under a cache budget (its thresholds follow the disk's free space,
-//! what culling takes next follows access times), with scan warnings, temporaries,
-//! unreadable remote entries, or lost+found copies (whose presence the walk may not see);
-//! and a view's hand-over or `--ignored` always take the whole way.
+//! what culling takes next follows access times), with scan warnings, temporaries or
+//! unreadable remote entries, while a conflict record names a lost+found copy (under
+//! `.cachesync/`, which no walk prints: whether it is there is not known), or when the
+//! ignore rules or settings changed while the status ran; and a view's hand-over or
+//! `--ignored` always take the whole way.
 
 use serde::{Deserialize, Serialize};
 
@@ -109,8 +111,21 @@ fn context(ws: &Workspace, rules: &crate::ignore_rules::IgnoreRules) -> String {
     let creds = Creds::current();
     let mut h = blake3::Hasher::new();
     h.update(&FORMAT.to_le_bytes());
-    // Another version may answer otherwise.
+    // Another build may answer otherwise: its version, and the executable itself (a build
+    // of the same version, a patched one, an upgrade in place).
     h.update(env!("CARGO_PKG_VERSION").as_bytes()).update(b"\0");
+    if let Ok(md) = std::env::current_exe().and_then(std::fs::metadata) {
+        use std::os::unix::fs::MetadataExt;
+        for field in [
+            md.dev(),
+            md.ino(),
+            md.size(),
+            md.mtime() as u64,
+            md.mtime_nsec() as u64,
+        ] {
+            h.update(&field.to_le_bytes());
+        }
+    }
     let root = std::os::unix::ffi::OsStrExt::as_bytes(ws.root.as_os_str());
     h.update(&(root.len() as u64).to_le_bytes()).update(root);
     let config = serde_json::to_vec(&ws.config).expect("the config serializes");
@@ -127,6 +142,16 @@ fn context(ws: &Workspace, rules: &crate::ignore_rules::IgnoreRules) -> String {
 /// Whether answers may be kept at all for this workspace now (see the module doc).
 fn keepable(ws: &Workspace) -> bool {
     crate::cull::budget(ws).is_none()
+}
+
+/// The context as of now (see [`context`]), to give [`save`]: taken before the status's
+/// own reads, so that an answer computed under other ignore rules is never kept under
+/// these.
+///
+/// # Errors
+/// The ignore rules cannot be read.
+pub(super) fn context_now(ws: &Workspace) -> Result<String> {
+    Ok(context(ws, &ws.rules()?))
 }
 
 /// The kept answer, when nothing it depends on changed since; `None` otherwise (then the
@@ -215,10 +240,17 @@ pub(super) fn save(
     ws: &Workspace,
     outcome: &Outcome,
     local: &mut LocalScan,
-    begun_ns: i64,
+    (begun_ns, context_before): (i64, String),
 ) -> Result<()> {
     let state = ws.store.table(cachesync_objects::keys::CF_STATE);
+    // A lost+found copy lies under `.cachesync/`, which no walk prints: while one is
+    // recorded, whether it is there (which the answer depends on) is not known from the
+    // prints, so nothing is kept.
+    let lost_found = crate::conflict::open(&ws.store)?
+        .iter()
+        .any(|r| r.lost_found.is_some());
     let keep = ws.holds_lock()
+        && !lost_found
         && ws.handoff.is_none()
         && local.monitored.is_none()
         && keepable(ws)
@@ -227,16 +259,16 @@ pub(super) fn save(
         && local.unstable.is_empty()
         && outcome.warnings.is_empty()
         && outcome.unreadable.is_empty()
-        && outcome.conflicts.iter().all(|c| c.lost_found.is_none())
         && local.prints.newest_ns < begun_ns.saturating_sub(RACY_WINDOW_NS);
-    if !keep {
+    // The ignore rules (or the settings) changed while the status ran: the answer may be
+    // of either.
+    if !keep || context_now(ws)? != context_before {
         return Ok(());
     }
-    let rules = ws.rules()?;
     let mut memo = Memo {
         format: FORMAT,
         seq: 0,
-        context: context(ws, &rules),
+        context: context_before,
         walk: hex(&local.prints.digest()),
         remote_seen_ns: outcome.remote_seen_ns,
         provisional: kept(&outcome.provisional),
@@ -254,6 +286,8 @@ pub(super) fn save(
     if value.len() > MAX_BYTES {
         return Ok(());
     }
-    state.put(state_keys::STATUS_MEMO, &value)?;
+    // Best effort: a status that cannot keep its answer (a full disk, say) still gives it.
+    // The record left, if any, is stale or still true (see `answer`).
+    let _ = state.put(state_keys::STATUS_MEMO, &value);
     Ok(())
 }
