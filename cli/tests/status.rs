@@ -282,3 +282,200 @@ fn a_lost_and_found_copy_moved_away_and_back_is_seen_each_time() {
     let v = env.json(0, &["status", "--json"]);
     assert!(lf(&v).is_some(), "the copy is back: {v}");
 }
+
+/// splitmix64, seeded: the same draws everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// The workspace's regular files and directories (relative, `.cachesync/` left out).
+fn entries(root: &std::path::Path) -> (Vec<String>, Vec<String>) {
+    let (mut files, mut dirs) = (Vec::new(), vec![String::new()]);
+    let mut todo = vec![String::new()];
+    while let Some(dir) = todo.pop() {
+        for e in fs::read_dir(root.join(&dir)).expect("list").flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if dir.is_empty() && name == ".cachesync" {
+                continue;
+            }
+            let rel = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
+            let ft = e.file_type().expect("type");
+            if ft.is_dir() {
+                dirs.push(rel.clone());
+                todo.push(rel);
+            } else if ft.is_file() {
+                files.push(rel);
+            }
+        }
+    }
+    files.sort();
+    dirs.sort();
+    (files, dirs)
+}
+
+/// Changes every byte of the file at `path`, and gives it back its mtime.
+fn same_size_edit(path: &std::path::Path) {
+    let before = fs::metadata(path).expect("stat");
+    let body: Vec<u8> = fs::read(path)
+        .expect("read")
+        .iter()
+        .map(|b| b.wrapping_add(1))
+        .collect();
+    fs::write(path, body).expect("write");
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|h| h.set_modified(before.modified().expect("mtime")))
+        .expect("set mtime");
+}
+
+/// One change drawn at random, made; says what it was.
+fn random_change(env: &Env, rng: &mut Rng, n: usize) -> String {
+    let (files, dirs) = entries(&env.ws);
+    let file = |rng: &mut Rng| files.get(rng.below(files.len().max(1))).cloned();
+    let dir = dirs[rng.below(dirs.len())].clone();
+    let joined = |d: &str, name: String| {
+        if d.is_empty() {
+            name
+        } else {
+            format!("{d}/{name}")
+        }
+    };
+    match rng.below(10) {
+        0 => match file(rng) {
+            Some(f) => {
+                fs::write(
+                    env.w(&f),
+                    format!("edit {n} {}\n", "x".repeat(rng.below(40))),
+                )
+                .expect("write");
+                format!("edited {f}")
+            }
+            None => "nothing".into(),
+        },
+        1 => match file(rng) {
+            Some(f) => {
+                same_size_edit(&env.w(&f));
+                format!("same-size edit of {f}, mtime put back")
+            }
+            None => "nothing".into(),
+        },
+        2 => match file(rng) {
+            Some(f) => {
+                let mode = [0o600, 0o644, 0o755][rng.below(3)];
+                chmod(env.w(&f), mode);
+                format!("chmod {mode:o} {f}")
+            }
+            None => "nothing".into(),
+        },
+        3 => {
+            let f = joined(&dir, format!("new{n}.txt"));
+            fs::write(env.w(&f), format!("new {n}\n")).expect("write");
+            format!("created {f}")
+        }
+        4 => match file(rng) {
+            Some(f) if f != ".cachesyncignore" => {
+                fs::remove_file(env.w(&f)).expect("rm");
+                format!("deleted {f}")
+            }
+            _ => "nothing".into(),
+        },
+        5 => {
+            let d = joined(&dir, format!("dir{n}"));
+            fs::create_dir(env.w(&d)).expect("mkdir");
+            format!("made directory {d}")
+        }
+        6 => {
+            let f = format!("remote{}.txt", rng.below(3));
+            fs::write(env.r(&f), format!("server {n}\n")).expect("write");
+            env.json(0, &["status", "--refresh", "--json"]);
+            format!("wrote {f} on the server, looked again")
+        }
+        7 => {
+            env.run(["sync"]);
+            "synced".into()
+        }
+        8 => match file(rng) {
+            Some(f) => {
+                let mut rules = fs::read_to_string(env.w(".cachesyncignore")).unwrap_or_default();
+                rules.push_str(&format!("/{f}\n"));
+                fs::write(env.w(".cachesyncignore"), rules).expect("write");
+                format!("ignored {f}")
+            }
+            None => "nothing".into(),
+        },
+        _ => {
+            let disconnected = env.json(0, &["status", "--json"])["mode"] == "disconnected";
+            // Connecting syncs, which may refuse (many deletions): its exit is not the point.
+            env.run([if disconnected {
+                "connect"
+            } else {
+                "disconnect"
+            }]);
+            format!(
+                "{} by hand",
+                if disconnected {
+                    "connected"
+                } else {
+                    "disconnected"
+                }
+            )
+        }
+    }
+}
+
+/// An answer as compared: without what follows the disk's use or the way it was looked
+/// at, the ignored list (only the whole way gives one), and the time a conflict the next
+/// sync would record was first seen (the whole way says "now" at every run).
+fn comparable(v: Value) -> Value {
+    let mut v = answer(v);
+    let o = v.as_object_mut().expect("an object");
+    o.remove("ignored");
+    if let Some(Value::Array(cs)) = o.get_mut("conflicts") {
+        for c in cs {
+            c.as_object_mut().expect("a record").remove("since_ns");
+        }
+    }
+    v
+}
+
+#[test]
+fn a_kept_answer_is_always_the_one_the_whole_way_gives() {
+    for seed in [7, 8] {
+        let env = Env::with_remote(&[("a.txt", "a\n"), ("d/b.txt", "b\n"), ("d/e/c.txt", "c\n")]);
+        env.clone_ws();
+        let mut rng = Rng(seed);
+        let mut reuses = 0;
+        for n in 0..8 {
+            let what = random_change(&env, &mut rng, n);
+            wait_until_old(&env);
+            env.json(0, &["status", "--json"]);
+            let given = env.json(0, &["status", "--json"]);
+            reuses += usize::from(reused(&given));
+            // `--ignored` never reads nor keeps an answer.
+            let whole = env.json(0, &["status", "--ignored", "--json"]);
+            assert_eq!(
+                comparable(given),
+                comparable(whole),
+                "seed {seed}, change {n}: {what}"
+            );
+        }
+        assert!(reuses > 0, "seed {seed}: no answer was ever kept");
+    }
+}
