@@ -146,5 +146,48 @@ fn trees(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, chunking_and_hashing, ingest, small_files, trees);
+/// A snapshot of 100,000 files in 2,000 directories (20 of 100 directories of 50 files)
+/// written whole, as a commit writes the new base and the remote snapshot; the second and
+/// later writes find every tree already stored.
+fn flat_trees(c: &mut Criterion) {
+    let mut flat = std::collections::BTreeMap::new();
+    for d in 0..2000u32 {
+        let top = format!("top{:02}", d / 100);
+        let dir = format!("{top}/dir{d:04}");
+        for p in [&top, &dir] {
+            let mut e = Entry::new(
+                p.rsplit('/').next().expect("a name").as_bytes(),
+                EntryKind::Dir,
+            );
+            e.mode = 0o755;
+            flat.insert(p.as_bytes().to_vec(), e);
+        }
+        for f in 0..50u32 {
+            let name = format!("file-{f:03}.txt");
+            let mut e = Entry::new(name.as_bytes(), EntryKind::File);
+            e.size = u64::from(f) * 100;
+            e.mode = 0o644;
+            e.file = Some(FileId::of(&(d * 100 + f).to_le_bytes()));
+            flat.insert(format!("{dir}/{name}").into_bytes(), e);
+        }
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::create(&dir.path().join("store")).expect("store");
+    let mut g = c.benchmark_group("snapshot of 100,000 files");
+    g.throughput(Throughput::Elements(100_000));
+    g.sample_size(10);
+    g.bench_function("write_flat", |b| {
+        b.iter(|| store.write_flat(black_box(&flat)).expect("write"));
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    chunking_and_hashing,
+    ingest,
+    small_files,
+    trees,
+    flat_trees
+);
 criterion_main!(benches);

@@ -1,6 +1,6 @@
 //! The store: objects written once, named by their hash, verified on every read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -634,49 +634,46 @@ impl Store {
     /// # Errors
     /// [`ObjectError::Db`].
     pub fn write_flat(&self, flat: &BTreeMap<Vec<u8>, Entry>) -> Result<TreeId> {
-        // Children grouped by parent path.
-        let mut children: BTreeMap<Vec<u8>, Vec<Entry>> = BTreeMap::new();
-        children.entry(Vec::new()).or_default();
-        for (path, entry) in flat {
-            let (parent, _) = split_parent(path);
-            let mut p = parent.to_vec();
-            // Make sure every ancestor has a slot.
-            loop {
-                children.entry(p.clone()).or_default();
-                if p.is_empty() {
-                    break;
-                }
-                p = split_parent(&p).0.to_vec();
+        // Ancestors the map does not hold get a default directory entry.
+        let mut implicit: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
+        for path in flat.keys() {
+            let mut p = split_parent(path).0;
+            while !p.is_empty() && !flat.contains_key(p) && !implicit.contains_key(p) {
+                let (parent, name) = split_parent(p);
+                let mut e = Entry::new(name, EntryKind::Dir);
+                e.mode = 0o755;
+                implicit.insert(p.to_vec(), e);
+                p = parent;
             }
+        }
+        // Children grouped by parent path, borrowed: an entry is copied only into its own
+        // directory's tree, one directory at a time (the grouping copied every entry and made
+        // a path per ancestor per entry: 106 ms for 100,000 files, twice per first copy).
+        let mut children: BTreeMap<&[u8], Vec<&Entry>> = BTreeMap::new();
+        children.insert(&[], Vec::new());
+        for (path, entry) in flat.iter().chain(&implicit) {
             if entry.kind == EntryKind::Dir {
-                children.entry(path.clone()).or_default();
+                children.entry(path.as_slice()).or_default();
             }
             children
-                .entry(parent.to_vec())
+                .entry(split_parent(path).0)
                 .or_default()
-                .push(entry.clone());
+                .push(entry);
         }
-        // Implicit directories (ancestors not in the map) get a default entry.
-        let implicit: Vec<Vec<u8>> = children
-            .keys()
-            .filter(|p| !p.is_empty() && !flat.contains_key(*p))
-            .cloned()
-            .collect();
-        for p in implicit {
-            let (parent, name) = split_parent(&p);
-            let mut e = Entry::new(name, EntryKind::Dir);
-            e.mode = 0o755;
-            children.entry(parent.to_vec()).or_default().push(e);
-        }
-        // Deepest directories first: a key's tree is built after all its descendants.
-        let mut dirs: Vec<Vec<u8>> = children.keys().cloned().collect();
+        // Deepest directories first: a directory's tree is built after all its descendants.
+        let mut dirs: Vec<&[u8]> = children.keys().copied().collect();
         dirs.sort_by_key(|p| std::cmp::Reverse(depth(p)));
-        let mut built: BTreeMap<Vec<u8>, TreeId> = BTreeMap::new();
+        let mut built: HashMap<Vec<u8>, TreeId> = HashMap::with_capacity(dirs.len());
         for dir in dirs {
-            let mut entries = children.remove(&dir).unwrap_or_default();
+            let mut entries: Vec<Entry> = children
+                .remove(dir)
+                .unwrap_or_default()
+                .into_iter()
+                .cloned()
+                .collect();
             for e in entries.iter_mut() {
                 if e.kind == EntryKind::Dir {
-                    let child = join(&dir, &e.name);
+                    let child = join(dir, &e.name);
                     e.tree = Some(
                         *built
                             .get(&child)
@@ -686,7 +683,7 @@ impl Store {
             }
             entries.sort_by(|a, b| a.name.cmp(&b.name));
             let id = self.put_tree(&Tree { entries })?;
-            built.insert(dir, id);
+            built.insert(dir.to_vec(), id);
         }
         Ok(*built.get(&Vec::new()).expect("the root is always built"))
     }
@@ -1123,6 +1120,35 @@ mod tests {
         let paths: Vec<&Vec<u8>> = sorted.iter().map(|(p, _)| p).collect();
         let want: Vec<&Vec<u8>> = flat.keys().collect();
         assert_eq!(paths, want);
+    }
+
+    /// Directories a flat map leaves out are written as default ones (mode 0755), at every
+    /// depth, beside and under the ones it holds; the trees are those of the map with them.
+    #[test]
+    fn a_flat_map_without_its_directories_gets_default_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::create(&dir.path().join("s")).expect("create");
+        let dir_entry = |name: &[u8], mode: u32| {
+            let mut d = Entry::new(name, EntryKind::Dir);
+            d.mode = mode;
+            d
+        };
+        let mut sparse = BTreeMap::new();
+        sparse.insert(b"x/y/z.txt".to_vec(), file_entry(&store, b"z.txt", b"z"));
+        sparse.insert(b"p".to_vec(), dir_entry(b"p", 0o700));
+        sparse.insert(b"p/q/r.txt".to_vec(), file_entry(&store, b"r.txt", b"r"));
+        sparse.insert(b"p.txt".to_vec(), file_entry(&store, b"p.txt", b"p"));
+        let mut whole = sparse.clone();
+        whole.insert(b"x".to_vec(), dir_entry(b"x", 0o755));
+        whole.insert(b"x/y".to_vec(), dir_entry(b"y", 0o755));
+        whole.insert(b"p/q".to_vec(), dir_entry(b"q", 0o755));
+        let root = store.write_flat(&sparse).expect("write");
+        assert_eq!(store.read_flat(root).expect("read"), whole);
+        assert_eq!(store.write_flat(&whole).expect("write"), root);
+        assert_eq!(
+            store.write_flat(&BTreeMap::new()).expect("empty"),
+            store.put_tree(&Tree::default()).expect("empty tree")
+        );
     }
 
     #[test]
