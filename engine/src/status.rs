@@ -354,16 +354,16 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
     let begun_ns = crate::now_ns();
     // The last status's answer stands while nothing it depends on changed (`memo.rs`).
     let may_reuse = !opts.refresh && !opts.with_ignored && ws.handoff.is_none();
-    if may_reuse {
-        if let Some(outcome) = memo::answer(ws)? {
+    let context = if may_reuse {
+        Some(memo::context_now(ws)?)
+    } else {
+        None
+    };
+    if let Some(context) = &context {
+        if let Some(outcome) = memo::answer(ws, context)? {
             return Ok(outcome);
         }
     }
-    let context = if may_reuse {
-        memo::context_now(ws)?
-    } else {
-        String::new()
-    };
     let last_look = if opts.refresh {
         None
     } else {
@@ -375,7 +375,7 @@ pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Ou
         None => scan_sides(ws, progress)?,
     };
     let (outcome, mut local, rest) = answer(ws, opts, sides)?;
-    if may_reuse && from_last_look {
+    if let Some(context) = context.filter(|_| from_last_look) {
         memo::save(ws, &outcome, &mut local, (begun_ns, context))?;
     }
     crate::drop_aside((local, rest));

@@ -144,9 +144,9 @@ fn keepable(ws: &Workspace) -> bool {
     crate::cull::budget(ws).is_none()
 }
 
-/// The context as of now (see [`context`]), to give [`save`]: taken before the status's
-/// own reads, so that an answer computed under other ignore rules is never kept under
-/// these.
+/// The context as of now (see [`context`]), to give [`answer`] and [`save`]: taken
+/// before the status's own reads, so that an answer computed under other ignore rules is
+/// never kept under these.
 ///
 /// # Errors
 /// The ignore rules cannot be read.
@@ -154,12 +154,12 @@ pub(super) fn context_now(ws: &Workspace) -> Result<String> {
     Ok(context(ws, &ws.rules()?))
 }
 
-/// The kept answer, when nothing it depends on changed since; `None` otherwise (then the
-/// caller takes the whole way).
+/// The kept answer, when nothing it depends on changed since (`context` is
+/// [`context_now`]'s); `None` otherwise (then the caller takes the whole way).
 ///
 /// # Errors
 /// Store errors; I/O errors walking the workspace.
-pub(super) fn answer(ws: &Workspace) -> Result<Option<Outcome>> {
+pub(super) fn answer(ws: &Workspace, context: &str) -> Result<Option<Outcome>> {
     if !keepable(ws) {
         return Ok(None);
     }
@@ -173,10 +173,10 @@ pub(super) fn answer(ws: &Workspace) -> Result<Option<Outcome>> {
     if memo.format != FORMAT || memo.seq != ws.store.db().sequence() {
         return Ok(None);
     }
-    let rules = ws.rules()?;
-    if memo.context != context(ws, &rules) {
+    if memo.context != context {
         return Ok(None);
     }
+    let rules = ws.rules()?;
     let mut walked = crate::scan::scan_stats(&ws.root, &rules, &ws.store)?;
     if !walked.temporaries.is_empty()
         || !walked.unstable.is_empty()
