@@ -59,6 +59,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use cachesync_objects::FileId;
+use cachesync_testutils::Rng;
 use common::{leftovers, tree, Env, Node, Run, Tree};
 
 /// The workspace's lost+found directory (never synced).
@@ -315,35 +316,6 @@ impl fmt::Debug for Case {
 // ---------------------------------------------------------------------------------------------
 // Generation: each operation is drawn against the trees as they are at that moment (so most
 // operations hit something), and recorded as a plain operation for replay and shrinking.
-
-/// splitmix64: small, seedable, the same everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn pick<T: Clone>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len())].clone()
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
 
 fn excluded() -> BTreeSet<String> {
     std::env::var("CACHESYNC_RANDOMIZED_EXCLUDE")
@@ -1893,7 +1865,7 @@ fn random_edits_on_both_sides_converge_and_lose_nothing() {
         None => {
             let n = env_u64("CACHESYNC_RANDOMIZED_CASES").unwrap_or(if long { 400 } else { 40 });
             let mut rng = Rng(base_seed);
-            (0..n).map(|_| rng.next()).collect()
+            (0..n).map(|_| rng.next_u64()).collect()
         }
     };
     let keep_going = std::env::var("CACHESYNC_RANDOMIZED_KEEP_GOING").is_ok_and(|v| v == "1");

@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime};
 
-use cachesync_testutils::wait_until;
+use cachesync_testutils::{wait_until, Rng};
 use common::{chmod, Env};
 use serde_json::Value;
 
@@ -281,23 +281,6 @@ fn a_lost_and_found_copy_moved_away_and_back_is_seen_each_time() {
     fs::rename(&aside, &copy).expect("move back");
     let v = env.json(0, &["status", "--json"]);
     assert!(lf(&v).is_some(), "the copy is back: {v}");
-}
-
-/// splitmix64, seeded: the same draws everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// The workspace's regular files and directories (relative, `.cachesync/` left out).

@@ -51,9 +51,11 @@ pub mod cli;
 mod delay;
 mod fault_remote;
 mod fold_remote;
+mod rng;
 pub use delay::DelayProxy;
 pub use fault_remote::{Fault, FaultRemote};
 pub use fold_remote::FoldRemote;
+pub use rng::Rng;
 
 /// How often [`wait_until`] and the fixture's own waits poll.
 const POLL: Duration = Duration::from_millis(20);
