@@ -71,21 +71,23 @@ pub struct LocalScan {
 /// unless a write left every stat field as it was: see [`StatPrints::newest_ns`]).
 #[derive(Default)]
 pub struct StatPrints {
-    /// One print per entry (128 bits of blake3 over its path and stat fields), in no order.
+    /// One print per entry (128 bits of xxh3 over its stat fields and path), in no order.
     pub prints: Vec<u128>,
+    /// The bytes [`StatPrints::add`] hashes, kept to be reused.
+    record: Vec<u8>,
     /// The latest mtime or ctime among the entries, ns: an entry changed within the
     /// timestamp granularity of the walk could change again with every stat field as it was.
     pub newest_ns: i64,
 }
 
 impl StatPrints {
-    /// Adds the entry `rel` with stat `md`.
+    /// Adds the entry `rel` with stat `md`: one xxh3-128 over the path and the stat fields,
+    /// laid end to end (a print tells walks apart; it is not content's integrity, which
+    /// blake3 keeps).
     fn add(&mut self, rel: &[u8], md: &fs::Metadata) {
         let mtime = md.mtime() * 1_000_000_000 + md.mtime_nsec();
         let ctime = md.ctime() * 1_000_000_000 + md.ctime_nsec();
-        let mut h = blake3::Hasher::new();
-        h.update(&(rel.len() as u64).to_le_bytes()).update(rel);
-        for field in [
+        let fields = [
             u64::from(md.mode()),
             u64::from(md.uid()),
             u64::from(md.gid()),
@@ -95,12 +97,13 @@ impl StatPrints {
             md.ino(),
             md.nlink(),
             md.rdev(),
-        ] {
-            h.update(&field.to_le_bytes());
+        ];
+        self.record.clear();
+        for field in fields {
+            self.record.extend_from_slice(&field.to_le_bytes());
         }
-        let mut print = [0; 16];
-        print.copy_from_slice(&h.finalize().as_bytes()[..16]);
-        self.prints.push(u128::from_le_bytes(print));
+        self.record.extend_from_slice(rel);
+        self.prints.push(xxhash_rust::xxh3::xxh3_128(&self.record));
         self.newest_ns = self.newest_ns.max(mtime).max(ctime);
     }
 
@@ -113,11 +116,10 @@ impl StatPrints {
     /// digest, whichever order the walk's threads found them in.
     pub fn digest(&mut self) -> [u8; 32] {
         self.prints.sort_unstable();
+        let bytes: Vec<u8> = self.prints.iter().flat_map(|p| p.to_le_bytes()).collect();
         let mut h = blake3::Hasher::new();
         h.update(&(self.prints.len() as u64).to_le_bytes());
-        for p in &self.prints {
-            h.update(&p.to_le_bytes());
-        }
+        h.update(&bytes);
         *h.finalize().as_bytes()
     }
 }
@@ -397,10 +399,10 @@ impl LocalWalk<'_> {
             }
             Err(e) => return Err(SyncError::io(&abs, e)),
         };
+        // A walk for stats only makes each path in this buffer (no allocation per entry).
+        let mut rel = Vec::new();
         for item in rd {
             let item = item.map_err(|e| SyncError::io(&abs, e))?;
-            let name = item.file_name();
-            let rel = join(&dir, name.as_bytes());
             // Relative to the open directory (fstatat, not following symlinks): no path
             // walk per entry.
             let md = match item.metadata() {
@@ -408,15 +410,22 @@ impl LocalWalk<'_> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(SyncError::io(item.path(), e)),
             };
+            rel.clear();
+            if !dir.is_empty() {
+                rel.extend_from_slice(&dir);
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(item.file_name().as_bytes());
             if !self.contents {
                 if self.keep(&rel, &md, out) {
                     out.prints.add(&rel, &md);
                     if md.is_dir() {
-                        subdirs.push(rel);
+                        subdirs.push(rel.clone());
                     }
                 }
                 continue;
             }
+            let rel = rel.clone();
             if let Some(entry) = self.entry(&rel, &md, out)? {
                 out.prints.add(&rel, &md);
                 if entry.kind == EntryKind::Dir {
