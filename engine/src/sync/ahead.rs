@@ -23,6 +23,9 @@ use crate::workspace::Workspace;
 /// How far ahead of the loop (in steps) a file may be written.
 const WINDOW: usize = 512;
 
+/// The most files a writer claims at once (in one directory: [`Ahead::run_end`]).
+const RUN: usize = 128;
+
 /// Fewer local file writes than this are not worth the threads.
 const AT_LEAST: usize = 64;
 
@@ -123,17 +126,26 @@ impl<'a> Ahead<'a> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// One writer: takes the next file the window allows, writes it, until the run is over
-    /// or no file is left.
+    /// One writer: claims the next run of files in one directory ([`Ahead::run_end`]) and
+    /// writes each as the window allows, until the run is over or no file is left.
     pub(super) fn write(&self) {
         let mut state = self.lock();
+        // The files this writer claimed and has not yet written or passed.
+        let mut mine = 0..0;
         loop {
-            if state.stop || state.next == self.files.len() {
+            if state.stop {
                 return;
             }
-            let k = state.next;
+            if mine.is_empty() {
+                if state.next == self.files.len() {
+                    return;
+                }
+                mine = state.next..self.run_end(state.next);
+                state.next = mine.end;
+            }
+            let k = mine.start;
             if matches!(state.slots[k], Slot::Taken) {
-                state.next += 1;
+                mine.start += 1;
                 continue;
             }
             let i = self.files[k];
@@ -142,7 +154,7 @@ impl<'a> Ahead<'a> {
                 state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
                 continue;
             }
-            state.next += 1;
+            mine.start += 1;
             state.slots[k] = Slot::Writing;
             drop(state);
             // A writer that panics must not leave the loop waiting for its file: the slot
@@ -168,6 +180,17 @@ impl<'a> Ahead<'a> {
             }
             self.changed.notify_all();
         }
+    }
+
+    /// The end of the run of files that starts at `k` (indexes into [`Ahead::files`]): the
+    /// files after it in the same directory, at most [`RUN`]. Each writer creates its files
+    /// in a directory of its own where it can: creating a file holds the directory's lock
+    /// while the file system finds an inode, and two writers in one directory spent a tenth
+    /// of a first copy's CPU spinning on each other's hold.
+    fn run_end(&self, k: usize) -> usize {
+        let dir = |k: usize| split_parent(&self.plan.steps[self.files[k]].path).0;
+        let limit = self.files.len().min(k + RUN);
+        (k + 1..limit).find(|&j| dir(j) != dir(k)).unwrap_or(limit)
     }
 
     fn write_one(&self, i: usize) -> Written {
@@ -334,6 +357,28 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_claims_the_files_of_one_directory_at_most_a_run_at_a_time() {
+        let (_tmp, ws, mut plan) = setup();
+        let ahead = Ahead::plan(&ws, &plan, 7).expect("worth writing ahead");
+        assert_eq!(ahead.files.len(), 200);
+        assert_eq!((ahead.run_end(0), ahead.run_end(128)), (RUN, 200));
+        assert_eq!(ahead.run_end(199), 200);
+        // Files 0..3 in `d`, 3..5 in `e`, the rest in `d/x`: runs end where the directory
+        // changes, whatever the names' lengths.
+        let file = plan.steps[1].target.clone().expect("a target");
+        plan.steps.truncate(1);
+        for path in ["d/a", "d/b", "d/c", "e/a", "e/bb", "d/x/a", "d/x/b"] {
+            plan.steps.push(step(Op::Write, path, file.clone()));
+        }
+        for _ in 0..AT_LEAST {
+            plan.steps.push(step(Op::Write, "d/x/z", file.clone()));
+        }
+        let ahead = Ahead::plan(&ws, &plan, 7).expect("worth writing ahead");
+        let runs: Vec<usize> = [0, 1, 3, 5].iter().map(|&k| ahead.run_end(k)).collect();
+        assert_eq!(runs, vec![3, 3, 5, 5 + 2 + AT_LEAST]);
+    }
+
+    #[test]
     fn a_writer_that_panics_leaves_its_file_to_the_loop_instead_of_hanging_it() {
         let (_tmp, ws, mut plan) = setup();
         std::fs::create_dir(ws.root.join("d")).expect("mkdir");
@@ -350,8 +395,7 @@ mod tests {
                 // A writer took step 10 (file 9) and is done with it, one way or another.
                 let past =
                     cachesync_testutils::poll_until(std::time::Duration::from_secs(30), || {
-                        let state = ahead.lock();
-                        state.next > 9 && !matches!(state.slots[9], Slot::Writing)
+                        matches!(ahead.lock().slots[9], Slot::Taken | Slot::Done(_))
                     });
                 assert!(past, "the writer never let step 10 go");
                 let took = ahead.take(10).map(|w| w.is_ok());
