@@ -85,11 +85,11 @@ pub fn auto_merge(ws: &Workspace, changes: &mut [Change]) -> Result<()> {
             continue;
         };
         let id = ws.store.ingest_bytes(&merged)?;
-        let mut entry: Entry = l.clone();
+        let mut entry: Entry = Entry::clone(l);
         entry.file = Some(id);
         entry.size = merged.len() as u64;
         entry.mode = mode;
-        c.outcome = Outcome::Resolved(Some(entry));
+        c.outcome = Outcome::Resolved(Some(crate::reconcile::Shared::new(entry)));
         c.merged = true;
     }
     Ok(())

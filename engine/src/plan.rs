@@ -13,7 +13,7 @@ use cachesync_objects::{Entry, EntryKind, FileId};
 use serde::Serialize;
 
 use crate::paths::{display, hex};
-use crate::reconcile::{same, Change, Outcome};
+use crate::reconcile::{same, Change, Outcome, Shared};
 
 /// Which side a step changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -77,9 +77,9 @@ pub struct Step {
     /// For renames: the source.
     pub from: Option<Vec<u8>>,
     /// The state the target (for renames: the source) must be in just before the step.
-    pub expect: Option<Entry>,
+    pub expect: Option<Shared>,
     /// The state to give it.
-    pub target: Option<Entry>,
+    pub target: Option<Shared>,
     /// The change (index into [`Plan::changes`]) this step carries out.
     pub change: usize,
     /// For a create: the kind an earlier step of the same change removed.
@@ -167,10 +167,10 @@ fn steps_for(
     side: Side,
     change: usize,
     path: &[u8],
-    current: Option<&Entry>,
-    target: Option<&Entry>,
+    current: Option<&Shared>,
+    target: Option<&Shared>,
 ) -> Vec<Step> {
-    let step = |op, expect: Option<&Entry>, target: Option<&Entry>| Step {
+    let step = |op, expect: Option<&Shared>, target: Option<&Shared>| Step {
         side,
         op,
         path: path.to_vec(),
@@ -182,7 +182,7 @@ fn steps_for(
         replaced_by: None,
     };
     // Remove what is there, then create the new thing.
-    let replace = |c: &Entry, t: &Entry| {
+    let replace = |c: &Shared, t: &Shared| {
         if c.kind != EntryKind::Dir && matches!(t.kind, EntryKind::File | EntryKind::Symlink) {
             // Written under a temporary name and renamed over what is there: atomic.
             return vec![step(create_op(t.kind), Some(c), Some(t))];
@@ -223,9 +223,9 @@ fn steps_for(
     // real mode is set last.
     if let Some(t) = target.filter(|t| t.kind == EntryKind::Dir && t.mode & 0o700 != 0o700) {
         if steps.iter().any(|s| s.op == Op::Mkdir) {
-            let mut writable = t.clone();
+            let mut writable = Entry::clone(t);
             writable.mode |= 0o700;
-            steps.push(step(Op::SetMode, Some(&writable), Some(t)));
+            steps.push(step(Op::SetMode, Some(&Shared::new(writable)), Some(t)));
         }
     }
     steps
@@ -240,7 +240,7 @@ impl Plan {
                 continue;
             };
             for (side, current) in [(Side::Local, &c.local), (Side::Remote, &c.remote)] {
-                if !direction.allows(side) || same(current.as_ref(), target.as_ref()) {
+                if !direction.allows(side) || same(current.as_deref(), target.as_deref()) {
                     continue;
                 }
                 if c.stash_local && side == Side::Local {
@@ -397,7 +397,7 @@ impl Step {
                 .is_err()
                 .then(|| hex(&self.path)),
             from: self.from.as_deref().map(display),
-            expect: describe_state(self.expect.as_ref()),
+            expect: describe_state(self.expect.as_deref()),
         }
     }
 
@@ -460,7 +460,11 @@ mod tests {
             ["remote rename  a.txt -> d/b.txt"]
         );
         let plan = t.plan(Direction::Both);
-        assert_eq!(plan.steps[0].expect, Some(file("A")), "expects the source");
+        assert_eq!(
+            plan.steps[0].expect.as_deref(),
+            Some(&file("A")),
+            "expects the source"
+        );
     }
 
     #[test]

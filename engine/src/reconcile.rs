@@ -16,11 +16,15 @@ use crate::scan::Flat;
 
 pub use crate::conflict::ConflictKind;
 
+/// An entry held by a change and the steps that carry it out: one copy, shared (a first
+/// copy of 100,000 files held each remote entry in the change, its result and its step).
+pub type Shared = std::sync::Arc<Entry>;
+
 /// What reconcile decided for one path.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// Both sides should end up as `Some(entry)` or absent (`None`).
-    Resolved(Option<Entry>),
+    Resolved(Option<Shared>),
     /// Both versions are kept; nothing is written.
     Conflict(ConflictKind),
 }
@@ -31,11 +35,11 @@ pub struct Change {
     /// The path.
     pub path: Vec<u8>,
     /// Its base state.
-    pub base: Option<Entry>,
+    pub base: Option<Shared>,
     /// Its local state.
-    pub local: Option<Entry>,
+    pub local: Option<Shared>,
     /// Its remote state.
-    pub remote: Option<Entry>,
+    pub remote: Option<Shared>,
     /// What to do.
     pub outcome: Outcome,
     /// A modification won over a deletion (reported to the user).
@@ -51,7 +55,7 @@ pub struct Change {
 
 impl Change {
     /// The agreed state, if resolved.
-    pub fn result(&self) -> Option<&Option<Entry>> {
+    pub fn result(&self) -> Option<&Option<Shared>> {
         match &self.outcome {
             Outcome::Resolved(r) => Some(r),
             Outcome::Conflict(_) => None,
@@ -77,13 +81,13 @@ impl Change {
     /// True when the local side must change.
     pub fn needs_local(&self) -> bool {
         self.result()
-            .is_some_and(|r| !same(r.as_ref(), self.local.as_ref()))
+            .is_some_and(|r| !same(r.as_deref(), self.local.as_deref()))
     }
 
     /// True when the remote side must change.
     pub fn needs_remote(&self) -> bool {
         self.result()
-            .is_some_and(|r| !same(r.as_ref(), self.remote.as_ref()))
+            .is_some_and(|r| !same(r.as_deref(), self.remote.as_deref()))
     }
 }
 
@@ -157,35 +161,38 @@ pub fn reconcile(base: &Flat, local: &Flat, remote: &Flat) -> Vec<Change> {
             continue;
         }
         let mut modify_delete = false;
+        // Each side's entry copied once; the result shares the copy it takes.
+        let share = |e: Option<&Entry>| e.cloned().map(Shared::new);
+        let (sb, sl, sr) = (share(b), share(l), share(r));
         let outcome = if !r_changed {
-            Outcome::Resolved(l.cloned())
+            Outcome::Resolved(sl.clone())
         } else if !l_changed {
-            Outcome::Resolved(r.cloned())
+            Outcome::Resolved(sr.clone())
         } else if same(l, r) {
-            Outcome::Resolved(l.cloned())
+            Outcome::Resolved(sl.clone())
         } else {
             match (l, r) {
                 (Some(l), Some(r)) => match merge(b, l, r) {
-                    Ok(m) => Outcome::Resolved(Some(m)),
+                    Ok(m) => Outcome::Resolved(Some(Shared::new(m))),
                     Err(kind) => Outcome::Conflict(kind),
                 },
                 // Modified on one side, deleted on the other: the modification wins.
-                (Some(l), None) => {
+                (Some(_), None) => {
                     modify_delete = true;
-                    Outcome::Resolved(Some(l.clone()))
+                    Outcome::Resolved(sl.clone())
                 }
-                (None, Some(r)) => {
+                (None, Some(_)) => {
                     modify_delete = true;
-                    Outcome::Resolved(Some(r.clone()))
+                    Outcome::Resolved(sr.clone())
                 }
                 (None, None) => unreachable!("same(None, None) is true"),
             }
         };
         changes.push(Change {
             path: path.clone(),
-            base: b.cloned(),
-            local: l.cloned(),
-            remote: r.cloned(),
+            base: sb,
+            local: sl,
+            remote: sr,
             outcome,
             modify_delete,
             dir_kept: false,
@@ -318,7 +325,7 @@ fn settle_type_clashes(
             c.path.len() > p.len()
                 && c.path.starts_with(p)
                 && c.path[p.len()] == b'/'
-                && !same(c.base.as_ref(), side.get(&c.path))
+                && !same(c.base.as_deref(), side.get(&c.path))
                 && !same(side.get(&c.path), other.get(&c.path))
         })
     };
@@ -379,13 +386,18 @@ fn settle_type_clashes(
             if !top && b.is_none() && r.is_none() {
                 continue;
             }
+            let remote = r.cloned().map(Shared::new);
             out.push(Change {
                 path: path.clone(),
-                base: b.cloned(),
+                base: b.cloned().map(Shared::new),
                 // What the workspace holds under the clash is moved away with it.
-                local: if top { l.cloned() } else { None },
-                remote: r.cloned(),
-                outcome: Outcome::Resolved(r.cloned()),
+                local: if top {
+                    l.cloned().map(Shared::new)
+                } else {
+                    None
+                },
+                remote: remote.clone(),
+                outcome: Outcome::Resolved(remote),
                 modify_delete: false,
                 dir_kept: false,
                 merged: false,
@@ -424,7 +436,7 @@ fn keep_dirs_with_survivors(changes: &mut [Change], local: &Flat, remote: &Flat)
                 .filter(|e| e.kind == EntryKind::Dir)
                 .cloned();
             if let Some(dir) = keep {
-                c.outcome = Outcome::Resolved(Some(dir));
+                c.outcome = Outcome::Resolved(Some(Shared::new(dir)));
                 c.dir_kept = true;
             }
         }
@@ -464,7 +476,7 @@ mod tests {
         let remote = flat(&[("a", file("1", 0o644))]);
         let c = reconcile(&base, &local, &remote);
         assert_eq!(c.len(), 2);
-        assert_eq!(c[0].outcome, Outcome::Resolved(Some(file("2", 0o644))));
+        assert_eq!(c[0].result(), Some(&Some(Shared::new(file("2", 0o644)))));
         assert!(c[0].needs_remote() && !c[0].needs_local());
         assert_eq!(c[1].outcome, Outcome::Resolved(None));
         assert!(c[1].needs_local());
@@ -478,7 +490,7 @@ mod tests {
         r.mtime_ns = 99;
         let remote = flat(&[("a", r)]);
         let c = reconcile(&base, &local, &remote);
-        assert_eq!(c[0].outcome, Outcome::Resolved(Some(file("2", 0o755))));
+        assert_eq!(c[0].result(), Some(&Some(Shared::new(file("2", 0o755)))));
         assert!(c[0].needs_local() && c[0].needs_remote());
     }
 
@@ -574,7 +586,7 @@ mod tests {
                     Outcome::Resolved(res) => {
                         // A changed local state is kept unless the remote made the same change
                         // or a merge that contains it.
-                        if !same(c.base.as_ref(), c.local.as_ref()) {
+                        if !same(c.base.as_deref(), c.local.as_deref()) {
                             match (&c.local, res) {
                                 (Some(l), Some(m)) => {
                                     prop_assert!(l.file == m.file || c.base.as_ref().is_some_and(|b| b.file == l.file));
@@ -583,7 +595,7 @@ mod tests {
                                 (None, _) => {}
                             }
                         }
-                        if !same(c.base.as_ref(), c.remote.as_ref()) {
+                        if !same(c.base.as_deref(), c.remote.as_deref()) {
                             match (&c.remote, res) {
                                 (Some(r), Some(m)) => {
                                     prop_assert!(r.file == m.file || c.base.as_ref().is_some_and(|b| b.file == r.file));
@@ -594,7 +606,7 @@ mod tests {
                         }
                         for t in [&mut nb, &mut nl, &mut nr] {
                             match res {
-                                Some(e) => { t.insert(c.path.clone(), e.clone()); }
+                                Some(e) => { t.insert(c.path.clone(), Entry::clone(e)); }
                                 None => { t.remove(&c.path); }
                             }
                         }

@@ -167,7 +167,7 @@ fn human(command: &str, dry_run: bool, r: &sync::Outcome) -> String {
                 out.push_str(&format!(
                     "  {}   (expects {})\n",
                     s.line(),
-                    cachesync_engine::plan::describe_state(s.expect.as_ref())
+                    cachesync_engine::plan::describe_state(s.expect.as_deref())
                 ));
             }
         }

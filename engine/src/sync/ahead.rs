@@ -272,7 +272,7 @@ mod tests {
             path: path.as_bytes().to_vec(),
             from: None,
             expect: None,
-            target: Some(target),
+            target: Some(crate::reconcile::Shared::new(target)),
             change: 0,
             replaces: None,
             replaced_by: None,
@@ -365,7 +365,7 @@ mod tests {
         assert_eq!(ahead.run_end(199), 200);
         // Files 0..3 in `d`, 3..5 in `e`, the rest in `d/x`: runs end where the directory
         // changes, whatever the names' lengths.
-        let file = plan.steps[1].target.clone().expect("a target");
+        let file = Entry::clone(plan.steps[1].target.as_ref().expect("a target"));
         plan.steps.truncate(1);
         for path in ["d/a", "d/b", "d/c", "e/a", "e/bb", "d/x/a", "d/x/b"] {
             plan.steps.push(step(Op::Write, path, file.clone()));
@@ -383,7 +383,7 @@ mod tests {
         let (_tmp, ws, mut plan) = setup();
         std::fs::create_dir(ws.root.join("d")).expect("mkdir");
         // A bug in the writer's path: a file entry without content (it panics).
-        plan.steps[10].target.as_mut().expect("a target").file = None;
+        std::sync::Arc::make_mut(plan.steps[10].target.as_mut().expect("a target")).file = None;
         let ahead = Ahead::plan(&ws, &plan, 7).expect("worth writing ahead");
         let (tx, rx) = std::sync::mpsc::channel();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

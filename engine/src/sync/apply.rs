@@ -194,12 +194,12 @@ impl Applier<'_> {
             use std::os::unix::ffi::OsStrExt;
             std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&t.target), &tmp).map_err(io)?;
         }
-        if let Err(e) = self.check_local(&step.path, step.expect.as_ref()) {
+        if let Err(e) = self.check_local(&step.path, step.expect.as_deref()) {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
         crate::failpoint::hit_n("before-rename", i);
-        self.place_local(&tmp, &step.path, step.expect.as_ref())?;
+        self.place_local(&tmp, &step.path, step.expect.as_deref())?;
         self.record_local(&step.path, t)
     }
 
@@ -209,7 +209,7 @@ impl Applier<'_> {
         let root = &self.ws.root;
         let abs = under(root, &step.path);
         let io = |e: std::io::Error| StepError::Fatal(SyncError::io(&abs, e));
-        self.check_local(&step.path, step.expect.as_ref())?;
+        self.check_local(&step.path, step.expect.as_deref())?;
         let t = step.target.as_ref().expect("chmod has a target");
         let md = fs::symlink_metadata(&abs).map_err(io)?;
         if md.is_file() && md.nlink() > 1 {
@@ -231,7 +231,7 @@ impl Applier<'_> {
                 Some(md.mtime() * 1_000_000_000 + md.mtime_nsec()),
                 false,
             )?;
-            self.place_local(&tmp, &step.path, step.expect.as_ref())?;
+            self.place_local(&tmp, &step.path, step.expect.as_deref())?;
         } else {
             fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode)).map_err(io)?;
         }
@@ -245,7 +245,7 @@ impl Applier<'_> {
         let target = step.target.as_ref();
         match step.op {
             Op::Stash => {
-                self.check_local(&step.path, step.expect.as_ref())?;
+                self.check_local(&step.path, step.expect.as_deref())?;
                 let dest_rel = crate::paths::join(
                     format!("{}/{}", crate::ignore_rules::LOST_FOUND, self.op).as_bytes(),
                     &step.path,
@@ -277,7 +277,7 @@ impl Applier<'_> {
             Op::SetMode => self.chmod_local(i, step),
             Op::Rename => {
                 let from = step.from.as_deref().expect("renames have a source");
-                self.check_local(from, step.expect.as_ref())?;
+                self.check_local(from, step.expect.as_deref())?;
                 self.check_local(&step.path, None)?;
                 let t = target.expect("renames have a target");
                 let source = under(root, from);
@@ -294,7 +294,7 @@ impl Applier<'_> {
                 self.record_local(&step.path, t)
             }
             Op::Remove => {
-                self.check_local(&step.path, step.expect.as_ref())?;
+                self.check_local(&step.path, step.expect.as_deref())?;
                 let is_dir = step
                     .expect
                     .as_ref()
@@ -544,9 +544,9 @@ impl Applier<'_> {
         t: &Entry,
         p: &Patch,
     ) -> Result<Option<()>, StepError> {
-        self.check_remote(&step.path, step.expect.as_ref())?;
+        self.check_remote(&step.path, step.expect.as_deref())?;
         crate::failpoint::hit_n("before-rename", i);
-        let before = step.expect.as_ref().expect("a patch has a base");
+        let before = step.expect.as_deref().expect("a patch has a base");
         debug_assert_eq!(before.file, Some(p.base));
         let Some(sent) = super::patch::patch_in_place(
             self.ws,
@@ -574,7 +574,7 @@ impl Applier<'_> {
             self.ws,
             remote,
             &mut self.copies_on_server,
-            step.expect.as_ref(),
+            step.expect.as_deref(),
             t,
         )?;
         if let Some(p) = patch.as_ref().filter(|p| p.how == How::InPlace) {
@@ -615,12 +615,12 @@ impl Applier<'_> {
                 e => e,
             });
         }
-        if let Err(e) = self.check_remote(&step.path, step.expect.as_ref()) {
+        if let Err(e) = self.check_remote(&step.path, step.expect.as_deref()) {
             let _ = remote.remove_file(&tmp);
             return Err(e);
         }
         crate::failpoint::hit_n("before-rename", i);
-        self.place_remote(&tmp, &step.path, step.expect.as_ref())?;
+        self.place_remote(&tmp, &step.path, step.expect.as_deref())?;
         self.record_remote(&step.path, t)
     }
 
@@ -647,14 +647,14 @@ impl Applier<'_> {
                 self.record_remote(&step.path, t)
             }
             Op::SetMode => {
-                self.check_remote(&step.path, step.expect.as_ref())?;
+                self.check_remote(&step.path, step.expect.as_deref())?;
                 let t = target.expect("chmod has a target");
                 remote.set_mode(&step.path, t.mode)?;
                 self.record_remote(&step.path, t)
             }
             Op::Rename => {
                 let from = step.from.as_deref().expect("renames have a source");
-                self.check_remote(from, step.expect.as_ref())?;
+                self.check_remote(from, step.expect.as_deref())?;
                 // A case-only rename on a remote that folds case finds its own source there.
                 let case_only =
                     self.ws.identity.case_insensitive && from.eq_ignore_ascii_case(&step.path);
@@ -670,7 +670,7 @@ impl Applier<'_> {
                     remote.rename(from, &step.path)?;
                 }
                 if t.kind != EntryKind::Symlink
-                    && step.expect.as_ref().is_some_and(|e| e.mode != t.mode)
+                    && step.expect.as_deref().is_some_and(|e| e.mode != t.mode)
                 {
                     remote.set_mode(&step.path, t.mode)?;
                 }
@@ -678,7 +678,7 @@ impl Applier<'_> {
                 self.record_remote(&step.path, t)
             }
             Op::Remove => {
-                self.check_remote(&step.path, step.expect.as_ref())?;
+                self.check_remote(&step.path, step.expect.as_deref())?;
                 let is_dir = step
                     .expect
                     .as_ref()

@@ -270,7 +270,11 @@ fn record_outcomes(
             continue;
         }
         p.outcomes.base_moved |= match target {
-            Some(e) => base.insert(c.path.clone(), e.clone()).as_ref() != Some(e),
+            Some(e) => {
+                base.insert(c.path.clone(), cachesync_objects::Entry::clone(e))
+                    .as_ref()
+                    != Some(e)
+            }
             None => base.remove(&c.path).is_some(),
         };
     }
@@ -321,12 +325,12 @@ pub(super) fn merged_record(c: &Change) -> ConflictRecord {
     let mut r = conflict::record(
         &c.path,
         ConflictKind::Content,
-        c.base.as_ref(),
-        c.local.as_ref(),
-        c.remote.as_ref(),
+        c.base.as_deref(),
+        c.local.as_deref(),
+        c.remote.as_deref(),
     );
     r.state = ConflictState::Resolved;
-    r.resolved = conflict::Variant::of(c.result().and_then(|t| t.as_ref()));
+    r.resolved = conflict::Variant::of(c.result().and_then(|t| t.as_deref()));
     r.resolution = Some("merged automatically".into());
     r.resolved_ns = Some(crate::now_ns());
     r
@@ -355,9 +359,9 @@ fn stashed_record(c: &Change, lf: &[u8]) -> ConflictRecord {
     let mut r = conflict::record(
         &c.path,
         c.conflict_kind().unwrap_or(ConflictKind::Type),
-        c.base.as_ref(),
-        c.local.as_ref(),
-        c.remote.as_ref(),
+        c.base.as_deref(),
+        c.local.as_deref(),
+        c.remote.as_deref(),
     );
     r.lost_found = Some(display(lf));
     r.lost_found_hex = Some(hex(lf));

@@ -149,9 +149,9 @@ pub(super) fn conflict_record_for(
     let fresh = conflict::record(
         &c.path,
         kind,
-        c.base.as_ref(),
-        c.local.as_ref(),
-        c.remote.as_ref(),
+        c.base.as_deref(),
+        c.local.as_deref(),
+        c.remote.as_deref(),
     );
     let same = existing.get(&c.path).filter(|old| {
         (old.client == fresh.client || old.resolution.as_deref() == Some("editing"))
