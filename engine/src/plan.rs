@@ -450,6 +450,30 @@ mod tests {
             .unwrap_or_else(|| panic!("no step {wanted:?} in {steps:#?}"))
     }
 
+    /// A change's result and the steps that carry it out hold the side's entry itself, not
+    /// copies of it (a first copy of many files held each entry five times).
+    #[test]
+    fn a_change_and_its_steps_share_the_entry_they_carry() {
+        let t = agreed(&[]).remote("new.txt", Some(file("N")));
+        let plan = t.plan(Direction::Both);
+        let c = plan
+            .changes
+            .iter()
+            .position(|c| c.path == b"new.txt")
+            .expect("a change for the new file");
+        let remote = plan.changes[c].remote.as_ref().expect("on the server");
+        let result = plan.changes[c].result().and_then(Option::as_ref);
+        assert!(result.is_some_and(|r| Shared::ptr_eq(r, remote)), "result");
+        let step = plan.steps.iter().find(|s| s.change == c).expect("a step");
+        assert_eq!(step.side, Side::Local);
+        assert!(
+            step.target
+                .as_ref()
+                .is_some_and(|t| Shared::ptr_eq(t, remote)),
+            "step target"
+        );
+    }
+
     #[test]
     fn a_move_on_one_side_is_one_rename_on_the_other() {
         let t = agreed(&[("a.txt", file("A")), ("d", dir())])
