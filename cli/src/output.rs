@@ -132,13 +132,26 @@ impl cachesync_engine::Progress for Bars {
 /// long as this process runs and hands over what changed in the workspace since the last
 /// command (see `cachesync_view::control` and `cachesync_engine::fsmonitor`).
 pub fn open_workspace(json: bool) -> Result<cachesync_engine::Workspace, Failure> {
+    open_workspace_as(json, cachesync_engine::Workspace::open)
+}
+
+/// As [`open_workspace`], but with the store open to read only when no view runs (see
+/// `Workspace::open_to_look`): for a command that may answer without writing.
+pub fn open_workspace_to_look(json: bool) -> Result<cachesync_engine::Workspace, Failure> {
+    open_workspace_as(json, cachesync_engine::Workspace::open_to_look)
+}
+
+fn open_workspace_as(
+    json: bool,
+    open: fn(&std::path::Path) -> cachesync_engine::Result<cachesync_engine::Workspace>,
+) -> Result<cachesync_engine::Workspace, Failure> {
     let cwd = std::env::current_dir()
         .map_err(|e| SyncError::Usage(format!("cannot read the current directory: {e}")))
         .or_fail(json)?;
     let root = cachesync_engine::Workspace::find(&cwd).or_fail(json)?;
     let meta = root.join(cachesync_engine::ignore_rules::META_DIR);
     let Some(released) = cachesync_view::control::ask_release(&meta) else {
-        return cachesync_engine::Workspace::open(&root).or_fail(json);
+        return open(&root).or_fail(json);
     };
     // Held until the process ends (see `give_back_view`).
     let handoff = released.handoff;

@@ -462,3 +462,39 @@ fn a_kept_answer_is_always_the_one_the_whole_way_gives() {
         assert!(reuses > 0, "seed {seed}: no answer was ever kept");
     }
 }
+
+/// The store's files, each with its size and mtime.
+fn store_files(env: &Env) -> Vec<(String, u64, i64, i64)> {
+    let mut files: Vec<_> = fs::read_dir(env.w(".cachesync/store"))
+        .expect("list the store")
+        .flatten()
+        .map(|e| {
+            let md = e.metadata().expect("stat");
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, md.size(), md.mtime(), md.mtime_nsec())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_kept_answer_leaves_the_store_as_it_was() {
+    let env = Env::with_remote(&[("a.txt", "aaaa\n"), ("d/b.txt", "bbbb\n")]);
+    env.clone_ws();
+    settled(&env);
+    let before = store_files(&env);
+    for _ in 0..2 {
+        let v = env.json(0, &["status", "--json"]);
+        assert!(reused(&v), "{v}");
+    }
+    // Opening the store to write rewrites its options and its manifest; a status that gives
+    // its last answer again opens it to read only.
+    assert_eq!(store_files(&env), before);
+    // When the answer cannot stand, the status opens the store to write and keeps the new one.
+    fs::write(env.w("new.txt"), "new\n").expect("write");
+    let v = env.json(0, &["status", "--json"]);
+    assert!(!reused(&v) && local_change(&v, "new.txt", "added"), "{v}");
+    let v = settled(&env);
+    assert!(local_change(&v, "new.txt", "added"), "{v}");
+}

@@ -351,19 +351,43 @@ fn record_offline_changes(ws: &Workspace, changes: &[PathChange]) -> Result<()> 
 /// # Errors
 /// Local I/O and store errors; a remote that does not answer is reported, not an error.
 pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Outcome> {
+    match kept(ws, opts)? {
+        Some(outcome) => Ok(outcome),
+        None => whole(ws, opts, progress),
+    }
+}
+
+/// The last status's answer, when it still stands (see `memo.rs`): read, never written,
+/// so the workspace may be open to read only ([`Workspace::open_to_look`]). `None`: take
+/// the whole way ([`whole`], with the store open to write).
+///
+/// # Errors
+/// Local I/O and store errors.
+pub fn kept(ws: &Workspace, opts: &Options) -> Result<Option<Outcome>> {
+    if !may_keep(ws, opts) {
+        return Ok(None);
+    }
+    memo::answer(ws)
+}
+
+/// Whether a status with `opts` may give, or keep, an answer from the last one.
+fn may_keep(ws: &Workspace, opts: &Options) -> bool {
+    !opts.refresh && !opts.with_ignored && ws.handoff.is_none()
+}
+
+/// [`run`] without looking for a kept answer (the caller did, with [`kept`]).
+///
+/// # Errors
+/// As [`run`].
+pub fn whole(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Outcome> {
     let begun_ns = crate::now_ns();
-    // The last status's answer stands while nothing it depends on changed (`memo.rs`).
-    let may_reuse = !opts.refresh && !opts.with_ignored && ws.handoff.is_none();
-    let context = if may_reuse {
+    // Taken before the status's own reads: an answer computed under other ignore rules
+    // is never kept under these.
+    let context = if may_keep(ws, opts) {
         Some(memo::context_now(ws)?)
     } else {
         None
     };
-    if let Some(context) = &context {
-        if let Some(outcome) = memo::answer(ws, context)? {
-            return Ok(outcome);
-        }
-    }
     let last_look = if opts.refresh {
         None
     } else {

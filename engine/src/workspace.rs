@@ -224,7 +224,47 @@ impl Workspace {
     /// [`SyncError::Locked`], config and store errors.
     pub fn open(root: &Path) -> Result<Workspace> {
         let lock = WorkspaceLock::acquire(&Self::meta(root).join("lock"))?;
-        Self::open_with(root, Some(lock))
+        Self::open_with(root, Some(lock), true)
+    }
+
+    /// Opens the workspace at `root` taking its lock, with the store opened for reading
+    /// only: no other command runs meanwhile, and the store is not written (opening it to
+    /// write costs a write of its options and manifest, most of a quick command's time).
+    /// [`Workspace::into_writable`] opens it to write when the command turns out to need it.
+    ///
+    /// # Errors
+    /// As [`Workspace::open`].
+    pub fn open_to_look(root: &Path) -> Result<Workspace> {
+        let lock = WorkspaceLock::acquire(&Self::meta(root).join("lock"))?;
+        Self::open_with(root, Some(lock), false)
+    }
+
+    /// This workspace with its store open to write, the lock kept throughout (as it is when
+    /// [`Workspace::open`] opened it).
+    ///
+    /// # Errors
+    /// [`SyncError::Locked`] when opened beside a running command; store errors.
+    pub fn into_writable(self) -> Result<Workspace> {
+        if self.store.db().is_writable() {
+            return Ok(self);
+        }
+        let Workspace {
+            root,
+            store,
+            _lock,
+            remote_factory,
+            handoff,
+            ..
+        } = self;
+        let lock = _lock.ok_or_else(|| SyncError::Locked {
+            holder: "another command (this one opened the workspace beside it, to read)".into(),
+        })?;
+        // The read-only store is closed before the store is opened to write.
+        drop(store);
+        let mut ws = Self::open_with(&root, Some(lock), true)?;
+        ws.remote_factory = remote_factory;
+        ws.handoff = handoff;
+        Ok(ws)
     }
 
     /// Opens the workspace to read it: with its lock when it is free, else (another command
@@ -235,15 +275,15 @@ impl Workspace {
     /// As [`Workspace::open`], but never [`SyncError::Locked`].
     pub fn open_for_reading(root: &Path) -> Result<Workspace> {
         match Self::open(root) {
-            Err(SyncError::Locked { .. }) => Self::open_with(root, None),
+            Err(SyncError::Locked { .. }) => Self::open_with(root, None, false),
             other => other,
         }
     }
 
-    fn open_with(root: &Path, lock: Option<WorkspaceLock>) -> Result<Workspace> {
+    fn open_with(root: &Path, lock: Option<WorkspaceLock>, write: bool) -> Result<Workspace> {
         let meta = Self::meta(root);
         let config = Config::load(&meta.join("config.json"))?;
-        let store = if lock.is_some() {
+        let store = if lock.is_some() && write {
             Store::open(&meta.join("store"))?
         } else {
             Store::open_read_only(&meta.join("store"))?

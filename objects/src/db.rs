@@ -164,6 +164,11 @@ impl Db {
         self.db.latest_sequence_number()
     }
 
+    /// Whether it was opened to write (not with [`Db::open_read_only`]).
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
     /// The database directory.
     pub fn path(&self) -> &Path {
         &self.path

@@ -1,7 +1,7 @@
 use cachesync_engine::status::{self, PathChange};
 
 use crate::app::CmdResult;
-use crate::output::{bytes, open_workspace, print_json, print_out, time, Bars, OrFail};
+use crate::output::{bytes, open_workspace_to_look, print_json, print_out, time, Bars, OrFail};
 
 /// Show local and remote changes, conflicts and cache use.
 #[derive(clap::Args)]
@@ -30,12 +30,18 @@ fn section(out: &mut String, title: &str, changes: &[PathChange]) {
 }
 
 pub fn cmd_status(args: StatusArgs) -> CmdResult {
-    let ws = open_workspace(args.json)?;
+    let ws = open_workspace_to_look(args.json)?;
     let opts = status::Options {
         with_ignored: args.ignored,
         refresh: args.refresh,
     };
-    let report = status::run(&ws, &opts, &Bars::new(args.json)).or_fail(args.json)?;
+    let report = match status::kept(&ws, &opts).or_fail(args.json)? {
+        Some(report) => report,
+        None => {
+            let ws = ws.into_writable().or_fail(args.json)?;
+            status::whole(&ws, &opts, &Bars::new(args.json)).or_fail(args.json)?
+        }
+    };
     if args.json {
         print_json(&report);
         return Ok(0);

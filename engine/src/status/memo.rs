@@ -154,12 +154,12 @@ pub(super) fn context_now(ws: &Workspace) -> Result<String> {
     Ok(context(ws, &ws.rules()?))
 }
 
-/// The kept answer, when nothing it depends on changed since (`context` is
-/// [`context_now`]'s); `None` otherwise (then the caller takes the whole way).
+/// The kept answer, when nothing it depends on changed since; `None` otherwise (then the
+/// caller takes the whole way). The walk uses the ignore rules the context was made of.
 ///
 /// # Errors
-/// Store errors; I/O errors walking the workspace.
-pub(super) fn answer(ws: &Workspace, context: &str) -> Result<Option<Outcome>> {
+/// Store errors; I/O errors walking the workspace; the ignore rules cannot be read.
+pub(super) fn answer(ws: &Workspace) -> Result<Option<Outcome>> {
     if !keepable(ws) {
         return Ok(None);
     }
@@ -173,10 +173,10 @@ pub(super) fn answer(ws: &Workspace, context: &str) -> Result<Option<Outcome>> {
     if memo.format != FORMAT || memo.seq != ws.store.db().sequence() {
         return Ok(None);
     }
-    if memo.context != context {
+    let rules = ws.rules()?;
+    if memo.context != context(ws, &rules) {
         return Ok(None);
     }
-    let rules = ws.rules()?;
     let mut walked = crate::scan::scan_stats(&ws.root, &rules, &ws.store)?;
     if !walked.temporaries.is_empty()
         || !walked.unstable.is_empty()
