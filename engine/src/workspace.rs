@@ -283,10 +283,17 @@ impl Workspace {
     fn open_with(root: &Path, lock: Option<WorkspaceLock>, write: bool) -> Result<Workspace> {
         let meta = Self::meta(root);
         let config = Config::load(&meta.join("config.json"))?;
-        let store = if lock.is_some() && write {
-            Store::open(&meta.join("store"))?
-        } else {
-            Store::open_read_only(&meta.join("store"))?
+        let dir = meta.join("store");
+        let store = match (&lock, write) {
+            (Some(_), true) => Store::open(&dir)?,
+            // With the lock, a store that cannot be opened to read only is opened to write,
+            // as `open` would: a store made by an older version may lack a column family,
+            // which only an open to write adds.
+            (Some(_), false) => match Store::open_read_only(&dir) {
+                Ok(store) => store,
+                Err(_) => Store::open(&dir)?,
+            },
+            (None, _) => Store::open_read_only(&dir)?,
         };
         let state = store.table(keys::CF_STATE);
         let damaged = |what: &str| SyncError::Config {
