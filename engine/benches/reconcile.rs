@@ -138,7 +138,7 @@ fn bench_walk(c: &mut Criterion) {
     });
     g.bench_function("stats only, and their digest", |b| {
         b.iter(|| {
-            scan_stats(&root, &rules, &store)
+            scan_stats(&root, &rules, &store, None)
                 .expect("walk")
                 .prints
                 .digest()

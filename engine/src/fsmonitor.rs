@@ -236,6 +236,7 @@ pub fn scan(ws: &Workspace, rules: &IgnoreRules, index: &crate::index::Index) ->
         store: &ws.store,
         index,
         contents: true,
+        changed_after: None,
     };
     let state = ws.store.table(keys::CF_STATE);
     let prior = match state.get(state_keys::FSMONITOR)? {

@@ -64,6 +64,9 @@ pub struct LocalScan {
     pub indexed: usize,
     /// The stat of every entry kept, in brief (what `status` remembers its answer by).
     pub prints: StatPrints,
+    /// A walk for stats only stopped at an entry changed after the time it was given
+    /// ([`scan_stats`]): the prints are not whole.
+    pub changed_after: bool,
 }
 
 /// What a walk saw of each entry it kept, in brief: a print of its path and stat fields. Two
@@ -78,6 +81,11 @@ pub struct StatPrints {
     /// The latest mtime or ctime among the entries, ns: an entry changed within the
     /// timestamp granularity of the walk could change again with every stat field as it was.
     pub newest_ns: i64,
+}
+
+/// The later of an entry's mtime and ctime, ns.
+fn changed_ns(md: &fs::Metadata) -> i64 {
+    (md.mtime() * 1_000_000_000 + md.mtime_nsec()).max(md.ctime() * 1_000_000_000 + md.ctime_nsec())
 }
 
 impl StatPrints {
@@ -136,6 +144,7 @@ impl LocalScan {
         self.temporaries.extend(other.temporaries);
         self.linked.extend(other.linked);
         self.prints.absorb(other.prints);
+        self.changed_after |= other.changed_after;
     }
 
     /// Puts what a walk found in path order (its threads found it in any order): a run
@@ -259,6 +268,7 @@ pub fn scan_local(
         store,
         index,
         contents: true,
+        changed_after: None,
     };
     local.walk(Vec::new(), &mut found, &mut out)?;
     // Sorted first, in place and unstably (paths are unique): the map's own stable sort of
@@ -282,7 +292,16 @@ pub fn scan_local(
 ///
 /// # Errors
 /// I/O errors on directories.
-pub fn scan_stats(root: &Path, rules: &IgnoreRules, store: &Store) -> Result<LocalScan> {
+///
+/// With `changed_after`, the walk stops at the first entry kept whose mtime or ctime is
+/// later ([`LocalScan::changed_after`] set): a walk whose newest entry was then cannot
+/// have printed it so, and its prints are not made whole.
+pub fn scan_stats(
+    root: &Path,
+    rules: &IgnoreRules,
+    store: &Store,
+    changed_after: Option<i64>,
+) -> Result<LocalScan> {
     let mut out = LocalScan::default();
     let walk = LocalWalk {
         root,
@@ -290,6 +309,7 @@ pub fn scan_stats(root: &Path, rules: &IgnoreRules, store: &Store) -> Result<Loc
         store,
         index: &crate::index::Index::default(),
         contents: false,
+        changed_after,
     };
     walk.walk(Vec::new(), &mut Vec::new(), &mut out)?;
     Ok(out)
@@ -308,6 +328,9 @@ pub struct LocalWalk<'a> {
     /// Whether entries are made (with their content, from the index or hashed now), or
     /// only their stats printed ([`LocalScan::prints`]).
     pub contents: bool,
+    /// A walk for stats only: stop at the first entry changed after this (ns; see
+    /// [`scan_stats`]).
+    pub changed_after: Option<i64>,
 }
 
 impl LocalWalk<'_> {
@@ -369,7 +392,9 @@ impl LocalWalk<'_> {
                     .unwrap_or_else(|p| p.into_inner())
                     .append(&mut found);
             }
-            queue.give(&mut subdirs, done.is_err());
+            // A walk that found an entry changed after its bound stops every thread, as
+            // an error does.
+            queue.give(&mut subdirs, done.is_err() || out.changed_after);
             done?;
         }
         Ok(out)
@@ -418,6 +443,10 @@ impl LocalWalk<'_> {
             rel.extend_from_slice(item.file_name().as_bytes());
             if !self.contents {
                 if self.keep(&rel, &md, out) {
+                    if self.changed_after.is_some_and(|t| changed_ns(&md) > t) {
+                        out.changed_after = true;
+                        return Ok(());
+                    }
                     out.prints.add(&rel, &md);
                     if md.is_dir() {
                         subdirs.push(rel.clone());

@@ -131,3 +131,51 @@ fn a_walk_finds_every_entry_once_and_hashes_only_what_changed() {
     let found: BTreeSet<Vec<u8>> = after.tree.keys().cloned().collect();
     assert_eq!(found, expected);
 }
+
+#[test]
+fn a_stat_walk_bounded_by_a_time_stops_at_an_entry_changed_after_it() {
+    use cachesync_engine::scan::scan_stats;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    uneven_tree(root);
+    let store = Store::create(&root.join(".cachesync/store")).expect("store");
+    let rules = IgnoreRules::load(root).expect("rules");
+    let mut whole = scan_stats(root, &rules, &store, None).expect("walk");
+    let newest = whole.prints.newest_ns;
+    // Nothing changed since: the bounded walk is the whole walk.
+    let mut bounded = scan_stats(root, &rules, &store, Some(newest)).expect("walk");
+    assert!(!bounded.changed_after);
+    assert_eq!(bounded.prints.digest(), whole.prints.digest());
+    // A file deep in the tree changed (its ctime moves even with its mtime put back).
+    let deep: std::path::PathBuf =
+        (0..25).fold(root.join("deep"), |p, i| p.join(format!("level{i}")));
+    let f = deep.join("f");
+    let mtime = fs::metadata(&f).expect("stat").modified().expect("mtime");
+    cachesync_testutils::wait_until(
+        "the clock moved past the walk's newest entry",
+        std::time::Duration::from_secs(5),
+        || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_nanos() as i64
+                > newest + 10_000_000
+        },
+    );
+    fs::write(&f, "changed").expect("write");
+    fs::File::options()
+        .write(true)
+        .open(&f)
+        .expect("open")
+        .set_modified(mtime)
+        .expect("set mtime");
+    let bounded = scan_stats(root, &rules, &store, Some(newest)).expect("walk");
+    assert!(bounded.changed_after, "the walk did not see the change");
+    let unbounded = scan_stats(root, &rules, &store, None).expect("walk");
+    assert!(!unbounded.changed_after);
+    assert_ne!(
+        { unbounded }.prints.digest(),
+        whole.prints.digest(),
+        "the change shows in the prints too"
+    );
+}

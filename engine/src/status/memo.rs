@@ -16,7 +16,9 @@
 //!   and mode, owner, size, mtime, ctime, inode, links, device), as both walks see them. A
 //!   write leaves mtime and ctime unchanged only within the timestamp granularity: a status
 //!   whose walk saw an entry changed within [`RACY_WINDOW_NS`] of its start saves nothing,
-//!   as the index re-hashes such files.
+//!   as the index re-hashes such files. The answer also holds the newest mtime or ctime it
+//!   printed: the next walk stops at the first entry changed later (its print cannot be the
+//!   same), so a stale answer costs part of a walk, not all of it, before the whole way.
 //!
 //! Never kept: answers under a cache budget (its thresholds follow the disk's free space,
 //! what culling takes next follows access times), with scan warnings, temporaries or
@@ -54,6 +56,10 @@ struct Memo {
     context: String,
     /// The workspace's entries ([`crate::scan::StatPrints::digest`]), hex.
     walk: String,
+    /// The latest mtime or ctime among them (ns): an entry changed later cannot have been
+    /// printed so, and the next status's walk stops at the first it meets.
+    #[serde(default)]
+    newest_ns: Option<i64>,
     remote_seen_ns: Option<i64>,
     provisional: Vec<Change>,
     permission: Vec<PermissionWarning>,
@@ -177,8 +183,9 @@ pub(super) fn answer(ws: &Workspace) -> Result<Option<Outcome>> {
     if memo.context != context(ws, &rules) {
         return Ok(None);
     }
-    let mut walked = crate::scan::scan_stats(&ws.root, &rules, &ws.store)?;
-    if !walked.temporaries.is_empty()
+    let mut walked = crate::scan::scan_stats(&ws.root, &rules, &ws.store, memo.newest_ns)?;
+    if walked.changed_after
+        || !walked.temporaries.is_empty()
         || !walked.unstable.is_empty()
         || hex(&walked.prints.digest()) != memo.walk
     {
@@ -270,6 +277,7 @@ pub(super) fn save(
         seq: 0,
         context: context_before,
         walk: hex(&local.prints.digest()),
+        newest_ns: Some(local.prints.newest_ns),
         remote_seen_ns: outcome.remote_seen_ns,
         provisional: kept(&outcome.provisional),
         permission: outcome.permission.clone(),
