@@ -124,6 +124,17 @@ pub fn run(ws: Workspace, opts: &Options) -> Result<()> {
     if opts.allow_other {
         config.acl = fuser::SessionACL::All;
     }
+    // Before the mount: from the moment it answers, a SIGTERM must unmount and exit 0,
+    // never kill the daemon with the view still listed (a test that stopped it as soon as
+    // it answered saw the signal's default action).
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| SyncError::io(mp, e))?;
+    }
     let session = fuser::spawn_mount(fs::View::new(Arc::clone(&state)), mp, &config)
         .map_err(|e| SyncError::io(mp, e))?;
     {
@@ -138,14 +149,6 @@ pub fn run(ws: Workspace, opts: &Options) -> Result<()> {
         }
     }
     drop(state);
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| SyncError::io(mp, e))?;
-    }
     if let (Some(exe), true) = (&opts.sync_with, every > 0) {
         let log = meta.join("mount.log");
         let every = Duration::from_secs(every);
