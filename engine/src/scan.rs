@@ -83,9 +83,18 @@ pub struct StatPrints {
     pub newest_ns: i64,
 }
 
+/// An entry's mtime and ctime, ns.
+fn times_ns(md: &fs::Metadata) -> (i64, i64) {
+    (
+        md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+    )
+}
+
 /// The later of an entry's mtime and ctime, ns.
 fn changed_ns(md: &fs::Metadata) -> i64 {
-    (md.mtime() * 1_000_000_000 + md.mtime_nsec()).max(md.ctime() * 1_000_000_000 + md.ctime_nsec())
+    let (mtime, ctime) = times_ns(md);
+    mtime.max(ctime)
 }
 
 impl StatPrints {
@@ -93,8 +102,7 @@ impl StatPrints {
     /// laid end to end (a print tells walks apart; it is not content's integrity, which
     /// blake3 keeps).
     fn add(&mut self, rel: &[u8], md: &fs::Metadata) {
-        let mtime = md.mtime() * 1_000_000_000 + md.mtime_nsec();
-        let ctime = md.ctime() * 1_000_000_000 + md.ctime_nsec();
+        let (mtime, ctime) = times_ns(md);
         let fields = [
             u64::from(md.mode()),
             u64::from(md.uid()),
