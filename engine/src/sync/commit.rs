@@ -63,6 +63,20 @@ pub(super) fn commit_run(
             None => remote.remove(path).is_some(),
         };
     }
+    let now = crate::now_ns();
+    // The remote's snapshot is written, and its tree dropped, before the new base is
+    // built: a first copy would otherwise hold both trees of every entry at once.
+    snapshot_in(
+        ws,
+        opts,
+        &op,
+        &mut batch,
+        (keys::REF_REMOTE, "remote as seen by"),
+        &remote,
+        remote_moved,
+        now,
+    )?;
+    drop(remote);
     index_updates(&mut batch, &trees, &applied);
     let existing: BTreeMap<Vec<u8>, ConflictRecord> = conflict::open(&ws.store)?
         .into_iter()
@@ -85,27 +99,16 @@ pub(super) fn commit_run(
     let racy_now =
         crate::racy::after_writes(&trees.racy, &applied.remote_results, trees.started_ns);
     crate::racy::put(&mut batch, &trees.racy, &racy_now);
-    let now = crate::now_ns();
-    let moved = [
-        (
-            keys::REF_BASE,
-            "base after",
-            &outcomes.base,
-            outcomes.base_moved,
-        ),
-        (keys::REF_REMOTE, "remote as seen by", &remote, remote_moved),
-    ];
-    for (name, what, tree, moved) in moved {
-        if moved || ws.store.get_ref(name)?.is_none() {
-            let snap = Snapshot {
-                root: ws.store.write_flat(tree)?,
-                parent: ws.store.get_ref(name)?,
-                time_ns: now,
-                description: format!("{what} {} (op {})", opts.command, op.id),
-            };
-            Store::set_ref_in(&mut batch, name, ws.store.put_snapshot(&snap)?);
-        }
-    }
+    snapshot_in(
+        ws,
+        opts,
+        &op,
+        &mut batch,
+        (keys::REF_BASE, "base after"),
+        &outcomes.base,
+        outcomes.base_moved,
+        now,
+    )?;
     finish_op(&mut op, plan, applied.fatal.as_ref(), report);
     journal::put(&mut batch, &op);
     if report.applied_local > 0 {
@@ -132,6 +135,31 @@ pub(super) fn commit_run(
         )?;
     }
     Ok(applied.fatal)
+}
+
+/// Writes `tree` as a snapshot and points the ref `name` at it in `batch`, when the tree
+/// `moved` or the ref is not there yet.
+#[allow(clippy::too_many_arguments)]
+fn snapshot_in(
+    ws: &Workspace,
+    opts: &Options,
+    op: &OpRecord,
+    batch: &mut Batch,
+    (name, what): (&str, &str),
+    tree: &Flat,
+    moved: bool,
+    now: i64,
+) -> Result<()> {
+    if moved || ws.store.get_ref(name)?.is_none() {
+        let snap = Snapshot {
+            root: ws.store.write_flat(tree)?,
+            parent: ws.store.get_ref(name)?,
+            time_ns: now,
+            description: format!("{what} {} (op {})", opts.command, op.id),
+        };
+        Store::set_ref_in(batch, name, ws.store.put_snapshot(&snap)?);
+    }
+    Ok(())
 }
 
 /// The recorded open conflicts this run did not reopen: a lost+found record stays open
