@@ -78,6 +78,20 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// Gives the memory the allocator holds freed back to the system. A run's phases free much
+/// of what the one before built (the scan's lists, the journal's serialized plan), often on
+/// other threads, whose glibc arenas keep it: 40–55 MB of a first copy's 270–290 MB peak
+/// (100,000 files). Called between phases; a few milliseconds each.
+pub(crate) fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own arenas to the
+    // system; it touches no memory in use.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod drop_tests {
     /// What is put aside is freed, on another thread.

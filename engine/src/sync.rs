@@ -171,6 +171,7 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
     } else {
         crate::sync::trees::scan_all(ws, &remote, progress, writes, check)?
     };
+    crate::release_freed_memory();
     report.bytes_down = trees.remote.bytes;
     report.warnings.extend(trees.local.warnings.iter().cloned());
     report
@@ -198,6 +199,7 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
     )?;
 
     let op = crate::sync::record::journal_plan(ws, opts, &plan, &trees, &remote, &mut report)?;
+    crate::release_freed_memory();
     let applied = crate::sync::apply_plan::apply_plan(
         ws,
         &remote,
@@ -208,6 +210,7 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
         &mut report,
         progress,
     )?;
+    crate::release_freed_memory();
     let fatal = crate::sync::commit::commit_run(
         ws,
         opts,
