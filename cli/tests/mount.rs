@@ -49,10 +49,12 @@ impl Mounted {
             child,
             at: at.to_path_buf(),
         };
-        // A dead daemon's mount stays listed until the new one replaces it: wait for an
-        // answer from the new one.
+        // A dead daemon's mount stays listed until the new one lazily unmounts it, and
+        // the mount table and a stat read at different moments can see that entry and the
+        // bare directory under it: wait for an answer from a mounted file system (a device
+        // not the parent's; a dead one answers ENOTCONN), then for the table to list ours.
         wait_until("the view is mounted", MOUNT_WAIT, || {
-            mounted(at) && fs::metadata(at).is_ok()
+            answers_as_a_mount(at) && mounted(at)
         });
         m
     }
@@ -93,6 +95,17 @@ impl Drop for Mounted {
 /// True when a cachesync view is mounted at `at` (per /proc/self/mountinfo).
 fn mounted(at: &Path) -> bool {
     cachesync_testutils::is_cachesync_view(at)
+}
+
+/// True when `at` answers a stat from a file system other than its parent's: something
+/// live is mounted there (the directory under a mount, or a dead daemon's mount, is not).
+fn answers_as_a_mount(at: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let parent = at.parent().expect("a mount point has a parent");
+    match (fs::metadata(at), fs::metadata(parent)) {
+        (Ok(a), Ok(p)) => a.dev() != p.dev(),
+        _ => false,
+    }
 }
 
 fn xattr(path: &Path, name: &str) -> String {
