@@ -111,6 +111,12 @@ pub struct OpRecord {
     /// Temporary names the plan may create (cleaned up if it is abandoned).
     #[serde(default)]
     pub temporaries: Vec<TempRecord>,
+    /// When set, the plan's record names its temporaries by this prefix instead of listing
+    /// them: each write or symlink step has one, [`temporary_name`] in its directory (read
+    /// back, [`with_plan`] lists them in `temporaries`). A list took two thirds of the
+    /// record: 12 MB for a first copy of 100,000 files.
+    #[serde(skip)]
+    pub temporaries_named: Option<String>,
     /// Steps completed.
     #[serde(default)]
     pub steps_done: u64,
@@ -194,6 +200,8 @@ struct Header<'a> {
 struct Body<'a, P: Serialize> {
     plan: P,
     temporaries: &'a [TempRecord],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temporaries_named: Option<&'a str>,
 }
 
 /// What `pl/` holds, read back.
@@ -203,6 +211,47 @@ struct BodyOwned {
     plan: Vec<serde_json::Value>,
     #[serde(default)]
     temporaries: Vec<TempRecord>,
+    #[serde(default)]
+    temporaries_named: Option<String>,
+}
+
+/// The temporary name step `i` of operation `op` writes before renaming into `path`, for
+/// temporaries named by `prefix` (see [`OpRecord::temporaries_named`]).
+pub fn temporary_name(prefix: &str, op: u64, i: usize, path: &[u8]) -> Vec<u8> {
+    let (parent, _) = crate::paths::split_parent(path);
+    crate::paths::join(parent, format!("{prefix}.{op}.{i}").as_bytes())
+}
+
+/// The temporaries of the write and symlink steps of `plan` (as `pl/` holds it), named by
+/// `prefix`. A step that does not say its side or path is an error: it could be guessed
+/// wrong, and a temporary's name is what recovery removes.
+fn temporaries_of(
+    op: u64,
+    plan: &[serde_json::Value],
+    prefix: &str,
+) -> std::result::Result<Vec<TempRecord>, String> {
+    let mut out = Vec::new();
+    for (i, step) in plan.iter().enumerate() {
+        if !matches!(step["op"].as_str(), Some("write" | "symlink")) {
+            continue;
+        }
+        let side = match step["side"].as_str() {
+            Some("local") => Side::Local,
+            Some("remote") => Side::Remote,
+            _ => return Err(format!("step {i} does not say its side")),
+        };
+        let path = match (step["path_hex"].as_str(), step["path"].as_str()) {
+            (Some(h), _) => crate::paths::unhex(h),
+            (None, Some(p)) => Some(p.as_bytes().to_vec()),
+            (None, None) => None,
+        }
+        .ok_or_else(|| format!("step {i} does not say its path"))?;
+        out.push(TempRecord {
+            side,
+            path_hex: crate::paths::hex(&temporary_name(prefix, op, i, &path)),
+        });
+    }
+    Ok(out)
 }
 
 /// Every operation, oldest first, without plans (see [`with_plan`]).
@@ -246,8 +295,14 @@ pub fn with_plan(store: &Store, mut op: OpRecord) -> Result<OpRecord> {
         let body = serde_json::from_slice::<BodyOwned>(&v).map_err(|e| {
             SyncError::damaged(format!("the plan of journal operation {}", op.id), e)
         })?;
+        op.temporaries = match &body.temporaries_named {
+            Some(prefix) => temporaries_of(op.id, &body.plan, prefix).map_err(|e| {
+                SyncError::damaged(format!("the plan of journal operation {}", op.id), e)
+            })?,
+            None => body.temporaries,
+        };
         op.plan = body.plan;
-        op.temporaries = body.temporaries;
+        op.temporaries_named = body.temporaries_named;
     }
     Ok(op)
 }
@@ -313,12 +368,18 @@ pub fn put_planned(batch: &mut Batch, op: &OpRecord, plan: impl Serialize) {
     put(batch, op);
     let body = Body {
         plan,
-        temporaries: &op.temporaries,
+        // Named by a prefix, the list read back is made from the steps.
+        temporaries: if op.temporaries_named.is_some() {
+            &[]
+        } else {
+            &op.temporaries
+        },
+        temporaries_named: op.temporaries_named.as_deref(),
     };
-    batch.put(
+    batch.put_owned(
         keys::CF_JOURNAL,
         &plan_key(op.id),
-        &serde_json::to_vec(&body).expect("a plan always serializes"),
+        serde_json::to_vec(&body).expect("a plan always serializes"),
     );
 }
 
@@ -391,8 +452,62 @@ mod tests {
                     path_hex: "62".into(),
                 },
             ],
+            temporaries_named: None,
             steps_done: 0,
             error: None,
+        }
+    }
+
+    #[test]
+    fn temporaries_named_by_a_prefix_are_listed_from_the_steps() {
+        let (_dir, store) = store();
+        let mut o = op(1, OpKind::Sync);
+        o.temporaries = Vec::new();
+        o.temporaries_named = Some(".tmp-w".into());
+        let plan = serde_json::json!([
+            {"side": "local", "op": "mkdir", "path": "d"},
+            {"side": "local", "op": "write", "path": "d/a.txt"},
+            {"side": "remote", "op": "symlink", "path": "top"},
+            {"side": "remote", "op": "write", "path": "x", "path_hex": "652f6ff6"},
+            {"side": "remote", "op": "remove", "path": "gone"},
+        ]);
+        write_planned(&store, &o, &plan).expect("write");
+        let raw = store
+            .table(keys::CF_JOURNAL)
+            .get(&plan_key(1))
+            .expect("get")
+            .expect("the plan");
+        let raw = String::from_utf8(raw).expect("json");
+        assert!(raw.contains(r#""temporaries":[]"#), "listed: {raw}");
+        let back = unfinished(&store).expect("unfinished");
+        let temps: Vec<(Side, Vec<u8>)> = back[0]
+            .temporaries
+            .iter()
+            .map(|t| (t.side, crate::paths::unhex(&t.path_hex).expect("hex")))
+            .collect();
+        assert_eq!(
+            temps,
+            vec![
+                (Side::Local, b"d/.tmp-w.1.1".to_vec()),
+                (Side::Remote, b".tmp-w.1.2".to_vec()),
+                (Side::Remote, b"e/.tmp-w.1.3".to_vec()),
+            ]
+        );
+        // Written again (recovery rewrites what it abandons): still named, not listed.
+        write_planned(&store, &back[0], &back[0].plan).expect("write again");
+        assert_eq!(unfinished(&store).expect("again")[0].temporaries.len(), 3);
+
+        // A write step without its side or path: never guessed.
+        let damaged = serde_json::json!([{"op": "write", "path": "a"}]);
+        write_planned(&store, &o, &damaged).expect("write");
+        match unfinished(&store) {
+            Err(e @ SyncError::DamagedRecord { .. }) => {
+                assert!(
+                    e.to_string().contains("step 0 does not say its side"),
+                    "{e}"
+                );
+            }
+            other => panic!("expected a damaged record, got {other:?}"),
         }
     }
 

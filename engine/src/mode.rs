@@ -115,6 +115,7 @@ impl Workspace {
             },
             plan: Vec::new(),
             temporaries: Vec::new(),
+            temporaries_named: None,
             steps_done: 0,
             error: None,
         };

@@ -414,6 +414,7 @@ fn resolve_op(ws: &Workspace, summary: String) -> Result<crate::journal::OpRecor
         summary,
         plan: Vec::new(),
         temporaries: Vec::new(),
+        temporaries_named: None,
         steps_done: 0,
         error: None,
     })

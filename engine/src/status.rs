@@ -330,6 +330,7 @@ fn record_offline_changes(ws: &Workspace, changes: &[PathChange]) -> Result<()> 
             .map(|c| serde_json::to_value(c).expect("changes serialize"))
             .collect(),
         temporaries: Vec::new(),
+        temporaries_named: None,
         steps_done: 0,
         error: None,
     };

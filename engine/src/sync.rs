@@ -4,7 +4,6 @@ use crate::conflict::ConflictRecord;
 use crate::error::{Result, SyncError};
 use crate::ignore_rules::TMP_PREFIX;
 use crate::journal::{self};
-use crate::paths::split_parent;
 use crate::plan::{Direction, Plan};
 use crate::progress::Progress;
 use crate::workspace::Workspace;
@@ -230,11 +229,12 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
 
 /// The temporary name step `i` of operation `op` writes before renaming into `path`.
 pub fn temp_name(ws: &Workspace, op: u64, i: usize, path: &[u8]) -> Vec<u8> {
-    let (parent, _) = split_parent(path);
-    crate::paths::join(
-        parent,
-        format!("{TMP_PREFIX}{}.{op}.{i}", ws.workspace_id).as_bytes(),
-    )
+    crate::journal::temporary_name(&temp_prefix(ws), op, i, path)
+}
+
+/// What this workspace's temporaries are named by (see [`temp_name`]).
+pub fn temp_prefix(ws: &Workspace) -> String {
+    format!("{TMP_PREFIX}{}", ws.workspace_id)
 }
 
 pub(super) fn summary(plan: &Plan, report: &Outcome) -> String {

@@ -2,9 +2,9 @@
 
 use crate::error::Result;
 use crate::ignore_rules::TMP_PREFIX;
-use crate::journal::{self, OpRecord, OpState, TempRecord};
-use crate::paths::{hex, split_parent};
-use crate::plan::{Op, Plan};
+use crate::journal::{self, OpRecord, OpState};
+use crate::paths::split_parent;
+use crate::plan::Plan;
 use crate::timed::TimedRemote;
 use crate::workspace::Workspace;
 
@@ -26,7 +26,7 @@ pub(super) fn journal_plan(
 ) -> Result<OpRecord> {
     let op_id = journal::next_id(&ws.store)?;
     report.op = op_id;
-    let mut op = OpRecord {
+    let op = OpRecord {
         id: op_id,
         command: opts.command,
         started_ns: crate::now_ns(),
@@ -35,18 +35,12 @@ pub(super) fn journal_plan(
         summary: String::new(),
         // Written to the journal from `plan` itself (see `write_planned`).
         plan: Vec::new(),
+        // Named, not listed: one per write and symlink step, as `temp_name` makes them.
         temporaries: Vec::new(),
+        temporaries_named: Some(crate::sync::temp_prefix(ws)),
         steps_done: 0,
         error: None,
     };
-    for (i, s) in plan.steps.iter().enumerate() {
-        if matches!(s.op, Op::Write | Op::Symlink) {
-            op.temporaries.push(TempRecord {
-                side: s.side,
-                path_hex: hex(&crate::sync::temp_name(ws, op_id, i, &s.path)),
-            });
-        }
-    }
     // An automatic merge is recorded before any step runs: a run killed once one side
     // holds the merge still keeps the versions it was made from (the commit writes the
     // record again when the run finishes).
@@ -60,9 +54,6 @@ pub(super) fn journal_plan(
         ws.store.commit(merges)?;
     }
     journal::write_planned(&ws.store, &op, crate::plan::Records(&plan.steps))?;
-    // Stored with the plan, for a later run to tidy after a kill (`recover.rs`); this run
-    // needs them no more (one per file written: 17 MB for a first copy of 100,000 files).
-    op.temporaries = Vec::new();
     crate::failpoint::hit("planned");
     // Our own leftovers on the remote from earlier runs.
     let mine = format!("{TMP_PREFIX}{}.", ws.workspace_id);
