@@ -1,6 +1,6 @@
 //! Step 11 of a run: everything the run learned, committed in one write.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 
@@ -43,7 +43,7 @@ pub(super) fn commit_run(
     opts: &Options,
     mut trees: Trees,
     plan: &Plan,
-    applied: Applied,
+    mut applied: Applied,
     new_remote_only: &[Vec<u8>],
     mut op: OpRecord,
     report: &mut Report,
@@ -77,7 +77,12 @@ pub(super) fn commit_run(
         now,
     )?;
     drop(remote);
-    index_updates(&mut batch, &trees, &applied);
+    // Taken: its entries are in the batch now, and freed before the new base is built.
+    index_updates(
+        &mut batch,
+        &trees,
+        std::mem::take(&mut applied.local_results),
+    );
     let existing: BTreeMap<Vec<u8>, ConflictRecord> = conflict::open(&ws.store)?
         .into_iter()
         .map(|r| (r.path_bytes(), r))
@@ -212,17 +217,21 @@ fn settle_records(
 }
 
 /// The index entries of the scan and of the applied local steps.
-fn index_updates(batch: &mut Batch, trees: &Trees, applied: &Applied) {
+fn index_updates(
+    batch: &mut Batch,
+    trees: &Trees,
+    local_results: HashMap<Vec<u8>, Option<index::IndexEntry>>,
+) {
     for (path, ie) in &trees.local.index_updates {
         index::put(batch, path, ie);
     }
     for path in &trees.local.index_removals {
         index::remove(batch, path);
     }
-    for (path, result) in &applied.local_results {
+    for (path, result) in local_results {
         match result {
-            Some(ie) => index::put(batch, path, ie),
-            None => index::remove(batch, path),
+            Some(ie) => index::put(batch, &path, &ie),
+            None => index::remove(batch, &path),
         }
     }
 }
@@ -250,6 +259,7 @@ fn record_outcomes(
         resolved: Vec::new(),
         cleared: Vec::new(),
     };
+    let mut edits = BaseEdits::with_capacity(plan.changes.len());
     for (i, c) in plan.changes.iter().enumerate() {
         let kind = match &c.outcome {
             Outcome::Conflict(kind) => Some(*kind),
@@ -288,25 +298,93 @@ fn record_outcomes(
         if trees.local.reappeared.contains(&c.path) {
             p.cleared.push(c.path.clone());
         }
-        let base = &mut p.outcomes.base;
         // A path whose directory the base does not hold (a directory in conflict, made on
         // both sides with different modes): recorded, the base would hold that directory
         // implicitly, with a default mode, and the next run would take one side's mode for a
         // change and push it over the other's. It stays out until its directory is agreed.
         let parent = crate::paths::split_parent(&c.path).0;
-        if target.is_some() && !parent.is_empty() && !base.contains_key(parent) {
+        if target.is_some() && !parent.is_empty() && !edits.holds(&p.outcomes.base, parent) {
             continue;
         }
-        p.outcomes.base_moved |= match target {
-            Some(e) => {
-                base.insert(c.path.clone(), cachesync_objects::Entry::clone(e))
-                    .as_ref()
-                    != Some(e)
-            }
-            None => base.remove(&c.path).is_some(),
-        };
+        edits.push(&c.path, target.as_deref().cloned());
     }
+    p.outcomes.base_moved = edits.apply(&mut p.outcomes.base);
     p
+}
+
+/// The changes to the base a run's outcomes make, in path order, applied at the end.
+struct BaseEdits {
+    /// Path → its new entry (`None`: gone), sorted by path; a path edited twice, last wins.
+    edits: Vec<(Vec<u8>, Option<cachesync_objects::Entry>)>,
+    sorted: bool,
+}
+
+impl BaseEdits {
+    /// Room for `n` edits (one per change at most: grown by doubling, the list of a first
+    /// copy took half as much again as it held).
+    fn with_capacity(n: usize) -> BaseEdits {
+        BaseEdits {
+            edits: Vec::with_capacity(n),
+            sorted: true,
+        }
+    }
+
+    fn push(&mut self, path: &[u8], entry: Option<cachesync_objects::Entry>) {
+        self.sorted &= self
+            .edits
+            .last()
+            .is_none_or(|(last, _)| last.as_slice() < path);
+        self.edits.push((path.to_vec(), entry));
+    }
+
+    /// Whether `path` is in `base` as edited so far.
+    fn holds(&mut self, base: &Flat, path: &[u8]) -> bool {
+        if !self.sorted {
+            self.settle();
+        }
+        match self.edits.binary_search_by(|(p, _)| p.as_slice().cmp(path)) {
+            Ok(i) => self.edits[i].1.is_some(),
+            Err(_) => base.contains_key(path),
+        }
+    }
+
+    /// Sorts by path, keeping the last edit of a path.
+    fn settle(&mut self) {
+        self.edits.reverse();
+        self.edits.sort_by(|a, b| a.0.cmp(&b.0));
+        self.edits.dedup_by(|later, first| later.0 == first.0);
+        self.sorted = true;
+    }
+
+    /// Applies the edits to `base`; true when it changed. An empty base (a first copy) is
+    /// built in one go from the sorted edits: inserted one by one in order, its B-tree's
+    /// nodes were left half full (29 MB instead of 17 for 100,000 entries).
+    fn apply(mut self, base: &mut Flat) -> bool {
+        if !self.sorted {
+            self.settle();
+        }
+        if base.is_empty() {
+            let moved = self.edits.iter().any(|(_, e)| e.is_some());
+            *base = self
+                .edits
+                .into_iter()
+                .filter_map(|(p, e)| Some((p, e?)))
+                .collect();
+            return moved;
+        }
+        let mut moved = false;
+        for (path, edit) in self.edits {
+            moved |= match edit {
+                Some(e) if base.get(&path) == Some(&e) => false,
+                Some(e) => {
+                    base.insert(path, e);
+                    true
+                }
+                None => base.remove(&path).is_some(),
+            };
+        }
+        moved
+    }
 }
 
 /// [`record_outcomes`]'s answer, with the writes it implies.
