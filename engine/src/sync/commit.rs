@@ -530,3 +530,39 @@ fn finish_op(op: &mut OpRecord, plan: &Plan, fatal: Option<&SyncError>, report: 
     op.error = fatal.or(report.failed.as_ref()).map(|e| e.to_string());
     op.summary = summary(plan, report);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::three_way::file;
+
+    #[test]
+    fn base_edits_apply_in_path_order_the_last_edit_of_a_path_winning() {
+        let mut base = Flat::new();
+        let mut edits = BaseEdits::with_capacity(4);
+        edits.push(b"b", Some(file("b")));
+        edits.push(b"a", Some(file("a")));
+        edits.push(b"b", Some(file("b2")));
+        assert!(edits.holds(&base, b"a"));
+        assert!(!edits.holds(&base, b"c"));
+        edits.push(b"c", None);
+        assert!(edits.apply(&mut base), "a first base moved");
+        assert_eq!(base.keys().collect::<Vec<_>>(), [b"a", b"b"]);
+        assert_eq!(base[b"b".as_slice()], file("b2"));
+
+        let mut edits = BaseEdits::with_capacity(3);
+        edits.push(b"a", None);
+        assert!(!edits.holds(&base, b"a"), "removed so far");
+        assert!(edits.holds(&base, b"b"), "in the base");
+        edits.push(b"b", Some(file("b2")));
+        assert!(edits.apply(&mut base), "a removed");
+        assert_eq!(base.keys().collect::<Vec<_>>(), [b"b"]);
+
+        let mut edits = BaseEdits::with_capacity(1);
+        edits.push(b"b", Some(file("b2")));
+        assert!(
+            !edits.apply(&mut base),
+            "the same entry again moves nothing"
+        );
+    }
+}
