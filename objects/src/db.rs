@@ -45,6 +45,11 @@ fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
     if name == keys::CF_CHUNKS {
         opts.set_min_blob_size(1024);
         opts.set_blob_compression_type(DBCompressionType::Lz4);
+        // Chunks reach the memtable whole (they go to a blob file at its flush), and a
+        // first copy writes them faster than a flush empties one: with the family's own
+        // 64 MiB limit (the shared limit below only starts flushes), a first copy of the
+        // Linux source held 76 MB of memtables at its peak.
+        opts.set_write_buffer_size(CHUNK_MEMTABLE);
     } else {
         opts.set_min_blob_size(BIG_RECORD);
     }
@@ -58,6 +63,9 @@ fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
     opts.set_blob_gc_age_cutoff(1.0);
     opts
 }
+
+/// The chunks' memtable: it is flushed (to a blob file) once it holds this much.
+const CHUNK_MEMTABLE: usize = 16 << 20;
 
 /// Records (other than chunks) of this size and more are kept in blob files.
 const BIG_RECORD: u64 = 64 << 10;
