@@ -10,7 +10,9 @@
 //! Keys: `op/` + u64 big-endian sequence → the operation as JSON, without its plan; `pl/` +
 //! sequence → its plan and temporaries as JSON (written once, with the operation's first
 //! record; a first copy of 100,000 files plans 100,000 steps, and the next run must not read
-//! them to learn the next sequence number or whether anything was left running); `st/` +
+//! them to learn the next sequence number or whether anything was left running; the
+//! temporaries are named by their prefix, one per write or symlink step, and listed from
+//! the steps when read: see [`OpRecord::temporaries_named`]); `st/` +
 //! sequence + u32 big-endian step index → empty (step done). Records written before plans had
 //! their own key carry them inline, and are read as they are.
 
