@@ -49,34 +49,10 @@ pub(super) fn commit_run(
     report: &mut Report,
 ) -> Result<Option<SyncError>> {
     let mut batch = Batch::new();
-    // The scanned trees are not needed after this: they become the new ones, and the
-    // edits say whether anything moved (no copy of 100,000 entries to compare with).
-    let mut remote = if trees.remote_is_base {
-        trees.base.clone()
-    } else {
-        std::mem::take(&mut trees.remote.tree)
-    };
-    let mut remote_moved = false;
-    for (path, result) in &applied.remote_results {
-        remote_moved |= match result {
-            Some(e) => remote.insert(path.clone(), e.clone()).as_ref() != Some(e),
-            None => remote.remove(path).is_some(),
-        };
-    }
     let now = crate::now_ns();
     // The remote's snapshot is written, and its tree dropped, before the new base is
     // built: a first copy would otherwise hold both trees of every entry at once.
-    snapshot_in(
-        ws,
-        opts,
-        &op,
-        &mut batch,
-        (keys::REF_REMOTE, "remote as seen by"),
-        &remote,
-        remote_moved,
-        now,
-    )?;
-    drop(remote);
+    remote_snapshot_in(ws, opts, &op, &mut batch, &mut trees, &applied, now)?;
     // Taken: its entries are in the batch now, and freed before the new base is built.
     index_updates(
         &mut batch,
@@ -140,6 +116,42 @@ pub(super) fn commit_run(
         )?;
     }
     Ok(applied.fatal)
+}
+
+/// The remote as this run leaves it (the scanned tree with the run's remote writes) as a
+/// snapshot in `batch`. The scanned tree is taken: the edits say whether anything moved (no
+/// copy of 100,000 entries to compare with).
+fn remote_snapshot_in(
+    ws: &Workspace,
+    opts: &Options,
+    op: &OpRecord,
+    batch: &mut Batch,
+    trees: &mut Trees,
+    applied: &Applied,
+    now: i64,
+) -> Result<()> {
+    let mut remote = if trees.remote_is_base {
+        trees.base.clone()
+    } else {
+        std::mem::take(&mut trees.remote.tree)
+    };
+    let mut moved = false;
+    for (path, result) in &applied.remote_results {
+        moved |= match result {
+            Some(e) => remote.insert(path.clone(), e.clone()).as_ref() != Some(e),
+            None => remote.remove(path).is_some(),
+        };
+    }
+    snapshot_in(
+        ws,
+        opts,
+        op,
+        batch,
+        (keys::REF_REMOTE, "remote as seen by"),
+        &remote,
+        moved,
+        now,
+    )
 }
 
 /// Writes `tree` as a snapshot and points the ref `name` at it in `batch`, when the tree
