@@ -237,11 +237,10 @@ fn temporaries_of(
         if !matches!(step["op"].as_str(), Some("write" | "symlink")) {
             continue;
         }
-        let side = match step["side"].as_str() {
-            Some("local") => Side::Local,
-            Some("remote") => Side::Remote,
-            _ => return Err(format!("step {i} does not say its side")),
-        };
+        let side = [Side::Local, Side::Remote]
+            .into_iter()
+            .find(|s| step["side"].as_str() == Some(s.as_str()))
+            .ok_or_else(|| format!("step {i} does not say its side"))?;
         let path = match (step["path_hex"].as_str(), step["path"].as_str()) {
             (Some(h), _) => crate::paths::unhex(h),
             (None, Some(p)) => Some(p.as_bytes().to_vec()),
