@@ -730,13 +730,48 @@ impl Store {
         Ok(out)
     }
 
+    /// The entry at `path` (as in [`Store::write_flat`]) under the tree `root`, as
+    /// [`Store::read_flat`] gives it, reading only the trees on the way to it: a tree per
+    /// directory in the path. `None` when nothing is there.
+    ///
+    /// # Errors
+    /// Tree read errors.
+    pub fn entry_at(&self, root: TreeId, path: &[u8]) -> Result<Option<Entry>> {
+        let mut tree = root;
+        let mut names = path.split(|&b| b == b'/').peekable();
+        while let Some(name) = names.next() {
+            let mut entries = self.tree(tree)?.entries;
+            let Ok(i) = entries.binary_search_by(|e| e.name.as_slice().cmp(name)) else {
+                return Ok(None);
+            };
+            let mut entry = entries.swap_remove(i);
+            match (names.peek(), entry.tree.take()) {
+                (None, _) => return Ok(Some(entry)),
+                (Some(_), Some(subtree)) => tree = subtree,
+                (Some(_), None) => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The root tree of the snapshot a ref names (`None` if the ref is unset).
+    ///
+    /// # Errors
+    /// Ref and snapshot read errors.
+    pub fn ref_root(&self, name: &str) -> Result<Option<TreeId>> {
+        match self.get_ref(name)? {
+            Some(id) => Ok(Some(self.snapshot(id)?.root)),
+            None => Ok(None),
+        }
+    }
+
     /// The flat map of the snapshot a ref names (empty if the ref is unset).
     ///
     /// # Errors
     /// Ref, snapshot and tree read errors.
     pub fn read_ref_flat(&self, name: &str) -> Result<BTreeMap<Vec<u8>, Entry>> {
-        match self.get_ref(name)? {
-            Some(id) => self.read_flat(self.snapshot(id)?.root),
+        match self.ref_root(name)? {
+            Some(root) => self.read_flat(root),
             None => Ok(BTreeMap::new()),
         }
     }
@@ -1144,6 +1179,13 @@ mod tests {
         whole.insert(b"p/q".to_vec(), dir_entry(b"q", 0o755));
         let root = store.write_flat(&sparse).expect("write");
         assert_eq!(store.read_flat(root).expect("read"), whole);
+        // Each entry alone, as the whole read gives it; nothing where nothing is.
+        for (path, entry) in &whole {
+            assert_eq!(store.entry_at(root, path).expect("read").as_ref(), Some(entry));
+        }
+        for absent in [&b"p/q/none"[..], b"x/y/z.txt/under", b"p.tx", b"zz", b"x/y/z"] {
+            assert_eq!(store.entry_at(root, absent).expect("read"), None);
+        }
         assert_eq!(store.write_flat(&whole).expect("write"), root);
         assert_eq!(
             store.write_flat(&BTreeMap::new()).expect("empty"),

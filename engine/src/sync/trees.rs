@@ -198,10 +198,7 @@ fn base_and_last_scanned(
 
 /// The root tree of the snapshot a ref names (`None` when the ref is unset).
 fn ref_root(ws: &Workspace, name: &str) -> Result<Option<cachesync_objects::TreeId>> {
-    Ok(match ws.store.get_ref(name)? {
-        Some(id) => Some(ws.store.snapshot(id)?.root),
-        None => None,
-    })
+    Ok(ws.store.ref_root(name)?)
 }
 
 /// Saves the last observed remote state, and its racy paths: a later scan reads only what
