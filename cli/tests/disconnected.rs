@@ -368,13 +368,23 @@ fn offline_changes_the_server_would_refuse_are_flagged() {
             .output()
             .expect("run as nobody")
     };
+    let status = || -> serde_json::Value {
+        let out = as_nobody(&["status", "--json"]);
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
     assert!(as_nobody(&["disconnect"]).status.success());
+    let st = status();
+    assert!(paths(&st["permission"]).is_empty(), "{st}");
+    // Edits in place: the last answer is brought up to date at them, and their permissions
+    // judged again.
     fs::write(env.w("ours/mine.txt"), "mine, edited\n").expect("edit");
-    fs::write(env.w("ours/added.txt"), "new, in our directory\n").expect("write");
     fs::write(env.w("theirs.txt"), "theirs, edited\n").expect("edit");
+    let st = status();
+    assert!(st["local_scan"]["rechecked"].as_u64() >= Some(2), "{st}");
+    assert_eq!(paths(&st["permission"]), ["theirs.txt"], "{st}");
+    fs::write(env.w("ours/added.txt"), "new, in our directory\n").expect("write");
     fs::write(env.w("added.txt"), "new, at the top\n").expect("write");
-    let out = as_nobody(&["status", "--json"]);
-    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let st = status();
     let mut flagged = paths(&st["permission"]);
     flagged.sort_unstable();
     assert_eq!(flagged, ["added.txt", "theirs.txt"], "{st}");

@@ -138,7 +138,7 @@ fn bench_walk(c: &mut Criterion) {
     });
     g.bench_function("stats only, and their digest", |b| {
         b.iter(|| {
-            scan_stats(&root, &rules, &store, None)
+            scan_stats(&root, &rules, &store, None, 0)
                 .expect("walk")
                 .prints
                 .digest()

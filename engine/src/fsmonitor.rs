@@ -237,6 +237,7 @@ pub fn scan(ws: &Workspace, rules: &IgnoreRules, index: &crate::index::Index) ->
         index,
         contents: true,
         changed_after: None,
+        keep_changed: 0,
     };
     let state = ws.store.table(keys::CF_STATE);
     let prior = match state.get(state_keys::FSMONITOR)? {

@@ -102,6 +102,17 @@ pub fn load(store: &Store) -> Result<Index> {
     Ok(out)
 }
 
+/// The entry of one path (one read), as [`load`] would give it.
+///
+/// # Errors
+/// Store errors.
+pub fn get(store: &Store, path: &[u8]) -> Result<Option<IndexEntry>> {
+    Ok(store
+        .table(keys::CF_INDEX)
+        .get(path)?
+        .and_then(|v| IndexEntry::decode(&v)))
+}
+
 /// Adds "record `entry` for `path`" to a batch.
 pub fn put(batch: &mut Batch, path: &[u8], entry: &IndexEntry) {
     batch.put(keys::CF_INDEX, path, &entry.encode());

@@ -44,6 +44,14 @@ impl PathSet {
         Ok(out)
     }
 
+    /// Whether `path` is in the set (one read).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub(crate) fn contains(&self, store: &Store, path: &[u8]) -> Result<bool> {
+        Ok(store.table(keys::CF_STATE).contains(&self.key(path))?)
+    }
+
     /// Adds "`path` is in the set, with `value`" to a batch.
     pub(crate) fn insert(&self, batch: &mut Batch, path: &[u8], value: &[u8]) {
         batch.put(keys::CF_STATE, &self.key(path), value);

@@ -25,6 +25,14 @@ pub fn load(store: &Store) -> Result<HashSet<Vec<u8>>> {
     REMOTE_ONLY.load(store)
 }
 
+/// Whether `path` is remote-only (one read).
+///
+/// # Errors
+/// Store errors.
+pub fn is_remote_only(store: &Store, path: &[u8]) -> Result<bool> {
+    REMOTE_ONLY.contains(store, path)
+}
+
 /// Adds "`path` is remote-only" to a batch.
 pub fn set_remote_only(batch: &mut Batch, path: &[u8]) {
     REMOTE_ONLY.insert(batch, path, b"");

@@ -64,9 +64,14 @@ pub struct LocalScan {
     pub indexed: usize,
     /// The stat of every entry kept, in brief (what `status` remembers its answer by).
     pub prints: StatPrints,
-    /// A walk for stats only stopped at an entry changed after the time it was given
-    /// ([`scan_stats`]): the prints are not whole.
+    /// More entries changed after the time the walk was given than it notes: a walk for
+    /// stats only stopped there ([`scan_stats`]; the prints are not whole), a whole walk
+    /// went on ([`scan_local`]).
     pub changed_after: bool,
+    /// The entries changed after the time the walk was given, with their stat, when they
+    /// were few enough: since the last status's answer ([`scan_stats`]), or within
+    /// [`crate::index::RACY_WINDOW_NS`] of the walk's start ([`scan_local`]).
+    pub changed: Vec<(Vec<u8>, fs::Metadata)>,
 }
 
 /// What a walk saw of each entry it kept, in brief: a print of its path and stat fields. Two
@@ -74,7 +79,8 @@ pub struct LocalScan {
 /// unless a write left every stat field as it was: see [`StatPrints::newest_ns`]).
 #[derive(Default)]
 pub struct StatPrints {
-    /// One print per entry (128 bits of xxh3 over its stat fields and path), in no order.
+    /// One print per entry, in no order: its path's xxh3-64 in the high 64 bits, an xxh3-64
+    /// of its stat fields and path in the low 64 (see [`path_key`]).
     pub prints: Vec<u128>,
     /// The bytes [`StatPrints::add`] hashes, kept to be reused.
     record: Vec<u8>,
@@ -92,35 +98,18 @@ fn times_ns(md: &fs::Metadata) -> (i64, i64) {
 }
 
 /// The later of an entry's mtime and ctime, ns.
-fn changed_ns(md: &fs::Metadata) -> i64 {
+pub(crate) fn changed_ns(md: &fs::Metadata) -> i64 {
     let (mtime, ctime) = times_ns(md);
     mtime.max(ctime)
 }
 
 impl StatPrints {
-    /// Adds the entry `rel` with stat `md`: one xxh3-128 over the path and the stat fields,
-    /// laid end to end (a print tells walks apart; it is not content's integrity, which
-    /// blake3 keeps).
+    /// Adds the entry `rel` with stat `md`: the path's key, and an xxh3-64 over the stat
+    /// fields and the path laid end to end (a print tells walks apart; it is not content's
+    /// integrity, which blake3 keeps). Sorted, two walks' prints pair up by path.
     fn add(&mut self, rel: &[u8], md: &fs::Metadata) {
-        let (mtime, ctime) = times_ns(md);
-        let fields = [
-            u64::from(md.mode()),
-            u64::from(md.uid()),
-            u64::from(md.gid()),
-            md.size(),
-            mtime as u64,
-            ctime as u64,
-            md.ino(),
-            md.nlink(),
-            md.rdev(),
-        ];
-        self.record.clear();
-        for field in fields {
-            self.record.extend_from_slice(&field.to_le_bytes());
-        }
-        self.record.extend_from_slice(rel);
-        self.prints.push(xxhash_rust::xxh3::xxh3_128(&self.record));
-        self.newest_ns = self.newest_ns.max(mtime).max(ctime);
+        self.prints.push(print_into(&mut self.record, rel, md));
+        self.newest_ns = self.newest_ns.max(changed_ns(md));
     }
 
     fn absorb(&mut self, other: StatPrints) {
@@ -132,12 +121,60 @@ impl StatPrints {
     /// digest, whichever order the walk's threads found them in.
     pub fn digest(&mut self) -> [u8; 32] {
         self.prints.sort_unstable();
-        let bytes: Vec<u8> = self.prints.iter().flat_map(|p| p.to_le_bytes()).collect();
-        let mut h = blake3::Hasher::new();
-        h.update(&(self.prints.len() as u64).to_le_bytes());
-        h.update(&bytes);
-        *h.finalize().as_bytes()
+        *blake3::hash(&encode_prints(&self.prints)).as_bytes()
     }
+}
+
+/// Prints laid out as [`StatPrints::digest`] hashes them: their count, then each, little
+/// endian.
+pub fn encode_prints(prints: &[u128]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + 16 * prints.len());
+    out.extend_from_slice(&(prints.len() as u64).to_le_bytes());
+    for p in prints {
+        out.extend_from_slice(&p.to_le_bytes());
+    }
+    out
+}
+
+/// The prints [`encode_prints`] laid out; `None` for bytes of another shape.
+pub fn decode_prints(bytes: &[u8]) -> Option<Vec<u128>> {
+    let (count, rest) = bytes.split_first_chunk::<8>()?;
+    let (chunks, tail) = rest.as_chunks::<16>();
+    (tail.is_empty() && u64::from_le_bytes(*count) == chunks.len() as u64)
+        .then(|| chunks.iter().map(|c| u128::from_le_bytes(*c)).collect())
+}
+
+/// The print of the entry `rel` with stat `md` (see [`StatPrints::add`]), made in `record`.
+fn print_into(record: &mut Vec<u8>, rel: &[u8], md: &fs::Metadata) -> u128 {
+    let (mtime, ctime) = times_ns(md);
+    let fields = [
+        u64::from(md.mode()),
+        u64::from(md.uid()),
+        u64::from(md.gid()),
+        md.size(),
+        mtime as u64,
+        ctime as u64,
+        md.ino(),
+        md.nlink(),
+        md.rdev(),
+    ];
+    record.clear();
+    for field in fields {
+        record.extend_from_slice(&field.to_le_bytes());
+    }
+    record.extend_from_slice(rel);
+    let stat = xxhash_rust::xxh3::xxh3_64(record);
+    u128::from(path_key(rel)) << 64 | u128::from(stat)
+}
+
+/// The print of one entry, as a walk makes it.
+pub fn print(rel: &[u8], md: &fs::Metadata) -> u128 {
+    print_into(&mut Vec::new(), rel, md)
+}
+
+/// The key of a path in [`StatPrints::prints`]: the high 64 bits of its entry's print.
+pub fn path_key(rel: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(rel)
 }
 
 impl LocalScan {
@@ -153,6 +190,7 @@ impl LocalScan {
         self.linked.extend(other.linked);
         self.prints.absorb(other.prints);
         self.changed_after |= other.changed_after;
+        self.changed.extend(other.changed);
     }
 
     /// Puts what a walk found in path order (its threads found it in any order): a run
@@ -164,6 +202,7 @@ impl LocalScan {
         self.unstable.sort_unstable();
         self.temporaries.sort_unstable();
         self.linked.sort_unstable();
+        self.changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     }
 }
 
@@ -276,7 +315,9 @@ pub fn scan_local(
         store,
         index,
         contents: true,
-        changed_after: None,
+        // The entries a status cannot trust the stat of (see `status/memo.rs`), if few.
+        changed_after: Some(crate::now_ns().saturating_sub(crate::index::RACY_WINDOW_NS)),
+        keep_changed: RECENT_KEPT,
     };
     local.walk(Vec::new(), &mut found, &mut out)?;
     // Sorted first, in place and unstably (paths are unique): the map's own stable sort of
@@ -294,6 +335,10 @@ pub fn scan_local(
     Ok(out)
 }
 
+/// How many entries changed within [`crate::index::RACY_WINDOW_NS`] of its start a walk of
+/// the workspace notes ([`LocalScan::changed`]), per thread.
+pub const RECENT_KEPT: usize = 256;
+
 /// Walks the workspace at `root` for the stats of its entries only ([`LocalScan::prints`];
 /// no entries made, no file read, no index needed), and what the walk notes on its way
 /// (ignored paths, temporaries, paths too deep).
@@ -301,14 +346,16 @@ pub fn scan_local(
 /// # Errors
 /// I/O errors on directories.
 ///
-/// With `changed_after`, the walk stops at the first entry kept whose mtime or ctime is
-/// later ([`LocalScan::changed_after`] set): a walk whose newest entry was then cannot
-/// have printed it so, and its prints are not made whole.
+/// With `changed_after`, the entries kept whose mtime or ctime is later go to
+/// [`LocalScan::changed`] (a walk whose newest entry was then cannot have printed them
+/// so), up to `keep_changed` of them per thread: at the next, the walk stops
+/// ([`LocalScan::changed_after`] set) and its prints are not made whole.
 pub fn scan_stats(
     root: &Path,
     rules: &IgnoreRules,
     store: &Store,
     changed_after: Option<i64>,
+    keep_changed: usize,
 ) -> Result<LocalScan> {
     let mut out = LocalScan::default();
     let walk = LocalWalk {
@@ -318,6 +365,7 @@ pub fn scan_stats(
         index: &crate::index::Index::default(),
         contents: false,
         changed_after,
+        keep_changed,
     };
     walk.walk(Vec::new(), &mut Vec::new(), &mut out)?;
     Ok(out)
@@ -336,9 +384,11 @@ pub struct LocalWalk<'a> {
     /// Whether entries are made (with their content, from the index or hashed now), or
     /// only their stats printed ([`LocalScan::prints`]).
     pub contents: bool,
-    /// A walk for stats only: stop at the first entry changed after this (ns; see
-    /// [`scan_stats`]).
+    /// A walk for stats only: note the entries changed after this (ns), and stop at the
+    /// first past [`LocalWalk::keep_changed`] of them (see [`scan_stats`]).
     pub changed_after: Option<i64>,
+    /// How many entries changed after [`LocalWalk::changed_after`] a thread notes.
+    pub keep_changed: usize,
 }
 
 impl LocalWalk<'_> {
@@ -400,9 +450,10 @@ impl LocalWalk<'_> {
                     .unwrap_or_else(|p| p.into_inner())
                     .append(&mut found);
             }
-            // A walk that found an entry changed after its bound stops every thread, as
-            // an error does.
-            queue.give(&mut subdirs, done.is_err() || out.changed_after);
+            // A walk for stats only that found more entries changed after its bound than
+            // it notes stops every thread, as an error does (a whole walk goes on).
+            let stop = out.changed_after && !self.contents;
+            queue.give(&mut subdirs, done.is_err() || stop);
             done?;
         }
         Ok(out)
@@ -451,8 +502,7 @@ impl LocalWalk<'_> {
             rel.extend_from_slice(item.file_name().as_bytes());
             if !self.contents {
                 if self.keep(&rel, &md, out) {
-                    if self.changed_after.is_some_and(|t| changed_ns(&md) > t) {
-                        out.changed_after = true;
+                    if !self.note_changed(&rel, &md, out) {
                         return Ok(());
                     }
                     out.prints.add(&rel, &md);
@@ -464,6 +514,7 @@ impl LocalWalk<'_> {
             }
             let rel = rel.clone();
             if let Some(entry) = self.entry(&rel, &md, out)? {
+                self.note_changed(&rel, &md, out);
                 out.prints.add(&rel, &md);
                 if entry.kind == EntryKind::Dir {
                     subdirs.push(rel.clone());
@@ -472,6 +523,21 @@ impl LocalWalk<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Notes the entry `rel` (stat `md`) in [`LocalScan::changed`] when it changed after
+    /// [`LocalWalk::changed_after`], if there is room; else sets
+    /// [`LocalScan::changed_after`]. `false`: a walk for stats only stops here.
+    fn note_changed(&self, rel: &[u8], md: &fs::Metadata, out: &mut LocalScan) -> bool {
+        if self.changed_after.is_some_and(|t| changed_ns(md) > t) {
+            if out.changed.len() < self.keep_changed {
+                out.changed.push((rel.to_vec(), md.clone()));
+            } else {
+                out.changed_after = true;
+                return self.contents;
+            }
+        }
+        true
     }
 
     /// Whether the workspace path `rel` (stat `md`) is walked: not when it is ignored,

@@ -103,7 +103,9 @@ pub struct LocalScanFacts {
     /// From the changes a mounted view saw (`cachesync mount`), not by walking the whole
     /// tree.
     pub monitored: bool,
-    /// The paths looked at again then (0 when the whole tree was walked).
+    /// The paths looked at again: those the view saw change, or (not `monitored`) those
+    /// changed since the last status's answer, which was brought up to date at them; 0 when
+    /// the whole tree was walked.
     pub rechecked: usize,
     /// Nothing changed since the last status (the store, the settings, and every entry's
     /// stat as then): its answer was given again, after a walk that only stats.
@@ -353,22 +355,38 @@ fn record_offline_changes(ws: &Workspace, changes: &[PathChange]) -> Result<()> 
 /// Local I/O and store errors; a remote that does not answer is reported, not an error.
 pub fn run(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Outcome> {
     match kept(ws, opts)? {
-        Some(outcome) => Ok(outcome),
-        None => whole(ws, opts, progress),
+        Kept::Answer(outcome) => Ok(*outcome),
+        Kept::Stale(stale) => whole(ws, opts, stale, progress),
     }
 }
 
+/// What a status finds of the last one's answer.
+pub enum Kept {
+    /// It still stands.
+    Answer(Box<Outcome>),
+    /// It does not: take [`whole`] with this.
+    Stale(Stale),
+}
+
+/// A kept answer that no longer stands, with what may bring it up to date at the few paths
+/// changed since (see `status/memo/recheck.rs`).
+#[derive(Default)]
+pub struct Stale(Option<Box<memo::Recheck>>);
+
 /// The last status's answer, when it still stands (see `memo.rs`): read, never written,
-/// so the workspace may be open to read only ([`Workspace::open_to_look`]). `None`: take
-/// the whole way ([`whole`], with the store open to write).
+/// so the workspace may be open to read only ([`Workspace::open_to_look`]). Else what
+/// [`whole`] takes, with the store open to write.
 ///
 /// # Errors
 /// Local I/O and store errors.
-pub fn kept(ws: &Workspace, opts: &Options) -> Result<Option<Outcome>> {
+pub fn kept(ws: &Workspace, opts: &Options) -> Result<Kept> {
     if !may_keep(ws, opts) {
-        return Ok(None);
+        return Ok(Kept::Stale(Stale::default()));
     }
-    memo::answer(ws)
+    Ok(match memo::answer(ws)? {
+        memo::Found::Kept(outcome) => Kept::Answer(outcome),
+        memo::Found::Stale(recheck) => Kept::Stale(Stale(recheck)),
+    })
 }
 
 /// Whether a status with `opts` may give, or keep, an answer from the last one.
@@ -376,11 +394,22 @@ fn may_keep(ws: &Workspace, opts: &Options) -> bool {
     !opts.refresh && !opts.with_ignored && ws.handoff.is_none()
 }
 
-/// [`run`] without looking for a kept answer (the caller did, with [`kept`]).
+/// [`run`] after [`kept`] found no answer standing: the kept answer brought up to date at
+/// the few paths changed since when that may do, else the whole way.
 ///
 /// # Errors
 /// As [`run`].
-pub fn whole(ws: &Workspace, opts: &Options, progress: &dyn Progress) -> Result<Outcome> {
+pub fn whole(
+    ws: &Workspace,
+    opts: &Options,
+    stale: Stale,
+    progress: &dyn Progress,
+) -> Result<Outcome> {
+    if let Some(recheck) = stale.0.filter(|_| may_keep(ws, opts)) {
+        if let Some(outcome) = memo::recheck::answer(ws, recheck)? {
+            return Ok(outcome);
+        }
+    }
     let begun_ns = crate::now_ns();
     // Taken before the status's own reads: an answer computed under other ignore rules
     // is never kept under these.

@@ -133,18 +133,18 @@ fn a_walk_finds_every_entry_once_and_hashes_only_what_changed() {
 }
 
 #[test]
-fn a_stat_walk_bounded_by_a_time_stops_at_an_entry_changed_after_it() {
+fn a_stat_walk_bounded_by_a_time_notes_the_entries_changed_after_it_and_stops_past_a_few() {
     use cachesync_engine::scan::scan_stats;
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     uneven_tree(root);
     let store = Store::create(&root.join(".cachesync/store")).expect("store");
     let rules = IgnoreRules::load(root).expect("rules");
-    let mut whole = scan_stats(root, &rules, &store, None).expect("walk");
+    let mut whole = scan_stats(root, &rules, &store, None, 0).expect("walk");
     let newest = whole.prints.newest_ns;
     // Nothing changed since: the bounded walk is the whole walk.
-    let mut bounded = scan_stats(root, &rules, &store, Some(newest)).expect("walk");
-    assert!(!bounded.changed_after);
+    let mut bounded = scan_stats(root, &rules, &store, Some(newest), 0).expect("walk");
+    assert!(!bounded.changed_after && bounded.changed.is_empty());
     assert_eq!(bounded.prints.digest(), whole.prints.digest());
     // A file deep in the tree changed (its ctime moves even with its mtime put back).
     let deep: std::path::PathBuf =
@@ -169,13 +169,20 @@ fn a_stat_walk_bounded_by_a_time_stops_at_an_entry_changed_after_it() {
         .expect("open")
         .set_modified(mtime)
         .expect("set mtime");
-    let bounded = scan_stats(root, &rules, &store, Some(newest)).expect("walk");
-    assert!(bounded.changed_after, "the walk did not see the change");
-    let unbounded = scan_stats(root, &rules, &store, None).expect("walk");
+    let stopped = scan_stats(root, &rules, &store, Some(newest), 0).expect("walk");
+    assert!(stopped.changed_after, "the walk did not see the change");
+    let mut unbounded = scan_stats(root, &rules, &store, None, 0).expect("walk");
     assert!(!unbounded.changed_after);
     assert_ne!(
-        { unbounded }.prints.digest(),
+        unbounded.prints.digest(),
         whole.prints.digest(),
         "the change shows in the prints too"
     );
+    // With room for a few, the walk notes the one changed and goes on to the end.
+    let mut noted = scan_stats(root, &rules, &store, Some(newest), 4).expect("walk");
+    assert!(!noted.changed_after);
+    let changed: Vec<&[u8]> = noted.changed.iter().map(|(p, _)| p.as_slice()).collect();
+    let rel = f.strip_prefix(root).expect("under the root");
+    assert_eq!(changed, [rel.as_os_str().as_encoded_bytes()]);
+    assert_eq!(noted.prints.digest(), unbounded.prints.digest());
 }

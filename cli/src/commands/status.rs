@@ -36,10 +36,10 @@ pub fn cmd_status(args: StatusArgs) -> CmdResult {
         refresh: args.refresh,
     };
     let report = match status::kept(&ws, &opts).or_fail(args.json)? {
-        Some(report) => report,
-        None => {
+        status::Kept::Answer(report) => *report,
+        status::Kept::Stale(stale) => {
             let ws = ws.into_writable().or_fail(args.json)?;
-            status::whole(&ws, &opts, &Bars::new(args.json)).or_fail(args.json)?
+            status::whole(&ws, &opts, stale, &Bars::new(args.json)).or_fail(args.json)?
         }
     };
     if args.json {

@@ -13,12 +13,16 @@
 //!   before it is lost.
 //! - **settings, ignore rules, who asks, where the workspace is**: a digest in the answer.
 //! - **the workspace**: the digest of a print of every entry's path and stat fields (type
-//!   and mode, owner, size, mtime, ctime, inode, links, device), as both walks see them. A
-//!   write leaves mtime and ctime unchanged only within the timestamp granularity: a status
-//!   whose walk saw an entry changed within [`RACY_WINDOW_NS`] of its start saves nothing,
-//!   as the index re-hashes such files. The answer also holds the newest mtime or ctime it
-//!   printed: the next walk stops at the first entry changed later (its print cannot be the
-//!   same), so a stale answer costs part of a walk, not all of it, before the whole way.
+//!   and mode, owner, size, mtime, ctime, inode, links, device), as both walks see them;
+//!   the prints themselves are kept beside the store ([`PRINTS_FILE`]). A write leaves mtime
+//!   and ctime unchanged only within the timestamp granularity: the entries a status's walk
+//!   saw changed within [`RACY_WINDOW_NS`] of its start are kept with their prints blanked
+//!   and their paths listed (as the index re-hashes such files), and looked at again by the
+//!   next status; when there are more than the walk notes, nothing is kept. The answer also
+//!   holds the newest mtime or ctime it printed: the next walk notes the entries changed
+//!   later (their prints cannot be the same), and stops past [`recheck::MAX_PATHS`] of them.
+//!   A few, each still of the kind the base has at its path, and the answer is brought up
+//!   to date at them alone ([`recheck`]); else the whole way.
 //!
 //! Never kept: answers under a cache budget (its thresholds follow the disk's free space,
 //! what culling takes next follows access times), with scan warnings, temporaries or
@@ -38,16 +42,19 @@ use crate::paths::hex;
 use crate::scan::LocalScan;
 use crate::state_keys;
 use crate::workspace::Workspace;
+pub(super) use recheck::Recheck;
+
+pub(super) mod recheck;
 
 /// The version of the record: an answer of another shape is not read.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// Answers bigger than this are not kept (a status listing many thousands of changes is
 /// not the everyday one, and reading the answer back would cost what it saves).
 const MAX_BYTES: usize = 4 << 20;
 
 /// A status's answer, as kept in the state table under [`state_keys::STATUS_MEMO`].
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Memo {
     format: u32,
     /// The store's sequence number once this record was written.
@@ -70,10 +77,14 @@ struct Memo {
     readiness: Readiness,
     /// Bytes of the files in the workspace (the cache's use less `.cachesync/`).
     files_bytes: u64,
+    /// Entries changed within [`RACY_WINDOW_NS`] of the status's start (paths in hex):
+    /// their prints are not trusted (see [`recheck`]), and they are looked at again.
+    #[serde(default)]
+    racy: Vec<String>,
 }
 
 /// A [`PathChange`] as kept.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Change {
     path: String,
     path_hex: Option<String>,
@@ -160,12 +171,62 @@ pub(super) fn context_now(ws: &Workspace) -> Result<String> {
     Ok(context(ws, &ws.rules()?))
 }
 
-/// The kept answer, when nothing it depends on changed since; `None` otherwise (then the
-/// caller takes the whole way). The walk uses the ignore rules the context was made of.
+/// What a status finds of the last answer.
+pub(super) enum Found {
+    /// It still stands.
+    Kept(Box<Outcome>),
+    /// It does not; with what it takes to bring it up to date at a few paths, when that
+    /// may do (see [`recheck`]).
+    Stale(Option<Box<Recheck>>),
+}
+
+/// The kept answer, when nothing it depends on changed since; else, when only a few
+/// entries changed, what it takes to recheck them; else nothing (then the caller takes the
+/// whole way). The walk uses the ignore rules the context was made of.
 ///
 /// # Errors
 /// Store errors; I/O errors walking the workspace; the ignore rules cannot be read.
-pub(super) fn answer(ws: &Workspace) -> Result<Option<Outcome>> {
+pub(super) fn answer(ws: &Workspace) -> Result<Found> {
+    let Some(memo) = read(ws)? else {
+        return Ok(Found::Stale(None));
+    };
+    let rules = ws.rules()?;
+    if memo.context != context(ws, &rules) {
+        return Ok(Found::Stale(None));
+    }
+    let begun_ns = crate::now_ns();
+    let mut walked = crate::scan::scan_stats(
+        &ws.root,
+        &rules,
+        &ws.store,
+        memo.newest_ns,
+        recheck::MAX_PATHS,
+    )?;
+    if walked.changed_after || !walked.temporaries.is_empty() || !walked.unstable.is_empty() {
+        return Ok(Found::Stale(None));
+    }
+    if memo.racy.is_empty() && hex(&walked.prints.digest()) == memo.walk {
+        let facts = LocalScanFacts {
+            reused: true,
+            ..LocalScanFacts::default()
+        };
+        return Ok(match outcome(ws, memo, facts)? {
+            Some(outcome) => Found::Kept(Box::new(outcome)),
+            None => Found::Stale(None),
+        });
+    }
+    Ok(Found::Stale(Some(Box::new(Recheck {
+        memo,
+        walked,
+        begun_ns,
+    }))))
+}
+
+/// The answer kept, if any, while the store is as it left it.
+///
+/// # Errors
+/// Store errors.
+fn read(ws: &Workspace) -> Result<Option<Memo>> {
     if !keepable(ws) {
         return Ok(None);
     }
@@ -179,18 +240,15 @@ pub(super) fn answer(ws: &Workspace) -> Result<Option<Outcome>> {
     if memo.format != FORMAT || memo.seq != ws.store.db().sequence() {
         return Ok(None);
     }
-    let rules = ws.rules()?;
-    if memo.context != context(ws, &rules) {
-        return Ok(None);
-    }
-    let mut walked = crate::scan::scan_stats(&ws.root, &rules, &ws.store, memo.newest_ns)?;
-    if walked.changed_after
-        || !walked.temporaries.is_empty()
-        || !walked.unstable.is_empty()
-        || hex(&walked.prints.digest()) != memo.walk
-    {
-        return Ok(None);
-    }
+    Ok(Some(memo))
+}
+
+/// The answer `memo` holds, as of now (the mode and the cache's use are read again);
+/// `None` when a change in it is not one a status gives (a damaged record).
+///
+/// # Errors
+/// Store errors.
+fn outcome(ws: &Workspace, memo: Memo, local_scan: LocalScanFacts) -> Result<Option<Outcome>> {
     let (Some(provisional), Some(local_changes), Some(remote_changes)) = (
         given(memo.provisional),
         given(memo.local_changes),
@@ -228,10 +286,7 @@ pub(super) fn answer(ws: &Workspace) -> Result<Option<Outcome>> {
         },
         readiness: memo.readiness,
         unreadable: Vec::new(),
-        local_scan: LocalScanFacts {
-            reused: true,
-            ..LocalScanFacts::default()
-        },
+        local_scan,
         warnings: Vec::new(),
     }))
 }
@@ -249,34 +304,33 @@ pub(super) fn save(
     local: &mut LocalScan,
     (begun_ns, context_before): (i64, String),
 ) -> Result<()> {
-    let state = ws.store.table(cachesync_objects::keys::CF_STATE);
-    // A lost+found copy lies under `.cachesync/`, which no walk prints: while one is
-    // recorded, whether it is there (which the answer depends on) is not known from the
-    // prints, so nothing is kept.
-    let lost_found = crate::conflict::open(&ws.store)?
-        .iter()
-        .any(|r| r.lost_found.is_some());
-    let keep = ws.holds_lock()
-        && !lost_found
-        && ws.handoff.is_none()
-        && local.monitored.is_none()
-        && keepable(ws)
+    // Entries changed within the timestamps' grain of the start are kept blanked (see
+    // `recheck.rs`), when the walk noted them all.
+    let racy_from = begun_ns.saturating_sub(RACY_WINDOW_NS);
+    let keep = local.monitored.is_none()
         && local.warnings.is_empty()
         && local.temporaries.is_empty()
         && local.unstable.is_empty()
         && outcome.warnings.is_empty()
         && outcome.unreadable.is_empty()
-        && local.prints.newest_ns < begun_ns.saturating_sub(RACY_WINDOW_NS);
-    // The ignore rules (or the settings) changed while the status ran: the answer may be
-    // of either.
-    if !keep || context_now(ws)? != context_before {
+        && (local.prints.newest_ns < racy_from || !local.changed_after);
+    if !keep || !may_write(ws, &context_before)? {
         return Ok(());
     }
-    let mut memo = Memo {
+    let prints = &mut local.prints.prints;
+    prints.sort_unstable();
+    let mut racy = Vec::new();
+    for (p, md) in &local.changed {
+        if crate::scan::changed_ns(md) >= racy_from {
+            recheck::blank(prints, p);
+            racy.push(hex(p));
+        }
+    }
+    let memo = Memo {
         format: FORMAT,
         seq: 0,
         context: context_before,
-        walk: hex(&local.prints.digest()),
+        walk: String::new(),
         newest_ns: Some(local.prints.newest_ns),
         remote_seen_ns: outcome.remote_seen_ns,
         provisional: kept(&outcome.provisional),
@@ -287,15 +341,70 @@ pub(super) fn save(
         pending: outcome.pending.clone(),
         readiness: outcome.readiness.clone(),
         files_bytes: crate::cull::files_bytes(&local.tree, &local.remote_only),
+        racy,
     };
+    write(ws, memo, &local.prints.prints)
+}
+
+/// Whether an answer may be kept now: by the command holding the lock, with no view
+/// handing changes over, no budget, no lost+found copy recorded (it lies under
+/// `.cachesync/`, which no walk prints: whether it is there, which the answer depends on,
+/// is not known from the prints), and the ignore rules and settings as when the status
+/// began (else the answer may be of either).
+///
+/// # Errors
+/// Store errors; the ignore rules cannot be read.
+fn may_write(ws: &Workspace, context_before: &str) -> Result<bool> {
+    if !ws.holds_lock() || ws.handoff.is_some() || !keepable(ws) {
+        return Ok(false);
+    }
+    let lost_found = crate::conflict::open(&ws.store)?
+        .iter()
+        .any(|r| r.lost_found.is_some());
+    Ok(!lost_found && context_now(ws)? == context_before)
+}
+
+/// The file beside the store that holds the kept answer's prints, sorted (laid out by
+/// [`crate::scan::encode_prints`]; the answer's `walk` is its blake3).
+const PRINTS_FILE: &str = "status-prints";
+
+/// Keeps `memo` with the `prints` (sorted) it was made from. Must be the status's last
+/// write. An answer not kept needs no removal: a write after it made it stale, and without
+/// one it still stands.
+///
+/// # Errors
+/// None: a status that cannot keep its answer (a full disk, say) still gives it. The record
+/// left, if any, is stale or still true (see [`answer`]).
+fn write(ws: &Workspace, mut memo: Memo, prints: &[u128]) -> Result<()> {
+    let bytes = crate::scan::encode_prints(prints);
+    memo.walk = hex(blake3::hash(&bytes).as_bytes());
+    // Written aside and renamed: a whole file or the last one, which the answer's `walk`
+    // tells apart.
+    let dir = ws.meta_dir();
+    let aside = dir.join(format!("{PRINTS_FILE}.new"));
+    if std::fs::write(&aside, &bytes)
+        .and_then(|()| std::fs::rename(&aside, dir.join(PRINTS_FILE)))
+        .is_err()
+    {
+        return Ok(());
+    }
     // A batch of one put moves the sequence number by one.
     memo.seq = ws.store.db().sequence() + 1;
     let value = serde_json::to_vec(&memo).expect("an answer serializes");
-    if value.len() > MAX_BYTES {
-        return Ok(());
+    if value.len() <= MAX_BYTES {
+        let _ = ws
+            .store
+            .table(cachesync_objects::keys::CF_STATE)
+            .put(state_keys::STATUS_MEMO, &value);
     }
-    // Best effort: a status that cannot keep its answer (a full disk, say) still gives it.
-    // The record left, if any, is stale or still true (see `answer`).
-    let _ = state.put(state_keys::STATUS_MEMO, &value);
     Ok(())
+}
+
+/// The prints the kept answer `memo` was made from (`None`: not those).
+fn read_prints(ws: &Workspace, memo: &Memo) -> Option<Vec<u128>> {
+    let bytes = std::fs::read(ws.meta_dir().join(PRINTS_FILE)).ok()?;
+    if hex(blake3::hash(&bytes).as_bytes()) != memo.walk {
+        return None;
+    }
+    crate::scan::decode_prints(&bytes)
 }
