@@ -298,8 +298,17 @@ fn a_patch_in_place_cut_by_an_outage_is_finished_after_reconnection() {
         Duration::from_secs(60),
         || pause.exists(),
     );
-    let half = fs::read(w.served("disk.img")).expect("read");
-    assert!(half != base && half != target, "half patched while paused");
+    // sshfs writes behind: the first chunk reaches the server's file a moment later.
+    let mut half = Vec::new();
+    wait_until(
+        "the first chunk reached the server",
+        Duration::from_secs(30),
+        || {
+            half = fs::read(w.served("disk.img")).expect("read");
+            half != base
+        },
+    );
+    assert!(half != target, "half patched while paused");
     w.share.kill_server();
     fs::remove_file(&pause).expect("resume the push");
     let deadline = Instant::now() + Duration::from_secs(60);
