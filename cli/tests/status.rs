@@ -543,8 +543,9 @@ fn whole_way_aside(env: &Env) -> Value {
     whole
 }
 
-/// A change to a path the base has, keeping its kind, drawn at random and made: what a
-/// status brings a kept answer up to date for. Says what it was.
+/// A change drawn at random and made, mostly of the kinds a status brings a kept answer up
+/// to date for (a path the base has, keeping its kind; a path added), some it does not (a
+/// removal, a server write). Says what it was.
 fn in_place_change(env: &Env, rng: &mut Rng, n: usize) -> String {
     let (files, dirs) = entries(&env.ws);
     let files: Vec<String> = files
@@ -552,7 +553,41 @@ fn in_place_change(env: &Env, rng: &mut Rng, n: usize) -> String {
         .filter(|f| f != ".cachesyncignore")
         .collect();
     let f = files[rng.below(files.len())].clone();
-    match rng.below(9) {
+    let dir = dirs[rng.below(dirs.len())].clone();
+    let under = |name: String| {
+        if dir.is_empty() {
+            name
+        } else {
+            format!("{dir}/{name}")
+        }
+    };
+    match rng.below(13) {
+        9 => {
+            // Sometimes the content of another file: a rename, were that one removed.
+            let new = under(format!("new{n}.txt"));
+            let body = match rng.below(2) {
+                0 => fs::read(env.w(&f)).expect("read"),
+                _ => format!("new {n}\n").into_bytes(),
+            };
+            fs::write(env.w(&new), body).expect("write");
+            format!("created {new}")
+        }
+        10 => {
+            let new = under(format!("dir{n}"));
+            fs::create_dir(env.w(&new)).expect("mkdir");
+            let mode = [0o755, 0o555][rng.below(2)];
+            chmod(env.w(&new), mode);
+            format!("made directory {new} ({mode:o})")
+        }
+        11 => {
+            fs::remove_file(env.w(&f)).expect("rm");
+            format!("deleted {f}")
+        }
+        12 => {
+            let new = under(format!("link{n}"));
+            std::os::unix::fs::symlink("a.txt", env.w(&new)).expect("symlink");
+            format!("made symlink {new}")
+        }
         0 => {
             let body = format!("edit {n} {}\n", "x".repeat(rng.below(40)));
             fs::write(env.w(&f), body).expect("write");
@@ -674,4 +709,51 @@ fn an_answer_brought_up_to_date_at_the_paths_changed_is_the_whole_ways() {
             "seed {seed}: only {rechecked} answers brought up to date"
         );
     }
+}
+
+#[test]
+fn a_file_added_with_the_content_of_one_removed_is_counted_as_the_rename_a_sync_makes() {
+    let env = Env::with_remote(&[("a.txt", "moved\n"), ("d/b.txt", "b\n")]);
+    env.clone_ws();
+    settled(&env);
+    fs::remove_file(env.w("a.txt")).expect("rm");
+    let v = env.json(0, &["status", "--json"]);
+    assert_eq!(v["pending"]["push"], 1, "{v}");
+    // Added since that answer: a new file of other content is a step of its own, one with
+    // the removed file's content pairs with its removal into one rename.
+    fs::write(env.w("d/other.txt"), "other\n").expect("write");
+    let v = env.json(0, &["status", "--json"]);
+    assert_eq!(v["pending"]["push"], 2, "{v}");
+    assert!(v["local_scan"]["rechecked"].as_u64() > Some(0), "{v}");
+    assert_eq!(comparable(v), comparable(whole_way_aside(&env)));
+    fs::write(env.w("d/moved.txt"), "moved\n").expect("write");
+    let v = env.json(0, &["status", "--json"]);
+    assert!(local_change(&v, "d/moved.txt", "added"), "{v}");
+    assert_eq!(v["pending"]["push"], 2, "a rename and a write: {v}");
+    assert_eq!(comparable(v), comparable(whole_way_aside(&env)));
+    let out = env.ok(&["sync", "--dry-run", "--json"]).json();
+    assert_eq!(out["steps"].as_array().map(Vec::len), Some(2), "{out}");
+}
+
+#[test]
+fn a_directory_added_that_its_owner_may_not_write_costs_a_step_more() {
+    let env = Env::with_remote(&[("a.txt", "a\n")]);
+    env.clone_ws();
+    settled(&env);
+    fs::create_dir(env.w("shut")).expect("mkdir");
+    chmod(env.w("shut"), 0o555);
+    let v = env.json(0, &["status", "--json"]);
+    assert_eq!(
+        v["pending"]["push"], 2,
+        "made writable, then given its mode: {v}"
+    );
+    assert!(v["local_scan"]["rechecked"].as_u64() > Some(0), "{v}");
+    chmod(env.w("shut"), 0o755);
+    let v = env.json(0, &["status", "--json"]);
+    assert_eq!(v["pending"]["push"], 1, "{v}");
+    assert_eq!(comparable(v), comparable(whole_way_aside(&env)));
+    chmod(env.w("shut"), 0o500);
+    let v = env.json(0, &["status", "--json"]);
+    assert_eq!(v["pending"]["push"], 2, "{v}");
+    assert_eq!(comparable(v), comparable(whole_way_aside(&env)));
 }

@@ -1181,9 +1181,18 @@ mod tests {
         assert_eq!(store.read_flat(root).expect("read"), whole);
         // Each entry alone, as the whole read gives it; nothing where nothing is.
         for (path, entry) in &whole {
-            assert_eq!(store.entry_at(root, path).expect("read").as_ref(), Some(entry));
+            assert_eq!(
+                store.entry_at(root, path).expect("read").as_ref(),
+                Some(entry)
+            );
         }
-        for absent in [&b"p/q/none"[..], b"x/y/z.txt/under", b"p.tx", b"zz", b"x/y/z"] {
+        for absent in [
+            &b"p/q/none"[..],
+            b"x/y/z.txt/under",
+            b"p.tx",
+            b"zz",
+            b"x/y/z",
+        ] {
             assert_eq!(store.entry_at(root, absent).expect("read"), None);
         }
         assert_eq!(store.write_flat(&whole).expect("write"), root);

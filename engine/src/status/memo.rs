@@ -81,6 +81,11 @@ struct Memo {
     /// their prints are not trusted (see [`recheck`]), and they are looked at again.
     #[serde(default)]
     racy: Vec<String>,
+    /// Directories added here whose owner may not write them (paths in hex): a sync makes
+    /// each writable, then gives it its mode, one step more than another new directory (see
+    /// [`recheck`]).
+    #[serde(default)]
+    unwritable_dirs: Vec<String>,
 }
 
 /// A [`PathChange`] as kept.
@@ -342,8 +347,26 @@ pub(super) fn save(
         readiness: outcome.readiness.clone(),
         files_bytes: crate::cull::files_bytes(&local.tree, &local.remote_only),
         racy,
+        unwritable_dirs: unwritable_dirs(&outcome.provisional, &local.tree),
     };
     write(ws, memo, &local.prints.prints)
+}
+
+/// The directories among the `added` paths that `tree` has without their owner's write
+/// permission, in hex.
+fn unwritable_dirs(added: &[PathChange], tree: &crate::scan::Flat) -> Vec<String> {
+    added
+        .iter()
+        .filter(|c| c.kind == cachesync_objects::EntryKind::Dir.as_str())
+        .filter_map(|c| {
+            let p = match &c.path_hex {
+                Some(h) => crate::paths::unhex(h)?,
+                None => c.path.as_bytes().to_vec(),
+            };
+            let e = tree.get(&p)?;
+            (e.mode & 0o700 != 0o700).then(|| hex(&p))
+        })
+        .collect()
 }
 
 /// Whether an answer may be kept now: by the command holding the lock, with no view

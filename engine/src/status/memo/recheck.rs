@@ -2,20 +2,29 @@
 //! (as `git status` hashes again only the files whose stat changed).
 //!
 //! The stat walk that finds the kept answer stale notes the entries changed after the newest
-//! one that answer printed: any change to an entry moves its ctime past it. When those are
-//! the only entries whose print differs, path by path, from the prints the answer was made
-//! from, and each is still of the kind the base has at its path (a file edited, saved by a
-//! rename over it, touched, or its mode changed; a directory whose entries came and went; a
-//! symlink pointed elsewhere), the answer is the kept one with those paths looked at again:
-//! hashed when the index no longer vouches for them, compared with the base, and the one
-//! step a sync would take for each (its share being as last seen, unchanged there) counted
-//! again. Nothing else in the answer depends on them.
+//! one that answer printed: any change to an entry, or a new one, moves its ctime past it.
+//! When those are the only entries whose print differs from the prints the answer was made
+//! from, paired by path, and none of that answer's entries is gone, the answer is the kept
+//! one with those paths looked at again: hashed when the index no longer vouches for them,
+//! compared with the base entry at their path, and the steps a sync would take for each (its
+//! share being as last seen, unchanged there) counted again. A path may be:
+//! - **changed in place**, still of the kind the base has there (a file edited, saved by a
+//!   rename over it, touched or its mode changed; a directory whose mode changed or whose
+//!   entries came and went; a symlink pointed elsewhere): its local change is now
+//!   `modified`, `mode` or none, one step or none;
+//! - **added**, where neither the base nor the share as last seen has anything: a local
+//!   change and a provisional path, created in one step (two for a directory its owner may
+//!   not write: made writable, then given its mode);
+//! - **added before and still there** as the same kind of thing: the same change and steps.
 //!
-//! The whole way is taken instead for anything that could touch another path's answer or
-//! needs more than these facts: an entry added or removed (it could pair with another into a
-//! rename), a path with a change on the share as last seen or a conflict (open, recorded or
-//! expected), a remote-only path, a file with other names, a share that folds case, the base's
-//! content of a file not known, more than [`MAX_PATHS`] entries changed.
+//! The whole way is taken for anything that could touch another path's answer or needs more
+//! than these facts: an entry gone (a removal could pair with an addition into a rename), a
+//! file added with the content of a file removed here (it would pair), a kind changed, a path
+//! or a directory holding it changed on the share as last seen or in conflict (open, recorded
+//! or expected), a remote-only path, a file with other names, a share that folds case, the
+//! base's content of a file not known, more than [`MAX_PATHS`] entries changed. A path
+//! among those that is only looked at again for being racy, and is as that status saw it
+//! (the same stat, the same content read again), leaves the answer as it was.
 //!
 //! Entries changed within [`RACY_WINDOW_NS`] of the status's start may change again with the
 //! same stat (the timestamps' granularity): the answer is kept with their prints blanked and
@@ -27,14 +36,14 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 
-use cachesync_objects::{keys, EntryKind, FileId};
+use cachesync_objects::{keys, Entry, EntryKind, FileId};
 
 use super::{given, kept, may_write, outcome, read_prints, write, Memo};
 use crate::error::Result;
 use crate::index::{IndexEntry, RACY_WINDOW_NS};
 use crate::paths::{hex, unhex};
 use crate::scan::{path_key, LocalScan, LocalWalk};
-use crate::status::{describe, path_change, LocalScanFacts, Outcome};
+use crate::status::{describe, path_change, LocalScanFacts, Outcome, PathChange};
 use crate::workspace::Workspace;
 
 /// At most this many entries changed since the kept answer are looked at again (per walk
@@ -73,14 +82,14 @@ pub(in crate::status) fn answer(ws: &Workspace, recheck: Box<Recheck>) -> Result
     };
     let prints = &mut walked.prints.prints;
     prints.sort_unstable();
-    let Some(changed) = changed_keys(&before, prints) else {
+    let Some(keys) = changed_keys(&before, prints) else {
         return Ok(None);
     };
-    let Some(paths) = paths_to_look_at(ws, &memo, std::mem::take(&mut walked.changed), &changed)
+    let Some(paths) = paths_to_look_at(ws, &memo, std::mem::take(&mut walked.changed), &keys)
     else {
         return Ok(None);
     };
-    let Some(index_updates) = look_again(ws, &mut memo, &paths)? else {
+    let Some(index_updates) = look_again(ws, &mut memo, &paths, &keys.added)? else {
         return Ok(None);
     };
     let disconnected = crate::status::offline_reason(&ws.mode()?).is_some();
@@ -135,33 +144,48 @@ pub(super) fn blank(prints: &mut [u128], path: &[u8]) {
     }
 }
 
-/// The keys of the paths whose print differs between two walks' sorted prints; `None` when
-/// an entry came or went, or two paths share a key.
-fn changed_keys(before: &[u128], now: &[u128]) -> Option<HashSet<u64>> {
+/// The keys of the paths whose print differs between two walks, and of those only the
+/// second has.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Keys {
+    changed: HashSet<u64>,
+    added: HashSet<u64>,
+}
+
+/// The keys of the paths whose print differs between two walks' sorted prints, and of the
+/// paths added; `None` when an entry went, or two paths share a key.
+fn changed_keys(before: &[u128], now: &[u128]) -> Option<Keys> {
     let key = |p: u128| (p >> 64) as u64;
-    if before.len() != now.len() {
-        return None;
-    }
-    let mut out = HashSet::new();
-    for (i, (&b, &n)) in before.iter().zip(now).enumerate() {
-        if key(b) != key(n) || (i > 0 && key(now[i - 1]) == key(n)) {
+    let mut keys = Keys::default();
+    let mut old = before.iter().peekable();
+    for (j, &n) in now.iter().enumerate() {
+        if j > 0 && key(now[j - 1]) == key(n) {
             return None;
         }
-        if b != n {
-            out.insert(key(n));
+        match old.peek() {
+            Some(&&b) if key(b) < key(n) => return None,
+            Some(&&b) if key(b) == key(n) => {
+                if b != n {
+                    keys.changed.insert(key(n));
+                }
+                old.next();
+            }
+            _ => {
+                keys.added.insert(key(n));
+            }
         }
     }
-    Some(out)
+    old.next().is_none().then_some(keys)
 }
 
 /// The paths to look at again, with their stat: those the walk saw changed since the kept
-/// answer, and those racy then (stat'ed now), each whose print differs; `None` when a print
-/// that differs is not among them.
+/// answer, and those racy then (stat'ed now), each whose print differs or is new; `None`
+/// when one such print is not among them.
 fn paths_to_look_at(
     ws: &Workspace,
     memo: &Memo,
     changed_since: Vec<(Vec<u8>, fs::Metadata)>,
-    changed: &HashSet<u64>,
+    keys: &Keys,
 ) -> Option<BTreeMap<Vec<u8>, fs::Metadata>> {
     let mut paths: BTreeMap<Vec<u8>, fs::Metadata> = changed_since.into_iter().collect();
     for racy in &memo.racy {
@@ -171,8 +195,11 @@ fn paths_to_look_at(
             v.insert(fs::symlink_metadata(abs).ok()?);
         }
     }
-    paths.retain(|p, _| changed.contains(&path_key(p)));
-    (paths.len() == changed.len()).then_some(paths)
+    paths.retain(|p, _| {
+        let k = path_key(p);
+        keys.changed.contains(&k) || keys.added.contains(&k)
+    });
+    (paths.len() == keys.changed.len() + keys.added.len()).then_some(paths)
 }
 
 /// The path `c` names, as bytes.
@@ -186,9 +213,10 @@ fn path_of(path: &str, path_hex: Option<&String>) -> Vec<u8> {
 /// Index entries to write, by path.
 type IndexUpdates = Vec<(Vec<u8>, IndexEntry)>;
 
-/// Looks at `paths` (with the stat given) as the whole way would, and brings `memo`'s local
-/// changes, pending pushes and bytes of files up to date for them. Returns the index
-/// entries to write; `None` when one of them needs the whole way.
+/// Looks at `paths` (with the stat given; those whose key is in `added` are new) as the
+/// whole way would, and brings `memo`'s local changes, provisional paths, pending pushes
+/// and bytes of files up to date for them. Returns the index entries to write; `None` when
+/// one of them needs the whole way.
 ///
 /// # Errors
 /// Store errors; I/O errors reading a file or a symlink.
@@ -196,88 +224,27 @@ fn look_again(
     ws: &Workspace,
     memo: &mut Memo,
     paths: &BTreeMap<Vec<u8>, fs::Metadata>,
+    added: &HashSet<u64>,
 ) -> Result<Option<IndexUpdates>> {
-    let Some(base_root) = ws.store.ref_root(keys::REF_BASE)? else {
+    let Some(mut update) = Update::new(ws, memo, paths)? else {
         return Ok(None);
     };
-    // Paths whose answer depends on more than the workspace and the base.
-    let mut elsewhere: HashSet<Vec<u8>> = memo
-        .remote_changes
-        .iter()
-        .map(|c| path_of(&c.path, c.path_hex.as_ref()))
-        .collect();
-    elsewhere.extend(memo.conflicts.iter().map(|r| r.path_bytes()));
-    elsewhere.extend(
-        crate::conflict::open(&ws.store)?
-            .iter()
-            .map(|r| r.path_bytes()),
-    );
-    let mut index = crate::index::Index::default();
-    for p in paths.keys() {
-        if let Some(e) = crate::index::get(&ws.store, p)? {
-            index.insert(p.clone(), e);
-        }
-    }
     let rules = ws.rules()?;
     let walk = LocalWalk {
         root: &ws.root,
         rules: &rules,
         store: &ws.store,
-        index: &index,
+        index: &update.index,
         contents: true,
         changed_after: None,
         keep_changed: 0,
     };
     let mut out = LocalScan::default();
-    let Some(mut changes) = given(std::mem::take(&mut memo.local_changes)) else {
-        return Ok(None);
-    };
+    let mut entries = Vec::with_capacity(paths.len());
     for (p, md) in paths {
-        let Some(entry) = walk.entry(p, md, &mut out)? else {
-            return Ok(None);
-        };
-        if elsewhere.contains(p) || crate::presence::is_remote_only(&ws.store, p)? {
-            // Looked at again only for being racy then: the answer stands for it if it is
-            // as that status saw it (the same stat, and the same content read again).
-            match index.get(p) {
-                Some(seen) if entry.file == Some(seen.file) && same_stat(seen, md) => continue,
-                _ => return Ok(None),
-            }
-        }
-        let Some(base) = ws.store.entry_at(base_root, p)? else {
-            return Ok(None);
-        };
-        if base.kind != entry.kind
-            || !matches!(
-                entry.kind,
-                EntryKind::File | EntryKind::Dir | EntryKind::Symlink
-            )
-            || base.file == Some(FileId::NOT_CACHED)
-        {
-            return Ok(None);
-        }
-        let (before, at) =
-            match changes.binary_search_by(|c| path_of(&c.path, c.path_hex.as_ref()).cmp(p)) {
-                Ok(i) => (Some(changes.remove(i)), i),
-                Err(i) => (None, i),
-            };
-        if before
-            .as_ref()
-            .is_some_and(|c| !matches!(c.change, "modified" | "mode"))
-        {
-            return Ok(None);
-        }
-        if entry.kind == EntryKind::File {
-            let Some(old) = index.get(p) else {
-                return Ok(None);
-            };
-            memo.files_bytes = (memo.files_bytes + entry.size).saturating_sub(old.size);
-        }
-        let after = describe(Some(&base), Some(&entry));
-        memo.pending.push = (memo.pending.push + usize::from(after.is_some()))
-            .saturating_sub(usize::from(before.is_some()));
-        if let Some(c) = after {
-            changes.insert(at, path_change(p, c));
+        match walk.entry(p, md, &mut out)? {
+            Some(entry) => entries.push((p, md, entry)),
+            None => return Ok(None),
         }
     }
     if !(out.unstable.is_empty()
@@ -287,8 +254,269 @@ fn look_again(
     {
         return Ok(None);
     }
-    memo.local_changes = kept(&changes);
+    for (p, md, entry) in entries {
+        if !update.path(p, md, &entry, added.contains(&path_key(p)))? {
+            return Ok(None);
+        }
+    }
+    memo.local_changes = kept(&update.changes);
+    memo.provisional = kept(&update.provisional);
+    memo.unwritable_dirs = update.unwritable_dirs;
+    memo.pending.push = update.push;
+    memo.files_bytes = update.files_bytes;
     Ok(Some(out.index_updates))
+}
+
+/// An answer being brought up to date, path by path ([`Update::path`]).
+struct Update<'a> {
+    ws: &'a Workspace,
+    /// The base's root tree.
+    base_root: cachesync_objects::TreeId,
+    /// The share as last seen, when it is not the base's very tree.
+    remote_root: Option<cachesync_objects::TreeId>,
+    /// Paths whose answer depends on more than the workspace and the base: changed on the
+    /// share as last seen, in conflict (expected, recorded or open).
+    elsewhere: HashSet<Vec<u8>>,
+    /// The index's entries of the paths looked at.
+    index: crate::index::Index,
+    /// The base's content of the files removed here (or replaced by another kind): a file
+    /// added with one of them would pair with it into a rename. `None`: too many to read.
+    removed: Option<HashSet<FileId>>,
+    changes: Vec<PathChange>,
+    provisional: Vec<PathChange>,
+    push: usize,
+    files_bytes: u64,
+    /// As [`Memo::unwritable_dirs`].
+    unwritable_dirs: Vec<String>,
+}
+
+impl<'a> Update<'a> {
+    /// The answer `memo` to bring up to date at `paths`; `None` when it cannot be read.
+    ///
+    /// # Errors
+    /// Store errors.
+    fn new(
+        ws: &'a Workspace,
+        memo: &Memo,
+        paths: &BTreeMap<Vec<u8>, fs::Metadata>,
+    ) -> Result<Option<Update<'a>>> {
+        let Some(base_root) = ws.store.ref_root(keys::REF_BASE)? else {
+            return Ok(None);
+        };
+        let remote_root = ws
+            .store
+            .ref_root(keys::REF_REMOTE)?
+            .filter(|r| *r != base_root);
+        let mut elsewhere: HashSet<Vec<u8>> = memo
+            .remote_changes
+            .iter()
+            .map(|c| path_of(&c.path, c.path_hex.as_ref()))
+            .collect();
+        elsewhere.extend(memo.conflicts.iter().map(|r| r.path_bytes()));
+        elsewhere.extend(
+            crate::conflict::open(&ws.store)?
+                .iter()
+                .map(|r| r.path_bytes()),
+        );
+        let mut index = crate::index::Index::default();
+        for p in paths.keys() {
+            if let Some(e) = crate::index::get(&ws.store, p)? {
+                index.insert(p.clone(), e);
+            }
+        }
+        let (Some(changes), Some(provisional)) = (
+            given(memo.local_changes.clone()),
+            given(memo.provisional.clone()),
+        ) else {
+            return Ok(None);
+        };
+        let removals: Vec<Vec<u8>> = changes
+            .iter()
+            .filter(|c| matches!(c.change, "deleted" | "type"))
+            .map(|c| path_of(&c.path, c.path_hex.as_ref()))
+            .collect();
+        let removed = if removals.len() > MAX_PATHS {
+            None
+        } else {
+            let mut removed = HashSet::new();
+            for p in &removals {
+                if let Some(f) = ws.store.entry_at(base_root, p)?.and_then(|e| e.file) {
+                    removed.insert(f);
+                }
+            }
+            Some(removed)
+        };
+        Ok(Some(Update {
+            ws,
+            base_root,
+            remote_root,
+            elsewhere,
+            index,
+            removed,
+            changes,
+            provisional,
+            push: memo.pending.push,
+            files_bytes: memo.files_bytes,
+            unwritable_dirs: memo.unwritable_dirs.clone(),
+        }))
+    }
+
+    /// Whether the answer at `p` depends on more than the workspace and the base: `p` or a
+    /// directory holding it changed on the share or in conflict, or `p` remote-only.
+    fn elsewhere(&self, p: &[u8]) -> Result<bool> {
+        let mut q = p;
+        while !q.is_empty() {
+            if self.elsewhere.contains(q) {
+                return Ok(true);
+            }
+            q = crate::paths::split_parent(q).0;
+        }
+        crate::presence::is_remote_only(&self.ws.store, p)
+    }
+
+    /// Brings the answer up to date at `p`, now `entry` (stat `md`; `new`: the last answer's
+    /// walk did not have it). `false`: the whole way is needed.
+    ///
+    /// # Errors
+    /// Store errors.
+    fn path(&mut self, p: &[u8], md: &fs::Metadata, entry: &Entry, new: bool) -> Result<bool> {
+        if self.elsewhere(p)? {
+            // Looked at again only for being racy then: the answer stands for it if it is
+            // as that status saw it (the same stat, and the same content read again).
+            let seen = self.index.get(p);
+            return Ok(!new && seen.is_some_and(|s| entry.file == Some(s.file) && same_stat(s, md)));
+        }
+        if !matches!(
+            entry.kind,
+            EntryKind::File | EntryKind::Dir | EntryKind::Symlink
+        ) {
+            return Ok(false);
+        }
+        let base = self.ws.store.entry_at(self.base_root, p)?;
+        if new {
+            return self.added(p, entry, base.is_some());
+        }
+        let Some(base) = base else {
+            return Ok(self.still_added(p, entry));
+        };
+        if base.kind != entry.kind || base.file == Some(FileId::NOT_CACHED) {
+            return Ok(false);
+        }
+        let (before, at) = match self.position(p) {
+            Ok(i) => (Some(self.changes.remove(i)), i),
+            Err(i) => (None, i),
+        };
+        if before
+            .as_ref()
+            .is_some_and(|c| !matches!(c.change, "modified" | "mode"))
+        {
+            return Ok(false);
+        }
+        if entry.kind == EntryKind::File {
+            let Some(old) = self.index.get(p) else {
+                return Ok(false);
+            };
+            self.files_bytes = (self.files_bytes + entry.size).saturating_sub(old.size);
+        }
+        let after = describe(Some(&base), Some(entry));
+        self.push = (self.push + usize::from(after.is_some()))
+            .saturating_sub(usize::from(before.is_some()));
+        if let Some(c) = after {
+            self.changes.insert(at, path_change(p, c));
+        }
+        Ok(true)
+    }
+
+    /// `p`, new here (`in_base`: the base has it, so it was removed here before, or is
+    /// remote-only: the whole way), as an added path: a local change, a provisional path,
+    /// and the steps that create it on the share (a directory not writable by its owner is
+    /// made so, then given its mode).
+    ///
+    /// # Errors
+    /// Store errors.
+    fn added(&mut self, p: &[u8], entry: &Entry, in_base: bool) -> Result<bool> {
+        if in_base || self.pairs(entry) {
+            return Ok(false);
+        }
+        if let Some(remote) = self.remote_root {
+            if self.ws.store.entry_at(remote, p)?.is_some() {
+                return Ok(false);
+            }
+        }
+        let change = path_change(p, ("added", entry.kind.as_str()));
+        let Err(at) = self.position(p) else {
+            return Ok(false);
+        };
+        self.changes.insert(at, change.clone());
+        let at = self
+            .provisional
+            .partition_point(|c| path_of(&c.path, c.path_hex.as_ref()).as_slice() < p);
+        self.provisional.insert(at, change);
+        self.push += 1 + usize::from(self.unwritable(p, entry, true));
+        if entry.kind == EntryKind::File {
+            self.files_bytes += entry.size;
+        }
+        Ok(true)
+    }
+
+    /// `p`, added here before the last answer and still there as the same kind of thing:
+    /// the same change, the same steps (a directory's one more or less as its owner may
+    /// write it or not), the bytes of files moved by its size.
+    fn still_added(&mut self, p: &[u8], entry: &Entry) -> bool {
+        let Ok(at) = self.position(p) else {
+            return false;
+        };
+        let before = &self.changes[at];
+        if before.change != "added" || before.kind != entry.kind.as_str() || self.pairs(entry) {
+            return false;
+        }
+        if entry.kind == EntryKind::Dir {
+            let was = self.unwritable(p, entry, false);
+            let is = self.unwritable(p, entry, true);
+            self.push = (self.push + usize::from(is)).saturating_sub(usize::from(was));
+        }
+        if entry.kind == EntryKind::File {
+            let Some(old) = self.index.get(p) else {
+                return false;
+            };
+            self.files_bytes = (self.files_bytes + entry.size).saturating_sub(old.size);
+        }
+        true
+    }
+
+    /// Whether the directory added at `p` is one its owner may not write: as listed (the
+    /// last answer's), or (`now`) as `entry` says, the list then brought up to date.
+    fn unwritable(&mut self, p: &[u8], entry: &Entry, now: bool) -> bool {
+        let key = hex(p);
+        let listed = self.unwritable_dirs.iter().position(|d| *d == key);
+        if !now {
+            return listed.is_some();
+        }
+        let is = entry.kind == EntryKind::Dir && entry.mode & 0o700 != 0o700;
+        match (listed, is) {
+            (None, true) => self.unwritable_dirs.push(key),
+            (Some(i), false) => {
+                self.unwritable_dirs.swap_remove(i);
+            }
+            _ => {}
+        }
+        is
+    }
+
+    /// Whether `entry`, created on the share, could pair with a removal into a rename.
+    fn pairs(&self, entry: &Entry) -> bool {
+        entry.kind == EntryKind::File
+            && match &self.removed {
+                None => true,
+                Some(removed) => entry.file.is_some_and(|f| removed.contains(&f)),
+            }
+    }
+
+    /// Where `p` is, or would go, among the local changes.
+    fn position(&self, p: &[u8]) -> std::result::Result<usize, usize> {
+        self.changes
+            .binary_search_by(|c| path_of(&c.path, c.path_hex.as_ref()).as_slice().cmp(p))
+    }
 }
 
 /// Whether the index entry `seen` was recorded from the stat `md`.
@@ -358,25 +586,49 @@ mod tests {
     }
 
     #[test]
-    fn changed_keys_pair_prints_by_path_and_refuse_entries_that_came_or_went() {
+    fn changed_keys_pair_prints_by_path_and_refuse_entries_that_went() {
         let before = [print(1, 10), print(2, 20), print(3, 30)];
-        let same = changed_keys(&before, &before).expect("the same entries");
-        assert!(same.is_empty());
+        let keys = |changed: &[u64], added: &[u64]| Keys {
+            changed: changed.iter().copied().collect(),
+            added: added.iter().copied().collect(),
+        };
+        assert_eq!(changed_keys(&before, &before), Some(keys(&[], &[])));
         let now = [print(1, 10), print(2, 21), print(3, 30)];
         assert_eq!(
             changed_keys(&before, &now),
-            Some(HashSet::from([2])),
+            Some(keys(&[2], &[])),
             "the entry whose stat changed"
         );
-        // One removed, one added in its place: as many prints, other paths.
+        // Added before, between and after the others.
+        let more = [
+            print(0, 1),
+            print(1, 10),
+            print(2, 20),
+            print(3, 31),
+            print(4, 40),
+        ];
+        assert_eq!(changed_keys(&before, &more), Some(keys(&[3], &[0, 4])));
+        let gap = [print(1, 10), print(3, 30)];
+        assert_eq!(changed_keys(&gap, &before), Some(keys(&[], &[2])));
+        // One removed, whatever else.
         let swapped = [print(1, 10), print(3, 30), print(4, 40)];
         assert_eq!(changed_keys(&before, &swapped), None);
-        assert_eq!(changed_keys(&before, &before[..2]), None, "one removed");
+        assert_eq!(
+            changed_keys(&before, &before[..2]),
+            None,
+            "the last removed"
+        );
+        assert_eq!(
+            changed_keys(&before, &before[1..]),
+            None,
+            "the first removed"
+        );
         // Two paths with the same key cannot be told apart.
         let twins = [print(1, 10), print(1, 11), print(3, 30)];
         assert_eq!(changed_keys(&twins, &twins), None);
+        assert_eq!(changed_keys(&before, &twins), None);
         // A blanked (racy) print always differs.
         let blanked = [print(1, 10), print(2, 20) & BLANK, print(3, 30)];
-        assert_eq!(changed_keys(&blanked, &before), Some(HashSet::from([2])));
+        assert_eq!(changed_keys(&blanked, &before), Some(keys(&[2], &[])));
     }
 }
