@@ -733,6 +733,13 @@ fn a_file_added_with_the_content_of_one_removed_is_counted_as_the_rename_a_sync_
     assert_eq!(comparable(v), comparable(whole_way_aside(&env)));
     let out = env.ok(&["sync", "--dry-run", "--json"]).json();
     assert_eq!(out["steps"].as_array().map(Vec::len), Some(2), "{out}");
+    // The added file's content changed: the rename it made falls apart into a removal and
+    // a write.
+    settled(&env);
+    fs::write(env.w("d/moved.txt"), "moved, then edited\n").expect("write");
+    let v = env.json(0, &["status", "--json"]);
+    assert_eq!(v["pending"]["push"], 3, "a removal and two writes: {v}");
+    assert_eq!(comparable(v), comparable(whole_way_aside(&env)));
 }
 
 #[test]

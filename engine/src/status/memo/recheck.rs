@@ -467,7 +467,11 @@ impl<'a> Update<'a> {
             return false;
         };
         let before = &self.changes[at];
-        if before.change != "added" || before.kind != entry.kind.as_str() || self.pairs(entry) {
+        if before.change != "added"
+            || before.kind != entry.kind.as_str()
+            || self.pairs(entry)
+            || self.paired(p)
+        {
             return false;
         }
         if entry.kind == EntryKind::Dir {
@@ -510,6 +514,16 @@ impl<'a> Update<'a> {
                 None => true,
                 Some(removed) => entry.file.is_some_and(|f| removed.contains(&f)),
             }
+    }
+
+    /// Whether the file added at `p`, as the last answer saw it (its index entry), could
+    /// have paired with a removal into a rename: its steps are not known from the answer.
+    fn paired(&self, p: &[u8]) -> bool {
+        match (&self.removed, self.index.get(p)) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(removed), Some(seen)) => removed.contains(&seen.file),
+        }
     }
 
     /// Where `p` is, or would go, among the local changes.
