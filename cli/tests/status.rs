@@ -564,7 +564,8 @@ fn in_place_change(env: &Env, rng: &mut Rng, n: usize) -> String {
     match rng.below(13) {
         9 => {
             // Sometimes the content of another file: a rename, were that one removed.
-            let new = under(format!("new{n}.txt"));
+            let new =
+                under([format!("new{n}.txt"), format!("new \"{n}\".txt")][rng.below(2)].clone());
             let body = match rng.below(2) {
                 0 => fs::read(env.w(&f)).expect("read"),
                 _ => format!("new {n}\n").into_bytes(),
@@ -637,7 +638,7 @@ fn in_place_change(env: &Env, rng: &mut Rng, n: usize) -> String {
             format!("chmod {mode:o} {d}/")
         }
         _ => {
-            let f = format!("remote{}.txt", rng.below(2));
+            let f = format!("re\"mote{}.txt", rng.below(2));
             fs::write(env.r(&f), format!("server {n}\n")).expect("write");
             env.json(0, &["status", "--refresh", "--json"]);
             format!("wrote {f} on the server, looked again")
@@ -648,12 +649,15 @@ fn in_place_change(env: &Env, rng: &mut Rng, n: usize) -> String {
 #[test]
 fn an_answer_brought_up_to_date_at_the_paths_changed_is_the_whole_ways() {
     for seed in [21, 22, 23] {
+        // Some names a status shows quoted, with escapes.
         let env = Env::with_remote(&[
             ("a.txt", "a\n"),
             ("d/b.txt", "b\n"),
             ("d/e/c.txt", "c\n"),
-            ("remote0.txt", "r0\n"),
-            ("remote1.txt", "r1\n"),
+            ("d/q\"uote.txt", "q\n"),
+            ("d/e/back\\slash\ttab.txt", "t\n"),
+            ("re\"mote0.txt", "r0\n"),
+            ("re\"mote1.txt", "r1\n"),
         ]);
         std::os::unix::fs::symlink("a.txt", env.r("link")).expect("symlink");
         env.clone_ws();
@@ -763,4 +767,22 @@ fn a_directory_added_that_its_owner_may_not_write_costs_a_step_more() {
     let v = env.json(0, &["status", "--json"]);
     assert_eq!(v["pending"]["push"], 2, "{v}");
     assert_eq!(comparable(v), comparable(whole_way_aside(&env)));
+}
+
+#[test]
+fn a_file_read_that_brings_back_a_dropped_files_content_takes_the_whole_way() {
+    let env = Env::with_remote(&[("a.txt", "the server's a\n"), ("b.txt", "b\n")]);
+    env.clone_ws();
+    env.ok(&["drop", "a.txt"]);
+    env.ok(&["gc"]);
+    // Written here while remote-only, its base content gone from the store: reconciled
+    // without a base, so both versions are kept.
+    fs::write(env.w("a.txt"), "mine\n").expect("write");
+    settled(&env);
+    // Another file with that content: reading it puts the content back in the store, and
+    // the path is an ordinary edit again.
+    fs::write(env.w("copy.txt"), "the server's a\n").expect("write");
+    let whole = whole_way_aside(&env);
+    let v = env.json(0, &["status", "--json"]);
+    assert_eq!(comparable(v), comparable(whole));
 }

@@ -100,6 +100,45 @@ pub fn unhex(hex: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// The bytes of a path as a status or a record shows it: `shown` is [`display`]'s text,
+/// `path_hex` the [`hex`] given beside it for a name that is not UTF-8. `None` for text that
+/// neither wrote (a damaged record: never read as some other path).
+pub fn path_bytes(shown: &str, path_hex: Option<&str>) -> Option<Vec<u8>> {
+    if let Some(h) = path_hex {
+        return unhex(h);
+    }
+    let Some(quoted) = shown.strip_prefix('"') else {
+        // Unquoted text never holds a quote: it is the path itself.
+        return Some(shown.as_bytes().to_vec());
+    };
+    let inner = quoted.strip_suffix('"')?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            'n' => out.push('\n'),
+            't' => out.push('\t'),
+            '\\' => out.push('\\'),
+            '"' => out.push('"'),
+            // A control character of valid UTF-8 (a byte that is not UTF-8 has `path_hex`).
+            'x' => {
+                let digits: String = chars.by_ref().take(2).collect();
+                if digits.len() != 2 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
+                let code = u32::from_str_radix(&digits, 16).ok()?;
+                out.push(char::from_u32(code)?);
+            }
+            _ => return None,
+        }
+    }
+    Some(out.into_bytes())
+}
+
 pub use cachesync_objects::store::{join, split_parent};
 
 #[cfg(test)]
@@ -116,6 +155,34 @@ mod tests {
         for damaged in ["6", "6g", "+1", "612", "\u{e9}"] {
             assert_eq!(unhex(damaged), None, "{damaged:?}");
         }
+    }
+
+    proptest::proptest! {
+        /// Whatever the bytes, the text a status shows (with `path_hex` when they are not
+        /// UTF-8) gives them back.
+        #[test]
+        fn shown_paths_give_their_bytes_back(path in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::prelude::any::<u8>(),
+                proptest::sample::select(vec![b'"', b'\\', b'\n', b'\t', b'x', b'/', 0x7f, 0xc2, 0x85]),
+            ],
+            0..24,
+        )) {
+            let path_hex = std::str::from_utf8(&path).is_err().then(|| hex(&path));
+            proptest::prop_assert_eq!(path_bytes(&display(&path), path_hex.as_deref()), Some(path));
+        }
+    }
+
+    #[test]
+    fn shown_paths_that_no_status_wrote_are_refused() {
+        for damaged in ["\"unterminated", "\"bad \\q\"", "\"\\x4\"", "\"\\xzz\""] {
+            assert_eq!(path_bytes(damaged, None), None, "{damaged:?}");
+        }
+        assert_eq!(path_bytes("q\"1.txt", Some("zz")), None);
+        assert_eq!(
+            path_bytes("\"q\\\"1.txt\"", None).as_deref(),
+            Some(&b"q\"1.txt"[..])
+        );
     }
 
     #[test]

@@ -86,6 +86,11 @@ struct Memo {
     /// [`recheck`]).
     #[serde(default)]
     unwritable_dirs: Vec<String>,
+    /// A remote-only path was written here while its base content is not in the store
+    /// (reconciled without a base): whether the store holds that content, which another
+    /// file read may add, is part of the answer (see [`recheck`]).
+    #[serde(default)]
+    reappeared: bool,
 }
 
 /// A [`PathChange`] as kept.
@@ -348,6 +353,7 @@ pub(super) fn save(
         files_bytes: crate::cull::files_bytes(&local.tree, &local.remote_only),
         racy,
         unwritable_dirs: unwritable_dirs(&outcome.provisional, &local.tree),
+        reappeared: !local.reappeared.is_empty(),
     };
     write(ws, memo, &local.prints.prints)
 }
@@ -359,10 +365,7 @@ fn unwritable_dirs(added: &[PathChange], tree: &crate::scan::Flat) -> Vec<String
         .iter()
         .filter(|c| c.kind == cachesync_objects::EntryKind::Dir.as_str())
         .filter_map(|c| {
-            let p = match &c.path_hex {
-                Some(h) => crate::paths::unhex(h)?,
-                None => c.path.as_bytes().to_vec(),
-            };
+            let p = crate::paths::path_bytes(&c.path, c.path_hex.as_deref())?;
             let e = tree.get(&p)?;
             (e.mode & 0o700 != 0o700).then(|| hex(&p))
         })

@@ -22,7 +22,9 @@
 //! file added with the content of a file removed here (it would pair), a kind changed, a path
 //! or a directory holding it changed on the share as last seen or in conflict (open, recorded
 //! or expected), a remote-only path, a file with other names, a share that folds case, the
-//! base's content of a file not known, more than [`MAX_PATHS`] entries changed. A path
+//! base's content of a file not known, a remote-only path written here without its base
+//! content in the store (the answer then depends on what the store holds, which reading
+//! another file may change), more than [`MAX_PATHS`] entries changed. A path
 //! among those that is only looked at again for being racy, and is as that status saw it
 //! (the same stat, the same content read again), leaves the answer as it was.
 //!
@@ -73,6 +75,7 @@ pub(in crate::status) fn answer(ws: &Workspace, recheck: Box<Recheck>) -> Result
     } = *recheck;
     if ws.store.db().sequence() != memo.seq
         || ws.identity.case_insensitive
+        || memo.reappeared
         || walked.changed.len() > MAX_PATHS
     {
         return Ok(None);
@@ -124,14 +127,16 @@ pub(in crate::status) fn answer(ws: &Workspace, recheck: Box<Recheck>) -> Result
         }
     }
     memo.newest_ns = memo.newest_ns.max(Some(walked.prints.newest_ns));
-    if may_write(ws, &memo.context.clone())? {
-        write(ws, memo.clone(), prints)?;
-    }
     let facts = LocalScanFacts {
         rechecked: paths.len(),
         ..LocalScanFacts::default()
     };
-    outcome(ws, memo, facts)
+    // The cache's use measured before the answer is kept, as the whole way measures it.
+    let answer = outcome(ws, memo.clone(), facts)?;
+    if answer.is_some() && may_write(ws, &memo.context.clone())? {
+        write(ws, memo, prints)?;
+    }
+    Ok(answer)
 }
 
 /// A print with its stat half blanked: never a walk's (see [`Memo::racy`]).
@@ -202,12 +207,10 @@ fn paths_to_look_at(
     (paths.len() == keys.changed.len() + keys.added.len()).then_some(paths)
 }
 
-/// The path `c` names, as bytes.
+/// The bytes of a path as the answer shows it (see [`crate::paths::path_bytes`]); empty
+/// for text no status wrote, which [`Update::new`] refuses first.
 fn path_of(path: &str, path_hex: Option<&String>) -> Vec<u8> {
-    match path_hex {
-        Some(h) => unhex(h).unwrap_or_default(),
-        None => path.as_bytes().to_vec(),
-    }
+    crate::paths::path_bytes(path, path_hex.map(String::as_str)).unwrap_or_default()
 }
 
 /// Index entries to write, by path.
@@ -330,6 +333,26 @@ impl<'a> Update<'a> {
         ) else {
             return Ok(None);
         };
+        // Every path the answer names must be read back as the bytes it was made from.
+        let shown = changes
+            .iter()
+            .chain(&provisional)
+            .map(|c| (&c.path, c.path_hex.as_ref()))
+            .chain(
+                memo.remote_changes
+                    .iter()
+                    .map(|c| (&c.path, c.path_hex.as_ref())),
+            )
+            .chain(
+                memo.permission
+                    .iter()
+                    .map(|w| (&w.path, w.path_hex.as_ref())),
+            );
+        for (path, path_hex) in shown {
+            if crate::paths::path_bytes(path, path_hex.map(String::as_str)).is_none() {
+                return Ok(None);
+            }
+        }
         let removals: Vec<Vec<u8>> = changes
             .iter()
             .filter(|c| matches!(c.change, "deleted" | "type"))
