@@ -361,10 +361,14 @@ impl<'a> Update<'a> {
         let removed = if removals.len() > MAX_PATHS {
             None
         } else {
+            // The removal a sync makes expects the share's entry, whose content id is the
+            // base's unless the base's was never fetched (then size and mtime stand for it).
             let mut removed = HashSet::new();
             for p in &removals {
-                if let Some(f) = ws.store.entry_at(base_root, p)?.and_then(|e| e.file) {
-                    removed.insert(f);
+                for root in std::iter::once(base_root).chain(remote_root) {
+                    if let Some(f) = ws.store.entry_at(root, p)?.and_then(|e| e.file) {
+                        removed.insert(f);
+                    }
                 }
             }
             Some(removed)
