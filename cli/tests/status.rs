@@ -552,43 +552,13 @@ fn in_place_change(env: &Env, rng: &mut Rng, n: usize) -> String {
         .into_iter()
         .filter(|f| f != ".cachesyncignore")
         .collect();
+    if files.is_empty() {
+        fs::write(env.w(format!("d/again{n}.txt")), "again\n").expect("write");
+        return format!("created d/again{n}.txt");
+    }
     let f = files[rng.below(files.len())].clone();
-    let dir = dirs[rng.below(dirs.len())].clone();
-    let under = |name: String| {
-        if dir.is_empty() {
-            name
-        } else {
-            format!("{dir}/{name}")
-        }
-    };
-    match rng.below(13) {
-        9 => {
-            // Sometimes the content of another file: a rename, were that one removed.
-            let new =
-                under([format!("new{n}.txt"), format!("new \"{n}\".txt")][rng.below(2)].clone());
-            let body = match rng.below(2) {
-                0 => fs::read(env.w(&f)).expect("read"),
-                _ => format!("new {n}\n").into_bytes(),
-            };
-            fs::write(env.w(&new), body).expect("write");
-            format!("created {new}")
-        }
-        10 => {
-            let new = under(format!("dir{n}"));
-            fs::create_dir(env.w(&new)).expect("mkdir");
-            let mode = [0o755, 0o555][rng.below(2)];
-            chmod(env.w(&new), mode);
-            format!("made directory {new} ({mode:o})")
-        }
-        11 => {
-            fs::remove_file(env.w(&f)).expect("rm");
-            format!("deleted {f}")
-        }
-        12 => {
-            let new = under(format!("link{n}"));
-            std::os::unix::fs::symlink("a.txt", env.w(&new)).expect("symlink");
-            format!("made symlink {new}")
-        }
+    match rng.below(14) {
+        9.. => added_or_removed(env, rng, n, &f, &dirs),
         0 => {
             let body = format!("edit {n} {}\n", "x".repeat(rng.below(40)));
             fs::write(env.w(&f), body).expect("write");
@@ -643,6 +613,57 @@ fn in_place_change(env: &Env, rng: &mut Rng, n: usize) -> String {
             env.json(0, &["status", "--refresh", "--json"]);
             format!("wrote {f} on the server, looked again")
         }
+    }
+}
+
+/// One of [`in_place_change`]'s changes that add or remove paths: a file (sometimes with
+/// the content of `f`), a directory (sometimes one its owner may not write), a symlink; `f`
+/// removed, or a whole directory.
+fn added_or_removed(env: &Env, rng: &mut Rng, n: usize, f: &str, dirs: &[String]) -> String {
+    let dir = dirs[rng.below(dirs.len())].clone();
+    let under = |name: String| {
+        if dir.is_empty() {
+            name
+        } else {
+            format!("{dir}/{name}")
+        }
+    };
+    match rng.below(5) + 9 {
+        13 if dirs.len() > 2 => {
+            // A whole directory, and what is in it ("d" stays, for the other changes).
+            let d = dirs[2 + rng.below(dirs.len() - 2)].clone();
+            fs::remove_dir_all(env.w(&d)).expect("rm -r");
+            format!("removed directory {d}/")
+        }
+        13 => "nothing".into(),
+        9 => {
+            // Sometimes the content of another file: a rename, were that one removed.
+            let new =
+                under([format!("new{n}.txt"), format!("new \"{n}\".txt")][rng.below(2)].clone());
+            let body = match rng.below(2) {
+                0 => fs::read(env.w(f)).expect("read"),
+                _ => format!("new {n}\n").into_bytes(),
+            };
+            fs::write(env.w(&new), body).expect("write");
+            format!("created {new}")
+        }
+        10 => {
+            let new = under(format!("dir{n}"));
+            fs::create_dir(env.w(&new)).expect("mkdir");
+            let mode = [0o755, 0o555][rng.below(2)];
+            chmod(env.w(&new), mode);
+            format!("made directory {new} ({mode:o})")
+        }
+        11 => {
+            fs::remove_file(env.w(f)).expect("rm");
+            format!("deleted {f}")
+        }
+        12 => {
+            let new = under(format!("link{n}"));
+            std::os::unix::fs::symlink("a.txt", env.w(&new)).expect("symlink");
+            format!("made symlink {new}")
+        }
+        _ => unreachable!("five kinds"),
     }
 }
 
@@ -785,4 +806,38 @@ fn a_file_read_that_brings_back_a_dropped_files_content_takes_the_whole_way() {
     let whole = whole_way_aside(&env);
     let v = env.json(0, &["status", "--json"]);
     assert_eq!(comparable(v), comparable(whole));
+}
+
+#[test]
+fn removals_are_brought_up_to_date_too() {
+    let env = Env::with_remote(&[
+        ("a.txt", "a\n"),
+        ("d/b.txt", "b\n"),
+        ("d/e/c.txt", "c\n"),
+        ("top.txt", "top\n"),
+    ]);
+    env.clone_ws();
+    settled(&env);
+    fs::remove_file(env.w("top.txt")).expect("rm");
+    let v = env.json(0, &["status", "--json"]);
+    assert!(v["local_scan"]["rechecked"].as_u64() > Some(0), "{v}");
+    assert!(local_change(&v, "top.txt", "deleted"), "{v}");
+    assert_eq!(v["pending"]["push"], 1, "{v}");
+    assert_eq!(comparable(v), comparable(whole_way_aside(&env)));
+    // A directory and what it holds: a removal each.
+    fs::remove_dir_all(env.w("d")).expect("rm -r");
+    let v = env.json(0, &["status", "--json"]);
+    assert!(v["local_scan"]["rechecked"].as_u64() >= Some(4), "{v}");
+    assert_eq!(v["pending"]["push"], 5, "{v}");
+    assert_eq!(comparable(v), comparable(whole_way_aside(&env)));
+    // A file added since the last sync, then removed: no longer a change.
+    fs::write(env.w("new.txt"), "new\n").expect("write");
+    let v = env.json(0, &["status", "--json"]);
+    assert_eq!(v["pending"]["push"], 6, "{v}");
+    fs::remove_file(env.w("new.txt")).expect("rm");
+    let v = env.json(0, &["status", "--json"]);
+    assert!(v["local_scan"]["rechecked"].as_u64() > Some(0), "{v}");
+    assert_eq!(v["pending"]["push"], 5, "{v}");
+    assert_eq!(v["provisional"], serde_json::json!([]), "{v}");
+    assert_eq!(comparable(v), comparable(whole_way_aside(&env)));
 }

@@ -52,6 +52,23 @@ impl PathSet {
         Ok(store.table(keys::CF_STATE).contains(&self.key(path))?)
     }
 
+    /// Whether a path under the directory `dir` is in the set (one seek).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub(crate) fn any_under(&self, store: &Store, dir: &[u8]) -> Result<bool> {
+        let mut prefix = self.key(dir);
+        prefix.push(b'/');
+        let mut found = false;
+        store
+            .table(keys::CF_STATE)
+            .for_each_prefix(&prefix, |_, _| {
+                found = true;
+                false
+            })?;
+        Ok(found)
+    }
+
     /// Adds "`path` is in the set, with `value`" to a batch.
     pub(crate) fn insert(&self, batch: &mut Batch, path: &[u8], value: &[u8]) {
         batch.put(keys::CF_STATE, &self.key(path), value);

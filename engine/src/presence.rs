@@ -33,6 +33,14 @@ pub fn is_remote_only(store: &Store, path: &[u8]) -> Result<bool> {
     REMOTE_ONLY.contains(store, path)
 }
 
+/// Whether a path under the directory `dir` is remote-only (one seek).
+///
+/// # Errors
+/// Store errors.
+pub fn any_remote_only_under(store: &Store, dir: &[u8]) -> Result<bool> {
+    REMOTE_ONLY.any_under(store, dir)
+}
+
 /// Adds "`path` is remote-only" to a batch.
 pub fn set_remote_only(batch: &mut Batch, path: &[u8]) {
     REMOTE_ONLY.insert(batch, path, b"");

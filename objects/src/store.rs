@@ -754,6 +754,29 @@ impl Store {
         Ok(None)
     }
 
+    /// The entries of the directory `dir` (the root when empty) under the tree `root`, with
+    /// their subtree ids, reading only the trees on the way to it. `None` when no directory
+    /// is there.
+    ///
+    /// # Errors
+    /// Tree read errors.
+    pub fn children_at(&self, root: TreeId, dir: &[u8]) -> Result<Option<Vec<Entry>>> {
+        let mut tree = root;
+        if !dir.is_empty() {
+            for name in dir.split(|&b| b == b'/') {
+                let entries = self.tree(tree)?.entries;
+                let Ok(i) = entries.binary_search_by(|e| e.name.as_slice().cmp(name)) else {
+                    return Ok(None);
+                };
+                match entries[i].tree {
+                    Some(subtree) => tree = subtree,
+                    None => return Ok(None),
+                }
+            }
+        }
+        Ok(Some(self.tree(tree)?.entries))
+    }
+
     /// The root tree of the snapshot a ref names (`None` if the ref is unset).
     ///
     /// # Errors
@@ -1186,6 +1209,17 @@ mod tests {
                 Some(entry)
             );
         }
+        let names = |dir: &[u8]| -> Option<Vec<Vec<u8>>> {
+            let children = store.children_at(root, dir).expect("read")?;
+            Some(children.into_iter().map(|e| e.name).collect())
+        };
+        assert_eq!(
+            names(b""),
+            Some(vec![b"p".to_vec(), b"p.txt".to_vec(), b"x".to_vec()])
+        );
+        assert_eq!(names(b"x/y"), Some(vec![b"z.txt".to_vec()]));
+        assert_eq!(names(b"p.txt"), None, "a file has no children");
+        assert_eq!(names(b"none"), None);
         for absent in [
             &b"p/q/none"[..],
             b"x/y/z.txt/under",

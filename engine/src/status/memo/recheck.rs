@@ -3,11 +3,11 @@
 //!
 //! The stat walk that finds the kept answer stale notes the entries changed after the newest
 //! one that answer printed: any change to an entry, or a new one, moves its ctime past it.
-//! When those are the only entries whose print differs from the prints the answer was made
-//! from, paired by path, and none of that answer's entries is gone, the answer is the kept
-//! one with those paths looked at again: hashed when the index no longer vouches for them,
-//! compared with the base entry at their path, and the steps a sync would take for each (its
-//! share being as last seen, unchanged there) counted again. A path may be:
+//! The prints of the two walks, paired by path, say which entries changed, came or went;
+//! when those changed or new are all among the noted ones, the answer is the kept one with
+//! those paths looked at again: hashed when the index no longer vouches for them, compared
+//! with the base entry at their path, and the steps a sync would take for each (its share
+//! being as last seen, unchanged there) counted again. A path may be:
 //! - **changed in place**, still of the kind the base has there (a file edited, saved by a
 //!   rename over it, touched or its mode changed; a directory whose mode changed or whose
 //!   entries came and went; a symlink pointed elsewhere): its local change is now
@@ -15,18 +15,24 @@
 //! - **added**, where neither the base nor the share as last seen has anything: a local
 //!   change and a provisional path, created in one step (two for a directory its owner may
 //!   not write: made writable, then given its mode);
-//! - **added before and still there** as the same kind of thing: the same change and steps.
+//! - **added before and still there** as the same kind of thing: the same change and steps;
+//! - **removed**: found by its key among the entries the base and the answer's added paths
+//!   have in the directories that changed (a removal changes its directory), in the root
+//!   and under the directories removed; a path of the base is `deleted` (one removal each,
+//!   and a file of the working set no longer counts as here), a path added since the last
+//!   sync is no longer a change.
 //!
 //! The whole way is taken for anything that could touch another path's answer or needs more
-//! than these facts: an entry gone (a removal could pair with an addition into a rename), a
-//! file added with the content of a file removed here (it would pair), a kind changed, a path
-//! or a directory holding it changed on the share as last seen or in conflict (open, recorded
-//! or expected), a remote-only path, a file with other names, a share that folds case, the
-//! base's content of a file not known, a remote-only path written here without its base
-//! content in the store (the answer then depends on what the store holds, which reading
-//! another file may change), more than [`MAX_PATHS`] entries changed. A path
-//! among those that is only looked at again for being racy, and is as that status saw it
-//! (the same stat, the same content read again), leaves the answer as it was.
+//! than these facts: a file added (or added before) with the content of a file removed here,
+//! or removed with the content of a file added (they would pair into a rename), a kind
+//! changed, a path put back where the base has one, a path or a directory holding it (or,
+//! removed, a path under it) changed on the share as last seen or in conflict (open,
+//! recorded or expected), a remote-only path, a file with other names, a share that folds
+//! case, the base's content of a file not known, a remote-only path written here without
+//! its base content in the store (the answer then depends on what the store holds, which
+//! reading another file may change), more than [`MAX_PATHS`] entries changed or removed. A
+//! path among those that is only looked at again for being racy, and is as that status saw
+//! it (the same stat, the same content read again), leaves the answer as it was.
 //!
 //! Entries changed within [`RACY_WINDOW_NS`] of the status's start may change again with the
 //! same stat (the timestamps' granularity): the answer is kept with their prints blanked and
@@ -92,12 +98,17 @@ pub(in crate::status) fn answer(ws: &Workspace, recheck: Box<Recheck>) -> Result
     else {
         return Ok(None);
     };
-    let Some(index_updates) = look_again(ws, &mut memo, &paths, &keys.added)? else {
+    let Some((index_updates, removed)) = look_again(ws, &mut memo, &paths, &keys)? else {
         return Ok(None);
     };
     let disconnected = crate::status::offline_reason(&ws.mode()?).is_some();
     if disconnected {
-        permission_again(ws, &mut memo, &paths)?;
+        let touched: HashSet<&[u8]> = paths
+            .keys()
+            .map(Vec::as_slice)
+            .chain(removed.iter().map(Vec::as_slice))
+            .collect();
+        permission_again(ws, &mut memo, &touched)?;
     }
     let mut batch = cachesync_objects::Batch::new();
     for (p, ie) in &index_updates {
@@ -128,7 +139,7 @@ pub(in crate::status) fn answer(ws: &Workspace, recheck: Box<Recheck>) -> Result
     }
     memo.newest_ns = memo.newest_ns.max(Some(walked.prints.newest_ns));
     let facts = LocalScanFacts {
-        rechecked: paths.len(),
+        rechecked: paths.len() + removed.len(),
         ..LocalScanFacts::default()
     };
     // The cache's use measured before the answer is kept, as the whole way measures it.
@@ -149,38 +160,51 @@ pub(super) fn blank(prints: &mut [u128], path: &[u8]) {
     }
 }
 
-/// The keys of the paths whose print differs between two walks, and of those only the
-/// second has.
+/// The keys of the paths whose print differs between two walks, of those only the second
+/// has, and of those only the first has.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Keys {
     changed: HashSet<u64>,
     added: HashSet<u64>,
+    removed: HashSet<u64>,
 }
 
-/// The keys of the paths whose print differs between two walks' sorted prints, and of the
-/// paths added; `None` when an entry went, or two paths share a key.
+/// The keys of the paths whose print differs between two walks' sorted prints, of the
+/// paths added and of the paths removed; `None` when two paths share a key, or more than
+/// [`MAX_PATHS`] were removed.
 fn changed_keys(before: &[u128], now: &[u128]) -> Option<Keys> {
     let key = |p: u128| (p >> 64) as u64;
+    let twins = |list: &[u128]| list.windows(2).any(|w| key(w[0]) == key(w[1]));
+    if twins(before) || twins(now) {
+        return None;
+    }
     let mut keys = Keys::default();
-    let mut old = before.iter().peekable();
-    for (j, &n) in now.iter().enumerate() {
-        if j > 0 && key(now[j - 1]) == key(n) {
-            return None;
-        }
-        match old.peek() {
-            Some(&&b) if key(b) < key(n) => return None,
-            Some(&&b) if key(b) == key(n) => {
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (before.get(i), now.get(j)) {
+            (Some(&b), Some(&n)) if key(b) == key(n) => {
                 if b != n {
                     keys.changed.insert(key(n));
                 }
-                old.next();
+                i += 1;
+                j += 1;
             }
-            _ => {
+            (Some(&b), Some(&n)) if key(b) < key(n) => {
+                keys.removed.insert(key(b));
+                i += 1;
+            }
+            (Some(&b), None) => {
+                keys.removed.insert(key(b));
+                i += 1;
+            }
+            (_, Some(&n)) => {
                 keys.added.insert(key(n));
+                j += 1;
             }
+            (None, None) => break,
         }
     }
-    old.next().is_none().then_some(keys)
+    (keys.removed.len() <= MAX_PATHS).then_some(keys)
 }
 
 /// The paths to look at again, with their stat: those the walk saw changed since the kept
@@ -197,7 +221,14 @@ fn paths_to_look_at(
         let p = unhex(racy)?;
         let abs = ws.root.join(OsStr::from_bytes(&p));
         if let std::collections::btree_map::Entry::Vacant(v) = paths.entry(p) {
-            v.insert(fs::symlink_metadata(abs).ok()?);
+            match fs::symlink_metadata(abs) {
+                Ok(md) => {
+                    v.insert(md);
+                }
+                // Gone: one of the paths removed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => return None,
+            }
         }
     }
     paths.retain(|p, _| {
@@ -216,10 +247,11 @@ fn path_of(path: &str, path_hex: Option<&String>) -> Vec<u8> {
 /// Index entries to write, by path.
 type IndexUpdates = Vec<(Vec<u8>, IndexEntry)>;
 
-/// Looks at `paths` (with the stat given; those whose key is in `added` are new) as the
-/// whole way would, and brings `memo`'s local changes, provisional paths, pending pushes
-/// and bytes of files up to date for them. Returns the index entries to write; `None` when
-/// one of them needs the whole way.
+/// Looks at `paths` (with the stat given; those whose key is in `keys.added` are new) as
+/// the whole way would, finds the paths removed (`keys.removed`), and brings `memo`'s local
+/// changes, provisional paths, pending pushes and bytes of files up to date for them.
+/// Returns the index entries to write and the paths removed; `None` when one of them needs
+/// the whole way.
 ///
 /// # Errors
 /// Store errors; I/O errors reading a file or a symlink.
@@ -227,9 +259,12 @@ fn look_again(
     ws: &Workspace,
     memo: &mut Memo,
     paths: &BTreeMap<Vec<u8>, fs::Metadata>,
-    added: &HashSet<u64>,
-) -> Result<Option<IndexUpdates>> {
+    keys: &Keys,
+) -> Result<Option<(IndexUpdates, Vec<Vec<u8>>)>> {
     let Some(mut update) = Update::new(ws, memo, paths)? else {
+        return Ok(None);
+    };
+    let Some(removed) = update.find_removed(paths, &keys.removed)? else {
         return Ok(None);
     };
     let rules = ws.rules()?;
@@ -257,8 +292,14 @@ fn look_again(
     {
         return Ok(None);
     }
+    // Removals first: their contents are then known to the additions' rename check.
+    for p in &removed {
+        if !update.removed_path(p)? {
+            return Ok(None);
+        }
+    }
     for (p, md, entry) in entries {
-        if !update.path(p, md, &entry, added.contains(&path_key(p)))? {
+        if !update.path(p, md, &entry, keys.added.contains(&path_key(p)))? {
             return Ok(None);
         }
     }
@@ -267,7 +308,8 @@ fn look_again(
     memo.unwritable_dirs = update.unwritable_dirs;
     memo.pending.push = update.push;
     memo.files_bytes = update.files_bytes;
-    Ok(Some(out.index_updates))
+    memo.readiness = update.readiness;
+    Ok(Some((out.index_updates, removed)))
 }
 
 /// An answer being brought up to date, path by path ([`Update::path`]).
@@ -291,6 +333,13 @@ struct Update<'a> {
     files_bytes: u64,
     /// As [`Memo::unwritable_dirs`].
     unwritable_dirs: Vec<String>,
+    /// The files a sync would create on the share, by content (the last answer's added
+    /// files, as the index saw them, and those added now): a removal of one of these
+    /// contents would pair with it into a rename. `None`: too many to read.
+    creates: Option<HashSet<FileId>>,
+    wset: crate::workset::WorkingSet,
+    /// How much of the working set is here (a file of it removed is no longer counted).
+    readiness: crate::status::Readiness,
 }
 
 impl<'a> Update<'a> {
@@ -373,12 +422,31 @@ impl<'a> Update<'a> {
             }
             Some(removed)
         };
+        let added_files: Vec<Vec<u8>> = provisional
+            .iter()
+            .filter(|c| c.kind == EntryKind::File.as_str())
+            .map(|c| path_of(&c.path, c.path_hex.as_ref()))
+            .collect();
+        let creates = if added_files.len() > MAX_PATHS {
+            None
+        } else {
+            let mut creates = HashSet::new();
+            for p in &added_files {
+                if let Some(e) = crate::index::get(&ws.store, p)? {
+                    creates.insert(e.file);
+                }
+            }
+            Some(creates)
+        };
         Ok(Some(Update {
             ws,
             base_root,
             remote_root,
             elsewhere,
             index,
+            creates,
+            wset: ws.working_set(),
+            readiness: memo.readiness.clone(),
             removed,
             changes,
             provisional,
@@ -482,6 +550,9 @@ impl<'a> Update<'a> {
         self.push += 1 + usize::from(self.unwritable(p, entry, true));
         if entry.kind == EntryKind::File {
             self.files_bytes += entry.size;
+            if let (Some(creates), Some(f)) = (&mut self.creates, entry.file) {
+                creates.insert(f);
+            }
         }
         Ok(true)
     }
@@ -543,6 +614,169 @@ impl<'a> Update<'a> {
             }
     }
 
+    /// The paths whose keys are `removed`: looked for among the entries the base and the
+    /// last answer's added paths have in the directories that changed (a removal changes
+    /// its directory) and in the root, and under the directories removed. `None` when one
+    /// key is not found, or its path is still there. Their index entries are read too.
+    ///
+    /// # Errors
+    /// Store errors.
+    fn find_removed(
+        &mut self,
+        paths: &BTreeMap<Vec<u8>, fs::Metadata>,
+        removed: &HashSet<u64>,
+    ) -> Result<Option<Vec<Vec<u8>>>> {
+        if removed.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut dirs: Vec<Vec<u8>> = std::iter::once(Vec::new())
+            .chain(
+                paths
+                    .iter()
+                    .filter(|(_, md)| md.is_dir())
+                    .map(|(p, _)| p.clone()),
+            )
+            .collect();
+        let mut found: Vec<Vec<u8>> = Vec::new();
+        while let Some(dir) = dirs.pop() {
+            let mut names: Vec<(Vec<u8>, bool)> = self
+                .ws
+                .store
+                .children_at(self.base_root, &dir)?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| (crate::paths::join(&dir, &e.name), e.kind == EntryKind::Dir))
+                .collect();
+            names.extend(self.provisional.iter().filter_map(|c| {
+                let p = path_of(&c.path, c.path_hex.as_ref());
+                (crate::paths::split_parent(&p).0 == dir.as_slice())
+                    .then(|| (p, c.kind == EntryKind::Dir.as_str()))
+            }));
+            for (p, is_dir) in names {
+                if !removed.contains(&path_key(&p)) || found.contains(&p) {
+                    continue;
+                }
+                if is_dir {
+                    dirs.push(p.clone());
+                }
+                found.push(p);
+            }
+        }
+        if found.len() != removed.len() {
+            return Ok(None);
+        }
+        for p in &found {
+            match fs::symlink_metadata(self.ws.root.join(OsStr::from_bytes(p))) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                _ => return Ok(None),
+            }
+            if let Some(e) = crate::index::get(&self.ws.store, p)? {
+                self.index.insert(p.clone(), e);
+            }
+        }
+        found.sort_unstable();
+        Ok(Some(found))
+    }
+
+    /// Brings the answer up to date at `p`, removed here: a path of the base is now
+    /// `deleted`, one removal on the share (unless a change there already counted its
+    /// step), and a file of the working set no longer counts as here; a path added since the
+    /// last sync is no longer a change. `false`: the whole way is needed (the path or one
+    /// under it changed on the share or in conflict, or is remote-only; a removal that would
+    /// pair into a rename with a file created).
+    ///
+    /// # Errors
+    /// Store errors.
+    fn removed_path(&mut self, p: &[u8]) -> Result<bool> {
+        if self.elsewhere(p)?
+            || self.elsewhere.iter().any(|e| crate::paths::is_within(e, p))
+            || crate::presence::any_remote_only_under(&self.ws.store, p)?
+        {
+            return Ok(false);
+        }
+        let at = self.position(p);
+        let old_size = self.index.get(p).map(|e| e.size);
+        match self.ws.store.entry_at(self.base_root, p)? {
+            Some(base) => {
+                let kind = base.kind;
+                let mut contents: Vec<FileId> = base.file.into_iter().collect();
+                if let Some(remote) = self.remote_root {
+                    contents.extend(self.ws.store.entry_at(remote, p)?.and_then(|e| e.file));
+                }
+                let pairs = kind == EntryKind::File
+                    && match &self.creates {
+                        None => true,
+                        Some(creates) => contents.iter().any(|f| creates.contains(f)),
+                    };
+                if pairs || base.file == Some(FileId::NOT_CACHED) {
+                    return Ok(false);
+                }
+                let at = match at {
+                    Ok(i) if matches!(self.changes[i].change, "modified" | "mode") => {
+                        self.changes.remove(i);
+                        i
+                    }
+                    Ok(_) => return Ok(false),
+                    Err(i) => {
+                        self.push += 1;
+                        i
+                    }
+                };
+                self.changes
+                    .insert(at, path_change(p, ("deleted", kind.as_str())));
+                if let Some(removed) = &mut self.removed {
+                    removed.extend(contents);
+                }
+                if kind == EntryKind::File {
+                    let Some(size) = old_size else {
+                        return Ok(false);
+                    };
+                    self.files_bytes = self.files_bytes.saturating_sub(size);
+                    // A file of the working set that was here is counted no more.
+                    if self.wset.priority(p) > 0 {
+                        let r = &mut self.readiness;
+                        let (Some(files), Some(present)) =
+                            (r.working_set_files.checked_sub(1), r.present.checked_sub(1))
+                        else {
+                            return Ok(false);
+                        };
+                        (r.working_set_files, r.present) = (files, present);
+                        r.present_share = if files == 0 {
+                            1.0
+                        } else {
+                            present as f64 / files as f64
+                        };
+                    }
+                }
+            }
+            None => {
+                let Ok(i) = at else {
+                    return Ok(false);
+                };
+                let was = self.changes.remove(i);
+                if was.change != "added" || self.paired(p) {
+                    return Ok(false);
+                }
+                let unwritable = self.unwritable_dirs.iter().position(|d| *d == hex(p));
+                self.push = self
+                    .push
+                    .saturating_sub(1 + usize::from(unwritable.is_some()));
+                if let Some(u) = unwritable {
+                    self.unwritable_dirs.swap_remove(u);
+                }
+                self.provisional
+                    .retain(|c| path_of(&c.path, c.path_hex.as_ref()).as_slice() != p);
+                if was.kind == EntryKind::File.as_str() {
+                    let Some(size) = old_size else {
+                        return Ok(false);
+                    };
+                    self.files_bytes = self.files_bytes.saturating_sub(size);
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Whether the file added at `p`, as the last answer saw it (its index entry), could
     /// have paired with a removal into a rename: its steps are not known from the answer.
     fn paired(&self, p: &[u8]) -> bool {
@@ -575,19 +809,15 @@ fn same_stat(seen: &IndexEntry, md: &fs::Metadata) -> bool {
 ///
 /// # Errors
 /// Store errors.
-fn permission_again(
-    ws: &Workspace,
-    memo: &mut Memo,
-    paths: &BTreeMap<Vec<u8>, fs::Metadata>,
-) -> Result<()> {
+fn permission_again(ws: &Workspace, memo: &mut Memo, paths: &HashSet<&[u8]>) -> Result<()> {
     memo.permission
-        .retain(|w| !paths.contains_key(&path_of(&w.path, w.path_hex.as_ref())));
+        .retain(|w| !paths.contains(path_of(&w.path, w.path_hex.as_ref()).as_slice()));
     let root_perm = crate::status::remote_root_perm(ws)?;
     let creds = crate::status::Creds::current();
     let seen_root = ws.store.ref_root(keys::REF_REMOTE)?;
     for c in &memo.local_changes {
         let p = path_of(&c.path, c.path_hex.as_ref());
-        if !paths.contains_key(&p) {
+        if !paths.contains(p.as_slice()) {
             continue;
         }
         // The path and the directories that hold it, as the share last showed them.
@@ -627,17 +857,18 @@ mod tests {
     }
 
     #[test]
-    fn changed_keys_pair_prints_by_path_and_refuse_entries_that_went() {
+    fn changed_keys_pair_prints_by_path() {
         let before = [print(1, 10), print(2, 20), print(3, 30)];
-        let keys = |changed: &[u64], added: &[u64]| Keys {
+        let keys = |changed: &[u64], added: &[u64], removed: &[u64]| Keys {
             changed: changed.iter().copied().collect(),
             added: added.iter().copied().collect(),
+            removed: removed.iter().copied().collect(),
         };
-        assert_eq!(changed_keys(&before, &before), Some(keys(&[], &[])));
+        assert_eq!(changed_keys(&before, &before), Some(keys(&[], &[], &[])));
         let now = [print(1, 10), print(2, 21), print(3, 30)];
         assert_eq!(
             changed_keys(&before, &now),
-            Some(keys(&[2], &[])),
+            Some(keys(&[2], &[], &[])),
             "the entry whose stat changed"
         );
         // Added before, between and after the others.
@@ -648,28 +879,32 @@ mod tests {
             print(3, 31),
             print(4, 40),
         ];
-        assert_eq!(changed_keys(&before, &more), Some(keys(&[3], &[0, 4])));
+        assert_eq!(changed_keys(&before, &more), Some(keys(&[3], &[0, 4], &[])));
         let gap = [print(1, 10), print(3, 30)];
-        assert_eq!(changed_keys(&gap, &before), Some(keys(&[], &[2])));
-        // One removed, whatever else.
-        let swapped = [print(1, 10), print(3, 30), print(4, 40)];
-        assert_eq!(changed_keys(&before, &swapped), None);
-        assert_eq!(
-            changed_keys(&before, &before[..2]),
-            None,
-            "the last removed"
-        );
+        assert_eq!(changed_keys(&gap, &before), Some(keys(&[], &[2], &[])));
+        // Removed first, in the middle, last; one removed and one added in its place.
+        assert_eq!(changed_keys(&before, &gap), Some(keys(&[], &[], &[2])));
         assert_eq!(
             changed_keys(&before, &before[1..]),
-            None,
-            "the first removed"
+            Some(keys(&[], &[], &[1]))
         );
+        assert_eq!(
+            changed_keys(&before, &before[..2]),
+            Some(keys(&[], &[], &[3]))
+        );
+        let swapped = [print(1, 10), print(3, 30), print(4, 40)];
+        assert_eq!(changed_keys(&before, &swapped), Some(keys(&[], &[4], &[2])));
+        assert_eq!(changed_keys(&before, &[]), Some(keys(&[], &[], &[1, 2, 3])));
         // Two paths with the same key cannot be told apart.
         let twins = [print(1, 10), print(1, 11), print(3, 30)];
         assert_eq!(changed_keys(&twins, &twins), None);
         assert_eq!(changed_keys(&before, &twins), None);
+        assert_eq!(changed_keys(&twins, &before), None);
         // A blanked (racy) print always differs.
         let blanked = [print(1, 10), print(2, 20) & BLANK, print(3, 30)];
-        assert_eq!(changed_keys(&blanked, &before), Some(keys(&[2], &[])));
+        assert_eq!(changed_keys(&blanked, &before), Some(keys(&[2], &[], &[])));
+        // Past the bound of removals, the whole way.
+        let many: Vec<u128> = (0..=MAX_PATHS as u64).map(|k| print(k, k)).collect();
+        assert_eq!(changed_keys(&many, &[]), None);
     }
 }
