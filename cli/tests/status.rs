@@ -841,3 +841,29 @@ fn removals_are_brought_up_to_date_too() {
     assert_eq!(v["provisional"], serde_json::json!([]), "{v}");
     assert_eq!(comparable(v), comparable(whole_way_aside(&env)));
 }
+
+#[test]
+fn a_removal_that_pairs_with_a_file_a_sync_creates_is_counted_as_the_rename() {
+    // A directory replaced by a copy of a file: the file is created where the directory
+    // was; removing the original makes the two one rename.
+    let env = Env::with_remote(&[("a.txt", "a\n"), ("d/x.txt", "x\n"), ("s.txt", "s\n")]);
+    env.clone_ws();
+    fs::remove_dir_all(env.w("d")).expect("rm -r");
+    fs::copy(env.w("a.txt"), env.w("d")).expect("copy");
+    settled(&env);
+    fs::remove_file(env.w("a.txt")).expect("rm");
+    let v = env.json(0, &["status", "--json"]);
+    assert_eq!(v["pending"]["push"], 3, "{v}");
+    assert_eq!(comparable(v), comparable(whole_way_aside(&env)));
+    // A file removed on the share and edited here is written there again (nothing there to
+    // expect); removing a file of the same content here makes the two one rename.
+    let env = Env::with_remote(&[("a.txt", "a\n"), ("s.txt", "s\n"), ("t.txt", "t\n")]);
+    env.clone_ws();
+    fs::remove_file(env.r("s.txt")).expect("rm on the share");
+    fs::copy(env.w("t.txt"), env.w("s.txt")).expect("copy");
+    env.json(0, &["status", "--refresh", "--json"]);
+    settled(&env);
+    fs::remove_file(env.w("t.txt")).expect("rm");
+    let v = env.json(0, &["status", "--json"]);
+    assert_eq!(comparable(v), comparable(whole_way_aside(&env)));
+}

@@ -114,6 +114,12 @@ pub(in crate::status) fn answer(ws: &Workspace, recheck: Box<Recheck>) -> Result
     for (p, ie) in &index_updates {
         crate::index::put(&mut batch, p, ie);
     }
+    // As the whole way forgets the paths gone.
+    for p in &removed {
+        if crate::index::get(&ws.store, p)?.is_some() {
+            crate::index::remove(&mut batch, p);
+        }
+    }
     if !batch.is_empty() {
         ws.store.commit(batch)?;
     }
@@ -333,9 +339,9 @@ struct Update<'a> {
     files_bytes: u64,
     /// As [`Memo::unwritable_dirs`].
     unwritable_dirs: Vec<String>,
-    /// The files a sync would create on the share, by content (the last answer's added
-    /// files, as the index saw them, and those added now): a removal of one of these
-    /// contents would pair with it into a rename. `None`: too many to read.
+    /// The files a sync may create on the share, by content (every file the last answer
+    /// has a local change for, as the index saw it, and those added now): a removal of one
+    /// of these contents could pair with it into a rename. `None`: too many to read.
     creates: Option<HashSet<FileId>>,
     wset: crate::workset::WorkingSet,
     /// How much of the working set is here (a file of it removed is no longer counted).
@@ -422,16 +428,19 @@ impl<'a> Update<'a> {
             }
             Some(removed)
         };
-        let added_files: Vec<Vec<u8>> = provisional
+        // A sync creates on the share (a write that expects nothing there) the files added
+        // here, a file that replaced a directory, a file edited here and gone from the share:
+        // taken wide, every file the answer has a local change for, as the index saw it.
+        let changed_files: Vec<Vec<u8>> = changes
             .iter()
             .filter(|c| c.kind == EntryKind::File.as_str())
             .map(|c| path_of(&c.path, c.path_hex.as_ref()))
             .collect();
-        let creates = if added_files.len() > MAX_PATHS {
+        let creates = if changed_files.len() > MAX_PATHS {
             None
         } else {
             let mut creates = HashSet::new();
-            for p in &added_files {
+            for p in &changed_files {
                 if let Some(e) = crate::index::get(&ws.store, p)? {
                     creates.insert(e.file);
                 }
