@@ -24,7 +24,8 @@
 //!
 //! The whole way is taken for anything that could touch another path's answer or needs more
 //! than these facts: a file added (or added before) with the content of a file removed here,
-//! or removed with the content of a file added (they would pair into a rename), a kind
+//! or removed with the content of a file a sync may create (any file with a local change:
+//! they would pair into a rename), a kind
 //! changed, a path put back where the base has one, a path or a directory holding it (or,
 //! removed, a path under it) changed on the share as last seen or in conflict (open,
 //! recorded or expected), a remote-only path, a file with other names, a share that folds
