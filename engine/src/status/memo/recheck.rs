@@ -409,45 +409,8 @@ impl<'a> Update<'a> {
                 return Ok(None);
             }
         }
-        let removals: Vec<Vec<u8>> = changes
-            .iter()
-            .filter(|c| matches!(c.change, "deleted" | "type"))
-            .map(|c| path_of(&c.path, c.path_hex.as_ref()))
-            .collect();
-        let removed = if removals.len() > MAX_PATHS {
-            None
-        } else {
-            // The removal a sync makes expects the share's entry, whose content id is the
-            // base's unless the base's was never fetched (then size and mtime stand for it).
-            let mut removed = HashSet::new();
-            for p in &removals {
-                for root in std::iter::once(base_root).chain(remote_root) {
-                    if let Some(f) = ws.store.entry_at(root, p)?.and_then(|e| e.file) {
-                        removed.insert(f);
-                    }
-                }
-            }
-            Some(removed)
-        };
-        // A sync creates on the share (a write that expects nothing there) the files added
-        // here, a file that replaced a directory, a file edited here and gone from the share:
-        // taken wide, every file the answer has a local change for, as the index saw it.
-        let changed_files: Vec<Vec<u8>> = changes
-            .iter()
-            .filter(|c| c.kind == EntryKind::File.as_str())
-            .map(|c| path_of(&c.path, c.path_hex.as_ref()))
-            .collect();
-        let creates = if changed_files.len() > MAX_PATHS {
-            None
-        } else {
-            let mut creates = HashSet::new();
-            for p in &changed_files {
-                if let Some(e) = crate::index::get(&ws.store, p)? {
-                    creates.insert(e.file);
-                }
-            }
-            Some(creates)
-        };
+        let removed = contents_removed(ws, &changes, base_root, remote_root)?;
+        let creates = contents_created(ws, &changes)?;
         Ok(Some(Update {
             ws,
             base_root,
@@ -802,6 +765,64 @@ impl<'a> Update<'a> {
         self.changes
             .binary_search_by(|c| path_of(&c.path, c.path_hex.as_ref()).as_slice().cmp(p))
     }
+}
+
+/// The contents a sync removes from the share (the files of the local changes `deleted` or
+/// `type`): the base's, and the share's as last seen (the removal expects the share's
+/// entry, whose content id is the base's unless the base's was never fetched, when size and
+/// mtime stand for it). `None`: more than [`MAX_PATHS`] to read.
+///
+/// # Errors
+/// Store errors.
+fn contents_removed(
+    ws: &Workspace,
+    changes: &[PathChange],
+    base_root: cachesync_objects::TreeId,
+    remote_root: Option<cachesync_objects::TreeId>,
+) -> Result<Option<HashSet<FileId>>> {
+    let removals = paths_where(changes, |c| matches!(c.change, "deleted" | "type"));
+    if removals.len() > MAX_PATHS {
+        return Ok(None);
+    }
+    let mut removed = HashSet::new();
+    for p in &removals {
+        for root in std::iter::once(base_root).chain(remote_root) {
+            if let Some(f) = ws.store.entry_at(root, p)?.and_then(|e| e.file) {
+                removed.insert(f);
+            }
+        }
+    }
+    Ok(Some(removed))
+}
+
+/// The contents a sync may create on the share (a write that expects nothing there: files
+/// added here, a file that replaced a directory, a file edited here and gone from the
+/// share), taken wide: every file with a local change, as the index saw it. `None`: more
+/// than [`MAX_PATHS`] to read.
+///
+/// # Errors
+/// Store errors.
+fn contents_created(ws: &Workspace, changes: &[PathChange]) -> Result<Option<HashSet<FileId>>> {
+    let files = paths_where(changes, |c| c.kind == EntryKind::File.as_str());
+    if files.len() > MAX_PATHS {
+        return Ok(None);
+    }
+    let mut creates = HashSet::new();
+    for p in &files {
+        if let Some(e) = crate::index::get(&ws.store, p)? {
+            creates.insert(e.file);
+        }
+    }
+    Ok(Some(creates))
+}
+
+/// The paths of the `changes` that `keep` keeps.
+fn paths_where(changes: &[PathChange], keep: impl Fn(&PathChange) -> bool) -> Vec<Vec<u8>> {
+    changes
+        .iter()
+        .filter(|c| keep(c))
+        .map(|c| path_of(&c.path, c.path_hex.as_ref()))
+        .collect()
 }
 
 /// Whether the index entry `seen` was recorded from the stat `md`.
