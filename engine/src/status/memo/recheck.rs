@@ -124,10 +124,10 @@ pub(in crate::status) fn answer(ws: &Workspace, recheck: Box<Recheck>) -> Result
     if !batch.is_empty() {
         ws.store.commit(batch)?;
     }
-    let Some(local_changes) = given(memo.local_changes.clone()) else {
-        return Ok(None);
-    };
     if disconnected {
+        let Some(local_changes) = given(memo.local_changes.clone()) else {
+            return Ok(None);
+        };
         crate::status::record_offline_changes(ws, &local_changes)?;
     }
     // Each path's print as looked at now; blanked, and listed, while it is racy.
@@ -151,7 +151,7 @@ pub(in crate::status) fn answer(ws: &Workspace, recheck: Box<Recheck>) -> Result
     };
     // The cache's use measured before the answer is kept, as the whole way measures it.
     let answer = outcome(ws, memo.clone(), facts)?;
-    if answer.is_some() && may_write(ws, &memo.context.clone())? {
+    if answer.is_some() && may_write(ws, &memo.context)? {
         write(ws, memo, prints)?;
     }
     Ok(answer)
