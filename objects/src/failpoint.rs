@@ -65,11 +65,28 @@ fn pause_point() -> Option<&'static (String, String)> {
 /// pause holds waits with it, and none that comes after it was let go pauses again (a point
 /// that several threads pass, such as `fetching`, would otherwise hold a late thread for the
 /// whole deadline after the test resumed the run).
+///
+/// The file is created once, under a lock: a late thread that re-created it after the test
+/// removed it would hold every thread (the first one too) until the deadline.
 fn pause(file: &str) {
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
     static RELEASED: AtomicBool = AtomicBool::new(false);
-    if RELEASED.load(Ordering::SeqCst) || std::fs::write(file, b"paused\n").is_err() {
-        return;
+    static CREATED: Mutex<bool> = Mutex::new(false);
+    {
+        let mut created = CREATED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if RELEASED.load(Ordering::SeqCst) {
+            return;
+        }
+        if !*created {
+            if std::fs::write(file, b"paused\n").is_err() {
+                RELEASED.store(true, Ordering::SeqCst);
+                return;
+            }
+            *created = true;
+        }
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while std::path::Path::new(file).exists()
@@ -103,5 +120,44 @@ pub fn hit(name: &str) {
 pub fn hit_n(name: &str, n: usize) {
     if configured().is_some() || pause_point().is_some() || trace_file().is_some() {
         hit(&format!("{name}:{n}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    /// A thread that reaches the point just after the test let the run go must not pause
+    /// it again: the pause file is not re-created, and every thread goes on at once.
+    #[test]
+    fn a_thread_arriving_after_the_release_does_not_pause_the_run_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("paused");
+        let name = file.to_str().expect("utf-8").to_owned();
+        let first = {
+            let name = name.clone();
+            std::thread::spawn(move || super::pause(&name))
+        };
+        let started = Instant::now();
+        while !file.exists() {
+            assert!(started.elapsed() < Duration::from_secs(10), "never paused");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The test lets the run go; a late thread arrives before the first one (asleep
+        // between its looks) has seen it.
+        std::fs::remove_file(&file).expect("resume");
+        let late = Instant::now();
+        super::pause(&name);
+        assert!(
+            late.elapsed() < Duration::from_secs(5),
+            "the late thread paused"
+        );
+        assert!(!file.exists(), "the pause file came back");
+        let joined = Instant::now();
+        first.join().expect("first thread");
+        assert!(
+            joined.elapsed() < Duration::from_secs(5),
+            "the first thread stayed paused"
+        );
     }
 }
