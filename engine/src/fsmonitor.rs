@@ -287,13 +287,16 @@ pub fn scan(ws: &Workspace, rules: &IgnoreRules, index: &crate::index::Index) ->
     Ok(local)
 }
 
+/// A tree being edited by [`rescan`].
+type Tree = std::collections::BTreeMap<Vec<u8>, cachesync_objects::Entry>;
+
 /// The workspace as `tree` (the last scan's) with `paths` looked at again: each one's entry
 /// read anew (gone: removed with what was under it), a directory among them walked whole,
 /// and the directory holding each one read anew (its times change with what is made in it,
 /// which no event of its own says).
 fn rescan(
     walk: &LocalWalk<'_>,
-    mut tree: Flat,
+    tree: Flat,
     ignored: Vec<Vec<u8>>,
     paths: &BTreeSet<Vec<u8>>,
     inodes: &BTreeSet<u64>,
@@ -302,6 +305,9 @@ fn rescan(
         monitored: Some(paths.len()),
         ..LocalScan::default()
     };
+    // Edited path by path, each edit seen by the next (a directory dropped, then a path
+    // under it): a map takes them in place, where the sorted list would move its tail.
+    let mut tree: Tree = tree.into_iter().collect();
     let mut ignored: BTreeSet<Vec<u8>> = ignored.into_iter().collect();
     // A hard-linked file changed through one name changed under every other, and only the
     // name it was changed through has an event: the index knows the others (same inode).
@@ -359,7 +365,7 @@ fn rescan(
     }
     ignored.extend(std::mem::take(&mut out.ignored));
     out.ignored = ignored.into_iter().collect();
-    out.tree = tree;
+    out.tree = Flat::from_vec(tree.into_iter().collect());
     for path in walk.index.keys() {
         if !out.tree.contains_key(path) {
             out.index_removals.push(path.clone());
@@ -394,7 +400,7 @@ fn other_names(
 }
 
 /// Removes `p` and everything under it from `tree` and from `ignored`.
-fn drop_subtree(tree: &mut Flat, ignored: &mut BTreeSet<Vec<u8>>, p: &[u8]) {
+fn drop_subtree(tree: &mut Tree, ignored: &mut BTreeSet<Vec<u8>>, p: &[u8]) {
     let under: Vec<Vec<u8>> = tree
         .range(p.to_vec()..)
         .map(|(k, _)| k)

@@ -138,6 +138,8 @@ pub(crate) fn settle_workspace(
     // ignored for a while keeps its flag.
     // Read only when a flagged path is missing from `base` (rare).
     let mut stored: Option<crate::scan::Flat> = None;
+    // Put in at once after the loop (files only: no check below looks for them).
+    let mut fill_in = Vec::new();
     for p in load(&ws.store)? {
         if !base.contains_key(&p) && stored.is_none() {
             stored = Some(ws.store.read_ref_flat(keys::REF_BASE)?);
@@ -148,7 +150,7 @@ pub(crate) fn settle_workspace(
             (Some(b), None)
                 if b.kind == cachesync_objects::EntryKind::File && parent_here(&local.tree, &p) =>
             {
-                local.tree.insert(p.clone(), b.clone());
+                fill_in.push((p.clone(), Some(b.clone())));
                 local.remote_only.insert(p);
             }
             // Ignored now: nothing to do, the flag stays.
@@ -173,6 +175,7 @@ pub(crate) fn settle_workspace(
             }
         }
     }
+    local.tree.apply(fill_in);
     Ok(local)
 }
 

@@ -6,7 +6,7 @@
 //! inode number changed: sshfs renumbers them at every mount), and stores what it reads, so a
 //! pull afterwards needs no second transfer.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -24,7 +24,7 @@ use crate::remote::RemoteEntry;
 use crate::timed::TimedRemote;
 
 /// A flat tree: relative path → entry.
-pub type Flat = BTreeMap<Vec<u8>, Entry>;
+pub use cachesync_objects::Flat;
 
 /// What the local scan found.
 #[derive(Default)]
@@ -1325,6 +1325,8 @@ fn fetch_small(
 /// # Errors
 /// The first other failure ([`SyncError::Disconnected`], store errors).
 fn take_fetched(results: Fetched, previous: &Flat, out: &mut RemoteScan) -> Result<()> {
+    // Applied to the tree at once (one pass, not one move of the list per path).
+    let mut edits = Vec::with_capacity(results.len());
     for (rel, started_ns, r) in results {
         match r {
             Ok((id, stat)) => {
@@ -1334,13 +1336,13 @@ fn take_fetched(results: Fetched, previous: &Flat, out: &mut RemoteScan) -> Resu
                 out.fetched += 1;
                 out.bytes += stat.size;
                 out.read_ns.insert(rel.clone(), started_ns);
-                out.tree.insert(rel, entry);
+                edits.push((rel, Some(entry)));
             }
             Err(SyncError::RemoteIo { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
                 // Deleted between the listing and the read: it is gone.
-                out.tree.remove(&rel);
+                edits.push((rel, None));
             }
             Err(e) => {
                 match e {
@@ -1353,18 +1355,12 @@ fn take_fetched(results: Fetched, previous: &Flat, out: &mut RemoteScan) -> Resu
                     e => return Err(e),
                 }
                 // Left out of the run, as last seen (or absent if never read).
-                match previous.get(&rel) {
-                    Some(p) => {
-                        out.tree.insert(rel.clone(), p.clone());
-                    }
-                    None => {
-                        out.tree.remove(&rel);
-                    }
-                }
+                edits.push((rel.clone(), previous.get(&rel).cloned()));
                 out.unstable.push(rel);
             }
         }
     }
+    out.tree.apply(edits);
     Ok(())
 }
 

@@ -150,7 +150,7 @@ fn trees(c: &mut Criterion) {
 /// written whole, as a commit writes the new base and the remote snapshot; the second and
 /// later writes find every tree already stored.
 fn flat_trees(c: &mut Criterion) {
-    let mut flat = std::collections::BTreeMap::new();
+    let mut flat = cachesync_objects::Flat::new();
     for d in 0..2000u32 {
         let top = format!("top{:02}", d / 100);
         let dir = format!("{top}/dir{d:04}");
