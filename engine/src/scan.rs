@@ -1038,6 +1038,10 @@ fn under_vanished(
     listed
 }
 
+/// How many of the walk's entries [`sort_listing`] takes between two shrinks of the list (a
+/// shrink in place: the allocator takes back the end of the list, nothing is copied).
+const GIVE_BACK_EVERY: usize = 1 << 14;
+
 /// Goes through the walk's entries: cachesync's own names and ignored paths are left out
 /// (temporaries noted in `out`), an entry whose target cannot be read is kept as last seen,
 /// a file whose content is at hand (or remote-only) gets its id; each is pushed on
@@ -1056,7 +1060,17 @@ fn sort_listing(
     let mut to_fetch = Vec::new();
     listed.reserve(entries.len());
     let at_hand = content_at_hand(&entries, known)?;
-    for (rel, r) in entries {
+    // Taken from the back of the reversed list (the walk's order kept), which gives its
+    // memory back as it goes: the walk's list and the tree made from it were both whole
+    // at the peak of a no-change sync.
+    let mut entries = entries;
+    entries.reverse();
+    let mut taken = 0usize;
+    while let Some((rel, r)) = entries.pop() {
+        taken += 1;
+        if taken.is_multiple_of(GIVE_BACK_EVERY) {
+            entries.shrink_to_fit();
+        }
         if IgnoreRules::is_internal(&rel) {
             if crate::paths::split_parent(&rel)
                 .1
