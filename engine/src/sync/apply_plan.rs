@@ -18,7 +18,8 @@ use super::{Outcome, Trees};
 /// paths moved to lost+found, the changes whose steps did not all run, those the server
 /// refused, and the error that stopped the run (the remote went away).
 pub(super) struct Applied {
-    pub local_results: HashMap<Vec<u8>, Option<IndexEntry>>,
+    /// In the order the steps ran: a path's last result is its outcome.
+    pub local_results: Vec<(Vec<u8>, Option<IndexEntry>)>,
     pub remote_results: HashMap<Vec<u8>, Option<cachesync_objects::Entry>>,
     pub stashed: HashMap<Vec<u8>, Vec<u8>>,
     pub failed: HashSet<usize>,
@@ -49,7 +50,7 @@ pub(super) fn apply_plan(
         remote,
         racy: &trees.racy,
         op: op_id,
-        local_results: HashMap::new(),
+        local_results: Vec::new(),
         remote_results: HashMap::new(),
         bytes_up: 0,
         stashed: HashMap::new(),

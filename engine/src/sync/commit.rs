@@ -1,6 +1,6 @@
 //! Step 11 of a run: everything the run learned, committed in one write.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::Path;
 
@@ -232,7 +232,7 @@ fn settle_records(
 fn index_updates(
     batch: &mut Batch,
     trees: &Trees,
-    local_results: HashMap<Vec<u8>, Option<index::IndexEntry>>,
+    local_results: Vec<(Vec<u8>, Option<index::IndexEntry>)>,
 ) {
     for (path, ie) in &trees.local.index_updates {
         index::put(batch, path, ie);
