@@ -147,7 +147,7 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
     let leftovers = !opts.dry_run
         && (!journal::unfinished(&ws.store)?.is_empty()
             || !crate::sync::patch::pending(&ws.store)?.is_empty());
-    let trees = if leftovers {
+    let mut trees = if leftovers {
         check()?;
         report.recovered = crate::sync::recover::recover(ws, &remote)?;
         for left in crate::sync::patch::finish_pending(ws, &remote)? {
@@ -197,6 +197,7 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
         &mut report,
     )?;
 
+    trees.let_go_of_remote(ws, &plan)?;
     let op = crate::sync::record::journal_plan(ws, opts, &plan, &trees, &remote, &mut report)?;
     crate::release_freed_memory();
     let applied = crate::sync::apply_plan::apply_plan(
