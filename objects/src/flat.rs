@@ -28,6 +28,23 @@ fn pair((path, entry): &(Vec<u8>, Entry)) -> (&Vec<u8>, &Entry) {
     (path, entry)
 }
 
+/// Sorts `items` by path, each path once: of two with one path, the later in the list is
+/// kept. A list in order already (nearly always) is only looked through.
+fn sort_keeping_last<T>(items: &mut Vec<(Vec<u8>, T)>) {
+    if items.is_sorted_by(|a, b| a.0 < b.0) {
+        return;
+    }
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    // `dedup_by` keeps the first of equal neighbours: the later one's value is moved in.
+    items.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            std::mem::swap(&mut later.1, &mut kept.1);
+        }
+        same
+    });
+}
+
 impl Flat {
     /// An empty tree.
     pub fn new() -> Flat {
@@ -38,18 +55,7 @@ impl Flat {
     /// kept (as `collect` into a map keeps it). Sorted already (a walk sorts what it
     /// gathered; a tree read back comes in order), nothing moves.
     pub fn from_vec(mut entries: Vec<(Vec<u8>, Entry)>) -> Flat {
-        if !entries.is_sorted_by(|a, b| a.0 < b.0) {
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            // `dedup_by` keeps the first of equal neighbours: the later one's entry is
-            // moved into it.
-            entries.dedup_by(|later, kept| {
-                let same = later.0 == kept.0;
-                if same {
-                    std::mem::swap(&mut later.1, &mut kept.1);
-                }
-                same
-            });
-        }
+        sort_keeping_last(&mut entries);
         // Room left over (a list grown by doubling, or sized for a guess) is given back:
         // the allocator shrinks in place.
         entries.shrink_to_fit();
@@ -150,16 +156,7 @@ impl Flat {
     /// changed. Any order; of two edits of one path, the later wins.
     pub fn apply(&mut self, edits: Vec<(Vec<u8>, Option<Entry>)>) -> bool {
         let mut edits = edits;
-        if !edits.is_sorted_by(|a, b| a.0 < b.0) {
-            edits.sort_by(|a, b| a.0.cmp(&b.0));
-            edits.dedup_by(|later, kept| {
-                let same = later.0 == kept.0;
-                if same {
-                    std::mem::swap(&mut later.1, &mut kept.1);
-                }
-                same
-            });
-        }
+        sort_keeping_last(&mut edits);
         if self.entries.is_empty() {
             // In place: an entry and an optional one take the same room.
             self.entries = edits
