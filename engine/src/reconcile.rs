@@ -372,10 +372,13 @@ fn settle_type_clashes(
     for p in &clashes {
         let mut paths: BTreeSet<&Vec<u8>> = BTreeSet::new();
         for t in [base, local, remote] {
+            // Siblings such as `p-x` and `p.txt` sort between `p` and `p/…`: the run of
+            // paths that start with `p`, then those within it.
             paths.extend(
                 t.range(p.clone()..)
                     .map(|(k, _)| k)
-                    .take_while(|k| crate::paths::is_within(k, p)),
+                    .take_while(|k| k.starts_with(p))
+                    .filter(|k| crate::paths::is_within(k, p)),
             );
         }
         for path in paths {
@@ -502,6 +505,26 @@ mod tests {
         let c = reconcile(&base, &local, &remote);
         assert!(!c[0].needs_local() && !c[0].needs_remote());
         assert_eq!(c[1].outcome, Outcome::Conflict(ConflictKind::Content));
+    }
+
+    /// A sibling whose name sorts between the clash's path and what is under it (`p-x`
+    /// before `p/a`) does not hide what is under it.
+    #[test]
+    fn a_type_clash_reconciles_what_is_under_it_past_its_siblings() {
+        let sibling = ("p-x", file("s", 0o644));
+        let base = flat(&[("p", dir()), ("p/a", file("1", 0o644)), sibling.clone()]);
+        let local = flat(&[("p", file("x", 0o644)), sibling.clone()]);
+        let remote = flat(&[("p", dir()), ("p/a", file("2", 0o644)), sibling]);
+        let c = reconcile(&base, &local, &remote);
+        let under = c
+            .iter()
+            .find(|c| c.path == b"p/a")
+            .expect("p/a is reconciled");
+        assert_eq!(
+            under.outcome,
+            Outcome::Resolved(Some(Shared::new(file("2", 0o644))))
+        );
+        assert!(under.needs_local());
     }
 
     #[test]
