@@ -1339,8 +1339,10 @@ fn fetch_small(
 /// # Errors
 /// The first other failure ([`SyncError::Disconnected`], store errors).
 fn take_fetched(results: Fetched, previous: &Flat, out: &mut RemoteScan) -> Result<()> {
-    // Applied to the tree at once (one pass, not one move of the list per path).
-    let mut edits = Vec::with_capacity(results.len());
+    // A file read is listed (nearly always): its entry is set in place. The edits that add
+    // or take out a path are applied at once at the end (one pass, not one move of the
+    // tree's tail per path; a list of every file read, sorted, was as big as the tree).
+    let mut edits = Vec::new();
     for (rel, started_ns, r) in results {
         match r {
             Ok((id, stat)) => {
@@ -1350,7 +1352,10 @@ fn take_fetched(results: Fetched, previous: &Flat, out: &mut RemoteScan) -> Resu
                 out.fetched += 1;
                 out.bytes += stat.size;
                 out.read_ns.insert(rel.clone(), started_ns);
-                edits.push((rel, Some(entry)));
+                match out.tree.get_mut(&rel) {
+                    Some(slot) => *slot = entry,
+                    None => edits.push((rel, Some(entry))),
+                }
             }
             Err(SyncError::RemoteIo { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
