@@ -160,21 +160,14 @@ pub(crate) fn scan_all(
     drop((must_read, not_read));
     let mut remote_scan = remote_scan?;
     crate::failpoint::hit("fetched");
-    if let Some(root) = remote.stat(b"")? {
-        crate::status::save_remote_root_perm(ws, &root)?;
-    }
     let racy = save_remote_scan(
-        ws,
+        (ws, remote),
         &rules,
-        &remote_scan,
+        &mut remote_scan,
         previous_remote,
         &previous_racy,
         (started_ns, remote_clock),
     )?;
-    // When each file was read says which are racy, and nothing after (a path and a time
-    // for every file a first copy read: about 100 MB at a million files, held through the
-    // writes).
-    remote_scan.read_ns = std::collections::HashMap::new();
     Ok(Trees {
         base,
         local,
@@ -230,16 +223,24 @@ fn ref_root(ws: &Workspace, name: &str) -> Result<Option<cachesync_objects::Tree
 
 /// Saves the last observed remote state, and its racy paths: a later scan reads only what
 /// changed since (and what was racy). Once saved, it is what the commit compares with (so
-/// it is not written twice). Returns the racy paths now.
+/// it is not written twice), with the permissions of the share's root as `remote` shows
+/// them now. Returns the racy paths now; `scan.read_ns`, which only they need, is emptied.
 fn save_remote_scan(
-    ws: &Workspace,
+    (ws, remote): (&Workspace, &TimedRemote),
     rules: &crate::ignore_rules::IgnoreRules,
-    scan: &crate::scan::RemoteScan,
+    scan: &mut crate::scan::RemoteScan,
     previous: &Flat,
     previous_racy: &HashSet<Vec<u8>>,
     (started_ns, remote_clock): (i64, Option<i64>),
 ) -> Result<HashSet<Vec<u8>>> {
+    if let Some(root) = remote.stat(b"")? {
+        crate::status::save_remote_root_perm(ws, &root)?;
+    }
     let racy = crate::racy::after_scan(scan, previous_racy, started_ns, remote_clock);
+    // When each file was read says which are racy, and nothing after (a path and a time
+    // for every file a first copy read: about 100 MB at a million files, held through the
+    // writes).
+    scan.read_ns = std::collections::HashMap::new();
     let mut batch = Batch::new();
     crate::racy::put(&mut batch, previous_racy, &racy);
     LastSeen::put(&mut batch, started_ns, rules, &scan.unreadable);
