@@ -203,11 +203,6 @@ impl Flat {
         }
         moved
     }
-
-    /// The entries as a list, in path order.
-    pub fn into_vec(self) -> Vec<(Vec<u8>, Entry)> {
-        self.entries
-    }
 }
 
 impl<P: AsRef<[u8]> + ?Sized> std::ops::Index<&P> for Flat {
