@@ -239,3 +239,11 @@ fn killed_after_some_steps() {
 fn killed_before_the_commit() {
     crash_at("before-commit");
 }
+
+#[test]
+fn killed_with_the_index_written_before_the_commit() {
+    // The index's new entries are written ahead of the commit: a run killed between the two
+    // leaves a stat cache ahead of the base, which the next run must trust no further than
+    // the files it describes.
+    crash_at("index-written");
+}

@@ -253,15 +253,7 @@ pub fn index_entry_of(md: &fs::Metadata, file: cachesync_objects::FileId) -> Ind
 }
 
 fn index_entry(md: &fs::Metadata, file: cachesync_objects::FileId) -> IndexEntry {
-    IndexEntry {
-        size: md.size(),
-        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-        ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
-        ino: md.ino(),
-        mode: md.mode(),
-        file,
-        recorded_ns: crate::now_ns(),
-    }
+    crate::index::Stat::of(md).with_file(file)
 }
 
 /// Hashes (and stores) a local file, making sure it did not change while it was read.

@@ -12,8 +12,9 @@
 //!   `remote-snapshot` (the scanned remote recorded), `planned` (plan journalled, no step
 //!   run), `before-step:N` and `after-step:N` (step N of the plan), `mid-write:N` (part of
 //!   step N's content written to the remote), `before-rename:N` (step N's temporary file
-//!   written, not yet renamed into place), `before-commit` (every step done, refs not yet
-//!   moved), `after-commit` (refs moved; cull and events to come).
+//!   written, not yet renamed into place), `index-written` (every step done, the workspace
+//!   synced and the index's new entries written), `before-commit` (refs not yet moved),
+//!   `after-commit` (refs moved; cull and events to come).
 //! - drop and cull: `drop-before-remove` (remote-only flags recorded, files not yet
 //!   removed), `drop-aside:N` (the Nth file moved aside, not yet checked and removed),
 //!   `drop-before-commit` (files removed, index not yet updated).

@@ -12,7 +12,7 @@ use cachesync_objects::{Entry, EntryKind};
 use super::patch::{How, Patch};
 use crate::error::{Result, SyncError};
 use crate::fs_remote::entry_from_metadata;
-use crate::index::IndexEntry;
+use crate::index::Stat;
 use crate::paths::{display, split_parent, under};
 use crate::plan::{Op, Side, Step};
 use crate::scan::tree_entry;
@@ -41,17 +41,31 @@ impl From<SyncError> for StepError {
     }
 }
 
+/// What a local step left for the index: its path (or a rename's source, `from`) now holds
+/// the content of the step's target with this `stat`, or (`None`) nothing the index keeps.
+/// The path and the content id are the plan step's: a path and a whole index entry for each
+/// of a million files were about 160 MB held through a first copy's writes.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct LocalResult {
+    /// The step.
+    pub step: usize,
+    /// The step's source rather than its path.
+    pub from: bool,
+    /// The stat of the file written.
+    pub stat: Option<Stat>,
+}
+
 pub(super) struct Applier<'a> {
     pub(super) ws: &'a Workspace,
     pub(super) remote: &'a TimedRemote,
     /// Remote paths whose stat cannot vouch for their content (see [`crate::racy`]).
     pub(super) racy: &'a HashSet<Vec<u8>>,
     pub(super) op: u64,
-    /// The index's new entry (`None`: none) of each local path written, in the order the
-    /// steps ran: a list, as the commit's batch takes them in order (the last of a path
-    /// wins). A map of them grew by rehashing: at a million files, 355 MB at the moment it
-    /// doubled, the peak of a first copy.
-    pub(super) local_results: Vec<(Vec<u8>, Option<IndexEntry>)>,
+    /// What each local step left for the index, in the order the steps ran: a list, as the
+    /// commit writes them in order (the last of a path wins). A map of them grew by
+    /// rehashing: at a million files, 355 MB at the moment it doubled, the peak of a first
+    /// copy.
+    pub(super) local_results: Vec<LocalResult>,
     pub(super) remote_results: HashMap<Vec<u8>, Option<Entry>>,
     pub(super) bytes_up: u64,
     /// Local paths moved to lost+found, and where to.
@@ -159,24 +173,30 @@ impl Applier<'_> {
         }
     }
 
-    fn record_local(&mut self, path: &[u8], target: &Entry) -> Result<(), StepError> {
-        if target.kind != EntryKind::File {
-            self.local_results.push((path.to_vec(), None));
-            return Ok(());
-        }
-        let abs = under(&self.ws.root, path);
-        let md = fs::symlink_metadata(&abs).map_err(|e| SyncError::io(&abs, e))?;
-        let ie = IndexEntry {
-            size: md.size(),
-            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-            ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
-            ino: md.ino(),
-            mode: md.mode(),
-            file: target.file.expect("file entries have content"),
-            recorded_ns: crate::now_ns(),
+    /// Step `i` left its target at its path: a file's stat for the index.
+    fn record_local(&mut self, i: usize, step: &Step, target: &Entry) -> Result<(), StepError> {
+        let stat = if target.kind == EntryKind::File {
+            let abs = under(&self.ws.root, &step.path);
+            let md = fs::symlink_metadata(&abs).map_err(|e| SyncError::io(&abs, e))?;
+            Some(Stat::of(&md))
+        } else {
+            None
         };
-        self.local_results.push((path.to_vec(), Some(ie)));
+        self.local_results.push(LocalResult {
+            step: i,
+            from: false,
+            stat,
+        });
         Ok(())
+    }
+
+    /// Step `i` left nothing for the index at its path (or its source, `from`).
+    fn forget_local(&mut self, i: usize, from: bool) {
+        self.local_results.push(LocalResult {
+            step: i,
+            from,
+            stat: None,
+        });
     }
 
     /// A file or symlink written into the workspace: under a temporary name, then put in
@@ -204,7 +224,7 @@ impl Applier<'_> {
         }
         crate::failpoint::hit_n("before-rename", i);
         self.place_local(&tmp, &step.path, step.expect.as_deref())?;
-        self.record_local(&step.path, t)
+        self.record_local(i, step, t)
     }
 
     /// Permission bits set in the workspace. A regular file with other hard-link names
@@ -239,7 +259,7 @@ impl Applier<'_> {
         } else {
             fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode)).map_err(io)?;
         }
-        self.record_local(&step.path, t)
+        self.record_local(i, step, t)
     }
 
     fn apply_local(&mut self, i: usize, step: &Step) -> Result<(), StepError> {
@@ -294,8 +314,8 @@ impl Applier<'_> {
                 if t.kind != EntryKind::Symlink {
                     fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode)).map_err(io)?;
                 }
-                self.local_results.push((from.to_vec(), None));
-                self.record_local(&step.path, t)
+                self.forget_local(i, true);
+                self.record_local(i, step, t)
             }
             Op::Remove => {
                 self.check_local(&step.path, step.expect.as_deref())?;
@@ -318,7 +338,7 @@ impl Applier<'_> {
                     }
                     Err(e) => return Err(io(e)),
                 }
-                self.local_results.push((step.path.clone(), None));
+                self.forget_local(i, false);
                 Ok(())
             }
         }

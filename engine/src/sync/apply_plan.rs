@@ -3,7 +3,6 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::error::{Result, SyncError};
-use crate::index::IndexEntry;
 use crate::journal;
 use crate::paths::{display, is_within};
 use crate::plan::{Op, Plan, Side, Step};
@@ -11,7 +10,7 @@ use crate::progress::Progress;
 use crate::timed::TimedRemote;
 use crate::workspace::Workspace;
 
-use super::apply::{refused_by_server, Applier, StepError};
+use super::apply::{refused_by_server, Applier, LocalResult, StepError};
 use super::{Outcome, Trees};
 
 /// What applying a plan left: per side, the new state of each path written, the local
@@ -19,7 +18,7 @@ use super::{Outcome, Trees};
 /// refused, and the error that stopped the run (the remote went away).
 pub(super) struct Applied {
     /// In the order the steps ran: a path's last result is its outcome.
-    pub local_results: Vec<(Vec<u8>, Option<IndexEntry>)>,
+    pub local_results: Vec<LocalResult>,
     pub remote_results: HashMap<Vec<u8>, Option<cachesync_objects::Entry>>,
     pub stashed: HashMap<Vec<u8>, Vec<u8>>,
     pub failed: HashSet<usize>,
