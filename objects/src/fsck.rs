@@ -130,7 +130,7 @@ impl Walker<'_> {
                 for e in tree.entries {
                     let ctx = format!("{context}{}", String::from_utf8_lossy(&e.name));
                     if let Some(t) = e.tree {
-                        self.tree(t, &format!("{ctx}/"));
+                        self.tree(*t, &format!("{ctx}/"));
                     }
                     if let Some(f) = e.file {
                         self.file(f, &ctx);

@@ -674,11 +674,11 @@ impl Store {
             for e in entries.iter_mut() {
                 if e.kind == EntryKind::Dir {
                     let child = join(dir, &e.name);
-                    e.tree = Some(
+                    e.tree = Some(Box::new(
                         *built
                             .get(&child)
                             .expect("children are built before parents"),
-                    );
+                    ));
                 }
             }
             entries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -718,7 +718,7 @@ impl Store {
             for mut entry in self.tree(id)?.entries {
                 let path = join(&prefix, &entry.name);
                 if let Some(t) = entry.tree.take() {
-                    here.push(Pending::Subtree(path.clone(), t));
+                    here.push(Pending::Subtree(path.clone(), *t));
                 }
                 here.push(Pending::Entry(path, entry));
             }
@@ -746,7 +746,7 @@ impl Store {
             let mut entry = entries.swap_remove(i);
             match (names.peek(), entry.tree.take()) {
                 (None, _) => return Ok(Some(entry)),
-                (Some(_), Some(subtree)) => tree = subtree,
+                (Some(_), Some(subtree)) => tree = *subtree,
                 (Some(_), None) => return Ok(None),
             }
         }
@@ -767,8 +767,8 @@ impl Store {
                 let Ok(i) = entries.binary_search_by(|e| e.name.as_slice().cmp(name)) else {
                     return Ok(None);
                 };
-                match entries[i].tree {
-                    Some(subtree) => tree = subtree,
+                match entries[i].tree.as_deref() {
+                    Some(&subtree) => tree = subtree,
                     None => return Ok(None),
                 }
             }
@@ -834,7 +834,7 @@ impl Store {
                 }
                 for e in self.tree(t)?.entries {
                     if let Some(sub) = e.tree {
-                        stack.push(sub);
+                        stack.push(*sub);
                     }
                     if let Some(f) = e.file {
                         if !collectable.contains(&f) {

@@ -54,7 +54,7 @@ fn arb_tree() -> impl Strategy<Value = Tree> {
                 e.size = size;
                 match kind {
                     EntryKind::File => e.file = Some(FileId::of(&extra)),
-                    EntryKind::Dir => e.tree = Some(TreeId::of(&extra)),
+                    EntryKind::Dir => e.tree = Some(Box::new(TreeId::of(&extra))),
                     EntryKind::Symlink => e.target = extra,
                     EntryKind::CharDevice | EntryKind::BlockDevice => e.rdev = size,
                     _ => {}
