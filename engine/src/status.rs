@@ -569,7 +569,7 @@ fn last_seen_sides(ws: &Workspace) -> Result<Option<Sides>> {
         return Ok(None);
     };
     let remote_error = offline_reason(&ws.mode()?);
-    let plan = crate::sync::prepare::prepare(ws, &t, &[], Direction::Both)?.plan;
+    let plan = crate::sync::prepare::prepare(ws, &t, &[], Direction::Both)?;
     Ok(Some(Sides {
         remote_changes: if t.remote_is_base {
             Vec::new()
@@ -616,7 +616,7 @@ fn scan_sides(ws: &Workspace, progress: &dyn Progress) -> Result<Sides> {
     };
     match attempt {
         Ok(t) => {
-            let plan = crate::sync::prepare::prepare(ws, &t, &[], Direction::Both)?.plan;
+            let plan = crate::sync::prepare::prepare(ws, &t, &[], Direction::Both)?;
             Ok(Sides {
                 remote_changes: reconcile_side(&t.base, t.remote_tree()),
                 base: t.base,

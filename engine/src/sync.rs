@@ -4,7 +4,7 @@ use crate::conflict::ConflictRecord;
 use crate::error::{Result, SyncError};
 use crate::ignore_rules::TMP_PREFIX;
 use crate::journal::{self};
-use crate::plan::{Direction, Plan};
+use crate::plan::{Direction, Plan, Side};
 use crate::progress::Progress;
 use crate::workspace::Workspace;
 
@@ -20,7 +20,6 @@ pub(crate) mod record;
 pub(crate) mod recover;
 pub(crate) mod trees;
 
-pub(crate) use prepare::Prepared;
 pub(crate) use trees::Trees;
 
 /// A big file patched on the share: only what changed was sent.
@@ -177,10 +176,9 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
         .warnings
         .extend(trees.remote.warnings.iter().cloned());
     report.unreadable = trees.remote.unreadable.clone();
-    let Prepared {
-        mut plan,
-        mut new_remote_only,
-    } = crate::sync::prepare::prepare(ws, &trees, &opts.paths, opts.direction)?;
+    let (changes, mut new_remote_only) = crate::sync::prepare::changes(ws, &trees, &opts.paths)?;
+    trees.let_go_of_remote(ws, opts.direction.allows(Side::Remote))?;
+    let mut plan = Plan::build(changes, opts.direction);
     crate::sync::guard::guard_and_notices(ws, opts, &trees, &plan, &mut report)?;
     if opts.dry_run {
         report.conflicts = crate::sync::prepare::expected_conflicts(ws, &plan)?;
@@ -197,7 +195,7 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
         &mut report,
     )?;
 
-    trees.let_go_of_remote(ws, &plan)?;
+    trees.let_go_of_remote(ws, plan.steps.iter().any(|s| s.side == Side::Remote))?;
     let op = crate::sync::record::journal_plan(ws, opts, &plan, &trees, &remote, &mut report)?;
     crate::release_freed_memory();
     let applied = crate::sync::apply_plan::apply_plan(

@@ -10,19 +10,11 @@ use crate::conflict::{self, ConflictKind, ConflictRecord};
 use crate::error::{Result, SyncError};
 use crate::paths::is_within;
 use crate::plan::{Direction, Op, Plan, Side};
-use crate::reconcile::{reconcile, Outcome};
+use crate::reconcile::{reconcile, Change, Outcome};
 use crate::scan::Flat;
 use crate::workspace::Workspace;
 
 use super::Trees;
-
-/// What [`prepare`] decided.
-pub(crate) struct Prepared {
-    /// The plan, with every change it was built from.
-    pub plan: Plan,
-    /// New files that stay remote-only (never-cache, or left out by the budget).
-    pub new_remote_only: Vec<Vec<u8>>,
-}
 
 /// What a run would do with the scanned `trees`: reconcile, then the adjustments every
 /// run makes (only `paths`, if any; new files that stay remote-only; remote-only files
@@ -38,7 +30,22 @@ pub(crate) fn prepare(
     trees: &Trees,
     paths: &[Vec<u8>],
     direction: Direction,
-) -> Result<Prepared> {
+) -> Result<Plan> {
+    let (changes, _) = changes(ws, trees, paths)?;
+    Ok(Plan::build(changes, direction))
+}
+
+/// What [`prepare`] builds its plan from: the changes, and the new files that stay
+/// remote-only (never-cache, or left out by the budget). Nothing after it reads the
+/// remote's tree (see [`Trees::let_go_of_remote`]).
+///
+/// # Errors
+/// As [`prepare`].
+pub(crate) fn changes(
+    ws: &Workspace,
+    trees: &Trees,
+    paths: &[Vec<u8>],
+) -> Result<(Vec<Change>, Vec<Vec<u8>>)> {
     let mut changes = reconcile(
         &without(&trees.base, &trees.local.reappeared),
         &trees.local.tree,
@@ -97,10 +104,7 @@ pub(crate) fn prepare(
         .chain(&trees.remote.unstable)
         .collect();
     changes.retain(|c| !unstable.iter().any(|u| is_within(&c.path, u)));
-    Ok(Prepared {
-        plan: Plan::build(changes, direction),
-        new_remote_only,
-    })
+    Ok((changes, new_remote_only))
 }
 
 /// The conflicts that will be open after a run of `plan`: each conflict of the plan, with

@@ -33,19 +33,22 @@ pub(crate) struct Trees {
 }
 
 impl Trees {
-    /// Lets go of the remote's tree when `plan` writes nothing to the remote: the snapshot
-    /// the remote ref names is that tree already (written when it was scanned), and nothing
-    /// moves it, so the commit needs nothing of it. A first copy held it through all its
-    /// writes (about 250 MB at a million files).
+    /// Lets go of the remote's tree when the run writes nothing to the remote
+    /// (`writes_remote` false: a pull, or a plan without a remote step): the snapshot the
+    /// remote ref names is that tree already (written when it was scanned), and nothing
+    /// moves it, so the commit needs nothing of it. Nothing reads it after the changes are
+    /// known (see [`crate::sync::prepare::changes`]): a pull lets go of it before its plan
+    /// is built. A first copy held it through all its writes (about 250 MB at a million
+    /// files), and while its plan was built.
     ///
     /// # Errors
     /// Store errors.
-    pub fn let_go_of_remote(&mut self, ws: &Workspace, plan: &crate::plan::Plan) -> Result<()> {
-        let writes_remote = plan
-            .steps
-            .iter()
-            .any(|s| s.side == crate::plan::Side::Remote);
-        if writes_remote || self.remote_is_base || ws.store.get_ref(keys::REF_REMOTE)?.is_none() {
+    pub fn let_go_of_remote(&mut self, ws: &Workspace, writes_remote: bool) -> Result<()> {
+        if writes_remote
+            || self.remote_let_go
+            || self.remote_is_base
+            || ws.store.get_ref(keys::REF_REMOTE)?.is_none()
+        {
             return Ok(());
         }
         self.remote.tree = Flat::new();
