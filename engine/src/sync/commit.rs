@@ -140,6 +140,14 @@ fn remote_snapshot_in(
         );
         return Ok(());
     }
+    if trees.remote_is_base
+        && applied.remote_results.is_empty()
+        && ws.store.get_ref(keys::REF_REMOTE)?.is_some()
+    {
+        // The remote is as the scan saved it, and nothing here moved it: no copy of the
+        // base to compare.
+        return Ok(());
+    }
     let mut remote = if trees.remote_is_base {
         trees.base.clone()
     } else {

@@ -93,6 +93,7 @@ pub(crate) fn scan_all(
     let started_ns = crate::now_ns();
     let rules = ws.rules()?;
     let (base, previous_remote) = base_and_last_scanned(ws, &rules)?;
+    let previous_is_base = previous_remote.is_none();
     let previous_remote = previous_remote.as_ref().unwrap_or(&base);
     let previous_racy = crate::racy::load(&ws.store)?;
     // The workspace scan, the remote walk and `alongside` (the identity check) overlap:
@@ -163,7 +164,7 @@ pub(crate) fn scan_all(
     drop((must_read, not_read));
     let mut remote_scan = remote_scan?;
     crate::failpoint::hit("fetched");
-    let racy = save_remote_scan(
+    let (racy, unchanged) = save_remote_scan(
         (ws, remote),
         &rules,
         &mut remote_scan,
@@ -171,11 +172,16 @@ pub(crate) fn scan_all(
         &previous_racy,
         (started_ns, remote_clock),
     )?;
+    // The share as it was at the last sync: its tree is the base's, held once.
+    let remote_is_base = unchanged && previous_is_base;
+    if remote_is_base {
+        remote_scan.tree = Flat::new();
+    }
     Ok(Trees {
         base,
         local,
         remote: remote_scan,
-        remote_is_base: false,
+        remote_is_base,
         remote_let_go: false,
         racy,
         started_ns,
@@ -227,7 +233,8 @@ fn ref_root(ws: &Workspace, name: &str) -> Result<Option<cachesync_objects::Tree
 /// Saves the last observed remote state, and its racy paths: a later scan reads only what
 /// changed since (and what was racy). Once saved, it is what the commit compares with (so
 /// it is not written twice), with the permissions of the share's root as `remote` shows
-/// them now. Returns the racy paths now; `scan.read_ns`, which only they need, is emptied.
+/// them now. Returns the racy paths now, and whether the scan found the remote as it was
+/// (`previous`); `scan.read_ns`, which only the racy paths need, is emptied.
 fn save_remote_scan(
     (ws, remote): (&Workspace, &TimedRemote),
     rules: &crate::ignore_rules::IgnoreRules,
@@ -235,7 +242,7 @@ fn save_remote_scan(
     previous: &Flat,
     previous_racy: &HashSet<Vec<u8>>,
     (started_ns, remote_clock): (i64, Option<i64>),
-) -> Result<HashSet<Vec<u8>>> {
+) -> Result<(HashSet<Vec<u8>>, bool)> {
     if let Some(root) = remote.stat(b"")? {
         crate::status::save_remote_root_perm(ws, &root)?;
     }
@@ -247,7 +254,8 @@ fn save_remote_scan(
     let mut batch = Batch::new();
     crate::racy::put(&mut batch, previous_racy, &racy);
     LastSeen::put(&mut batch, started_ns, rules, &scan.unreadable);
-    if scan.tree != *previous {
+    let unchanged = scan.tree == *previous;
+    if !unchanged {
         let root = ws.store.write_flat(&scan.tree)?;
         let snap = Snapshot {
             root,
@@ -262,7 +270,7 @@ fn save_remote_scan(
         ws.store.commit(batch)?;
         crate::failpoint::hit("remote-snapshot");
     }
-    Ok(racy)
+    Ok((racy, unchanged))
 }
 
 /// When the share was last looked at (a walk by `sync`, `pull`, `push`, `status --refresh`),
