@@ -7,8 +7,6 @@
 //! a later write within the timestamp granularity could leave the stat unchanged. Racy files
 //! are hashed again (and re-recorded, so they stop being racy).
 
-use std::collections::HashMap;
-
 use cachesync_objects::{keys, Batch, FileId, Store};
 
 use crate::error::Result;
@@ -125,27 +123,27 @@ impl IndexEntry {
 /// The index in memory: the stat cache of every file, by path. Hashed with foldhash (seeded
 /// per process, as std's SipHash is, so names chosen to collide cannot be prepared in
 /// advance): a walk looks up every path in it, and SipHash was a twentieth of a status.
-pub type Index = HashMap<Vec<u8>, IndexEntry, foldhash::fast::RandomState>;
+///
+/// An [`indexmap::IndexMap`]: its entries are one list, and its table holds an 8-byte slot
+/// each. A `HashMap` held whole entries in its table, sized to the next power of two: 220 MB
+/// at a million files (heaptrack), the largest thing a no-change sync held.
+pub type Index = indexmap::IndexMap<Vec<u8>, IndexEntry, foldhash::fast::RandomState>;
 
 /// Loads the whole index (one ordered scan).
 ///
 /// # Errors
 /// Store errors.
 pub fn load(store: &Store) -> Result<Index> {
-    // Gathered first, then made into a map of the right size: RocksDB cannot say how many
-    // keys there are (its estimate is 0 when table statistics are not loaded at open, as
-    // here), and a map grown one insert at a time rehashes 17 times on the way to 100,000
-    // entries (a seventh of loading the index). A vector grows by copies of its slots only.
-    let mut entries = Vec::new();
+    // Inserted as read: RocksDB cannot say how many keys there are (its estimate is 0 when
+    // table statistics are not loaded at open, as here), and growing costs a copy of the
+    // list and a new table of slots, whose hashes the entries keep.
+    let mut out = Index::default();
     store.table(keys::CF_INDEX).for_each_prefix(b"", |k, v| {
         if let Some(e) = IndexEntry::decode(v) {
-            entries.push((k.to_vec(), e));
+            out.insert(k.to_vec(), e);
         }
         true
     })?;
-    let mut out =
-        Index::with_capacity_and_hasher(entries.len(), foldhash::fast::RandomState::default());
-    out.extend(entries);
     Ok(out)
 }
 
