@@ -1339,7 +1339,8 @@ fn take_fetched(results: Fetched, previous: &Flat, out: &mut RemoteScan) -> Resu
         match r {
             Ok((id, stat)) => {
                 let mut entry = tree_entry(&stat);
-                entry.name = crate::paths::split_parent(&rel).1.to_vec();
+                entry.name =
+                    cachesync_objects::Name::from_slice(crate::paths::split_parent(&rel).1);
                 entry.file = Some(id);
                 out.fetched += 1;
                 out.bytes += stat.size;

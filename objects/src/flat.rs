@@ -263,11 +263,19 @@ mod tests {
 
     /// A million-file tree is a million of these, three or four times over in a run: a
     /// field added to every entry costs a run that much (a subtree id held in place was 24
-    /// bytes more each, about 100 MB of a first copy of a million files).
+    /// bytes more each, about 100 MB of a first copy of a million files; a name on the
+    /// heap 32 more).
     #[test]
     fn an_entry_in_memory_stays_small() {
         let size = std::mem::size_of::<Entry>();
         assert!(size <= 136, "an entry is {size} bytes");
+        // A name of up to 16 bytes needs nothing on the heap, in the room a Vec takes.
+        assert!(!crate::Name::from_slice(&[b'n'; 16]).spilled());
+        assert!(crate::Name::from_slice(&[b'n'; 17]).spilled());
+        assert_eq!(
+            std::mem::size_of::<crate::Name>(),
+            std::mem::size_of::<Vec<u8>>()
+        );
     }
 
     fn path(n: u8) -> Vec<u8> {

@@ -34,4 +34,4 @@ pub use fsck::{FsckProblem, FsckReport};
 pub use id::{ChunkId, FileId, SnapshotId, TreeId};
 pub use snapshot::Snapshot;
 pub use store::{GcReport, IngestStats, Store, FORMAT_VERSION};
-pub use tree::{Entry, EntryKind, Tree};
+pub use tree::{Entry, EntryKind, Name, Tree};

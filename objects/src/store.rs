@@ -1173,7 +1173,7 @@ mod tests {
         let flat: crate::Flat = flat
             .into_iter()
             .map(|(p, mut e)| {
-                e.name = crate::store::split_parent(&p).1.to_vec();
+                e.name = crate::Name::from_slice(crate::store::split_parent(&p).1);
                 (p, e)
             })
             .collect();
@@ -1215,7 +1215,7 @@ mod tests {
         }
         let names = |dir: &[u8]| -> Option<Vec<Vec<u8>>> {
             let children = store.children_at(root, dir).expect("read")?;
-            Some(children.into_iter().map(|e| e.name).collect())
+            Some(children.into_iter().map(|e| e.name.to_vec()).collect())
         };
         assert_eq!(
             names(b""),

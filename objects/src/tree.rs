@@ -88,11 +88,16 @@ impl EntryKind {
     }
 }
 
+/// An entry's name (see [`Entry::name`]).
+pub type Name = smallvec::SmallVec<[u8; 16]>;
+
 /// One directory entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    /// The name, as bytes (any byte but `/` and NUL).
-    pub name: Vec<u8>,
+    /// The name, as bytes (any byte but `/` and NUL). Up to 16 bytes are held in place:
+    /// most names are that short, and a name of its own on the heap was 32 bytes more for
+    /// each entry of each tree in memory.
+    pub name: Name,
     /// What it is.
     pub kind: EntryKind,
     /// Permission bits (`mode & 0o7777`).
@@ -125,7 +130,7 @@ impl Entry {
     /// An entry with only a name and kind set.
     pub fn new(name: &[u8], kind: EntryKind) -> Entry {
         Entry {
-            name: name.to_vec(),
+            name: Name::from_slice(name),
             kind,
             mode: 0,
             uid: 0,
@@ -213,7 +218,7 @@ impl Tree {
                 return Err(d.error("invalid entry name"));
             }
             if let Some(prev) = entries.last() {
-                if prev.name >= name {
+                if prev.name[..] >= name[..] {
                     return Err(d.error("entries not sorted or not unique"));
                 }
             }
