@@ -32,9 +32,10 @@ struct Outcomes {
     base_moved: bool,
 }
 
-/// Step 11: the new base, the remote snapshot, the index, the conflict records, the
-/// racy paths and the journal's record of the run, in one atomic write; then an event
-/// per new conflict. Returns the error that stopped the run, if one did.
+/// Step 11: the workspace synced and the index's new entries written (see
+/// [`write_index`]); then the new base, the remote snapshot, the conflict records, the racy
+/// paths and the journal's record of the run, in one atomic write; then an event per new
+/// conflict. Returns the error that stopped the run, if one did.
 ///
 /// # Errors
 /// Store and I/O errors, and the hook's.
@@ -250,9 +251,11 @@ fn settle_records(
 const INDEX_BATCH: usize = 16_384;
 
 /// The index entries of the scan and of the applied local steps, written ahead of the
-/// commit, [`INDEX_BATCH`] at a time. The index is a stat cache: each entry it gets here is
-/// true of a file already durable in the workspace, so a run killed before its commit
-/// leaves entries the next run can trust, for files its reconcile then finds as they are.
+/// commit, [`INDEX_BATCH`] at a time. The index is a stat cache, and each entry it gets
+/// here is true of its file: the scan's as hashed (as before, when they went in the
+/// commit), the applied steps' for files the run wrote and synced. An entry is trusted
+/// only while the file's whole stat still matches it, so a run killed before its commit
+/// leaves entries the next run can trust for files its reconcile then finds as they are.
 /// In the commit's one write, a million of them were copied twice more (into RocksDB's own
 /// batch, then into its memtable): a first copy's peak.
 ///
