@@ -247,3 +247,78 @@ fn killed_with_the_index_written_before_the_commit() {
     // the files it describes.
     crash_at("index-written");
 }
+
+#[test]
+fn a_change_made_while_a_file_is_replaced_stays_listed_when_the_run_is_killed() {
+    // The sync writes the server's c.txt over the local one by an exchange. Paused just
+    // after it, the test changes what came out (the local version, now under the temporary
+    // name) and removes what went in, so that putting the local version back fails: it goes
+    // to lost+found instead. The run is then killed before its commit.
+    let s = setup();
+    let pause = s.ws.parent().expect("parent").join("paused");
+    let mut run = std::process::Command::new(common::binary())
+        .arg("sync")
+        .current_dir(&s.ws)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("CACHESYNC_PAUSE", "exchanged")
+        .env("CACHESYNC_PAUSE_FILE", &pause)
+        .env("CACHESYNC_FAILPOINT", "index-written")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sync starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !pause.exists() {
+        assert!(std::time::Instant::now() < deadline, "sync never paused");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = fs::read_dir(&s.ws)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| {
+            let name = p.file_name().expect("name").to_string_lossy().into_owned();
+            name.starts_with(".cachesync-tmp.") && fs::read(p).ok().as_deref() == Some(b"charlie\n")
+        })
+        .expect("the local c.txt under its temporary name");
+    fs::write(&out, "charlie, edited here meanwhile\n").expect("edit");
+    fs::remove_file(s.ws.join("c.txt")).expect("remove");
+    fs::remove_file(&pause).expect("resume");
+    let killed = run.wait().expect("sync ends");
+    assert_eq!(killed.signal(), Some(9), "sync was not killed: {killed:?}");
+
+    // The edit is in lost+found, and the conflicts say where, although no commit ran.
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&s.ws, &["conflicts", "--json"])).expect("json");
+    let lf = list
+        .as_array()
+        .expect("conflicts")
+        .iter()
+        .find(|c| c["path"] == "c.txt")
+        .and_then(|c| c["lost_found"].as_str())
+        .unwrap_or_else(|| panic!("c.txt's lost+found copy is not listed: {list}"))
+        .to_owned();
+    assert_eq!(
+        fs::read_to_string(s.ws.join(&lf)).expect("the copy"),
+        "charlie, edited here meanwhile\n"
+    );
+    // The next sync completes the work (it says conflicts remain: the copy is listed).
+    let again = cachesync(&s.ws, &["sync"], None);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("conflicts remain"),
+        "{again:?}"
+    );
+    assert_eq!(
+        fs::read_to_string(s.ws.join("c.txt")).expect("c.txt"),
+        "charlie, edited on the server\n"
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&s.ws, &["conflicts", "--json"])).expect("json");
+    assert!(
+        list.as_array()
+            .expect("conflicts")
+            .iter()
+            .any(|c| c["lost_found"].as_str() == Some(lf.as_str())),
+        "{list}"
+    );
+}

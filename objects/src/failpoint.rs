@@ -12,9 +12,11 @@
 //!   `remote-snapshot` (the scanned remote recorded), `planned` (plan journalled, no step
 //!   run), `before-step:N` and `after-step:N` (step N of the plan), `mid-write:N` (part of
 //!   step N's content written to the remote), `before-rename:N` (step N's temporary file
-//!   written, not yet renamed into place), `index-written` (every step done, the workspace
-//!   synced and the index's new entries written), `before-commit` (refs not yet moved),
-//!   `after-commit` (refs moved; cull and events to come).
+//!   written, not yet renamed into place), `exchanged` (a workspace file just exchanged
+//!   with the one it replaces, what came out not yet looked at), `index-written` (every
+//!   step done, the workspace synced and the index's new entries written),
+//!   `before-commit` (refs not yet moved), `after-commit` (refs moved; cull and events to
+//!   come).
 //! - drop and cull: `drop-before-remove` (remote-only flags recorded, files not yet
 //!   removed), `drop-aside:N` (the Nth file moved aside, not yet checked and removed),
 //!   `drop-before-commit` (files removed, index not yet updated).

@@ -223,7 +223,7 @@ impl Applier<'_> {
             return Err(e);
         }
         crate::failpoint::hit_n("before-rename", i);
-        self.place_local(&tmp, &step.path, step.expect.as_deref())?;
+        self.place_local(&tmp, &step.path, step.expect.as_deref(), t)?;
         self.record_local(i, step, t)
     }
 
@@ -255,7 +255,7 @@ impl Applier<'_> {
                 Some(md.mtime() * 1_000_000_000 + md.mtime_nsec()),
                 false,
             )?;
-            self.place_local(&tmp, &step.path, step.expect.as_deref())?;
+            self.place_local(&tmp, &step.path, step.expect.as_deref(), t)?;
         } else {
             fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode)).map_err(io)?;
         }
@@ -349,11 +349,13 @@ impl Applier<'_> {
     /// system allows it: no-replace where the path must be free, and where something is
     /// replaced an exchange, then a look at what came out (put back if it is not what the
     /// plan saw). On a file system without either, a plain rename after the check.
+    /// `target` is what `tmp` holds.
     fn place_local(
         &mut self,
         tmp: &Path,
         path: &[u8],
         expect: Option<&Entry>,
+        target: &Entry,
     ) -> Result<(), StepError> {
         let abs = under(&self.ws.root, path);
         let io = |e: std::io::Error| StepError::Fatal(SyncError::io(&abs, e));
@@ -378,6 +380,7 @@ impl Applier<'_> {
             }
         }
         let Some(expect) = expect else { return Ok(()) };
+        crate::failpoint::hit("exchanged");
         // What came out of the exchange is at `tmp` now.
         let out = local_entry(tmp, split_parent(path).1).map_err(io)?;
         if matches(out.as_ref(), Some(expect)) {
@@ -399,7 +402,38 @@ impl Applier<'_> {
             fs::create_dir_all(parent).map_err(io)?;
         }
         fs::rename(tmp, &dest).map_err(io)?;
+        self.record_stash(path, out.as_ref(), target, &dest_rel)?;
         self.stashed.insert(path.to_vec(), dest_rel);
+        Ok(())
+    }
+
+    /// A local version [`Applier::place_local`] moved to lost+found, which no step of the
+    /// plan says: recorded at once, so that a run killed before its commit still lists
+    /// where it went (the commit records it again, with the change it belongs to).
+    fn record_stash(
+        &self,
+        path: &[u8],
+        local: Option<&Entry>,
+        server: &Entry,
+        dest_rel: &[u8],
+    ) -> Result<(), StepError> {
+        use crate::conflict::{self, ConflictKind};
+        let kind = if local.is_some_and(|l| l.kind != server.kind) {
+            ConflictKind::Type
+        } else {
+            ConflictKind::Content
+        };
+        let mut r = conflict::record(path, kind, None, local, Some(server));
+        r.lost_found = Some(display(dest_rel));
+        r.lost_found_hex = Some(crate::paths::hex(dest_rel));
+        r.resolution = Some(format!(
+            "the server's version is in the workspace; a change made here while it was \
+             written was moved to {}",
+            display(dest_rel)
+        ));
+        let mut batch = cachesync_objects::Batch::new();
+        conflict::put(&mut batch, &r);
+        self.ws.store.commit(batch).map_err(SyncError::from)?;
         Ok(())
     }
 
