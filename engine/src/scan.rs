@@ -746,8 +746,9 @@ pub struct RemoteScan {
     pub unstable: Vec<Vec<u8>>,
     /// Entries the listing shows but whose content or target could not be read.
     pub unreadable: Vec<Unreadable>,
-    /// The files read, with when each read started (ns): whether a file's stat can vouch
-    /// for its content is judged from then (see [`crate::racy`]).
+    /// The files read whose read time matters, with when each read started (ns): whether
+    /// a file's stat can vouch for its content is judged from then (see
+    /// [`crate::racy::read_time_matters`]).
     pub read_ns: std::collections::HashMap<Vec<u8>, i64>,
 }
 
@@ -945,7 +946,8 @@ pub fn walk_remote(remote: &TimedRemote, rules: &IgnoreRules, parallel: usize) -
 /// The second half of a remote scan, after [`walk_remote`]: reads (and stores) the files of
 /// the walk whose size or mtime differ from `previous` (the last remote snapshot), that were
 /// `racy` in it (see [`crate::racy`]), or whose content is not in the store, except
-/// remote-only ones.
+/// remote-only ones. `scan_started_ns` is when the scan started (the racy window is
+/// measured from it).
 ///
 /// # Errors
 /// [`SyncError::Disconnected`], remote I/O and store errors.
@@ -955,7 +957,7 @@ pub fn fetch_changed(
     walk: Walk,
     rules: &IgnoreRules,
     store: &Store,
-    previous: &Flat,
+    (previous, scan_started_ns): (&Flat, i64),
     racy: &std::collections::HashSet<Vec<u8>>,
     remote_only: &std::collections::HashSet<Vec<u8>>,
     parallel: usize,
@@ -986,7 +988,7 @@ pub fn fetch_changed(
     let to_fetch = sort_listing(remote, entries, rules, &known, &mut listed, &mut out)?;
     out.tree = listed.into_iter().collect();
     let results = fetch_all(remote, store, to_fetch, parallel, progress);
-    take_fetched(results, previous, &mut out)?;
+    take_fetched(results, previous, scan_started_ns, &mut out)?;
     warn_unreadable(&mut out);
     Ok(out)
 }
@@ -1330,7 +1332,12 @@ fn fetch_small(
 ///
 /// # Errors
 /// The first other failure ([`SyncError::Disconnected`], store errors).
-fn take_fetched(results: Fetched, previous: &Flat, out: &mut RemoteScan) -> Result<()> {
+fn take_fetched(
+    results: Fetched,
+    previous: &Flat,
+    scan_started_ns: i64,
+    out: &mut RemoteScan,
+) -> Result<()> {
     // A file read is listed (nearly always): its entry is set in place. The edits that add
     // or take out a path are applied at once at the end (one pass, not one move of the
     // tree's tail per path; a list of every file read, sorted, was as big as the tree).
@@ -1344,7 +1351,10 @@ fn take_fetched(results: Fetched, previous: &Flat, out: &mut RemoteScan) -> Resu
                 entry.file = Some(id);
                 out.fetched += 1;
                 out.bytes += stat.size;
-                out.read_ns.insert(rel.clone(), started_ns);
+                // (The earlier of the two: a clock stepped back makes a read look earlier.)
+                if crate::racy::read_time_matters(&entry, scan_started_ns.min(started_ns)) {
+                    out.read_ns.insert(rel.clone(), started_ns);
+                }
                 match out.tree.get_mut(&rel) {
                     Some(slot) => *slot = entry,
                     None => edits.push((rel, Some(entry))),

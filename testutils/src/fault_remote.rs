@@ -250,6 +250,7 @@ mod tests {
         let rules = IgnoreRules::load(dir).expect("rules");
         let store_dir = tempfile::tempdir().expect("tempdir");
         let store = cachesync_objects::Store::create(&store_dir.path().join("s")).expect("store");
+        let started = cachesync_engine::now_ns();
         let walk = cachesync_engine::scan::walk_remote(remote, &rules, 2)?;
         let none = std::collections::HashSet::new();
         cachesync_engine::scan::fetch_changed(
@@ -257,7 +258,7 @@ mod tests {
             walk,
             &rules,
             &store,
-            previous,
+            (previous, started),
             &none,
             &none,
             2,

@@ -154,7 +154,7 @@ pub(crate) fn scan_all(
         walked,
         &rules,
         &ws.store,
-        previous_remote,
+        (previous_remote, started_ns),
         &must_read,
         &not_read,
         ws.config.parallel,
