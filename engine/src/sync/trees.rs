@@ -115,19 +115,7 @@ pub(crate) fn scan_all(
     checked?;
     let walked = walked?;
     let local = local?;
-    // A remote file a push would write over or remove is read again, whatever its stat
-    // says: a server edit that kept size and mtime (`cp -p`, `tar x`, `rsync -t`) is
-    // seen before anything is planned, so it becomes a conflict, never a silent loss.
-    let overwritten = if ws.config.verify_before_overwrite {
-        changed_content(&base, &local.tree)
-    } else {
-        HashSet::new()
-    };
-    let must_read: std::borrow::Cow<HashSet<Vec<u8>>> = if overwritten.is_empty() {
-        std::borrow::Cow::Borrowed(&previous_racy)
-    } else {
-        std::borrow::Cow::Owned(previous_racy.union(&overwritten).cloned().collect())
-    };
+    let must_read = must_read(ws, &base, &local, &previous_racy);
     // New files the workspace will not hold (never-cache, or over the budget) are not
     // read from the share: they stay remote-only, listed with their stat.
     let listed = walked.entries.iter().map(|(p, r)| (p, r.kind, r.size));
@@ -187,6 +175,27 @@ pub(crate) fn scan_all(
         started_ns,
         deferred,
     })
+}
+
+/// The remote files to read whatever their stat says: the racy ones, and those a push would
+/// write over or remove: a server edit that kept size and mtime (`cp -p`, `tar x`, `rsync
+/// -t`) is seen before anything is planned, so it becomes a conflict, never a silent loss.
+fn must_read<'a>(
+    ws: &Workspace,
+    base: &Flat,
+    local: &LocalScan,
+    racy: &'a HashSet<Vec<u8>>,
+) -> std::borrow::Cow<'a, HashSet<Vec<u8>>> {
+    let overwritten = if ws.config.verify_before_overwrite {
+        changed_content(base, &local.tree)
+    } else {
+        HashSet::new()
+    };
+    if overwritten.is_empty() {
+        std::borrow::Cow::Borrowed(racy)
+    } else {
+        std::borrow::Cow::Owned(racy.union(&overwritten).cloned().collect())
+    }
 }
 
 /// The server's clock (see [`crate::racy::remote_clock`]) when the walk listed files changed
