@@ -167,6 +167,13 @@ impl ConflictRecord {
         crate::paths::unhex(&self.path_hex).expect("a record's path hex is checked when read")
     }
 
+    /// Notes that the local version is in lost+found at `lf` (relative to the workspace
+    /// root), shown and as bytes.
+    pub fn set_lost_found(&mut self, lf: &[u8]) {
+        self.lost_found = Some(display(lf));
+        self.lost_found_hex = Some(crate::paths::hex(lf));
+    }
+
     /// The lost+found copy's path (relative to the workspace root), if any.
     pub fn lost_found_path(&self) -> Option<Vec<u8>> {
         let hex = self.lost_found_hex.as_deref()?;

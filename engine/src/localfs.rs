@@ -99,8 +99,7 @@ impl Workspace {
                 None,
                 None,
             );
-            r.lost_found = Some(display(&lf));
-            r.lost_found_hex = Some(crate::paths::hex(&lf));
+            r.set_lost_found(&lf);
             r.resolution = Some(format!(
                 "a drop of {} was interrupted and something new took the name; the earlier copy is in {}",
                 display(owner),

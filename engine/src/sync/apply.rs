@@ -424,8 +424,7 @@ impl Applier<'_> {
             ConflictKind::Content
         };
         let mut r = conflict::record(path, kind, None, local, Some(server));
-        r.lost_found = Some(display(dest_rel));
-        r.lost_found_hex = Some(crate::paths::hex(dest_rel));
+        r.set_lost_found(dest_rel);
         r.resolution = Some(format!(
             "the server's version is in the workspace; a change made here while it was \
              written was moved to {}",

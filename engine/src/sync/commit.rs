@@ -10,7 +10,7 @@ use crate::conflict::{self, ConflictKind, ConflictRecord, ConflictState};
 use crate::error::{Result, SyncError};
 use crate::index;
 use crate::journal::{self, OpRecord, OpState};
-use crate::paths::{display, hex, is_within, under};
+use crate::paths::{display, is_within, under};
 use crate::plan::{Plan, Side};
 use crate::reconcile::{Change, Outcome};
 use crate::scan::Flat;
@@ -514,8 +514,7 @@ fn stashed_record(c: &Change, lf: &[u8]) -> ConflictRecord {
         c.local.as_deref(),
         c.remote.as_deref(),
     );
-    r.lost_found = Some(display(lf));
-    r.lost_found_hex = Some(hex(lf));
+    r.set_lost_found(lf);
     r.resolution = Some(format!(
         "the server's version is in the workspace; yours was moved to {}",
         display(lf)

@@ -9,7 +9,7 @@ use cachesync_objects::Batch;
 use crate::conflict::{self, ConflictKind};
 use crate::error::{Result, SyncError};
 use crate::journal::{self, OpState};
-use crate::paths::{display, hex, under, unhex};
+use crate::paths::{display, under, unhex};
 use crate::plan::Side;
 use crate::timed::TimedRemote;
 use crate::workspace::Workspace;
@@ -58,8 +58,7 @@ pub fn recover(ws: &Workspace, remote: &TimedRemote) -> Result<Vec<u64>> {
             );
             if under(&ws.root, &lf).symlink_metadata().is_ok() {
                 let mut r = conflict::record(&path, ConflictKind::Type, None, None, None);
-                r.lost_found = Some(display(&lf));
-                r.lost_found_hex = Some(hex(&lf));
+                r.set_lost_found(&lf);
                 r.resolution = Some(format!(
                     "an interrupted run moved your version to {}",
                     display(&lf)
