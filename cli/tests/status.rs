@@ -182,6 +182,111 @@ fn status_gives_its_last_answer_again_only_while_nothing_changed() {
     );
 }
 
+/// How many directories the status's walk took from their kept listing.
+fn listed(v: &Value) -> u64 {
+    v["local_scan"]["listed"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no local_scan.listed in {v}"))
+}
+
+/// A status after `change`: it sees the change (`check`), and took from their listings
+/// only the `expect_listed` directories left as they were (`None`: the answer is made the
+/// whole way).
+fn after_listed(
+    env: &Env,
+    what: &str,
+    change: impl FnOnce(),
+    check: impl FnOnce(&Value) -> bool,
+    expect_listed: Option<u64>,
+) {
+    // The second status of `settled` kept the listings; the next takes every directory
+    // from them.
+    settled(env);
+    let v = env.json(0, &["status", "--json"]);
+    assert!(reused(&v), "{what}: {v}");
+    assert_eq!(listed(&v), 5, "{what}: before, every directory listed: {v}");
+    change();
+    let v = env.json(0, &["status", "--json"]);
+    assert!(check(&v), "{what}: {v}");
+    // `None`: the answer was made the whole way, which reads every directory.
+    let expect_listed = expect_listed.unwrap_or(0);
+    assert_eq!(listed(&v), expect_listed, "{what}: {v}");
+}
+
+#[test]
+fn a_directory_is_taken_from_its_listing_only_while_it_is_as_it_was() {
+    // Five directories: the root, d, d/e, f, g. A directory whose listing holds is still
+    // read when one of its entries changed (the walk notes that entry with its stat): a
+    // change to an entry is read in its directory and in its parent's.
+    let env = Env::with_remote(&[
+        ("a.txt", "a\n"),
+        ("d/b.txt", "b\n"),
+        ("d/e/c.txt", "c\n"),
+        ("f/g.txt", "g\n"),
+        ("g/h.txt", "h\n"),
+    ]);
+    env.clone_ws();
+    after_listed(
+        &env,
+        "a file added deep down",
+        || fs::write(env.w("d/e/new.txt"), "new\n").expect("write"),
+        |v| local_change(v, "d/e/new.txt", "added"),
+        Some(3),
+    );
+    // The directory's mtime put back: its ctime still moves, and nothing sets that back.
+    after_listed(
+        &env,
+        "a file added, the directory's mtime put back",
+        || {
+            let mtime = fs::metadata(env.w("d")).expect("stat").modified();
+            fs::write(env.w("d/hidden.txt"), "x\n").expect("write");
+            fs::File::open(env.w("d"))
+                .expect("open the directory")
+                .set_modified(mtime.expect("mtime"))
+                .expect("set mtime");
+        },
+        |v| local_change(v, "d/hidden.txt", "added"),
+        Some(3),
+    );
+    // No name changed: only the file's own directory is read.
+    after_listed(
+        &env,
+        "a file edited",
+        || fs::write(env.w("d/e/c.txt"), "cc\n").expect("write"),
+        |v| local_change(v, "d/e/c.txt", "modified"),
+        Some(4),
+    );
+    after_listed(
+        &env,
+        "a file renamed",
+        || fs::rename(env.w("f/g.txt"), env.w("f/g2.txt")).expect("rename"),
+        |v| local_change(v, "f/g.txt", "deleted") && local_change(v, "f/g2.txt", "added"),
+        None,
+    );
+    // A new directory in the place of one listed, holding the same names: another inode.
+    after_listed(
+        &env,
+        "a directory replaced by one with the same names",
+        || {
+            fs::rename(env.w("g"), env.w("g.old")).expect("rename");
+            fs::create_dir(env.w("g")).expect("mkdir");
+            fs::write(env.w("g/h.txt"), "other\n").expect("write");
+        },
+        |v| local_change(v, "g/h.txt", "modified") && local_change(v, "g.old/h.txt", "added"),
+        None,
+    );
+    // Listings that do not check out are not read: every directory is read.
+    let v = settled(&env);
+    let mut bytes = fs::read(env.w(".cachesync/status-dirs")).expect("the listings");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    fs::write(env.w(".cachesync/status-dirs"), &bytes).expect("write");
+    fs::write(env.w("d/e/late.txt"), "late\n").expect("write");
+    let v2 = env.json(0, &["status", "--json"]);
+    assert!(local_change(&v2, "d/e/late.txt", "added"), "{v2}");
+    assert_eq!(listed(&v2), 0, "before: {v}\nafter: {v2}");
+}
+
 #[test]
 fn the_share_seen_again_is_the_answer_from_then_on() {
     let env = Env::with_remote(&[("a.txt", "a\n")]);

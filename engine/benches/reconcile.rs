@@ -13,7 +13,7 @@ use cachesync_engine::ignore_rules::IgnoreRules;
 use cachesync_engine::index::Index;
 use cachesync_engine::plan::{Direction, Plan};
 use cachesync_engine::reconcile::{reconcile, zip2};
-use cachesync_engine::scan::{scan_local, scan_stats, Flat};
+use cachesync_engine::scan::{scan_local, scan_stats, Flat, Listings};
 use cachesync_objects::{Entry, EntryKind, FileId};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -138,7 +138,22 @@ fn bench_walk(c: &mut Criterion) {
     });
     g.bench_function("stats only, and their digest", |b| {
         b.iter(|| {
-            scan_stats(&root, &rules, &store, None, 0)
+            scan_stats(&root, &rules, &store, None, 0, None)
+                .expect("walk")
+                .prints
+                .digest()
+        });
+    });
+    // Every directory's listing kept by a first walk, as a status keeps them.
+    let listed = scan_stats(&root, &rules, &store, None, 0, Some(&Listings::default()))
+        .expect("listing walk")
+        .listed;
+    Listings::write(dir.path(), &listed);
+    let listings = Listings::read(dir.path());
+    assert_eq!(listings.len(), listed.len(), "the listings read back");
+    g.bench_function("stats only, directories from their listings", |b| {
+        b.iter(|| {
+            scan_stats(&root, &rules, &store, None, 0, Some(&listings))
                 .expect("walk")
                 .prints
                 .digest()

@@ -238,6 +238,7 @@ pub fn scan(ws: &Workspace, rules: &IgnoreRules, index: &crate::index::Index) ->
         contents: true,
         changed_after: None,
         keep_changed: 0,
+        listings: None,
     };
     let state = ws.store.table(keys::CF_STATE);
     let prior = match state.get(state_keys::FSMONITOR)? {

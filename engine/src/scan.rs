@@ -23,6 +23,9 @@ use crate::paths::{display, join, under};
 use crate::remote::RemoteEntry;
 use crate::timed::TimedRemote;
 
+mod listings;
+pub use listings::{DirKey, DirListing, Listings};
+
 /// A flat tree: relative path → entry.
 pub use cachesync_objects::Flat;
 
@@ -72,6 +75,11 @@ pub struct LocalScan {
     /// were few enough: since the last status's answer ([`scan_stats`]), or within
     /// [`crate::index::RACY_WINDOW_NS`] of the walk's start ([`scan_local`]).
     pub changed: Vec<(Vec<u8>, fs::Metadata)>,
+    /// A walk given listings ([`LocalWalk::listings`]): the listing of every directory it
+    /// walked, the ones it used and the ones it read (with the key stat'ed before reading).
+    pub listed: Vec<(Vec<u8>, DirListing)>,
+    /// How many directories it took from their listing rather than read.
+    pub dirs_reused: usize,
 }
 
 /// What a walk saw of each entry it kept, in brief: a print of its path and stat fields. Two
@@ -108,8 +116,13 @@ impl StatPrints {
     /// fields and the path laid end to end (a print tells walks apart; it is not content's
     /// integrity, which blake3 keeps). Sorted, two walks' prints pair up by path.
     fn add(&mut self, rel: &[u8], md: &fs::Metadata) {
-        self.prints.push(print_into(&mut self.record, rel, md));
-        self.newest_ns = self.newest_ns.max(changed_ns(md));
+        self.add_fields(rel, &Fields::of(md));
+    }
+
+    fn add_fields(&mut self, rel: &[u8], fields: &Fields) {
+        self.prints
+            .push(print_fields(&mut self.record, rel, fields));
+        self.newest_ns = self.newest_ns.max(fields.changed_ns());
     }
 
     fn absorb(&mut self, other: StatPrints) {
@@ -144,20 +157,55 @@ pub fn decode_prints(bytes: &[u8]) -> Option<Vec<u128>> {
         .then(|| chunks.iter().map(|c| u128::from_le_bytes(*c)).collect())
 }
 
+/// The stat fields a print is made of, in its order: mode, owner, group, size, mtime and
+/// ctime (ns), inode, links, device (of a device file).
+struct Fields([u64; 9]);
+
+impl Fields {
+    fn of(md: &fs::Metadata) -> Fields {
+        let (mtime, ctime) = times_ns(md);
+        Fields([
+            u64::from(md.mode()),
+            u64::from(md.uid()),
+            u64::from(md.gid()),
+            md.size(),
+            mtime as u64,
+            ctime as u64,
+            md.ino(),
+            md.nlink(),
+            md.rdev(),
+        ])
+    }
+
+    /// The same fields from a statx, as the standard library makes its `Metadata` of one.
+    fn of_statx(st: &rustix::fs::Statx) -> Fields {
+        Fields([
+            u64::from(st.stx_mode),
+            u64::from(st.stx_uid),
+            u64::from(st.stx_gid),
+            st.stx_size,
+            listings::ns(st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec) as u64,
+            listings::ns(st.stx_ctime.tv_sec, st.stx_ctime.tv_nsec) as u64,
+            st.stx_ino,
+            u64::from(st.stx_nlink),
+            rustix::fs::makedev(st.stx_rdev_major, st.stx_rdev_minor),
+        ])
+    }
+
+    /// The later of mtime and ctime, ns.
+    fn changed_ns(&self) -> i64 {
+        (self.0[4] as i64).max(self.0[5] as i64)
+    }
+}
+
 /// The print of the entry `rel` with stat `md` (see [`StatPrints::add`]), made in `record`.
 fn print_into(record: &mut Vec<u8>, rel: &[u8], md: &fs::Metadata) -> u128 {
-    let (mtime, ctime) = times_ns(md);
-    let fields = [
-        u64::from(md.mode()),
-        u64::from(md.uid()),
-        u64::from(md.gid()),
-        md.size(),
-        mtime as u64,
-        ctime as u64,
-        md.ino(),
-        md.nlink(),
-        md.rdev(),
-    ];
+    print_fields(record, rel, &Fields::of(md))
+}
+
+/// [`print_into`] of fields.
+fn print_fields(record: &mut Vec<u8>, rel: &[u8], fields: &Fields) -> u128 {
+    let fields = fields.0;
     record.clear();
     for field in fields {
         record.extend_from_slice(&field.to_le_bytes());
@@ -191,6 +239,8 @@ impl LocalScan {
         self.prints.absorb(other.prints);
         self.changed_after |= other.changed_after;
         self.changed.extend(other.changed);
+        self.listed.extend(other.listed);
+        self.dirs_reused += other.dirs_reused;
     }
 
     /// Puts what a walk found in path order (its threads found it in any order): a run
@@ -310,6 +360,7 @@ pub fn scan_local(
         // The entries a status cannot trust the stat of (see `status/memo.rs`), if few.
         changed_after: Some(crate::now_ns().saturating_sub(crate::index::RACY_WINDOW_NS)),
         keep_changed: RECENT_KEPT,
+        listings: None,
     };
     local.walk(Vec::new(), &mut found, &mut out)?;
     // Sorted first, in place and unstably (paths are unique): the map's own stable sort of
@@ -342,12 +393,16 @@ pub const RECENT_KEPT: usize = 256;
 /// [`LocalScan::changed`] (a walk whose newest entry was then cannot have printed them
 /// so), up to `keep_changed` of them per thread: at the next, the walk stops
 /// ([`LocalScan::changed_after`] set) and its prints are not made whole.
+///
+/// With `listings`, a directory whose listing still holds is not read, and every
+/// directory's listing goes to [`LocalScan::listed`] (see `scan/listings.rs`).
 pub fn scan_stats(
     root: &Path,
     rules: &IgnoreRules,
     store: &Store,
     changed_after: Option<i64>,
     keep_changed: usize,
+    listings: Option<&Listings>,
 ) -> Result<LocalScan> {
     let mut out = LocalScan::default();
     let walk = LocalWalk {
@@ -358,6 +413,7 @@ pub fn scan_stats(
         contents: false,
         changed_after,
         keep_changed,
+        listings,
     };
     walk.walk(Vec::new(), &mut Vec::new(), &mut out)?;
     Ok(out)
@@ -381,6 +437,10 @@ pub struct LocalWalk<'a> {
     pub changed_after: Option<i64>,
     /// How many entries changed after [`LocalWalk::changed_after`] a thread notes.
     pub keep_changed: usize,
+    /// A walk for stats only: the directory listings kept (see `scan/listings.rs`). Each
+    /// directory whose listing still holds is not read; the others are read and listed
+    /// ([`LocalScan::listed`]).
+    pub listings: Option<&'a Listings>,
 }
 
 impl LocalWalk<'_> {
@@ -461,6 +521,21 @@ impl LocalWalk<'_> {
         out: &mut LocalScan,
     ) -> Result<()> {
         let abs = under(self.root, &dir);
+        let mut listing = None;
+        if let Some(listings) = self.listings.filter(|_| !self.contents) {
+            // Stat'ed before it is read: the names read are at least as new as the key. A
+            // directory that cannot be stat'ed is read, and the reading says what it is.
+            if let Ok(key) = DirKey::of(&abs) {
+                if let Some(kept) = listings.get(&dir, &key) {
+                    if self.read_listed(&dir, &abs, kept, subdirs, out) {
+                        out.dirs_reused += 1;
+                        out.listed.push((dir, kept.clone()));
+                        return Ok(());
+                    }
+                }
+                listing = Some(DirListing::new(key));
+            }
+        }
         let rd = match fs::read_dir(&abs) {
             Ok(rd) => rd,
             // Deleted since its parent was read: its subtree is left out of this run (its
@@ -479,6 +554,9 @@ impl LocalWalk<'_> {
         let mut rel = Vec::new();
         for item in rd {
             let item = item.map_err(|e| SyncError::io(&abs, e))?;
+            if let Some(l) = listing.as_mut() {
+                l.push(item.file_name().as_bytes());
+            }
             // Relative to the open directory (fstatat, not following symlinks): no path
             // walk per entry.
             let md = match item.metadata() {
@@ -514,7 +592,66 @@ impl LocalWalk<'_> {
                 found.push((rel, entry));
             }
         }
+        if let Some(l) = listing {
+            out.listed.push((dir, l));
+        }
         Ok(())
+    }
+
+    /// Walks the directory `dir` (at `abs`) from its listing `kept` instead of reading it:
+    /// a stat per name. `false`, with nothing noted, when a name is gone or changed after
+    /// the walk's bound ([`LocalWalk::changed_after`]): the directory is then read.
+    fn read_listed(
+        &self,
+        dir: &[u8],
+        abs: &Path,
+        kept: &DirListing,
+        subdirs: &mut Vec<Vec<u8>>,
+        out: &mut LocalScan,
+    ) -> bool {
+        use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let Ok(fd) = rustix::fs::openat(rustix::fs::CWD, abs, flags, Mode::empty()) else {
+            return false;
+        };
+        let mut stats = Vec::new();
+        for name in kept.names() {
+            let Ok(st) = rustix::fs::statx(
+                &fd,
+                name,
+                AtFlags::SYMLINK_NOFOLLOW,
+                StatxFlags::BASIC_STATS,
+            ) else {
+                return false;
+            };
+            let fields = Fields::of_statx(&st);
+            let is_dir = FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::Directory;
+            // The walk notes such entries, when it keeps them, with their `Metadata`: the
+            // reading gives it.
+            if self.changed_after.is_some_and(|t| fields.changed_ns() > t) {
+                let rel = join(dir, name);
+                if !IgnoreRules::is_internal(&rel) && !self.rules.is_ignored(&rel, is_dir) {
+                    return false;
+                }
+            }
+            stats.push((name, fields, is_dir));
+        }
+        let mut rel = Vec::new();
+        for (name, fields, is_dir) in stats {
+            rel.clear();
+            if !dir.is_empty() {
+                rel.extend_from_slice(dir);
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(name);
+            if self.keep_kind(&rel, is_dir, out) {
+                out.prints.add_fields(&rel, &fields);
+                if is_dir {
+                    subdirs.push(rel.clone());
+                }
+            }
+        }
+        true
     }
 
     /// Notes the entry `rel` (stat `md`) in [`LocalScan::changed`] when it changed after
@@ -535,10 +672,15 @@ impl LocalWalk<'_> {
     /// Whether the workspace path `rel` (stat `md`) is walked: not when it is ignored,
     /// cachesync's own, a temporary or too deep (noted in `out`).
     fn keep(&self, rel: &[u8], md: &fs::Metadata, out: &mut LocalScan) -> bool {
+        self.keep_kind(rel, md.is_dir(), out)
+    }
+
+    /// [`LocalWalk::keep`] of an entry that is a directory or not.
+    fn keep_kind(&self, rel: &[u8], is_dir: bool, out: &mut LocalScan) -> bool {
         if too_deep(rel, self.root, out) {
             return false;
         }
-        if IgnoreRules::is_internal(rel) || self.rules.is_ignored(rel, md.is_dir()) {
+        if IgnoreRules::is_internal(rel) || self.rules.is_ignored(rel, is_dir) {
             let name = crate::paths::split_parent(rel).1;
             if name.starts_with(crate::ignore_rules::TMP_PREFIX.as_bytes()) {
                 out.temporaries.push(rel.to_vec());

@@ -110,6 +110,9 @@ pub struct LocalScanFacts {
     /// Nothing changed since the last status (the store, the settings, and every entry's
     /// stat as then): its answer was given again, after a walk that only stats.
     pub reused: bool,
+    /// Directories that walk took from the listing kept of them instead of reading them
+    /// (each as it was when listed: see `scan/listings.rs`); 0 when it read them all.
+    pub listed: usize,
 }
 
 /// The cache's use, its budget and the culling thresholds (bytes).
@@ -506,6 +509,7 @@ fn answer(
             monitored: local.monitored.is_some(),
             rechecked: local.monitored.unwrap_or(0),
             reused: false,
+            listed: 0,
         },
         warnings: {
             let mut w = std::mem::take(&mut local.warnings);

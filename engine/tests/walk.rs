@@ -134,13 +134,50 @@ fn a_walk_finds_every_entry_once_and_hashes_only_what_changed() {
 
 #[test]
 fn a_stat_walk_bounded_by_a_time_notes_the_entries_changed_after_it_and_stops_past_a_few() {
-    use cachesync_engine::scan::scan_stats;
+    stat_walk_bounded(false);
+}
+
+/// The same walks with every directory's listing kept by the first: the prints made from
+/// the listings are the prints made by reading the directories, and a change is seen.
+#[test]
+fn a_stat_walk_from_kept_listings_prints_and_notes_as_one_reading_every_directory() {
+    stat_walk_bounded(true);
+}
+
+fn stat_walk_bounded(with_listings: bool) {
+    use cachesync_engine::scan::{scan_stats, Listings};
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     uneven_tree(root);
     let store = Store::create(&root.join(".cachesync/store")).expect("store");
     let rules = IgnoreRules::load(root).expect("rules");
-    let mut whole = scan_stats(root, &rules, &store, None, 0).expect("walk");
+    let kept = tempfile::tempdir().expect("tempdir");
+    let mut whole = scan_stats(
+        root,
+        &rules,
+        &store,
+        None,
+        0,
+        with_listings.then(Listings::default).as_ref(),
+    )
+    .expect("walk");
+    Listings::write(kept.path(), &whole.listed);
+    let listings = with_listings.then(|| Listings::read(kept.path()));
+    if let Some(l) = &listings {
+        assert!(l.len() > 40, "{} listings", l.len());
+    }
+    let scan_stats = |root, rules, store, after, keep| {
+        let out = scan_stats(root, rules, store, after, keep, listings.as_ref());
+        if let (Ok(out), Some(l)) = (&out, &listings) {
+            assert!(
+                out.changed_after || out.dirs_reused + 2 >= l.len(),
+                "{} of {} directories from their listings",
+                out.dirs_reused,
+                l.len()
+            );
+        }
+        out
+    };
     let newest = whole.prints.newest_ns;
     // Nothing changed since: the bounded walk is the whole walk.
     let mut bounded = scan_stats(root, &rules, &store, Some(newest), 0).expect("walk");

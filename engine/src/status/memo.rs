@@ -39,7 +39,7 @@ use crate::conflict::ConflictRecord;
 use crate::error::Result;
 use crate::index::RACY_WINDOW_NS;
 use crate::paths::hex;
-use crate::scan::LocalScan;
+use crate::scan::{Listings, LocalScan};
 use crate::state_keys;
 use crate::workspace::Workspace;
 pub(super) use recheck::Recheck;
@@ -205,19 +205,23 @@ pub(super) fn answer(ws: &Workspace) -> Result<Found> {
         return Ok(Found::Stale(None));
     }
     let begun_ns = crate::now_ns();
+    let listings = Listings::read(&ws.meta_dir());
     let mut walked = crate::scan::scan_stats(
         &ws.root,
         &rules,
         &ws.store,
         memo.newest_ns,
         recheck::MAX_PATHS,
+        Some(&listings),
     )?;
+    keep_listings(ws, &listings, &mut walked, begun_ns);
     if walked.changed_after || !walked.temporaries.is_empty() || !walked.unstable.is_empty() {
         return Ok(Found::Stale(None));
     }
     if memo.racy.is_empty() && hex(&walked.prints.digest()) == memo.walk {
         let facts = LocalScanFacts {
             reused: true,
+            listed: walked.dirs_reused,
             ..LocalScanFacts::default()
         };
         return Ok(match outcome(ws, memo, facts)? {
@@ -230,6 +234,22 @@ pub(super) fn answer(ws: &Workspace) -> Result<Found> {
         walked,
         begun_ns,
     }))))
+}
+
+/// Keeps the listings of the directories `walked` went through, when a walk that went
+/// the whole way read one that may be kept (its stat settled before `begun_ns`), or no
+/// longer went through one of those `kept`.
+fn keep_listings(ws: &Workspace, kept: &Listings, walked: &mut LocalScan, begun_ns: i64) {
+    if walked.changed_after {
+        return;
+    }
+    let mut listed = std::mem::take(&mut walked.listed);
+    listed.retain(|(_, l)| l.key.settled(begun_ns));
+    // Those reused were settled when kept, and their keys are unchanged.
+    if listed.len() != walked.dirs_reused || walked.dirs_reused != kept.len() {
+        listed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Listings::write(&ws.meta_dir(), &listed);
+    }
 }
 
 /// The answer kept, if any, while the store is as it left it.

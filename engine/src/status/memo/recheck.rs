@@ -147,6 +147,7 @@ pub(in crate::status) fn answer(ws: &Workspace, recheck: Box<Recheck>) -> Result
     memo.newest_ns = memo.newest_ns.max(Some(walked.prints.newest_ns));
     let facts = LocalScanFacts {
         rechecked: paths.len() + removed.len(),
+        listed: walked.dirs_reused,
         ..LocalScanFacts::default()
     };
     // The cache's use measured before the answer is kept, as the whole way measures it.
@@ -283,6 +284,7 @@ fn look_again(
         contents: true,
         changed_after: None,
         keep_changed: 0,
+        listings: None,
     };
     let mut out = LocalScan::default();
     let mut entries = Vec::with_capacity(paths.len());
