@@ -410,6 +410,33 @@ impl<'a> Table<'a> {
             .map_err(|e| db_error(&self.db.path, e))
     }
 
+    /// Writes one value without the write-ahead log: it is in memory only until its
+    /// table's next flush, and a crash before then loses it. The caller must
+    /// [`Table::flush`] before any durable record may name it.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn put_unlogged(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        self.db
+            .db
+            .put_cf_opt(self.db.cf(self.cf), key, value, &wo)
+            .map_err(|e| db_error(&self.db.path, e))
+    }
+
+    /// Writes the table's memtable to its files and waits until they are durable: every
+    /// value put before, logged or not, survives a crash from then on.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn flush(&self) -> Result<()> {
+        self.db
+            .db
+            .flush_cf(self.db.cf(self.cf))
+            .map_err(|e| db_error(&self.db.path, e))
+    }
+
     /// Deletes one key (not synced).
     ///
     /// # Errors

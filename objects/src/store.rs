@@ -35,12 +35,20 @@ pub struct IngestStats {
 pub const INLINE_CHUNKS: usize = 64;
 
 /// One ingest under way: the whole-file hash so far, the chunk list, the counts.
+///
+/// Past the first [`INLINE_CHUNKS`] chunks (a big file), new chunks are written without
+/// the write-ahead log: each went to the log and then to a blob file at the flush, twice
+/// its bytes written for nothing. The chunks' table is flushed (and synced) before the
+/// file object that names them is written, so no durable record ever names a chunk a
+/// crash lost.
 struct Ingest<'a> {
     store: &'a Store,
     chunks_table: Table<'a>,
     whole: blake3::Hasher,
     stats: IngestStats,
     list: Vec<(ChunkId, u32)>,
+    /// Chunks were written unlogged: flush before the file object.
+    unlogged: bool,
 }
 
 impl<'a> Ingest<'a> {
@@ -51,6 +59,7 @@ impl<'a> Ingest<'a> {
             whole: blake3::Hasher::new(),
             stats: IngestStats::default(),
             list: Vec::new(),
+            unlogged: false,
         }
     }
 
@@ -66,7 +75,12 @@ impl<'a> Ingest<'a> {
         self.stats.bytes_read += data.len() as u64;
         self.stats.chunks += 1;
         if !self.chunks_table.contains(id.as_bytes())? {
-            self.chunks_table.put(id.as_bytes(), data)?;
+            if self.list.len() < INLINE_CHUNKS {
+                self.chunks_table.put(id.as_bytes(), data)?;
+            } else {
+                self.chunks_table.put_unlogged(id.as_bytes(), data)?;
+                self.unlogged = true;
+            }
             self.stats.new_chunks += 1;
             self.stats.new_bytes += data.len() as u64;
         }
@@ -81,11 +95,15 @@ impl<'a> Ingest<'a> {
     fn finish(self) -> Result<(FileId, u64, IngestStats)> {
         let Ingest {
             store,
+            chunks_table,
             whole,
             stats,
             list,
-            ..
+            unlogged,
         } = self;
+        if unlogged {
+            chunks_table.flush()?;
+        }
         let id = FileId(*whole.finalize().as_bytes());
         let object = FileObject {
             id,
