@@ -51,6 +51,10 @@ struct Args {
     /// Where the tables (markdown) and figures (JSON) go.
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
+    /// Where the trees, copies and workspaces are made (a directory on the file system to
+    /// measure, e.g. one that shares blocks on copy).
+    #[arg(long, default_value = "/var/tmp")]
+    work: PathBuf,
     /// The seed of the generated trees.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -917,7 +921,8 @@ fn main() -> Result<()> {
         .context("the cachesync binary")?;
     let work = tempfile::Builder::new()
         .prefix("cachesync-bench-")
-        .tempdir_in("/var/tmp")?;
+        .tempdir_in(&args.work)
+        .with_context(|| format!("a work directory in {}", args.work.display()))?;
     fs::create_dir_all(&args.out)?;
     let log = File::create(args.out.join("bench.log"))?;
     File::create(args.out.join("machine.md"))?.write_all(versions().as_bytes())?;
