@@ -340,46 +340,70 @@ fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
 #[test]
 fn the_chunks_of_a_big_file_are_durable_before_anything_names_them() {
     // Past its first 64 chunks, a big file's chunks are written to the store without the
-    // write-ahead log, and flushed before its file object is written. Killed once both big
-    // files are stored (one read from the share, one hashed here) and before anything is
-    // recorded, the run must leave no file object naming a chunk the kill lost: with 12 MB
+    // write-ahead log, and flushed before its file object is written; small files' chunks
+    // go without the log too, their file objects held back until a flush of them. Killed
+    // once the files are stored (one big file read from the share, one hashed here, and
+    // small ones on both sides), and again once the remote snapshot that names them is
+    // written, a run must leave no file object naming a chunk the kill lost: with 12 MB
     // each, the chunks would still be in the memtable, the file objects in the log.
-    let s = setup();
-    ok(&s.ws, &["sync"]);
-    let theirs = random_bytes(12 << 20, 1);
-    let ours = random_bytes(12 << 20, 2);
-    fs::write(s.remote.join("theirs.bin"), &theirs).expect("write");
-    fs::write(s.ws.join("ours.bin"), &ours).expect("write");
-    let killed = cachesync(&s.ws, &["sync"], Some("fetched"));
-    assert_eq!(killed.status.signal(), Some(9), "not killed: {killed:?}");
-    // Nothing reaches these file objects yet (fsck walks from the refs): each is read
-    // whole, every chunk checked.
-    {
-        use cachesync_objects::{keys, FileId, Store};
-        let store = Store::open(&s.ws.join(".cachesync/store")).expect("open the store");
-        let objects = store
-            .table(keys::CF_FILES)
-            .scan_prefix(b"")
-            .expect("file objects");
-        let sizes: Vec<u64> = objects
-            .iter()
-            .map(|(key, _)| {
-                let id = FileId::from_slice(key).expect("a file id");
-                let mut sink = std::io::sink();
-                store
-                    .read_file(id, &mut sink)
-                    .unwrap_or_else(|e| panic!("file {}: {e}", id.short()))
-            })
-            .collect();
-        assert!(
-            sizes.iter().filter(|&&n| n == 12 << 20).count() == 2,
-            "both big files stored: {sizes:?}"
+    // Big and small files apart: a big file's flush would make the small files' chunks
+    // durable too.
+    for (point, big) in [
+        ("fetched", true),
+        ("fetched", false),
+        ("remote-snapshot", false),
+    ] {
+        let s = setup();
+        ok(&s.ws, &["sync"]);
+        let theirs = random_bytes(12 << 20, 1);
+        let ours = random_bytes(12 << 20, 2);
+        if big {
+            fs::write(s.remote.join("theirs.bin"), &theirs).expect("write");
+            fs::write(s.ws.join("ours.bin"), &ours).expect("write");
+        } else {
+            fs::create_dir(s.remote.join("small")).expect("mkdir");
+            for i in 0..200u64 {
+                let len = 1_500 + (i as usize * 37) % 5_000;
+                fs::write(
+                    s.remote.join(format!("small/{i}.dat")),
+                    random_bytes(len, 100 + i),
+                )
+                .expect("write");
+            }
+        }
+        let killed = cachesync(&s.ws, &["sync"], Some(point));
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "not killed at {point}: {killed:?}"
         );
+        every_file_object_whole(&s.ws, point);
+        ok(&s.ws, &["sync"]);
+        if big {
+            assert!(fs::read(s.ws.join("theirs.bin")).expect("read") == theirs);
+            assert!(fs::read(s.remote.join("ours.bin")).expect("read") == ours);
+        }
+        assert!(files(&s.ws) == files(&s.remote), "after {point}");
+        let fsck: serde_json::Value =
+            serde_json::from_str(&ok(&s.ws, &["fsck", "--json"])).expect("json");
+        assert_eq!(fsck["clean"], true, "{fsck}");
     }
-    ok(&s.ws, &["sync"]);
-    assert!(fs::read(s.ws.join("theirs.bin")).expect("read") == theirs);
-    assert!(fs::read(s.remote.join("ours.bin")).expect("read") == ours);
-    let fsck: serde_json::Value =
-        serde_json::from_str(&ok(&s.ws, &["fsck", "--json"])).expect("json");
-    assert_eq!(fsck["clean"], true, "{fsck}");
+}
+
+/// Every file object in the workspace's store, read whole (every chunk checked): fsck walks
+/// from the refs only, and nothing may reach these yet.
+fn every_file_object_whole(ws: &Path, point: &str) {
+    use cachesync_objects::{keys, FileId, Store};
+    let store = Store::open(&ws.join(".cachesync/store")).expect("open the store");
+    let objects = store
+        .table(keys::CF_FILES)
+        .scan_prefix(b"")
+        .expect("file objects");
+    for (key, _) in &objects {
+        let id = FileId::from_slice(key).expect("a file id");
+        let mut sink = std::io::sink();
+        if let Err(e) = store.read_file(id, &mut sink) {
+            panic!("killed at {point}: file {}: {e}", id.short());
+        }
+    }
 }

@@ -20,7 +20,13 @@ pub struct Db {
     db: DB,
     path: PathBuf,
     writable: bool,
+    /// File objects whose chunks were written without the log, waiting for those chunks to
+    /// be flushed before they are written ([`Db::write_deferred`]).
+    deferred: std::sync::Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
 }
+
+/// File objects waiting past this many are written, after a flush of the chunks.
+const DEFERRED_MAX: usize = 65_536;
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -105,6 +111,9 @@ const FLUSH_AT_CLOSE: u64 = 4 << 20;
 impl Drop for Db {
     fn drop(&mut self) {
         if self.writable {
+            // Best effort: file objects that are not written name content nothing durable
+            // names either (every logged write settles them first).
+            let _ = self.settle();
             self.flush_if_much_pending();
         }
     }
@@ -177,6 +186,7 @@ impl Db {
             db,
             path: path.to_path_buf(),
             writable: true,
+            deferred: Default::default(),
         })
     }
 
@@ -198,6 +208,7 @@ impl Db {
             db,
             path: path.to_path_buf(),
             writable: false,
+            deferred: Default::default(),
         })
     }
 
@@ -237,6 +248,7 @@ impl Db {
     /// with the rest of its table's memtable: kept there, it held its size in memory until
     /// the table's next flush (18 MB of a first copy's peak, from its plan's record).
     pub fn write(&self, batch: Batch, sync: bool) -> Result<()> {
+        self.settle()?;
         let mut wb = WriteBatch::default();
         let mut big: Vec<&'static str> = Vec::new();
         for op in batch.ops {
@@ -269,6 +281,7 @@ impl Db {
     /// # Errors
     /// [`ObjectError::Db`] on a RocksDB failure.
     pub fn compact(&self) -> Result<()> {
+        self.settle()?;
         self.flush()?;
         let mut opts = rocksdb::CompactOptions::default();
         opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
@@ -314,11 +327,70 @@ impl Db {
             .unwrap_or(0))
     }
 
+    /// Writes `chunks` (puts to the chunks' table) without the write-ahead log, and holds
+    /// `files` (file objects, key and value, naming those chunks) back until the chunks are
+    /// flushed: past [`DEFERRED_MAX`] of them, at the next logged write, at the next read
+    /// of the file objects' table, and at close ([`Db::settle`]). Small files stored so
+    /// are written once (to a blob file or a table file at the flush) instead of twice,
+    /// and no durable record ever names a chunk a crash lost: a file object is written
+    /// after its chunks are durable, and anything naming it after that.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn write_deferred(&self, chunks: Batch, files: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        for op in chunks.ops {
+            match op {
+                BatchOp::Put(cf, k, v) if cf == keys::CF_CHUNKS => wb.put_cf(self.cf(cf), k, v),
+                _ => unreachable!("only chunks are written without the log"),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        self.db
+            .write_opt(wb, &wo)
+            .map_err(|e| db_error(&self.path, e))?;
+        let full = {
+            let mut deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+            deferred.extend(files);
+            deferred.len() >= DEFERRED_MAX
+        };
+        if full {
+            self.settle()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the file objects held back by [`Db::write_deferred`], after a flush of the
+    /// chunks' table (RocksDB syncs what a flush writes). Held under the lock throughout:
+    /// a reader of the file objects never finds one taken but not yet written.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn settle(&self) -> Result<()> {
+        let mut deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        if deferred.is_empty() {
+            return Ok(());
+        }
+        self.db
+            .flush_cf(self.cf(keys::CF_CHUNKS))
+            .map_err(|e| db_error(&self.path, e))?;
+        let mut wb = WriteBatch::default();
+        let files = self.cf(keys::CF_FILES);
+        for (k, v) in deferred.iter() {
+            wb.put_cf(files, k, v);
+        }
+        self.db.write(wb).map_err(|e| db_error(&self.path, e))?;
+        deferred.clear();
+        Ok(())
+    }
+
     /// Flushes memtables to disk (used before measuring disk use).
     ///
     /// # Errors
     /// [`ObjectError::Db`] on a RocksDB failure.
     pub fn flush(&self) -> Result<()> {
+        self.settle()?;
         for cf in keys::ALL_CFS {
             self.db
                 .flush_cf(self.cf(cf))
@@ -343,11 +415,36 @@ pub struct Table<'a> {
 }
 
 impl<'a> Table<'a> {
+    /// Before a read of the file objects' table: the ones held back are written first
+    /// ([`Db::settle`]), so that a reader finds every file object stored.
+    fn settle_to_read(&self) -> Result<()> {
+        if self.cf == keys::CF_FILES {
+            self.db.settle()?;
+        }
+        Ok(())
+    }
+
+    /// True when `key` is present, as far as what is written goes: a file object held back
+    /// ([`Db::write_deferred`]) is not seen, and none is written for the asking.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn contains_written(&self, key: &[u8]) -> Result<bool> {
+        let cf = self.db.cf(self.cf);
+        Ok(self
+            .db
+            .db
+            .get_pinned_cf(cf, key)
+            .map_err(|e| db_error(&self.db.path, e))?
+            .is_some())
+    }
+
     /// The value at `key`.
     ///
     /// # Errors
     /// [`ObjectError::Db`] on a RocksDB failure.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.settle_to_read()?;
         self.db
             .db
             .get_cf(self.db.cf(self.cf), key)
@@ -359,6 +456,7 @@ impl<'a> Table<'a> {
     /// # Errors
     /// [`ObjectError::Db`] on a RocksDB failure.
     pub fn contains(&self, key: &[u8]) -> Result<bool> {
+        self.settle_to_read()?;
         // One lookup: the bloom filters answer absent keys cheaply (key_may_exist first
         // would look a present key up twice).
         let cf = self.db.cf(self.cf);
@@ -378,6 +476,7 @@ impl<'a> Table<'a> {
     /// # Errors
     /// [`ObjectError::Db`] on a RocksDB failure.
     pub fn contains_sorted(&self, keys: &[&[u8]]) -> Result<Vec<bool>> {
+        self.settle_to_read()?;
         debug_assert!(keys.windows(2).all(|w| w[0] <= w[1]), "keys in order");
         let mut iter = self.db.db.raw_iterator_cf(self.db.cf(self.cf));
         let mut out = Vec::with_capacity(keys.len());
@@ -404,6 +503,12 @@ impl<'a> Table<'a> {
     /// # Errors
     /// [`ObjectError::Db`] on a RocksDB failure.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        // A record put here may name content: file objects held back are written first.
+        // Not for a chunk (it names nothing) nor a file object put alone (its writer made
+        // the chunks it names durable first, see `Store::ingest`).
+        if self.cf != keys::CF_CHUNKS && self.cf != keys::CF_FILES {
+            self.db.settle()?;
+        }
         self.db
             .db
             .put_cf(self.db.cf(self.cf), key, value)
@@ -442,6 +547,7 @@ impl<'a> Table<'a> {
     /// # Errors
     /// [`ObjectError::Db`] on a RocksDB failure.
     pub fn delete(&self, key: &[u8]) -> Result<()> {
+        self.db.settle()?;
         self.db
             .db
             .delete_cf(self.db.cf(self.cf), key)
@@ -471,6 +577,7 @@ impl<'a> Table<'a> {
         prefix: &[u8],
         mut f: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
+        self.settle_to_read()?;
         // A raw iterator lends each key and value: the boxed iterator copies both into
         // fresh allocations (two per item, a tenth of loading the index of 100,000 files).
         let mut iter = self.db.db.raw_iterator_cf(self.db.cf(self.cf));
@@ -489,6 +596,7 @@ impl<'a> Table<'a> {
     /// # Errors
     /// [`ObjectError::Db`] on a RocksDB failure.
     pub fn last_key_with_prefix(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.settle_to_read()?;
         // Every key with the prefix sorts below the prefix with its last byte raised (after
         // trailing 0xff bytes are dropped); with no such bound, start from the end. A raw
         // iterator: only keys are looked at.
@@ -522,6 +630,7 @@ impl<'a> Table<'a> {
     /// # Errors
     /// [`ObjectError::Db`] on a RocksDB failure.
     pub fn last(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.settle_to_read()?;
         let mut iter = self
             .db
             .db

@@ -110,8 +110,9 @@ impl<'a> Ingest<'a> {
             size: stats.bytes_read,
             chunks: list,
         };
+        // Held back ones aside (see `Db::write_deferred`): asking would write them first.
         let files = store.db.table(keys::CF_FILES);
-        if !files.contains(id.as_bytes())? {
+        if !files.contains_written(id.as_bytes())? {
             files.put(id.as_bytes(), &object.encode())?;
         }
         store
@@ -305,8 +306,10 @@ impl Store {
     }
 
     /// Stores several contents held in memory (small files read whole) in one write to the
-    /// database instead of a write per chunk and per file: the chunks it does not hold yet
-    /// and the file objects. The ids are those [`Store::ingest`] gives, in order.
+    /// database instead of a write per chunk and per file: the chunks it does not hold yet,
+    /// without the write-ahead log, and the file objects, held back until those chunks are
+    /// flushed ([`crate::db::Db::write_deferred`]). The ids are those [`Store::ingest`]
+    /// gives, in order.
     ///
     /// # Errors
     /// [`ObjectError::Db`] on a store failure.
@@ -356,14 +359,17 @@ impl Store {
                 chunks: list,
             });
         }
+        // The chunks go without the log; the file objects wait for a flush of them (see
+        // `Db::write_deferred`). One held back already is written again: the same bytes.
         let mut seen = std::collections::HashSet::new();
+        let mut deferred = Vec::new();
         for object in objects {
-            if seen.insert(object.id.0) && !files.contains(object.id.as_bytes())? {
-                batch.put(keys::CF_FILES, object.id.as_bytes(), &object.encode());
+            if seen.insert(object.id.0) && !files.contains_written(object.id.as_bytes())? {
+                deferred.push((object.id.as_bytes().to_vec(), object.encode()));
             }
         }
-        if !batch.is_empty() {
-            self.db.write(batch, false)?;
+        if !batch.is_empty() || !deferred.is_empty() {
+            self.db.write_deferred(batch, deferred)?;
         }
         self.ingested.0.fetch_add(read, Ordering::Relaxed);
         self.ingested.1.fetch_add(stored, Ordering::Relaxed);
@@ -1128,6 +1134,59 @@ mod tests {
         let (_, _, again) = store.ingest(&data[..]).expect("ingest again");
         assert_eq!(again.new_chunks, 0);
         assert_eq!(store.read_file_bytes(id).expect("read"), data);
+    }
+
+    #[test]
+    fn file_objects_held_back_are_written_before_anyone_reads_or_names_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s");
+        let contents: Vec<Vec<u8>> = (0..10u32)
+            .map(|i| (0..3_000 + i * 1_000).map(|j| (j * 31 + i) as u8).collect())
+            .collect();
+        let slices: Vec<&[u8]> = contents.iter().map(Vec::as_slice).collect();
+        fn files(store: &Store) -> Table<'_> {
+            store.table(keys::CF_FILES)
+        }
+        {
+            let store = Store::create(&path).expect("create");
+            let ids = store.ingest_many(&slices).expect("ingest");
+            // Held back: not written yet, but a reader finds them (asking writes them).
+            assert!(!files(&store)
+                .contains_written(ids[0].as_bytes())
+                .expect("ask"));
+            assert_eq!(store.read_file_bytes(ids[3]).expect("read"), contents[3]);
+            assert!(files(&store)
+                .contains_written(ids[0].as_bytes())
+                .expect("ask"));
+            // Held back again, then a record that may name them is written: they go first.
+            let more = store.ingest_many(&[b"another content, long enough to matter" as &[u8]]);
+            let more = more.expect("ingest")[0];
+            assert!(!files(&store)
+                .contains_written(more.as_bytes())
+                .expect("ask"));
+            store
+                .table(keys::CF_STATE)
+                .put(b"names", more.as_bytes())
+                .expect("put");
+            assert!(files(&store)
+                .contains_written(more.as_bytes())
+                .expect("ask"));
+            // Held back at close: written then.
+            store
+                .ingest_many(&[b"a last one" as &[u8]])
+                .expect("ingest");
+        }
+        let store = Store::open(&path).expect("open");
+        assert_eq!(
+            store
+                .read_file_bytes(FileId::of(b"a last one"))
+                .expect("read"),
+            b"a last one"
+        );
+        for c in &contents {
+            let (id, _, _) = store.ingest(c.as_slice()).expect("ingest");
+            assert_eq!(store.read_file_bytes(id).expect("read"), *c);
+        }
     }
 
     #[test]
