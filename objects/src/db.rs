@@ -7,6 +7,7 @@
 //! log is sequential.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{
     ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options, WriteBatch, WriteOptions, DB,
@@ -20,9 +21,17 @@ pub struct Db {
     db: DB,
     path: PathBuf,
     writable: bool,
-    /// File objects whose chunks were written without the log, waiting for those chunks to
-    /// be flushed before they are written ([`Db::write_deferred`]).
+    /// File objects held back until the chunks written without the log are flushed
+    /// ([`Db::write_deferred`], [`Db::put_file_object`]).
     deferred: std::sync::Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
+    /// Writes without the log begun, each counted before it is made: a chunk anyone can
+    /// see was counted.
+    unlogged: AtomicU64,
+    /// Of those, how many a finished flush of the chunks made durable.
+    durable: AtomicU64,
+    /// Held to read by each write without the log, to write by the flush that makes them
+    /// durable: every write it counts is made before it starts.
+    gate: std::sync::RwLock<()>,
 }
 
 /// File objects waiting past this many are written, after a flush of the chunks.
@@ -187,6 +196,9 @@ impl Db {
             path: path.to_path_buf(),
             writable: true,
             deferred: Default::default(),
+            unlogged: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+            gate: Default::default(),
         })
     }
 
@@ -209,6 +221,9 @@ impl Db {
             path: path.to_path_buf(),
             writable: false,
             deferred: Default::default(),
+            unlogged: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+            gate: Default::default(),
         })
     }
 
@@ -330,10 +345,10 @@ impl Db {
     /// Writes `chunks` (puts to the chunks' table) without the write-ahead log, and holds
     /// `files` (file objects, key and value, naming those chunks) back until the chunks are
     /// flushed: past [`DEFERRED_MAX`] of them, at the next logged write, at the next read
-    /// of the file objects' table, and at close ([`Db::settle`]). Small files stored so
-    /// are written once (to a blob file or a table file at the flush) instead of twice,
-    /// and no durable record ever names a chunk a crash lost: a file object is written
-    /// after its chunks are durable, and anything naming it after that.
+    /// of the file objects' table, and at close ([`Db::settle`]). Chunks stored so are
+    /// written once (to a blob file or a table file at the flush) instead of twice, and no
+    /// durable record ever names a chunk a crash lost: a file object is written after the
+    /// chunks are durable, and anything naming it after that.
     ///
     /// # Errors
     /// [`ObjectError::Db`] on a RocksDB failure.
@@ -345,11 +360,9 @@ impl Db {
                 _ => unreachable!("only chunks are written without the log"),
             }
         }
-        let mut wo = WriteOptions::default();
-        wo.disable_wal(true);
-        self.db
-            .write_opt(wb, &wo)
-            .map_err(|e| db_error(&self.path, e))?;
+        if !wb.is_empty() {
+            self.write_unlogged(wb)?;
+        }
         let full = {
             let mut deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
             deferred.extend(files);
@@ -361,27 +374,79 @@ impl Db {
         Ok(())
     }
 
-    /// Writes the file objects held back by [`Db::write_deferred`], after a flush of the
-    /// chunks' table (RocksDB syncs what a flush writes). Held under the lock throughout:
-    /// a reader of the file objects never finds one taken but not yet written.
+    /// Writes chunks without the write-ahead log, each write counted before it is made.
+    fn write_unlogged(&self, wb: WriteBatch) -> Result<()> {
+        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        self.unlogged.fetch_add(1, Ordering::SeqCst);
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        self.db
+            .write_opt(wb, &wo)
+            .map_err(|e| db_error(&self.path, e))
+    }
+
+    /// Whether a write without the log may not be durable yet.
+    fn unflushed(&self) -> bool {
+        self.unlogged.load(Ordering::SeqCst) > self.durable.load(Ordering::SeqCst)
+    }
+
+    /// Writes one file object (key, value): at once, through the log, when every chunk
+    /// written without it is durable; else held back as [`Db::write_deferred`] holds them.
+    /// A file object may name a chunk another writer put without the log and nothing
+    /// flushed yet (found by a lookup, so not written again).
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn put_file_object(&self, key: &[u8], value: Vec<u8>) -> Result<()> {
+        let full = {
+            let mut deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+            if deferred.is_empty() && !self.unflushed() {
+                return self
+                    .db
+                    .put_cf(self.cf(keys::CF_FILES), key, value)
+                    .map_err(|e| db_error(&self.path, e));
+            }
+            deferred.push((key.to_vec(), value));
+            deferred.len() >= DEFERRED_MAX
+        };
+        if full {
+            self.settle()?;
+        }
+        Ok(())
+    }
+
+    /// Makes every chunk written without the log durable (a flush of the chunks' table,
+    /// which RocksDB syncs), then writes the file objects held back. Holds the file objects'
+    /// lock throughout: a reader never finds one taken but not yet written.
     ///
     /// # Errors
     /// [`ObjectError::Db`] on a RocksDB failure.
     pub fn settle(&self) -> Result<()> {
         let mut deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
-        if deferred.is_empty() {
+        if deferred.is_empty() && !self.unflushed() {
             return Ok(());
         }
-        self.db
-            .flush_cf(self.cf(keys::CF_CHUNKS))
-            .map_err(|e| db_error(&self.path, e))?;
-        let mut wb = WriteBatch::default();
-        let files = self.cf(keys::CF_FILES);
-        for (k, v) in deferred.iter() {
-            wb.put_cf(files, k, v);
+        {
+            // No write without the log is under way: those counted are all in the memtable
+            // the flush writes out.
+            let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+            let counted = self.unlogged.load(Ordering::SeqCst);
+            if counted > self.durable.load(Ordering::SeqCst) {
+                self.db
+                    .flush_cf(self.cf(keys::CF_CHUNKS))
+                    .map_err(|e| db_error(&self.path, e))?;
+                self.durable.fetch_max(counted, Ordering::SeqCst);
+            }
         }
-        self.db.write(wb).map_err(|e| db_error(&self.path, e))?;
-        deferred.clear();
+        if !deferred.is_empty() {
+            let mut wb = WriteBatch::default();
+            let files = self.cf(keys::CF_FILES);
+            for (k, v) in deferred.iter() {
+                wb.put_cf(files, k, v);
+            }
+            self.db.write(wb).map_err(|e| db_error(&self.path, e))?;
+            deferred.clear();
+        }
         Ok(())
     }
 
@@ -503,10 +568,10 @@ impl<'a> Table<'a> {
     /// # Errors
     /// [`ObjectError::Db`] on a RocksDB failure.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        // A record put here may name content: file objects held back are written first.
-        // Not for a chunk (it names nothing) nor a file object put alone (its writer made
-        // the chunks it names durable first, see `Store::ingest`).
-        if self.cf != keys::CF_CHUNKS && self.cf != keys::CF_FILES {
+        // A record put here may name content: chunks written without the log are made
+        // durable, and file objects held back written, first. Not for a chunk: it names
+        // nothing.
+        if self.cf != keys::CF_CHUNKS {
             self.db.settle()?;
         }
         self.db
@@ -515,31 +580,17 @@ impl<'a> Table<'a> {
             .map_err(|e| db_error(&self.db.path, e))
     }
 
-    /// Writes one value without the write-ahead log: it is in memory only until its
-    /// table's next flush, and a crash before then loses it. The caller must
-    /// [`Table::flush`] before any durable record may name it.
+    /// Writes one chunk without the write-ahead log: it is in memory only until the
+    /// chunks' next flush, and a crash before then loses it. A file object naming it is
+    /// written through [`Db::put_file_object`], which waits for that flush.
     ///
     /// # Errors
     /// [`ObjectError::Db`] on a RocksDB failure.
     pub fn put_unlogged(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        let mut wo = WriteOptions::default();
-        wo.disable_wal(true);
-        self.db
-            .db
-            .put_cf_opt(self.db.cf(self.cf), key, value, &wo)
-            .map_err(|e| db_error(&self.db.path, e))
-    }
-
-    /// Writes the table's memtable to its files and waits until they are durable: every
-    /// value put before, logged or not, survives a crash from then on.
-    ///
-    /// # Errors
-    /// [`ObjectError::Db`] on a RocksDB failure.
-    pub fn flush(&self) -> Result<()> {
-        self.db
-            .db
-            .flush_cf(self.db.cf(self.cf))
-            .map_err(|e| db_error(&self.db.path, e))
+        assert_eq!(self.cf, keys::CF_CHUNKS, "only chunks go without the log");
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.db.cf(self.cf), key, value);
+        self.db.write_unlogged(wb)
     }
 
     /// Deletes one key (not synced).

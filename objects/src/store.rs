@@ -36,19 +36,16 @@ pub const INLINE_CHUNKS: usize = 64;
 
 /// One ingest under way: the whole-file hash so far, the chunk list, the counts.
 ///
-/// Past the first [`INLINE_CHUNKS`] chunks (a big file), new chunks are written without
-/// the write-ahead log: each went to the log and then to a blob file at the flush, twice
-/// its bytes written for nothing. The chunks' table is flushed (and synced) before the
-/// file object that names them is written, so no durable record ever names a chunk a
-/// crash lost.
+/// New chunks are written without the write-ahead log: each went to the log and then to
+/// a blob file at the flush, twice its bytes written for nothing. The file object waits
+/// for a flush of them ([`crate::db::Db::put_file_object`]), so no durable record ever
+/// names a chunk a crash lost.
 struct Ingest<'a> {
     store: &'a Store,
     chunks_table: Table<'a>,
     whole: blake3::Hasher,
     stats: IngestStats,
     list: Vec<(ChunkId, u32)>,
-    /// Chunks were written unlogged: flush before the file object.
-    unlogged: bool,
 }
 
 impl<'a> Ingest<'a> {
@@ -59,7 +56,6 @@ impl<'a> Ingest<'a> {
             whole: blake3::Hasher::new(),
             stats: IngestStats::default(),
             list: Vec::new(),
-            unlogged: false,
         }
     }
 
@@ -75,12 +71,7 @@ impl<'a> Ingest<'a> {
         self.stats.bytes_read += data.len() as u64;
         self.stats.chunks += 1;
         if !self.chunks_table.contains(id.as_bytes())? {
-            if self.list.len() < INLINE_CHUNKS {
-                self.chunks_table.put(id.as_bytes(), data)?;
-            } else {
-                self.chunks_table.put_unlogged(id.as_bytes(), data)?;
-                self.unlogged = true;
-            }
+            self.chunks_table.put_unlogged(id.as_bytes(), data)?;
             self.stats.new_chunks += 1;
             self.stats.new_bytes += data.len() as u64;
         }
@@ -95,15 +86,11 @@ impl<'a> Ingest<'a> {
     fn finish(self) -> Result<(FileId, u64, IngestStats)> {
         let Ingest {
             store,
-            chunks_table,
             whole,
             stats,
             list,
-            unlogged,
+            ..
         } = self;
-        if unlogged {
-            chunks_table.flush()?;
-        }
         let id = FileId(*whole.finalize().as_bytes());
         let object = FileObject {
             id,
@@ -113,7 +100,7 @@ impl<'a> Ingest<'a> {
         // Held back ones aside (see `Db::write_deferred`): asking would write them first.
         let files = store.db.table(keys::CF_FILES);
         if !files.contains_written(id.as_bytes())? {
-            files.put(id.as_bytes(), &object.encode())?;
+            store.db.put_file_object(id.as_bytes(), object.encode())?;
         }
         store
             .ingested
@@ -1187,6 +1174,49 @@ mod tests {
             let (id, _, _) = store.ingest(c.as_slice()).expect("ingest");
             assert_eq!(store.read_file_bytes(id).expect("read"), *c);
         }
+    }
+
+    #[test]
+    fn a_file_object_never_reaches_the_log_before_a_chunk_it_shares_is_flushed() {
+        // A small file's chunk goes without the log and its file object is held back; a
+        // bigger file streamed after it starts with the same bytes, finds that chunk stored
+        // and writes nothing of it. Its file object must wait too. A reader opening the
+        // store beside the writer replays the log: every file object it sees must read
+        // whole (as after a kill, when the memtable is gone).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s");
+        let store = Store::create(&path).expect("create");
+        let mut seed = 7u64;
+        let mut random = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed >> 24) as u8
+                })
+                .collect()
+        };
+        let small = random(200_000);
+        let mut big = small.clone();
+        big.extend(random(1 << 20));
+        store
+            .ingest_many(&[small.as_slice()])
+            .expect("ingest the small file");
+        let (id, _, stats) = store.ingest(big.as_slice()).expect("ingest the big file");
+        assert!(
+            stats.new_chunks < stats.chunks,
+            "the two share chunks: {stats:?}"
+        );
+        let beside = Store::open_read_only(&path).expect("open beside");
+        for (key, _) in beside.table(keys::CF_FILES).scan_prefix(b"").expect("scan") {
+            let f = FileId::from_slice(&key).expect("an id");
+            beside
+                .verify_file(f)
+                .unwrap_or_else(|e| panic!("{}: {e}", f.short()));
+        }
+        drop(beside);
+        assert_eq!(store.read_file_bytes(id).expect("read"), big);
     }
 
     #[test]
