@@ -343,6 +343,32 @@ fn under_root(root: &Path, rel: &[u8]) -> PathBuf {
 /// (server-side copy chunks). Anything else, FUSE mounts such as sshfs among them, falls
 /// back in the kernel to reading and writing through this machine.
 fn copies_on_server(root: &Path) -> io::Result<bool> {
+    const NFS: u32 = 0x6969;
+    const SMB2: u32 = 0xFE53_4D42;
+    const CIFS: u32 = 0xFF53_4D42;
+    let magic = fs_magic(root)?;
+    Ok(match magic {
+        SMB2 | CIFS => true,
+        NFS => nfs_copies_on_server(root),
+        m => is_local_disk(m),
+    })
+}
+
+/// The type of the file system holding `path` (statfs's magic number).
+///
+/// # Errors
+/// The statfs's.
+pub(crate) fn fs_magic(path: &Path) -> io::Result<u32> {
+    let st = rustix::fs::statfs(path)?;
+    // The magic is a signed word on some targets: compare its low 32 bits.
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+    Ok(st.f_type as u32)
+}
+
+/// Whether a file system type (statfs's magic) is one of the local disk and memory file
+/// systems: ext4, XFS, Btrfs, tmpfs, F2FS, bcachefs, ZFS. Each moves a directory's ctime,
+/// in nanoseconds, at every change of its entries, and copies ranges in the kernel.
+pub(crate) fn is_local_disk(magic: u32) -> bool {
     const EXT4: u32 = 0xEF53;
     const XFS: u32 = 0x5846_5342;
     const BTRFS: u32 = 0x9123_683E;
@@ -350,18 +376,7 @@ fn copies_on_server(root: &Path) -> io::Result<bool> {
     const F2FS: u32 = 0xF2F5_2010;
     const BCACHEFS: u32 = 0xCA45_1A4E;
     const ZFS: u32 = 0x2FC1_2FC1;
-    const NFS: u32 = 0x6969;
-    const SMB2: u32 = 0xFE53_4D42;
-    const CIFS: u32 = 0xFF53_4D42;
-    let st = rustix::fs::statfs(root)?;
-    // The magic is a signed word on some targets: compare its low 32 bits.
-    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
-    let magic = st.f_type as u32;
-    Ok(match magic {
-        EXT4 | XFS | BTRFS | TMPFS | F2FS | BCACHEFS | ZFS | SMB2 | CIFS => true,
-        NFS => nfs_copies_on_server(root),
-        _ => false,
-    })
+    matches!(magic, EXT4 | XFS | BTRFS | TMPFS | F2FS | BCACHEFS | ZFS)
 }
 
 /// For an NFS mount: whether it speaks NFS 4.2 (`vers=4.2` in its mount options), the first
@@ -699,6 +714,19 @@ mod tests {
         fs::hard_link(dir.path().join("g"), &other).expect("link");
         remote.remove_file(b"g").expect("remove");
         assert!(other.exists());
+    }
+
+    #[test]
+    fn local_disks_are_told_from_network_and_fuse_file_systems() {
+        for magic in [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994] {
+            assert!(is_local_disk(magic), "{magic:#x}");
+        }
+        // NFS, SMB, FUSE (sshfs), FAT.
+        for magic in [0x6969, 0xFE53_4D42, 0x6573_5546, 0x4d44] {
+            assert!(!is_local_disk(magic), "{magic:#x}");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(is_local_disk(fs_magic(dir.path()).expect("statfs")));
     }
 
     #[test]

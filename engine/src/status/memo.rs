@@ -205,16 +205,23 @@ pub(super) fn answer(ws: &Workspace) -> Result<Found> {
         return Ok(Found::Stale(None));
     }
     let begun_ns = crate::now_ns();
-    let listings = Listings::read(&ws.meta_dir());
+    // Directory listings only where a directory's ctime is known to move at every change
+    // of its entries (see `scan/listings.rs`): network and FUSE file systems cache
+    // attributes, FAT keeps coarse times.
+    let listings = crate::fs_remote::fs_magic(&ws.root)
+        .is_ok_and(crate::fs_remote::is_local_disk)
+        .then(|| Listings::read(&ws.meta_dir()));
     let mut walked = crate::scan::scan_stats(
         &ws.root,
         &rules,
         &ws.store,
         memo.newest_ns,
         recheck::MAX_PATHS,
-        Some(&listings),
+        listings.as_ref(),
     )?;
-    keep_listings(ws, &listings, &mut walked, begun_ns);
+    if let Some(kept) = &listings {
+        keep_listings(ws, kept, &mut walked, begun_ns);
+    }
     if walked.changed_after || !walked.temporaries.is_empty() || !walked.unstable.is_empty() {
         return Ok(Found::Stale(None));
     }
@@ -244,7 +251,15 @@ fn keep_listings(ws: &Workspace, kept: &Listings, walked: &mut LocalScan, begun_
         return;
     }
     let mut listed = std::mem::take(&mut walked.listed);
-    listed.retain(|(_, l)| l.key.settled(begun_ns));
+    // Only the root's file system (whose type was checked): not another mounted below it.
+    let Some(dev) = listed
+        .iter()
+        .find(|(dir, _)| dir.is_empty())
+        .map(|(_, l)| l.key.dev)
+    else {
+        return;
+    };
+    listed.retain(|(_, l)| l.key.settled(begun_ns) && l.key.dev == dev);
     // Those reused were settled when kept, and their keys are unchanged.
     if listed.len() != walked.dirs_reused || walked.dirs_reused != kept.len() {
         listed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
