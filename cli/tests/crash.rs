@@ -323,16 +323,13 @@ fn a_change_made_while_a_file_is_replaced_stays_listed_when_the_run_is_killed() 
     );
 }
 
-/// `len` bytes no two 64 KiB pieces of which are alike (xorshift from `seed`): every chunk
+/// `len` bytes no two 64 KiB pieces of which are alike (drawn from `seed`): every chunk
 /// of it is new to a store.
-fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = cachesync_testutils::Rng(seed);
+    let mut out: Vec<u8> = (0..len.div_ceil(8))
+        .flat_map(|_| rng.next_u64().to_le_bytes())
+        .collect();
     out.truncate(len);
     out
 }

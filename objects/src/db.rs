@@ -495,6 +495,8 @@ impl<'a> Table<'a> {
     /// # Errors
     /// [`ObjectError::Db`] on a RocksDB failure.
     pub fn contains_written(&self, key: &[u8]) -> Result<bool> {
+        // One lookup: the bloom filters answer absent keys cheaply (key_may_exist first
+        // would look a present key up twice).
         let cf = self.db.cf(self.cf);
         Ok(self
             .db
@@ -522,15 +524,7 @@ impl<'a> Table<'a> {
     /// [`ObjectError::Db`] on a RocksDB failure.
     pub fn contains(&self, key: &[u8]) -> Result<bool> {
         self.settle_to_read()?;
-        // One lookup: the bloom filters answer absent keys cheaply (key_may_exist first
-        // would look a present key up twice).
-        let cf = self.db.cf(self.cf);
-        Ok(self
-            .db
-            .db
-            .get_pinned_cf(cf, key)
-            .map_err(|e| db_error(&self.db.path, e))?
-            .is_some())
+        self.contains_written(key)
     }
 
     /// For each of `keys` (in ascending order), whether it is present. One iterator goes

@@ -1186,20 +1186,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s");
         let store = Store::create(&path).expect("create");
-        let mut seed = 7u64;
-        let mut random = |n: usize| -> Vec<u8> {
-            (0..n)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    (seed >> 24) as u8
-                })
-                .collect()
+        // Incompressible bytes, every chunk of them unlike any other: blake3's output.
+        let random = |seed: &[u8], n: usize| {
+            let mut out = vec![0; n];
+            blake3::Hasher::new()
+                .update(seed)
+                .finalize_xof()
+                .fill(&mut out);
+            out
         };
-        let small = random(200_000);
+        let small = random(b"small", 200_000);
         let mut big = small.clone();
-        big.extend(random(1 << 20));
+        big.extend(random(b"big", 1 << 20));
         store
             .ingest_many(&[small.as_slice()])
             .expect("ingest the small file");
