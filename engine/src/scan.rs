@@ -564,12 +564,7 @@ impl LocalWalk<'_> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(SyncError::io(item.path(), e)),
             };
-            rel.clear();
-            if !dir.is_empty() {
-                rel.extend_from_slice(&dir);
-                rel.push(b'/');
-            }
-            rel.extend_from_slice(item.file_name().as_bytes());
+            child_path(&mut rel, &dir, item.file_name().as_bytes());
             if !self.contents {
                 if self.keep(&rel, &md, out) {
                     if !self.note_changed(&rel, &md, out) {
@@ -638,12 +633,7 @@ impl LocalWalk<'_> {
         }
         let mut rel = Vec::new();
         for (name, fields, is_dir) in stats {
-            rel.clear();
-            if !dir.is_empty() {
-                rel.extend_from_slice(dir);
-                rel.push(b'/');
-            }
-            rel.extend_from_slice(name);
+            child_path(&mut rel, dir, name);
             if self.keep_kind(&rel, is_dir, out) {
                 out.prints.add_fields(&rel, &fields);
                 if is_dir {
@@ -730,6 +720,17 @@ impl LocalWalk<'_> {
         }
         Ok(Some(entry))
     }
+}
+
+/// Makes in `rel` the path of the entry `name` of the directory `dir` (the root when
+/// empty), reusing its buffer.
+fn child_path(rel: &mut Vec<u8>, dir: &[u8], name: &[u8]) {
+    rel.clear();
+    if !dir.is_empty() {
+        rel.extend_from_slice(dir);
+        rel.push(b'/');
+    }
+    rel.extend_from_slice(name);
 }
 
 /// How many threads walk the workspace: one per core, at most eight.

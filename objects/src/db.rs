@@ -296,7 +296,6 @@ impl Db {
     /// # Errors
     /// [`ObjectError::Db`] on a RocksDB failure.
     pub fn compact(&self) -> Result<()> {
-        self.settle()?;
         self.flush()?;
         let mut opts = rocksdb::CompactOptions::default();
         opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
