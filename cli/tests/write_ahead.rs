@@ -1,5 +1,6 @@
 //! Workspace files written ahead of the apply loop by other threads (plans with 64 local
-//! file writes or more): every file arrives whole, with its mode and mtime; a step whose
+//! file writes or more; new files are staged as they are read instead, see staged.rs): every
+//! file arrives whole, with its mode and mtime; a step whose
 //! path was taken meanwhile is skipped and its file written ahead is removed; a run killed
 //! while files are written ahead is completed by the next one; no temporary is ever left.
 
@@ -75,8 +76,16 @@ fn a_first_copy_and_a_pull_of_many_files_bring_each_whole_with_its_mode_and_mtim
 fn a_path_taken_while_its_file_was_written_ahead_is_skipped_and_nothing_is_left() {
     let env = Env::new();
     env.put_remote("seed.txt", "seed\n");
-    env.clone_ws();
     put_many(&env, "n", 1, 300);
+    env.clone_ws();
+    // Every file changed on the server: the workspace has each (new files would be staged
+    // as they are read, see tests/staged.rs, with nothing to write ahead).
+    for f in 0..300 {
+        env.put_remote(
+            format!("n/d00/sub/f{f:03}"),
+            noise(f as u64 + 7_000, 100 + f),
+        );
+    }
     let plan = env.json(0, &["sync", "--dry-run", "--json"]);
     let plan = steps(&plan);
     // Paused before step 5, the writers go on ahead of it.

@@ -384,14 +384,20 @@ pub fn put_planned(batch: &mut Batch, op: &OpRecord, plan: impl Serialize) {
     );
 }
 
-/// Marks one step done (not synced: a lost mark only means the step is re-checked).
+/// Marks steps done, in one write (not synced: a lost mark only means the step is
+/// re-checked; marks only count the steps an interrupted run had done).
 ///
 /// # Errors
 /// Store errors.
-pub fn mark_step(store: &Store, op: u64, step: u32) -> Result<()> {
-    store
-        .table(keys::CF_JOURNAL)
-        .put(&step_key(op, step), b"")?;
+pub fn mark_steps(store: &Store, op: u64, steps: &[u32]) -> Result<()> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let mut batch = cachesync_objects::Batch::new();
+    for &step in steps {
+        batch.put(keys::CF_JOURNAL, &step_key(op, step), b"");
+    }
+    store.write_unsynced(batch)?;
     Ok(())
 }
 
@@ -517,7 +523,7 @@ mod tests {
         let (_dir, store) = store();
         assert_eq!(next_id(&store).expect("next"), 1);
         write_planned(&store, &op(1, OpKind::Sync), ["step"]).expect("write");
-        mark_step(&store, 1, 0).expect("mark");
+        mark_steps(&store, 1, &[0]).expect("mark");
         assert_eq!(next_id(&store).expect("next"), 2);
         let running = unfinished(&store).expect("unfinished");
         assert_eq!(running.len(), 1);

@@ -21,6 +21,7 @@ use crate::ignore_rules::IgnoreRules;
 use crate::index::IndexEntry;
 use crate::paths::{display, join, under};
 use crate::remote::RemoteEntry;
+use crate::sync::stage::Staging;
 use crate::timed::TimedRemote;
 
 mod listings;
@@ -1103,7 +1104,7 @@ pub fn fetch_changed(
     (previous, scan_started_ns): (&Flat, i64),
     racy: &std::collections::HashSet<Vec<u8>>,
     remote_only: &std::collections::HashSet<Vec<u8>>,
-    parallel: usize,
+    (parallel, staging): (usize, Option<Staging>),
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<RemoteScan> {
     let Walk {
@@ -1130,7 +1131,7 @@ pub fn fetch_changed(
     let mut listed = under_vanished(vanished, previous, &mut out);
     let to_fetch = sort_listing(remote, entries, rules, &known, &mut listed, &mut out)?;
     out.tree = listed.into_iter().collect();
-    let results = fetch_all(remote, store, to_fetch, parallel, progress);
+    let results = fetch_all(remote, store, to_fetch, (parallel, staging), progress);
     take_fetched(results, previous, scan_started_ns, &mut out)?;
     warn_unreadable(&mut out);
     Ok(out)
@@ -1305,13 +1306,13 @@ fn content_at_hand(entries: &Listing, known: &Known<'_>) -> Result<Vec<FileId>> 
 
 /// Reads `to_fetch` into the store with `parallel` reads in flight, reporting the bytes
 /// read to `progress`. Small files go in batches, each read in one remote call (see
-/// [`fetch_small`]); an outage stops the reads not yet started; each file's outcome is
-/// returned.
+/// [`fetch_small`]), and those `staging` wants are staged for the apply; an outage stops
+/// the reads not yet started; each file's outcome is returned.
 fn fetch_all(
     remote: &TimedRemote,
     store: &Store,
     to_fetch: ToFetch,
-    parallel: usize,
+    (parallel, staging): (usize, Option<Staging>),
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Fetched {
     let total: u64 = to_fetch.iter().map(|(_, r, _)| r.size).sum();
@@ -1353,7 +1354,7 @@ fn fetch_all(
                         let r = fetch_expecting(remote, store, &rel, listed, expected);
                         vec![(rel, started_ns, r)]
                     }
-                    Batch::Small(files) => fetch_small(remote, store, files, started_ns),
+                    Batch::Small(files) => fetch_small(remote, store, files, started_ns, staging),
                 });
             });
         }
@@ -1411,11 +1412,13 @@ fn batches(to_fetch: ToFetch, parallel: usize) -> Vec<Batch> {
 /// except that the first read of all is one call. A file that changed while it was read,
 /// or grew past [`SMALL_FILE`] since it was listed, is fetched again on its own. Each
 /// outcome is noted as read from `started_ns` (the batch's start: no later than the file's).
+/// A file read and stored whole is staged when `staging` wants it.
 fn fetch_small(
     remote: &TimedRemote,
     store: &Store,
     files: Vec<(Vec<u8>, RemoteEntry)>,
     started_ns: i64,
+    staging: Option<Staging>,
 ) -> Fetched {
     crate::failpoint::hit("fetching");
     let paths: Vec<Vec<u8>> = files.iter().map(|(rel, _)| rel.clone()).collect();
@@ -1457,10 +1460,15 @@ fn fetch_small(
         .zip(reads)
         .map(|((rel, listed), read)| {
             let r = match read {
-                Ok(Some((bytes, after))) if read_whole(&listed, &after, bytes.len() as u64) => ids
-                    .next()
-                    .expect("an id per file stored")
-                    .map(|id| (id, after)),
+                Ok(Some((bytes, after))) if read_whole(&listed, &after, bytes.len() as u64) => {
+                    let id = ids.next().expect("an id per file stored");
+                    if let (Ok(id), Some(st)) = (&id, staging) {
+                        if (st.wanted)(&rel) {
+                            st.stage.put(&rel, &tree_entry(&after), *id, &bytes);
+                        }
+                    }
+                    id.map(|id| (id, after))
+                }
                 // Changed while it was read, or grew past the limit: on its own.
                 Ok(_) => fetch(remote, store, &rel, None),
                 Err(e) => Err(e),

@@ -604,7 +604,7 @@ fn scan_sides(ws: &Workspace, progress: &dyn Progress) -> Result<Sides> {
         Err(SyncError::Offline)
     } else {
         let remote = ws.remote()?;
-        crate::sync::trees::scan_all(ws, &remote, progress, false, || {
+        crate::sync::trees::scan_all(ws, &remote, progress, (false, false), || {
             crate::identity::check(&remote, &ws.config.remote, &ws.identity)
         })
     };

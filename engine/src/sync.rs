@@ -18,6 +18,7 @@ pub(crate) mod patch;
 pub(crate) mod prepare;
 pub(crate) mod record;
 pub(crate) mod recover;
+pub mod stage;
 pub(crate) mod trees;
 
 pub(crate) use trees::Trees;
@@ -141,6 +142,13 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
     // Whether this run may write on the remote: a pull too makes (and removes) a temporary
     // directory there to read the server's clock; a dry run leaves it untouched.
     let writes = !opts.dry_run;
+    // New files are staged in the workspace as they are read when the run may write them
+    // there, and all of them (a run for some paths writes only those).
+    let stages = writes && opts.direction.allows(Side::Local) && opts.paths.is_empty();
+    if writes && !stages {
+        // What a killed run left staged (a run that stages removes it itself).
+        crate::sync::stage::remove_leftovers(ws);
+    }
     // A patch in place left half done is finished first (or left to the reconcile when the
     // file changed meanwhile), so that the scan never takes a half-patched file for an edit.
     let leftovers = !opts.dry_run
@@ -165,9 +173,9 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
                 )),
             }
         }
-        crate::sync::trees::scan_all(ws, &remote, progress, writes, || Ok(()))?
+        crate::sync::trees::scan_all(ws, &remote, progress, (writes, stages), || Ok(()))?
     } else {
-        crate::sync::trees::scan_all(ws, &remote, progress, writes, check)?
+        crate::sync::trees::scan_all(ws, &remote, progress, (writes, stages), check)?
     };
     crate::release_freed_memory();
     report.bytes_down = trees.remote.bytes;

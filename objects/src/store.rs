@@ -235,6 +235,14 @@ impl Store {
         self.db.write(batch, true)
     }
 
+    /// Applies a batch atomically, not synced: a crash may lose all of it, never part.
+    ///
+    /// # Errors
+    /// [`ObjectError::Db`] on a RocksDB failure.
+    pub fn write_unsynced(&self, batch: Batch) -> Result<()> {
+        self.db.write(batch, false)
+    }
+
     // ---- chunks and files ----
 
     /// Chunks `source`, stores the chunks it does not have yet and the file object, and

@@ -512,10 +512,10 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// cachesync's temporary files under `root`, `.cachesync/` left out (the scenario trees
-/// skip them).
+/// cachesync's temporary files under `root`, and files staged for an apply in its
+/// `.cachesync/incoming/` (the rest of `.cachesync/` left out: the scenario trees skip it).
 pub fn leftovers(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out = staged(root);
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(rd) = fs::read_dir(&dir) else { continue };
@@ -529,6 +529,24 @@ pub fn leftovers(root: &Path) -> Vec<String> {
             }
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// The files staged for an apply in the workspace `root` (`.cachesync/incoming/`): none
+/// once a run is over.
+pub fn staged(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.join(".cachesync").join("incoming")];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            } else {
+                out.push(e.path().display().to_string());
             }
         }
     }

@@ -261,7 +261,7 @@ mod tests {
             (previous, started),
             &none,
             &none,
-            2,
+            (2, None),
             &|_, _| {},
         )
     }

@@ -49,6 +49,8 @@ struct State {
     next: usize,
     /// The step the loop is at.
     at: usize,
+    /// The step at which the loop wakes the writers waiting for it.
+    wake_at: usize,
     /// The run is over: writers stop.
     stop: bool,
     slots: Vec<Slot>,
@@ -70,7 +72,12 @@ pub(super) struct Ahead<'a> {
 impl<'a> Ahead<'a> {
     /// The files of `plan` that may be written ahead, or `None` when the plan is not one
     /// where that is safe or worth it.
-    pub(super) fn plan(ws: &'a Workspace, plan: &'a Plan, op: u64) -> Option<Ahead<'a>> {
+    pub(super) fn plan(
+        ws: &'a Workspace,
+        plan: &'a Plan,
+        op: u64,
+        stage: Option<&'a super::stage::Stage>,
+    ) -> Option<Ahead<'a>> {
         let moves = plan
             .steps
             .iter()
@@ -90,7 +97,12 @@ impl<'a> Ahead<'a> {
                 Op::Mkdir => {
                     made.insert(&s.path, i);
                 }
-                Op::Write if s.target.as_ref().is_some_and(|t| t.kind == EntryKind::File) => {
+                // (A file staged as it was read is the loop's to take: nothing to write.)
+                Op::Write
+                    if s.target.as_ref().is_some_and(|t| {
+                        t.kind == EntryKind::File && !stage.is_some_and(|st| st.holds(&s.path, t))
+                    }) =>
+                {
                     files.push(i);
                     after.push(made.get(split_parent(&s.path).0).copied());
                 }
@@ -110,6 +122,7 @@ impl<'a> Ahead<'a> {
             state: Mutex::new(State {
                 next: 0,
                 at: 0,
+                wake_at: usize::MAX,
                 stop: false,
                 slots,
             }),
@@ -149,8 +162,12 @@ impl<'a> Ahead<'a> {
                 continue;
             }
             let i = self.files[k];
-            let waits = i >= state.at + WINDOW || self.after[k].is_some_and(|m| m >= state.at);
-            if waits {
+            // The first step the loop must be at for this file to be written.
+            let from = (i + 1)
+                .saturating_sub(WINDOW)
+                .max(self.after[k].map_or(0, |m| m + 1));
+            if from > state.at {
+                state.wake_at = state.wake_at.min(from);
                 state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
                 continue;
             }
@@ -204,12 +221,20 @@ impl<'a> Ahead<'a> {
         Ok(tmp)
     }
 
-    /// The loop is at step `i`.
+    /// The loop is at step `i`. Writers waiting for the loop are woken once it reached the
+    /// step the first of them waits for, not at every step (files staged as they were read
+    /// leave the loop little to do per step: waking every writer at each was most of it).
     pub(super) fn at(&self, i: usize) {
         let mut state = self.lock();
         state.at = i;
+        let wake = i >= state.wake_at;
+        if wake {
+            state.wake_at = usize::MAX;
+        }
         drop(state);
-        self.changed.notify_all();
+        if wake {
+            self.changed.notify_all();
+        }
     }
 
     /// The file of step `i` as written ahead, waiting for a writer that is writing it;
@@ -317,7 +342,7 @@ mod tests {
     #[test]
     fn nothing_is_written_ahead_of_the_directory_and_nothing_is_left_when_the_loop_stops() {
         let (_tmp, ws, plan) = setup();
-        let ahead = Ahead::plan(&ws, &plan, 7).expect("worth writing ahead");
+        let ahead = Ahead::plan(&ws, &plan, 7, None).expect("worth writing ahead");
         std::thread::scope(|s| {
             for _ in 0..ahead.writers() {
                 s.spawn(|| ahead.write());
@@ -359,7 +384,7 @@ mod tests {
     #[test]
     fn a_writer_claims_the_files_of_one_directory_at_most_a_run_at_a_time() {
         let (_tmp, ws, mut plan) = setup();
-        let ahead = Ahead::plan(&ws, &plan, 7).expect("worth writing ahead");
+        let ahead = Ahead::plan(&ws, &plan, 7, None).expect("worth writing ahead");
         assert_eq!(ahead.files.len(), 200);
         assert_eq!((ahead.run_end(0), ahead.run_end(128)), (RUN, 200));
         assert_eq!(ahead.run_end(199), 200);
@@ -373,7 +398,7 @@ mod tests {
         for _ in 0..AT_LEAST {
             plan.steps.push(step(Op::Write, "d/x/z", file.clone()));
         }
-        let ahead = Ahead::plan(&ws, &plan, 7).expect("worth writing ahead");
+        let ahead = Ahead::plan(&ws, &plan, 7, None).expect("worth writing ahead");
         let runs: Vec<usize> = [0, 1, 3, 5].iter().map(|&k| ahead.run_end(k)).collect();
         assert_eq!(runs, vec![3, 3, 5, 5 + 2 + AT_LEAST]);
     }
@@ -384,7 +409,7 @@ mod tests {
         std::fs::create_dir(ws.root.join("d")).expect("mkdir");
         // A bug in the writer's path: a file entry without content (it panics).
         std::sync::Arc::make_mut(plan.steps[10].target.as_mut().expect("a target")).file = None;
-        let ahead = Ahead::plan(&ws, &plan, 7).expect("worth writing ahead");
+        let ahead = Ahead::plan(&ws, &plan, 7, None).expect("worth writing ahead");
         let (tx, rx) = std::sync::mpsc::channel();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             std::thread::scope(|s| {

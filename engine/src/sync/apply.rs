@@ -74,9 +74,11 @@ pub(super) struct Applier<'a> {
     pub(super) copies_on_server: Option<bool>,
     /// Big files patched so far.
     pub(super) patched: Vec<crate::sync::Patched>,
-    /// The next step's file, written ahead under its temporary name (see
-    /// [`super::ahead`]).
+    /// The next step's file, written ahead (see [`super::ahead`]): under its temporary
+    /// name, or staged as it was read.
     pub(super) ready: Option<super::ahead::Written>,
+    /// New remote files staged as they were read (see [`super::stage`]).
+    pub(super) stage: Option<&'a super::stage::Stage>,
 }
 
 /// True when what is there now is what the plan saw (kind, and for files size and mtime, for
@@ -205,13 +207,21 @@ impl Applier<'_> {
         let root = &self.ws.root;
         let io = |e: std::io::Error| StepError::Fatal(SyncError::io(under(root, &step.path), e));
         let t = step.target.as_ref().expect("writes have a target");
-        let tmp_rel = crate::sync::temp_name(self.ws, self.op, i, &step.path);
-        let tmp = under(root, &tmp_rel);
+        let own = under(
+            root,
+            &crate::sync::temp_name(self.ws, self.op, i, &step.path),
+        );
+        let mut tmp = own.clone();
         if t.kind == EntryKind::File {
-            // Written ahead, or else here (a write ahead that failed is made again here:
-            // it made no directory, this does).
-            if !matches!(self.ready.take(), Some(Ok(_))) {
-                crate::localfs::write_stored(self.ws, &tmp, t, true)?;
+            // Written ahead, staged, or else written here (a write ahead that failed is
+            // made again here: it made no directory, this does).
+            let ready = match self.ready.take() {
+                Some(Ok(p)) => Some(p),
+                _ => self.stage.and_then(|st| st.take(&step.path, t)),
+            };
+            match ready {
+                Some(p) => tmp = p,
+                None => crate::localfs::write_stored(self.ws, &tmp, t, true)?,
             }
         } else {
             let _ = fs::remove_file(&tmp);
@@ -223,7 +233,17 @@ impl Applier<'_> {
             return Err(e);
         }
         crate::failpoint::hit_n("before-rename", i);
-        self.place_local(&tmp, &step.path, step.expect.as_deref(), t)?;
+        match self.place_local(&tmp, &step.path, step.expect.as_deref(), t) {
+            // Staged on another file system than the path's (a mount inside the
+            // workspace): written from the store after all.
+            Err(StepError::Fatal(SyncError::Io { source, .. }))
+                if tmp != own && source.raw_os_error() == Some(libc::EXDEV) =>
+            {
+                crate::localfs::write_stored(self.ws, &own, t, true)?;
+                self.place_local(&own, &step.path, step.expect.as_deref(), t)?;
+            }
+            placed => placed?,
+        }
         self.record_local(i, step, t)
     }
 

@@ -56,11 +56,12 @@ pub(super) fn apply_plan(
         copies_on_server: None,
         patched: Vec::new(),
         ready: None,
+        stage: trees.stage.as_ref(),
     };
     let total = plan.steps.len() as u64;
     progress.start("applying", total);
     // Files written ahead of the loop by other threads (see `super::ahead`).
-    let ahead = super::ahead::Ahead::plan(ws, plan, op_id);
+    let ahead = super::ahead::Ahead::plan(ws, plan, op_id, trees.stage.as_ref());
     let ahead = ahead.as_ref();
     let looped = std::thread::scope(|s| {
         let _stop = ahead.map(|a| {
@@ -73,6 +74,9 @@ pub(super) fn apply_plan(
     });
     if let Some(a) = ahead {
         a.clean_up();
+    }
+    if let Some(stage) = &trees.stage {
+        stage.clear();
     }
     let Looped {
         mut failed,
@@ -133,7 +137,14 @@ fn steps_in_order(
     // written under them (it would land in whatever is there now, or fail on a
     // temporary name), and the next run takes them up with what is there.
     let mut unmade: Vec<Vec<u8>> = Vec::new();
+    // Steps done, marked in the journal a batch at a time (a write per step was a tenth of
+    // a first copy's loop).
+    let mut done: Vec<u32> = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
+        if done.len() >= MARKS {
+            journal::mark_steps(&applier.ws.store, applier.op, &done)?;
+            done.clear();
+        }
         if let Some(a) = ahead {
             a.at(i);
         }
@@ -164,7 +175,7 @@ fn steps_in_order(
                     Side::Local => report.applied_local += 1,
                     Side::Remote => report.applied_remote += 1,
                 }
-                journal::mark_step(&applier.ws.store, applier.op, i as u32)?;
+                done.push(i as u32);
                 crate::failpoint::hit_n("after-step", i);
             }
             Err(StepError::Fatal(e @ SyncError::Disconnected { .. })) => {
@@ -183,12 +194,16 @@ fn steps_in_order(
         }
         progress.set(i as u64 + 1);
     }
+    journal::mark_steps(&applier.ws.store, applier.op, &done)?;
     Ok(Looped {
         failed,
         denied,
         fatal,
     })
 }
+
+/// At most this many steps done wait to be marked in the journal.
+const MARKS: usize = 256;
 
 /// Stops the writers of an [`super::ahead::Ahead`] when the loop ends, however it ends (a
 /// store error, a panic), so that the scope joining them is never left waiting.

@@ -30,6 +30,9 @@ pub(crate) struct Trees {
     pub started_ns: i64,
     /// New remote files left remote-only without being read.
     pub deferred: Deferred,
+    /// New remote files written into the workspace as they were read, for the apply to put
+    /// in place (see [`crate::sync::stage`]).
+    pub stage: Option<crate::sync::stage::Stage>,
 }
 
 impl Trees {
@@ -82,12 +85,13 @@ pub(crate) struct Deferred {
 
 /// Scans both sides. The remote scan stores the content of changed remote files. A run that
 /// will write (`writes`, not a dry run nor a status) may read the remote's clock first when
-/// recent files are listed (see [`crate::racy::remote_clock`]).
+/// recent files are listed (see [`crate::racy::remote_clock`]); one that will write into the
+/// workspace (`stages`) stages the new files it reads there (see [`crate::sync::stage`]).
 pub(crate) fn scan_all(
     ws: &Workspace,
     remote: &TimedRemote,
     progress: &dyn Progress,
-    writes: bool,
+    (writes, stages): (bool, bool),
     alongside: impl FnOnce() -> Result<()> + Send,
 ) -> Result<Trees> {
     let started_ns = crate::now_ns();
@@ -137,6 +141,18 @@ pub(crate) fn scan_all(
     } else {
         None
     };
+    // A file the workspace neither has nor had at the last sync is written there by the
+    // apply (unless a conflict or the budget says otherwise): staged as it is read.
+    let stage = if stages {
+        crate::sync::stage::Stage::open(ws)
+    } else {
+        None
+    };
+    let wanted = |rel: &[u8]| !local.tree.contains_key(rel) && !base.contains_key(rel);
+    let staging = stage.as_ref().map(|stage| crate::sync::stage::Staging {
+        stage,
+        wanted: &wanted,
+    });
     let remote_scan = crate::scan::fetch_changed(
         remote,
         walked,
@@ -145,7 +161,7 @@ pub(crate) fn scan_all(
         (previous_remote, started_ns),
         &must_read,
         &not_read,
-        ws.config.parallel,
+        (ws.config.parallel, staging),
         &report,
     );
     progress.finish();
@@ -174,6 +190,7 @@ pub(crate) fn scan_all(
         racy,
         started_ns,
         deferred,
+        stage,
     })
 }
 
@@ -431,6 +448,7 @@ pub(crate) fn last_seen(ws: &Workspace) -> Result<Option<(Trees, LastSeen)>> {
         racy: crate::racy::load(&ws.store)?,
         started_ns,
         deferred,
+        stage: None,
     };
     Ok(Some((trees, seen)))
 }
