@@ -17,7 +17,8 @@ use common::{leftovers, noise, spawn_paused, staged, Env};
 mod common;
 
 /// `n` new files on the remote under `top` (in `top/dN/` and `top/` itself), of sizes up
-/// to 40 KB, some executable and some private; and one of 600 KB, read on its own.
+/// to 40 KB, some executable and some private, and `top/big.bin` of 600 KB (read on its
+/// own, streamed): their paths.
 fn put_files(env: &Env, top: &str, n: usize) -> Vec<String> {
     let mut paths = Vec::new();
     for i in 0..n {
@@ -35,6 +36,7 @@ fn put_files(env: &Env, top: &str, n: usize) -> Vec<String> {
         paths.push(rel);
     }
     env.put_remote(format!("{top}/big.bin"), noise(7, 600_000));
+    paths.push(format!("{top}/big.bin"));
     paths
 }
 
@@ -67,7 +69,7 @@ fn inodes(paths: &[String]) -> HashSet<u64> {
 #[test]
 fn new_files_go_in_place_from_where_they_were_staged_whole_with_mode_and_mtime() {
     let env = Env::new();
-    let small = put_files(&env, "a", 90);
+    let files = put_files(&env, "a", 90);
     let (remote, ws) = (
         env.remote.to_str().expect("utf-8"),
         env.ws.to_str().expect("utf-8"),
@@ -75,18 +77,17 @@ fn new_files_go_in_place_from_where_they_were_staged_whole_with_mode_and_mtime()
     let mut at_plan = HashSet::new();
     paused_at_plan(&env, env.root(), &["clone", remote, ws], || {
         let staged_now = staged(&env.ws);
-        // Every small file, not the big one (read on its own).
-        assert_eq!(staged_now.len(), small.len(), "{staged_now:?}");
+        assert_eq!(staged_now.len(), files.len(), "{staged_now:?}");
         at_plan = inodes(&staged_now);
     });
     env.assert_in_sync();
-    let placed: Vec<String> = small
+    let placed: Vec<String> = files
         .iter()
         .map(|rel| env.w(rel).display().to_string())
         .collect();
     // Each file in place is the one staged: renamed, not written again from the store.
     assert_eq!(inodes(&placed), at_plan);
-    for rel in small.iter().chain(["a/big.bin".to_owned()].iter()) {
+    for rel in &files {
         let (l, r) = (
             fs::metadata(env.w(rel)).expect("local"),
             fs::metadata(env.r(rel)).expect("remote"),
@@ -129,7 +130,7 @@ fn a_path_taken_while_its_file_was_staged_keeps_what_was_put_there() {
         .clone();
     // And a file where a new directory is to be made: nothing is written under it.
     let out = paused_at_plan(&env, &env.ws, &["sync", "--json"], || {
-        assert_eq!(staged(&env.ws).len(), 60);
+        assert_eq!(staged(&env.ws).len(), 61);
         fs::write(env.w(&taken), "made here while the sync ran\n").expect("write");
         fs::write(env.w("n/d1"), "a file where a directory was to be\n").expect("write");
     });

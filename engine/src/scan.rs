@@ -1351,7 +1351,10 @@ fn fetch_all(
                 let started_ns = crate::now_ns();
                 report(match batch {
                     Batch::One(rel, listed, expected) => {
-                        let r = fetch_expecting(remote, store, &rel, listed, expected);
+                        let r = match staging.filter(|st| expected.is_none() && (st.wanted)(&rel)) {
+                            Some(st) => fetch_staged(remote, store, &rel, listed, st.stage),
+                            None => fetch_expecting(remote, store, &rel, listed, expected),
+                        };
                         vec![(rel, started_ns, r)]
                     }
                     Batch::Small(files) => fetch_small(remote, store, files, started_ns, staging),
@@ -1643,6 +1646,30 @@ impl<R: std::io::Read> std::io::Read for Tee<'_, '_, R> {
     }
 }
 
+/// [`fetch`] of a big file, staged as it is read (see [`crate::sync::stage`]).
+///
+/// # Errors
+/// As [`fetch`].
+fn fetch_staged(
+    remote: &TimedRemote,
+    store: &Store,
+    rel: &[u8],
+    listed: RemoteEntry,
+    stage: &crate::sync::stage::Stage,
+) -> Result<(cachesync_objects::FileId, RemoteEntry)> {
+    let mut incoming = stage.begin(rel);
+    let mut observe = |pos: u64, bytes: &[u8]| {
+        if let Some(i) = incoming.as_mut() {
+            i.write_at(pos, bytes);
+        }
+    };
+    let fetched = fetch_teed(remote, store, rel, Some(listed), Some(&mut observe), true);
+    if let (Ok((id, after)), Some(i)) = (&fetched, incoming) {
+        i.finish(rel, &tree_entry(after), *id);
+    }
+    fetched
+}
+
 /// [`fetch`], showing the bytes to `observer` as they are read (the mounted view serves a
 /// file's first bytes while the rest is still coming).
 ///
@@ -1652,8 +1679,22 @@ pub fn fetch_observed(
     remote: &TimedRemote,
     store: &Store,
     rel: &[u8],
+    listed: Option<RemoteEntry>,
+    observer: Option<Observer<'_, '_>>,
+) -> Result<(cachesync_objects::FileId, RemoteEntry)> {
+    let buffered = observer.is_none();
+    fetch_teed(remote, store, rel, listed, observer, buffered)
+}
+
+/// [`fetch_observed`]; `buffered`: the remote is read a MiB per call whatever the chunker
+/// asks (else a reader waiting for a file's first bytes, the mount, gets them as they come).
+fn fetch_teed(
+    remote: &TimedRemote,
+    store: &Store,
+    rel: &[u8],
     mut listed: Option<RemoteEntry>,
     mut observer: Option<Observer<'_, '_>>,
+    buffered: bool,
 ) -> Result<(cachesync_objects::FileId, RemoteEntry)> {
     let gone = || SyncError::RemoteIo {
         path: display(rel).into(),
@@ -1677,7 +1718,6 @@ pub fn fetch_observed(
             continue;
         }
         let mut reader = remote.open(rel)?;
-        let observing = observer.is_some();
         let tee = Tee {
             inner: &mut reader,
             pos: 0,
@@ -1686,10 +1726,10 @@ pub fn fetch_observed(
         // The chunker asks for a chunk's worth at a time; each read of a remote file is a
         // bounded call (a pool thread, and the helper's pipe both ways): read a MiB per call.
         // A reader waiting for a file's first bytes (the mount) gets them as they come.
-        let ingested = if observing {
-            store.ingest(tee)
-        } else {
+        let ingested = if buffered {
             store.ingest(std::io::BufReader::with_capacity(REMOTE_READ, tee))
+        } else {
+            store.ingest(tee)
         };
         let (id, size) = match ingested {
             Ok((id, size, _)) => (id, size),

@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -95,22 +95,39 @@ impl Stage {
             )
         };
         let mut written = write();
-        if written.is_err() {
-            // The first into its directory (another thread may make it at the same time).
-            let made = path
-                .parent()
-                .is_some_and(|parent| match fs::create_dir(parent) {
-                    Ok(()) => true,
-                    Err(e) => e.kind() == std::io::ErrorKind::AlreadyExists,
-                });
-            if made {
-                written = write();
-            }
+        if written.is_err() && make_parent(&path) {
+            written = write();
         }
         // (A failure, a full disk say, is met again by the step, which reports it.)
         if written.is_ok() {
             self.lock().insert(k);
         }
+    }
+
+    /// A big file to stage as it is read for `rel` (see [`Incoming`]); `None` when it
+    /// cannot be made (the step then writes the file from the store).
+    pub fn begin(&self, rel: &[u8]) -> Option<Incoming<'_>> {
+        let h = blake3::hash(rel);
+        let part = self
+            .dir
+            .join(crate::paths::hex(&h.as_bytes()[..1]))
+            .join(format!("{}.part", crate::paths::hex(&h.as_bytes()[1..16])));
+        let open = || {
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&part)
+        };
+        let file = open()
+            .ok()
+            .or_else(|| make_parent(&part).then(open)?.ok())?;
+        Some(Incoming {
+            stage: self,
+            file: Some(file),
+            part,
+            end: 0,
+        })
     }
 
     /// Whether a file that holds exactly `t` (a file entry) is staged for `rel`.
@@ -142,9 +159,76 @@ impl Drop for Stage {
     }
 }
 
+/// Makes the directory `path` goes in, unless it is there (another thread may make it at
+/// the same time): whether it is there now.
+fn make_parent(path: &std::path::Path) -> bool {
+    path.parent()
+        .is_some_and(|parent| match fs::create_dir(parent) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::AlreadyExists,
+        })
+}
+
 /// Removes what a killed run left staged in `ws` (call only while holding its lock).
 pub fn remove_leftovers(ws: &Workspace) {
     let _ = fs::remove_dir_all(ws.meta_dir().join(INCOMING));
+}
+
+/// A big file staged as it is read: the reader shows it each piece with its offset
+/// ([`Incoming::write_at`]; a read started again starts again at 0), then
+/// [`Incoming::finish`] names it by what it holds. Dropped unfinished, it is removed.
+pub struct Incoming<'s> {
+    stage: &'s Stage,
+    /// `None` once a write failed: nothing is staged.
+    file: Option<fs::File>,
+    part: PathBuf,
+    /// How far it was written.
+    end: u64,
+}
+
+impl Incoming<'_> {
+    /// Writes `bytes`, read at `pos`.
+    pub fn write_at(&mut self, pos: u64, bytes: &[u8]) {
+        use std::os::unix::fs::FileExt;
+        let Some(f) = &self.file else { return };
+        let ok = (pos > 0 || self.end == 0 || f.set_len(0).is_ok())
+            && f.write_all_at(bytes, pos).is_ok();
+        if ok {
+            let before = if pos == 0 { 0 } else { self.end };
+            self.end = before.max(pos + bytes.len() as u64);
+        } else {
+            self.file = None;
+        }
+    }
+
+    /// The file was read whole as `e` and stored as `id`: staged for the apply.
+    pub fn finish(mut self, rel: &[u8], e: &Entry, id: FileId) {
+        let Some(f) = self.file.take() else { return };
+        if self.end != e.size {
+            return;
+        }
+        let set = f
+            .set_permissions(fs::Permissions::from_mode(e.mode))
+            .and_then(|()| {
+                f.set_times(
+                    fs::FileTimes::new().set_modified(crate::fs_remote::system_time(e.mtime_ns)),
+                )
+            });
+        drop(f);
+        let k = key(rel, id, e.mode, e.mtime_ns);
+        let path = self.stage.path(&k);
+        let renamed = || fs::rename(&self.part, &path).is_ok();
+        if set.is_ok() && (renamed() || make_parent(&path) && renamed()) {
+            self.stage.lock().insert(k);
+        }
+    }
+}
+
+impl Drop for Incoming<'_> {
+    fn drop(&mut self) {
+        // Renamed when finished: then there is nothing here to remove.
+        let _ = fs::remove_file(&self.part);
+    }
 }
 
 /// A stage and the paths to stage in it: those [`Stage::put`] is called for.
@@ -154,4 +238,78 @@ pub struct Staging<'a> {
     pub stage: &'a Stage,
     /// Which paths.
     pub wanted: &'a (dyn Fn(&[u8]) -> bool + Sync),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cachesync_objects::EntryKind;
+
+    fn stage(root: &std::path::Path) -> Stage {
+        let dir = root.join(INCOMING);
+        fs::create_dir(&dir).expect("mkdir");
+        Stage {
+            dir,
+            staged: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn bytes(seed: u8, len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+    }
+
+    /// A big file read again (it changed while it was read) is staged as the last read
+    /// gave it, shorter than the first; one read short of its size is not staged at all;
+    /// neither leaves a partial file.
+    #[test]
+    fn a_big_file_is_staged_as_its_last_read_gave_it_and_only_whole() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let st = stage(tmp.path());
+        let (first, second) = (bytes(1, 300), bytes(2, 120));
+        let mut e = Entry::new(b"big", EntryKind::File);
+        e.mode = 0o640;
+        e.mtime_ns = 1_600_000_000_123_456_789;
+        e.size = 120;
+        let mut i = st.begin(b"d/big").expect("begun");
+        i.write_at(0, &first[..200]);
+        i.write_at(200, &first[200..]);
+        i.write_at(0, &second[..100]);
+        i.write_at(100, &second[100..]);
+        let id = FileId::of(&second);
+        i.finish(b"d/big", &e, id);
+        let mut t = e.clone();
+        t.file = Some(id);
+        assert!(st.holds(b"d/big", &t));
+        assert!(!st.holds(b"d/other", &t), "staged for its path only");
+        let p = st.take(b"d/big", &t).expect("staged");
+        assert_eq!(fs::read(&p).expect("read"), second);
+        let md = fs::metadata(&p).expect("stat");
+        assert_eq!(md.mode() & 0o7777, 0o640);
+        assert_eq!(md.mtime() * 1_000_000_000 + md.mtime_nsec(), e.mtime_ns);
+        assert!(st.take(b"d/big", &t).is_none(), "taken once");
+        fs::remove_file(&p).expect("rm");
+
+        let mut i = st.begin(b"d/short").expect("begun");
+        i.write_at(0, &first[..10]);
+        e.size = 300;
+        let id = FileId::of(&first);
+        i.finish(b"d/short", &e, id);
+        t.file = Some(id);
+        t.size = 300;
+        assert!(!st.holds(b"d/short", &t));
+        let left: Vec<_> = walk(&st.dir);
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).expect("list").flatten() {
+            if e.file_type().expect("type").is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+        out
+    }
 }
