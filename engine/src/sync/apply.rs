@@ -228,9 +228,13 @@ impl Applier<'_> {
             use std::os::unix::ffi::OsStrExt;
             std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&t.target), &tmp).map_err(io)?;
         }
-        if let Err(e) = self.check_local(&step.path, step.expect.as_deref()) {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
+        // Where nothing may be there, the rename (`RENAME_NOREPLACE`) is the check; where
+        // the file system does not take that flag, `place_local` checks first.
+        if step.expect.is_some() {
+            if let Err(e) = self.check_local(&step.path, step.expect.as_deref()) {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
         }
         crate::failpoint::hit_n("before-rename", i);
         match self.place_local(&tmp, &step.path, step.expect.as_deref(), t) {
@@ -386,6 +390,12 @@ impl Applier<'_> {
         match placed {
             Ok(()) => {}
             Err(e) if crate::localfs::flags_unsupported(&e) => {
+                if expect.is_none() {
+                    if let Err(e) = self.check_local(path, None) {
+                        let _ = fs::remove_file(tmp);
+                        return Err(e);
+                    }
+                }
                 return fs::rename(tmp, &abs).map_err(io);
             }
             Err(e) => {
