@@ -255,7 +255,9 @@ mod tests {
     }
 
     fn bytes(seed: u8, len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
     }
 
     /// A big file read again (it changed while it was read) is staged as the last read
@@ -299,6 +301,54 @@ mod tests {
         assert!(!st.holds(b"d/short", &t));
         let left: Vec<_> = walk(&st.dir);
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// A staged file is taken only for a target that is exactly what it holds: the same
+    /// path, content, mode and mtime; for no other, and only once.
+    #[test]
+    fn a_staged_file_is_taken_only_for_exactly_what_it_holds() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let st = stage(tmp.path());
+        let body = bytes(3, 50);
+        let id = FileId::of(&body);
+        let mut e = Entry::new(b"f", EntryKind::File);
+        e.mode = 0o644;
+        e.mtime_ns = 1_700_000_000_000_000_001;
+        e.size = 50;
+        st.put(b"d/f", &e, id, &body);
+        let mut t = e.clone();
+        t.file = Some(id);
+        let others = [
+            Entry {
+                mode: 0o755,
+                ..t.clone()
+            },
+            Entry {
+                mtime_ns: t.mtime_ns + 1,
+                ..t.clone()
+            },
+            Entry {
+                file: Some(FileId::of(b"other")),
+                ..t.clone()
+            },
+            Entry {
+                file: None,
+                ..t.clone()
+            },
+        ];
+        for other in &others {
+            assert!(!st.holds(b"d/f", other), "{other:?}");
+            assert!(st.take(b"d/f", other).is_none(), "{other:?}");
+        }
+        assert!(st.take(b"d/g", &t).is_none(), "another path");
+        let p = st.take(b"d/f", &t).expect("staged");
+        assert_eq!(fs::read(&p).expect("read"), body);
+        assert_eq!(fs::metadata(&p).expect("stat").mode() & 0o7777, 0o644);
+        // One not taken is removed when the apply is over.
+        st.put(b"d/h", &e, id, &body);
+        st.clear();
+        assert!(!st.dir.exists(), "cleared");
+        assert!(st.take(b"d/h", &t).is_none());
     }
 
     fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
