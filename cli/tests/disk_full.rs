@@ -8,55 +8,9 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use common::{age, noise, read, tree, Env};
-
-/// A tmpfs of a given size mounted at a directory for the length of a test.
-struct SmallDisk {
-    dir: PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(dir: &Path, size: &str) -> SmallDisk {
-        fs::create_dir_all(dir).expect("mount point");
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .status()
-            .expect("mount runs");
-        assert!(
-            st.success(),
-            "mount a tmpfs at {} (needs root)",
-            dir.display()
-        );
-        SmallDisk {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn grow(&self, size: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.dir)
-            .status()
-            .expect("mount runs");
-        assert!(st.success(), "remount {}", self.dir.display());
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
-}
+use common::{age, noise, read, tree, Env, SmallDisk};
 
 fn temporaries(root: &Path) -> Vec<String> {
     let mut out = Vec::new();

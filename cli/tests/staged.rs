@@ -9,10 +9,9 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{leftovers, noise, spawn_paused, staged, Env};
+use common::{leftovers, noise, spawn_paused, staged, Env, SmallDisk};
 
 mod common;
 
@@ -192,15 +191,6 @@ fn files_staged_by_a_killed_run_are_removed_by_the_next_whatever_it_is() {
     env.assert_noop_sync();
 }
 
-/// A tmpfs mounted at a directory for the length of a test.
-struct Mounted(std::path::PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_file_staged_for_a_directory_on_another_file_system_is_written_there_all_the_same() {
     let env = Env::new();
@@ -209,17 +199,7 @@ fn a_file_staged_for_a_directory_on_another_file_system_is_written_there_all_the
     // `other` in the workspace is a mount point: a rename from the stage cannot reach it.
     let dir = env.w("other");
     fs::remove_file(dir.join("seed.txt")).expect("rm");
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
-        .arg(&dir)
-        .status()
-        .expect("mount runs");
-    assert!(
-        st.success(),
-        "mount a tmpfs at {} (needs root)",
-        dir.display()
-    );
-    let _mounted = Mounted(dir.clone());
+    let _mounted = SmallDisk::mount(&dir, "16m");
     fs::write(dir.join("seed.txt"), "seed\n").expect("write");
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
     let new = put_files(&env, "other", 20);

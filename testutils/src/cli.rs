@@ -552,3 +552,50 @@ pub fn staged(root: &Path) -> Vec<String> {
     }
     out
 }
+
+/// A tmpfs of a given size mounted at a directory for the length of a test.
+pub struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it) at `dir` (made if need be).
+    pub fn mount(dir: &Path, size: &str) -> SmallDisk {
+        fs::create_dir_all(dir).expect("mount point");
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .expect("mount runs");
+        assert!(
+            st.success(),
+            "mount a tmpfs at {} (needs root)",
+            dir.display()
+        );
+        SmallDisk {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Gives it `size` instead.
+    pub fn grow(&self, size: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.dir)
+            .status()
+            .expect("mount runs");
+        assert!(st.success(), "remount {}", self.dir.display());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
