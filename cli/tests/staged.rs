@@ -213,3 +213,31 @@ fn a_file_staged_for_a_directory_on_another_file_system_is_written_there_all_the
     }
     assert_eq!(leftovers(&env.ws), Vec::<String>::new());
 }
+
+/// The cache budget counts what a run staged once, as the workspace files they become: a
+/// budget that the whole first copy fits in brings every file in.
+#[test]
+fn a_budget_the_whole_first_copy_fits_in_brings_every_file_in() {
+    let put = |env: &Env| {
+        for i in 0..4u64 {
+            env.put_remote(format!("f{i}.bin"), noise(i + 1, 1_000_000));
+        }
+    };
+    // What the whole copy uses, without a budget.
+    let unbounded = Env::new();
+    put(&unbounded);
+    unbounded.clone_ws();
+    let status = unbounded.json(0, &["status", "--json"]);
+    let used = status["cache"]["used"].as_u64().expect("cache.used");
+    // The same copy with a budget of that and 1.5 MB more (4 MB are staged meanwhile).
+    let env = Env::new();
+    put(&env);
+    let r = env.clone_with(&["--budget", &(used + 1_500_000).to_string()]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        !r.stderr.contains("do not fit"),
+        "used {used} unbounded: {r}"
+    );
+    env.assert_in_sync();
+    assert_eq!(leftovers(&env.ws), Vec::<String>::new());
+}

@@ -41,11 +41,12 @@ pub struct Outcome {
 
 /// The cache budget in force: `budget_bytes`, bounded by `budget_disk_percent` of the free
 /// space on the workspace's disk plus what the cache already uses; none when neither is
-/// set.
+/// set. Files a running sync staged count as free space: the budget is the one the run saw
+/// before it read them.
 pub fn budget(ws: &Workspace) -> Option<u64> {
     let disk = ws.config.budget_disk_percent.and_then(|pct| {
         let st = rustix::fs::statvfs(&ws.root).ok()?;
-        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        let free = st.f_bavail.saturating_mul(st.f_frsize) + ws.staged_bytes();
         Some(ws.cache_bytes() + free / 100 * u64::from(pct))
     });
     match (ws.config.budget_bytes, disk) {

@@ -516,22 +516,36 @@ impl Workspace {
         IgnoreRules::load(&self.root)
     }
 
-    /// Bytes used by `.cachesync/` on disk.
+    /// Bytes used by `.cachesync/` on disk, less the files a running sync staged there
+    /// for the workspace (see [`Workspace::staged_bytes`]).
     pub fn cache_bytes(&self) -> u64 {
-        fn walk(p: &Path) -> u64 {
-            let Ok(rd) = std::fs::read_dir(p) else {
-                return 0;
-            };
-            rd.flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => walk(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        }
-        walk(&Self::meta(&self.root))
+        let meta = Self::meta(&self.root);
+        du(&meta, Some(&meta.join(crate::sync::stage::INCOMING)))
     }
+
+    /// Bytes of the files a running sync staged in `.cachesync/incoming/`: workspace files
+    /// about to be put in place, which the cache counts once they are there.
+    pub fn staged_bytes(&self) -> u64 {
+        du(
+            &Self::meta(&self.root).join(crate::sync::stage::INCOMING),
+            None,
+        )
+    }
+}
+
+/// The bytes of the files under `p` (their lengths), the directory `skip` left out.
+fn du(p: &Path, skip: Option<&Path>) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() && Some(e.path().as_path()) != skip => du(&e.path(), skip),
+            Ok(m) if m.is_dir() => 0,
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 impl Workspace {
