@@ -100,25 +100,7 @@ pub(crate) fn scan_all(
     let previous_is_base = previous_remote.is_none();
     let previous_remote = previous_remote.as_ref().unwrap_or(&base);
     let previous_racy = crate::racy::load(&ws.store)?;
-    // The workspace scan, the remote walk and `alongside` (the identity check) overlap:
-    // over a distant link the walk is round trips, the local scan is disk. Only reading
-    // happens before `alongside` has succeeded (files changed on the remote are fetched
-    // after it).
-    progress.start("scanning workspace and remote", 0);
-    let (local, walked, checked) = std::thread::scope(|s| {
-        let local = s.spawn(|| crate::presence::scan_workspace(ws, &base));
-        let checked = s.spawn(alongside);
-        let walked = crate::scan::walk_remote(remote, &rules, ws.config.parallel);
-        (
-            local.join().expect("the workspace scan does not panic"),
-            walked,
-            checked.join().expect("the identity check does not panic"),
-        )
-    });
-    progress.finish();
-    checked?;
-    let walked = walked?;
-    let local = local?;
+    let (local, walked) = scan_both(ws, remote, (&base, &rules), progress, alongside)?;
     let must_read = must_read(ws, &base, &local, &previous_racy);
     // New files the workspace will not hold (never-cache, or over the budget) are not
     // read from the share: they stay remote-only, listed with their stat.
@@ -192,6 +174,34 @@ pub(crate) fn scan_all(
         deferred,
         stage,
     })
+}
+
+/// The workspace scan, the remote walk and `alongside` (the identity check), overlapping:
+/// over a distant link the walk is round trips, the local scan is disk. Only reading
+/// happens before `alongside` has succeeded (files changed on the remote are fetched after
+/// it, by the caller).
+fn scan_both(
+    ws: &Workspace,
+    remote: &TimedRemote,
+    (base, rules): (&Flat, &crate::ignore_rules::IgnoreRules),
+    progress: &dyn Progress,
+    alongside: impl FnOnce() -> Result<()> + Send,
+) -> Result<(LocalScan, crate::scan::Walk)> {
+    progress.start("scanning workspace and remote", 0);
+    let (local, walked, checked) = std::thread::scope(|s| {
+        let local = s.spawn(|| crate::presence::scan_workspace(ws, base));
+        let checked = s.spawn(alongside);
+        let walked = crate::scan::walk_remote(remote, rules, ws.config.parallel);
+        (
+            local.join().expect("the workspace scan does not panic"),
+            walked,
+            checked.join().expect("the identity check does not panic"),
+        )
+    });
+    progress.finish();
+    checked?;
+    let walked = walked?;
+    Ok((local?, walked))
 }
 
 /// The remote files to read whatever their stat says: the racy ones, and those a push would
