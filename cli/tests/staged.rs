@@ -58,6 +58,17 @@ fn paused_at_plan(env: &Env, dir: &Path, args: &[&str], at_pause: impl FnOnce())
     stdout
 }
 
+/// Asserts each of `rels` in the workspace holds what the remote holds.
+fn arrived<'a>(env: &Env, rels: impl IntoIterator<Item = &'a String>) {
+    for rel in rels {
+        assert_eq!(
+            fs::read(env.w(rel)).ok(),
+            fs::read(env.r(rel)).ok(),
+            "{rel}"
+        );
+    }
+}
+
 fn inodes(paths: &[String]) -> HashSet<u64> {
     paths
         .iter()
@@ -143,13 +154,7 @@ fn a_path_taken_while_its_file_was_staged_keeps_what_was_put_there() {
     );
     let under_d1 = |p: &str| p.starts_with("n/d1/");
     assert!(new.iter().any(|p| under_d1(p)));
-    for rel in new.iter().filter(|p| **p != taken && !under_d1(p)) {
-        assert_eq!(
-            fs::read(env.w(rel)).ok(),
-            fs::read(env.r(rel)).ok(),
-            "{rel}"
-        );
-    }
+    arrived(&env, new.iter().filter(|p| **p != taken && !under_d1(p)));
     // What was staged for the steps that did not run is gone with the run.
     assert_eq!(leftovers(&env.ws), Vec::<String>::new());
 }
@@ -204,13 +209,7 @@ fn a_file_staged_for_a_directory_on_another_file_system_is_written_there_all_the
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
     let new = put_files(&env, "other", 20);
     env.ok(&["sync"]);
-    for rel in &new {
-        assert_eq!(
-            fs::read(env.w(rel)).ok(),
-            fs::read(env.r(rel)).ok(),
-            "{rel}"
-        );
-    }
+    arrived(&env, &new);
     assert_eq!(leftovers(&env.ws), Vec::<String>::new());
 }
 
