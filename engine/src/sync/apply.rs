@@ -74,8 +74,8 @@ pub(super) struct Applier<'a> {
     pub(super) copies_on_server: Option<bool>,
     /// Big files patched so far.
     pub(super) patched: Vec<crate::sync::Patched>,
-    /// The next step's file, written ahead (see [`super::ahead`]): under its temporary
-    /// name, or staged as it was read.
+    /// The next step's file, written ahead under its temporary name (see
+    /// [`super::ahead`]).
     pub(super) ready: Option<super::ahead::Written>,
     /// New remote files staged as they were read (see [`super::stage`]).
     pub(super) stage: Option<&'a super::stage::Stage>,
