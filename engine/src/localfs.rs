@@ -196,12 +196,7 @@ pub fn write_temp_in(
     let written = (|| -> Result<()> {
         let mut f = create_new(tmp).map_err(io)?;
         fill(&mut f)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io)?;
-        if let Some(ns) = mtime_ns {
-            f.set_times(fs::FileTimes::new().set_modified(crate::fs_remote::system_time(ns)))
-                .map_err(io)?;
-        }
+        set_mode_and_mtime(&f, mode, mtime_ns).map_err(io)?;
         if fsync {
             f.sync_all().map_err(io)?;
         }
@@ -211,6 +206,19 @@ pub fn write_temp_in(
         let _ = fs::remove_file(tmp);
     }
     written
+}
+
+/// Sets an open file's permission bits and, when given, its mtime.
+pub(crate) fn set_mode_and_mtime(
+    f: &File,
+    mode: u32,
+    mtime_ns: Option<i64>,
+) -> std::io::Result<()> {
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    if let Some(ns) = mtime_ns {
+        f.set_times(fs::FileTimes::new().set_modified(crate::fs_remote::system_time(ns)))?;
+    }
+    Ok(())
 }
 
 /// A new, empty file at `path`. Whatever a killed run left there (a file, a symlink) is

@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -207,13 +207,7 @@ impl Incoming<'_> {
         if self.end != e.size {
             return;
         }
-        let set = f
-            .set_permissions(fs::Permissions::from_mode(e.mode))
-            .and_then(|()| {
-                f.set_times(
-                    fs::FileTimes::new().set_modified(crate::fs_remote::system_time(e.mtime_ns)),
-                )
-            });
+        let set = crate::localfs::set_mode_and_mtime(&f, e.mode, Some(e.mtime_ns));
         drop(f);
         let k = key(rel, id, e.mode, e.mtime_ns);
         let path = self.stage.path(&k);
