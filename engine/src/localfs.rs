@@ -281,6 +281,35 @@ pub fn rename_into_place(tmp: &Path, dest: &Path, no_replace: bool) -> Result<()
     })
 }
 
+/// `syncfs` of the file system at `root` on a thread of its own: what is already written
+/// there goes to disk while the caller goes on, so that the `syncfs` a run makes before its
+/// commit (which it still makes: the files written since, and the renames) finds little
+/// left to do. Dropping it waits for it (a local disk's `syncfs` ends).
+pub(crate) struct Writeback(Option<std::thread::JoinHandle<()>>);
+
+impl Writeback {
+    /// Starts it (nothing, if no thread can be made: the later `syncfs` does it all).
+    pub(crate) fn start(root: &Path) -> Writeback {
+        let root = root.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("writeback".into())
+            .spawn(move || {
+                if let Ok(dir) = File::open(&root) {
+                    let _ = rustix::fs::syncfs(&dir);
+                }
+            });
+        Writeback(thread.ok())
+    }
+}
+
+impl Drop for Writeback {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

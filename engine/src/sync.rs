@@ -178,6 +178,11 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
         crate::sync::trees::scan_all(ws, &remote, progress, (writes, stages), check)?
     };
     crate::release_freed_memory();
+    // The staged files go to disk while the plan is made and applied (the apply is one
+    // thread), instead of all of them in the `syncfs` before the commit.
+    let _writeback = (trees.stage.as_ref())
+        .filter(|stage| !stage.is_empty())
+        .map(|_| crate::localfs::Writeback::start(&ws.root));
     report.bytes_down = trees.remote.bytes;
     report.warnings.extend(trees.local.warnings.iter().cloned());
     report

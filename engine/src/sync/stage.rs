@@ -143,6 +143,11 @@ impl Stage {
         self.lock().remove(&k).then(|| self.path(&k))
     }
 
+    /// Whether nothing is staged (or all was taken).
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     /// Removes what no step took (the run's apply is over).
     pub fn clear(&self) {
         let mut staged = self.lock();
