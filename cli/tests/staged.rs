@@ -131,7 +131,7 @@ fn a_path_taken_while_its_file_was_staged_keeps_what_was_put_there() {
     let env = Env::new();
     env.put_remote("n/seed.txt", "seed\n");
     env.clone_ws();
-    let new = put_files(&env, "n", 60);
+    let new = put_files(&env, "n", 80);
     // A new file at the top of `n` (a directory the workspace has): made here meanwhile.
     let taken = new
         .iter()
@@ -140,7 +140,7 @@ fn a_path_taken_while_its_file_was_staged_keeps_what_was_put_there() {
         .clone();
     // And a file where a new directory is to be made: nothing is written under it.
     let out = paused_at_plan(&env, &env.ws, &["sync", "--json"], || {
-        assert_eq!(staged(&env.ws).len(), 61);
+        assert_eq!(staged(&env.ws).len(), 81);
         fs::write(env.w(&taken), "made here while the sync ran\n").expect("write");
         fs::write(env.w("n/d1"), "a file where a directory was to be\n").expect("write");
     });
@@ -201,13 +201,14 @@ fn a_file_staged_for_a_directory_on_another_file_system_is_written_there_all_the
     let env = Env::new();
     env.put_remote("other/seed.txt", "seed\n");
     env.clone_ws();
-    // `other` in the workspace is a mount point: a rename from the stage cannot reach it.
+    // `other` in the workspace is a mount point: a rename (or a link) from the stage cannot
+    // reach it. Enough files that they are put in place by the writers ahead of the loop.
     let dir = env.w("other");
     fs::remove_file(dir.join("seed.txt")).expect("rm");
     let _mounted = SmallDisk::mount(&dir, "16m");
     fs::write(dir.join("seed.txt"), "seed\n").expect("write");
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let new = put_files(&env, "other", 20);
+    let new = put_files(&env, "other", 80);
     env.ok(&["sync"]);
     arrived(&env, &new);
     assert_eq!(leftovers(&env.ws), Vec::<String>::new());

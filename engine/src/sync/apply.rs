@@ -9,6 +9,7 @@ use std::path::Path;
 
 use cachesync_objects::{Entry, EntryKind};
 
+use super::ahead::Ready;
 use super::patch::{How, Patch};
 use crate::error::{Result, SyncError};
 use crate::fs_remote::entry_from_metadata;
@@ -76,7 +77,7 @@ pub(super) struct Applier<'a> {
     pub(super) patched: Vec<crate::sync::Patched>,
     /// The next step's file, written ahead under its temporary name (see
     /// [`super::ahead`]).
-    pub(super) ready: Option<super::ahead::Written>,
+    pub(super) ready: Option<super::ahead::Ready>,
     /// New remote files staged as they were read (see [`super::stage`]).
     pub(super) stage: Option<&'a super::stage::Stage>,
 }
@@ -150,6 +151,30 @@ fn taken_is_change(e: SyncError, path: &[u8]) -> StepError {
 }
 
 /// The skip for a remote path that is no longer as the plan saw it.
+/// Makes the directory `path` in the workspace at `root`, where the plan saw nothing, with
+/// `mode` (and the owner's bits: cachesync must write in it).
+pub(super) fn make_dir(root: &Path, path: &[u8], mode: u32) -> Result<(), StepError> {
+    let abs = under(root, path);
+    if local_entry(&abs, split_parent(path).1)
+        .map_err(|e| SyncError::io(&abs, e))?
+        .is_some()
+    {
+        return Err(changed_here(path));
+    }
+    fs::create_dir(&abs).map_err(|e| exists_is_change(e, path, &abs))?;
+    fs::set_permissions(&abs, fs::Permissions::from_mode(mode | 0o700))
+        .map_err(|e| StepError::Fatal(SyncError::io(&abs, e)))
+}
+
+/// Why a file was not put in place at `path` (`abs`): taken meanwhile (no-replace), or gone
+/// meanwhile (exchange), is a change here; anything else, the error.
+pub(super) fn not_placed(e: std::io::Error, path: &[u8], abs: &Path) -> StepError {
+    match e.kind() {
+        std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound => changed_here(path),
+        _ => StepError::Fatal(SyncError::io(abs, e)),
+    }
+}
+
 fn changed_there(path: &[u8]) -> StepError {
     StepError::Precondition(format!(
         "{} changed on the remote during the sync; the next run takes it up",
@@ -216,7 +241,16 @@ impl Applier<'_> {
             // Written ahead, staged, or else written here (a write ahead that failed is
             // made again here: it made no directory, this does).
             let ready = match self.ready.take() {
-                Some(Ok(p)) => Some(p),
+                Some(Ready::Placed(placed)) => {
+                    // Put in place ahead: done (see `super::ahead`).
+                    self.local_results.push(LocalResult {
+                        step: i,
+                        from: false,
+                        stat: Some(placed?),
+                    });
+                    return Ok(());
+                }
+                Some(Ready::Written(Ok(p))) => Some(p),
                 _ => self.stage.and_then(|st| st.take(&step.path, t)),
             };
             match ready {
@@ -307,14 +341,11 @@ impl Applier<'_> {
                 Ok(())
             }
             Op::Write | Op::Symlink => self.write_local(i, step),
-            Op::Mkdir => {
-                self.check_local(&step.path, None)?;
-                let t = target.expect("mkdir has a target");
-                fs::create_dir(&abs).map_err(|e| exists_is_change(e, &step.path, &abs))?;
-                fs::set_permissions(&abs, fs::Permissions::from_mode(t.mode | 0o700))
-                    .map_err(io)?;
-                Ok(())
-            }
+            Op::Mkdir => match self.ready.take() {
+                // Made ahead (see `super::ahead`).
+                Some(Ready::Made(made)) => made,
+                _ => make_dir(root, &step.path, target.expect("mkdir has a target").mode),
+            },
             Op::Mknod => {
                 self.check_local(&step.path, None)?;
                 let t = target.expect("mknod has a target");
@@ -400,13 +431,7 @@ impl Applier<'_> {
             }
             Err(e) => {
                 let _ = fs::remove_file(tmp);
-                // Taken meanwhile (no-replace), or gone meanwhile (exchange).
-                return Err(match e.kind() {
-                    std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound => {
-                        changed_here(path)
-                    }
-                    _ => io(e),
-                });
+                return Err(not_placed(e, path, &abs));
             }
         }
         let Some(expect) = expect else { return Ok(()) };

@@ -61,7 +61,7 @@ pub(super) fn apply_plan(
     let total = plan.steps.len() as u64;
     progress.start("applying", total);
     // Files written ahead of the loop by other threads (see `super::ahead`).
-    let ahead = super::ahead::Ahead::plan(ws, plan, op_id, trees.stage.as_ref());
+    let ahead = super::ahead::Ahead::plan(ws, plan, op_id, trees.stage.as_ref(), over_budget);
     let ahead = ahead.as_ref();
     let looped = std::thread::scope(|s| {
         let _stop = ahead.map(|a| {
@@ -163,6 +163,9 @@ fn steps_in_order(
             }
             if step.op == Op::Mkdir {
                 unmade.push(step.path.clone());
+                if let Some(a) = ahead {
+                    a.not_made(i);
+                }
             }
             continue;
         }
@@ -176,6 +179,9 @@ fn steps_in_order(
                     Side::Remote => report.applied_remote += 1,
                 }
                 done.push(i as u32);
+                if let (Op::Mkdir, Side::Local, Some(a)) = (step.op, step.side, ahead) {
+                    a.made(i);
+                }
                 crate::failpoint::hit_n("after-step", i);
             }
             Err(StepError::Fatal(e @ SyncError::Disconnected { .. })) => {
@@ -191,6 +197,9 @@ fn steps_in_order(
         }
         if step.op == Op::Mkdir && failed.contains(&step.change) {
             unmade.push(step.path.clone());
+            if let Some(a) = ahead {
+                a.not_made(i);
+            }
         }
         progress.set(i as u64 + 1);
     }
