@@ -333,6 +333,20 @@ fn remote_with_files() -> Env {
     env
 }
 
+/// Enough new files, in new directories, that the writers ahead of the loop make the
+/// directories and put the staged files in place (`sync/ahead.rs`), and the kills land in
+/// their threads too.
+fn remote_with_many_files() -> Env {
+    let env = remote_with_files();
+    for i in 0..80 {
+        env.put_remote(
+            format!("many/d{}/f{i:02}.txt", i % 4),
+            format!("file {i}\n"),
+        );
+    }
+    env
+}
+
 /// Changes on both sides: edits, a new directory, a rename, a deletion, a grown big file, and
 /// a content conflict.
 fn both_sides_changed() -> Env {
@@ -551,6 +565,19 @@ fn a_clone_killed_anywhere_is_finished_by_clone_again_or_pull() {
             assert_ne!(pull.code, 0, "{point}: not a workspace yet: {pull}");
         }
     }
+}
+
+#[test]
+fn a_clone_put_in_place_by_the_writers_killed_anywhere_is_finished_by_the_next_run() {
+    crash_everywhere(&Scenario {
+        name: "clone (new files put in place ahead)",
+        setup: remote_with_many_files,
+        command: &["clone"],
+        again: Again::AfterClone,
+        codes: &[0],
+        exact_local: true,
+        patched_in_place: false,
+    });
 }
 
 #[test]
