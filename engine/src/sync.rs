@@ -156,23 +156,7 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
             || !crate::sync::patch::pending(&ws.store)?.is_empty());
     let mut trees = if leftovers {
         check()?;
-        report.recovered = crate::sync::recover::recover(ws, &remote)?;
-        for left in crate::sync::patch::finish_pending(ws, &remote)? {
-            use crate::sync::patch::Leftover;
-            match left {
-                Leftover::Finished(_) => {}
-                Leftover::LeftAlone(path) => report.warnings.push(format!(
-                    "{}: an interrupted patch was not finished: the file changed on the \
-                     server meanwhile (both versions are kept if they differ)",
-                    crate::paths::display(&path)
-                )),
-                Leftover::RolledBack(path, why) => report.warnings.push(format!(
-                    "{}: an interrupted patch could not be finished ({why}): the file on \
-                     the server was put back as it was before",
-                    crate::paths::display(&path)
-                )),
-            }
-        }
+        recover_leftovers(ws, &remote, &mut report)?;
         crate::sync::trees::scan_all(ws, &remote, progress, (writes, stages), || Ok(()))?
     } else {
         crate::sync::trees::scan_all(ws, &remote, progress, (writes, stages), check)?
@@ -237,6 +221,36 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
         Some(e) => Err(e),
         None => Ok(report),
     }
+}
+
+/// What a killed run left: its operation abandoned (its temporaries removed, what it moved
+/// to lost+found recorded), and a patch in place it left half done finished or rolled back.
+///
+/// # Errors
+/// Store and remote errors.
+fn recover_leftovers(
+    ws: &Workspace,
+    remote: &crate::timed::TimedRemote,
+    report: &mut Outcome,
+) -> Result<()> {
+    report.recovered = crate::sync::recover::recover(ws, remote)?;
+    for left in crate::sync::patch::finish_pending(ws, remote)? {
+        use crate::sync::patch::Leftover;
+        match left {
+            Leftover::Finished(_) => {}
+            Leftover::LeftAlone(path) => report.warnings.push(format!(
+                "{}: an interrupted patch was not finished: the file changed on the \
+                 server meanwhile (both versions are kept if they differ)",
+                crate::paths::display(&path)
+            )),
+            Leftover::RolledBack(path, why) => report.warnings.push(format!(
+                "{}: an interrupted patch could not be finished ({why}): the file on \
+                 the server was put back as it was before",
+                crate::paths::display(&path)
+            )),
+        }
+    }
+    Ok(())
 }
 
 /// The temporary name step `i` of operation `op` writes before renaming into `path`.
