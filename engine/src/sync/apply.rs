@@ -150,7 +150,6 @@ fn taken_is_change(e: SyncError, path: &[u8]) -> StepError {
     }
 }
 
-/// The skip for a remote path that is no longer as the plan saw it.
 /// Makes the directory `path` in the workspace at `root`, where the plan saw nothing, with
 /// `mode` (and the owner's bits: cachesync must write in it).
 pub(super) fn make_dir(root: &Path, path: &[u8], mode: u32) -> Result<(), StepError> {
@@ -175,6 +174,7 @@ pub(super) fn not_placed(e: std::io::Error, path: &[u8], abs: &Path) -> StepErro
     }
 }
 
+/// The skip for a remote path that is no longer as the plan saw it.
 fn changed_there(path: &[u8]) -> StepError {
     StepError::Precondition(format!(
         "{} changed on the remote during the sync; the next run takes it up",
