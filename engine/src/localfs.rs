@@ -284,8 +284,13 @@ pub fn rename_into_place(tmp: &Path, dest: &Path, no_replace: bool) -> Result<()
 /// `syncfs` of the file system at `root` on a thread of its own: what is already written
 /// there goes to disk while the caller goes on, so that the `syncfs` a run makes before its
 /// commit (which it still makes: the files written since, and the renames) finds little
-/// left to do. Dropping it waits for it (a local disk's `syncfs` ends).
-pub(crate) struct Writeback(Option<std::thread::JoinHandle<()>>);
+/// left to do.
+///
+/// Its outcome must be asked for ([`Writeback::finish`]): `syncfs` reports a failed write
+/// back to the first caller that looks, and a later `syncfs` (the commit's) would find
+/// nothing wrong. Dropped unasked (a run that failed first), the thread is left to end by
+/// itself.
+pub(crate) struct Writeback(Option<std::thread::JoinHandle<std::io::Result<()>>>);
 
 impl Writeback {
     /// Starts it (nothing, if no thread can be made: the later `syncfs` does it all).
@@ -293,19 +298,20 @@ impl Writeback {
         let root = root.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("writeback".into())
-            .spawn(move || {
-                if let Ok(dir) = File::open(&root) {
-                    let _ = rustix::fs::syncfs(&dir);
-                }
-            });
+            .spawn(move || rustix::fs::syncfs(&File::open(&root)?).map_err(Into::into));
         Writeback(thread.ok())
     }
-}
 
-impl Drop for Writeback {
-    fn drop(&mut self) {
-        if let Some(thread) = self.0.take() {
-            let _ = thread.join();
+    /// Waits for it: whether what it wrote back reached the disk.
+    ///
+    /// # Errors
+    /// The `syncfs`'s.
+    pub(crate) fn finish(mut self) -> std::io::Result<()> {
+        match self.0.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the writeback thread panicked"))),
+            None => Ok(()),
         }
     }
 }

@@ -164,7 +164,7 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
     crate::release_freed_memory();
     // The staged files go to disk while the plan is made and applied (the apply is one
     // thread), instead of all of them in the `syncfs` before the commit.
-    let _writeback = (trees.stage.as_ref())
+    let writeback = (trees.stage.as_ref())
         .filter(|stage| !stage.is_empty())
         .map(|_| crate::localfs::Writeback::start(&ws.root));
     report.bytes_down = trees.remote.bytes;
@@ -206,6 +206,14 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
         progress,
     )?;
     crate::release_freed_memory();
+    if let Some(writeback) = writeback {
+        // It saw first any failure to write the staged files back: the commit's own
+        // `syncfs` would not.
+        let written_back = writeback.finish();
+        if report.applied_local > 0 {
+            written_back.map_err(|e| SyncError::io(&ws.root, e))?;
+        }
+    }
     let fatal = crate::sync::commit::commit_run(
         ws,
         opts,

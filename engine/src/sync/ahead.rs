@@ -18,8 +18,8 @@
 //! step did not make, never more than [`WINDOW`] steps ahead of the loop, and with no other
 //! directory made for it. What the loop does not take (a step skipped, a run stopped) is
 //! removed; what a kill leaves is a temporary of this workspace, tidied by the next run. A
-//! file put in place for a step the loop never reached (the remote went away) stays: it
-//! holds what the share holds where nothing was, and the next run finds the two the same.
+//! file put in place (or a directory made) for a step the loop never reached (the remote
+//! went away) is done: the run records it as done ([`Ahead::finished_unreached`]).
 
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -414,9 +414,25 @@ impl<'a> Ahead<'a> {
         self.changed.notify_all();
     }
 
+    /// After the writers ended: the steps they did whole that the loop never took (it
+    /// stopped before them): each with the stat of the file put in place, or `None` for a
+    /// directory made. No one takes them after this.
+    pub(super) fn finished_unreached(&self) -> Vec<(usize, Option<Stat>)> {
+        let mut state = self.lock();
+        let mut done = Vec::new();
+        for (k, slot) in state.slots.iter_mut().enumerate() {
+            let stat = match slot {
+                Slot::Done(Ready::Placed(Ok(stat))) => Some(*stat),
+                Slot::Done(Ready::Made(Ok(()))) => None,
+                _ => continue,
+            };
+            done.push((self.files[k], stat));
+            *slot = Slot::Taken;
+        }
+        done
+    }
+
     /// After the writers ended: removes every file written ahead that the loop did not take.
-    /// (A file put in place for a step the loop did not reach, the remote gone, stays: it
-    /// holds what the share holds, where nothing was, and the next run finds it so.)
     pub(super) fn clean_up(&self) {
         let mut state = self.lock();
         for slot in &mut state.slots {
@@ -619,15 +635,14 @@ mod tests {
         got
     }
 
-    #[test]
-    fn staged_files_are_put_in_place_ahead_only_in_directories_that_were_made() {
+    /// A workspace, its stage and a plan making `d/` and `e/` with 100 new staged files in
+    /// each, each its own change; a file sits where `e` is to be made.
+    fn staged_plan() -> (tempfile::TempDir, Workspace, Stage, Plan) {
         let tmp = tempfile::tempdir().expect("temp dir");
         let remote = tmp.path().join("remote");
         std::fs::create_dir_all(&remote).expect("mkdir");
         let ws = Workspace::init(&remote, &tmp.path().join("ws"), |_| {}).expect("init");
         let stage = Stage::open(&ws).expect("a stage");
-        // `d/` and `e/` to make, 100 new files in each, each its own change; a file sits
-        // where `e` is to be made.
         let mut plan = Plan::default();
         for (k, dir) in ["d", "e"].iter().enumerate() {
             let mut d = Entry::new(dir.as_bytes(), EntryKind::Dir);
@@ -653,6 +668,24 @@ mod tests {
             }
         }
         std::fs::write(ws.root.join("e"), "not a directory\n").expect("write");
+        (tmp, ws, stage, plan)
+    }
+
+    /// The writers left alone until every step is done or passed.
+    fn writers_through(ahead: &Ahead<'_>) {
+        let through = cachesync_testutils::poll_until(std::time::Duration::from_secs(30), || {
+            let state = ahead.lock();
+            state
+                .slots
+                .iter()
+                .all(|s| matches!(s, Slot::Done(_) | Slot::Taken))
+        });
+        assert!(through, "the writers did not get through the plan");
+    }
+
+    #[test]
+    fn staged_files_are_put_in_place_ahead_only_in_directories_that_were_made() {
+        let (_tmp, ws, stage, plan) = staged_plan();
         let ahead = Ahead::plan(&ws, &plan, 7, Some(&stage), &Default::default())
             .expect("worth doing ahead");
         assert_eq!(ahead.jobs.iter().filter(|j| **j == Job::Place).count(), 200);
@@ -663,15 +696,7 @@ mod tests {
             }
             // The writers get through every step on their own (all within the window, the
             // directories theirs to make): the loop then finds each one done.
-            let through =
-                cachesync_testutils::poll_until(std::time::Duration::from_secs(30), || {
-                    let state = ahead.lock();
-                    state
-                        .slots
-                        .iter()
-                        .all(|s| matches!(s, Slot::Done(_) | Slot::Taken))
-                });
-            assert!(through, "the writers did not get through the plan");
+            writers_through(&ahead);
             run_loop(&ahead, &plan, &ws.root)
         });
         ahead.clean_up();
@@ -714,6 +739,50 @@ mod tests {
         }
         assert_eq!(placed, 100, "put in place ahead");
         assert!(ws.root.join("e").is_file());
+    }
+
+    #[test]
+    fn what_the_writers_did_whole_for_steps_the_loop_never_reached_is_reported_done() {
+        let (_tmp, ws, stage, plan) = staged_plan();
+        let ahead = Ahead::plan(&ws, &plan, 7, Some(&stage), &Default::default())
+            .expect("worth doing ahead");
+        std::thread::scope(|s| {
+            for _ in 0..ahead.writers() {
+                s.spawn(|| ahead.write());
+            }
+            writers_through(&ahead);
+            // The loop stopped before its first step (the remote went away).
+            ahead.stop();
+        });
+        let done = ahead.finished_unreached();
+        // `d` made, its 100 files put in place (each with its stat); `e` not made, nothing
+        // put under it.
+        let made: Vec<usize> = done
+            .iter()
+            .filter(|(_, st)| st.is_none())
+            .map(|d| d.0)
+            .collect();
+        assert_eq!(made, vec![0]);
+        let placed: Vec<usize> = done
+            .iter()
+            .filter(|(_, st)| st.is_some())
+            .map(|d| d.0)
+            .collect();
+        assert_eq!(placed, (1..=100).collect::<Vec<usize>>());
+        for (i, stat) in &done {
+            let abs = ws
+                .root
+                .join(String::from_utf8_lossy(&plan.steps[*i].path).as_ref());
+            let md = std::fs::symlink_metadata(&abs).expect("done");
+            if let Some(stat) = stat {
+                assert_eq!(
+                    stat.ino,
+                    std::os::unix::fs::MetadataExt::ino(&md),
+                    "{abs:?}"
+                );
+            }
+        }
+        assert!(ahead.finished_unreached().is_empty(), "reported once");
     }
 
     fn describe(r: Option<&Ready>) -> &'static str {

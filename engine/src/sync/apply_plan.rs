@@ -72,7 +72,25 @@ pub(super) fn apply_plan(
         });
         steps_in_order(&mut applier, plan, over_budget, ahead, report, progress)
     });
+    // Steps the writers finished that the loop never reached (it stopped: the remote went
+    // away) are done all the same, and recorded so: a file put in place and not recorded
+    // would be taken by the next run for one added here (and pushed back to a share that
+    // deleted it meanwhile).
+    let reached = report.applied + report.skipped.len();
+    let mut done_ahead = HashSet::new();
     if let Some(a) = ahead {
+        for (i, stat) in a.finished_unreached() {
+            if stat.is_some() {
+                applier.local_results.push(LocalResult {
+                    step: i,
+                    from: false,
+                    stat,
+                });
+            }
+            report.applied += 1;
+            report.applied_local += 1;
+            done_ahead.insert(i);
+        }
         a.clean_up();
     }
     if let Some(stage) = &trees.stage {
@@ -93,9 +111,10 @@ pub(super) fn apply_plan(
     );
     // Steps not reached because the remote went away count as failed.
     if fatal.is_some() {
-        let reached = report.applied + report.skipped.len();
-        for s in plan.steps.iter().skip(reached) {
-            failed.insert(s.change);
+        for (i, s) in plan.steps.iter().enumerate().skip(reached) {
+            if !done_ahead.contains(&i) {
+                failed.insert(s.change);
+            }
         }
     }
 
