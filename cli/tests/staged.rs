@@ -178,15 +178,24 @@ fn files_staged_by_a_killed_run_are_removed_by_the_next_whatever_it_is() {
     env.ok(&["push"]);
     assert_eq!(staged(&env.ws), Vec::<String>::new());
 
-    // Killed again, in the middle of the steps: the next sync completes the copy.
+    // Killed again once the plan is journalled (every new file staged, none put in place):
+    // they are left staged.
     let more = put_files(&env, "m", 50);
+    let killed = env.run_with(
+        &env.ws,
+        ["sync"],
+        &[("CACHESYNC_FAILPOINT", OsStr::new("planned"))],
+    );
+    assert_eq!(killed.signal, Some(9), "{killed}");
+    assert!(!staged(&env.ws).is_empty(), "nothing was left staged");
+    // And in the middle of the steps (by then the writers ahead of the loop may have put
+    // every file in place): the next sync completes the copy.
     let killed = env.run_with(
         &env.ws,
         ["sync"],
         &[("CACHESYNC_FAILPOINT", OsStr::new("after-step:20"))],
     );
     assert_eq!(killed.signal, Some(9), "{killed}");
-    assert!(!staged(&env.ws).is_empty(), "nothing was left staged");
     env.ok(&["sync"]);
     env.assert_in_sync();
     assert!(more.iter().all(|rel| env.w(rel).exists()));
