@@ -275,3 +275,98 @@ fn outages_at_seeded_moments_of_a_push_and_a_pull_lose_nothing() {
         case(command, &point, outage);
     }
 }
+
+/// New files the writers put in place ahead of the loop, when an outage then stops the loop
+/// before it reaches their steps, are recorded all the same: a file deleted on the share
+/// afterwards is deleted here by the next sync, not taken for one added here and pushed back.
+#[test]
+fn files_put_in_place_ahead_of_a_loop_stopped_by_an_outage_are_recorded() {
+    let mut w = world();
+    // Enough new files for the writers (they start at 64), in a directory the workspace has,
+    // so that no step of the loop's has to make one first; and an edit to push, whose step
+    // (a.txt, at the top) runs before theirs.
+    let new: Vec<String> = (0..80).map(|i| format!("data/n{i:02}.txt")).collect();
+    for (i, rel) in new.iter().enumerate() {
+        fs::write(w.share.served().join(rel), format!("new {i}\n")).expect("write");
+    }
+    let served = tree(w.share.served());
+    wait_until(
+        "the mount shows the new files",
+        Duration::from_secs(10),
+        || tree(w.share.mnt()) == served,
+    );
+    common::write_changed(&w.ws.join("a.txt"), b"a, edited here\n");
+
+    let plan = w.run(&["sync", "--dry-run", "--json"], &[]);
+    assert!(plan.status.success(), "dry run: {plan:?}");
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("json");
+    let steps = common::steps(&plan);
+    let push = steps
+        .iter()
+        .position(|s| s["side"] == "remote" && s["path"] == "a.txt")
+        .unwrap_or_else(|| panic!("no step pushes a.txt: {plan}"));
+    let first_new = steps
+        .iter()
+        .position(|s| s["side"] == "local" && s["path"] == new[0].as_str())
+        .unwrap_or_else(|| panic!("no step writes {}: {plan}", new[0]));
+    assert!(push < first_new, "the push must come first: {plan}");
+
+    // The loop paused before the push; the writers go on and put every new file in place.
+    let pause = w.tmp.path().join("paused");
+    let point = format!("before-step:{push}");
+    let mut child = common::spawn_paused(&w.ws, &w.home, &["sync"], &point, &pause);
+    assert!(
+        wait_until_or_exit(&mut child, &pause),
+        "the sync never paused"
+    );
+    wait_until(
+        "the writers put every new file in place",
+        Duration::from_secs(60),
+        || new.iter().all(|rel| w.ws.join(rel).exists()),
+    );
+    w.share.kill_server();
+    fs::remove_file(&pause).expect("resume");
+    let out = child.wait_with_output().expect("the sync ends");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the sync should end disconnected: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.share.restart_server();
+
+    // A colleague deletes one of the new files meanwhile.
+    let gone = &new[7];
+    fs::remove_file(w.share.served().join(gone)).expect("rm");
+    wait_until(
+        "the mount shows the deletion",
+        Duration::from_secs(10),
+        || !w.share.mnt().join(gone).exists(),
+    );
+    wait_until(
+        "sync completes once the server is back",
+        Duration::from_secs(60),
+        || w.run(&["sync"], &[]).status.success(),
+    );
+    assert!(
+        !w.ws.join(gone).exists(),
+        "{gone}, deleted on the share, is still in the workspace"
+    );
+    assert!(
+        !w.share.served().join(gone).exists(),
+        "{gone}, deleted on the share, was pushed back"
+    );
+    let server = tree(w.share.served());
+    let here = tree(&w.ws);
+    assert!(
+        server == here,
+        "the two sides differ (left: server, right: workspace):\n{}",
+        common::diff(&server, &here)
+    );
+    assert_eq!(
+        fs::read(w.share.served().join("a.txt")).expect("a.txt"),
+        b"a, edited here\n"
+    );
+    let fsck = w.run(&["fsck"], &[]);
+    assert!(fsck.status.success(), "{fsck:?}");
+}
