@@ -183,7 +183,13 @@ fn local_version(env: &Env, rel: &str) -> std::path::PathBuf {
 /// `at` meanwhile (removing what was there), lets it go on, and checks the step was skipped
 /// and what was made is still there.
 fn race(env: &Env, command: &str, at: &Path, rel: &str, symlink: bool) {
-    let (child, pause) = paused(env, &[command], "before-rename:0");
+    race_at(env, command, "before-rename:0", at, rel, symlink);
+}
+
+/// [`race`], paused at `point` (a new file from the server is put in place as it is read:
+/// `before-landing`).
+fn race_at(env: &Env, command: &str, point: &str, at: &Path, rel: &str, symlink: bool) {
+    let (child, pause) = paused(env, &[command], point);
     if at.symlink_metadata().is_ok() {
         fs::remove_file(at).expect("rm");
     }
@@ -201,7 +207,7 @@ fn a_file_made_in_the_workspace_just_before_a_pull_renames_over_it_is_kept() {
         let env = Env::with_remote(&[("keep.txt", "k\n")]);
         env.clone_ws();
         env.put_remote("n", "from the server\n");
-        race(&env, "pull", &env.w("n"), "n", symlink);
+        race_at(&env, "pull", "before-landing", &env.w("n"), "n", symlink);
         assert_eq!(read(env.r("n")), "from the server\n");
         // The next sync sees both: nothing is lost.
         env.expect_code(7, &["sync"]);
@@ -266,7 +272,9 @@ fn a_file_made_where_a_pull_makes_a_directory_skips_what_goes_inside() {
     fs::create_dir(env.r("n")).expect("mkdir");
     env.put_remote("n/inside.txt", "inside\n");
     env.put_remote("n/deeper/more.txt", "more\n");
-    let (child, pause) = paused(&env, &["pull"], "before-step:0");
+    // Before anything is read: a new file is put in place as it is read, its directory
+    // made for it.
+    let (child, pause) = paused(&env, &["pull"], "scanned");
     fs::write(env.w("n"), "mine, made during the pull\n").expect("write");
     let (code, out) = resume(child, &pause);
     assert_eq!(code, 0, "{out}");

@@ -92,7 +92,10 @@ const MODES: &[u32] = &[0o644, 0o600, 0o755, 0o700, 0o640, 0o444, 0o4755, 0o2750
 
 /// Crash points without a number, and the numbered families (numbered from 0).
 const NAMED_POINTS: &[&str] = &[
+    "scanned",
     "fetching",
+    "before-landing",
+    "landed",
     "fetched",
     "remote-snapshot",
     "planned",

@@ -1,8 +1,8 @@
-//! New remote files staged in the workspace as they are read (`.cachesync/incoming/`),
-//! then put in place by the apply: each arrives whole with its mode and mtime and is the
-//! very file staged (not written a second time), a path taken meanwhile keeps what was put
-//! there, a path on another file system gets its file all the same, and nothing staged
-//! outlives a run, finished or killed.
+//! New remote files staged in the workspace as they are read (`.cachesync/incoming/`) and
+//! put in place at once (or, where that cannot be, by the apply): each arrives whole with
+//! its mode and mtime and is the very file staged (not written a second time), a path taken
+//! meanwhile keeps what was put there, a path on another file system gets its file all the
+//! same, and nothing staged outlives a run, finished or killed.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -11,7 +11,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{leftovers, noise, spawn_paused, staged, Env, SmallDisk};
+use common::{leftovers, noise, spawn_paused, staged, steps, Env, SmallDisk};
 
 mod common;
 
@@ -42,8 +42,13 @@ fn put_files(env: &Env, top: &str, n: usize) -> Vec<String> {
 /// Runs `args` paused at `planned` (every file read, the plan journalled, no step run),
 /// hands the pause to `at_pause`, then lets it finish and returns its standard output.
 fn paused_at_plan(env: &Env, dir: &Path, args: &[&str], at_pause: impl FnOnce()) -> String {
+    paused_at(env, dir, args, "planned", at_pause)
+}
+
+/// [`paused_at_plan`], paused at `point`.
+fn paused_at(env: &Env, dir: &Path, args: &[&str], point: &str, at_pause: impl FnOnce()) -> String {
     let pause = env.root().join("paused");
-    let run = spawn_paused(dir, &env.home, args, "planned", &pause);
+    let run = spawn_paused(dir, &env.home, args, point, &pause);
     let paused = cachesync_testutils::poll_until(Duration::from_secs(60), || pause.exists());
     assert!(paused, "{args:?} never paused");
     at_pause();
@@ -77,25 +82,27 @@ fn inodes(paths: &[String]) -> HashSet<u64> {
 }
 
 #[test]
-fn new_files_go_in_place_from_where_they_were_staged_whole_with_mode_and_mtime() {
+fn new_files_go_in_place_as_they_are_read_whole_with_mode_and_mtime() {
     let env = Env::new();
     let files = put_files(&env, "a", 90);
     let (remote, ws) = (
         env.remote.to_str().expect("utf-8"),
         env.ws.to_str().expect("utf-8"),
     );
-    let mut at_plan = HashSet::new();
-    paused_at_plan(&env, env.root(), &["clone", remote, ws], || {
-        let staged_now = staged(&env.ws);
-        assert_eq!(staged_now.len(), files.len(), "{staged_now:?}");
-        at_plan = inodes(&staged_now);
-    });
-    env.assert_in_sync();
     let placed: Vec<String> = files
         .iter()
         .map(|rel| env.w(rel).display().to_string())
         .collect();
-    // Each file in place is the one staged: renamed, not written again from the store.
+    let mut at_plan = HashSet::new();
+    paused_at_plan(&env, env.root(), &["clone", remote, ws], || {
+        // Every file is in place before the plan is made, the directories made for them,
+        // and nothing is left staged.
+        assert_eq!(staged(&env.ws), Vec::<String>::new());
+        at_plan = inodes(&placed);
+        arrived(&env, &files);
+    });
+    env.assert_in_sync();
+    // Each file in place is the one put there as it was read: not written again.
     assert_eq!(inodes(&placed), at_plan);
     for rel in &files {
         let (l, r) = (
@@ -110,17 +117,18 @@ fn new_files_go_in_place_from_where_they_were_staged_whole_with_mode_and_mtime()
     }
     assert_eq!(leftovers(&env.ws), Vec::<String>::new());
 
-    // New files pulled into a workspace that has others: staged too.
+    // New files pulled into a workspace that has others: in place as they are read too.
     let more = put_files(&env, "b", 40);
-    let mut at_plan = HashSet::new();
-    paused_at_plan(&env, &env.ws, &["sync"], || {
-        at_plan = inodes(&staged(&env.ws));
-    });
-    env.assert_in_sync();
     let placed: Vec<String> = more
         .iter()
         .map(|rel| env.w(rel).display().to_string())
         .collect();
+    let mut at_plan = HashSet::new();
+    paused_at_plan(&env, &env.ws, &["sync"], || {
+        assert_eq!(staged(&env.ws), Vec::<String>::new());
+        at_plan = inodes(&placed);
+    });
+    env.assert_in_sync();
     assert_eq!(inodes(&placed), at_plan);
     assert_eq!(leftovers(&env.ws), Vec::<String>::new());
     env.assert_noop_sync();
@@ -138,9 +146,10 @@ fn a_path_taken_while_its_file_was_staged_keeps_what_was_put_there() {
         .find(|p| p.starts_with("n/f"))
         .expect("one in n/")
         .clone();
-    // And a file where a new directory is to be made: nothing is written under it.
-    let out = paused_at_plan(&env, &env.ws, &["sync", "--json"], || {
-        assert_eq!(staged(&env.ws).len(), 81);
+    // And a file where a new directory is to be made: nothing is written under it. Both
+    // made once the workspace was scanned, before anything was read.
+    let out = paused_at(&env, &env.ws, &["sync", "--json"], "scanned", || {
+        assert!(!env.w(&taken).exists());
         fs::write(env.w(&taken), "made here while the sync ran\n").expect("write");
         fs::write(env.w("n/d1"), "a file where a directory was to be\n").expect("write");
     });
@@ -163,6 +172,7 @@ fn a_path_taken_while_its_file_was_staged_keeps_what_was_put_there() {
 fn files_staged_by_a_killed_run_are_removed_by_the_next_whatever_it_is() {
     let env = Env::new();
     put_files(&env, "k", 50);
+    // Killed with a file staged, about to be put in place.
     let killed = env.run_with(
         env.root(),
         [
@@ -170,7 +180,7 @@ fn files_staged_by_a_killed_run_are_removed_by_the_next_whatever_it_is() {
             env.remote.as_os_str(),
             env.ws.as_os_str(),
         ],
-        &[("CACHESYNC_FAILPOINT", OsStr::new("fetched"))],
+        &[("CACHESYNC_FAILPOINT", OsStr::new("before-landing"))],
     );
     assert_eq!(killed.signal, Some(9), "{killed}");
     assert!(!staged(&env.ws).is_empty(), "nothing was staged");
@@ -178,8 +188,8 @@ fn files_staged_by_a_killed_run_are_removed_by_the_next_whatever_it_is() {
     env.ok(&["push"]);
     assert_eq!(staged(&env.ws), Vec::<String>::new());
 
-    // Killed again once the plan is journalled (every new file staged, none put in place):
-    // they are left staged.
+    // Killed again once the plan is journalled (every new file put in place as it was
+    // read, no step run): nothing is left staged.
     let more = put_files(&env, "m", 50);
     let killed = env.run_with(
         &env.ws,
@@ -187,9 +197,20 @@ fn files_staged_by_a_killed_run_are_removed_by_the_next_whatever_it_is() {
         &[("CACHESYNC_FAILPOINT", OsStr::new("planned"))],
     );
     assert_eq!(killed.signal, Some(9), "{killed}");
-    assert!(!staged(&env.ws).is_empty(), "nothing was left staged");
-    // And in the middle of the steps (by then the writers ahead of the loop may have put
-    // every file in place): the next sync completes the copy.
+    assert_eq!(staged(&env.ws), Vec::<String>::new());
+    assert!(more.iter().all(|rel| env.w(rel).exists()));
+    // Nothing recorded them: the next sync removes them first (as the killed run's log
+    // names them), then writes them again.
+    let next = env.json(0, &["sync", "--json"]);
+    assert!(
+        steps(&next)
+            .iter()
+            .any(|s| s["path"].as_str().is_some_and(|p| p.starts_with("m/"))),
+        "{next}"
+    );
+    env.assert_in_sync();
+    // And killed in the middle of the steps, with more: the next sync completes the copy.
+    let most = put_files(&env, "o", 50);
     let killed = env.run_with(
         &env.ws,
         ["sync"],
@@ -198,7 +219,7 @@ fn files_staged_by_a_killed_run_are_removed_by_the_next_whatever_it_is() {
     assert_eq!(killed.signal, Some(9), "{killed}");
     env.ok(&["sync"]);
     env.assert_in_sync();
-    assert!(more.iter().all(|rel| env.w(rel).exists()));
+    assert!(more.iter().chain(&most).all(|rel| env.w(rel).exists()));
     assert_eq!(leftovers(&env.ws), Vec::<String>::new());
     let fsck = env.json(0, &["fsck", "--json"]);
     assert_eq!(fsck["clean"], true, "{fsck}");
@@ -218,8 +239,20 @@ fn a_file_staged_for_a_directory_on_another_file_system_is_written_there_all_the
     fs::write(dir.join("seed.txt"), "seed\n").expect("write");
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
     let new = put_files(&env, "other", 80);
-    env.ok(&["sync"]);
-    arrived(&env, &new);
+    // Nothing can be put in place there as it is read: all of it is left to the apply,
+    // which finds one of the paths taken meanwhile and keeps what is there.
+    let taken = env.w(&new[1]);
+    let out = paused_at_plan(&env, &env.ws, &["sync", "--json"], || {
+        assert!(new.iter().all(|rel| !env.w(rel).exists()));
+        assert_eq!(staged(&env.ws).len(), new.len());
+        fs::write(&taken, "made here while the sync ran\n").expect("write");
+    });
+    assert!(out.contains(&new[1]), "the skipped step is not reported: {out}");
+    assert_eq!(
+        fs::read_to_string(&taken).expect("read"),
+        "made here while the sync ran\n"
+    );
+    arrived(&env, new.iter().filter(|p| **p != new[1]));
     assert_eq!(leftovers(&env.ws), Vec::<String>::new());
 }
 
@@ -249,4 +282,40 @@ fn a_budget_the_whole_first_copy_fits_in_brings_every_file_in() {
     );
     env.assert_in_sync();
     assert_eq!(leftovers(&env.ws), Vec::<String>::new());
+}
+
+/// A run killed once it has read every new file (each put in place, none recorded): a file
+/// deleted on the share before the next run is deleted here too, not taken for one added
+/// here and pushed back; one edited here since is kept.
+#[test]
+fn a_file_put_in_place_by_a_killed_run_then_deleted_on_the_share_stays_deleted() {
+    let env = Env::new();
+    env.put_remote("seed.txt", "seed\n");
+    env.clone_ws();
+    let new = put_files(&env, "n", 30);
+    let killed = env.run_with(
+        &env.ws,
+        ["sync"],
+        &[("CACHESYNC_FAILPOINT", OsStr::new("fetched"))],
+    );
+    assert_eq!(killed.signal, Some(9), "{killed}");
+    assert!(new.iter().all(|rel| env.w(rel).exists()), "not in place");
+    let (gone, edited) = (&new[3], &new[4]);
+    fs::remove_file(env.r(gone)).expect("rm");
+    fs::write(env.w(edited), "edited here after the kill\n").expect("write");
+
+    // The edit meets the share's file, both new since the last sync: a conflict, both kept.
+    env.expect_code(7, &["sync"]);
+    assert!(!env.w(gone).exists(), "{gone} came back here");
+    assert!(!env.r(gone).exists(), "{gone} was pushed back to the share");
+    let here = common::tree(&env.ws);
+    assert!(
+        here.values().any(
+            |n| matches!(n, common::Node::File(_, body) if body == b"edited here after the kill\n")
+        ),
+        "the edit made after the kill is lost: {:?}",
+        here.keys()
+            .map(|k| String::from_utf8_lossy(k))
+            .collect::<Vec<_>>()
+    );
 }

@@ -1352,7 +1352,7 @@ fn fetch_all(
                 report(match batch {
                     Batch::One(rel, listed, expected) => {
                         let r = match staging.filter(|st| expected.is_none() && (st.wanted)(&rel)) {
-                            Some(st) => fetch_staged(remote, store, &rel, listed, st.stage),
+                            Some(st) => fetch_staged(remote, store, &rel, listed, st),
                             None => fetch_expecting(remote, store, &rel, listed, expected),
                         };
                         vec![(rel, started_ns, r)]
@@ -1467,7 +1467,7 @@ fn fetch_small(
                     let id = ids.next().expect("an id per file stored");
                     if let (Ok(id), Some(st)) = (&id, staging) {
                         if (st.wanted)(&rel) {
-                            st.stage.put(&rel, &tree_entry(&after), *id, &bytes);
+                            st.put(&rel, &tree_entry(&after), *id, &bytes);
                         }
                     }
                     id.map(|id| (id, after))
@@ -1655,9 +1655,9 @@ fn fetch_staged(
     store: &Store,
     rel: &[u8],
     listed: RemoteEntry,
-    stage: &crate::sync::stage::Stage,
+    staging: Staging,
 ) -> Result<(cachesync_objects::FileId, RemoteEntry)> {
-    let mut incoming = stage.begin(rel);
+    let mut incoming = staging.stage.begin(rel);
     let mut observe = |pos: u64, bytes: &[u8]| {
         if let Some(i) = incoming.as_mut() {
             i.write_at(pos, bytes);
@@ -1665,7 +1665,9 @@ fn fetch_staged(
     };
     let fetched = fetch_teed(remote, store, rel, Some(listed), Some(&mut observe), true);
     if let (Ok((id, after)), Some(i)) = (&fetched, incoming) {
-        i.finish(rel, &tree_entry(after), *id);
+        if let Some(key) = i.finish(rel, &tree_entry(after), *id) {
+            staging.land(rel, key);
+        }
     }
     fetched
 }

@@ -14,6 +14,7 @@ pub(crate) mod apply_plan;
 pub(crate) mod budget;
 pub(crate) mod commit;
 pub(crate) mod guard;
+pub mod land;
 pub(crate) mod patch;
 pub(crate) mod prepare;
 pub(crate) mod record;
@@ -224,6 +225,8 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
         op,
         &mut report,
     )?;
+    // What was put in place as it was read is recorded now, or was removed.
+    let _ = std::fs::remove_file(ws.meta_dir().join(crate::sync::land::LOG));
     report.plan = plan;
     match fatal {
         Some(e) => Err(e),

@@ -7,8 +7,10 @@
 //! FILE, one per line: a test runs a command once so, then kills it at each point in turn.
 //!
 //! Points (N counts from 0):
-//! - sync, pull, push, clone: `fetching` (a changed remote file about to be read; the
-//!   reads run in parallel), `fetched` (changed remote files stored, nothing recorded),
+//! - sync, pull, push, clone: `scanned` (both sides listed, nothing read), `fetching` (a
+//!   changed remote file about to be read; the reads run in parallel), `before-landing`
+//!   and `landed` (a new remote file, staged as it was read, about to be and just put in
+//!   place in the workspace), `fetched` (changed remote files stored, nothing recorded),
 //!   `remote-snapshot` (the scanned remote recorded), `planned` (plan journalled, no step
 //!   run), `before-step:N` and `after-step:N` (step N of the plan), `mid-write:N` (part of
 //!   step N's content written to the remote), `before-rename:N` (step N's temporary file

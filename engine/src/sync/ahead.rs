@@ -151,8 +151,9 @@ impl<'a> Ahead<'a> {
                 (Op::Mkdir, _) => {
                     // A new directory, its change's only step, is made by a writer, so that
                     // the files staged for it are put in place without waiting for the
-                    // loop to reach it.
-                    if alone {
+                    // loop to reach it (unless it was made for files put in place as they
+                    // were read: the loop then has nothing to do).
+                    if alone && !stage.is_some_and(|st| st.made(&s.path)) {
                         files.push(i);
                         after.push(made.get(split_parent(&s.path).0).copied());
                         jobs.push(Job::Mkdir);
@@ -160,6 +161,9 @@ impl<'a> Ahead<'a> {
                     made.insert(&s.path, i);
                 }
                 (Op::Write, Some(t)) => {
+                    if s.expect.is_none() && stage.is_some_and(|st| st.landed(&s.path, t)) {
+                        continue;
+                    }
                     let staged = stage.is_some_and(|st| st.holds(&s.path, t));
                     // A staged file that could not be put in place ahead is the loop's to
                     // take: there is nothing to write.
@@ -642,7 +646,7 @@ mod tests {
         let remote = tmp.path().join("remote");
         std::fs::create_dir_all(&remote).expect("mkdir");
         let ws = Workspace::init(&remote, &tmp.path().join("ws"), |_| {}).expect("init");
-        let stage = Stage::open(&ws).expect("a stage");
+        let stage = Stage::open(&ws, false).expect("a stage");
         let mut plan = Plan::default();
         for (k, dir) in ["d", "e"].iter().enumerate() {
             let mut d = Entry::new(dir.as_bytes(), EntryKind::Dir);

@@ -237,6 +237,17 @@ impl Applier<'_> {
             &crate::sync::temp_name(self.ws, self.op, i, &step.path),
         );
         let mut tmp = own.clone();
+        if t.kind == EntryKind::File && step.expect.is_none() {
+            // Put in place as it was read: done (see `super::land`).
+            if let Some(stat) = self.stage.and_then(|st| st.take_landed(&step.path, t)) {
+                self.local_results.push(LocalResult {
+                    step: i,
+                    from: false,
+                    stat: Some(stat),
+                });
+                return Ok(());
+            }
+        }
         if t.kind == EntryKind::File {
             // Written ahead, staged, or else written here (a write ahead that failed is
             // made again here: it made no directory, this does).
@@ -344,6 +355,8 @@ impl Applier<'_> {
             Op::Mkdir => match self.ready.take() {
                 // Made ahead (see `super::ahead`).
                 Some(Ready::Made(made)) => made,
+                // Made for the files put in place as they were read.
+                _ if self.stage.is_some_and(|st| st.take_made(&step.path)) => Ok(()),
                 _ => make_dir(root, &step.path, target.expect("mkdir has a target").mode),
             },
             Op::Mknod => {
@@ -357,9 +370,28 @@ impl Applier<'_> {
             Op::Rename => {
                 let from = step.from.as_deref().expect("renames have a source");
                 self.check_local(from, step.expect.as_deref())?;
-                self.check_local(&step.path, None)?;
                 let t = target.expect("renames have a target");
                 let source = under(root, from);
+                // The file at the new name was put in place as it was read (see
+                // `super::land`): only the old name is left to remove (taken once it is:
+                // otherwise it is removed with what no step took).
+                let stage = self.stage.filter(|_| t.kind == EntryKind::File);
+                if let Some(st) = stage.filter(|st| st.landed(&step.path, t)) {
+                    fs::remove_file(&source).map_err(io)?;
+                    self.forget_local(i, true);
+                    return match st.take_landed(&step.path, t) {
+                        Some(stat) => {
+                            self.local_results.push(LocalResult {
+                                step: i,
+                                from: false,
+                                stat: Some(stat),
+                            });
+                            Ok(())
+                        }
+                        None => self.record_local(i, step, t),
+                    };
+                }
+                self.check_local(&step.path, None)?;
                 match crate::localfs::rename_no_replace(&source, &abs) {
                     Err(e) if crate::localfs::flags_unsupported(&e) => {
                         fs::rename(&source, &abs).map_err(io)?

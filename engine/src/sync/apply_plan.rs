@@ -72,34 +72,21 @@ pub(super) fn apply_plan(
         });
         steps_in_order(&mut applier, plan, over_budget, ahead, report, progress)
     });
-    // Steps the writers finished that the loop never reached (it stopped: the remote went
-    // away) are done all the same, and recorded so: a file put in place and not recorded
-    // would be taken by the next run for one added here (and pushed back to a share that
-    // deleted it meanwhile).
     let reached = report.applied + report.skipped.len();
-    let mut done_ahead = HashSet::new();
-    if let Some(a) = ahead {
-        for (i, stat) in a.finished_unreached() {
-            if stat.is_some() {
-                applier.local_results.push(LocalResult {
-                    step: i,
-                    from: false,
-                    stat,
-                });
-            }
-            report.applied += 1;
-            report.applied_local += 1;
-            done_ahead.insert(i);
-        }
-        a.clean_up();
-    }
-    if let Some(stage) = &trees.stage {
-        stage.clear();
-    }
+    let stopped = looped.as_ref().ok().filter(|l| l.stopped.is_some());
+    let done_ahead = done_unreached(
+        ahead,
+        trees,
+        (plan, over_budget),
+        stopped,
+        &mut applier,
+        report,
+    );
     let Looped {
         mut failed,
         denied,
         fatal,
+        ..
     } = looped?;
     progress.finish();
     report.bytes_up = applier.bytes_up;
@@ -129,11 +116,91 @@ pub(super) fn apply_plan(
 }
 
 /// What the loop over the steps left: the changes whose steps did not all run, those the
-/// server refused, and the error that stopped it (the remote went away).
+/// server refused, and the error that stopped it (the remote went away) at which step.
 struct Looped {
     failed: HashSet<usize>,
     denied: HashSet<usize>,
     fatal: Option<SyncError>,
+    stopped: Option<usize>,
+    /// The directories it did not make.
+    unmade: Vec<Vec<u8>>,
+}
+
+/// Steps done before the loop reached them, when it never did (it stopped at `stopped`: the
+/// remote went away): done all the same, and recorded so; a file put in place and not
+/// recorded would be taken by the next run for one added here (and pushed back to a share
+/// that deleted it meanwhile). Those the writers did ahead, and those done as the files were
+/// read (see `super::land`). What they did for steps the loop skipped is removed.
+fn done_unreached(
+    ahead: Option<&super::ahead::Ahead<'_>>,
+    trees: &Trees,
+    (plan, over_budget): (&Plan, &HashSet<usize>),
+    stopped: Option<&Looped>,
+    applier: &mut Applier<'_>,
+    report: &mut Outcome,
+) -> HashSet<usize> {
+    let mut done = Vec::new();
+    if let Some(a) = ahead {
+        done = a.finished_unreached();
+        a.clean_up();
+    }
+    if let Some(stage) = &trees.stage {
+        if let Some(looped) = stopped {
+            done.extend(landed_unreached(stage, (plan, over_budget), looped));
+        }
+        stage.clear();
+    }
+    let mut done_ahead = HashSet::new();
+    for (i, stat) in done {
+        if !done_ahead.insert(i) {
+            continue;
+        }
+        if stat.is_some() {
+            applier.local_results.push(LocalResult {
+                step: i,
+                from: false,
+                stat,
+            });
+        }
+        report.applied += 1;
+        report.applied_local += 1;
+    }
+    done_ahead
+}
+
+/// The steps the loop did not reach (it stopped) that were done as the files were read (a
+/// file put in place, with its stat; a directory made for them), taken from `stage`; not
+/// those the loop would have skipped (their change failed, their directory was not made,
+/// the budget refused their content).
+fn landed_unreached(
+    stage: &super::stage::Stage,
+    (plan, over_budget): (&Plan, &HashSet<usize>),
+    looped: &Looped,
+) -> Vec<(usize, Option<crate::index::Stat>)> {
+    let mut done = Vec::new();
+    let mut unmade = looped.unmade.clone();
+    let stop = looped.stopped.unwrap_or(plan.steps.len());
+    for (i, s) in plan.steps.iter().enumerate().skip(stop) {
+        if s.side != Side::Local {
+            continue;
+        }
+        if looped.failed.contains(&s.change) || not_run(s, &unmade, over_budget).is_some() {
+            if s.op == Op::Mkdir {
+                unmade.push(s.path.clone());
+            }
+            continue;
+        }
+        match (s.op, s.target.as_ref()) {
+            (Op::Write, Some(t)) if s.expect.is_none() => {
+                if let Some(stat) = stage.take_landed(&s.path, t) {
+                    done.push((i, Some(stat)));
+                }
+            }
+            (Op::Mkdir, _) if stage.take_made(&s.path) => done.push((i, None)),
+            _ => {}
+        }
+    }
+    done
 }
 
 /// The loop of [`apply_plan`]: each step in order (its file taken from `ahead` when written
@@ -152,6 +219,7 @@ fn steps_in_order(
     let mut failed: HashSet<usize> = HashSet::new();
     let mut denied: HashSet<usize> = HashSet::new();
     let mut fatal: Option<SyncError> = None;
+    let mut stopped = None;
     // Directories this run did not make (their step was skipped or failed): nothing is
     // written under them (it would land in whatever is there now, or fail on a
     // temporary name), and the next run takes them up with what is there.
@@ -205,6 +273,7 @@ fn steps_in_order(
             }
             Err(StepError::Fatal(e @ SyncError::Disconnected { .. })) => {
                 fatal = Some(e);
+                stopped = Some(i);
                 break;
             }
             Err(e) => {
@@ -227,6 +296,8 @@ fn steps_in_order(
         failed,
         denied,
         fatal,
+        stopped,
+        unmade,
     })
 }
 

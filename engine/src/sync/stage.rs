@@ -21,6 +21,8 @@ use std::sync::Mutex;
 
 use cachesync_objects::{Entry, FileId};
 
+use super::land::{Above, Landing};
+use crate::index::Stat;
 use crate::workspace::Workspace;
 
 /// The directory under the workspace's metadata where files are staged.
@@ -31,6 +33,8 @@ pub struct Stage {
     dir: PathBuf,
     /// The keys ([`key`]) of the files staged and not yet taken.
     staged: Mutex<HashSet<[u8; 16]>>,
+    /// Staged files put in place at once (see [`super::land`]), when the run does that.
+    landing: Option<Landing>,
 }
 
 /// What names a staged file: its path's, content's, mode's and mtime's hash.
@@ -49,8 +53,9 @@ fn key(rel: &[u8], id: FileId, mode: u32, mtime_ns: i64) -> [u8; 16] {
 impl Stage {
     /// An empty stage for `ws` (what a killed run left there is removed first), or `None`
     /// when the metadata directory is not on the workspace's file system (a rename could
-    /// not put a staged file in place).
-    pub fn open(ws: &Workspace) -> Option<Stage> {
+    /// not put a staged file in place). `lands`: whether staged files may be put in place
+    /// at once ([`Staging::put`]).
+    pub fn open(ws: &Workspace, lands: bool) -> Option<Stage> {
         let dir = ws.meta_dir().join(INCOMING);
         remove_leftovers(ws);
         fs::create_dir(&dir).ok()?;
@@ -62,6 +67,9 @@ impl Stage {
         Some(Stage {
             dir,
             staged: Mutex::new(HashSet::new()),
+            landing: lands
+                .then(|| Landing::new(&ws.root, &ws.meta_dir().join(super::land::LOG)))
+                .flatten(),
         })
     }
 
@@ -78,8 +86,9 @@ impl Stage {
     }
 
     /// Stages `bytes`, read for `rel` and stored as `id`, with the mode and mtime of its
-    /// tree entry `e`. A failure stages nothing: the step writes the file from the store.
-    pub fn put(&self, rel: &[u8], e: &Entry, id: FileId, bytes: &[u8]) {
+    /// tree entry `e`: its key, or `None` when a failure staged nothing (the step then
+    /// writes the file from the store).
+    pub fn put(&self, rel: &[u8], e: &Entry, id: FileId, bytes: &[u8]) -> Option<[u8; 16]> {
         let k = key(rel, id, e.mode, e.mtime_ns);
         let path = self.path(&k);
         let write = || {
@@ -99,9 +108,9 @@ impl Stage {
             written = write();
         }
         // (A failure, a full disk say, is met again by the step, which reports it.)
-        if written.is_ok() {
-            self.lock().insert(k);
-        }
+        written.ok()?;
+        self.lock().insert(k);
+        Some(k)
     }
 
     /// A big file to stage as it is read for `rel` (see [`Incoming`]); `None` when it
@@ -143,18 +152,49 @@ impl Stage {
         self.lock().remove(&k).then(|| self.path(&k))
     }
 
-    /// Whether nothing is staged (or all was taken).
+    /// Whether nothing is staged nor in place that no step took.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().is_empty() && self.landing.as_ref().is_none_or(Landing::is_empty)
     }
 
-    /// Removes what no step took (the run's apply is over).
+    /// Whether the file that holds exactly `t` was put in place at `rel` (see
+    /// [`super::land`]).
+    pub fn landed(&self, rel: &[u8], t: &Entry) -> bool {
+        let (Some(l), Some(id)) = (&self.landing, t.file) else {
+            return false;
+        };
+        l.holds(rel, &key(rel, id, t.mode, t.mtime_ns))
+    }
+
+    /// For the step that writes `t` (a file entry) at `rel`: the stat of that file if it
+    /// was put in place. No one else gets it.
+    pub fn take_landed(&self, rel: &[u8], t: &Entry) -> Option<Stat> {
+        let l = self.landing.as_ref()?;
+        l.take(rel, &key(rel, t.file?, t.mode, t.mtime_ns))
+    }
+
+    /// Whether the directory `rel` was made for files put in place.
+    pub fn made(&self, rel: &[u8]) -> bool {
+        self.landing.as_ref().is_some_and(|l| l.made(rel))
+    }
+
+    /// For the step that makes the directory `rel`: whether it was made for files put in
+    /// place (the step is then done).
+    pub fn take_made(&self, rel: &[u8]) -> bool {
+        self.landing.as_ref().is_some_and(|l| l.take_dir(rel))
+    }
+
+    /// Removes what no step took (the run's apply is over): staged, or put in place and
+    /// unchanged since.
     pub fn clear(&self) {
         let mut staged = self.lock();
         if !staged.is_empty() {
             let _ = fs::remove_dir_all(&self.dir);
         }
         *staged = HashSet::new();
+        if let Some(l) = &self.landing {
+            l.remove_untaken();
+        }
     }
 }
 
@@ -206,11 +246,12 @@ impl Incoming<'_> {
         }
     }
 
-    /// The file was read whole as `e` and stored as `id`: staged for the apply.
-    pub fn finish(mut self, rel: &[u8], e: &Entry, id: FileId) {
-        let Some(f) = self.file.take() else { return };
+    /// The file was read whole as `e` and stored as `id`: staged for the apply. Its key,
+    /// or `None` when it was not staged.
+    pub fn finish(mut self, rel: &[u8], e: &Entry, id: FileId) -> Option<[u8; 16]> {
+        let f = self.file.take()?;
         if self.end != e.size {
-            return;
+            return None;
         }
         let set = crate::localfs::set_mode_and_mtime(&f, e.mode, Some(e.mtime_ns));
         drop(f);
@@ -219,7 +260,9 @@ impl Incoming<'_> {
         let renamed = || fs::rename(&self.part, &path).is_ok();
         if set.is_ok() && (renamed() || make_parent(&path) && renamed()) {
             self.stage.lock().insert(k);
+            return Some(k);
         }
+        None
     }
 }
 
@@ -230,13 +273,32 @@ impl Drop for Incoming<'_> {
     }
 }
 
-/// A stage and the paths to stage in it: those [`Stage::put`] is called for.
+/// A stage and the paths to stage in it: those [`Staging::put`] is called for.
 #[derive(Clone, Copy)]
 pub struct Staging<'a> {
     /// Where.
     pub stage: &'a Stage,
     /// Which paths.
     pub wanted: &'a (dyn Fn(&[u8]) -> bool + Sync),
+    /// What each directory above a wanted path is, for putting its file in place at once.
+    pub above: &'a (dyn Fn(&[u8]) -> Above + Sync),
+}
+
+impl Staging<'_> {
+    /// [`Stage::put`], then the file put in place if the stage does that.
+    pub fn put(&self, rel: &[u8], e: &Entry, id: FileId, bytes: &[u8]) {
+        if let Some(k) = self.stage.put(rel, e, id, bytes) {
+            self.land(rel, k);
+        }
+    }
+
+    /// Puts the file staged for `rel` under `key` in place, if the stage does that.
+    pub fn land(&self, rel: &[u8], key: [u8; 16]) {
+        let Some(l) = &self.stage.landing else { return };
+        if l.land(rel, key, &self.stage.path(&key), self.above) {
+            self.stage.lock().remove(&key);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -250,6 +312,7 @@ mod tests {
         Stage {
             dir,
             staged: Mutex::new(HashSet::new()),
+            landing: None,
         }
     }
 

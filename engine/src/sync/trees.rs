@@ -2,13 +2,14 @@
 //! identity check overlap; then the remote files to read are chosen (changed ones, racy ones,
 //! and those a push would write over; never those the run leaves remote-only) and read.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use cachesync_objects::{keys, Batch, EntryKind, Snapshot, Store};
 
 use crate::error::Result;
 use crate::progress::Progress;
 use crate::scan::{Flat, LocalScan, RemoteScan};
+use crate::sync::land::{Above, LOG};
 use crate::timed::TimedRemote;
 use crate::workspace::Workspace;
 
@@ -96,21 +97,18 @@ pub(crate) fn scan_all(
 ) -> Result<Trees> {
     let started_ns = crate::now_ns();
     let rules = ws.rules()?;
-    let (base, previous_remote) = base_and_last_scanned(ws, &rules)?;
+    let (base, previous_remote) = base_and_last_scanned(ws, &rules, writes)?;
     let previous_is_base = previous_remote.is_none();
     let previous_remote = previous_remote.as_ref().unwrap_or(&base);
     let previous_racy = crate::racy::load(&ws.store)?;
     let (local, walked) = scan_both(ws, remote, (&base, &rules), progress, alongside)?;
+    crate::failpoint::hit("scanned");
     let must_read = must_read(ws, &base, &local, &previous_racy);
     // New files the workspace will not hold (never-cache, or over the budget) are not
     // read from the share: they stay remote-only, listed with their stat.
     let listed = walked.entries.iter().map(|(p, r)| (p, r.kind, r.size));
     let deferred = defer_new_files(ws, listed, &rules, &base, &local);
-    let not_read: std::borrow::Cow<HashSet<Vec<u8>>> = if deferred.paths.is_empty() {
-        std::borrow::Cow::Borrowed(&local.remote_only)
-    } else {
-        std::borrow::Cow::Owned(local.remote_only.union(&deferred.paths).cloned().collect())
-    };
+    let not_read = not_read(&local, &deferred);
     let started = std::sync::atomic::AtomicBool::new(false);
     let report = |done: u64, total: u64| {
         if !started.swap(true, std::sync::atomic::Ordering::SeqCst) {
@@ -118,22 +116,33 @@ pub(crate) fn scan_all(
         }
         progress.set(done);
     };
-    let remote_clock = if writes {
-        clock_if_recent(ws, remote, &walked.entries, started_ns)
-    } else {
-        None
-    };
+    let remote_clock = writes
+        .then(|| clock_if_recent(ws, remote, &walked.entries, started_ns))
+        .flatten();
     // A file the workspace neither has nor had at the last sync is written there by the
     // apply (unless a conflict or the budget says otherwise): staged as it is read.
-    let stage = if stages {
-        crate::sync::stage::Stage::open(ws)
-    } else {
-        None
-    };
+    let stage = stages
+        .then(|| crate::sync::stage::Stage::open(ws, true))
+        .flatten();
     let wanted = |rel: &[u8]| !local.tree.contains_key(rel) && !base.contains_key(rel);
+    // Staged files go in place at once under directories here, or new on the share and
+    // not here (see [`crate::sync::land`]).
+    let new_dirs = if stage.is_some() {
+        new_dirs(&walked.entries, &base)
+    } else {
+        HashMap::new()
+    };
+    let above = |dir: &[u8]| match local.tree.get(dir) {
+        Some(e) if e.kind == EntryKind::Dir => Above::Here,
+        Some(_) => Above::No,
+        None => new_dirs
+            .get(dir)
+            .map_or(Above::No, |&mode| Above::Make(mode)),
+    };
     let staging = stage.as_ref().map(|stage| crate::sync::stage::Staging {
         stage,
         wanted: &wanted,
+        above: &above,
     });
     let remote_scan = crate::scan::fetch_changed(
         remote,
@@ -174,6 +183,28 @@ pub(crate) fn scan_all(
         deferred,
         stage,
     })
+}
+
+/// The remote files not to read: remote-only here, or left so ([`defer_new_files`]).
+fn not_read<'a>(
+    local: &'a LocalScan,
+    deferred: &Deferred,
+) -> std::borrow::Cow<'a, HashSet<Vec<u8>>> {
+    if deferred.paths.is_empty() {
+        std::borrow::Cow::Borrowed(&local.remote_only)
+    } else {
+        std::borrow::Cow::Owned(local.remote_only.union(&deferred.paths).cloned().collect())
+    }
+}
+
+/// The directories listed on the remote that were not there at the last sync, with their
+/// modes.
+fn new_dirs(listed: &crate::scan::Listing, base: &Flat) -> HashMap<Vec<u8>, u32> {
+    listed
+        .iter()
+        .filter(|(p, e)| e.kind == EntryKind::Dir && !base.contains_key(p.as_slice()))
+        .map(|(p, e)| (p.clone(), e.mode))
+        .collect()
 }
 
 /// The workspace scan, the remote walk and `alongside` (the identity check), overlapping:
@@ -244,12 +275,19 @@ fn clock_if_recent(
 /// The base, without what the ignore rules leave out now (as [`Workspace::synced_base`]), and
 /// the remote as last scanned: `None` when that is the base's very tree and the rules leave
 /// all of it in (after a sync, nearly always), so it is neither read nor held twice (30 MB
-/// and a sixth of a second at 100,000 files).
+/// and a sixth of a second at 100,000 files). A run that `writes` first removes what a killed
+/// run put in place as it read (see [`crate::sync::land::recover`]).
 fn base_and_last_scanned(
     ws: &Workspace,
     rules: &crate::ignore_rules::IgnoreRules,
+    writes: bool,
 ) -> Result<(Flat, Option<Flat>)> {
     let mut base = ws.store.read_ref_flat(keys::REF_BASE)?;
+    if writes {
+        // What a killed run put in place as it read, and no commit holds (ignored now or
+        // not), goes before the workspace is looked at.
+        crate::sync::land::recover(&ws.root, &ws.meta_dir().join(LOG), &base);
+    }
     let stored = base.len();
     rules.retain_unignored(&mut base);
     let same_tree = ref_root(ws, keys::REF_REMOTE)? == ref_root(ws, keys::REF_BASE)?;
@@ -591,13 +629,13 @@ mod tests {
         with_ignored.extend([file("b.swp")]);
 
         set_refs(&ws, &kept, &kept);
-        let (base, last) = base_and_last_scanned(&ws, &rules).expect("read");
+        let (base, last) = base_and_last_scanned(&ws, &rules, false).expect("read");
         assert_eq!(base, kept);
         assert!(last.is_none(), "the same tree, all of it kept");
 
         // The same tree, part of which the rules now leave out: the scan's own, whole.
         set_refs(&ws, &with_ignored, &with_ignored);
-        let (base, last) = base_and_last_scanned(&ws, &rules).expect("read");
+        let (base, last) = base_and_last_scanned(&ws, &rules, false).expect("read");
         assert_eq!(base, kept);
         assert_eq!(last, Some(with_ignored.clone()));
 
@@ -605,7 +643,7 @@ mod tests {
         let mut other = kept.clone();
         other.extend([file("c.txt")]);
         set_refs(&ws, &kept, &other);
-        let (base, last) = base_and_last_scanned(&ws, &rules).expect("read");
+        let (base, last) = base_and_last_scanned(&ws, &rules, false).expect("read");
         assert_eq!(base, kept);
         assert_eq!(last, Some(other));
     }
