@@ -200,7 +200,16 @@ fn files_staged_by_a_killed_run_are_removed_by_the_next_whatever_it_is() {
     assert_eq!(staged(&env.ws), Vec::<String>::new());
     assert!(more.iter().all(|rel| env.w(rel).exists()));
     // Nothing recorded them: the next sync removes them first (as the killed run's log
-    // names them), then writes them again.
+    // names them), then writes them again; a dry run before it says so.
+    let step_list = |report: &serde_json::Value| {
+        let mut list: Vec<String> = steps(report)
+            .iter()
+            .map(|s| format!("{} {} {}", s["side"], s["op"], s["path"]))
+            .collect();
+        list.sort();
+        list
+    };
+    let planned = step_list(&env.json(0, &["sync", "--dry-run", "--json"]));
     let next = env.json(0, &["sync", "--json"]);
     assert!(
         steps(&next)
@@ -208,6 +217,7 @@ fn files_staged_by_a_killed_run_are_removed_by_the_next_whatever_it_is() {
             .any(|s| s["path"].as_str().is_some_and(|p| p.starts_with("m/"))),
         "{next}"
     );
+    assert_eq!(planned, step_list(&next), "the dry run planned otherwise");
     env.assert_in_sync();
     // And killed in the middle of the steps, with more: the next sync completes the copy.
     let most = put_files(&env, "o", 50);
@@ -247,7 +257,10 @@ fn a_file_staged_for_a_directory_on_another_file_system_is_written_there_all_the
         assert_eq!(staged(&env.ws).len(), new.len());
         fs::write(&taken, "made here while the sync ran\n").expect("write");
     });
-    assert!(out.contains(&new[1]), "the skipped step is not reported: {out}");
+    assert!(
+        out.contains(&new[1]),
+        "the skipped step is not reported: {out}"
+    );
     assert_eq!(
         fs::read_to_string(&taken).expect("read"),
         "made here while the sync ran\n"

@@ -318,19 +318,25 @@ impl Record {
     }
 }
 
-/// What a killed run put in place in the workspace at `root` and logged at `log`, and the
-/// last commit (`base`) does not hold: each file still as it was put there is removed, then
-/// each directory made, deepest first, if empty; then the log. (Call before the workspace
-/// is looked at, holding its lock.)
-pub fn recover(root: &Path, log: &Path, base: &Flat) {
-    let Ok(bytes) = fs::read(log) else { return };
-    let mut dirs = Vec::new();
+/// What a killed run put in place that the last commit does not hold.
+pub struct Leftovers {
+    /// The files still as they were put there.
+    pub files: Vec<Vec<u8>>,
+    /// The directories made for them, deepest first.
+    pub dirs: Vec<Vec<u8>>,
+}
+
+/// The [`Leftovers`] in the workspace at `root` of a killed run that logged at `log`, given
+/// the last commit (`base`); `None` when there is no log.
+pub fn leftovers(root: &Path, log: &Path, base: &Flat) -> Option<Leftovers> {
+    let bytes = fs::read(log).ok()?;
+    let (mut files, mut dirs) = (Vec::new(), Vec::new());
     for record in Record::decode_all(&bytes) {
         match record {
             Record::File(rel, seen) if !base.contains_key(&rel) => {
                 let abs = under(root, &rel);
                 if fs::symlink_metadata(&abs).is_ok_and(|md| Seen::of(&md) == seen) {
-                    let _ = fs::remove_file(&abs);
+                    files.push(rel);
                 }
             }
             Record::Dir(rel) if !base.contains_key(&rel) => dirs.push(rel),
@@ -338,6 +344,18 @@ pub fn recover(root: &Path, log: &Path, base: &Flat) {
         }
     }
     dirs.sort_by_key(|d| std::cmp::Reverse(d.iter().filter(|&&b| b == b'/').count()));
+    Some(Leftovers { files, dirs })
+}
+
+/// Removes the [`leftovers`]: each file, then each directory if empty; then the log. (Call
+/// before the workspace is looked at, holding its lock.)
+pub fn recover(root: &Path, log: &Path, base: &Flat) {
+    let Some(Leftovers { files, dirs }) = leftovers(root, log, base) else {
+        return;
+    };
+    for rel in files {
+        let _ = fs::remove_file(under(root, &rel));
+    }
     for rel in dirs {
         let _ = fs::remove_dir(under(root, &rel));
     }

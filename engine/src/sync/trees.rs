@@ -101,7 +101,10 @@ pub(crate) fn scan_all(
     let previous_is_base = previous_remote.is_none();
     let previous_remote = previous_remote.as_ref().unwrap_or(&base);
     let previous_racy = crate::racy::load(&ws.store)?;
-    let (local, walked) = scan_both(ws, remote, (&base, &rules), progress, alongside)?;
+    let (mut local, walked) = scan_both(ws, remote, (&base, &rules), progress, alongside)?;
+    if !writes {
+        without_landed(ws, &base, &mut local);
+    }
     crate::failpoint::hit("scanned");
     let must_read = must_read(ws, &base, &local, &previous_racy);
     // New files the workspace will not hold (never-cache, or over the budget) are not
@@ -183,6 +186,36 @@ pub(crate) fn scan_all(
         deferred,
         stage,
     })
+}
+
+/// The workspace scan without what a killed run put in place as it read, which a run that
+/// writes removes before it scans (see [`crate::sync::land::recover`]): a run that does not
+/// write (a dry run, a status) plans what that run would.
+fn without_landed(ws: &Workspace, base: &Flat, local: &mut LocalScan) {
+    let log = ws.meta_dir().join(LOG);
+    let Some(crate::sync::land::Leftovers { files, dirs }) =
+        crate::sync::land::leftovers(&ws.root, &log, base)
+    else {
+        return;
+    };
+    let files: HashSet<Vec<u8>> = files.into_iter().collect();
+    local.tree.retain(|p, _| !files.contains(p));
+    local.index_updates.retain(|(p, _)| !files.contains(p));
+    // A directory made for them goes too if nothing else is in it (deepest first).
+    let mut gone = HashSet::new();
+    for dir in dirs {
+        let mut inside = dir.clone();
+        inside.push(b'/');
+        let holds = local
+            .tree
+            .range(inside.clone()..)
+            .take_while(|(p, _)| p.starts_with(&inside))
+            .any(|(p, _)| !gone.contains(p));
+        if !holds {
+            gone.insert(dir);
+        }
+    }
+    local.tree.retain(|p, _| !gone.contains(p));
 }
 
 /// The remote files not to read: remote-only here, or left so ([`defer_new_files`]).
