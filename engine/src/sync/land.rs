@@ -53,17 +53,16 @@ pub enum Above {
     No,
 }
 
-/// A file in place: its staged key and its stat.
-type Landed = ([u8; 16], Stat);
-
 /// Files (and directories) put in place ahead of their steps, until a step takes them.
 pub struct Landing {
     root: PathBuf,
     /// The log ([`LOG`]), appended to before each file goes in place and after each
-    /// directory is made, and how long it is.
+    /// directory is made, and how long it is; and where it is.
     log: Mutex<(fs::File, u64)>,
-    /// Path → the staged file's key ([`super::stage`]) and its stat once in place.
-    files: Mutex<HashMap<Vec<u8>, Landed>>,
+    log_path: PathBuf,
+    /// The staged file's key ([`super::stage`]: it names the path too) → its stat once in
+    /// place. (The paths are in the log: a million of them are not held twice.)
+    files: Mutex<HashMap<[u8; 16], Stat>>,
     /// Directories made for them.
     dirs: Mutex<HashSet<Vec<u8>>>,
 }
@@ -75,17 +74,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Landing {
     /// Puts files in place in the workspace at `root`, logged in `log` (a new log: what a
     /// killed run logged there was recovered first), or `None` when the log cannot be made.
-    pub fn new(root: &Path, log: &Path) -> Option<Landing> {
+    pub fn new(root: &Path, log_path: &Path) -> Option<Landing> {
         let log = fs::OpenOptions::new()
             .append(true)
             .create(true)
             .truncate(false)
-            .open(log)
+            .open(log_path)
             .ok()?;
         let len = log.metadata().ok()?.len();
         Some(Landing {
             root: root.to_path_buf(),
             log: Mutex::new((log, len)),
+            log_path: log_path.to_path_buf(),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashSet::new()),
         })
@@ -134,7 +134,9 @@ impl Landing {
         let Ok(md) = fs::symlink_metadata(staged) else {
             return false;
         };
-        if lock(&self.log).1 == u64::MAX || !self.note(&Record::File(rel.to_vec(), Seen::of(&md))) {
+        if lock(&self.log).1 == u64::MAX
+            || !self.note(&Record::File(rel.to_vec(), Seen::of(&md), key))
+        {
             return false;
         }
         crate::failpoint::hit("before-landing");
@@ -144,7 +146,7 @@ impl Landing {
         crate::failpoint::hit("landed");
         match fs::symlink_metadata(&abs) {
             Ok(md) => {
-                lock(&self.files).insert(rel.to_vec(), (key, Stat::of(&md)));
+                lock(&self.files).insert(key, Stat::of(&md));
                 true
             }
             Err(_) => {
@@ -181,18 +183,14 @@ impl Landing {
     }
 
     /// Whether the file with key `key` is in place at `rel`.
-    pub fn holds(&self, rel: &[u8], key: &[u8; 16]) -> bool {
-        lock(&self.files).get(rel).is_some_and(|(k, _)| k == key)
+    pub fn holds(&self, key: &[u8; 16]) -> bool {
+        lock(&self.files).contains_key(key)
     }
 
     /// The stat of the file with key `key` in place at `rel`, for its step: no one else
     /// gets it, and it is not removed.
-    pub fn take(&self, rel: &[u8], key: &[u8; 16]) -> Option<Stat> {
-        let mut files = lock(&self.files);
-        match files.get(rel) {
-            Some((k, _)) if k == key => files.remove(rel).map(|(_, stat)| stat),
-            _ => None,
-        }
+    pub fn take(&self, key: &[u8; 16]) -> Option<Stat> {
+        lock(&self.files).remove(key)
     }
 
     /// Whether the directory `rel` was made here.
@@ -213,11 +211,22 @@ impl Landing {
     /// Removes what no step took: each file still as it was put there (one changed since
     /// is someone's, and stays), then each directory made, deepest first, if empty.
     pub fn remove_untaken(&self) {
-        for (rel, (_, stat)) in std::mem::take(&mut *lock(&self.files)) {
-            let abs = under(&self.root, &rel);
-            let same = fs::symlink_metadata(&abs).is_ok_and(|md| same_file(&Stat::of(&md), &stat));
-            if same {
-                let _ = fs::remove_file(&abs);
+        let untaken = std::mem::take(&mut *lock(&self.files));
+        if !untaken.is_empty() {
+            let log = fs::read(&self.log_path).unwrap_or_default();
+            for record in Record::decode_all(&log) {
+                let Record::File(rel, _, key) = record else {
+                    continue;
+                };
+                let Some(stat) = untaken.get(&key) else {
+                    continue;
+                };
+                let abs = under(&self.root, &rel);
+                let same =
+                    fs::symlink_metadata(&abs).is_ok_and(|md| same_file(&Stat::of(&md), stat));
+                if same {
+                    let _ = fs::remove_file(&abs);
+                }
             }
         }
         let mut dirs: Vec<Vec<u8>> = std::mem::take(&mut *lock(&self.dirs)).into_iter().collect();
@@ -254,30 +263,31 @@ impl Seen {
     }
 }
 
-/// One entry of the log.
+/// One entry of the log: a file (its path, what it was, its staged key), a directory.
 #[derive(Debug, PartialEq, Eq)]
 enum Record {
-    File(Vec<u8>, Seen),
+    File(Vec<u8>, Seen, [u8; 16]),
     Dir(Vec<u8>),
 }
 
 impl Record {
     /// `F` or `D`, the path's length (u32) and the path, and for a file its inode, size,
-    /// mtime and mode; little-endian.
+    /// mtime and mode and its key; little-endian.
     fn encode(&self) -> Vec<u8> {
         let (tag, path) = match self {
-            Record::File(p, _) => (b'F', p),
+            Record::File(p, ..) => (b'F', p),
             Record::Dir(p) => (b'D', p),
         };
-        let mut b = Vec::with_capacity(path.len() + 33);
+        let mut b = Vec::with_capacity(path.len() + 49);
         b.push(tag);
         b.extend_from_slice(&(path.len() as u32).to_le_bytes());
         b.extend_from_slice(path);
-        if let Record::File(_, s) = self {
+        if let Record::File(_, s, key) = self {
             b.extend_from_slice(&s.ino.to_le_bytes());
             b.extend_from_slice(&s.size.to_le_bytes());
             b.extend_from_slice(&s.mtime_ns.to_le_bytes());
             b.extend_from_slice(&s.mode.to_le_bytes());
+            b.extend_from_slice(key);
         }
         b
     }
@@ -307,6 +317,7 @@ impl Record {
                         mtime_ns: i64::from_le_bytes(num(b)?),
                         mode: u32::from_le_bytes(num(b)?),
                     },
+                    num(b)?,
                 )),
                 _ => None,
             }
@@ -333,7 +344,7 @@ pub fn leftovers(root: &Path, log: &Path, base: &Flat) -> Option<Leftovers> {
     let (mut files, mut dirs) = (Vec::new(), Vec::new());
     for record in Record::decode_all(&bytes) {
         match record {
-            Record::File(rel, seen) if !base.contains_key(&rel) => {
+            Record::File(rel, seen, _) if !base.contains_key(&rel) => {
                 let abs = under(root, &rel);
                 if fs::symlink_metadata(&abs).is_ok_and(|md| Seen::of(&md) == seen) {
                     files.push(rel);
@@ -423,11 +434,11 @@ mod tests {
         assert_eq!(mode("new"), 0o750);
         assert_eq!(mode("new/deeper"), 0o755);
         assert_eq!(fs::read(root.join("new/deeper/b")).expect("read"), b"two");
-        assert!(l.holds(b"here/a", &k(1)) && !l.holds(b"here/a", &k(2)));
-        assert!(l.take(b"here/a", &k(2)).is_none(), "another key");
-        let stat = l.take(b"here/a", &k(1)).expect("in place");
+        assert!(l.holds(&k(1)) && !l.holds(&k(4)));
+        assert!(l.take(&k(4)).is_none(), "another key");
+        let stat = l.take(&k(1)).expect("in place");
         assert_eq!(stat.size, 3);
-        assert!(l.take(b"here/a", &k(1)).is_none(), "taken once");
+        assert!(l.take(&k(1)).is_none(), "taken once");
         assert!(l.take_dir(b"new") && !l.take_dir(b"new"));
         // new/c changed since it was put there: someone's now, it stays; new/deeper/b goes,
         // and new/deeper with it; new was taken by its step.
@@ -479,6 +490,7 @@ mod tests {
         let mut cut = Record::File(
             b"here/zz".to_vec(),
             Seen::of(&fs::metadata(&log).expect("stat")),
+            [7; 16],
         )
         .encode();
         cut.truncate(9);
@@ -515,7 +527,7 @@ mod tests {
             mode: 0o100_644,
         };
         let records = vec![
-            Record::File(b"a/b\nc".to_vec(), seen),
+            Record::File(b"a/b\nc".to_vec(), seen, [9; 16]),
             Record::Dir(Vec::new()),
             Record::Dir(b"d".to_vec()),
         ];

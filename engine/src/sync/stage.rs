@@ -163,14 +163,14 @@ impl Stage {
         let (Some(l), Some(id)) = (&self.landing, t.file) else {
             return false;
         };
-        l.holds(rel, &key(rel, id, t.mode, t.mtime_ns))
+        l.holds(&key(rel, id, t.mode, t.mtime_ns))
     }
 
     /// For the step that writes `t` (a file entry) at `rel`: the stat of that file if it
     /// was put in place. No one else gets it.
     pub fn take_landed(&self, rel: &[u8], t: &Entry) -> Option<Stat> {
         let l = self.landing.as_ref()?;
-        l.take(rel, &key(rel, t.file?, t.mode, t.mtime_ns))
+        l.take(&key(rel, t.file?, t.mode, t.mtime_ns))
     }
 
     /// Whether the directory `rel` was made for files put in place.
