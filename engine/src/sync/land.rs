@@ -26,17 +26,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-
-use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 
 use cachesync_objects::Flat;
 
 use crate::index::Stat;
-use crate::paths::under;
+use crate::paths::{split_parent, under};
 
 /// The log of what a run put in place, under the workspace's metadata directory.
 pub const LOG: &str = "landed";
@@ -56,6 +55,9 @@ pub enum Above {
 /// Files (and directories) put in place ahead of their steps, until a step takes them.
 pub struct Landing {
     root: PathBuf,
+    /// The workspace's root, opened: every directory a file goes into is opened beneath
+    /// it, through no symlink ([`Landing::open_dir`]).
+    root_fd: std::os::fd::OwnedFd,
     /// The log ([`LOG`]), appended to before each file goes in place and after each
     /// directory is made, and how long it is; and where it is.
     log: Mutex<(fs::File, u64)>,
@@ -82,8 +84,15 @@ impl Landing {
             .open(log_path)
             .ok()?;
         let len = log.metadata().ok()?.len();
+        let root_fd = rustix::fs::open(
+            root,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok()?;
         Some(Landing {
             root: root.to_path_buf(),
+            root_fd,
             log: Mutex::new((log, len)),
             log_path: log_path.to_path_buf(),
             files: Mutex::new(HashMap::new()),
@@ -106,6 +115,23 @@ impl Landing {
             *len = u64::MAX;
         }
         false
+    }
+
+    /// The workspace's directory `rel` (`""` for its root), opened (`O_PATH`, or to read
+    /// with `read`) without following a symlink on the way and without leaving the
+    /// workspace: a directory swapped for a symlink since the scan is not gone through.
+    fn open_dir(&self, rel: &[u8], read: bool) -> std::io::Result<std::os::fd::OwnedFd> {
+        use rustix::fs::{OFlags, ResolveFlags};
+        let path = if rel.is_empty() { b".".as_slice() } else { rel };
+        let how = if read { OFlags::RDONLY } else { OFlags::PATH };
+        rustix::fs::openat2(
+            &self.root_fd,
+            std::ffi::OsStr::from_bytes(path),
+            how | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            rustix::fs::Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+        )
+        .map_err(Into::into)
     }
 
     /// Renames the staged file `staged` (key `key`) to `rel`, if every directory above it
@@ -139,8 +165,19 @@ impl Landing {
         {
             return false;
         }
+        let (parent, name) = split_parent(rel);
+        let Ok(dir) = self.open_dir(parent, false) else {
+            return false;
+        };
         crate::failpoint::hit("before-landing");
-        if crate::localfs::rename_no_replace(staged, &abs).is_err() {
+        let renamed = rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            staged,
+            &dir,
+            std::ffi::OsStr::from_bytes(name),
+            rustix::fs::RenameFlags::NOREPLACE,
+        );
+        if renamed.is_err() {
             return false;
         }
         crate::failpoint::hit("landed");
@@ -166,15 +203,22 @@ impl Landing {
             if dirs.contains(rel) {
                 continue;
             }
-            let abs = under(&self.root, rel);
-            if fs::create_dir(&abs).is_err() {
+            let (parent, name) = split_parent(rel);
+            let name = std::ffi::OsStr::from_bytes(name);
+            let Ok(parent) = self.open_dir(parent, false) else {
+                return false;
+            };
+            if rustix::fs::mkdirat(&parent, name, rustix::fs::Mode::from_raw_mode(0o700)).is_err() {
                 return false;
             }
             // Logged once made: a kill before leaves an empty directory that the share
             // has too, nothing the next run would take for the user's.
             let noted = self.note(&Record::Dir(rel.to_vec()));
             dirs.insert(rel.to_vec());
-            let set = fs::set_permissions(&abs, fs::Permissions::from_mode(mode | 0o700));
+            let set = self.open_dir(rel, true).and_then(|d| {
+                rustix::fs::fchmod(&d, rustix::fs::Mode::from_raw_mode(mode | 0o700))
+                    .map_err(Into::into)
+            });
             if !noted || set.is_err() {
                 return false;
             }
@@ -382,6 +426,7 @@ fn same_file(a: &Stat, b: &Stat) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn staged(dir: &Path, name: &str, body: &[u8]) -> PathBuf {
         let p = dir.join(name);
@@ -402,8 +447,12 @@ mod tests {
         fs::write(root.join("file"), "a file").expect("write");
         // Made since the scan, by someone else: nothing goes in it.
         fs::create_dir(root.join("theirs")).expect("mkdir");
+        // A directory the scan saw, swapped since for a symlink out of the workspace.
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(outside.join("sub")).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, root.join("swapped")).expect("symlink");
         let above = |p: &[u8]| match p {
-            b"here" => Above::Here,
+            b"here" | b"swapped" | b"swapped/sub" => Above::Here,
             b"new" => Above::Make(0o750),
             b"new/deeper" | b"theirs" => Above::Make(0o755),
             _ => Above::No,
@@ -421,6 +470,14 @@ mod tests {
         assert!(!l.land(b"file/x", k(5), &under_file, &above));
         assert!(!l.land(b"other/x", k(5), &under_file, &above));
         assert!(!l.land(b"theirs/x", k(5), &under_file, &above));
+        assert!(!l.land(b"swapped/x", k(5), &under_file, &above));
+        assert!(!l.land(b"swapped/sub/x", k(5), &under_file, &above));
+        for out in ["x", "sub/x"] {
+            assert!(
+                !outside.join(out).exists(),
+                "put in place out of the workspace"
+            );
+        }
         assert!(under_file.exists());
         assert_eq!(fs::read_dir(root.join("theirs")).expect("ls").count(), 0);
 
