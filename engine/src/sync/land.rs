@@ -27,6 +27,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ use std::sync::Mutex;
 use cachesync_objects::Flat;
 
 use crate::index::Stat;
-use crate::paths::{split_parent, under};
+use crate::paths::split_parent;
 
 /// The log of what a run put in place, under the workspace's metadata directory.
 pub const LOG: &str = "landed";
@@ -54,10 +55,9 @@ pub enum Above {
 
 /// Files (and directories) put in place ahead of their steps, until a step takes them.
 pub struct Landing {
-    root: PathBuf,
     /// The workspace's root, opened: every directory a file goes into is opened beneath
-    /// it, through no symlink ([`Landing::open_dir`]).
-    root_fd: std::os::fd::OwnedFd,
+    /// it, through no symlink ([`open_beneath`]).
+    root_fd: OwnedFd,
     /// The log ([`LOG`]), appended to before each file goes in place and after each
     /// directory is made, and how long it is; and where it is.
     log: Mutex<(fs::File, u64)>,
@@ -84,14 +84,8 @@ impl Landing {
             .open(log_path)
             .ok()?;
         let len = log.metadata().ok()?.len();
-        let root_fd = rustix::fs::open(
-            root,
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .ok()?;
+        let root_fd = open_root(root)?;
         Some(Landing {
-            root: root.to_path_buf(),
             root_fd,
             log: Mutex::new((log, len)),
             log_path: log_path.to_path_buf(),
@@ -106,6 +100,9 @@ impl Landing {
         let bytes = record.encode();
         let mut log = lock(&self.log);
         let (file, len) = &mut *log;
+        if *len == u64::MAX {
+            return false;
+        }
         if file.write(&bytes).is_ok_and(|n| n == bytes.len()) {
             *len += bytes.len() as u64;
             return true;
@@ -120,18 +117,8 @@ impl Landing {
     /// The workspace's directory `rel` (`""` for its root), opened (`O_PATH`, or to read
     /// with `read`) without following a symlink on the way and without leaving the
     /// workspace: a directory swapped for a symlink since the scan is not gone through.
-    fn open_dir(&self, rel: &[u8], read: bool) -> std::io::Result<std::os::fd::OwnedFd> {
-        use rustix::fs::{OFlags, ResolveFlags};
-        let path = if rel.is_empty() { b".".as_slice() } else { rel };
-        let how = if read { OFlags::RDONLY } else { OFlags::PATH };
-        rustix::fs::openat2(
-            &self.root_fd,
-            std::ffi::OsStr::from_bytes(path),
-            how | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            rustix::fs::Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-        )
-        .map_err(Into::into)
+    fn open_dir(&self, rel: &[u8], read: bool) -> std::io::Result<OwnedFd> {
+        open_beneath(&self.root_fd, rel, read)
     }
 
     /// Renames the staged file `staged` (key `key`) to `rel`, if every directory above it
@@ -156,39 +143,35 @@ impl Landing {
         if !make.is_empty() && !self.make_dirs(&make) {
             return false;
         }
-        let abs = under(&self.root, rel);
+        let Some((dir, name)) = parent_of(&self.root_fd, rel) else {
+            return false;
+        };
         let Ok(md) = fs::symlink_metadata(staged) else {
             return false;
         };
-        if lock(&self.log).1 == u64::MAX
-            || !self.note(&Record::File(rel.to_vec(), Seen::of(&md), key))
-        {
+        if !self.note(&Record::File(rel.to_vec(), Seen::of(&md), key)) {
             return false;
         }
-        let (parent, name) = split_parent(rel);
-        let Ok(dir) = self.open_dir(parent, false) else {
-            return false;
-        };
         crate::failpoint::hit("before-landing");
         let renamed = rustix::fs::renameat_with(
             rustix::fs::CWD,
             staged,
             &dir,
-            std::ffi::OsStr::from_bytes(name),
+            name,
             rustix::fs::RenameFlags::NOREPLACE,
         );
         if renamed.is_err() {
             return false;
         }
         crate::failpoint::hit("landed");
-        match fs::symlink_metadata(&abs) {
-            Ok(md) => {
-                lock(&self.files).insert(key, Stat::of(&md));
+        match stat_at(&dir, name) {
+            Some(stat) => {
+                lock(&self.files).insert(key, stat);
                 true
             }
-            Err(_) => {
+            None => {
                 // Not known as it is: not left there unrecorded.
-                let _ = fs::remove_file(&abs);
+                let _ = rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty());
                 false
             }
         }
@@ -203,9 +186,7 @@ impl Landing {
             if dirs.contains(rel) {
                 continue;
             }
-            let (parent, name) = split_parent(rel);
-            let name = std::ffi::OsStr::from_bytes(name);
-            let Ok(parent) = self.open_dir(parent, false) else {
+            let Some((parent, name)) = parent_of(&self.root_fd, rel) else {
                 return false;
             };
             if rustix::fs::mkdirat(&parent, name, rustix::fs::Mode::from_raw_mode(0o700)).is_err() {
@@ -265,18 +246,13 @@ impl Landing {
                 let Some(stat) = untaken.get(&key) else {
                     continue;
                 };
-                let abs = under(&self.root, &rel);
-                let same =
-                    fs::symlink_metadata(&abs).is_ok_and(|md| same_file(&Stat::of(&md), stat));
-                if same {
-                    let _ = fs::remove_file(&abs);
-                }
+                remove_if(&self.root_fd, &rel, |now| same_file(now, stat));
             }
         }
         let mut dirs: Vec<Vec<u8>> = std::mem::take(&mut *lock(&self.dirs)).into_iter().collect();
         dirs.sort_by_key(|d| std::cmp::Reverse(d.iter().filter(|&&b| b == b'/').count()));
         for rel in dirs {
-            let _ = fs::remove_dir(under(&self.root, &rel));
+            remove_dir(&self.root_fd, &rel);
         }
     }
 }
@@ -294,6 +270,17 @@ struct Seen {
     size: u64,
     mtime_ns: i64,
     mode: u32,
+}
+
+impl From<&Stat> for Seen {
+    fn from(s: &Stat) -> Seen {
+        Seen {
+            ino: s.ino,
+            size: s.size,
+            mtime_ns: s.mtime_ns,
+            mode: s.mode,
+        }
+    }
 }
 
 impl Seen {
@@ -379,19 +366,25 @@ pub struct Leftovers {
     pub files: Vec<Vec<u8>>,
     /// The directories made for them, deepest first.
     pub dirs: Vec<Vec<u8>>,
+    /// What each file was (as `files`).
+    seen: Vec<Seen>,
 }
 
 /// The [`Leftovers`] in the workspace at `root` of a killed run that logged at `log`, given
 /// the last commit (`base`); `None` when there is no log.
 pub fn leftovers(root: &Path, log: &Path, base: &Flat) -> Option<Leftovers> {
     let bytes = fs::read(log).ok()?;
-    let (mut files, mut dirs) = (Vec::new(), Vec::new());
+    let root = open_root(root)?;
+    let (mut files, mut dirs, mut seens) = (Vec::new(), Vec::new(), Vec::new());
     for record in Record::decode_all(&bytes) {
         match record {
             Record::File(rel, seen, _) if !base.contains_key(&rel) => {
-                let abs = under(root, &rel);
-                if fs::symlink_metadata(&abs).is_ok_and(|md| Seen::of(&md) == seen) {
+                let same = parent_of(&root, &rel)
+                    .and_then(|(dir, name)| stat_at(&dir, name))
+                    .is_some_and(|now| Seen::from(&now) == seen);
+                if same {
                     files.push(rel);
+                    seens.push(seen);
                 }
             }
             Record::Dir(rel) if !base.contains_key(&rel) => dirs.push(rel),
@@ -399,22 +392,92 @@ pub fn leftovers(root: &Path, log: &Path, base: &Flat) -> Option<Leftovers> {
         }
     }
     dirs.sort_by_key(|d| std::cmp::Reverse(d.iter().filter(|&&b| b == b'/').count()));
-    Some(Leftovers { files, dirs })
+    Some(Leftovers {
+        files,
+        dirs,
+        seen: seens,
+    })
 }
 
 /// Removes the [`leftovers`]: each file, then each directory if empty; then the log. (Call
 /// before the workspace is looked at, holding its lock.)
 pub fn recover(root: &Path, log: &Path, base: &Flat) {
-    let Some(Leftovers { files, dirs }) = leftovers(root, log, base) else {
+    let Some(Leftovers { files, dirs, seen }) = leftovers(root, log, base) else {
         return;
     };
-    for rel in files {
-        let _ = fs::remove_file(under(root, &rel));
+    let Some(root) = open_root(root) else { return };
+    for (rel, seen) in files.iter().zip(seen) {
+        remove_if(&root, rel, |now| Seen::from(now) == seen);
     }
     for rel in dirs {
-        let _ = fs::remove_dir(under(root, &rel));
+        remove_dir(&root, &rel);
     }
     let _ = fs::remove_file(log);
+}
+
+/// The workspace's root at `root`, opened to find things beneath it.
+fn open_root(root: &Path) -> Option<OwnedFd> {
+    use rustix::fs::OFlags;
+    rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()
+}
+
+/// The directory `rel` (`""` for the root) beneath `root`, opened (`O_PATH`, or to read
+/// with `read`) without following a symlink on the way and without leaving it: a
+/// directory swapped for a symlink since the scan is not gone through.
+fn open_beneath(root: &OwnedFd, rel: &[u8], read: bool) -> std::io::Result<OwnedFd> {
+    use rustix::fs::{OFlags, ResolveFlags};
+    let path = if rel.is_empty() { b".".as_slice() } else { rel };
+    let how = if read { OFlags::RDONLY } else { OFlags::PATH };
+    rustix::fs::openat2(
+        root,
+        std::ffi::OsStr::from_bytes(path),
+        how | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        rustix::fs::Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+    )
+    .map_err(Into::into)
+}
+
+/// The directory of `rel` beneath `root`, opened as [`open_beneath`] does, and `rel`'s name
+/// in it.
+fn parent_of<'a>(root: &OwnedFd, rel: &'a [u8]) -> Option<(OwnedFd, &'a std::ffi::OsStr)> {
+    let (parent, name) = split_parent(rel);
+    let dir = open_beneath(root, parent, false).ok()?;
+    Some((dir, std::ffi::OsStr::from_bytes(name)))
+}
+
+/// The stat of `name` in `dir`, not following a symlink.
+fn stat_at(dir: &OwnedFd, name: &std::ffi::OsStr) -> Option<Stat> {
+    let st = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    Some(Stat {
+        size: st.st_size as u64,
+        mtime_ns: st.st_mtime as i64 * 1_000_000_000 + st.st_mtime_nsec as i64,
+        ctime_ns: st.st_ctime as i64 * 1_000_000_000 + st.st_ctime_nsec as i64,
+        ino: st.st_ino as u64,
+        mode: st.st_mode as u32,
+        recorded_ns: crate::now_ns(),
+    })
+}
+
+/// Removes the file `rel` beneath `root` if its stat is as `keep_if` wants.
+fn remove_if(root: &OwnedFd, rel: &[u8], wanted: impl Fn(&Stat) -> bool) {
+    if let Some((dir, name)) = parent_of(root, rel) {
+        if stat_at(&dir, name).is_some_and(|now| wanted(&now)) {
+            let _ = rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty());
+        }
+    }
+}
+
+/// Removes the directory `rel` beneath `root`, if it is empty.
+fn remove_dir(root: &OwnedFd, rel: &[u8]) {
+    if let Some((dir, name)) = parent_of(root, rel) {
+        let _ = rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::REMOVEDIR);
+    }
 }
 
 /// Whether two stats are of the same file, unchanged.

@@ -193,7 +193,7 @@ pub(crate) fn scan_all(
 /// write (a dry run, a status) plans what that run would.
 fn without_landed(ws: &Workspace, base: &Flat, local: &mut LocalScan) {
     let log = ws.meta_dir().join(LOG);
-    let Some(crate::sync::land::Leftovers { files, dirs }) =
+    let Some(crate::sync::land::Leftovers { files, dirs, .. }) =
         crate::sync::land::leftovers(&ws.root, &log, base)
     else {
         return;
