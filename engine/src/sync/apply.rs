@@ -217,6 +217,15 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// Step `i` left a file at its path with this stat (taken when it was put there).
+    pub(super) fn placed(&mut self, i: usize, stat: Stat) {
+        self.local_results.push(LocalResult {
+            step: i,
+            from: false,
+            stat: Some(stat),
+        });
+    }
+
     /// Step `i` left nothing for the index at its path (or its source, `from`).
     fn forget_local(&mut self, i: usize, from: bool) {
         self.local_results.push(LocalResult {
@@ -240,11 +249,7 @@ impl Applier<'_> {
         if t.kind == EntryKind::File && step.expect.is_none() {
             // Put in place as it was read: done (see `super::land`).
             if let Some(stat) = self.stage.and_then(|st| st.take_landed(&step.path, t)) {
-                self.local_results.push(LocalResult {
-                    step: i,
-                    from: false,
-                    stat: Some(stat),
-                });
+                self.placed(i, stat);
                 return Ok(());
             }
         }
@@ -254,11 +259,7 @@ impl Applier<'_> {
             let ready = match self.ready.take() {
                 Some(Ready::Placed(placed)) => {
                     // Put in place ahead: done (see `super::ahead`).
-                    self.local_results.push(LocalResult {
-                        step: i,
-                        from: false,
-                        stat: Some(placed?),
-                    });
+                    self.placed(i, placed?);
                     return Ok(());
                 }
                 Some(Ready::Written(Ok(p))) => Some(p),
@@ -381,11 +382,7 @@ impl Applier<'_> {
                     self.forget_local(i, true);
                     return match st.take_landed(&step.path, t) {
                         Some(stat) => {
-                            self.local_results.push(LocalResult {
-                                step: i,
-                                from: false,
-                                stat: Some(stat),
-                            });
+                            self.placed(i, stat);
                             Ok(())
                         }
                         None => self.record_local(i, step, t),

@@ -155,12 +155,8 @@ fn done_unreached(
         if !done_ahead.insert(i) {
             continue;
         }
-        if stat.is_some() {
-            applier.local_results.push(LocalResult {
-                step: i,
-                from: false,
-                stat,
-            });
+        if let Some(stat) = stat {
+            applier.placed(i, stat);
         }
         report.applied += 1;
         report.applied_local += 1;

@@ -114,13 +114,6 @@ impl Landing {
         false
     }
 
-    /// The workspace's directory `rel` (`""` for its root), opened (`O_PATH`, or to read
-    /// with `read`) without following a symlink on the way and without leaving the
-    /// workspace: a directory swapped for a symlink since the scan is not gone through.
-    fn open_dir(&self, rel: &[u8], read: bool) -> std::io::Result<OwnedFd> {
-        open_beneath(&self.root_fd, rel, read)
-    }
-
     /// Renames the staged file `staged` (key `key`) to `rel`, if every directory above it
     /// is one (`above`), making those to make; whether it is in place now.
     pub fn land(
@@ -196,7 +189,7 @@ impl Landing {
             // has too, nothing the next run would take for the user's.
             let noted = self.note(&Record::Dir(rel.to_vec()));
             dirs.insert(rel.to_vec());
-            let set = self.open_dir(rel, true).and_then(|d| {
+            let set = open_beneath(&self.root_fd, rel, true).and_then(|d| {
                 rustix::fs::fchmod(&d, rustix::fs::Mode::from_raw_mode(mode | 0o700))
                     .map_err(Into::into)
             });
