@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::chunker::ChunkerParams;
+use crate::chunker::{Block, ChunkerParams};
 use crate::db::{Batch, Db, Table};
 use crate::error::{ObjectError, Result};
 use crate::file::FileObject;
@@ -30,10 +30,6 @@ pub struct IngestStats {
     pub new_bytes: u64,
 }
 
-/// Chunks a source's first chunks are handled on the calling thread (4 MiB on average):
-/// past them, [`Store::ingest`] hands the hashing and storing to a second thread.
-pub const INLINE_CHUNKS: usize = 64;
-
 /// One ingest under way: the whole-file hash so far, the chunk list, the counts.
 ///
 /// New chunks are written without the write-ahead log: each went to the log and then to
@@ -57,12 +53,6 @@ impl<'a> Ingest<'a> {
             stats: IngestStats::default(),
             list: Vec::new(),
         }
-    }
-
-    /// Hashes one chunk into the whole-file hash, then [`Ingest::add_chunk`].
-    fn add(&mut self, data: Vec<u8>) -> Result<()> {
-        self.whole.update(&data);
-        self.add_chunk(&data)
     }
 
     /// Stores one chunk if new and notes it.
@@ -250,44 +240,53 @@ impl Store {
     ///
     /// A big source is cut on this thread while a second one hashes and stores its chunks
     /// (the chunk ids and the whole-file hash are two blake3 passes over every byte, about
-    /// as much work as the cutting): the first [`INLINE_CHUNKS`] chunks are handled here,
-    /// so a small file costs no thread.
+    /// as much work as the cutting), a block of chunks at a time ([`crate::chunker::Blocks`]):
+    /// a source that ends within its first block is handled here, so a small file costs
+    /// no thread.
     ///
     /// # Errors
     /// [`ObjectError::Read`] if the source fails, [`ObjectError::Db`] on a store failure.
     pub fn ingest(&self, source: impl Read) -> Result<(FileId, u64, IngestStats)> {
-        let mut chunks = self.chunker.chunks(source);
+        let mut blocks = self.chunker.blocks(source);
         let mut state = Ingest::new(self);
-        for _ in 0..INLINE_CHUNKS {
-            match chunks.next() {
-                Some(chunk) => state.add(chunk.map_err(ObjectError::Read)?)?,
-                None => return state.finish(),
-            }
+        let Some(first) = blocks.next_block().map_err(ObjectError::Read)? else {
+            return state.finish();
+        };
+        state.whole.update(first.bytes());
+        if blocks.ended() {
+            first.chunks().try_for_each(|c| state.add_chunk(c))?;
+            return state.finish();
         }
-        // From here the whole-file hash is made on this thread, beside the cutting.
+        // From here the whole-file hash is made on this thread, beside the cutting, and
+        // the blocks' buffers come back to be read into again.
         let mut whole = std::mem::take(&mut state.whole);
         let state = std::thread::scope(|s| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Block>(1);
+            let (back, spare) = std::sync::mpsc::channel::<Block>();
             let worker = s.spawn(move || -> Result<Ingest<'_>> {
-                for data in rx {
-                    state.add_chunk(&data)?;
+                for block in rx {
+                    block.chunks().try_for_each(|c| state.add_chunk(c))?;
+                    let _ = back.send(block);
                 }
                 Ok(state)
             });
+            let mut next = Some(first);
             let mut failed = None;
-            for chunk in chunks {
-                match chunk {
-                    // A send fails only when the worker stopped on an error: it says which.
-                    Ok(data) => {
-                        whole.update(&data);
-                        if tx.send(data).is_err() {
-                            break;
-                        }
+            while let Some(block) = next.take() {
+                // A send fails only when the worker stopped on an error: it says which.
+                if tx.send(block).is_err() {
+                    break;
+                }
+                if let Ok(used) = spare.try_recv() {
+                    blocks.recycle(used);
+                }
+                match blocks.next_block() {
+                    Ok(Some(block)) => {
+                        whole.update(block.bytes());
+                        next = Some(block);
                     }
-                    Err(e) => {
-                        failed = Some(ObjectError::Read(e));
-                        break;
-                    }
+                    Ok(None) => {}
+                    Err(e) => failed = Some(ObjectError::Read(e)),
                 }
             }
             drop(tx);
@@ -338,13 +337,10 @@ impl Store {
                 queue_chunk(content, &mut list)?;
                 FileId(list[0].0 .0)
             } else {
-                let mut whole = blake3::Hasher::new();
-                for chunk in self.chunker.chunks(*content) {
-                    let data = chunk.map_err(ObjectError::Read)?;
-                    whole.update(&data);
-                    queue_chunk(&data, &mut list)?;
+                for cut in self.chunker.cuts(content) {
+                    queue_chunk(&content[cut], &mut list)?;
                 }
-                FileId(*whole.finalize().as_bytes())
+                FileId::of(content)
             };
             read += content.len() as u64;
             ids.push(id);
@@ -999,6 +995,9 @@ mod tests {
             noise(600_000, 3),
             b"hello".to_vec(),
             noise(600_000, 3),
+            // Several blocks (`chunker::BLOCK`): `ingest` cuts it on one thread and stores
+            // it on a second.
+            noise(3_500_000, 4),
         ];
         let slices: Vec<&[u8]> = contents.iter().map(Vec::as_slice).collect();
         let ids = together.ingest_many(&slices).expect("ingest");
