@@ -258,10 +258,12 @@ impl Store {
             return state.finish();
         }
         // From here the whole-file hash is made on this thread, beside the cutting, and
-        // the blocks' buffers come back to be read into again.
+        // the blocks' buffers come back to be read into again. A block is handed over only
+        // when the worker is ready for it: two buffers per big file (a first copy reads
+        // sixteen at once), one filled while the other is stored.
         let mut whole = std::mem::take(&mut state.whole);
         let state = std::thread::scope(|s| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Block>(1);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Block>(0);
             let (back, spare) = std::sync::mpsc::channel::<Block>();
             let worker = s.spawn(move || -> Result<Ingest<'_>> {
                 for block in rx {
