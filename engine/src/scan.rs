@@ -315,10 +315,12 @@ pub fn ingest_local(store: &Store, path: &Path) -> Result<(IndexEntry, fs::Metad
     for _ in 0..3 {
         let before = fs::symlink_metadata(path).map_err(|e| SyncError::io(path, e))?;
         let file = fs::File::open(path).map_err(|e| SyncError::io(path, e))?;
-        let (id, size, _) = store.ingest(file).map_err(|e| match e {
-            cachesync_objects::ObjectError::Read(io) => SyncError::io(path, io),
-            other => other.into(),
-        })?;
+        let (id, size, _) = store
+            .ingest_expecting(file, before.size())
+            .map_err(|e| match e {
+                cachesync_objects::ObjectError::Read(io) => SyncError::io(path, io),
+                other => other.into(),
+            })?;
         let after = fs::symlink_metadata(path).map_err(|e| SyncError::io(path, e))?;
         let stable = before.size() == after.size()
             && before.mtime() == after.mtime()
@@ -1625,9 +1627,6 @@ const SMALL_FILE: u64 = 256 << 10;
 /// file again (it changed while it was read) starts again at offset 0.
 pub type Observer<'b, 'a> = &'b mut (dyn FnMut(u64, &[u8]) + 'a);
 
-/// How much one read of a big remote file asks for.
-const REMOTE_READ: usize = 1 << 20;
-
 /// A reader that shows what it reads to an [`Observer`].
 struct Tee<'b, 'a, R> {
     inner: R,
@@ -1725,11 +1724,12 @@ fn fetch_teed(
             pos: 0,
             observer: observer.as_deref_mut(),
         };
-        // The chunker asks for a chunk's worth at a time; each read of a remote file is a
-        // bounded call (a pool thread, and the helper's pipe both ways): read a MiB per call.
-        // A reader waiting for a file's first bytes (the mount) gets them as they come.
+        // Each read of a remote file is a bounded call (a pool thread, and the helper's pipe
+        // both ways): the chunker reads a block (a MiB) per call, the first sized for the
+        // file as listed. A reader waiting for a file's first bytes (the mount) gets them as
+        // they come.
         let ingested = if buffered {
-            store.ingest(std::io::BufReader::with_capacity(REMOTE_READ, tee))
+            store.ingest_expecting(tee, before.size)
         } else {
             store.ingest(tee)
         };

@@ -57,12 +57,21 @@ impl ChunkerParams {
 
     /// Reads `source` in blocks of whole chunks (see [`Blocks`]).
     pub fn blocks<R: Read>(&self, source: R) -> Blocks<R> {
+        self.blocks_expecting(source, 0)
+    }
+
+    /// [`ChunkerParams::blocks`] of a source expected to hold `len` bytes: its first
+    /// buffer is made big enough for them (up to [`BLOCK`]), so that it is read in one
+    /// call where a call is a round trip (a remote file through the helper), and not grown.
+    pub fn blocks_expecting<R: Read>(&self, source: R, len: u64) -> Blocks<R> {
+        let first = usize::try_from(len.saturating_add(1)).unwrap_or(BLOCK);
         Blocks {
             source,
             params: *self,
             carry: Vec::new(),
             eof: false,
             spare: None,
+            first: first.clamp(FIRST, BLOCK),
         }
     }
 
@@ -127,6 +136,7 @@ pub struct Blocks<R> {
     carry: Vec<u8>,
     eof: bool,
     spare: Option<Vec<u8>>,
+    first: usize,
 }
 
 impl<R: Read> Blocks<R> {
@@ -152,8 +162,8 @@ impl<R: Read> Blocks<R> {
         let mut buf = self.spare.take().unwrap_or_default();
         // A new buffer starts small and doubles as it fills: most files are small, and a
         // buffer is cleared as it is made.
-        if buf.len() < self.carry.len().max(FIRST) {
-            buf.resize(self.carry.len().max(FIRST), 0);
+        if buf.len() < self.carry.len().max(self.first) {
+            buf.resize(self.carry.len().max(self.first), 0);
         }
         let mut len = self.carry.len();
         buf[..len].copy_from_slice(&self.carry);
@@ -278,21 +288,29 @@ mod tests {
         for len in sizes {
             let whole = &data[..len];
             let expected: Vec<&[u8]> = p.cuts(whole).map(|r| &whole[r]).collect();
-            for step in [7_919, 1 << 20] {
-                let source = Dribble {
-                    data: whole,
-                    step,
-                    interrupt: false,
-                };
-                let got: Vec<Vec<u8>> = p
-                    .chunks(source)
-                    .collect::<io::Result<_>>()
-                    .expect("in memory");
-                assert_eq!(got.len(), expected.len(), "{len} bytes, reads of {step}");
+            // Read in small pieces and in big ones; a first buffer of the default size,
+            // or sized for the whole source.
+            for (step, expect) in [(7_919, 0), (1 << 20, 0), (7_919, len), (1 << 20, len)] {
+                let mut blocks = p.blocks_expecting(
+                    Dribble {
+                        data: whole,
+                        step,
+                        interrupt: false,
+                    },
+                    expect as u64,
+                );
+                let mut got = Vec::new();
+                while let Some(block) = blocks.next_block().expect("in memory") {
+                    got.extend(block.chunks().map(<[u8]>::to_vec));
+                    blocks.recycle(block);
+                }
+                let what = format!("{len} bytes, reads of {step}, {expect} expected");
+                assert_eq!(got.len(), expected.len(), "{what}");
                 assert!(
                     got.iter().zip(&expected).all(|(g, e)| g == e),
-                    "{len} bytes, reads of {step}: the chunks differ"
+                    "{what}: the chunks differ"
                 );
+                assert!(blocks.ended(), "{what}: not ended");
             }
         }
     }

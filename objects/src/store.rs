@@ -247,7 +247,21 @@ impl Store {
     /// # Errors
     /// [`ObjectError::Read`] if the source fails, [`ObjectError::Db`] on a store failure.
     pub fn ingest(&self, source: impl Read) -> Result<(FileId, u64, IngestStats)> {
-        let mut blocks = self.chunker.blocks(source);
+        self.ingest_expecting(source, 0)
+    }
+
+    /// [`Store::ingest`] of a source expected to hold `len` bytes (a file's size as
+    /// listed): its first block is read in one call (see
+    /// [`ChunkerParams::blocks_expecting`]). The id is the content's, whatever it holds.
+    ///
+    /// # Errors
+    /// As [`Store::ingest`].
+    pub fn ingest_expecting(
+        &self,
+        source: impl Read,
+        len: u64,
+    ) -> Result<(FileId, u64, IngestStats)> {
+        let mut blocks = self.chunker.blocks_expecting(source, len);
         let mut state = Ingest::new(self);
         let Some(first) = blocks.next_block().map_err(ObjectError::Read)? else {
             return state.finish();
