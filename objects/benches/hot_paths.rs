@@ -1,4 +1,5 @@
-//! Micro-benchmarks of the store's hot paths: chunking, hashing, ingest, tree encoding.
+//! Micro-benchmarks of the store's hot paths: chunking, hashing, ingest, tree encoding,
+//! snapshots, and working out a big file's patch.
 //! `make bench` runs them (`cargo bench -p cachesync-objects`); throughput is per core.
 //!
 //! "bare" is the floor the store is measured against: FastCDC (2020, 16/64/256 KiB) over the
@@ -182,12 +183,44 @@ fn flat_trees(c: &mut Criterion) {
     g.finish();
 }
 
+/// What a push of a big file with one byte changed works out before it writes: the pieces
+/// that make the new content out of the share's (`patch::plan`), for a 2 GiB file of
+/// 64 KiB chunks (32,768) with one chunk in the middle changed, both ways a patch is made.
+fn patch_plan(c: &mut Criterion) {
+    use cachesync_objects::patch::{plan, Moves};
+    use cachesync_objects::{ChunkId, FileObject};
+    let chunks: Vec<(ChunkId, u32)> = (0..32_768u32)
+        .map(|i| (ChunkId::of(&i.to_le_bytes()), 64 << 10))
+        .collect();
+    let base = FileObject {
+        id: FileId::of(b"base"),
+        size: 2 << 30,
+        chunks,
+    };
+    let mut target = base.clone();
+    target.id = FileId::of(b"target");
+    target.chunks[16_384].0 = ChunkId::of(b"changed");
+    let mut g = c.benchmark_group("patch plan, 2 GiB, one chunk changed");
+    g.throughput(Throughput::Elements(32_768));
+    for (name, moves) in [("copy", Moves::Anywhere), ("in place", Moves::InPlace)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let pieces = plan(black_box(&base), black_box(&target), moves);
+                assert_eq!(pieces.len(), 3, "kept, written, kept");
+                pieces
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     chunking_and_hashing,
     ingest,
     small_files,
     trees,
-    flat_trees
+    flat_trees,
+    patch_plan
 );
 criterion_main!(benches);
