@@ -36,10 +36,20 @@ define install_missing
 	fi
 endef
 
-.PHONY: help deps bench-deps build demo test check bench faults
+.PHONY: help deps bench-deps build demo test check bench faults install install-files uninstall
+
+# Where `make install` puts cachesync: PREFIX/bin, PREFIX/share/{man,bash-completion,zsh,fish},
+# and systemd user units in PREFIX/share/systemd/user (~/.local/share/systemd/user by default,
+# where `systemctl --user` finds them).
+PREFIX ?= $(HOME)/.local
+INSTALL_BIN ?= $(CARGO_TARGET_DIR)/release/cachesync
+UNITS := cachesync-prefetch@.service cachesync-prefetch@.timer cachesync-mount@.service
+INSTALLED := bin/cachesync share/bash-completion/completions/cachesync \
+	share/zsh/site-functions/_cachesync share/fish/vendor_completions.d/cachesync.fish \
+	$(addprefix share/systemd/user/,$(UNITS))
 
 help: ## List the targets
-	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-7s %s\n", $$1, $$2 }' \
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-9s %s\n", $$1, $$2 }' \
 		$(MAKEFILE_LIST)
 
 deps: ## Install the system packages needed to build and test (only those missing)
@@ -75,6 +85,30 @@ bench: bench-deps ## Benchmarks: micro (criterion), then cachesync against rsync
 	$(CARGO) build --release -p cachesync -p cachesync-bench
 	$(CARGO_TARGET_DIR)/release/cachesync-bench \
 		--cachesync $(CARGO_TARGET_DIR)/release/cachesync --out bench-results $(BENCH_ARGS)
+
+install: ## Install an optimised build, completions, man pages and systemd user units under PREFIX (~/.local)
+	$(CARGO) build --release -p cachesync
+	@$(MAKE) --no-print-directory install-files
+
+# What `install` copies, from a binary already built (INSTALL_BIN).
+install-files:
+	install -D -m 755 "$(INSTALL_BIN)" "$(DESTDIR)$(PREFIX)/bin/cachesync"
+	install -d "$(DESTDIR)$(PREFIX)/share/bash-completion/completions" \
+		"$(DESTDIR)$(PREFIX)/share/zsh/site-functions" \
+		"$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d" \
+		"$(DESTDIR)$(PREFIX)/share/man/man1" "$(DESTDIR)$(PREFIX)/share/systemd/user"
+	"$(INSTALL_BIN)" completions bash > "$(DESTDIR)$(PREFIX)/share/bash-completion/completions/cachesync"
+	"$(INSTALL_BIN)" completions zsh > "$(DESTDIR)$(PREFIX)/share/zsh/site-functions/_cachesync"
+	"$(INSTALL_BIN)" completions fish > "$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/cachesync.fish"
+	"$(INSTALL_BIN)" man-pages "$(DESTDIR)$(PREFIX)/share/man/man1"
+	for u in $(UNITS); do \
+		sed 's|@BINDIR@|$(PREFIX)/bin|g' "dist/systemd/$$u" > "$(DESTDIR)$(PREFIX)/share/systemd/user/$$u" || exit 1; \
+	done
+	@echo "installed cachesync in $(DESTDIR)$(PREFIX)/bin"
+
+uninstall: ## Remove what `make install` put under PREFIX
+	rm -f $(addprefix "$(DESTDIR)$(PREFIX)/,$(addsuffix ",$(INSTALLED)))
+	rm -f "$(DESTDIR)$(PREFIX)"/share/man/man1/cachesync.1 "$(DESTDIR)$(PREFIX)"/share/man/man1/cachesync-*.1
 
 # The fault suite's long version. `make test` runs a bounded slice of the same tests; here
 # every crash point of every command is killed, 16 outages are drawn instead of 4, and the

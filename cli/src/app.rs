@@ -10,6 +10,10 @@ use crate::output::Failure;
 #[derive(Parser)]
 #[command(name = "cachesync", version, about, long_about = None)]
 pub struct Cli {
+    /// Run as if cachesync was started in DIR (as `git -C`): the workspace, and every
+    /// relative path given, are found from there.
+    #[arg(short = 'C', value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,6 +45,13 @@ enum Command {
     Unpin(commands::presence::UnpinArgs),
     Mount(commands::mount::MountArgs),
     Umount(commands::mount::UmountArgs),
+    Completions(commands::install::CompletionsArgs),
+    /// Writes the man pages, `cachesync.1` and one per command, into DIR (`make install`).
+    #[command(hide = true)]
+    ManPages {
+        /// An existing directory.
+        dir: std::path::PathBuf,
+    },
     /// Serves remote calls for another cachesync process (internal).
     #[command(hide = true)]
     RemoteHelper {
@@ -68,6 +79,15 @@ pub fn run() -> i32 {
             Ok(()) => 0,
             Err(_) => 1,
         };
+    }
+    if let Some(dir) = &cli.dir {
+        if let Err(e) = std::env::set_current_dir(dir) {
+            eprintln!(
+                "cachesync: error: cannot change to {}: {e}\nhint: -C names the directory to run in, as with git",
+                dir.display()
+            );
+            return 2;
+        }
     }
     // Inside a mounted view, a command works on the workspace behind it: the same directory
     // there, so that relative paths mean the same files.
@@ -108,6 +128,8 @@ pub fn run() -> i32 {
         Command::Unpin(a) => commands::presence::cmd_unpin(a),
         Command::Mount(a) => commands::mount::cmd_mount(a),
         Command::Umount(a) => commands::mount::cmd_umount(a),
+        Command::Completions(a) => Ok(commands::install::cmd_completions(&a)),
+        Command::ManPages { dir } => Ok(commands::install::cmd_man_pages(&dir)),
         Command::RemoteHelper { .. } => unreachable!("handled above"),
     };
     match result {

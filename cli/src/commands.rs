@@ -10,6 +10,7 @@ pub mod diff;
 pub mod events;
 pub mod fsck;
 pub mod gc;
+pub mod install;
 pub mod log;
 pub mod ls;
 pub mod mount;

@@ -7,6 +7,8 @@ use cachesync_engine::Workspace;
 use crate::app::CmdResult;
 use crate::output::{bytes, note, print_out, Bars, OrFail};
 
+/// Make a new workspace from a remote directory, and copy it.
+///
 /// Make a new workspace from a remote directory and copy it (the first snapshot).
 #[derive(clap::Args)]
 pub struct CloneArgs {

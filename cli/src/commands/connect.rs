@@ -15,6 +15,8 @@ pub struct Selection {
     server: Option<String>,
 }
 
+/// Reconnect: check the remote is back and the same, then sync.
+///
 /// Reconnect: check that the remote answers and is the same remote, then sync (unless the
 /// config's `on_reconnect` is `none`, or `--no-sync`).
 #[derive(clap::Args)]

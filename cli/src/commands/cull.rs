@@ -4,6 +4,8 @@ use serde_json::json;
 use crate::app::CmdResult;
 use crate::output::{bytes, open_workspace, print_json, print_out, OrFail};
 
+/// Drop the least wanted clean files until the cache fits its budget.
+///
 /// Drop the least wanted clean files (lowest hoard priority, then least recently used;
 /// never pinned, modified, provisional or conflicted ones) until the cache is under 80% of
 /// its budget, and remove their content from the store.

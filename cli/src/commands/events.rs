@@ -7,6 +7,8 @@ use cachesync_engine::Workspace;
 use crate::app::CmdResult;
 use crate::output::{print_out, time, OrFail};
 
+/// Show the events: mode switches, conflicts, cache warnings.
+///
 /// Show the events: mode switches, conflicts, cache warnings. `--follow` keeps streaming new
 /// ones (it does not lock the workspace, so other commands run meanwhile).
 #[derive(clap::Args)]

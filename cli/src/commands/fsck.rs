@@ -3,6 +3,8 @@ use serde_json::json;
 use crate::app::CmdResult;
 use crate::output::{bytes, open_workspace, print_json, print_out, OrFail};
 
+/// Verify every object in the store.
+///
 /// Verify every object in the store (every chunk re-hashed); exit 1 if anything is damaged.
 #[derive(clap::Args)]
 pub struct FsckArgs {

@@ -3,6 +3,8 @@ use std::path::PathBuf;
 use crate::app::CmdResult;
 use crate::output::{bytes, open_workspace, print_json, print_out, time, OrFail};
 
+/// List a directory from the cache, online or offline.
+///
 /// List a directory from the cache (online or offline): kind, mode, owner, size, mtime and
 /// whether each entry is synced, modified, provisional (created here) or deleted here.
 #[derive(clap::Args)]

@@ -7,6 +7,8 @@ use cachesync_engine::{SyncError, Workspace};
 use crate::app::CmdResult;
 use crate::output::{print_out, OrFail};
 
+/// Serve the workspace as a file system, usable offline.
+///
 /// Serve the workspace as a file system at MOUNTPOINT: the whole tree, remote-only files
 /// included (fetched when opened), usable offline; every change lands in the workspace.
 /// Runs in the background unless --foreground; `cachesync umount MOUNTPOINT` ends it.

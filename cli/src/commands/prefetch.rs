@@ -3,6 +3,8 @@ use cachesync_engine::ErrorCode;
 use crate::app::CmdResult;
 use crate::output::{bytes, note, open_workspace, print_json, print_out, Bars, OrFail};
 
+/// Refresh, pull and fetch the working set within the budget (for cron).
+///
 /// For cron: refresh the remote metadata, pull, and fetch the working set (pinned files,
 /// then the hoard profile by priority) within the cache budget. Silent with --quiet unless
 /// something needs attention. Exit codes: 0 done, 3 remote unreachable (recorded, nothing

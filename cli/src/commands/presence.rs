@@ -7,6 +7,8 @@ use serde_json::json;
 use crate::app::CmdResult;
 use crate::output::{bytes, note, open_workspace, print_json, print_out, OrFail};
 
+/// Bring remote-only files into the workspace.
+///
 /// Bring remote-only files into the workspace (from the cache when their content is there,
 /// else from the remote; offline and not cached: exit 4, EDISCONDATA).
 #[derive(clap::Args)]
@@ -18,6 +20,8 @@ pub struct GetArgs {
     json: bool,
 }
 
+/// Make clean files remote-only.
+///
 /// Make clean files remote-only: they leave the workspace, their metadata stays (ls, stat,
 /// diff offline) and `get` brings them back. A file with changes not pushed is never
 /// dropped.
@@ -88,6 +92,8 @@ pub fn cmd_drop(args: DropArgs) -> CmdResult {
     Ok(show("dropped", &r, args.json))
 }
 
+/// Pin files or directories: always kept here, never culled.
+///
 /// Pin files or directories: they are always in the workspace (fetched now if remote-only)
 /// and never culled.
 #[derive(clap::Args)]
@@ -97,6 +103,8 @@ pub struct PinArgs {
     paths: Vec<PathBuf>,
 }
 
+/// Unpin files or directories.
+///
 /// Unpin files or directories (they stay where they are; culling may drop them later).
 #[derive(clap::Args)]
 pub struct UnpinArgs {

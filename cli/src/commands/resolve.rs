@@ -19,6 +19,8 @@ enum Take {
     Merged,
 }
 
+/// Settle a conflict with the version you choose.
+///
 /// Settle a conflict: write the chosen version into the workspace; the next `sync` sends it
 /// to the server (checking the server still holds the version the conflict recorded).
 #[derive(clap::Args)]

@@ -25,6 +25,8 @@ struct Common {
     quiet: bool,
 }
 
+/// Bring remote changes into the workspace.
+///
 /// Bring remote changes into the workspace (three-way against the base snapshot).
 #[derive(clap::Args)]
 pub struct PullArgs {
@@ -34,6 +36,8 @@ pub struct PullArgs {
     common: Common,
 }
 
+/// Send workspace changes to the remote.
+///
 /// Send workspace changes to the remote, each write checked against what the base recorded.
 #[derive(clap::Args)]
 pub struct PushArgs {
