@@ -1687,8 +1687,9 @@ pub fn fetch_observed(
     fetch_teed(remote, store, rel, listed, observer, buffered)
 }
 
-/// [`fetch_observed`]; `buffered`: the remote is read a MiB per call whatever the chunker
-/// asks (else a reader waiting for a file's first bytes, the mount, gets them as they come).
+/// [`fetch_observed`]; `buffered`: the remote is read a MiB per call, the first call sized
+/// for the file as listed (else a reader waiting for a file's first bytes, the mount, gets
+/// the first 64 KiB as soon as they come, then more at each call).
 fn fetch_teed(
     remote: &TimedRemote,
     store: &Store,

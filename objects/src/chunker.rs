@@ -22,13 +22,13 @@ pub struct ChunkerParams {
     pub max: u32,
 }
 
-/// A source read through [`ChunkerParams::blocks`] is read into buffers of this size.
+/// A source read through [`ChunkerParams::blocks`] is read this much at a time.
 ///
 /// Each block's last, unfinished chunk (less than the largest chunk) is copied to the
-/// start of the next block: at 1 MiB, about a tenth of the bytes are copied once more, where
-/// fastcdc's own `StreamCDC` copied each chunk out and moved its 256 KiB buffer's rest
-/// down at every chunk (five bytes moved per byte; a quarter of an ingest of known
-/// content). Bigger blocks copy less but hold more: a first copy reads up to sixteen big
+/// start of the next block, which then reads this much more: about a fifth of the bytes (a
+/// quarter at most) are copied once more, where fastcdc's own `StreamCDC` copied each chunk
+/// out and moved its 256 KiB buffer's rest down at every chunk (five bytes moved per byte;
+/// a quarter of an ingest of known content). Bigger blocks copy less but hold more: a first copy reads up to sixteen big
 /// files at once.
 pub const BLOCK: usize = 1 << 20;
 
@@ -42,6 +42,15 @@ impl ChunkerParams {
         avg: 64 * 1024,
         max: 256 * 1024,
     };
+
+    /// Whether these parameters can be used: fastcdc's own bounds, in order, and a largest
+    /// chunk no bigger than a block ([`BLOCK`]). A store refuses others.
+    pub fn valid(&self) -> bool {
+        (64..=self.avg).contains(&self.min)
+            && self.avg <= self.max
+            && self.max >= 1024
+            && self.max as usize <= BLOCK
+    }
 
     /// Where `data`, held whole in memory, is cut: its chunks as ranges of it, in order.
     /// Nothing is copied.
@@ -159,20 +168,30 @@ impl<R: Read> Blocks<R> {
         if self.ended() {
             return Ok(None);
         }
+        // A block is the carried chunk and BLOCK bytes more: after the first, each block is
+        // one read of BLOCK bytes where a read is a call (a remote file through the helper).
+        let target = self.carry.len() + BLOCK;
         let mut buf = self.spare.take().unwrap_or_default();
-        // A new buffer starts small and doubles as it fills: most files are small, and a
-        // buffer is cleared as it is made.
-        if buf.len() < self.carry.len().max(self.first) {
-            buf.resize(self.carry.len().max(self.first), 0);
+        // A first buffer starts small (or sized for what the source is expected to hold) and
+        // doubles as it fills: most files are small, and a buffer is cleared as it is made.
+        // A carried chunk means a big source: its buffer is made whole at once.
+        let want = if self.carry.is_empty() {
+            self.first
+        } else {
+            target
+        };
+        if buf.len() < want {
+            buf.resize(want, 0);
         }
         let mut len = self.carry.len();
         buf[..len].copy_from_slice(&self.carry);
         self.carry.clear();
-        while !self.eof && len < BLOCK {
+        while !self.eof && len < target {
             if len == buf.len() {
-                buf.resize((len * 2).min(BLOCK), 0);
+                buf.resize((len * 2).min(target), 0);
             }
-            match self.source.read(&mut buf[len..]) {
+            let end = buf.len().min(target);
+            match self.source.read(&mut buf[len..end]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => len += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -192,7 +211,15 @@ impl<R: Read> Blocks<R> {
         }
         self.carry.extend_from_slice(&buf[cut..len]);
         if ends.is_empty() {
-            return Ok(None);
+            // Only at the end: a block holds a largest chunk's worth at least
+            // (`ChunkerParams::valid`), so one more to come always cuts.
+            return if self.eof {
+                Ok(None)
+            } else {
+                Err(io::Error::other(
+                    "chunker: a block too small for its largest chunk",
+                ))
+            };
         }
         Ok(Some(Block {
             buf,
@@ -250,24 +277,54 @@ mod tests {
         assert!((1..=2).contains(&changed), "{changed} chunks changed");
     }
 
-    /// Hands out at most `step` bytes per read, and an interruption before every read.
+    /// Hands out at most `step` bytes per read, and an interruption before every read; notes
+    /// the size of each read asked, and is never asked again once it said it had ended.
     struct Dribble<'a> {
         data: &'a [u8],
         step: usize,
         interrupt: bool,
+        asked: Vec<usize>,
+        ended: bool,
+    }
+
+    impl<'a> Dribble<'a> {
+        fn new(data: &'a [u8], step: usize) -> Dribble<'a> {
+            Dribble {
+                data,
+                step,
+                interrupt: false,
+                asked: Vec::new(),
+                ended: false,
+            }
+        }
     }
 
     impl Read for Dribble<'_> {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            assert!(!self.ended, "read again after its end");
             self.interrupt = !self.interrupt;
             if self.interrupt {
                 return Err(io::ErrorKind::Interrupted.into());
             }
+            self.asked.push(buf.len());
             let n = buf.len().min(self.step).min(self.data.len());
             buf[..n].copy_from_slice(&self.data[..n]);
             self.data = &self.data[n..];
+            self.ended = n == 0;
             Ok(n)
         }
+    }
+
+    /// Every chunk of `source` through [`Blocks`], its buffers recycled.
+    fn through_blocks(p: ChunkerParams, source: &mut Dribble<'_>, expect: u64) -> Vec<Vec<u8>> {
+        let mut blocks = p.blocks_expecting(source, expect);
+        let mut got = Vec::new();
+        while let Some(block) = blocks.next_block().expect("in memory") {
+            got.extend(block.chunks().map(<[u8]>::to_vec));
+            blocks.recycle(block);
+        }
+        assert!(blocks.ended(), "not ended");
+        got
     }
 
     #[test]
@@ -288,29 +345,20 @@ mod tests {
         for len in sizes {
             let whole = &data[..len];
             let expected: Vec<&[u8]> = p.cuts(whole).map(|r| &whole[r]).collect();
-            // Read in small pieces and in big ones; a first buffer of the default size,
-            // or sized for the whole source.
-            for (step, expect) in [(7_919, 0), (1 << 20, 0), (7_919, len), (1 << 20, len)] {
-                let mut blocks = p.blocks_expecting(
-                    Dribble {
-                        data: whole,
-                        step,
-                        interrupt: false,
-                    },
-                    expect as u64,
-                );
-                let mut got = Vec::new();
-                while let Some(block) = blocks.next_block().expect("in memory") {
-                    got.extend(block.chunks().map(<[u8]>::to_vec));
-                    blocks.recycle(block);
-                }
+            // Read in small pieces and in big ones; a first buffer of the default size, one
+            // sized for the whole source, and ones sized wrong either way.
+            let hints = [0, len, len / 2, 2 * len + BLOCK];
+            for (step, expect) in [7_919, 1 << 20]
+                .into_iter()
+                .flat_map(|s| hints.map(|h| (s, h)))
+            {
+                let got = through_blocks(p, &mut Dribble::new(whole, step), expect as u64);
                 let what = format!("{len} bytes, reads of {step}, {expect} expected");
                 assert_eq!(got.len(), expected.len(), "{what}");
                 assert!(
                     got.iter().zip(&expected).all(|(g, e)| g == e),
                     "{what}: the chunks differ"
                 );
-                assert!(blocks.ended(), "{what}: not ended");
             }
         }
     }
@@ -327,5 +375,51 @@ mod tests {
         let err = chunks.next().expect("an item").expect_err("an error");
         assert_eq!(err.to_string(), "the share went away");
         assert!(chunks.next().is_none(), "nothing after the error");
+    }
+
+    #[test]
+    fn chunks_of_the_largest_size_end_blocks_exactly_and_are_cut_the_same() {
+        // Zeros never match a cut mask: every chunk is a largest one, and four of them fill
+        // a block to its last byte, with nothing carried.
+        let p = ChunkerParams::DEFAULT;
+        let zeros = vec![0u8; 3 * BLOCK + 5_000];
+        let expected: Vec<usize> = p.cuts(&zeros).map(|r| r.len()).collect();
+        assert!(expected.iter().filter(|&&l| l == p.max as usize).count() >= 12);
+        let got: Vec<usize> = through_blocks(p, &mut Dribble::new(&zeros, 1 << 20), 0)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_big_source_is_read_a_block_per_call() {
+        // Each read is a call where the source is a remote file: after the first (sized
+        // from the length expected), a block is one read of BLOCK bytes whatever is carried.
+        let data = seeded(3 * BLOCK + BLOCK / 2, 3);
+        let mut source = Dribble::new(&data, usize::MAX);
+        let got = through_blocks(ChunkerParams::DEFAULT, &mut source, data.len() as u64);
+        assert_eq!(got.concat(), data);
+        assert_eq!(source.asked.len(), 5, "reads asked: {:?}", source.asked);
+        assert_eq!(
+            source.asked[..4],
+            [BLOCK; 4],
+            "reads asked: {:?}",
+            source.asked
+        );
+    }
+
+    #[test]
+    fn parameters_beyond_a_block_or_out_of_order_are_not_valid() {
+        assert!(ChunkerParams::DEFAULT.valid());
+        let big = ChunkerParams {
+            max: 2 * BLOCK as u32,
+            ..ChunkerParams::DEFAULT
+        };
+        let upside_down = ChunkerParams {
+            min: 1 << 20,
+            ..ChunkerParams::DEFAULT
+        };
+        assert!(!big.valid() && !upside_down.valid());
     }
 }

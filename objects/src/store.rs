@@ -200,6 +200,12 @@ impl Store {
                 })
             }
         };
+        if !chunker.valid() {
+            return Err(ObjectError::Decode {
+                what: "store metadata".into(),
+                detail: format!("chunker parameters out of range: {chunker:?}"),
+            });
+        }
         Ok(Store {
             db,
             chunker,
@@ -306,10 +312,12 @@ impl Store {
                 }
             }
             drop(tx);
-            let state = worker.join().expect("the ingest worker does not panic");
+            // A store failure is said first: it ends the run, where a read failure is the
+            // source's own.
+            let state = worker.join().expect("the ingest worker does not panic")?;
             match failed {
                 Some(e) => Err(e),
-                None => state,
+                None => Ok(state),
             }
         })?;
         Ingest { whole, ..state }.finish()
@@ -1128,6 +1136,30 @@ mod tests {
                 )
                 .expect("read the kept file"),
             kept
+        );
+    }
+
+    #[test]
+    fn a_source_failing_after_its_first_block_fails_the_ingest() {
+        struct FailsLate(usize);
+        impl Read for FailsLate {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(std::io::Error::other("the share went away"));
+                }
+                let n = buf.len().min(self.0);
+                buf[..n].fill(7);
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::create(&dir.path().join("s")).expect("create");
+        // Past the first block: the cutting goes on beside the storing thread.
+        let failed = store.ingest(FailsLate(crate::chunker::BLOCK * 5 / 2));
+        assert!(
+            matches!(&failed, Err(ObjectError::Read(e)) if e.to_string() == "the share went away"),
+            "{failed:?}"
         );
     }
 
