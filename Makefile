@@ -12,8 +12,8 @@ export CARGO_TARGET_DIR
 
 BIN := $(CARGO_TARGET_DIR)/debug/cachesync
 # What building and testing need: a C++ compiler and libclang for RocksDB, sshd, sshfs and FUSE for
-# the tests over a real network file system.
-DEPS := g++ libclang-dev sshfs openssh-server openssh-client fuse3 iproute2 git make attr
+# the tests over a real network file system; dbus-daemon for the desktop notifications' test bus.
+DEPS := g++ libclang-dev sshfs openssh-server openssh-client fuse3 iproute2 git make attr dbus-daemon
 # What the benchmarks add: the peers, git for the status anchor, and a real tree (the Linux
 # kernel source tarball).
 BENCH_DEPS := rsync rclone unison git xz-utils linux-source

@@ -64,6 +64,10 @@ pub struct Config {
     /// A shell command run for every event, with the event's JSON on standard input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook: Option<String>,
+    /// Show each event worth a person's attention as a desktop notification (see
+    /// [`crate::notify`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notifications: bool,
     /// Before a run writes over or removes a remote file that the workspace changed, read
     /// that file again and compare its content with the base, instead of trusting its size
     /// and mtime: a server edit that kept both (`cp -p`, `tar x`, `rsync -t`) is then a
@@ -134,6 +138,7 @@ impl Config {
             max_delete_percent: default_max_delete_percent(),
             parallel: default_parallel(),
             hook: None,
+            notifications: false,
             budget_bytes: None,
             keep_resolved_days: default_keep_resolved_days(),
             pins: Vec::new(),

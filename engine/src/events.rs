@@ -121,11 +121,33 @@ pub struct Event {
     pub manual: Option<bool>,
 }
 
-/// Appends `event` to the log and runs the hook, if any.
+/// Where an event goes besides the log: the workspace's hook command, and the desktop's
+/// notifications (see [`crate::notify`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outlets {
+    /// The hook command (`hook` in the config).
+    pub hook: Option<String>,
+    /// Desktop notifications on (`notifications` in the config).
+    pub notify: bool,
+}
+
+impl Outlets {
+    /// A workspace's, from its config.
+    pub fn of(config: &crate::config::Config) -> Outlets {
+        Outlets {
+            hook: config.hook.clone(),
+            notify: config.notifications,
+        }
+    }
+}
+
+/// Appends `event` to the log, runs the hook, if any, and shows a desktop notification,
+/// if on.
 ///
 /// # Errors
-/// [`SyncError::Io`] when the log cannot be written (a hook that fails is not an error).
-pub fn emit(meta_dir: &Path, hook: Option<&str>, event: &Event) -> Result<()> {
+/// [`SyncError::Io`] when the log cannot be written (a hook or a notification that fails is
+/// not an error).
+pub fn emit(meta_dir: &Path, outlets: &Outlets, event: &Event) -> Result<()> {
     let line = serde_json::to_string(event).expect("events serialize");
     let path = meta_dir.join(EVENTS_FILE);
     let mut f = std::fs::OpenOptions::new()
@@ -136,8 +158,11 @@ pub fn emit(meta_dir: &Path, hook: Option<&str>, event: &Event) -> Result<()> {
     f.write_all(format!("{line}\n").as_bytes())
         .and_then(|()| f.sync_data())
         .map_err(|e| SyncError::io(&path, e))?;
-    if let Some(hook) = hook.filter(|h| !h.trim().is_empty()) {
+    if let Some(hook) = outlets.hook.as_deref().filter(|h| !h.trim().is_empty()) {
         run_hook(hook, &line);
+    }
+    if outlets.notify {
+        crate::notify::show(event);
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ pub mod ls;
 pub mod merge;
 pub mod mode;
 pub mod mount;
+pub mod notify;
 mod path_set;
 pub mod paths;
 pub mod plan;

@@ -123,7 +123,7 @@ impl Workspace {
         self.store.commit(batch)?;
         events::emit(
             &self.meta_dir(),
-            self.config.hook.as_deref(),
+            &events::Outlets::of(&self.config),
             &Event {
                 time_ns: now,
                 kind: state.mode.event(),

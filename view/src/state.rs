@@ -56,8 +56,8 @@ pub struct State {
     pub root: PathBuf,
     /// `.cachesync/` in it.
     pub meta: PathBuf,
-    /// The user's hook, for events.
-    hook: Option<String>,
+    /// Where events go besides the log (the user's hook, desktop notifications).
+    outlets: cachesync_engine::events::Outlets,
     /// Pins and hoard rules, as the config said at the last load.
     working_set: cachesync_engine::workset::WorkingSet,
     /// Commands the view let go of the workspace for (not done yet), and whether the store
@@ -111,7 +111,7 @@ impl State {
         Ok(State {
             root: ws.root.clone(),
             meta: ws.meta_dir(),
-            hook: ws.config.hook.clone(),
+            outlets: cachesync_engine::events::Outlets::of(&ws.config),
             working_set: ws.working_set(),
             ws: Some(ws),
             shared: std::sync::Arc::default(),
@@ -142,7 +142,7 @@ impl State {
         }
         self.known = known;
         self.working_set = ws.working_set();
-        self.hook.clone_from(&ws.config.hook);
+        self.outlets = cachesync_engine::events::Outlets::of(&ws.config);
         Ok(())
     }
 
@@ -685,7 +685,11 @@ impl State {
             path: Some(cachesync_engine::paths::display(path)),
             manual: None,
         };
-        let _ = cachesync_engine::events::emit(&ws.meta_dir(), ws.config.hook.as_deref(), &event);
+        let _ = cachesync_engine::events::emit(
+            &ws.meta_dir(),
+            &cachesync_engine::events::Outlets::of(&ws.config),
+            &event,
+        );
     }
 
     /// Emits the `not-cached` event for `path`.
@@ -700,7 +704,7 @@ impl State {
             path: Some(cachesync_engine::paths::display(path)),
             manual: None,
         };
-        let _ = cachesync_engine::events::emit(&self.meta, self.hook.as_deref(), &event);
+        let _ = cachesync_engine::events::emit(&self.meta, &self.outlets, &event);
     }
 
     /// Creates the missing directories above `path` in the workspace (they exist in the

@@ -137,7 +137,7 @@ pub(crate) fn note_cache_level(
     };
     crate::events::emit(
         &ws.meta_dir(),
-        ws.config.hook.as_deref(),
+        &crate::events::Outlets::of(&ws.config),
         &crate::events::Event {
             time_ns: crate::now_ns(),
             kind,

@@ -108,7 +108,7 @@ pub(super) fn commit_run(
     for c in &outcomes.fresh {
         crate::events::emit(
             &ws.meta_dir(),
-            ws.config.hook.as_deref(),
+            &crate::events::Outlets::of(&ws.config),
             &crate::events::Event {
                 time_ns: now,
                 kind: crate::events::EventKind::Conflict,
