@@ -5,9 +5,8 @@ use crate::output::{open_workspace, print_json, print_out, NoBars, OrFail};
 
 /// Exit 0 only when clean, reachable and conflict-free (for scripts and CI).
 ///
-/// For scripts and CI: exit 0 only when clean, reachable and conflict-free; else one line per
-/// problem and the matching exit code (7 conflicts, 3 disconnected, 1 unsynced changes or
-/// remote entries that cannot be read).
+/// Else it prints one line per problem and exits with the matching code (7 conflicts, 3
+/// disconnected, 1 unsynced changes or remote entries that cannot be read).
 #[derive(clap::Args)]
 pub struct CheckArgs {
     /// Print one JSON object listing every problem.

@@ -9,7 +9,7 @@ use crate::output::{bytes, note, print_out, Bars, OrFail};
 
 /// Make a new workspace from a remote directory, and copy it.
 ///
-/// Make a new workspace from a remote directory and copy it (the first snapshot).
+/// The copy is the workspace's first snapshot: what both sides agree on.
 #[derive(clap::Args)]
 pub struct CloneArgs {
     /// The remote directory (a mounted share: sshfs, NFS, SMB, ...).

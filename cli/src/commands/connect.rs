@@ -17,8 +17,8 @@ pub struct Selection {
 
 /// Reconnect: check the remote is back and the same, then sync.
 ///
-/// Reconnect: check that the remote answers and is the same remote, then sync (unless the
-/// config's `on_reconnect` is `none`, or `--no-sync`).
+/// It checks that the remote answers and is the same remote, then syncs, unless the config's
+/// `on_reconnect` is `none` or `--no-sync` is given.
 #[derive(clap::Args)]
 pub struct ConnectArgs {
     #[command(flatten)]

@@ -6,9 +6,9 @@ use crate::output::{bytes, open_workspace, print_json, print_out, OrFail};
 
 /// Drop the least wanted clean files until the cache fits its budget.
 ///
-/// Drop the least wanted clean files (lowest hoard priority, then least recently used;
-/// never pinned, modified, provisional or conflicted ones) until the cache is under 80% of
-/// its budget, and remove their content from the store.
+/// The least wanted go first: lowest hoard priority, then least recently used; never pinned,
+/// modified, provisional or conflicted ones. It stops once the cache is under 80% of its budget,
+/// and removes their content from the store.
 #[derive(clap::Args)]
 pub struct CullArgs {
     /// Only say what would be dropped.

@@ -5,9 +5,9 @@ use crate::output::{open_workspace, print_out, OrFail};
 
 /// Show local changes as a diff, or two versions of one path.
 ///
-/// Show local changes against the last synced state (the base snapshot) as a unified diff,
-/// or, with two --variant options, the difference between two versions of one path (e.g. a
-/// conflict's server and client versions). Works offline.
+/// Local changes against the last synced state (the base snapshot), as a unified diff; or, with
+/// two --variant options, the difference between two versions of one path (e.g. a conflict's
+/// server and client versions). Works offline.
 #[derive(clap::Args)]
 pub struct DiffArgs {
     /// Only these paths (and what is under them).

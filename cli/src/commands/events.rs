@@ -9,8 +9,8 @@ use crate::output::{print_out, time, OrFail};
 
 /// Show the events: mode switches, conflicts, cache warnings.
 ///
-/// Show the events: mode switches, conflicts, cache warnings. `--follow` keeps streaming new
-/// ones (it does not lock the workspace, so other commands run meanwhile).
+/// `--follow` keeps streaming new ones (it does not lock the workspace, so other commands run
+/// meanwhile).
 #[derive(clap::Args)]
 pub struct EventsArgs {
     /// One JSON object per line.

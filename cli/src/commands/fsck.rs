@@ -5,7 +5,7 @@ use crate::output::{bytes, open_workspace, print_json, print_out, OrFail};
 
 /// Verify every object in the store.
 ///
-/// Verify every object in the store (every chunk re-hashed); exit 1 if anything is damaged.
+/// Every chunk is hashed again; exit 1 if anything is damaged.
 #[derive(clap::Args)]
 pub struct FsckArgs {
     /// Print one JSON object.

@@ -5,9 +5,9 @@ use crate::output::{open_workspace, print_json, print_out, OrFail};
 
 /// Remove store objects nothing refers to.
 ///
-/// Remove store objects nothing refers to (old snapshots and the content only they held).
-/// Open conflicts' variants and unpushed local content are kept; resolved conflicts' variants
-/// are kept for `keep_resolved_days` (30 by default), then dropped with their records.
+/// Old snapshots go, with the content only they held. Open conflicts' variants and unpushed local
+/// content are kept; resolved conflicts' variants are kept for `keep_resolved_days` (30 by
+/// default), then dropped with their records.
 #[derive(clap::Args)]
 pub struct GcArgs {
     /// Print one JSON object with the counts removed.

@@ -5,8 +5,8 @@ use crate::output::{bytes, open_workspace, print_json, print_out, time, OrFail};
 
 /// List a directory from the cache, online or offline.
 ///
-/// List a directory from the cache (online or offline): kind, mode, owner, size, mtime and
-/// whether each entry is synced, modified, provisional (created here) or deleted here.
+/// For each entry: kind, mode, owner, size, mtime, and whether it is synced, modified,
+/// provisional (created here) or deleted here.
 #[derive(clap::Args)]
 pub struct LsArgs {
     /// The directory (default: the current one).

@@ -9,9 +9,9 @@ use crate::output::{print_out, OrFail};
 
 /// Serve the workspace as a file system, usable offline.
 ///
-/// Serve the workspace as a file system at MOUNTPOINT: the whole tree, remote-only files
-/// included (fetched when opened), usable offline; every change lands in the workspace.
-/// Runs in the background unless --foreground; `cachesync umount MOUNTPOINT` ends it.
+/// The whole tree at MOUNTPOINT, remote-only files included (fetched when opened); every change
+/// lands in the workspace. Runs in the background unless --foreground; `cachesync umount
+/// MOUNTPOINT` ends it.
 #[derive(clap::Args)]
 pub struct MountArgs {
     /// An existing empty directory, outside the workspace.

@@ -5,10 +5,10 @@ use crate::output::{bytes, note, open_workspace, print_json, print_out, Bars, Or
 
 /// Refresh, pull and fetch the working set within the budget (for cron).
 ///
-/// For cron: refresh the remote metadata, pull, and fetch the working set (pinned files,
-/// then the hoard profile by priority) within the cache budget. Silent with --quiet unless
-/// something needs attention. Exit codes: 0 done, 3 remote unreachable (recorded, nothing
-/// else done), 6 cache budget reached, 7 conflicts, 1 another run holds the workspace.
+/// It refreshes the remote metadata, pulls, and fetches the working set (pinned files, then the
+/// hoard profile by priority) within the cache budget. Silent with --quiet unless something needs
+/// attention. Exit codes: 0 done, 3 remote unreachable (recorded, nothing else done), 6 cache
+/// budget reached, 7 conflicts, 1 another run holds the workspace.
 #[derive(clap::Args)]
 pub struct PrefetchArgs {
     /// Print nothing unless something needs attention (for cron).

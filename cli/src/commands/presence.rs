@@ -9,8 +9,8 @@ use crate::output::{bytes, note, open_workspace, print_json, print_out, OrFail};
 
 /// Bring remote-only files into the workspace.
 ///
-/// Bring remote-only files into the workspace (from the cache when their content is there,
-/// else from the remote; offline and not cached: exit 4, EDISCONDATA).
+/// From the cache when their content is there, else from the remote; offline and not cached:
+/// exit 4, EDISCONDATA.
 #[derive(clap::Args)]
 pub struct GetArgs {
     /// Files or directories (default: everything remote-only).
@@ -22,9 +22,8 @@ pub struct GetArgs {
 
 /// Make clean files remote-only.
 ///
-/// Make clean files remote-only: they leave the workspace, their metadata stays (ls, stat,
-/// diff offline) and `get` brings them back. A file with changes not pushed is never
-/// dropped.
+/// They leave the workspace, their metadata stays (ls, stat, diff offline) and `get` brings them
+/// back. A file with changes not pushed is never dropped.
 #[derive(clap::Args)]
 pub struct DropArgs {
     /// Files or directories.
@@ -94,8 +93,7 @@ pub fn cmd_drop(args: DropArgs) -> CmdResult {
 
 /// Pin files or directories: always kept here, never culled.
 ///
-/// Pin files or directories: they are always in the workspace (fetched now if remote-only)
-/// and never culled.
+/// Pinned paths are always in the workspace (fetched now if remote-only) and never culled.
 #[derive(clap::Args)]
 pub struct PinArgs {
     /// Files or directories.
@@ -105,7 +103,7 @@ pub struct PinArgs {
 
 /// Unpin files or directories.
 ///
-/// Unpin files or directories (they stay where they are; culling may drop them later).
+/// They stay where they are; culling may drop them later.
 #[derive(clap::Args)]
 pub struct UnpinArgs {
     /// Files or directories.

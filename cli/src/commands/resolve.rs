@@ -21,8 +21,8 @@ enum Take {
 
 /// Settle a conflict with the version you choose.
 ///
-/// Settle a conflict: write the chosen version into the workspace; the next `sync` sends it
-/// to the server (checking the server still holds the version the conflict recorded).
+/// The chosen version is written into the workspace; the next `sync` sends it to the server
+/// (checking the server still holds the version the conflict recorded).
 #[derive(clap::Args)]
 #[command(group = clap::ArgGroup::new("how").required(true).args(["take", "with", "edit", "mark"]))]
 pub struct ResolveArgs {

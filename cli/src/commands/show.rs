@@ -34,8 +34,8 @@ impl VariantArg {
 
 /// Write one version of a path to stdout.
 ///
-/// Write one version of a path to stdout: for a conflict, the server's, yours, the base or
-/// the resolved one; otherwise the last synced (base), last seen on the server, or local.
+/// For a conflict: the server's, yours, the base or the resolved one; otherwise the last synced
+/// (base), last seen on the server, or local.
 #[derive(clap::Args)]
 pub struct ShowArgs {
     /// The path (relative to the current directory).

@@ -27,7 +27,7 @@ struct Common {
 
 /// Bring remote changes into the workspace.
 ///
-/// Bring remote changes into the workspace (three-way against the base snapshot).
+/// Three-way against the base snapshot.
 #[derive(clap::Args)]
 pub struct PullArgs {
     /// Only these paths (and what is under them).
@@ -38,7 +38,7 @@ pub struct PullArgs {
 
 /// Send workspace changes to the remote.
 ///
-/// Send workspace changes to the remote, each write checked against what the base recorded.
+/// Each write is checked against what the base recorded.
 #[derive(clap::Args)]
 pub struct PushArgs {
     /// Only these paths (and what is under them).
