@@ -28,11 +28,12 @@ pub struct ChunkerParams {
 /// start of the next block, which then reads this much more: about a fifth of the bytes (a
 /// quarter at most) are copied once more, where fastcdc's own `StreamCDC` copied each chunk
 /// out and moved its 256 KiB buffer's rest down at every chunk (five bytes moved per byte;
-/// a quarter of an ingest of known content). Bigger blocks copy less but hold more: a first copy reads up to sixteen big
-/// files at once.
+/// a quarter of an ingest of known content). Bigger blocks copy less but hold more: a first
+/// copy reads up to sixteen big files at once.
 pub const BLOCK: usize = 1 << 20;
 
-/// A block's buffer is made this big at first, and doubled as it fills, up to [`BLOCK`].
+/// A block's buffer is made this big at first, and doubled as it fills, up to [`BLOCK`]
+/// (and the chunk carried from the block before).
 const FIRST: usize = 64 << 10;
 
 impl ChunkerParams {
