@@ -48,6 +48,9 @@ pub struct Outcome {
     pub workspace: String,
     /// The remote directory.
     pub remote: String,
+    /// The host serving the share (from the mount's source, as `connect --server HOST`
+    /// matches it); `None` for a local directory.
+    pub server: Option<String>,
     /// `connected` or `disconnected`.
     pub mode: &'static str,
     /// Since when the workspace is in this mode (ns since the epoch; 0: since the clone).
@@ -485,6 +488,7 @@ fn answer(
         readiness,
         workspace: ws.root.display().to_string(),
         remote: ws.config.remote.display().to_string(),
+        server: ws.server(),
         mode: mode_word(disconnected),
         since_ns: mode.since_ns,
         reason: mode.reason.filter(|_| mode.mode == Mode::Disconnected),

@@ -307,6 +307,7 @@ fn outcome(ws: &Workspace, memo: Memo, local_scan: LocalScanFacts) -> Result<Opt
     Ok(Some(Outcome {
         workspace: ws.root.display().to_string(),
         remote: ws.config.remote.display().to_string(),
+        server: ws.server(),
         mode: super::mode_word(remote_error.is_some()),
         since_ns: mode.since_ns,
         reason: mode
