@@ -45,6 +45,7 @@ enum Command {
     Unpin(commands::presence::UnpinArgs),
     Mount(commands::mount::MountArgs),
     Umount(commands::mount::UmountArgs),
+    Ui(commands::ui::UiArgs),
     Completions(commands::install::CompletionsArgs),
     /// Writes the man pages, `cachesync.1` and one per command, into DIR (`make install`).
     #[command(hide = true)]
@@ -128,6 +129,7 @@ pub fn run() -> i32 {
         Command::Unpin(a) => commands::presence::cmd_unpin(a),
         Command::Mount(a) => commands::mount::cmd_mount(a),
         Command::Umount(a) => commands::mount::cmd_umount(a),
+        Command::Ui(a) => commands::ui::cmd_ui(a),
         Command::Completions(a) => Ok(commands::install::cmd_completions(&a)),
         Command::ManPages { dir } => Ok(commands::install::cmd_man_pages(&dir)),
         Command::RemoteHelper { .. } => unreachable!("handled above"),

@@ -20,3 +20,4 @@ pub mod resolve;
 pub mod show;
 pub mod status;
 pub mod sync;
+pub mod ui;

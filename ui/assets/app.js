@@ -1,0 +1,313 @@
+// cachesync's page: the overview, a conflict, a directory of the working set. Three views
+// chosen by the address's fragment (#/, #/conflict?ws=&path=, #/files?ws=&path=); each
+// draws from the JSON API and every change goes through a POST the server checks.
+"use strict";
+
+const view = document.getElementById("view");
+const message = document.getElementById("message");
+
+// An element with attributes and children (strings become text: nothing is parsed as HTML).
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined && v !== false) e.setAttribute(k, v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+function say(text, kind) {
+  message.textContent = text || "";
+  message.className = kind || "";
+}
+
+async function getJson(url) {
+  const r = await fetch(url, { headers: { Accept: "application/json" } });
+  const body = await r.json().catch(() => ({ error: r.statusText }));
+  if (!r.ok) throw new Error(body.error || r.statusText);
+  return body;
+}
+
+async function post(url, body) {
+  const r = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const answer = await r.json().catch(() => ({ error: r.statusText }));
+  if (!r.ok) throw new Error(answer.error || r.statusText);
+  return answer;
+}
+
+// Runs an action from a button: the button waits, the result is said, the view redrawn.
+async function act(button, what, run) {
+  button.disabled = true;
+  say(what + "…");
+  try {
+    const answer = await run();
+    say(answer.message || what + ": done", "done");
+  } catch (e) {
+    say(what + ": " + e.message, "error");
+  } finally {
+    button.disabled = false;
+    route();
+  }
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return "—";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i ? n.toFixed(1) : n) + " " + units[i];
+}
+
+function when(ns) {
+  return ns ? new Date(ns / 1e6).toLocaleString() : "the clone";
+}
+
+function q(params) {
+  return new URLSearchParams(params).toString();
+}
+
+function name(path) {
+  return path.split("/").filter(Boolean).pop() || path;
+}
+
+// ---- the overview ----
+
+function fact(label, ...value) {
+  return [el("dt", {}, label), el("dd", {}, ...value)];
+}
+
+function cacheGauge(cache) {
+  if (!cache.budget) return bytes(cache.used) + " (no budget)";
+  return el("span", {},
+    el("meter", { min: 0, max: cache.budget, low: cache.cull_start, high: cache.cull_to,
+      optimum: 0, value: cache.used, title: "cull starts at " + bytes(cache.cull_start) }),
+    bytes(cache.used) + " of " + bytes(cache.budget) +
+      " (culls from " + bytes(cache.cull_start) + " down to " + bytes(cache.cull_to) + ")");
+}
+
+function workspaceCard(w) {
+  const s = w.status;
+  if (!s) {
+    return el("section", { class: "ws", "data-ws": w.path },
+      el("h3", {}, name(w.path)), el("p", { class: "where" }, w.path),
+      el("p", { class: "error" }, "cannot read its state: " + w.error));
+  }
+  const online = s.mode === "connected";
+  const since = online ? "" : " since " + when(s.since_ns) + (s.manual ? ", by hand" : "");
+  const why = !online && s.reason ? " (" + s.reason + ")" : "";
+  const r = s.readiness;
+  const ready = r.working_set_files
+    ? r.present + " of " + r.working_set_files + " files here" +
+      (r.missing_bytes ? ", " + bytes(r.missing_bytes) + " missing" : "")
+    : "every file is here";
+  const open = s.conflicts.filter((c) => c.state !== "resolved");
+  const switchButton = el("button", { class: "switch primary", type: "button" },
+    online ? "Go offline" : "Reconnect");
+  switchButton.addEventListener("click", () => act(switchButton,
+    online ? "Going offline" : "Reconnecting",
+    () => post("/api/mode", { ws: w.path, online: !online })));
+  const syncButton = el("button", { class: "sync", type: "button", disabled: !online },
+    "Sync now");
+  syncButton.addEventListener("click", () => act(syncButton, "Syncing", async () => {
+    const a = await post("/api/sync", { ws: w.path });
+    if (!a.ok) throw new Error(a.message || "exit " + a.code);
+    return { message: a.code === 7 ? "synced; conflicts remain" : "synced" };
+  }));
+  return el("section", { class: "ws", "data-ws": w.path },
+    el("h3", {}, name(w.path), " ", el("span", { class: "badge mode " + s.mode }, s.mode)),
+    el("p", { class: "where" }, w.path + " ⇄ " + s.remote + since + why),
+    el("dl", { class: "facts" },
+      fact("to push", String(s.pending.push)),
+      fact("to pull", String(s.pending.pull)),
+      fact("conflicts", String(open.length)),
+      fact("cache", cacheGauge(s.cache)),
+      fact("offline readiness", ready),
+      fact("remote as of", s.remote_seen_ns ? when(s.remote_seen_ns) : "never looked")),
+    el("div", { class: "actions" }, switchButton, syncButton,
+      el("a", { class: "files", href: "#/files?" + q({ ws: w.path, path: "" }) }, "Files")),
+    open.length ? el("ul", { class: "conflicts" }, open.map((c) =>
+      el("li", {}, el("a", { class: "conflict", "data-path": c.path,
+        href: "#/conflict?" + q({ ws: w.path, path: c.path }) }, c.path), " — " + c.kind)))
+      : null);
+}
+
+function serverSwitches(host) {
+  const off = el("button", { type: "button", class: "server-off" }, "All on " + host + " offline");
+  off.addEventListener("click", () => act(off, "Going offline",
+    () => post("/api/mode", { server: host, online: false })));
+  const on = el("button", { type: "button", class: "server-on" }, "Reconnect all on " + host);
+  on.addEventListener("click", () => act(on, "Reconnecting",
+    () => post("/api/mode", { server: host, online: true })));
+  return [off, on];
+}
+
+async function overview() {
+  const { workspaces } = await getJson("/api/workspaces");
+  if (!workspaces.length) {
+    return [el("p", { class: "quiet" },
+      "No workspace yet: `cachesync clone REMOTE DIR` makes one, and it shows here.")];
+  }
+  const groups = new Map();
+  for (const w of workspaces) {
+    const host = (w.status && w.status.server) || "";
+    if (!groups.has(host)) groups.set(host, []);
+    groups.get(host).push(w);
+  }
+  return [...groups].map(([host, list]) => el("div", { class: "server-group" },
+    el("h2", {}, host ? "Server " + host : "Local directories", host ? serverSwitches(host) : null),
+    list.map(workspaceCard)));
+}
+
+// ---- a conflict ----
+
+function pane(title, cls, version, lines) {
+  let body;
+  if (!version.present) body = el("div", { class: "facts-only" }, "absent on this side");
+  else if (lines) body = el("pre", {}, lines.map((l) => el("div", { class: l.tag }, l.text)));
+  else if (version.text !== null && version.text !== undefined) {
+    body = el("pre", {}, version.text.split("\n").map((t) => el("div", { class: "same" }, t)));
+  } else {
+    body = el("div", { class: "facts-only" },
+      version.note || (version.binary ? "binary file, " + bytes(version.size) : "no content"));
+  }
+  return el("div", { class: "pane " + cls }, el("h3", {}, title), body);
+}
+
+function variantFacts(v) {
+  if (!v) return "absent";
+  return v.kind + ", mode " + (v.mode & 0o7777).toString(8) +
+    (v.kind === "file" ? ", " + bytes(v.size) : "") + (v.target ? " → " + v.target : "");
+}
+
+async function conflict(params) {
+  const ws = params.get("ws");
+  const path = params.get("path");
+  const c = await getJson("/api/conflict?" + q({ ws, path }));
+  const r = c.record;
+  const take = (which, label, cls) => {
+    const b = el("button", { type: "button", id: "take-" + which, class: cls || "" }, label);
+    b.addEventListener("click", () => act(b, label, async () => {
+      const a = await post("/api/resolve", { ws, path, take: which });
+      location.hash = "#/";
+      return a;
+    }));
+    return b;
+  };
+  const parts = [
+    el("p", {}, el("a", { href: "#/" }, "← all workspaces")),
+    el("h2", {}, "Conflict: " + path),
+    el("p", { class: "where" }, r.kind + " conflict in " + ws + ", since " + when(r.since_ns)),
+    el("dl", { class: "facts" },
+      fact("server's", variantFacts(r.server)),
+      fact("yours", variantFacts(r.client)),
+      fact("base (last agreed)", variantFacts(r.base))),
+    el("div", { class: "panes" },
+      pane("Server's version", "server", c.server, c.server_lines),
+      pane("Your version", "client", c.client, c.client_lines),
+      pane("Base (last agreed)", "base", c.base, null)),
+    el("div", { class: "actions" },
+      take("client", "Keep mine"), take("server", "Take the server's", "primary"),
+      c.merge && c.merge.clean ? take("merged", "Take the merge") : null,
+      r.base ? take("base", "Go back to the base") : null),
+  ];
+  if (c.merge) {
+    const area = el("textarea", { id: "merged", spellcheck: "false" });
+    area.value = c.merge.text;
+    const save = el("button", { type: "button", id: "save-merged" }, "Save as the resolution");
+    save.addEventListener("click", () => act(save, "Saving the merged text", async () => {
+      if (/^(<{7}|={7}|>{7})( |$)/m.test(area.value) &&
+          !confirm("The text still holds conflict markers (<<<<<<<, =======, >>>>>>>). Save it as it is?")) {
+        return { message: "not saved" };
+      }
+      const a = await post("/api/resolve", { ws, path, text: area.value });
+      location.hash = "#/";
+      return a;
+    }));
+    parts.push(el("h3", {}, c.merge.clean
+      ? "The merge (the edits do not overlap): edit it if you like"
+      : "The merge, with the overlapping edits marked: edit it, then save"), area,
+    el("div", { class: "actions" }, save));
+  }
+  return parts;
+}
+
+// ---- the working set ----
+
+async function files(params) {
+  const ws = params.get("ws");
+  const dir = params.get("path") || "";
+  const entries = await getJson("/api/files?" + q({ ws, path: dir }));
+  const verb = (e, v, label) => {
+    const b = el("button", { type: "button", class: v }, label);
+    b.addEventListener("click", () => act(b, label + " " + e.path,
+      () => post("/api/presence", { ws, path: e.path, verb: v })));
+    return b;
+  };
+  const up = dir.includes("/") ? dir.slice(0, dir.lastIndexOf("/")) : "";
+  const rows = entries.map((e) => el("tr", { "data-path": e.path },
+    el("td", {}, e.kind === "dir"
+      ? el("a", { href: "#/files?" + q({ ws, path: e.path }) }, name(e.path) + "/")
+      : name(e.path)),
+    el("td", { class: "state" }, e.state),
+    el("td", {}, e.kind === "file" ? bytes(e.size) : e.kind),
+    el("td", { class: "actions" },
+      verb(e, "pin", "Pin"), verb(e, "unpin", "Unpin"),
+      e.state === "remote-only" ? verb(e, "get", "Get") : verb(e, "drop", "Drop"))));
+  return [
+    el("p", {}, el("a", { href: "#/" }, "← all workspaces"),
+      dir ? [" · ", el("a", { href: "#/files?" + q({ ws, path: up }) }, "↑ up")] : null),
+    el("h2", {}, "Files: " + name(ws) + "/" + dir),
+    entries.length
+      ? el("table", { class: "files" },
+        el("thead", {}, el("tr", {}, ["name", "state", "size", ""].map((h) => el("th", {}, h)))),
+        el("tbody", {}, rows))
+      : el("p", { class: "quiet" }, "empty directory"),
+  ];
+}
+
+// ---- routing, switches for all, events ----
+
+let drawing = 0;
+async function route() {
+  const me = ++drawing;
+  const [where, query] = (location.hash.slice(1) || "/").split("?");
+  const params = new URLSearchParams(query || "");
+  try {
+    const parts = where === "/conflict" ? await conflict(params)
+      : where === "/files" ? await files(params) : await overview();
+    if (me === drawing) view.replaceChildren(...parts);
+  } catch (e) {
+    if (me === drawing) view.replaceChildren(el("p", { class: "error" }, e.message));
+  }
+}
+
+for (const [id, online] of [["all-offline", false], ["all-online", true]]) {
+  const b = document.getElementById(id);
+  b.addEventListener("click", () => act(b, online ? "Reconnecting all" : "Going offline",
+    () => post("/api/mode", { all: true, online })));
+}
+
+const events = new EventSource("/api/events");
+events.onmessage = (m) => {
+  let e;
+  try { e = JSON.parse(m.data); } catch { return; }
+  const list = document.getElementById("events");
+  list.prepend(el("li", { class: "event " + e.kind },
+    el("span", { class: "kind" }, e.kind), " " + name(e.workspace || ""),
+    e.path ? " · " + e.path : "", e.reason ? " (" + e.reason + ")" : "",
+    el("br"), el("small", { class: "quiet" }, when(e.time_ns))));
+  while (list.children.length > 100) list.lastChild.remove();
+  // The overview follows what happens elsewhere (a sync in a terminal, a switch).
+  if ((location.hash || "#/") === "#/" && !document.querySelector("button:disabled")) route();
+};
+
+window.addEventListener("hashchange", route);
+route();

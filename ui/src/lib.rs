@@ -1,0 +1,196 @@
+//! `cachesync ui`: a page on 127.0.0.1 showing every workspace of the registry at a glance,
+//! with the switches to go offline and reconnect, "sync now", the conflicts side by side with
+//! their differences marked and the buttons to settle them, the working set, and the events
+//! as they come.
+//!
+//! The page is plain HTML, CSS and a little JavaScript, held in the binary ([`assets`]). Its
+//! API ([`api`]) reads and acts by running the same `cachesync` binary with `--json`
+//! ([`run`]), so it follows the command line's contract exactly. Every request is checked
+//! first ([`guard`]): its Host, the Origin of anything that changes state, and the token.
+
+pub mod api;
+pub mod compare;
+pub mod guard;
+pub mod live;
+pub mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+
+use guard::Guard;
+use run::Cachesync;
+
+/// How to serve the page.
+pub struct Options {
+    /// The address to listen on (127.0.0.1 unless the person asked otherwise).
+    pub listen: SocketAddr,
+    /// The `cachesync` binary each action runs.
+    pub exe: PathBuf,
+}
+
+/// The page, once it listens.
+pub struct Started {
+    /// The address with the token, to open in a browser.
+    pub url: String,
+    /// Where it listens (the port chosen when 0 was asked for).
+    pub addr: SocketAddr,
+}
+
+/// What every request's handler shares.
+pub struct App {
+    guard: Guard,
+    cachesync: Cachesync,
+}
+
+/// The page's files, held in the binary.
+pub mod assets {
+    /// The page.
+    pub const INDEX: &str = include_str!("../assets/index.html");
+    /// Its script.
+    pub const SCRIPT: &str = include_str!("../assets/app.js");
+    /// Its style.
+    pub const STYLE: &str = include_str!("../assets/style.css");
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    assets::INDEX,
+                )
+            }),
+        )
+        .route(
+            "/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    assets::SCRIPT,
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/style.css",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+                    assets::STYLE,
+                )
+            }),
+        )
+        .route("/api/workspaces", get(api::workspaces))
+        .route("/api/conflict", get(api::conflict))
+        .route("/api/resolve", post(api::resolve))
+        .route("/api/mode", post(api::mode))
+        .route("/api/sync", post(api::sync))
+        .route("/api/files", get(api::files))
+        .route("/api/presence", post(api::presence))
+        .route("/api/events", get(live::events))
+        // On every route and on the 404 of unknown ones: nothing answers without the checks.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            guard::check,
+        ))
+        .with_state(app)
+}
+
+/// Where a running page leaves its address with the token (mode 0600), for `ui --open` and
+/// for the desktop notification's "open" action: `$XDG_RUNTIME_DIR/cachesync/ui.url`, else
+/// beside the registry. `None` when neither directory is known.
+pub fn url_file() -> Option<PathBuf> {
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(run) => PathBuf::from(run).join("cachesync"),
+        None => cachesync_engine::registry::path()?.parent()?.to_path_buf(),
+    };
+    Some(dir.join("ui.url"))
+}
+
+/// The address a running page left, if it left one.
+pub fn running_url() -> Option<String> {
+    let text = std::fs::read_to_string(url_file()?).ok()?;
+    let url = text.trim();
+    url.starts_with("http://").then(|| url.to_string())
+}
+
+fn leave_url(url: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(file) = url_file() else {
+        return Ok(());
+    };
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = file.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    std::io::Write::write_all(&mut f, format!("{url}\n").as_bytes())?;
+    std::fs::rename(&tmp, &file)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stopped() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Binds `opts.listen`, calls `ready` with the address to open, then serves until SIGINT or
+/// SIGTERM. While it serves, its address is in [`url_file`].
+///
+/// # Errors
+/// The address cannot be bound (in use, not this machine's), or the runtime cannot start.
+pub fn serve(opts: Options, ready: impl FnOnce(&Started)) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(opts.listen).await?;
+        let addr = listener.local_addr()?;
+        let token = Guard::random_token();
+        let started = Started {
+            url: format!("http://{addr}/?token={token}"),
+            addr,
+        };
+        let app = Arc::new(App {
+            guard: Guard::new(token, addr),
+            cachesync: Cachesync::new(opts.exe),
+        });
+        // Without the file, the page still works; only `ui --open` and the notification's
+        // action cannot find it.
+        let left = leave_url(&started.url).is_ok();
+        ready(&started);
+        let served = tokio::select! {
+            r = axum::serve(listener, router(app)) => r,
+            () = stopped() => Ok(()),
+        };
+        if left && running_url().as_deref() == Some(started.url.as_str()) {
+            if let Some(file) = url_file() {
+                let _ = std::fs::remove_file(file);
+            }
+        }
+        served
+    })
+}
