@@ -12,8 +12,10 @@ export CARGO_TARGET_DIR
 
 BIN := $(CARGO_TARGET_DIR)/debug/cachesync
 # What building and testing need: a C++ compiler and libclang for RocksDB, sshd, sshfs and FUSE for
-# the tests over a real network file system; dbus-daemon for the desktop notifications' test bus.
-DEPS := g++ libclang-dev sshfs openssh-server openssh-client fuse3 iproute2 git make attr dbus-daemon
+# the tests over a real network file system; dbus-daemon for the desktop notifications' test bus;
+# chromium and its WebDriver for the test that uses the page (`cachesync ui`) in a real browser.
+DEPS := g++ libclang-dev sshfs openssh-server openssh-client fuse3 iproute2 git make attr dbus-daemon \
+	chromium chromium-driver
 # What the benchmarks add: the peers, git for the status anchor, and a real tree (the Linux
 # kernel source tarball).
 BENCH_DEPS := rsync rclone unison git xz-utils linux-source
@@ -43,7 +45,8 @@ endef
 # where `systemctl --user` finds them).
 PREFIX ?= $(HOME)/.local
 INSTALL_BIN ?= $(CARGO_TARGET_DIR)/release/cachesync
-UNITS := cachesync-prefetch@.service cachesync-prefetch@.timer cachesync-mount@.service
+UNITS := cachesync-prefetch@.service cachesync-prefetch@.timer cachesync-mount@.service \
+	cachesync-ui.service
 INSTALLED := bin/cachesync share/bash-completion/completions/cachesync \
 	share/zsh/site-functions/_cachesync share/fish/vendor_completions.d/cachesync.fish \
 	$(addprefix share/systemd/user/,$(UNITS))

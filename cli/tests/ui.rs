@@ -1,0 +1,460 @@
+//! `cachesync ui`, as a person uses it: the page in a real browser (Debian's chromium, driven
+//! headless over WebDriver by chromedriver), and its refusals seen with plain HTTP requests.
+//!
+//! Set `CACHESYNC_SCREENSHOTS=DIR` to keep the browser's screenshots of the overview and of a
+//! conflict (the guide's images come from there).
+
+mod common;
+
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cachesync_testutils::wait_until;
+use common::{binary, read, Env};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+/// A running `cachesync ui`.
+struct Page {
+    child: Child,
+    /// The address it printed, with the token.
+    url: String,
+    addr: SocketAddr,
+    token: String,
+}
+
+impl Drop for Page {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the page for `env`'s HOME (whose registry holds the workspace) on a free port, and
+/// waits for the address it prints.
+fn start_page(env: &Env) -> Page {
+    let mut child = Command::new(binary())
+        .args(["ui", "--port", "0"])
+        .current_dir(env.root())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &env.home)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cachesync ui starts");
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the page prints its address within 60 s")
+        .trim()
+        .to_string();
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not an http address: {url:?}"));
+    let (host, token) = rest
+        .split_once("/?token=")
+        .expect("the address holds the token");
+    assert!(host.starts_with("127.0.0.1:"), "listens on loopback: {url}");
+    assert_eq!(token.len(), 64, "{url}");
+    Page {
+        addr: host.parse().expect("host:port"),
+        token: token.to_string(),
+        url,
+        child,
+    }
+}
+
+/// One HTTP/1.1 request; the status, the headers and the body of the answer.
+fn http(
+    addr: SocketAddr,
+    request_line: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the page");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("a read timeout");
+    let mut req = format!("{request_line} HTTP/1.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).expect("send the request");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read the answer");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, head.to_string(), body.to_string())
+}
+
+/// A workspace whose `a.txt` and `c.txt` are in conflict: edited here and on the remote.
+fn env_with_a_conflict() -> Env {
+    let env = Env::with_remote(&[
+        ("a.txt", "one\ntwo\nthree\n"),
+        ("b.txt", "bee\n"),
+        ("c.txt", "sea\n"),
+    ]);
+    env.clone_ws();
+    env.put_local("a.txt", "one\nTWO mine\nthree\n");
+    env.put_remote("a.txt", "one\ntwo theirs\nthree\nfour\n");
+    env.put_local("c.txt", "sea here\n");
+    env.put_remote("c.txt", "sea there\n");
+    let sync = env.run(["sync"]);
+    assert_eq!(sync.code, 7, "{sync}");
+    env
+}
+
+fn mode(env: &Env) -> String {
+    env.json(0, &["status", "--json"])["mode"]
+        .as_str()
+        .expect("mode")
+        .to_string()
+}
+
+#[test]
+fn each_refusal_the_page_owes_its_user() {
+    let env = env_with_a_conflict();
+    let page = start_page(&env);
+    let host = page.addr.to_string();
+    let own_origin = format!("http://{host}");
+    let cookie = format!("cachesync-ui-{}={}", page.addr.port(), page.token);
+    let ws = env.ws.display().to_string();
+    let switch_off = format!(r#"{{"ws": {ws:?}, "online": false}}"#);
+
+    // No token, a wrong one, an unknown route: 401, nothing said about the workspaces.
+    for target in ["/", "/api/workspaces", "/no/such/page", "/?token=0123"] {
+        let (status, _, body) = http(page.addr, &format!("GET {target}"), &[("Host", &host)], "");
+        assert_eq!(status, 401, "GET {target}: {body}");
+        assert!(!body.contains(&ws), "{body}");
+    }
+    // The token in the address is traded for a cookie and leaves the address.
+    let (status, head, _) = http(
+        page.addr,
+        &format!("GET /?token={}", page.token),
+        &[("Host", &host)],
+        "",
+    );
+    assert_eq!(status, 303, "{head}");
+    assert!(
+        head.to_lowercase()
+            .contains(&format!("set-cookie: {cookie}; ")),
+        "{head}"
+    );
+    assert!(head.to_lowercase().contains("httponly") && head.contains("SameSite=Strict"));
+    assert!(head.to_lowercase().contains("location: /\r\n"), "{head}");
+    let (status, _, body) = http(
+        page.addr,
+        "GET /api/workspaces",
+        &[("Host", &host), ("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&ws), "{body}");
+
+    // DNS rebinding: a foreign name for this address, even with the cookie.
+    let foreign_host = format!("attacker.example:{}", page.addr.port());
+    let (status, _, body) = http(
+        page.addr,
+        "GET /api/workspaces",
+        &[("Host", &foreign_host), ("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains(&ws), "{body}");
+
+    // A change from another page (or with no Origin at all) is refused, and changes nothing.
+    for origin in [Some("http://attacker.example"), Some("null"), None] {
+        let mut headers = vec![("Host", host.as_str()), ("Cookie", cookie.as_str())];
+        headers.extend(origin.map(|o| ("Origin", o)));
+        let (status, _, body) = http(page.addr, "POST /api/mode", &headers, &switch_off);
+        assert_eq!(status, 403, "Origin {origin:?}: {body}");
+    }
+    assert_eq!(mode(&env), "connected");
+
+    // Nothing outside the registry's workspaces, nothing outside a workspace.
+    let look = |target: &str| {
+        http(
+            page.addr,
+            &format!("GET {target}"),
+            &[("Host", &host), ("Cookie", &cookie)],
+            "",
+        )
+    };
+    let (status, _, body) = look("/api/files?ws=/etc&path=");
+    assert_eq!(status, 404, "{body}");
+    let other = env.root().join("remote").display().to_string();
+    let (status, _, body) = look(&format!("/api/conflict?ws={other}&path=a.txt"));
+    assert_eq!(status, 404, "{body}");
+    for path in ["..", "../remote", "/etc", ".cachesync", "a/../../x"] {
+        let (status, _, body) = look(&format!("/api/files?ws={ws}&path={path}"));
+        assert_eq!(status, 400, "{path}: {body}");
+    }
+    let (status, _, body) = http(
+        page.addr,
+        "POST /api/presence",
+        &[
+            ("Host", &host),
+            ("Cookie", &cookie),
+            ("Origin", &own_origin),
+        ],
+        &format!(r#"{{"ws": {ws:?}, "path": "../remote/a.txt", "verb": "drop"}}"#),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(read(env.r("a.txt")), "one\ntwo theirs\nthree\nfour\n");
+
+    // And the same request from the page itself is done: the refusals above were the
+    // checks, not a broken switch.
+    let (status, _, body) = http(
+        page.addr,
+        "POST /api/mode",
+        &[
+            ("Host", &host),
+            ("Cookie", &cookie),
+            ("Origin", &own_origin),
+        ],
+        &switch_off,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(mode(&env), "disconnected");
+}
+
+/// A free port of 127.0.0.1 (for chromedriver, which takes one on its command line).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// chromedriver, on a port of its own, stopped with the test.
+struct Driver(Child, u16);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_driver(dir: &Path) -> Driver {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .arg(format!(
+            "--log-path={}",
+            dir.join("chromedriver.log").display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver runs (`make test` installs the chromium-driver package)");
+    let driver = Driver(child, port);
+    wait_until("chromedriver listens", Duration::from_secs(60), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    driver
+}
+
+async fn browser(driver: &Driver, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,900", format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.1))
+        .await
+        .expect("a headless chromium session")
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn text_of(c: &Client, css: &str) -> String {
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} is shown: {e}"))
+        .text()
+        .await
+        .expect("its text")
+}
+
+/// Waits until `css` matches nothing.
+async fn gone(c: &Client, css: &str) {
+    let start = std::time::Instant::now();
+    while !c
+        .find_all(Locator::Css(css))
+        .await
+        .expect("a query")
+        .is_empty()
+    {
+        assert!(start.elapsed() < WAIT, "{css} still shown after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn click(c: &Client, css: &str) {
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} is shown: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+async fn keep_screenshot(c: &Client, name: &str) {
+    let Some(dir) = std::env::var_os("CACHESYNC_SCREENSHOTS") else {
+        return;
+    };
+    let png = c.screenshot().await.expect("a screenshot");
+    std::fs::write(Path::new(&dir).join(name), png).expect("keep the screenshot");
+}
+
+async fn settle_and_switch(c: &Client, env: &Env, page: &Page) {
+    let ws = env.ws.display().to_string();
+    let card = format!(r#"section.ws[data-ws="{ws}"]"#);
+    c.goto(&page.url).await.expect("open the page");
+    // The token has left the address bar.
+    let here = c.current_url().await.expect("the address");
+    assert!(!here.as_str().contains("token"), "{here}");
+    let link = text_of(c, &format!(r#"{card} a.conflict[data-path="a.txt"]"#)).await;
+    assert_eq!(link, "a.txt");
+    assert_eq!(text_of(c, &format!("{card} .mode")).await, "connected");
+    keep_screenshot(c, "ui-overview.png").await;
+
+    click(c, &format!(r#"{card} a.conflict[data-path="a.txt"]"#)).await;
+    let server = text_of(c, ".pane.server pre").await;
+    let client = text_of(c, ".pane.client pre").await;
+    assert!(
+        server.contains("two theirs") && server.contains("four"),
+        "{server}"
+    );
+    assert!(client.contains("TWO mine"), "{client}");
+    let marked = text_of(c, ".pane.server pre .added").await;
+    assert_eq!(marked, "two theirs", "the server's edit is marked");
+    keep_screenshot(c, "ui-conflict.png").await;
+
+    click(c, "#take-server").await;
+    text_of(c, &card).await;
+    gone(c, &format!(r#"{card} a.conflict[data-path="a.txt"]"#)).await;
+    assert_eq!(read(env.w("a.txt")), read(env.r("a.txt")));
+
+    // The other one is settled with a text written in the page.
+    click(c, &format!(r#"{card} a.conflict[data-path="c.txt"]"#)).await;
+    let merged = c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#merged"))
+        .await
+        .expect("the merge to edit");
+    merged.clear().await.expect("clear the merge");
+    merged
+        .send_keys("sea, settled by hand\n")
+        .await
+        .expect("type the merge");
+    click(c, "#save-merged").await;
+    text_of(c, &card).await;
+    gone(c, &format!("{card} a.conflict")).await;
+    assert_eq!(read(env.w("c.txt")), "sea, settled by hand\n");
+    let open = env.json(0, &["conflicts", "--json"]);
+    assert_eq!(open.as_array().map(Vec::len), Some(0), "{open}");
+
+    click(c, &format!("{card} button.switch")).await;
+    let start = std::time::Instant::now();
+    while text_of(c, &format!("{card} .mode")).await != "disconnected" {
+        assert!(start.elapsed() < WAIT, "the badge still says connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(mode(env), "disconnected");
+    // The switch came back as an event, live.
+    let event = text_of(c, "#events li.disconnected").await;
+    assert!(event.contains("ws"), "{event}");
+    working_set(c, env, &card).await;
+}
+
+/// The working set, from the file list: drop a file (offline, it stays listed, remote-only),
+/// then pin it.
+async fn working_set(c: &Client, env: &Env, card: &str) {
+    click(c, &format!("{card} a.files")).await;
+    let state = r#"tr[data-path="b.txt"] td.state"#;
+    assert_eq!(text_of(c, state).await, "synced");
+    click(c, r#"tr[data-path="b.txt"] button.drop"#).await;
+    let start = std::time::Instant::now();
+    while text_of(c, state).await != "remote-only" {
+        assert!(start.elapsed() < WAIT, "b.txt was not dropped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !env.w("b.txt").exists(),
+        "dropped, yet still in the workspace"
+    );
+    click(c, r#"tr[data-path="b.txt"] button.pin"#).await;
+    let pins = || {
+        let config: serde_json::Value =
+            serde_json::from_str(&read(env.w(".cachesync/config.json"))).expect("the config");
+        config["pins"].clone()
+    };
+    let start = std::time::Instant::now();
+    while pins() != serde_json::json!(["b.txt"]) {
+        assert!(start.elapsed() < WAIT, "b.txt was not pinned: {}", pins());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its content was in the cache: pinned, it is back, offline.
+    let start = std::time::Instant::now();
+    while text_of(c, state).await != "synced" {
+        assert!(start.elapsed() < WAIT, "b.txt did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(read(env.w("b.txt")), "bee\n");
+}
+
+#[test]
+fn in_a_browser_a_conflict_is_settled_and_the_workspace_switched_offline() {
+    let env = env_with_a_conflict();
+    let page = start_page(&env);
+    let driver = start_driver(env.root());
+    let profile = env.root().join("chromium-profile");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let c = browser(&driver, &profile).await;
+        settle_and_switch(&c, &env, &page).await;
+        c.close().await.expect("close the browser");
+    });
+    // What the page settled, a sync carries through: both sides hold the server's version.
+    env.ok(&["connect"]);
+    env.assert_in_sync();
+    assert_eq!(read(env.w("a.txt")), "one\ntwo theirs\nthree\nfour\n");
+}
