@@ -100,11 +100,12 @@ fn install_puts_the_binary_completions_man_pages_and_units_under_prefix_and_unin
         "cachesync-prefetch@.service",
         "cachesync-prefetch@.timer",
         "cachesync-mount@.service",
+        "cachesync-ui.service",
     ] {
         let text = std::fs::read_to_string(units.join(unit)).expect(unit);
         assert!(!text.contains("@BINDIR@"), "{unit} still has @BINDIR@");
         if unit.ends_with(".service") {
-            let exec = format!("ExecStart={}/bin/cachesync -C ", prefix.display());
+            let exec = format!("ExecStart={}/bin/cachesync ", prefix.display());
             assert!(text.contains(&exec), "{unit}: {text}");
         }
     }
