@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::Env;
 
-/// What the server received: summary and body.
-type Shown = (String, String);
+/// What the server received: summary, body and actions (key, label, ...).
+type Shown = (String, String, Vec<String>);
 
 struct Recorder(Sender<Shown>);
 
@@ -27,11 +27,12 @@ impl Recorder {
         _app_icon: &str,
         summary: &str,
         body: &str,
-        _actions: Vec<&str>,
+        actions: Vec<&str>,
         _hints: HashMap<&str, zbus::zvariant::Value<'_>>,
         _expire_timeout: i32,
     ) -> u32 {
-        let _ = self.0.send((summary.to_owned(), body.to_owned()));
+        let actions = actions.into_iter().map(str::to_owned).collect();
+        let _ = self.0.send((summary.to_owned(), body.to_owned(), actions));
         1
     }
 
@@ -56,7 +57,7 @@ struct Desktop {
     daemon: Child,
     address: String,
     shown: Receiver<Shown>,
-    _server: zbus::blocking::Connection,
+    server: zbus::blocking::Connection,
 }
 
 impl Drop for Desktop {
@@ -95,7 +96,7 @@ fn desktop(dir: &std::path::Path) -> Desktop {
         daemon,
         address,
         shown,
-        _server: server,
+        server,
     }
 }
 
@@ -133,8 +134,9 @@ fn offline_back_online_and_a_conflict_are_shown_on_the_desktop_when_asked() {
             .expect("a notification within 20 s")
     };
     assert_eq!(run(&["disconnect"]).code, 0);
-    let (summary, body) = next();
+    let (summary, body, actions) = next();
     assert_eq!(summary, "ws is offline", "{body}");
+    assert!(actions.is_empty(), "{actions:?}");
     assert_eq!(run(&["connect", "--no-sync"]).code, 0);
     assert_eq!(next().0, "ws is back online");
 
@@ -142,9 +144,11 @@ fn offline_back_online_and_a_conflict_are_shown_on_the_desktop_when_asked() {
     env.put_remote("a.txt", "alpha there\n");
     let sync = run(&["sync"]);
     assert_eq!(sync.code, 7, "{sync}");
-    let (summary, body) = next();
+    let (summary, body, actions) = next();
     assert_eq!(summary, "Conflict in ws");
     assert!(body.contains("a.txt"), "{body}");
+    // No page runs: nothing to open.
+    assert!(actions.is_empty(), "{actions:?}");
     // Once per event.
     assert!(desk.shown.try_recv().is_err(), "shown twice");
 }
@@ -170,4 +174,106 @@ fn no_bus_at_all_costs_the_run_nothing() {
         started.elapsed() < cachesync_engine::notify::NOTIFY_WAIT * 5,
         "the run waited on a bus that is not there"
     );
+}
+
+#[test]
+fn the_notification_of_a_conflict_opens_the_page_on_it() {
+    let env = Env::with_remote(&[("a.txt", "alpha\n")]);
+    env.clone_ws();
+    set_notifications(&env, true);
+    let desk = desktop(env.root());
+    // xdg-open, as the desktop has it: here it notes what it was asked to open.
+    let bin = env.root().join("bin");
+    std::fs::create_dir(&bin).expect("a bin directory");
+    let opened = env.root().join("opened");
+    let script = bin.join("xdg-open");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\n",
+            opened.display()
+        ),
+    )
+    .expect("write xdg-open");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod xdg-open");
+    let runtime = env.root().join("run");
+    std::fs::create_dir(&runtime).expect("XDG_RUNTIME_DIR");
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let vars = [
+        ("DBUS_SESSION_BUS_ADDRESS", desk.address.as_str()),
+        ("XDG_RUNTIME_DIR", runtime.to_str().expect("UTF-8")),
+        ("PATH", path.as_str()),
+    ];
+
+    let mut page = Command::new(common::binary())
+        .args(["ui", "--port", "0"])
+        .env_clear()
+        .env("HOME", &env.home)
+        .envs(vars)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cachesync ui starts");
+    let mut url = String::new();
+    let stdout = page.stdout.take().expect("piped");
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    url.push_str(
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the page prints its address")
+            .trim(),
+    );
+    let page = KillOnDrop(page);
+    assert_eq!(
+        std::fs::read_to_string(runtime.join("cachesync/ui.url")).expect("the page's address file"),
+        format!("{url}\n")
+    );
+
+    env.put_local("a.txt", "alpha here\n");
+    env.put_remote("a.txt", "alpha there\n");
+    let extra: Vec<(&str, &std::ffi::OsStr)> = vars
+        .iter()
+        .map(|(k, v)| (*k, std::ffi::OsStr::new(*v)))
+        .collect();
+    let sync = env.run_with(&env.w(""), ["sync"], &extra);
+    assert_eq!(sync.code, 7, "{sync}");
+    let (summary, _, actions) = desk
+        .shown
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a notification within 20 s");
+    assert_eq!(summary, "Conflict in ws");
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert_eq!(actions[1], "Open in cachesync");
+
+    // The person clicks it: the server says so to everyone on the bus.
+    desk.server
+        .emit_signal(
+            None::<&str>,
+            "/org/freedesktop/Notifications",
+            "org.freedesktop.Notifications",
+            "ActionInvoked",
+            &(1u32, actions[0].as_str()),
+        )
+        .expect("emit ActionInvoked");
+    let ws = env.ws.display().to_string().replace('/', "%2F");
+    let expected = format!("{url}#/conflict?ws={ws}&path=a.txt\n");
+    cachesync_testutils::wait_until("the page is opened", Duration::from_secs(20), || {
+        std::fs::read_to_string(&opened).is_ok_and(|t| t == expected)
+    });
+    drop(page);
+}
+
+/// Kills the page when the test ends, passed or not.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -15,6 +15,29 @@ use crate::events::{Event, EventKind};
 /// How long a run waits for the notification server to take a notification.
 pub const NOTIFY_WAIT: Duration = Duration::from_secs(2);
 
+/// The start of the key of a notification's "open" action: the rest is the fragment of the
+/// page's address that shows the conflict (`#/conflict?ws=...&path=...`). The page
+/// (`cachesync ui`) listens for the action and opens the browser there.
+pub const OPEN_ACTION: &str = "cachesync-open:";
+
+/// The actions of `event`'s notification (key, label, ...): "Open in cachesync" on a
+/// conflict, when a page runs to open it; none otherwise.
+pub fn actions(event: &Event, page_runs: bool) -> Vec<String> {
+    match (&event.kind, &event.path) {
+        (EventKind::Conflict, Some(path)) if page_runs => {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .append_pair("ws", &event.workspace)
+                .append_pair("path", path)
+                .finish();
+            vec![
+                format!("{OPEN_ACTION}#/conflict?{query}"),
+                "Open in cachesync".to_owned(),
+            ]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// The summary and body of `event`'s notification; `None` for an event not worth one.
 pub fn text(event: &Event) -> Option<(String, String)> {
     let name = Path::new(&event.workspace).file_name().map_or_else(
@@ -59,11 +82,12 @@ pub fn show(event: &Event) {
     let Some((summary, body)) = text(event) else {
         return;
     };
+    let actions = actions(event, crate::registry::page_url().is_some());
     let (tx, rx) = std::sync::mpsc::channel();
     let sender = std::thread::Builder::new()
         .name("notify".into())
         .spawn(move || {
-            let _ = tx.send(send(&summary, &body));
+            let _ = tx.send(send(&summary, &body, &actions));
         });
     if sender.is_ok() {
         // Left behind when the server is slow: it holds nothing of the run's.
@@ -72,7 +96,7 @@ pub fn show(event: &Event) {
 }
 
 /// One `Notify` call on the session bus; the server's id for the notification.
-fn send(summary: &str, body: &str) -> zbus::Result<u32> {
+fn send(summary: &str, body: &str, actions: &[String]) -> zbus::Result<u32> {
     let bus = zbus::blocking::Connection::session()?;
     let hints: HashMap<&str, zbus::zvariant::Value<'_>> = HashMap::new();
     let reply = bus.call_method(
@@ -80,16 +104,7 @@ fn send(summary: &str, body: &str) -> zbus::Result<u32> {
         "/org/freedesktop/Notifications",
         Some("org.freedesktop.Notifications"),
         "Notify",
-        &(
-            "cachesync",
-            0u32,
-            "",
-            summary,
-            body,
-            Vec::<&str>::new(),
-            hints,
-            -1i32,
-        ),
+        &("cachesync", 0u32, "", summary, body, actions, hints, -1i32),
     )?;
     reply.body().deserialize::<u32>()
 }
@@ -107,6 +122,23 @@ mod tests {
             path: path.map(str::to_owned),
             manual: None,
         }
+    }
+
+    #[test]
+    fn a_conflict_can_be_opened_in_the_page_when_one_runs() {
+        let conflict = Event {
+            path: Some("docs/a b&c.txt".into()),
+            ..event(EventKind::Conflict, None)
+        };
+        assert!(actions(&conflict, false).is_empty());
+        assert_eq!(
+            actions(&conflict, true),
+            [
+                "cachesync-open:#/conflict?ws=%2Fhome%2Fme%2Fproject&path=docs%2Fa+b%26c.txt",
+                "Open in cachesync"
+            ]
+        );
+        assert!(actions(&event(EventKind::Disconnected, None), true).is_empty());
     }
 
     #[test]

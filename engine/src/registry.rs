@@ -19,6 +19,24 @@ pub fn path() -> Option<PathBuf> {
     Some(base.join("cachesync").join("workspaces"))
 }
 
+/// Where a running page (`cachesync ui`) leaves its address, token included (mode 0600):
+/// `$XDG_RUNTIME_DIR/cachesync/ui.url`, else beside the registry. `None` when neither
+/// directory is known.
+pub fn page_url_file() -> Option<PathBuf> {
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(run) => PathBuf::from(run).join("cachesync"),
+        None => path()?.parent()?.to_path_buf(),
+    };
+    Some(dir.join("ui.url"))
+}
+
+/// The address a running page left, if one left it (see [`page_url_file`]).
+pub fn page_url() -> Option<String> {
+    let text = std::fs::read_to_string(page_url_file()?).ok()?;
+    let url = text.trim();
+    url.starts_with("http://").then(|| url.to_string())
+}
+
 fn read(file: &Path) -> Vec<PathBuf> {
     std::fs::read(file)
         .map(|bytes| {

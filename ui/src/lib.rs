@@ -12,6 +12,7 @@ pub mod api;
 pub mod compare;
 pub mod guard;
 pub mod live;
+pub mod opener;
 pub mod run;
 
 use std::net::SocketAddr;
@@ -104,27 +105,9 @@ fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Where a running page leaves its address with the token (mode 0600), for `ui --open` and
-/// for the desktop notification's "open" action: `$XDG_RUNTIME_DIR/cachesync/ui.url`, else
-/// beside the registry. `None` when neither directory is known.
-pub fn url_file() -> Option<PathBuf> {
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        Some(run) => PathBuf::from(run).join("cachesync"),
-        None => cachesync_engine::registry::path()?.parent()?.to_path_buf(),
-    };
-    Some(dir.join("ui.url"))
-}
-
-/// The address a running page left, if it left one.
-pub fn running_url() -> Option<String> {
-    let text = std::fs::read_to_string(url_file()?).ok()?;
-    let url = text.trim();
-    url.starts_with("http://").then(|| url.to_string())
-}
-
 fn leave_url(url: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let Some(file) = url_file() else {
+    let Some(file) = cachesync_engine::registry::page_url_file() else {
         return Ok(());
     };
     if let Some(dir) = file.parent() {
@@ -157,7 +140,9 @@ async fn stopped() {
 }
 
 /// Binds `opts.listen`, calls `ready` with the address to open, then serves until SIGINT or
-/// SIGTERM. While it serves, its address is in [`url_file`].
+/// SIGTERM. While it serves, its address is in
+/// [`cachesync_engine::registry::page_url_file`], and a desktop notification's "open" action
+/// opens the page on its conflict ([`opener`]).
 ///
 /// # Errors
 /// The address cannot be bound (in use, not this machine's), or the runtime cannot start.
@@ -181,13 +166,14 @@ pub fn serve(opts: Options, ready: impl FnOnce(&Started)) -> std::io::Result<()>
         // Without the file, the page still works; only `ui --open` and the notification's
         // action cannot find it.
         let left = leave_url(&started.url).is_ok();
+        opener::start(started.url.clone());
         ready(&started);
         let served = tokio::select! {
             r = axum::serve(listener, router(app)) => r,
             () = stopped() => Ok(()),
         };
-        if left && running_url().as_deref() == Some(started.url.as_str()) {
-            if let Some(file) = url_file() {
+        if left && cachesync_engine::registry::page_url().as_deref() == Some(started.url.as_str()) {
+            if let Some(file) = cachesync_engine::registry::page_url_file() {
                 let _ = std::fs::remove_file(file);
             }
         }

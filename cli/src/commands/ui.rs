@@ -44,7 +44,7 @@ fn xdg_open(url: &str) {
 
 /// The address of a page that runs and answers, if one does.
 fn answering() -> Option<String> {
-    let url = cachesync_ui::running_url()?;
+    let url = cachesync_engine::registry::page_url()?;
     let host = url.strip_prefix("http://")?.split('/').next()?;
     let addr: SocketAddr = host.parse().ok()?;
     std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).ok()?;
