@@ -220,7 +220,9 @@ fn disconnect_by_hand_keeps_off_the_remote_until_connect() {
     );
     assert_eq!(kinds(&w.events()), ["disconnected", "connected"]);
 
-    // --server HOST and --all act on every registered workspace of that server.
+    // --server HOST and --all act on every registered workspace of that server, the one
+    // status names.
+    assert_eq!(w.json(&["status", "--json"])["server"], "127.0.0.1");
     let out = w.run(&["disconnect", "--server", "127.0.0.1"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(w.json(&["status", "--json"])["manual"], true);

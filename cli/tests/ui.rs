@@ -238,6 +238,82 @@ fn each_refusal_the_page_owes_its_user() {
     assert_eq!(mode(&env), "disconnected");
 }
 
+#[test]
+fn switches_for_all_and_for_a_server_and_a_binary_conflict_shown_by_its_facts() {
+    let env = Env::with_remote(&[("bin.dat", "\u{0}one")]);
+    env.clone_ws();
+    env.put_local("bin.dat", "\u{0}mine");
+    env.put_remote("bin.dat", "\u{0}theirs, longer");
+    assert_eq!(env.run(["sync"]).code, 7);
+    let page = start_page(&env);
+    let host = page.addr.to_string();
+    let origin = format!("http://{host}");
+    let bearer = format!("Bearer {}", page.token);
+    let headers = [
+        ("Host", host.as_str()),
+        ("Authorization", bearer.as_str()),
+        ("Origin", origin.as_str()),
+    ];
+    let ws = env.ws.display().to_string();
+
+    let (status, _, body) = http(
+        page.addr,
+        &format!("GET /api/conflict?ws={ws}&path=bin.dat"),
+        &headers,
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let c: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(c["server"]["binary"], true, "{c}");
+    assert_eq!(c["server"]["size"], 15, "{c}");
+    assert_eq!(c["client"]["size"], 5, "{c}");
+    assert!(c["server"]["text"].is_null() && c["merge"].is_null(), "{c}");
+    assert_eq!(c["record"]["kind"], "content", "{c}");
+    let (status, _, body) = http(
+        page.addr,
+        &format!("GET /api/conflict?ws={ws}&path=no-such.txt"),
+        &headers,
+        "",
+    );
+    assert_eq!(status, 404, "{body}");
+
+    // Another server's switch leaves this workspace alone; the switch for all does not.
+    let (status, _, body) = http(
+        page.addr,
+        "POST /api/mode",
+        &headers,
+        r#"{"server": "elsewhere.example", "online": false}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(mode(&env), "connected");
+    let (status, _, body) = http(
+        page.addr,
+        "POST /api/mode",
+        &headers,
+        r#"{"all": true, "online": false}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(mode(&env), "disconnected");
+    let (status, _, body) = http(
+        page.addr,
+        "POST /api/mode",
+        &headers,
+        r#"{"all": true, "online": true}"#,
+    );
+    // Back online, the sync that follows finds the conflict still open: exit 7, said.
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""code":7"#), "{body}");
+    assert_eq!(mode(&env), "connected");
+    // A switch that names nothing, or two things, is refused.
+    let (status, _, body) = http(
+        page.addr,
+        "POST /api/mode",
+        &headers,
+        r#"{"online": false}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+}
+
 /// A free port of 127.0.0.1 (for chromedriver, which takes one on its command line).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
