@@ -372,15 +372,20 @@ async fn browser(driver: &Driver, profile: &Path) -> Client {
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The text of the element `css` matches, once there is one. The page draws a view anew
+/// (at each event too), so an element found may be replaced before it is read: then again.
 async fn text_of(c: &Client, css: &str) -> String {
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} is shown: {e}"))
-        .text()
-        .await
-        .expect("its text")
+    let start = std::time::Instant::now();
+    loop {
+        let found = c.wait().at_most(WAIT).for_element(Locator::Css(css)).await;
+        match found {
+            Ok(e) => match e.text().await {
+                Ok(text) => return text,
+                Err(err) => assert!(start.elapsed() < WAIT, "{css}: {err}"),
+            },
+            Err(err) => panic!("{css} is not shown: {err}"),
+        }
+    }
 }
 
 /// Waits until `css` matches nothing.
@@ -397,15 +402,19 @@ async fn gone(c: &Client, css: &str) {
     }
 }
 
+/// Clicks the element `css` matches, once there is one (again when it was replaced first).
 async fn click(c: &Client, css: &str) {
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} is shown: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    let start = std::time::Instant::now();
+    loop {
+        let found = c.wait().at_most(WAIT).for_element(Locator::Css(css)).await;
+        match found {
+            Ok(e) => match e.click().await {
+                Ok(()) => return,
+                Err(err) => assert!(start.elapsed() < WAIT, "click {css}: {err}"),
+            },
+            Err(err) => panic!("{css} is not shown: {err}"),
+        }
+    }
 }
 
 async fn keep_screenshot(c: &Client, name: &str) {
@@ -427,6 +436,30 @@ async fn settle_and_switch(c: &Client, env: &Env, page: &Page) {
     assert_eq!(link, "a.txt");
     assert_eq!(text_of(c, &format!("{card} .mode")).await, "connected");
     keep_screenshot(c, "ui-overview.png").await;
+
+    // While another command holds the workspace, the card says so and keeps the last state.
+    // (The page's own status runs may hold it a moment.)
+    let lock = env.w(".cachesync/lock");
+    let start = std::time::Instant::now();
+    let held = loop {
+        match cachesync_engine::lock::WorkspaceLock::acquire(&lock) {
+            Ok(held) => break held,
+            Err(e) => assert!(start.elapsed() < WAIT, "the lock stays taken: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // (The page draws the overview again as it does at every event.)
+    c.execute("route(); return null;", Vec::new())
+        .await
+        .expect("redraw the overview");
+    text_of(c, &format!("{card} .badge.busy")).await;
+    assert_eq!(text_of(c, &format!("{card} .mode")).await, "connected");
+    drop(held);
+    c.execute("route(); return null;", Vec::new())
+        .await
+        .expect("redraw the overview");
+    text_of(c, &format!(r#"{card} a.conflict[data-path="a.txt"]"#)).await;
+    gone(c, &format!("{card} .badge.busy")).await;
 
     click(c, &format!(r#"{card} a.conflict[data-path="a.txt"]"#)).await;
     let server = text_of(c, ".pane.server pre").await;

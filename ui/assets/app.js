@@ -93,12 +93,20 @@ function cacheGauge(cache) {
       " (culls from " + bytes(cache.cull_start) + " down to " + bytes(cache.cull_to) + ")");
 }
 
+// The last state read of each workspace: while a command holds a workspace (a sync from
+// this page or from a terminal), `status` cannot read it, and the card shows the last one.
+const lastStatus = new Map();
+
 function workspaceCard(w) {
-  const s = w.status;
+  const busy = !w.status && /another cachesync process/.test(w.error || "");
+  if (w.status) lastStatus.set(w.path, w.status);
+  const s = w.status || (busy ? lastStatus.get(w.path) : null);
   if (!s) {
     return el("section", { class: "ws", "data-ws": w.path },
       el("h3", {}, name(w.path)), el("p", { class: "where" }, w.path),
-      el("p", { class: "error" }, "cannot read its state: " + w.error));
+      el("p", { class: busy ? "quiet" : "error" }, busy
+        ? "busy: another cachesync command is working on it; shown when it is done"
+        : "cannot read its state: " + w.error));
   }
   const online = s.mode === "connected";
   const since = online ? "" : " since " + when(s.since_ns) + (s.manual ? ", by hand" : "");
@@ -122,7 +130,8 @@ function workspaceCard(w) {
     return { message: a.code === 7 ? "synced; conflicts remain" : "synced" };
   }));
   return el("section", { class: "ws", "data-ws": w.path },
-    el("h3", {}, name(w.path), " ", el("span", { class: "badge mode " + s.mode }, s.mode)),
+    el("h3", {}, name(w.path), " ", el("span", { class: "badge mode " + s.mode }, s.mode),
+      busy ? [" ", el("span", { class: "badge busy" }, "busy")] : null),
     el("p", { class: "where" }, w.path + " ⇄ " + s.remote + since + why),
     el("dl", { class: "facts" },
       fact("to push", String(s.pending.push)),
@@ -295,6 +304,7 @@ for (const [id, online] of [["all-offline", false], ["all-online", true]]) {
     () => post("/api/mode", { all: true, online })));
 }
 
+let redraw = null;
 const events = new EventSource("/api/events");
 events.onmessage = (m) => {
   let e;
@@ -305,8 +315,12 @@ events.onmessage = (m) => {
     e.path ? " · " + e.path : "", e.reason ? " (" + e.reason + ")" : "",
     el("br"), el("small", { class: "quiet" }, when(e.time_ns))));
   while (list.children.length > 100) list.lastChild.remove();
-  // The overview follows what happens elsewhere (a sync in a terminal, a switch).
-  if ((location.hash || "#/") === "#/" && !document.querySelector("button:disabled")) route();
+  // The overview follows what happens elsewhere (a sync in a terminal, a switch): once a
+  // burst of events is over, not once per event.
+  clearTimeout(redraw);
+  redraw = setTimeout(() => {
+    if ((location.hash || "#/") === "#/" && !document.querySelector("button:disabled")) route();
+  }, 300);
 };
 
 window.addEventListener("hashchange", route);
