@@ -88,17 +88,27 @@ pub fn list() -> Result<Vec<PathBuf>> {
         return Ok(Vec::new());
     };
     let all = read(&file);
-    let live: Vec<PathBuf> = all
-        .iter()
+    let live = present(&all);
+    if live.len() != all.len() {
+        write(&file, &live)?;
+    }
+    Ok(live)
+}
+
+/// The registered workspaces that exist now, the registry left as it is: for a reader that
+/// looks again and again (the page), to which a workspace on a disk mounted late, or away
+/// for a moment, must not be lost.
+pub fn present_now() -> Vec<PathBuf> {
+    path().map(|file| present(&read(&file))).unwrap_or_default()
+}
+
+fn present(all: &[PathBuf]) -> Vec<PathBuf> {
+    all.iter()
         .filter(|p| {
             p.join(crate::ignore_rules::META_DIR)
                 .join("config.json")
                 .is_file()
         })
         .cloned()
-        .collect();
-    if live.len() != all.len() {
-        write(&file, &live)?;
-    }
-    Ok(live)
+        .collect()
 }
