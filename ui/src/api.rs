@@ -1,8 +1,13 @@
 //! The page's JSON API. Reads and actions alike name a workspace by its path, which must be
 //! one of the registry's (`clone` keeps it), and a path inside it, which must be relative and
 //! stay inside (no `..`, no `.cachesync`). Everything else is refused before anything runs.
+//!
+//! A path comes as the commands print it in JSON: `path`, C-quoted when it is not plain text,
+//! and `path_hex` beside it when it is not UTF-8 (`cachesync_engine::paths::path_bytes` reads
+//! them back into the name's bytes).
 
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -14,8 +19,7 @@ use cachesync_engine::merge::{merge3, Merged};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::compare::{against, Version};
-use crate::run::LOOK_LIMIT;
+use crate::compare::{against, Version, TEXT_LIMIT};
 use crate::App;
 
 /// A refusal or a failure, sent as `{"error": "..."}` with its status.
@@ -35,9 +39,8 @@ fn failed(e: String) -> ApiError {
 
 /// `given` when it is a workspace of the registry.
 fn workspace(given: &str) -> Result<PathBuf, ApiError> {
-    let list = cachesync_engine::registry::list()
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    list.into_iter()
+    cachesync_engine::registry::present_now()
+        .into_iter()
         .find(|p| p.as_os_str() == given)
         .ok_or_else(|| {
             ApiError(
@@ -47,24 +50,27 @@ fn workspace(given: &str) -> Result<PathBuf, ApiError> {
         })
 }
 
-/// `given` as a path inside a workspace: relative, every component a plain name.
-fn inside(given: &str) -> Result<OsString, ApiError> {
-    let bad = |why: &str| ApiError(StatusCode::BAD_REQUEST, format!("path {given:?}: {why}"));
-    if given.is_empty() || given == "." {
+/// The path `shown` (and `hex`) names, as a path inside a workspace: relative, every
+/// component a plain name, the top one not `.cachesync`.
+fn inside(shown: &str, hex: Option<&str>) -> Result<OsString, ApiError> {
+    let bad = |why: &str| ApiError(StatusCode::BAD_REQUEST, format!("path {shown:?}: {why}"));
+    let bytes = cachesync_engine::paths::path_bytes(shown, hex)
+        .ok_or_else(|| bad("not a path as cachesync prints one"))?;
+    if bytes.is_empty() || bytes == b"." {
         return Ok(OsString::from("."));
     }
-    if given.starts_with('/') || given.contains('\0') {
+    if bytes.starts_with(b"/") || bytes.contains(&0) {
         return Err(bad("must be relative to the workspace"));
     }
-    for (i, c) in given.split('/').enumerate() {
-        if c.is_empty() || c == "." || c == ".." {
+    for (i, c) in bytes.split(|&b| b == b'/').enumerate() {
+        if c.is_empty() || c == b"." || c == b".." {
             return Err(bad("must stay inside the workspace"));
         }
-        if i == 0 && c == cachesync_engine::ignore_rules::META_DIR {
+        if i == 0 && c == cachesync_engine::ignore_rules::META_DIR.as_bytes() {
             return Err(bad("the cache's own directory is not shown"));
         }
     }
-    Ok(OsString::from(given))
+    Ok(OsString::from_vec(bytes))
 }
 
 fn args(list: &[&str], path: Option<&OsString>) -> Vec<OsString> {
@@ -79,15 +85,20 @@ fn args(list: &[&str], path: Option<&OsString>) -> Vec<OsString> {
 /// `GET /api/workspaces`: every workspace of the registry with its `status --json` (which
 /// answers from the last look at the share, never touching it).
 pub async fn workspaces(State(app): State<Arc<App>>) -> ApiResult {
-    let roots = cachesync_engine::registry::list()
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let roots = cachesync_engine::registry::present_now();
     let looks = roots.iter().map(|root| {
         let app = app.clone();
         async move {
+            let shown = root.to_string_lossy();
+            if root.to_str().is_none() {
+                let why = "its path is not UTF-8: the page cannot name it; use the command line";
+                return json!({ "path": shown, "status": null, "error": why, "busy": false });
+            }
             let ran = app
                 .cachesync
-                .run(root, &args(&["status", "--json"], None), Some(LOOK_LIMIT))
+                .look(root, &args(&["status", "--json"], None), None)
                 .await;
+            let busy = ran.as_ref().is_ok_and(crate::run::Ran::busy);
             let (status, error) = match ran {
                 Ok(r) if r.code == 0 => match serde_json::from_slice::<Value>(&r.stdout) {
                     Ok(v) => (v, Value::Null),
@@ -96,7 +107,7 @@ pub async fn workspaces(State(app): State<Arc<App>>) -> ApiResult {
                 Ok(r) => (Value::Null, json!(r.message())),
                 Err(e) => (Value::Null, json!(e)),
             };
-            json!({ "path": root, "status": status, "error": error })
+            json!({ "path": shown, "status": status, "error": error, "busy": busy })
         }
     });
     let all = futures_util::future::join_all(looks).await;
@@ -109,18 +120,42 @@ pub struct At {
     ws: String,
     #[serde(default)]
     path: String,
+    path_hex: Option<String>,
 }
 
-async fn version(app: &App, ws: &std::path::Path, path: &OsString, which: &str) -> Version {
+/// One version of the conflicted `path`, through `show`; only its facts when the record
+/// says it is bigger than the page shows (`recorded`: that variant of the record).
+async fn version(
+    app: &App,
+    ws: &std::path::Path,
+    path: &OsString,
+    which: &str,
+    recorded: &Value,
+) -> Version {
+    let too_big = recorded["size"].as_u64().filter(|&n| n > TEXT_LIMIT as u64);
+    if let (Some(size), Some("file")) = (too_big, recorded["kind"].as_str()) {
+        return Version {
+            present: true,
+            binary: true,
+            size: Some(size),
+            ..Version::default()
+        };
+    }
     let ran = app
         .cachesync
-        .run(
+        .look(
             ws,
             &args(&["show", "--variant", which], Some(path)),
-            Some(LOOK_LIMIT),
+            Some(TEXT_LIMIT as u64),
         )
         .await;
     match ran {
+        Ok(r) if r.code == 0 && r.stdout.len() > TEXT_LIMIT => Version {
+            present: true,
+            binary: true,
+            size: recorded["size"].as_u64(),
+            ..Version::default()
+        },
         Ok(r) if r.code == 0 => Version::of_bytes(r.stdout),
         Ok(r) if r.stderr.contains("no such version") => Version::default(),
         Ok(r) => Version {
@@ -140,23 +175,29 @@ async fn version(app: &App, ws: &std::path::Path, path: &OsString, which: &str) 
 /// a merge to start editing from.
 pub async fn conflict(State(app): State<Arc<App>>, Query(at): Query<At>) -> ApiResult {
     let ws = workspace(&at.ws)?;
-    let path = inside(&at.path)?;
+    let path = inside(&at.path, at.path_hex.as_deref())?;
     let listed = app
         .cachesync
-        .run(&ws, &args(&["conflicts", "--json"], None), Some(LOOK_LIMIT))
+        .look(&ws, &args(&["conflicts", "--json"], None), None)
         .await
         .map_err(failed)?;
     let records: Vec<Value> = serde_json::from_slice(&listed.stdout)
         .map_err(|_| failed(format!("conflicts: {}", listed.message())))?;
-    let Some(record) = records.into_iter().find(|r| r["path"] == at.path) else {
+    let wanted = path.clone().into_vec();
+    let Some(record) = records.into_iter().find(|r| {
+        r["path_hex"]
+            .as_str()
+            .and_then(cachesync_engine::paths::unhex)
+            .is_some_and(|p| p == wanted)
+    }) else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("no open conflict at {}", at.path),
         ));
     };
-    let server = version(&app, &ws, &path, "server").await;
-    let client = version(&app, &ws, &path, "client").await;
-    let base = version(&app, &ws, &path, "base").await;
+    let server = version(&app, &ws, &path, "server", &record["server"]).await;
+    let client = version(&app, &ws, &path, "client", &record["client"]).await;
+    let base = version(&app, &ws, &path, "base", &record["base"]).await;
     let (s, c) = (server.text.as_deref(), client.text.as_deref());
     let (server_lines, client_lines) = match (base.text.as_deref(), s, c) {
         (Some(b), s, c) => (s.map(|s| against(b, s)), c.map(|c| against(b, c))),
@@ -195,6 +236,7 @@ pub async fn conflict(State(app): State<Arc<App>>, Query(at): Query<At>) -> ApiR
 pub struct Resolve {
     ws: String,
     path: String,
+    path_hex: Option<String>,
     take: Option<String>,
     text: Option<String>,
 }
@@ -213,21 +255,20 @@ fn done(ran: crate::run::Ran) -> ApiResult {
 /// the text edited in the page.
 pub async fn resolve(State(app): State<Arc<App>>, Json(r): Json<Resolve>) -> ApiResult {
     let ws = workspace(&r.ws)?;
-    let path = inside(&r.path)?;
-    let mut held = None;
-    let list = match (&r.take, &r.text) {
+    let path = inside(&r.path, r.path_hex.as_deref())?;
+    let (list, held) = match (&r.take, &r.text) {
         (Some(t), None) if ["server", "client", "base", "merged"].contains(&t.as_str()) => {
-            args(&["resolve", "--take", t], Some(&path))
+            (args(&["resolve", "--take", t], Some(&path)), None)
         }
         (None, Some(text)) => {
             let file = tempfile::NamedTempFile::new()
                 .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()).map(|()| f))
-                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+                .into_temp_path();
             let mut a = args(&["resolve", "--with"], None);
-            a.push(file.path().into());
+            a.push(file.to_path_buf().into());
             a.extend(args(&[], Some(&path)));
-            held = Some(file);
-            a
+            (a, Some(file))
         }
         _ => {
             return Err(ApiError(
@@ -236,9 +277,8 @@ pub async fn resolve(State(app): State<Arc<App>>, Json(r): Json<Resolve>) -> Api
             ))
         }
     };
-    let ran = app.cachesync.act(&ws, list).await.map_err(failed);
-    drop(held);
-    done(ran?)
+    // The file is removed once the command is done with it, even when the page is gone.
+    done(app.cachesync.act(&ws, list, held).await.map_err(failed)?)
 }
 
 /// The body of `POST /api/mode`: one workspace, the workspaces of one server, or all.
@@ -277,7 +317,7 @@ pub async fn mode(State(app): State<Arc<App>>, Json(m): Json<Mode>) -> ApiResult
     if m.all {
         list.push("--all".into());
     }
-    let ran = app.cachesync.act(&dir, list).await.map_err(failed)?;
+    let ran = app.cachesync.act(&dir, list, ()).await.map_err(failed)?;
     // 7: switched, with conflicts left by the sync that followed.
     if ran.code == 7 {
         return Ok(Json(
@@ -292,7 +332,7 @@ pub async fn sync(State(app): State<Arc<App>>, Json(at): Json<At>) -> ApiResult 
     let ws = workspace(&at.ws)?;
     let ran = app
         .cachesync
-        .act(&ws, args(&["sync", "--json", "--quiet"], None))
+        .act(&ws, args(&["sync", "--json", "--quiet"], None), ())
         .await
         .map_err(failed)?;
     let report: Value = serde_json::from_slice(&ran.stdout).unwrap_or(Value::Null);
@@ -307,12 +347,15 @@ pub async fn sync(State(app): State<Arc<App>>, Json(at): Json<At>) -> ApiResult 
 /// `GET /api/files?ws=W&path=DIR`: `cachesync ls --json DIR`, each entry with its state.
 pub async fn files(State(app): State<Arc<App>>, Query(at): Query<At>) -> ApiResult {
     let ws = workspace(&at.ws)?;
-    let dir = inside(&at.path)?;
+    let dir = inside(&at.path, at.path_hex.as_deref())?;
     let ran = app
         .cachesync
-        .run(&ws, &args(&["ls", "--json"], Some(&dir)), Some(LOOK_LIMIT))
+        .look(&ws, &args(&["ls", "--json"], Some(&dir)), None)
         .await
         .map_err(failed)?;
+    if ran.busy() {
+        return Err(ApiError(StatusCode::CONFLICT, ran.message()));
+    }
     if ran.code != 0 {
         return Err(ApiError(StatusCode::NOT_FOUND, ran.message()));
     }
@@ -326,6 +369,7 @@ pub async fn files(State(app): State<Arc<App>>, Query(at): Query<At>) -> ApiResu
 pub struct Presence {
     ws: String,
     path: String,
+    path_hex: Option<String>,
     /// `pin`, `unpin`, `get` or `drop`.
     verb: String,
 }
@@ -333,7 +377,7 @@ pub struct Presence {
 /// `POST /api/presence`: `cachesync pin|unpin|get|drop PATH`.
 pub async fn presence(State(app): State<Arc<App>>, Json(p): Json<Presence>) -> ApiResult {
     let ws = workspace(&p.ws)?;
-    let path = inside(&p.path)?;
+    let path = inside(&p.path, p.path_hex.as_deref())?;
     if !["pin", "unpin", "get", "drop"].contains(&p.verb.as_str()) {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
@@ -342,7 +386,7 @@ pub async fn presence(State(app): State<Arc<App>>, Json(p): Json<Presence>) -> A
     }
     let ran = app
         .cachesync
-        .act(&ws, args(&[&p.verb], Some(&path)))
+        .act(&ws, args(&[&p.verb], Some(&path)), ())
         .await
         .map_err(failed)?;
     done(ran)
@@ -354,8 +398,9 @@ mod tests {
 
     #[test]
     fn paths_must_stay_inside_the_workspace() {
-        assert_eq!(inside("a/b.txt").ok(), Some(OsString::from("a/b.txt")));
-        assert_eq!(inside("").ok(), Some(OsString::from(".")));
+        let ok = |p: &str| inside(p, None).ok();
+        assert_eq!(ok("a/b.txt"), Some(OsString::from("a/b.txt")));
+        assert_eq!(ok(""), Some(OsString::from(".")));
         for bad in [
             "/etc/passwd",
             "../x",
@@ -364,12 +409,21 @@ mod tests {
             "./a",
             ".cachesync/config.json",
             "a\0b",
+            "\"../x\"",
+            "\"unterminated",
         ] {
-            assert!(inside(bad).is_err(), "{bad:?} was let through");
+            assert!(inside(bad, None).is_err(), "{bad:?} was let through");
         }
         assert!(
-            inside("a/.cachesync").is_ok(),
+            ok("a/.cachesync").is_some(),
             "only the top one is the cache's"
         );
+        // As the commands print them: quoted, or with the bytes in hex.
+        assert_eq!(ok("\"a\\\\b.txt\""), Some(OsString::from("a\\b.txt")));
+        assert_eq!(
+            inside("\"bad\\xffname\"", Some("626164ff6e616d65")).ok(),
+            Some(OsString::from_vec(b"bad\xffname".to_vec()))
+        );
+        assert!(inside("x", Some("2e2e2f78")).is_err(), "../x in hex");
     }
 }

@@ -91,7 +91,13 @@ fn router(app: Arc<App>) -> Router {
         )
         .route("/api/workspaces", get(api::workspaces))
         .route("/api/conflict", get(api::conflict))
-        .route("/api/resolve", post(api::resolve))
+        // A merge holds both sides and markers, and JSON escapes it: room for all of that.
+        .route(
+            "/api/resolve",
+            post(api::resolve).layer(axum::extract::DefaultBodyLimit::max(
+                8 * compare::TEXT_LIMIT,
+            )),
+        )
         .route("/api/mode", post(api::mode))
         .route("/api/sync", post(api::sync))
         .route("/api/files", get(api::files))
@@ -105,11 +111,9 @@ fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-fn leave_url(url: &str) -> std::io::Result<()> {
+/// Writes `text` to `file`, readable by this user only, whole or not at all.
+fn write_private(file: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let Some(file) = cachesync_engine::registry::page_url_file() else {
-        return Ok(());
-    };
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -120,8 +124,55 @@ fn leave_url(url: &str) -> std::io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
-    std::io::Write::write_all(&mut f, format!("{url}\n").as_bytes())?;
-    std::fs::rename(&tmp, &file)
+    std::io::Write::write_all(&mut f, text.as_bytes())?;
+    std::fs::rename(&tmp, file)
+}
+
+fn leave_url(url: &str) -> std::io::Result<()> {
+    match cachesync_engine::registry::page_url_file() {
+        Some(file) => write_private(&file, &format!("{url}\n")),
+        None => Ok(()),
+    }
+}
+
+/// Opens `url` (the page's address, token included) in the desktop's browser. The address is
+/// not given to `xdg-open` on its command line, which every user of the machine can read
+/// (`/proc/PID/cmdline`): `xdg-open` gets a page of this user's only (mode 0600, beside the
+/// address file) that sends the browser on.
+///
+/// # Errors
+/// The page cannot be written, or `xdg-open` cannot be started.
+pub fn open_in_browser(url: &str) -> std::io::Result<()> {
+    let file = cachesync_engine::registry::page_url_file()
+        .map(|f| f.with_file_name("ui-open.html"))
+        .ok_or_else(|| std::io::Error::other("no directory for the page to open (no HOME)"))?;
+    let href: String = url
+        .chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect();
+    write_private(
+        &file,
+        &format!(
+            "<!doctype html>\n<meta charset=\"utf-8\">\n\
+             <meta http-equiv=\"refresh\" content=\"0;url={href}\">\n\
+             <title>cachesync</title>\n<p><a href=\"{href}\">Open cachesync</a></p>\n"
+        ),
+    )?;
+    let mut child = std::process::Command::new("xdg-open")
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Reaped when it ends, so that a page left running keeps no zombie.
+    std::thread::spawn(move || child.wait());
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -28,7 +28,7 @@ type Offsets = HashMap<PathBuf, u64>;
 /// file, of which the caller keeps the last lines).
 fn appended(offsets: &mut Offsets, history: bool) -> Vec<String> {
     let mut lines = Vec::new();
-    for root in cachesync_engine::registry::list().unwrap_or_default() {
+    for root in cachesync_engine::registry::present_now() {
         let file = root.join(META_DIR).join(EVENTS_FILE);
         let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         let from = offsets.entry(root).or_insert(if history { 0 } else { len });
