@@ -8,6 +8,7 @@ mod common;
 
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -380,12 +381,19 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// chromedriver, on a port of its own, stopped with the test.
+/// chromedriver, on a port of its own, stopped with the test, and the browser with it: the
+/// driver leads a process group of its own, which the browser it starts joins, and the whole
+/// group is killed (a test that fails leaves no chromium behind).
 struct Driver(Child, u16);
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        if let Some(group) = i32::try_from(self.0.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
         let _ = self.0.wait();
     }
 }
@@ -393,6 +401,7 @@ impl Drop for Driver {
 fn start_driver(dir: &Path) -> Driver {
     let port = free_port();
     let child = Command::new("chromedriver")
+        .process_group(0)
         .arg(format!("--port={port}"))
         .arg(format!(
             "--log-path={}",
