@@ -125,6 +125,14 @@ pub struct OpRecord {
     /// Why it failed, when it did.
     #[serde(default)]
     pub error: Option<String>,
+    /// The base snapshot before it (hex), when it moved the base: what both sides agreed on
+    /// before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_before: Option<String>,
+    /// The base snapshot it left (hex), when it moved the base: what both sides agreed on
+    /// after it (`restore --at`, `log PATH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_after: Option<String>,
 }
 
 /// A temporary file a step may create.
@@ -195,6 +203,10 @@ struct Header<'a> {
     summary: &'a str,
     steps_done: u64,
     error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base_before: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base_after: Option<&'a str>,
 }
 
 /// What `pl/` holds.
@@ -356,6 +368,8 @@ pub fn put(batch: &mut Batch, op: &OpRecord) {
         summary: &op.summary,
         steps_done: op.steps_done,
         error: op.error.as_deref(),
+        base_before: op.base_before.as_deref(),
+        base_after: op.base_after.as_deref(),
     };
     batch.put(
         keys::CF_JOURNAL,
@@ -462,6 +476,8 @@ mod tests {
             temporaries_named: None,
             steps_done: 0,
             error: None,
+            base_before: None,
+            base_after: None,
         }
     }
 

@@ -118,6 +118,8 @@ impl Workspace {
             temporaries_named: None,
             steps_done: 0,
             error: None,
+            base_before: None,
+            base_after: None,
         };
         journal::put(&mut batch, &op);
         self.store.commit(batch)?;

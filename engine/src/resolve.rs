@@ -329,7 +329,9 @@ fn settle(
     r.resolved = Variant::of(resolved_entry.as_ref());
     r.resolution = Some(label.clone());
     r.resolved_ns = Some(crate::now_ns());
-    let op = resolve_op(ws, format!("{shown}: {label}"))?;
+    let mut op = resolve_op(ws, format!("{shown}: {label}"))?;
+    op.base_before = ws.store.get_ref(keys::REF_BASE)?.map(|b| b.to_hex());
+    op.base_after = Some(sid.to_hex());
     let mut batch = Batch::new();
     Store::set_ref_in(&mut batch, keys::REF_BASE, sid);
     conflict::put(&mut batch, &r);
@@ -417,6 +419,8 @@ fn resolve_op(ws: &Workspace, summary: String) -> Result<crate::journal::OpRecor
         temporaries_named: None,
         steps_done: 0,
         error: None,
+        base_before: None,
+        base_after: None,
     })
 }
 

@@ -341,6 +341,8 @@ fn record_offline_changes(ws: &Workspace, changes: &[PathChange]) -> Result<()> 
         temporaries_named: None,
         steps_done: 0,
         error: None,
+        base_before: None,
+        base_after: None,
     };
     let mut batch = Batch::new();
     crate::journal::put_planned(&mut batch, &op, &op.plan);

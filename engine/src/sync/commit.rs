@@ -90,7 +90,8 @@ pub(super) fn commit_run(
     let racy_now =
         crate::racy::after_writes(&trees.racy, &applied.remote_results, trees.started_ns);
     crate::racy::put(&mut batch, &trees.racy, &racy_now);
-    snapshot_in(
+    let before = ws.store.get_ref(keys::REF_BASE)?;
+    if let Some(after) = snapshot_in(
         ws,
         opts,
         &op,
@@ -99,7 +100,11 @@ pub(super) fn commit_run(
         &outcomes.base,
         outcomes.base_moved,
         now,
-    )?;
+    )? {
+        // What both sides agreed on before and after: `restore --at`, `log PATH`.
+        op.base_before = before.map(|b| b.to_hex());
+        op.base_after = Some(after.to_hex());
+    }
     finish_op(&mut op, plan, applied.fatal.as_ref(), report);
     journal::put(&mut batch, &op);
     crate::failpoint::hit("before-commit");
@@ -171,10 +176,11 @@ fn remote_snapshot_in(
         moved,
         now,
     )
+    .map(drop)
 }
 
 /// Writes `tree` as a snapshot and points the ref `name` at it in `batch`, when the tree
-/// `moved` or the ref is not there yet.
+/// `moved` or the ref is not there yet; the new snapshot's id, when it wrote one.
 #[allow(clippy::too_many_arguments)]
 fn snapshot_in(
     ws: &Workspace,
@@ -185,7 +191,7 @@ fn snapshot_in(
     tree: &Flat,
     moved: bool,
     now: i64,
-) -> Result<()> {
+) -> Result<Option<cachesync_objects::SnapshotId>> {
     if moved || ws.store.get_ref(name)?.is_none() {
         let snap = Snapshot {
             root: ws.store.write_flat(tree)?,
@@ -193,9 +199,11 @@ fn snapshot_in(
             time_ns: now,
             description: format!("{what} {} (op {})", opts.command, op.id),
         };
-        Store::set_ref_in(batch, name, ws.store.put_snapshot(&snap)?);
+        let id = ws.store.put_snapshot(&snap)?;
+        Store::set_ref_in(batch, name, id);
+        return Ok(Some(id));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The recorded open conflicts this run did not reopen: a lost+found record stays open

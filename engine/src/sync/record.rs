@@ -40,6 +40,8 @@ pub(super) fn journal_plan(
         temporaries_named: Some(crate::sync::temp_prefix(ws)),
         steps_done: 0,
         error: None,
+        base_before: None,
+        base_after: None,
     };
     // An automatic merge is recorded before any step runs: a run killed once one side
     // holds the merge still keeps the versions it was made from (the commit writes the
