@@ -17,6 +17,7 @@ pub mod mount;
 pub mod prefetch;
 pub mod presence;
 pub mod resolve;
+pub mod restore;
 pub mod show;
 pub mod status;
 pub mod sync;

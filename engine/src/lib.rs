@@ -43,6 +43,7 @@ pub mod remote;
 pub mod remote_process;
 pub mod repair;
 pub mod resolve;
+pub mod restore;
 pub mod scan;
 pub mod state_keys;
 pub mod status;

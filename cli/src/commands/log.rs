@@ -1,18 +1,65 @@
 use cachesync_engine::journal;
 
 use crate::app::CmdResult;
-use crate::output::{open_workspace_for_reading, print_json, print_out, time, OrFail};
+use crate::output::{bytes, open_workspace_for_reading, print_json, print_out, time, OrFail};
 
 /// Show the journal: every operation, what it did and how it ended.
+///
+/// With PATH: the operations that changed it (for a directory, anything in it), each with
+/// the version it left (kind, size, mode, content id), to give to `cachesync restore PATH
+/// --at OP`.
 #[derive(clap::Args)]
 pub struct LogArgs {
-    /// Print a JSON array of operations (with their planned steps).
+    /// Only the operations that changed this path.
+    path: Option<std::path::PathBuf>,
+    /// Print a JSON array of operations (with their planned steps), or with PATH of its
+    /// versions.
     #[arg(long)]
     json: bool,
 }
 
+/// `log PATH`: the versions the journal's snapshots still hold.
+fn versions(ws: &cachesync_engine::Workspace, path: &std::path::Path, json: bool) -> CmdResult {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ws.root.clone());
+    let rel = ws.rel_path(&cwd, path).or_fail(json)?;
+    let list = cachesync_engine::restore::history(ws, &rel).or_fail(json)?;
+    if json {
+        print_json(&list);
+        return Ok(0);
+    }
+    let mut out = String::new();
+    for v in list.iter().rev() {
+        let what = match (v.kind, v.size) {
+            (None, _) => String::new(),
+            (Some("dir"), _) => "dir".to_string(),
+            (Some(k), Some(n)) => format!("{k} {}", bytes(n)),
+            (Some(k), None) => k.to_string(),
+        };
+        out.push_str(&format!(
+            "op {:<4} {}  {:<8} {:<8} {:<16} {}\n",
+            v.op,
+            time(v.started_ns),
+            v.command,
+            v.change,
+            what,
+            v.hash.as_deref().map_or("", |h| &h[..16])
+        ));
+    }
+    if list.is_empty() {
+        out.push_str(&format!(
+            "no operation the store still holds changed {}\n",
+            cachesync_engine::paths::display(&rel)
+        ));
+    }
+    print_out(&out);
+    Ok(0)
+}
+
 pub fn cmd_log(args: LogArgs) -> CmdResult {
     let ws = open_workspace_for_reading(args.json)?;
+    if let Some(path) = &args.path {
+        return versions(&ws, path, args.json);
+    }
     let ops = journal::all(&ws.store).or_fail(args.json)?;
     if args.json {
         let ops = ops

@@ -1,0 +1,140 @@
+//! `cachesync log PATH` and `cachesync restore PATH --at OP`: a path's versions in the
+//! journal, and any of them written back, into the workspace or elsewhere.
+
+mod common;
+
+use common::{read, Env};
+
+/// The operations that changed `path`, as `log PATH --json` gives them.
+fn versions(env: &Env, path: &str) -> Vec<serde_json::Value> {
+    env.json(0, &["log", path, "--json"])
+        .as_array()
+        .expect("an array")
+        .clone()
+}
+
+/// The number of the operation `log PATH` lists last.
+fn last_op(env: &Env, path: &str) -> String {
+    versions(env, path)
+        .last()
+        .and_then(|v| v["op"].as_u64())
+        .expect("an operation changed it")
+        .to_string()
+}
+
+#[test]
+fn a_file_and_a_directory_come_back_as_they_were_after_any_operation() {
+    let env = Env::with_remote(&[
+        ("a.txt", "one\n"),
+        ("b.txt", "b\n"),
+        ("c.txt", "c\n"),
+        ("d.txt", "d\n"),
+        ("docs/x.md", "x\n"),
+        ("docs/deep/y.md", "y\n"),
+    ]);
+    env.clone_ws();
+    let cloned = last_op(&env, "a.txt");
+    common::chmod(env.r("docs/x.md"), 0o600);
+    env.put_remote("a.txt", "two, longer\n");
+    env.ok(&["sync"]);
+    let edited = last_op(&env, "a.txt");
+    assert_ne!(cloned, edited);
+    std::fs::remove_dir_all(env.r("docs")).expect("a colleague removes docs/");
+    env.ok(&["sync"]);
+    assert!(!env.w("docs").exists());
+
+    // The history of a.txt: added by the clone, modified by the sync, each with its size
+    // and content id.
+    let a = versions(&env, "a.txt");
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert_eq!(a[0]["change"], "added");
+    assert_eq!(a[0]["size"], 4);
+    assert_eq!(a[1]["change"], "modified");
+    assert_eq!(a[1]["size"], 12);
+    assert_ne!(a[0]["hash"], a[1]["hash"]);
+    let docs = versions(&env, "docs");
+    let changes: Vec<&str> = docs.iter().filter_map(|v| v["change"].as_str()).collect();
+    assert_eq!(changes, ["added", "modified", "deleted"], "{docs:?}");
+    let text = env.ok(&["log", "a.txt"]).out();
+    assert!(text.contains("modified") && text.contains("12 B"), "{text}");
+
+    // a.txt as the clone left it: a local change, which the sync sends.
+    let r = env.ok(&["restore", "a.txt", "--at", &cloned]);
+    assert!(r.out().contains("restored a.txt"), "{r}");
+    assert_eq!(read(env.w("a.txt")), "one\n");
+    env.ok(&["sync"]);
+    assert_eq!(read(env.r("a.txt")), "one\n");
+
+    // docs/ as it was before the colleague removed it: every file, with its mode.
+    let before_removal = docs[1]["op"].to_string();
+    env.ok(&["restore", "docs", "--at", &before_removal]);
+    assert_eq!(read(env.w("docs/deep/y.md")), "y\n");
+    assert_eq!(common::mode(env.w("docs/x.md")) & 0o777, 0o600);
+    env.ok(&["sync"]);
+    assert_eq!(read(env.r("docs/x.md")), "x\n");
+    assert_eq!(read(env.r("docs/deep/y.md")), "y\n");
+    env.assert_in_sync();
+
+    // Elsewhere, with --to: the tree under DEST; never over a file there.
+    let dest = env.root().join("old");
+    let out = env.json(
+        0,
+        &[
+            "restore",
+            "a.txt",
+            "docs",
+            "--at",
+            &edited,
+            "--to",
+            dest.to_str().expect("UTF-8"),
+            "--json",
+        ],
+    );
+    assert_eq!(read(dest.join("a.txt")), "two, longer\n", "{out}");
+    assert_eq!(read(dest.join("docs/x.md")), "x\n");
+    assert_eq!(read(env.w("a.txt")), "one\n", "the workspace is left alone");
+    let again = env.run([
+        "restore",
+        "a.txt",
+        "--at",
+        &edited,
+        "--to",
+        dest.to_str().expect("UTF-8"),
+    ]);
+    assert_ne!(again.code, 0, "{again}");
+    assert!(again.stderr.contains("a.txt"), "{again}");
+}
+
+#[test]
+fn restore_refuses_what_it_cannot_do_without_losing_anything() {
+    let env = Env::with_remote(&[("a.txt", "one\n")]);
+    env.clone_ws();
+    let cloned = last_op(&env, "a.txt");
+    env.put_remote("a.txt", "two\n");
+    env.ok(&["sync"]);
+
+    // A change not yet sent is not written over.
+    common::write_changed(&env.w("a.txt"), b"mine, not sent\n");
+    let r = env.run(["restore", "a.txt", "--at", &cloned]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("not yet sent"), "{r}");
+    assert_eq!(read(env.w("a.txt")), "mine, not sent\n");
+
+    // No such operation; a path that was not there; an operation that changed nothing.
+    let r = env.run(["restore", "a.txt", "--at", "999"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("no operation 999"), "{r}");
+    let r = env.run(["restore", "nothing.txt", "--at", &cloned]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("was not there"), "{r}");
+    env.ok(&["disconnect"]);
+    let switched = env.json(0, &["log", "--json"]);
+    let disconnect = switched
+        .as_array()
+        .and_then(|ops| ops.iter().find(|o| o["command"] == "disconnect"))
+        .and_then(|o| o["id"].as_u64())
+        .expect("disconnect is journalled");
+    let r = env.run(["restore", "a.txt", "--at", &disconnect.to_string()]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("left no snapshot"), "{r}");
+}
