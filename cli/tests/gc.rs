@@ -5,6 +5,29 @@ mod common;
 
 use common::{read, write_changed, Env};
 
+/// Sets config keys of the workspace.
+fn configure(env: &Env, keys: &[(&str, serde_json::Value)]) {
+    let config = env.w(".cachesync/config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).expect("config")).expect("json");
+    for (k, v) in keys {
+        c[*k] = v.clone();
+    }
+    std::fs::write(&config, c.to_string()).expect("write config");
+}
+
+/// No history kept (`restore --at`): only what the base, the conflicts and the unpushed
+/// changes need.
+fn keep_no_history(env: &Env) {
+    configure(
+        env,
+        &[
+            ("keep_operations", 0.into()),
+            ("keep_operations_days", 0.into()),
+        ],
+    );
+}
+
 #[test]
 fn gc_keeps_variants_and_unpushed_content() {
     let env = Env::with_remote(&[("notes.txt", "v0\n"), ("shared.txt", "base\n")]);
@@ -22,6 +45,7 @@ fn gc_keeps_variants_and_unpushed_content() {
     env.put_local("notes.txt", "unpushed final notes\n");
     env.ok(&["status"]);
 
+    keep_no_history(&env);
     let gc = env.json(0, &["gc", "--json"]);
     assert!(
         gc["files"].as_u64().expect("files") >= 2,
@@ -57,12 +81,10 @@ fn resolved_conflicts_keep_their_variants_for_the_configured_days() {
     let all = env.json(0, &["conflicts", "--all", "--json"]);
     assert_eq!(all.as_array().expect("records").len(), 1, "{all}");
 
-    // With 0 days, gc drops the resolved record and the content only it kept.
-    let config = env.w(".cachesync/config.json");
-    let mut c: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&config).expect("config")).expect("json");
-    c["keep_resolved_days"] = serde_json::json!(0);
-    std::fs::write(&config, c.to_string()).expect("write config");
+    // With 0 days, gc drops the resolved record and the content only it kept (and no
+    // operation's history keeps it either).
+    keep_no_history(&env);
+    configure(&env, &[("keep_resolved_days", 0.into())]);
     let gc = env.json(0, &["gc", "--json"]);
     assert_eq!(gc["conflict_records"], 1, "{gc}");
     assert!(gc["files"].as_u64().expect("files") >= 1, "{gc}");

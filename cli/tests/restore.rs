@@ -106,6 +106,52 @@ fn a_file_and_a_directory_come_back_as_they_were_after_any_operation() {
 }
 
 #[test]
+fn gc_keeps_the_recent_operations_versions_and_lets_older_ones_go() {
+    let env = Env::with_remote(&[("a.txt", "one\n")]);
+    env.clone_ws();
+    let cloned = last_op(&env, "a.txt");
+    env.put_remote("a.txt", "two\n");
+    env.ok(&["sync"]);
+
+    // Kept by default: the version the clone left is still there after gc.
+    env.ok(&["gc"]);
+    let dest = env.root().join("kept");
+    let dest_arg = dest.to_str().expect("UTF-8");
+    env.ok(&["restore", "a.txt", "--at", &cloned, "--to", dest_arg]);
+    assert_eq!(read(dest.join("a.txt")), "one\n");
+    assert_eq!(versions(&env, "a.txt").len(), 2);
+
+    // Kept for the last operation only (what it started from, and what it left): after a
+    // third, the clone's snapshot goes, and with it that version.
+    env.put_remote("a.txt", "three\n");
+    env.ok(&["sync"]);
+    let path = env.w(".cachesync/config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&read(&path)).expect("the config is JSON");
+    config["keep_operations"] = 1.into();
+    config["keep_operations_days"] = 0.into();
+    std::fs::write(&path, config.to_string()).expect("write the config");
+    env.ok(&["gc"]);
+    let r = env.run([
+        "restore",
+        "a.txt",
+        "--at",
+        &cloned,
+        "--to",
+        env.root().join("gone").to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("no longer in the store"), "{r}");
+    // The last operation's versions stay: the one before it and the one it left.
+    let left = versions(&env, "a.txt");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["change"], "modified");
+    assert_eq!(left[0]["size"], 6);
+    assert_eq!(read(env.w("a.txt")), "three\n");
+    env.assert_noop_sync();
+}
+
+#[test]
 fn restore_refuses_what_it_cannot_do_without_losing_anything() {
     let env = Env::with_remote(&[("a.txt", "one\n")]);
     env.clone_ws();

@@ -57,6 +57,13 @@ pub struct Config {
     /// resolved records, and the content only they kept).
     #[serde(default = "default_keep_resolved_days")]
     pub keep_resolved_days: u32,
+    /// `gc` keeps the snapshots (and their content) of this many of the last operations
+    /// that changed what both sides agree on, for `restore --at` and `log PATH`.
+    #[serde(default = "default_keep_operations")]
+    pub keep_operations: u32,
+    /// ... and of every such operation of the last this many days.
+    #[serde(default = "default_keep_operations_days")]
+    pub keep_operations_days: u32,
     /// The cache budget in bytes (the store plus the files in the workspace); none when
     /// absent. A pull that would exceed it is refused with EDISCONFULL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,6 +131,12 @@ fn default_true() -> bool {
 fn default_keep_resolved_days() -> u32 {
     30
 }
+fn default_keep_operations() -> u32 {
+    20
+}
+fn default_keep_operations_days() -> u32 {
+    7
+}
 fn default_on_reconnect() -> String {
     "sync".into()
 }
@@ -141,6 +154,8 @@ impl Config {
             notifications: false,
             budget_bytes: None,
             keep_resolved_days: default_keep_resolved_days(),
+            keep_operations: default_keep_operations(),
+            keep_operations_days: default_keep_operations_days(),
             pins: Vec::new(),
             hoard: Vec::new(),
             never_cache: Vec::new(),

@@ -16,7 +16,8 @@ pub struct Outcome {
 }
 
 /// Removes store objects nothing refers to any more. Kept: everything reachable from the
-/// `base` and `remote` snapshots, every variant of every open conflict and of every
+/// `base` and `remote` snapshots and from the snapshots of the recent operations
+/// ([`history`]), every variant of every open conflict and of every
 /// conflict resolved less than `keep_resolved_days` ago (older resolved records are
 /// dropped first, with their variants), and the content the index names (local changes
 /// not yet pushed).
@@ -50,7 +51,33 @@ pub fn run(ws: &Workspace) -> Result<Outcome> {
     }
     let collectable = crate::cull::collectable(ws)?;
     Ok(Outcome {
-        store: ws.store.gc_except(&keep, &collectable)?,
+        store: ws.store.gc_keeping(&history(ws)?, &keep, &collectable)?,
         conflict_records: dropped,
     })
+}
+
+/// The snapshots kept for `restore --at` and `log PATH`: before and after each of the last
+/// `keep_operations` operations that moved the base, and of every one of the last
+/// `keep_operations_days` days.
+///
+/// # Errors
+/// Store errors.
+pub fn history(ws: &Workspace) -> Result<Vec<cachesync_objects::SnapshotId>> {
+    let since =
+        crate::now_ns() - i64::from(ws.config.keep_operations_days) * 86_400 * 1_000_000_000;
+    let moved: Vec<crate::journal::OpRecord> = crate::journal::all(&ws.store)?
+        .into_iter()
+        .filter(|op| op.base_after.is_some())
+        .collect();
+    let last = moved
+        .len()
+        .saturating_sub(ws.config.keep_operations as usize);
+    Ok(moved
+        .iter()
+        .enumerate()
+        .filter(|(i, op)| *i >= last || op.started_ns >= since)
+        .flat_map(|(_, op)| [op.base_before.as_deref(), op.base_after.as_deref()])
+        .flatten()
+        .filter_map(cachesync_objects::SnapshotId::from_hex)
+        .collect())
 }

@@ -859,12 +859,35 @@ impl Store {
         extra_files: &[FileId],
         collectable: &std::collections::HashSet<FileId>,
     ) -> Result<GcReport> {
+        self.gc_keeping(&[], extra_files, collectable)
+    }
+
+    /// [`Store::gc_except`], also keeping the snapshots `extra_snapshots` and everything
+    /// they reach (the engine's history, for restoring older versions); one of them already
+    /// gone is passed over.
+    ///
+    /// # Errors
+    /// As [`Store::gc`].
+    pub fn gc_keeping(
+        &self,
+        extra_snapshots: &[SnapshotId],
+        extra_files: &[FileId],
+        collectable: &std::collections::HashSet<FileId>,
+    ) -> Result<GcReport> {
         let mut live_snapshots = std::collections::HashSet::new();
         let mut live_trees = std::collections::HashSet::new();
         let mut live_files: std::collections::HashSet<FileId> =
             extra_files.iter().copied().collect();
-        for (_, sid) in self.refs()? {
-            live_snapshots.insert(sid);
+        let mut roots: Vec<SnapshotId> = self.refs()?.into_iter().map(|(_, sid)| sid).collect();
+        for &sid in extra_snapshots {
+            if self.snapshot(sid).is_ok() {
+                roots.push(sid);
+            }
+        }
+        for sid in roots {
+            if !live_snapshots.insert(sid) {
+                continue;
+            }
             let snap = self.snapshot(sid)?;
             let mut stack = vec![snap.root];
             while let Some(t) = stack.pop() {
