@@ -22,3 +22,4 @@ pub mod show;
 pub mod status;
 pub mod sync;
 pub mod ui;
+pub mod undo;

@@ -51,6 +51,8 @@ pub enum OpKind {
     Connect,
     /// The switch to disconnected.
     Disconnect,
+    /// An operation taken back on both sides (`undo`).
+    Undo,
 }
 
 impl OpKind {
@@ -66,6 +68,7 @@ impl OpKind {
             OpKind::Offline => "offline",
             OpKind::Connect => "connect",
             OpKind::Disconnect => "disconnect",
+            OpKind::Undo => "undo",
         }
     }
 }

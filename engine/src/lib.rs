@@ -51,6 +51,7 @@ pub mod sync;
 #[cfg(test)]
 mod three_way;
 pub mod timed;
+pub mod undo;
 pub mod variants;
 pub mod workset;
 pub mod workspace;

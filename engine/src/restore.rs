@@ -125,7 +125,7 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Outcome> {
 }
 
 /// Refuses, naming them, files whose content the store no longer holds.
-fn content_is_stored(ws: &Workspace, chosen: &[(&Vec<u8>, &Entry)]) -> Result<()> {
+pub(crate) fn content_is_stored(ws: &Workspace, chosen: &[(&Vec<u8>, &Entry)]) -> Result<()> {
     let mut missing = Vec::new();
     for (p, e) in chosen {
         if let (EntryKind::File, Some(id)) = (e.kind, e.file) {
@@ -165,33 +165,43 @@ fn nothing_there(dest: &Path, chosen: &[(&Vec<u8>, &Entry)]) -> Result<()> {
     )))
 }
 
-/// Whether the workspace's `p` is as both sides last agreed (`base`), or is the version to
-/// restore: by kind, size and modification time, as the index tells a file unchanged.
-fn settled(abs: &Path, agreed: Option<&Entry>, restored: &Entry) -> bool {
-    let Ok(md) = std::fs::symlink_metadata(abs) else {
-        return true; // absent: nothing to lose
-    };
-    let same = |e: &Entry| {
-        let kind_ok = match e.kind {
-            EntryKind::File => md.is_file(),
-            EntryKind::Symlink => md.file_type().is_symlink(),
-            EntryKind::Dir => md.is_dir(),
-            _ => false,
-        };
-        let mtime = std::os::unix::fs::MetadataExt::mtime(&md) * 1_000_000_000
-            + std::os::unix::fs::MetadataExt::mtime_nsec(&md);
-        kind_ok
-            && (md.is_dir()
-                || (md.len() == e.size && (md.file_type().is_symlink() || mtime == e.mtime_ns)))
-    };
-    agreed.is_some_and(same) || same(restored)
+/// Whether the workspace's file at `abs` is the version `e` (by kind, size and
+/// modification time, as the index tells a file unchanged; a directory by its kind).
+pub(crate) fn is_version(md: &std::fs::Metadata, e: &Entry) -> bool {
+    let mtime = std::os::unix::fs::MetadataExt::mtime(md) * 1_000_000_000
+        + std::os::unix::fs::MetadataExt::mtime_nsec(md);
+    match e.kind {
+        EntryKind::Dir => md.is_dir(),
+        EntryKind::Symlink => md.file_type().is_symlink() && md.len() == e.size,
+        EntryKind::File => md.is_file() && md.len() == e.size && mtime == e.mtime_ns,
+        _ => false,
+    }
+}
+
+/// Whether writing `restored` at `abs` loses nothing: the workspace holds there the version
+/// both sides last agreed on (`agreed`), or `restored` already, or (with `absent_ok`)
+/// nothing.
+pub(crate) fn settled(
+    abs: &Path,
+    agreed: Option<&Entry>,
+    restored: Option<&Entry>,
+    absent_ok: bool,
+) -> bool {
+    match std::fs::symlink_metadata(abs) {
+        // Absent: as agreed, or as it is to be, or (restore) nothing there to lose.
+        Err(_) => absent_ok || agreed.is_none() || restored.is_none(),
+        Ok(md) => {
+            agreed.is_some_and(|e| is_version(&md, e))
+                || restored.is_some_and(|e| is_version(&md, e))
+        }
+    }
 }
 
 /// Refuses, naming them, workspace paths holding a change not yet sent.
 fn nothing_unsent(ws: &Workspace, base: &Flat, chosen: &[(&Vec<u8>, &Entry)]) -> Result<()> {
     let unsent: Vec<String> = chosen
         .iter()
-        .filter(|(p, e)| !settled(&under(&ws.root, p), base.get(p.as_slice()), e))
+        .filter(|(p, e)| !settled(&under(&ws.root, p), base.get(p.as_slice()), Some(e), true))
         .map(|(p, _)| display(p))
         .collect();
     if unsent.is_empty() {
@@ -211,7 +221,7 @@ fn nothing_unsent(ws: &Workspace, base: &Flat, chosen: &[(&Vec<u8>, &Entry)]) ->
 
 /// Writes each entry under `root`, parents first: directories made, files and symlinks
 /// under a temporary name then renamed over what is there, with their mode and times.
-fn write_all(
+pub(crate) fn write_all(
     ws: &Workspace,
     root: &Path,
     chosen: &[(&Vec<u8>, &Entry)],
@@ -227,6 +237,18 @@ fn write_all(
             t.push(".cachesync-restore.tmp");
             PathBuf::from(t)
         };
+        // In the workspace, what stands in the way was checked to be the version both
+        // sides agreed on: a file where a directory comes back, an empty directory where a
+        // file does.
+        let there = std::fs::symlink_metadata(&abs).ok();
+        if in_workspace {
+            match &there {
+                Some(md) if e.kind == EntryKind::Dir && !md.is_dir() => std::fs::remove_file(&abs),
+                Some(md) if e.kind != EntryKind::Dir && md.is_dir() => std::fs::remove_dir(&abs),
+                _ => Ok(()),
+            }
+            .map_err(|err| SyncError::io(&abs, err))?;
+        }
         match (e.kind, e.file) {
             (EntryKind::Dir, _) => {
                 std::fs::create_dir_all(&abs).map_err(|err| SyncError::io(&abs, err))?;
@@ -292,7 +314,7 @@ pub struct Version {
     pub mode: Option<u32>,
 }
 
-fn same_version(a: &Entry, b: &Entry) -> bool {
+pub(crate) fn same_version(a: &Entry, b: &Entry) -> bool {
     a.kind == b.kind
         && a.mode == b.mode
         && a.file == b.file

@@ -154,7 +154,8 @@ pub fn budget_notice(r: &sync::Outcome) -> Option<String> {
     ))
 }
 
-fn human(command: &str, dry_run: bool, r: &sync::Outcome) -> String {
+/// A run's report as text (`undo` prints its push this way too).
+pub fn human(command: &str, dry_run: bool, r: &sync::Outcome) -> String {
     let mut out = String::new();
     for id in &r.recovered {
         out.push_str(&format!("recovered: operation {id} had been interrupted; it was abandoned and its work redone\n"));
@@ -225,9 +226,14 @@ fn human(command: &str, dry_run: bool, r: &sync::Outcome) -> String {
 }
 
 fn to_json(command: &str, c: &Common, r: &sync::Outcome) -> serde_json::Value {
+    report_json(command, c.dry_run, r)
+}
+
+/// A run's report as `--json` prints it (`undo` prints its push this way too).
+pub fn report_json(command: &str, dry_run: bool, r: &sync::Outcome) -> serde_json::Value {
     json!({
         "command": command,
-        "dry_run": c.dry_run,
+        "dry_run": dry_run,
         "op": r.op,
         "steps": r.plan.steps.iter().map(|s| s.record()).collect::<Vec<_>>(),
         "applied": r.applied,

@@ -1,0 +1,179 @@
+//! `cachesync undo`: an operation taken back on both sides, and undone again.
+
+mod common;
+
+use common::{read, write_changed, Env, Tree};
+
+/// A share with files the scenario touches, and enough others that removing a directory
+/// stays under the deletion guard.
+fn env() -> Env {
+    let env = Env::with_remote(&[
+        ("a.txt", "a, agreed\n"),
+        ("b.txt", "b, agreed\n"),
+        ("old.txt", "to be renamed\n"),
+        ("docs/one.md", "one\n"),
+        ("docs/deep/two.md", "two\n"),
+        ("k1.txt", "k\n"),
+        ("k2.txt", "k\n"),
+        ("k3.txt", "k\n"),
+        ("k4.txt", "k\n"),
+        ("k5.txt", "k\n"),
+    ]);
+    env.clone_ws();
+    env
+}
+
+/// A sync that pulls a colleague's removal of `docs/`, overwrite of `b.txt` and rename of
+/// `old.txt`, and pushes a local edit of `a.txt`; its operation number.
+fn the_sync(env: &Env) -> String {
+    std::fs::remove_dir_all(env.r("docs")).expect("remove docs/ on the share");
+    write_changed(&env.r("b.txt"), b"b, overwritten there\n");
+    std::fs::rename(env.r("old.txt"), env.r("new.txt")).expect("rename on the share");
+    env.put_local("a.txt", "a, edited here\n");
+    let sync = env.json(0, &["sync", "--json"]);
+    assert!(!env.w("docs").exists());
+    assert_eq!(read(env.r("a.txt")), "a, edited here\n");
+    sync["op"].to_string()
+}
+
+fn both(env: &Env) -> (Tree, Tree) {
+    (env.local_tree(), env.remote_tree())
+}
+
+#[test]
+fn undo_puts_both_sides_back_and_undo_of_the_undo_gives_the_sync_back() {
+    let env = env();
+    let agreed = both(&env);
+    let op = the_sync(&env);
+    let after_sync = both(&env);
+
+    // The plan first: nothing changes.
+    let dry = env.json(0, &["undo", "--dry-run", "--json"]);
+    assert_eq!(dry["undone"].to_string(), op);
+    let actions: Vec<String> = dry["paths"]
+        .as_array()
+        .expect("paths")
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}",
+                p["action"].as_str().unwrap_or("?"),
+                p["path"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    for want in [
+        "restore a.txt",
+        "restore b.txt",
+        "restore docs",
+        "restore docs/deep/two.md",
+        "remove new.txt",
+        "restore old.txt",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == want),
+            "{want} not in {actions:?}"
+        );
+    }
+    assert_eq!(both(&env), after_sync, "a dry run changed something");
+
+    // Undone: every path the sync touched is as agreed before it, on both sides.
+    let undo = env.ok(&["undo"]);
+    assert!(
+        undo.out().contains(&format!("undo of operation {op}")),
+        "{undo}"
+    );
+    let (local, remote) = both(&env);
+    assert_eq!(local, agreed.0, "{}", common::diff(&agreed.0, &local));
+    assert_eq!(remote, agreed.1, "{}", common::diff(&agreed.1, &remote));
+    env.assert_noop_sync();
+    let log = env.json(0, &["log", "--json"]);
+    let undos: Vec<&serde_json::Value> = log
+        .as_array()
+        .expect("operations")
+        .iter()
+        .filter(|o| o["command"] == "undo")
+        .collect();
+    assert_eq!(undos.len(), 1, "{log}");
+    assert_eq!(undos[0]["state"], "done", "{log}");
+
+    // The undo is an operation too: undone, the sync's changes are back on both sides.
+    env.ok(&["undo"]);
+    let (local, remote) = both(&env);
+    assert_eq!(
+        local,
+        after_sync.0,
+        "{}",
+        common::diff(&after_sync.0, &local)
+    );
+    assert_eq!(
+        remote,
+        after_sync.1,
+        "{}",
+        common::diff(&after_sync.1, &remote)
+    );
+    env.assert_noop_sync();
+
+    // What the sync carried stays in the store.
+    let dest = env.root().join("then");
+    env.ok(&[
+        "restore",
+        "a.txt",
+        "--at",
+        &op,
+        "--to",
+        dest.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(read(dest.join("a.txt")), "a, edited here\n");
+}
+
+#[test]
+fn what_changed_since_is_never_written_over() {
+    let env = env();
+    let op = the_sync(&env);
+    // A colleague edits b.txt again on the share; a.txt is edited here again, not sent.
+    write_changed(&env.r("b.txt"), b"b, edited again there\n");
+    write_changed(&env.w("a.txt"), b"a, edited again here\n");
+
+    let undo = env.run(["undo", &op, "--json"]);
+    assert_eq!(undo.code, 7, "{undo}");
+    let report = undo.json();
+    let left: Vec<&str> = report["paths"]
+        .as_array()
+        .expect("paths")
+        .iter()
+        .filter(|p| p["action"] == "left")
+        .filter_map(|p| p["path"].as_str())
+        .collect();
+    assert_eq!(left, ["a.txt"], "{report}");
+    assert_eq!(read(env.w("a.txt")), "a, edited again here\n");
+    // b.txt: the earlier version and the colleague's new one are both kept, as a conflict.
+    assert_eq!(read(env.r("b.txt")), "b, edited again there\n");
+    let conflicts = env.json(0, &["conflicts", "--json"]);
+    let paths = common::paths_of(&conflicts);
+    assert_eq!(paths, ["b.txt"], "{conflicts}");
+    let server = env.ok(&["show", "b.txt", "--variant", "server"]);
+    assert_eq!(server.stdout, b"b, edited again there\n");
+    assert_eq!(read(env.w("b.txt")), "b, agreed\n");
+    // The rest is undone on both sides.
+    assert_eq!(read(env.r("docs/deep/two.md")), "two\n");
+    assert_eq!(read(env.w("old.txt")), "to be renamed\n");
+    assert!(!env.r("new.txt").exists() && !env.w("new.txt").exists());
+}
+
+#[test]
+fn undo_refuses_what_it_cannot_take_back() {
+    let env = env();
+    let r = env.run(["undo"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("first copy"), "{r}");
+    let r = env.run(["undo", "77"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("no operation 77"), "{r}");
+    let op = the_sync(&env);
+    env.ok(&["disconnect"]);
+    let before = both(&env);
+    let r = env.run(["undo", &op]);
+    assert_ne!(r.code, 0, "{r}");
+    assert_eq!(both(&env), before, "an undo offline changed something");
+}
