@@ -1,5 +1,5 @@
 //! The fault suite, crash half: every command that changes anything (clone, sync, pull, push,
-//! resolve, drop, cull, gc) is run once on a situation with `CACHESYNC_FAILPOINT_TRACE`, which
+//! resolve, undo, drop, cull, gc) is run once on a situation with `CACHESYNC_FAILPOINT_TRACE`, which
 //! lists the crash points it passes; then, on a fresh copy of the same situation each time, it
 //! is killed with SIGKILL at each of those points in turn. After each kill:
 //! - no file on either side holds anything but its content from before the run or from after
@@ -399,6 +399,20 @@ fn conflicted() -> Env {
     env
 }
 
+/// After operation 2, a sync that pulled a removal, an overwrite (of the big file too) and
+/// a rename, and pushed an edit: the operation `undo 2` takes back.
+fn synced_both_ways() -> Env {
+    let env = remote_with_files();
+    env.clone_ws();
+    fs::remove_dir_all(env.r("docs")).expect("remove docs/ on the share");
+    common::write_changed(&env.r("big.bin"), &noise(11, 3_000_000));
+    fs::rename(env.r("c.txt"), env.r("c2.txt")).expect("rename on the share");
+    env.put_local("a.txt", "alpha, edited here\n");
+    let sync = env.json(0, &["sync", "--json"]);
+    assert_eq!(sync["op"], 2, "{sync}");
+    env
+}
+
 fn cloned() -> Env {
     let env = remote_with_files();
     env.clone_ws();
@@ -642,6 +656,19 @@ fn a_resolve_killed_anywhere_loses_nothing() {
             patched_in_place: false,
         });
     }
+}
+
+#[test]
+fn an_undo_killed_anywhere_loses_nothing() {
+    crash_everywhere(&Scenario {
+        name: "undo",
+        setup: synced_both_ways,
+        command: &["undo", "2"],
+        again: Again::Same,
+        codes: &[0],
+        exact_local: true,
+        patched_in_place: false,
+    });
 }
 
 #[test]

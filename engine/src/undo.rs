@@ -40,8 +40,9 @@ pub struct PathPlan {
     /// Its bytes in hex, when it is not UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path_hex: Option<String>,
-    /// `restore` (the earlier version written back), `remove` (the operation made it), or
-    /// `left` (changed since: not touched).
+    /// `restore` (the earlier version written back), `remove` (the operation made it),
+    /// `undone` (as it was before already: an undo run again), or `left` (changed since:
+    /// not touched).
     pub action: &'static str,
     /// Why it is left.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,12 +142,27 @@ fn plan(ws: &Workspace, op: &OpRecord, before: &Flat, after: &Flat) -> Result<Ve
     let mut out = Vec::new();
     for p in changed(before, after) {
         let (b0, b1) = (before.get(p.as_slice()), after.get(p.as_slice()));
+        let abs = under(&ws.root, &p);
+        let here_as_before = match std::fs::symlink_metadata(&abs) {
+            Err(_) => b0.is_none(),
+            Ok(md) => b0.is_some_and(|e| crate::restore::is_version(&md, e)),
+        };
+        if here_as_before && same(now.get(p.as_slice()), b0) {
+            // Undone already (an undo run again after it was interrupted past its commit).
+            out.push(PathPlan {
+                path: display(&p),
+                path_hex: std::str::from_utf8(&p).is_err().then(|| hex(&p)),
+                action: "undone",
+                reason: None,
+            });
+            continue;
+        }
         let reason = if !same(now.get(p.as_slice()), b1) {
             Some(format!(
                 "changed since operation {} by a later operation",
                 op.id
             ))
-        } else if !settled(&under(&ws.root, &p), b1, b0, false) {
+        } else if !settled(&abs, b1, b0, false) {
             Some("changed here since, not yet sent".to_string())
         } else {
             None
@@ -189,7 +205,7 @@ pub fn run(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Resul
     let acted: Vec<Vec<u8>> = outcome
         .paths
         .iter()
-        .filter(|p| p.action != "left")
+        .filter(|p| p.action == "restore" || p.action == "remove")
         .map(path_of)
         .collect();
     if opts.dry_run || acted.is_empty() {
