@@ -177,3 +177,83 @@ fn undo_refuses_what_it_cannot_take_back() {
     assert_ne!(r.code, 0, "{r}");
     assert_eq!(both(&env), before, "an undo offline changed something");
 }
+
+#[test]
+fn over_sshfs_undo_puts_both_sides_back_and_an_edit_there_since_is_kept() {
+    use cachesync_testutils::SshfsRemote;
+    let share = SshfsRemote::start();
+    let served = share.served().to_path_buf();
+    for (p, body) in [
+        ("a.txt", "a, agreed\n"),
+        ("b.txt", "b, agreed\n"),
+        ("c.txt", "c, agreed\n"),
+        ("docs/one.md", "one\n"),
+        ("k1.txt", "k\n"),
+        ("k2.txt", "k\n"),
+        ("k3.txt", "k\n"),
+    ] {
+        let path = served.join(p);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(path, body).expect("write on the share");
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).expect("HOME");
+    let ws = tmp.path().join("ws");
+    let home_var = home.to_str().expect("UTF-8");
+    let run = |args: &[&str]| common::cachesync(&ws, args, &[("HOME", home_var)]);
+    let mnt = share.mnt().to_str().expect("UTF-8");
+    let clone = common::cachesync(
+        tmp.path(),
+        &["clone", mnt, ws.to_str().expect("UTF-8"), "--timeout", "5"],
+        &[("HOME", home_var)],
+    );
+    assert!(clone.status.success(), "{clone:?}");
+    let agreed = (common::tree(&ws), common::tree(&served));
+
+    std::fs::remove_dir_all(served.join("docs")).expect("a colleague removes docs/");
+    write_changed(&served.join("b.txt"), b"b, overwritten there\n");
+    std::fs::rename(served.join("c.txt"), served.join("c2.txt")).expect("rename there");
+    write_changed(&ws.join("a.txt"), b"a, edited here\n");
+    // The kernel keeps what it looked up through the mount for about a second.
+    let mounted = share.mnt().to_path_buf();
+    let shows = |rel: &str| std::fs::symlink_metadata(mounted.join(rel)).is_ok();
+    cachesync_testutils::wait_until(
+        "the mount shows the colleague's changes",
+        std::time::Duration::from_secs(20),
+        || !shows("c.txt") && shows("c2.txt") && !shows("docs"),
+    );
+    let sync = run(&["sync", "--json"]);
+    assert!(sync.status.success(), "{sync:?}");
+    let op: serde_json::Value = serde_json::from_slice(&sync.stdout).expect("JSON");
+    let op = op["op"].to_string();
+
+    let undo = run(&["undo", &op, "--json"]);
+    assert!(undo.status.success(), "{undo:?}");
+    eprintln!(
+        "SYNC {}\nUNDO {}",
+        String::from_utf8_lossy(&sync.stdout),
+        String::from_utf8_lossy(&undo.stdout)
+    );
+    let (local, remote) = (common::tree(&ws), common::tree(&served));
+    assert_eq!(local, agreed.0, "{}", common::diff(&agreed.0, &local));
+    assert_eq!(remote, agreed.1, "{}", common::diff(&agreed.1, &remote));
+    let again = run(&["sync", "--json"]);
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    assert_eq!(common::steps(&again).len(), 0, "{again}");
+
+    // Undo of the undo, after a colleague edited b.txt there: kept, as a conflict.
+    write_changed(&served.join("b.txt"), b"b, edited again there\n");
+    let size = "b, edited again there\n".len() as u64;
+    cachesync_testutils::wait_until(
+        "the mount shows the new b.txt",
+        std::time::Duration::from_secs(20),
+        || std::fs::metadata(mounted.join("b.txt")).is_ok_and(|m| m.len() == size),
+    );
+    let redo = run(&["undo"]);
+    assert_eq!(redo.status.code(), Some(7), "{redo:?}");
+    assert_eq!(read(served.join("b.txt")), "b, edited again there\n");
+    assert_eq!(read(served.join("a.txt")), "a, edited here\n");
+    assert!(!served.join("docs").exists());
+    assert_eq!(read(served.join("c2.txt")), "c, agreed\n");
+}
