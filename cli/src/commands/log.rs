@@ -16,6 +16,12 @@ pub struct LogArgs {
     /// versions.
     #[arg(long)]
     json: bool,
+    /// Only the last N operations.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// In JSON, leave out each operation's planned steps (a first copy plans one per file).
+    #[arg(long)]
+    no_plan: bool,
 }
 
 /// `log PATH`: the versions the journal's snapshots still hold.
@@ -60,13 +66,19 @@ pub fn cmd_log(args: LogArgs) -> CmdResult {
     if let Some(path) = &args.path {
         return versions(&ws, path, args.json);
     }
-    let ops = journal::all(&ws.store).or_fail(args.json)?;
+    let mut ops = journal::all(&ws.store).or_fail(args.json)?;
+    if let Some(n) = args.limit {
+        ops.drain(..ops.len().saturating_sub(n));
+    }
     if args.json {
-        let ops = ops
-            .into_iter()
-            .map(|op| journal::with_plan(&ws.store, op))
-            .collect::<Result<Vec<_>, _>>()
-            .or_fail(args.json)?;
+        let ops = if args.no_plan {
+            ops
+        } else {
+            ops.into_iter()
+                .map(|op| journal::with_plan(&ws.store, op))
+                .collect::<Result<Vec<_>, _>>()
+                .or_fail(args.json)?
+        };
         print_json(&ops);
         return Ok(0);
     }
