@@ -316,6 +316,15 @@ fn switches_for_all_and_for_a_server_and_a_binary_conflict_shown_by_its_facts() 
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""code":7"#), "{body}");
     assert_eq!(mode(&env), "connected");
+    // Undo is refused as on the command line, with the reason.
+    let (status, _, body) = http(
+        page.addr,
+        "POST /api/undo",
+        &headers,
+        &format!(r#"{{"ws": {ws:?}, "op": 1}}"#),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("first copy"), "{body}");
     // A switch that names nothing, or two things, is refused.
     let (status, _, body) = http(
         page.addr,
@@ -633,4 +642,50 @@ fn in_a_browser_a_conflict_is_settled_and_the_workspace_switched_offline() {
     env.ok(&["connect"]);
     env.assert_in_sync();
     assert_eq!(read(env.w("a.txt")), "one\ntwo theirs\nthree\nfour\n");
+}
+
+#[test]
+fn in_a_browser_an_operation_is_undone_from_the_history() {
+    let env = Env::with_remote(&[("x.txt", "x, agreed\n"), ("k1.txt", "k\n")]);
+    env.clone_ws();
+    common::write_changed(&env.r("x.txt"), b"x, overwritten there\n");
+    let op = env.json(0, &["sync", "--json"])["op"].to_string();
+    assert_eq!(read(env.w("x.txt")), "x, overwritten there\n");
+    let page = start_page(&env);
+    let driver = start_driver(env.root());
+    let profile = env.root().join("chromium-profile");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let c = browser(&driver, &profile).await;
+        c.goto(&page.url).await.expect("open the page");
+        let card = format!(r#"section.ws[data-ws="{}"]"#, env.ws.display());
+        click(&c, &format!("{card} a.history")).await;
+        let row = format!(r#"tr[data-op="{op}"]"#);
+        assert_eq!(text_of(&c, &format!("{row} td:nth-child(3)")).await, "sync");
+        click(&c, &format!("{row} button.undo")).await;
+        c.accept_alert().await.expect("confirm the undo");
+        let start = std::time::Instant::now();
+        loop {
+            let said = text_of(&c, "#message").await;
+            if said.contains("undone") {
+                assert!(said.contains("1 path(s) put back"), "{said}");
+                break;
+            }
+            assert!(start.elapsed() < WAIT, "no word of the undo: {said}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The undo is in the history now, itself undoable.
+        text_of(&c, r#"tbody tr:first-child button.undo"#).await;
+        assert_eq!(
+            text_of(&c, "tbody tr:first-child td:nth-child(3)").await,
+            "undo"
+        );
+        c.close().await.expect("close the browser");
+    });
+    assert_eq!(read(env.w("x.txt")), "x, agreed\n");
+    assert_eq!(read(env.r("x.txt")), "x, agreed\n");
+    env.assert_noop_sync();
 }

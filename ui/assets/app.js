@@ -156,7 +156,8 @@ function workspaceCard(w) {
       fact("offline readiness", ready),
       fact("remote as of", s.remote_seen_ns ? when(s.remote_seen_ns) : "never looked")),
     el("div", { class: "actions" }, switchButton, syncButton,
-      el("a", { class: "files", href: "#/files?" + q({ ws: w.path, path: "" }) }, "Files")),
+      el("a", { class: "files", href: "#/files?" + q({ ws: w.path, path: "" }) }, "Files"),
+      el("a", { class: "history", href: "#/log?" + q({ ws: w.path }) }, "History")),
     open.length ? el("ul", { class: "conflicts" }, open.map((c) =>
       el("li", {}, el("a", { class: "conflict", "data-path": c.path,
         href: "#/conflict?" + q(at(w.path, c)) }, c.path), " — " + c.kind)))
@@ -311,6 +312,48 @@ async function files(params) {
   ];
 }
 
+// ---- the operation log ----
+
+async function history(params) {
+  const ws = params.get("ws");
+  const ops = await getJson("/api/log?" + q({ ws }));
+  const undo = (op) => {
+    const b = el("button", { type: "button", class: "undo", "data-op": String(op.id) }, "Undo");
+    b.addEventListener("click", () => {
+      if (!confirm("Undo operation " + op.id + " (" + op.command + ") on both sides? " +
+          "Every path it changed goes back to the version agreed before it.")) return;
+      act(b, "Undoing operation " + op.id, async () => {
+        const a = await post("/api/undo", { ws, op: op.id });
+        const paths = (a.report && a.report.paths) || [];
+        const done = paths.filter((p) => p.action === "restore" || p.action === "remove").length;
+        const left = paths.filter((p) => p.action === "left").map((p) => p.path);
+        return { message: "operation " + op.id + " undone: " + done + " path(s) put back" +
+          (left.length ? "; left as they are (changed since): " + left.join(", ") : "") +
+          (a.code === 7 && !left.length ? "; conflicts remain" : "") };
+      });
+    });
+    return b;
+  };
+  const rows = [...ops].reverse().map((op) => el("tr", { "data-op": String(op.id) },
+    el("td", {}, String(op.id)),
+    el("td", {}, when(op.started_ns)),
+    el("td", {}, op.command),
+    el("td", { class: "state" }, op.state),
+    el("td", {}, op.summary || ""),
+    el("td", { class: "actions" }, op.base_after && op.command !== "clone" ? undo(op) : null)));
+  return [
+    el("p", {}, el("a", { href: "#/" }, "← all workspaces")),
+    el("h2", {}, "History: " + name(ws)),
+    el("p", { class: "quiet" }, "Undo takes an operation back on both sides; what it brought " +
+      "stays in the store (cachesync restore PATH --at OP)."),
+    ops.length
+      ? el("table", { class: "files" },
+        el("thead", {}, el("tr", {}, ["op", "when", "command", "state", "what", ""].map((h) => el("th", {}, h)))),
+        el("tbody", {}, rows))
+      : el("p", { class: "quiet" }, "no operation yet"),
+  ];
+}
+
 // ---- routing, switches for all, events ----
 
 function onOverview() {
@@ -322,7 +365,8 @@ async function draw() {
   const params = new URLSearchParams(query || "");
   try {
     const parts = where === "/conflict" ? await conflict(params)
-      : where === "/files" ? await files(params) : await overview();
+      : where === "/files" ? await files(params)
+        : where === "/log" ? await history(params) : await overview();
     view.replaceChildren(...parts);
   } catch (e) {
     view.replaceChildren(el("p", { class: "error" }, e.message));

@@ -364,6 +364,61 @@ pub async fn files(State(app): State<Arc<App>>, Query(at): Query<At>) -> ApiResu
         .map_err(|e| failed(format!("ls gave no JSON: {e}")))
 }
 
+/// `GET /api/log?ws=W`: the last 100 operations (`cachesync log --json --limit 100
+/// --no-plan`), oldest first.
+pub async fn log(State(app): State<Arc<App>>, Query(at): Query<At>) -> ApiResult {
+    let ws = workspace(&at.ws)?;
+    let ran = app
+        .cachesync
+        .look(
+            &ws,
+            &args(&["log", "--json", "--limit", "100", "--no-plan"], None),
+            None,
+        )
+        .await
+        .map_err(failed)?;
+    if ran.busy() {
+        return Err(ApiError(StatusCode::CONFLICT, ran.message()));
+    }
+    serde_json::from_slice(&ran.stdout)
+        .map(Json)
+        .map_err(|_| failed(format!("log: {}", ran.message())))
+}
+
+/// The body of `POST /api/undo`.
+#[derive(Deserialize)]
+pub struct Undo {
+    ws: String,
+    op: u64,
+}
+
+/// `POST /api/undo`: `cachesync undo OP --json`; its report, with its exit code (7: paths
+/// left, or conflicts).
+pub async fn undo(State(app): State<Arc<App>>, Json(u): Json<Undo>) -> ApiResult {
+    let ws = workspace(&u.ws)?;
+    let ran = app
+        .cachesync
+        .act(
+            &ws,
+            args(&["undo", &u.op.to_string(), "--json", "--quiet"], None),
+            (),
+        )
+        .await
+        .map_err(failed)?;
+    let report: Value = serde_json::from_slice(&ran.stdout).unwrap_or(Value::Null);
+    if ran.code != 0 && ran.code != 7 {
+        // A refusal prints `{"error": "..."}`; a push that failed, its report with `error`.
+        let why = report["error"]
+            .as_str()
+            .or_else(|| report["error"]["error"].as_str())
+            .map_or_else(|| ran.message(), str::to_string);
+        return Err(ApiError(StatusCode::CONFLICT, why));
+    }
+    Ok(Json(
+        json!({ "ok": true, "code": ran.code, "report": report }),
+    ))
+}
+
 /// The body of `POST /api/presence`.
 #[derive(Deserialize)]
 pub struct Presence {

@@ -102,6 +102,8 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/sync", post(api::sync))
         .route("/api/files", get(api::files))
         .route("/api/presence", post(api::presence))
+        .route("/api/log", get(api::log))
+        .route("/api/undo", post(api::undo))
         .route("/api/events", get(live::events))
         // On every route and on the 404 of unknown ones: nothing answers without the checks.
         .layer(axum::middleware::from_fn_with_state(
