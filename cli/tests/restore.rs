@@ -166,6 +166,25 @@ fn restore_refuses_what_it_cannot_do_without_losing_anything() {
     assert!(r.stderr.contains("not yet sent"), "{r}");
     assert_eq!(read(env.w("a.txt")), "mine, not sent\n");
 
+    // Even an edit that kept the size and the modification time.
+    let path = env.w("a.txt");
+    std::fs::write(&path, "two\n").expect("back to the agreed text");
+    env.ok(&["sync"]);
+    // The time the agreed version carries: the share's, which the pull gave the file here.
+    let agreed_time = std::fs::metadata(env.r("a.txt"))
+        .and_then(|m| m.modified())
+        .expect("the share's time");
+    std::fs::write(&path, "TWO\n").expect("an edit of the same size");
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(agreed_time))
+        .expect("the time put back");
+    let r = env.run(["restore", "a.txt", "--at", &cloned]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("not yet sent"), "{r}");
+    assert_eq!(read(&path), "TWO\n");
+
     // No such operation; a path that was not there; an operation that changed nothing.
     let r = env.run(["restore", "a.txt", "--at", "999"]);
     assert_eq!(r.code, 2, "{r}");

@@ -165,15 +165,30 @@ fn nothing_there(dest: &Path, chosen: &[(&Vec<u8>, &Entry)]) -> Result<()> {
     )))
 }
 
-/// Whether the workspace's file at `abs` is the version `e` (by kind, size and
-/// modification time, as the index tells a file unchanged; a directory by its kind).
-pub(crate) fn is_version(md: &std::fs::Metadata, e: &Entry) -> bool {
-    let mtime = std::os::unix::fs::MetadataExt::mtime(md) * 1_000_000_000
-        + std::os::unix::fs::MetadataExt::mtime_nsec(md);
+/// Whether the workspace's file at `abs` (`md`: its metadata, not followed) is the version
+/// `e`: a file by its content (read and hashed: its id is its blake3, so an edit that kept
+/// the size and the modification time is still seen), a symlink by its target, a directory
+/// by its kind.
+pub(crate) fn is_version(abs: &Path, md: &std::fs::Metadata, e: &Entry) -> bool {
     match e.kind {
         EntryKind::Dir => md.is_dir(),
-        EntryKind::Symlink => md.file_type().is_symlink() && md.len() == e.size,
-        EntryKind::File => md.is_file() && md.len() == e.size && mtime == e.mtime_ns,
+        EntryKind::Symlink => {
+            md.file_type().is_symlink()
+                && std::fs::read_link(abs).is_ok_and(|t| {
+                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::as_bytes(t.as_os_str())
+                        == e.target.as_slice()
+                })
+        }
+        EntryKind::File if md.is_file() && md.len() == e.size => {
+            let Some(want) = e.file else {
+                return e.size == 0;
+            };
+            let mut hasher = blake3::Hasher::new();
+            std::fs::File::open(abs)
+                .and_then(|f| hasher.update_reader(f).map(drop))
+                .is_ok()
+                && hasher.finalize().as_bytes() == want.as_bytes()
+        }
         _ => false,
     }
 }
@@ -191,8 +206,8 @@ pub(crate) fn settled(
         // Absent: as agreed, or as it is to be, or (restore) nothing there to lose.
         Err(_) => absent_ok || agreed.is_none() || restored.is_none(),
         Ok(md) => {
-            agreed.is_some_and(|e| is_version(&md, e))
-                || restored.is_some_and(|e| is_version(&md, e))
+            agreed.is_some_and(|e| is_version(abs, &md, e))
+                || restored.is_some_and(|e| is_version(abs, &md, e))
         }
     }
 }

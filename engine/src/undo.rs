@@ -145,7 +145,7 @@ fn plan(ws: &Workspace, op: &OpRecord, before: &Flat, after: &Flat) -> Result<Ve
         let abs = under(&ws.root, &p);
         let here_as_before = match std::fs::symlink_metadata(&abs) {
             Err(_) => b0.is_none(),
-            Ok(md) => b0.is_some_and(|e| crate::restore::is_version(&md, e)),
+            Ok(md) => b0.is_some_and(|e| crate::restore::is_version(&abs, &md, e)),
         };
         if here_as_before && same(now.get(p.as_slice()), b0) {
             // Undone already (an undo run again after it was interrupted past its commit).
