@@ -75,6 +75,19 @@ fn a_file_and_a_directory_come_back_as_they_were_after_any_operation() {
     assert_eq!(read(env.r("docs/deep/y.md")), "y\n");
     env.assert_in_sync();
 
+    // The whole tree, as the clone left it.
+    let whole = env.root().join("whole");
+    env.ok(&[
+        "restore",
+        ".",
+        "--at",
+        &cloned,
+        "--to",
+        whole.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(read(whole.join("a.txt")), "one\n");
+    assert_eq!(read(whole.join("docs/deep/y.md")), "y\n");
+
     // Elsewhere, with --to: the tree under DEST; never over a file there.
     let dest = env.root().join("old");
     let out = env.json(
@@ -184,6 +197,20 @@ fn restore_refuses_what_it_cannot_do_without_losing_anything() {
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("not yet sent"), "{r}");
     assert_eq!(read(&path), "TWO\n");
+
+    // Nor a change of mode alone.
+    std::fs::write(&path, "two\n").expect("the agreed text");
+    common::chmod(&path, 0o600);
+    let r = env.run(["restore", "a.txt", "--at", &cloned]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("not yet sent"), "{r}");
+    common::chmod(&path, 0o644);
+    env.ok(&["sync"]);
+
+    // Nowhere inside the workspace but the workspace itself.
+    let r = env.run(["restore", "a.txt", "--at", &cloned, "--to", "sub"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("inside the workspace"), "{r}");
 
     // No such operation; a path that was not there; an operation that changed nothing.
     let r = env.run(["restore", "a.txt", "--at", "999"]);

@@ -221,7 +221,13 @@ fn over_sshfs_undo_puts_both_sides_back_and_an_edit_there_since_is_kept() {
     cachesync_testutils::wait_until(
         "the mount shows the colleague's changes",
         std::time::Duration::from_secs(20),
-        || !shows("c.txt") && shows("c2.txt") && !shows("docs"),
+        || {
+            !shows("c.txt")
+                && shows("c2.txt")
+                && !shows("docs")
+                && std::fs::metadata(mounted.join("b.txt"))
+                    .is_ok_and(|m| m.len() == "b, overwritten there\n".len() as u64)
+        },
     );
     let sync = run(&["sync", "--json"]);
     assert!(sync.status.success(), "{sync:?}");
@@ -256,4 +262,52 @@ fn over_sshfs_undo_puts_both_sides_back_and_an_edit_there_since_is_kept() {
     assert_eq!(read(served.join("a.txt")), "a, edited here\n");
     assert!(!served.join("docs").exists());
     assert_eq!(read(served.join("c2.txt")), "c, agreed\n");
+}
+
+#[test]
+fn an_edit_inside_a_directory_the_operation_made_stays_here_and_off_the_share() {
+    let env = env();
+    env.put_remote("reports/q1.txt", "q1, theirs\n");
+    let op = env.json(0, &["sync", "--json"])["op"].to_string();
+    write_changed(&env.w("reports/q1.txt"), b"q1, edited here\n");
+
+    let undo = env.run(["undo", &op, "--json"]);
+    assert_eq!(undo.code, 7, "{undo}");
+    let report = undo.json();
+    let left: Vec<&str> = report["paths"]
+        .as_array()
+        .expect("paths")
+        .iter()
+        .filter(|p| p["action"] == "left")
+        .filter_map(|p| p["path"].as_str())
+        .collect();
+    assert!(left.contains(&"reports/q1.txt"), "{report}");
+    assert_eq!(read(env.w("reports/q1.txt")), "q1, edited here\n");
+    // The undo sent nothing of it: the share has what it had.
+    assert_eq!(read(env.r("reports/q1.txt")), "q1, theirs\n");
+}
+
+#[test]
+fn an_undo_killed_after_it_wrote_the_workspace_is_finished_by_undo_not_sent_half_by_sync() {
+    let env = env();
+    let op = the_sync(&env);
+    let killed = env.run_with(
+        &env.ws,
+        ["undo", &op],
+        &[("CACHESYNC_FAILPOINT", std::ffi::OsStr::new("undo-restored"))],
+    );
+    assert_eq!(killed.signal, Some(9), "{killed}");
+    let sync = env.run(["sync"]);
+    assert_eq!(sync.code, 2, "{sync}");
+    assert!(
+        sync.stderr.contains(&format!("cachesync undo {op}")),
+        "{sync}"
+    );
+    // Nothing of it reached the share yet.
+    assert!(env.r("new.txt").exists() && !env.r("old.txt").exists());
+    env.ok(&["undo", &op]);
+    assert_eq!(read(env.r("old.txt")), "to be renamed\n");
+    assert!(!env.r("new.txt").exists() && !env.w("new.txt").exists());
+    assert_eq!(read(env.r("b.txt")), "b, agreed\n");
+    env.assert_noop_sync();
 }

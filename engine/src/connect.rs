@@ -63,6 +63,7 @@ pub fn run(ws: &mut Workspace, opts: Options, progress: &dyn Progress) -> Result
             paths: Vec::new(),
             dry_run: false,
             force: false,
+            exact_paths: false,
         };
         Some(crate::sync::run(ws, &opts, progress)?)
     } else {

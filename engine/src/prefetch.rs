@@ -45,6 +45,7 @@ pub fn run(ws: &mut Workspace, progress: &dyn crate::progress::Progress) -> Resu
         paths: Vec::new(),
         dry_run: false,
         force: false,
+        exact_paths: false,
     };
     let mut pulled = crate::sync::run(ws, &opts, progress)?;
     // A step of the pull failed (a full disk): that is the run's result. Entries that

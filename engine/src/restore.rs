@@ -33,6 +33,8 @@ pub struct Outcome {
     pub written: Vec<String>,
     /// Bytes of file content written.
     pub bytes: u64,
+    /// Paths left as they are: changed while the restore ran (nothing was written over).
+    pub left: Vec<String>,
 }
 
 /// The base snapshot operation `at` left, as a flat tree.
@@ -88,9 +90,25 @@ fn entries_of<'t>(tree: &'t Flat, path: &[u8]) -> Vec<(&'t Vec<u8>, &'t Entry)> 
 /// or when a file under `--to` is there already; store and I/O errors.
 pub fn run(ws: &Workspace, opts: &Options) -> Result<Outcome> {
     let (_, tree) = tree_after(ws, opts.at)?;
+    if let Some(dest) = &opts.to {
+        let inside = std::fs::canonicalize(dest)
+            .unwrap_or_else(|_| dest.clone())
+            .starts_with(std::fs::canonicalize(&ws.root).unwrap_or_else(|_| ws.root.clone()));
+        if inside {
+            return Err(SyncError::Usage(format!(
+                "--to {}: that is inside the workspace; restore into the workspace without \
+                 --to, or give a directory outside it",
+                dest.display()
+            )));
+        }
+    }
     let mut chosen: Vec<(&Vec<u8>, &Entry)> = Vec::new();
     for p in &opts.paths {
-        let found = entries_of(&tree, p);
+        let found = if p.is_empty() {
+            tree.iter().collect() // the whole tree
+        } else {
+            entries_of(&tree, p)
+        };
         if found.is_empty() {
             return Err(SyncError::Usage(format!(
                 "{} was not there after operation {} (`cachesync log {}` lists its versions)",
@@ -107,12 +125,12 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Outcome> {
     match &opts.to {
         Some(dest) => {
             nothing_there(dest, &chosen)?;
-            write_all(ws, dest, &chosen, false)
+            write_all(ws, &Into::Elsewhere(dest), &chosen)
         }
         None => {
             let base = ws.store.read_ref_flat(cachesync_objects::keys::REF_BASE)?;
             nothing_unsent(ws, &base, &chosen)?;
-            let out = write_all(ws, &ws.root, &chosen, true)?;
+            let out = write_all(ws, &Into::Workspace(&base), &chosen)?;
             // The next scan reads each restored path afresh.
             let mut batch = cachesync_objects::Batch::new();
             for (p, _) in &chosen {
@@ -166,9 +184,9 @@ fn nothing_there(dest: &Path, chosen: &[(&Vec<u8>, &Entry)]) -> Result<()> {
 }
 
 /// Whether the workspace's file at `abs` (`md`: its metadata, not followed) is the version
-/// `e`: a file by its content (read and hashed: its id is its blake3, so an edit that kept
-/// the size and the modification time is still seen), a symlink by its target, a directory
-/// by its kind.
+/// `e`: a file by its mode and content (read and hashed: its id is its blake3, so an edit
+/// that kept the size and the modification time is still seen), a symlink by its target, a
+/// directory by its kind.
 pub(crate) fn is_version(abs: &Path, md: &std::fs::Metadata, e: &Entry) -> bool {
     match e.kind {
         EntryKind::Dir => md.is_dir(),
@@ -179,7 +197,12 @@ pub(crate) fn is_version(abs: &Path, md: &std::fs::Metadata, e: &Entry) -> bool 
                         == e.target.as_slice()
                 })
         }
-        EntryKind::File if md.is_file() && md.len() == e.size => {
+        EntryKind::File
+            if md.is_file()
+                && md.len() == e.size
+                && std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o7777
+                    == e.mode & 0o7777 =>
+        {
             let Some(want) = e.file else {
                 return e.size == 0;
             };
@@ -212,11 +235,35 @@ pub(crate) fn settled(
     }
 }
 
+/// Whether a directory on the way to `path` under `root` is a symlink (a write there would
+/// land outside the workspace, or elsewhere in it).
+pub(crate) fn through_symlink(root: &Path, path: &[u8]) -> bool {
+    let mut at = Vec::new();
+    for name in path
+        .split(|&b| b == b'/')
+        .collect::<Vec<_>>()
+        .split_last()
+        .map_or(&[][..], |(_, up)| up)
+    {
+        if !at.is_empty() {
+            at.push(b'/');
+        }
+        at.extend_from_slice(name);
+        if std::fs::symlink_metadata(under(root, &at)).is_ok_and(|m| m.file_type().is_symlink()) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Refuses, naming them, workspace paths holding a change not yet sent.
 fn nothing_unsent(ws: &Workspace, base: &Flat, chosen: &[(&Vec<u8>, &Entry)]) -> Result<()> {
     let unsent: Vec<String> = chosen
         .iter()
-        .filter(|(p, e)| !settled(&under(&ws.root, p), base.get(p.as_slice()), Some(e), true))
+        .filter(|(p, e)| {
+            !settled(&under(&ws.root, p), base.get(p.as_slice()), Some(e), true)
+                || through_symlink(&ws.root, p)
+        })
         .map(|(p, _)| display(p))
         .collect();
     if unsent.is_empty() {
@@ -234,49 +281,115 @@ fn nothing_unsent(ws: &Workspace, base: &Flat, chosen: &[(&Vec<u8>, &Entry)]) ->
     )))
 }
 
-/// Writes each entry under `root`, parents first: directories made, files and symlinks
-/// under a temporary name then renamed over what is there, with their mode and times.
+/// Puts `tmp` at `abs` if what is there is still `acceptable`, with no window between the
+/// check and the rename where the file system allows it (as the sync puts a file in place):
+/// no-replace where nothing is, else an exchange, then a look at what came out, put back if
+/// it is not acceptable. `Ok(false)`: left, because something changed there meanwhile.
+fn place(tmp: &Path, abs: &Path, acceptable: &dyn Fn(&Path) -> bool) -> Result<bool> {
+    let there = std::fs::symlink_metadata(abs).is_ok();
+    let placed = if there {
+        crate::localfs::exchange(tmp, abs)
+    } else {
+        crate::localfs::rename_no_replace(tmp, abs)
+    };
+    match placed {
+        Ok(()) => {}
+        Err(e) if crate::localfs::flags_unsupported(&e) => {
+            if there && !acceptable(abs) {
+                let _ = std::fs::remove_file(tmp);
+                return Ok(false);
+            }
+            std::fs::rename(tmp, abs).map_err(|e| SyncError::io(abs, e))?;
+            return Ok(true);
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound
+            ) =>
+        {
+            let _ = std::fs::remove_file(tmp);
+            return Ok(false);
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(tmp);
+            return Err(SyncError::io(abs, e));
+        }
+    }
+    if !there {
+        return Ok(true);
+    }
+    crate::failpoint::hit("restore-exchanged");
+    // What came out of the exchange is at `tmp` now.
+    if acceptable(tmp) {
+        std::fs::remove_file(tmp).map_err(|e| SyncError::io(tmp, e))?;
+        return Ok(true);
+    }
+    crate::localfs::exchange(tmp, abs).map_err(|e| SyncError::io(abs, e))?;
+    std::fs::remove_file(tmp).map_err(|e| SyncError::io(tmp, e))?;
+    Ok(false)
+}
+
+/// Where the entries go: the workspace, each path put in place only over the version both
+/// sides agreed on (`agreed`) or the one restored, or another directory.
+pub(crate) enum Into<'a> {
+    /// The workspace, with the agreed tree to check what is replaced against.
+    Workspace(&'a Flat),
+    /// Another directory (nothing there was checked to be free).
+    Elsewhere(&'a Path),
+}
+
+/// Writes each entry, parents first: directories made (writable by their owner until the
+/// end, when their own modes are set, deepest first), files and symlinks under a temporary
+/// name then put in place with their mode and times ([`place`]).
 pub(crate) fn write_all(
     ws: &Workspace,
-    root: &Path,
+    into: &Into<'_>,
     chosen: &[(&Vec<u8>, &Entry)],
-    in_workspace: bool,
 ) -> Result<Outcome> {
     let mut out = Outcome::default();
+    let mut dirs: Vec<(PathBuf, u32)> = Vec::new();
     for (p, e) in chosen {
-        let abs = under(root, p);
-        let tmp = if in_workspace {
-            ws.temp_beside(p, "restore")
-        } else {
-            let mut t = abs.clone().into_os_string();
-            t.push(".cachesync-restore.tmp");
-            PathBuf::from(t)
+        let (abs, tmp) = match into {
+            Into::Workspace(_) => (under(&ws.root, p), ws.temp_beside(p, "restore")),
+            Into::Elsewhere(dest) => {
+                let abs = under(dest, p);
+                let mut t = abs.clone().into_os_string();
+                t.push(".cachesync-restore.tmp");
+                (abs, PathBuf::from(t))
+            }
         };
-        // In the workspace, what stands in the way was checked to be the version both
-        // sides agreed on: a file where a directory comes back, an empty directory where a
-        // file does.
-        let there = std::fs::symlink_metadata(&abs).ok();
-        if in_workspace {
-            match &there {
-                Some(md) if e.kind == EntryKind::Dir && !md.is_dir() => std::fs::remove_file(&abs),
-                Some(md) if e.kind != EntryKind::Dir && md.is_dir() => std::fs::remove_dir(&abs),
-                _ => Ok(()),
+        let acceptable = |at: &Path| match into {
+            Into::Workspace(agreed) => settled(at, agreed.get(p.as_slice()), Some(e), true),
+            Into::Elsewhere(_) => false,
+        };
+        // In the workspace, what stands in the way was checked to be the agreed version: a
+        // file where a directory comes back, an empty directory where a file does.
+        if let (Into::Workspace(_), Ok(md)) = (into, std::fs::symlink_metadata(&abs)) {
+            if e.kind == EntryKind::Dir && !md.is_dir() && acceptable(&abs) {
+                std::fs::remove_file(&abs).map_err(|err| SyncError::io(&abs, err))?;
+            } else if e.kind != EntryKind::Dir && md.is_dir() {
+                match std::fs::remove_dir(&abs) {
+                    Ok(()) => {}
+                    Err(_) => {
+                        out.left.push(display(p));
+                        continue;
+                    }
+                }
             }
-            .map_err(|err| SyncError::io(&abs, err))?;
         }
-        match (e.kind, e.file) {
-            (EntryKind::Dir, _) => {
+        let placed = match e.kind {
+            EntryKind::Dir => {
                 std::fs::create_dir_all(&abs).map_err(|err| SyncError::io(&abs, err))?;
-                std::fs::set_permissions(
-                    &abs,
-                    std::os::unix::fs::PermissionsExt::from_mode(e.mode & 0o7777),
-                )
-                .map_err(|err| SyncError::io(&abs, err))?;
+                let owner = std::os::unix::fs::PermissionsExt::from_mode(e.mode & 0o7777 | 0o700);
+                std::fs::set_permissions(&abs, owner).map_err(|err| SyncError::io(&abs, err))?;
+                dirs.push((abs, e.mode & 0o7777));
+                true
             }
-            (EntryKind::File, file) => {
+            EntryKind::File => {
                 crate::localfs::write_temp(
                     &tmp,
-                    |f| match file {
+                    |f| match e.file {
                         Some(id) => ws
                             .store
                             .read_file(id, f)
@@ -288,22 +401,32 @@ pub(crate) fn write_all(
                     Some(e.mtime_ns),
                     false,
                 )?;
-                crate::localfs::rename_into_place(&tmp, &abs, false)?;
-                out.bytes += e.size;
+                place(&tmp, &abs, &acceptable)?
             }
-            (EntryKind::Symlink, _) => {
+            EntryKind::Symlink => {
                 let _ = std::fs::remove_file(&tmp);
                 std::os::unix::fs::symlink(
                     <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&e.target),
                     &tmp,
                 )
                 .map_err(|err| SyncError::io(&tmp, err))?;
-                crate::localfs::rename_into_place(&tmp, &abs, false)?;
+                place(&tmp, &abs, &acceptable)?
             }
             // Devices, fifos and sockets are not restored: they hold no content.
             _ => continue,
+        };
+        if placed {
+            if e.kind == EntryKind::File {
+                out.bytes += e.size;
+            }
+            out.written.push(display(p));
+        } else {
+            out.left.push(display(p));
         }
-        out.written.push(display(p));
+    }
+    for (dir, mode) in dirs.iter().rev() {
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(*mode))
+            .map_err(|err| SyncError::io(dir, err))?;
     }
     Ok(out)
 }

@@ -13,6 +13,11 @@ pub const IDENTITY: &[u8] = b"identity";
 /// The workspace id, which names its temporary files on the remote: 8 ASCII hex digits.
 pub const WORKSPACE_ID: &[u8] = b"workspace-id";
 
+/// An `undo` that wrote the workspace and has not yet written the share: the operation it
+/// undoes, in ASCII decimal. While it is there, every sync, pull and push refuses (it would
+/// send half an undo) and says to run `undo OP` again, which finishes it and removes it.
+pub const UNDO_PENDING: &[u8] = b"undo-pending";
+
 /// The workspace's mode, connected or disconnected: a [`crate::mode::ModeState`] as JSON.
 pub const MODE: &[u8] = b"mode";
 

@@ -50,6 +50,9 @@ pub struct Options {
     pub dry_run: bool,
     /// Override the deletion guard.
     pub force: bool,
+    /// `paths` are exactly the paths to change (and the directories they need), not what is
+    /// under them (`undo`, which names each path it takes back).
+    pub exact_paths: bool,
 }
 
 /// What a run did (or, for a dry run, would do).
@@ -114,6 +117,14 @@ pub struct Outcome {
 /// here: they are in the report.
 pub fn run(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Result<Outcome> {
     ws.require_remote()?;
+    if opts.command != journal::OpKind::Undo && !opts.dry_run {
+        if let Some(op) = crate::undo::pending(ws)? {
+            return Err(SyncError::Usage(format!(
+                "the undo of operation {op} was interrupted after it wrote the workspace: \
+                 `cachesync undo {op}` finishes it (a sync now would send half of it)"
+            )));
+        }
+    }
     let before = ws.store.ingested();
     let result = sync_inner(ws, opts, progress);
     let mut report = ws.track(result)?;
@@ -174,7 +185,8 @@ fn sync_inner(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Re
         .warnings
         .extend(trees.remote.warnings.iter().cloned());
     report.unreadable = trees.remote.unreadable.clone();
-    let (changes, mut new_remote_only) = crate::sync::prepare::changes(ws, &trees, &opts.paths)?;
+    let (changes, mut new_remote_only) =
+        crate::sync::prepare::changes(ws, &trees, &opts.paths, opts.exact_paths)?;
     trees.let_go_of_remote(ws, opts.direction.allows(Side::Remote))?;
     let mut plan = Plan::build(changes, opts.direction);
     crate::sync::guard::guard_and_notices(ws, opts, &trees, &plan, &mut report)?;

@@ -20,7 +20,7 @@ use crate::error::{Result, SyncError};
 use crate::journal::{OpKind, OpRecord};
 use crate::paths::{display, hex, under};
 use crate::progress::Progress;
-use crate::restore::{content_is_stored, same_version, settled, write_all};
+use crate::restore::{content_is_stored, settled, through_symlink, write_all, Into};
 use crate::workspace::Workspace;
 
 /// What to undo.
@@ -47,6 +47,9 @@ pub struct PathPlan {
     /// Why it is left.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The path's bytes.
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
 }
 
 /// What undo did (or, dry, would do).
@@ -115,12 +118,10 @@ fn flat_of(ws: &Workspace, hex_id: Option<&str>, op: u64) -> Result<Flat> {
     Ok(ws.store.read_flat(snap.root)?)
 }
 
+/// The same version, as a sync judges it (a remote-only file's content, not here, by its
+/// size and time).
 fn same(a: Option<&Entry>, b: Option<&Entry>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => same_version(a, b),
-        _ => false,
-    }
+    crate::reconcile::same(a, b)
 }
 
 /// Every path whose version differs between `before` and `after`, in path order.
@@ -154,6 +155,7 @@ fn plan(ws: &Workspace, op: &OpRecord, before: &Flat, after: &Flat) -> Result<Ve
                 path_hex: std::str::from_utf8(&p).is_err().then(|| hex(&p)),
                 action: "undone",
                 reason: None,
+                bytes: p,
             });
             continue;
         }
@@ -162,8 +164,12 @@ fn plan(ws: &Workspace, op: &OpRecord, before: &Flat, after: &Flat) -> Result<Ve
                 "changed since operation {} by a later operation",
                 op.id
             ))
+        } else if through_symlink(&ws.root, &p) {
+            Some("a directory on its way is a symlink here now".to_string())
         } else if !settled(&abs, b1, b0, false) {
             Some("changed here since, not yet sent".to_string())
+        } else if holds_others(&abs, &p, b0, after) {
+            Some("a directory holding files made here since".to_string())
         } else {
             None
         };
@@ -176,23 +182,75 @@ fn plan(ws: &Workspace, op: &OpRecord, before: &Flat, after: &Flat) -> Result<Ve
                 (None, None) => "remove",
             },
             reason,
+            bytes: p,
         });
     }
     Ok(out)
 }
 
-fn path_of(p: &PathPlan) -> Vec<u8> {
-    crate::paths::path_bytes(&p.path, p.path_hex.as_deref()).unwrap_or_default()
+/// Whether the workspace's directory `abs` (at `path`), which must go or become something
+/// else (`b0` is not a directory), holds anything the operation did not leave there.
+fn holds_others(abs: &std::path::Path, path: &[u8], b0: Option<&Entry>, after: &Flat) -> bool {
+    if b0.is_some_and(|e| e.kind == cachesync_objects::EntryKind::Dir) {
+        return false;
+    }
+    let Ok(list) = std::fs::read_dir(abs) else {
+        return false;
+    };
+    list.flatten().any(|child| {
+        let name = child.file_name();
+        let mut p = path.to_vec();
+        p.push(b'/');
+        p.extend_from_slice(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::as_bytes(
+            name.as_os_str(),
+        ));
+        after.get(p.as_slice()).is_none()
+    })
+}
+
+/// The operation an interrupted undo was taking back, if one was (see
+/// [`crate::state_keys::UNDO_PENDING`]).
+///
+/// # Errors
+/// Store errors.
+pub fn pending(ws: &Workspace) -> Result<Option<u64>> {
+    Ok(ws
+        .store
+        .table(cachesync_objects::keys::CF_STATE)
+        .get(crate::state_keys::UNDO_PENDING)?
+        .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()))
+}
+
+fn set_pending(ws: &Workspace, op: Option<u64>) -> Result<()> {
+    let mut batch = cachesync_objects::Batch::new();
+    match op {
+        Some(id) => batch.put(
+            cachesync_objects::keys::CF_STATE,
+            crate::state_keys::UNDO_PENDING,
+            id.to_string().as_bytes(),
+        ),
+        None => batch.delete(
+            cachesync_objects::keys::CF_STATE,
+            crate::state_keys::UNDO_PENDING,
+        ),
+    }
+    Ok(ws.store.commit(batch)?)
 }
 
 /// Takes operation `opts.op` back on both sides (see the module's documentation).
 ///
 /// # Errors
 /// [`SyncError::Usage`] (nothing changed) when the operation is unknown, changed nothing,
-/// is the first copy, or its snapshots or a file's content are no longer in the store;
-/// [`SyncError::Offline`] and friends when the share cannot be written; the push's errors.
+/// is the first copy, or its snapshots or a file's content are no longer in the store, or
+/// the undo of another operation was interrupted; [`SyncError::Offline`] and friends when
+/// the share cannot be written; the push's errors.
 pub fn run(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Result<Outcome> {
     let op = target(ws, opts.op)?;
+    if let Some(other) = pending(ws)?.filter(|&o| o != op.id) {
+        return Err(SyncError::Usage(format!(
+            "the undo of operation {other} was interrupted: `cachesync undo {other}` finishes it first"
+        )));
+    }
     let before = flat_of(ws, op.base_before.as_deref(), op.id)?;
     let after = flat_of(ws, op.base_after.as_deref(), op.id)?;
     let paths = plan(ws, &op, &before, &after)?;
@@ -206,9 +264,9 @@ pub fn run(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Resul
         .paths
         .iter()
         .filter(|p| p.action == "restore" || p.action == "remove")
-        .map(path_of)
+        .map(|p| p.bytes.clone())
         .collect();
-    if opts.dry_run || acted.is_empty() {
+    if opts.dry_run || (acted.is_empty() && pending(ws)?.is_none()) {
         return Ok(outcome);
     }
     // Both sides are written: nothing starts while the share is out of reach by hand.
@@ -224,47 +282,120 @@ pub fn run(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Resul
         .filter_map(|p| before.get(p.as_slice()).map(|e| (p, e)))
         .collect();
     content_is_stored(ws, &restored)?;
+    // From here until the share is written, no sync may send half of it.
+    set_pending(ws, Some(op.id))?;
     crate::failpoint::hit("undo-before-local");
-    // What it made goes first: a directory it made where a file was comes out of the way.
-    remove_made(ws, &acted, &before)?;
-    write_all(ws, &ws.root, &restored, true)?;
+    let meanwhile = write_locally(ws, &acted, &restored, &before, &after)?;
+    for p in &mut outcome.paths {
+        if meanwhile.contains(&p.bytes) {
+            p.action = "left";
+            p.reason = Some("changed here while the undo ran".into());
+        }
+    }
+    let acted: Vec<Vec<u8>> = acted
+        .into_iter()
+        .filter(|p| !meanwhile.contains(p))
+        .collect();
     let mut batch = cachesync_objects::Batch::new();
     for p in &acted {
         crate::index::remove(&mut batch, p);
     }
     ws.store.commit(batch)?;
     crate::failpoint::hit("undo-before-push");
-    let push = crate::sync::Options {
-        command: OpKind::Undo,
-        direction: crate::plan::Direction::Push,
-        paths: acted,
-        dry_run: false,
-        // The deletions are the operation's own, named by the journal, not a scan's guess.
-        force: true,
-    };
-    outcome.push = Some(crate::sync::run(ws, &push, progress)?);
+    if !acted.is_empty() {
+        let push = crate::sync::Options {
+            command: OpKind::Undo,
+            direction: crate::plan::Direction::Push,
+            paths: acted,
+            dry_run: false,
+            // The deletions are the operation's own, named by the journal, not a scan's
+            // guess; and the paths are exactly those, not what is under them.
+            force: true,
+            exact_paths: true,
+        };
+        outcome.push = Some(crate::sync::run(ws, &push, progress)?);
+    }
+    set_pending(ws, None)?;
     Ok(outcome)
 }
 
-/// Removes from the workspace what the operation made (the paths `before` lacks), deepest
-/// first; a directory holding something else since is kept.
-fn remove_made(ws: &Workspace, acted: &[Vec<u8>], before: &Flat) -> Result<()> {
-    for p in acted
+/// The workspace's side of the undo: what the operation made where something else comes
+/// back goes first, then the earlier versions are written, then the rest of what it made
+/// goes. The paths found changed meanwhile, left as they are, are returned.
+fn write_locally(
+    ws: &Workspace,
+    acted: &[Vec<u8>],
+    restored: &[(&Vec<u8>, &Entry)],
+    before: &Flat,
+    after: &Flat,
+) -> Result<Vec<Vec<u8>>> {
+    let made: Vec<&Vec<u8>> = acted
         .iter()
-        .rev()
         .filter(|p| before.get(p.as_slice()).is_none())
-    {
+        .collect();
+    // Under a path that comes back as something other than a directory (a directory the
+    // operation made where a file was).
+    let in_the_way = |p: &[u8]| {
+        restored.iter().any(|(r, e)| {
+            e.kind != cachesync_objects::EntryKind::Dir
+                && p != r.as_slice()
+                && crate::paths::is_within(p, r)
+        })
+    };
+    let (first, last): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) =
+        made.into_iter().partition(|p| in_the_way(p));
+    let mut left = remove_made(ws, &first, after)?;
+    let written = write_all(ws, &Into::Workspace(after), restored)?;
+    left.extend(
+        restored
+            .iter()
+            .filter(|(p, _)| written.left.contains(&display(p)))
+            .map(|(p, _)| (*p).clone()),
+    );
+    crate::failpoint::hit("undo-restored");
+    left.extend(remove_made(ws, &last, after)?);
+    Ok(left)
+}
+
+/// Removes from the workspace what the operation made (`paths`, in path order), deepest
+/// first: a file moved aside, checked to be what the operation left, then deleted (put back
+/// if it changed meanwhile); a directory only when empty. The paths left are returned.
+fn remove_made(ws: &Workspace, paths: &[&Vec<u8>], after: &Flat) -> Result<Vec<Vec<u8>>> {
+    let mut left = Vec::new();
+    for p in paths.iter().rev() {
         let abs = under(&ws.root, p);
-        let gone = match std::fs::symlink_metadata(&abs) {
-            Ok(md) if md.is_dir() => std::fs::remove_dir(&abs),
-            Ok(_) => std::fs::remove_file(&abs),
-            Err(_) => Ok(()),
+        let Ok(md) = std::fs::symlink_metadata(&abs) else {
+            continue;
         };
-        match gone {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
-            Err(e) => return Err(SyncError::io(&abs, e)),
+        if md.is_dir() {
+            match std::fs::remove_dir(&abs) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => left.push((*p).clone()),
+                Err(e) => return Err(SyncError::io(&abs, e)),
+            }
+            continue;
+        }
+        let aside = ws.temp_beside(p, "undo");
+        crate::localfs::rename_no_replace(&abs, &aside)
+            .or_else(|e| {
+                if crate::localfs::flags_unsupported(&e) {
+                    std::fs::rename(&abs, &aside)
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| SyncError::io(&abs, e))?;
+        if settled(&aside, after.get(p.as_slice()), None, false) {
+            std::fs::remove_file(&aside).map_err(|e| SyncError::io(&aside, e))?;
+        } else {
+            // Changed meanwhile: back under its name (or, taken meanwhile too, kept beside).
+            if crate::localfs::rename_no_replace(&aside, &abs).is_err() {
+                let mut kept = abs.clone().into_os_string();
+                kept.push(".kept-by-undo");
+                std::fs::rename(&aside, &kept).map_err(|e| SyncError::io(&aside, e))?;
+            }
+            left.push((*p).clone());
         }
     }
-    Ok(())
+    Ok(left)
 }

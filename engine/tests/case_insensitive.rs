@@ -16,6 +16,7 @@ fn sync(ws: &mut Workspace) -> sync::Outcome {
         paths: Vec::new(),
         dry_run: false,
         force: false,
+        exact_paths: false,
     };
     sync::run(ws, &opts, &NoProgress).expect("sync")
 }
@@ -44,6 +45,7 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf, Workspace) {
         paths: Vec::new(),
         dry_run: false,
         force: true,
+        exact_paths: false,
     };
     sync::run(&mut ws, &clone, &NoProgress).expect("clone");
     (tmp, remote, ws)

@@ -52,6 +52,7 @@ impl World {
             paths: Vec::new(),
             dry_run,
             force: false,
+            exact_paths: false,
         };
         sync::run(&mut self.ws, &opts, &NoProgress).expect("sync")
     }

@@ -119,6 +119,7 @@ fn dry_run(ws: &mut Workspace) -> cachesync_engine::sync::Outcome {
         paths: Vec::new(),
         dry_run: true,
         force: true,
+        exact_paths: false,
     };
     sync::run(ws, &opts, &NoProgress).expect("dry run")
 }
@@ -142,6 +143,7 @@ fn check(s: &Situation) -> Result<(), TestCaseError> {
         paths: Vec::new(),
         dry_run: false,
         force: false,
+        exact_paths: false,
     };
     sync::run(&mut ws, &clone, &NoProgress).expect("clone");
     let dropped: Vec<Vec<u8>> = PATHS

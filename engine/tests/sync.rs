@@ -37,6 +37,7 @@ fn run(ws: &mut Workspace, command: OpKind, direction: Direction) -> sync::Outco
         paths: Vec::new(),
         dry_run: false,
         force: false,
+        exact_paths: false,
     };
     sync::run(ws, &opts, &NoProgress).expect("sync")
 }
@@ -169,6 +170,7 @@ fn the_deletion_guard_stops_a_run_but_not_a_dry_run() {
         paths: Vec::new(),
         dry_run: true,
         force: false,
+        exact_paths: false,
     };
     let dry = sync::run(&mut p.ws, &opts, &NoProgress).expect("a dry run shows the plan");
     assert_eq!(dry.plan.steps.len(), 6);

@@ -55,6 +55,7 @@ fn run(ws: &mut Workspace, command: OpKind, direction: Direction) -> sync::Outco
         paths: Vec::new(),
         dry_run: false,
         force: command == OpKind::Clone,
+        exact_paths: false,
     };
     sync::run(ws, &opts, &NoProgress).expect("the run does everything else")
 }

@@ -84,6 +84,7 @@ pub fn cmd_clone(args: CloneArgs) -> CmdResult {
         paths: Vec::new(),
         dry_run: false,
         force: true,
+        exact_paths: false,
     };
     let mut report = sync::run(&mut ws, &opts, &Bars::new(args.quiet)).or_fail(false)?;
     for w in &report.warnings {

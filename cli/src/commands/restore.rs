@@ -54,13 +54,19 @@ pub fn cmd_restore(args: RestoreArgs) -> CmdResult {
             "at": args.at,
             "to": to.as_ref().map(|d| d.display().to_string()),
             "written": r.written,
+            "left": r.left,
             "bytes": r.bytes,
         }));
-        return Ok(0);
+        return Ok(if r.left.is_empty() { 0 } else { 7 });
     }
     let mut out = String::new();
     for p in &r.written {
         out.push_str(&format!("restored {p}\n"));
+    }
+    for p in &r.left {
+        out.push_str(&format!(
+            "left     {p}: changed here while the restore ran\n"
+        ));
     }
     out.push_str(&format!(
         "{} path(s), {} as after operation {}{}\n",
@@ -73,5 +79,5 @@ pub fn cmd_restore(args: RestoreArgs) -> CmdResult {
         }
     ));
     print_out(&out);
-    Ok(0)
+    Ok(if r.left.is_empty() { 0 } else { 7 })
 }

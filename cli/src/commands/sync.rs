@@ -80,6 +80,7 @@ fn run(kind: OpKind, direction: Direction, paths: Vec<PathBuf>, c: Common) -> Cm
         paths,
         dry_run: c.dry_run,
         force: c.force,
+        exact_paths: false,
     };
     let mut report = sync::run(&mut ws, &opts, &Bars::new(c.quiet || c.json)).or_fail(c.json)?;
     let conflicted = !report.conflicts.is_empty();

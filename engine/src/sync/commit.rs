@@ -219,7 +219,16 @@ fn settle_records(
     outcomes: &mut Outcomes,
     batch: &mut Batch,
 ) {
-    let in_run = |p: &[u8]| opts.paths.is_empty() || opts.paths.iter().any(|f| is_within(p, f));
+    let in_run = |p: &[u8]| {
+        opts.paths.is_empty()
+            || opts.paths.iter().any(|f| {
+                if opts.exact_paths {
+                    f == p
+                } else {
+                    is_within(p, f)
+                }
+            })
+    };
     for (path, mut r) in existing {
         if let Some(lf) = r.lost_found_path() {
             let copy = under(&ws.root, &lf);

@@ -31,7 +31,7 @@ pub(crate) fn prepare(
     paths: &[Vec<u8>],
     direction: Direction,
 ) -> Result<Plan> {
-    let (changes, _) = changes(ws, trees, paths)?;
+    let (changes, _) = changes(ws, trees, paths, false)?;
     Ok(Plan::build(changes, direction))
 }
 
@@ -45,6 +45,7 @@ pub(crate) fn changes(
     ws: &Workspace,
     trees: &Trees,
     paths: &[Vec<u8>],
+    exact: bool,
 ) -> Result<(Vec<Change>, Vec<Vec<u8>>)> {
     let mut changes = reconcile(
         &without(&trees.base, &trees.local.reappeared),
@@ -52,14 +53,18 @@ pub(crate) fn changes(
         trees.remote_tree(),
     );
     if !paths.is_empty() {
-        // The paths asked for, and the new directories they need to exist in.
+        // The paths asked for (with what is under them, unless `exact`), and the new
+        // directories they need to exist in.
         changes.retain(|c| {
             paths.iter().any(|p| {
-                is_within(&c.path, p)
-                    || (is_within(p, &c.path)
-                        && c.result()
-                            .and_then(|r| r.as_ref())
-                            .is_some_and(|e| e.kind == EntryKind::Dir))
+                (if exact {
+                    c.path == *p
+                } else {
+                    is_within(&c.path, p)
+                }) || (is_within(p, &c.path)
+                    && c.result()
+                        .and_then(|r| r.as_ref())
+                        .is_some_and(|e| e.kind == EntryKind::Dir))
             })
         });
     }
