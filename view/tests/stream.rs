@@ -38,6 +38,7 @@ fn a_big_file_serves_its_first_bytes_before_the_rest_and_fails_cleanly_when_it_s
         paths: Vec::new(),
         dry_run: false,
         force: true,
+        exact_paths: false,
     };
     sync::run(&mut ws, &clone, &NoProgress).expect("clone");
     cachesync_engine::presence::drop_paths(&ws, &[b"big.bin".to_vec()]).expect("drop");
