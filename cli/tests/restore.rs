@@ -230,3 +230,39 @@ fn restore_refuses_what_it_cannot_do_without_losing_anything() {
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("left no snapshot"), "{r}");
 }
+
+#[test]
+fn under_a_budget_the_history_goes_before_any_file_is_culled() {
+    let env = Env::new();
+    std::fs::write(env.r("big.bin"), common::noise(1, 1_000_000)).expect("write");
+    std::fs::write(env.r("small.bin"), common::noise(2, 200_000)).expect("write");
+    env.clone_ws();
+    for seed in 3..6 {
+        common::write_changed(&env.r("big.bin"), &common::noise(seed, 1_000_000));
+        env.ok(&["sync"]);
+    }
+    assert_eq!(
+        versions(&env, "big.bin").len(),
+        4,
+        "three earlier versions are kept"
+    );
+    // A budget the cache is over the culling target of (80%) while the history is kept.
+    let used = env.json(0, &["status", "--json"])["cache"]["used"]
+        .as_u64()
+        .expect("the cache's use");
+    let path = env.w(".cachesync/config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&read(&path)).expect("the config is JSON");
+    config["budget_bytes"] = (used * 100 / 95).into();
+    std::fs::write(&path, config.to_string()).expect("write the config");
+
+    let cull = env.json(0, &["cull", "--json"]);
+    assert_eq!(cull["report"]["dropped"], serde_json::json!([]), "{cull}");
+    let len = |p: &str| std::fs::metadata(env.w(p)).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(len("big.bin"), 1_000_000, "nothing culled: {cull}");
+    assert_eq!(len("small.bin"), 200_000, "nothing culled: {cull}");
+    assert!(
+        versions(&env, "big.bin").len() < 4,
+        "the history made the room"
+    );
+}

@@ -119,13 +119,23 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Outcome> {
         }
         ws.store.commit(batch)?;
     }
-    let used = cache_use(ws, &local.tree, &local.remote_only);
+    let mut used = cache_use(ws, &local.tree, &local.remote_only);
     report.used_before = used;
     report.used_after = used;
     let target = budget * CULL_TO_PERCENT / 100;
     if used <= target {
         report.note = Some("the cache is under its culling threshold".into());
         return Ok(report);
+    }
+    // The history (earlier versions kept for restore and undo) goes before any file does.
+    if !opts.dry_run && !crate::gc::history(ws)?.is_empty() {
+        crate::gc::collect(ws, false)?;
+        used = cache_use(ws, &local.tree, &local.remote_only);
+        report.used_after = used;
+        if used <= target {
+            report.note = Some("letting the history go made the room".into());
+            return Ok(report);
+        }
     }
     let candidates = cull_candidates(ws, &base, &local)?;
     let mut chosen = Vec::new();
@@ -147,7 +157,7 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Outcome> {
     }
     // Even with nothing left to drop: a cull killed after its drops left their content
     // in the store, and only a collection gives that space back.
-    crate::gc::run(ws)?;
+    crate::gc::collect(ws, false)?;
     let local = crate::presence::scan_workspace(ws, &base)?;
     report.used_after = cache_use(ws, &local.tree, &local.remote_only);
     Ok(report)
@@ -195,8 +205,9 @@ pub fn cull_if_needed(ws: &Workspace, used: u64) -> Result<Option<Outcome>> {
     match budget(ws) {
         Some(b) if ws.config.culling && used * 100 > b * CULL_START_PERCENT => {
             // Content only remote-only files named (refused, or never cached) goes
-            // first; files are culled only if that was not enough.
-            crate::gc::run(ws)?;
+            // first, and the history (earlier versions kept for restore and undo); files
+            // are culled only if that was not enough.
+            crate::gc::collect(ws, false)?;
             let base = ws.synced_base()?;
             let local = crate::presence::scan_workspace(ws, &base)?;
             if cache_use(ws, &local.tree, &local.remote_only) * 100 > b * CULL_START_PERCENT {
@@ -232,9 +243,17 @@ pub fn make_room(ws: &Workspace, need: u64, keep: &[u8]) -> Result<Room> {
     };
     let base = ws.synced_base()?;
     let local = crate::presence::scan_workspace(ws, &base)?;
-    let used = cache_use(ws, &local.tree, &local.remote_only);
+    let mut used = cache_use(ws, &local.tree, &local.remote_only);
     if used.saturating_add(need) <= budget {
         return Ok(Room::Fits(used));
+    }
+    // The history (earlier versions kept for restore and undo) goes before any file does.
+    if !crate::gc::history(ws)?.is_empty() {
+        crate::gc::collect(ws, false)?;
+        used = cache_use(ws, &local.tree, &local.remote_only);
+        if used.saturating_add(need) <= budget {
+            return Ok(Room::Fits(used));
+        }
     }
     let mut chosen = Vec::new();
     let mut estimate = used;

@@ -25,6 +25,15 @@ pub struct Outcome {
 /// # Errors
 /// Store errors (gc refuses to run on a store it cannot read completely).
 pub fn run(ws: &Workspace) -> Result<Outcome> {
+    collect(ws, true)
+}
+
+/// [`run`], the history let go too (`keep_history` false): what a cache over its budget does
+/// before it culls files (see `cull.rs`).
+///
+/// # Errors
+/// As [`run`].
+pub fn collect(ws: &Workspace, keep_history: bool) -> Result<Outcome> {
     let cutoff = crate::now_ns() - i64::from(ws.config.keep_resolved_days) * 86_400 * 1_000_000_000;
     let mut keep: Vec<cachesync_objects::FileId> = Vec::new();
     let mut drop = cachesync_objects::Batch::new();
@@ -51,7 +60,15 @@ pub fn run(ws: &Workspace) -> Result<Outcome> {
     }
     let collectable = crate::cull::collectable(ws)?;
     Ok(Outcome {
-        store: ws.store.gc_keeping(&history(ws)?, &keep, &collectable)?,
+        store: ws.store.gc_keeping(
+            &if keep_history {
+                history(ws)?
+            } else {
+                Vec::new()
+            },
+            &keep,
+            &collectable,
+        )?,
         conflict_records: dropped,
     })
 }
