@@ -266,3 +266,30 @@ fn under_a_budget_the_history_goes_before_any_file_is_culled() {
         "the history made the room"
     );
 }
+
+#[test]
+fn a_version_that_was_never_brought_here_is_refused_as_such() {
+    let env = Env::with_remote(&[("a.txt", "one\n")]);
+    env.clone_ws();
+    let path = env.w(".cachesync/config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&read(&path)).expect("the config is JSON");
+    config["never_cache"] = serde_json::json!(["scratch"]);
+    std::fs::write(&path, config.to_string()).expect("write the config");
+    env.put_remote("scratch/x.txt", "remote only\n");
+    env.ok(&["sync"]);
+    assert!(!env.w("scratch/x.txt").exists(), "stays remote-only");
+    let op = last_op(&env, "scratch/x.txt");
+    let dest = env.root().join("x");
+    let r = env.run([
+        "restore",
+        "scratch/x.txt",
+        "--at",
+        &op,
+        "--to",
+        dest.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("never brought here"), "{r}");
+    assert!(!dest.exists(), "nothing written");
+}

@@ -145,12 +145,23 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Outcome> {
 /// Refuses, naming them, files whose content the store no longer holds.
 pub(crate) fn content_is_stored(ws: &Workspace, chosen: &[(&Vec<u8>, &Entry)]) -> Result<()> {
     let mut missing = Vec::new();
+    let mut never = Vec::new();
     for (p, e) in chosen {
         if let (EntryKind::File, Some(id)) = (e.kind, e.file) {
-            if !ws.store.has_file(id)? {
+            if id == cachesync_objects::FileId::NOT_CACHED {
+                never.push(display(p));
+            } else if !ws.store.has_file(id)? {
                 missing.push(display(p));
             }
         }
+    }
+    if !never.is_empty() {
+        return Err(SyncError::Usage(format!(
+            "{} file(s) of that version were remote-only, never brought here, so their \
+             content was never in the store; nothing was written: {}",
+            never.len(),
+            never.join(", ")
+        )));
     }
     if missing.is_empty() {
         return Ok(());
