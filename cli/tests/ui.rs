@@ -76,6 +76,32 @@ fn start_page(env: &Env) -> Page {
     }
 }
 
+/// What a script sends the page: its Host, the token as a bearer, its own Origin.
+struct Api {
+    host: String,
+    origin: String,
+    bearer: String,
+}
+
+impl Api {
+    fn of(page: &Page) -> Api {
+        let host = page.addr.to_string();
+        Api {
+            origin: format!("http://{host}"),
+            bearer: format!("Bearer {}", page.token),
+            host,
+        }
+    }
+
+    fn headers(&self) -> [(&str, &str); 3] {
+        [
+            ("Host", self.host.as_str()),
+            ("Authorization", self.bearer.as_str()),
+            ("Origin", self.origin.as_str()),
+        ]
+    }
+}
+
 /// One HTTP/1.1 request; the status, the headers and the body of the answer.
 fn http(
     addr: SocketAddr,
@@ -258,14 +284,8 @@ fn switches_for_all_and_for_a_server_and_a_binary_conflict_shown_by_its_facts() 
     env.put_remote("bin.dat", "\u{0}theirs, longer");
     assert_eq!(env.run(["sync"]).code, 7);
     let page = start_page(&env);
-    let host = page.addr.to_string();
-    let origin = format!("http://{host}");
-    let bearer = format!("Bearer {}", page.token);
-    let headers = [
-        ("Host", host.as_str()),
-        ("Authorization", bearer.as_str()),
-        ("Origin", origin.as_str()),
-    ];
+    let api = Api::of(&page);
+    let headers = api.headers();
     let ws = env.ws.display().to_string();
 
     let (status, _, body) = http(
@@ -340,14 +360,8 @@ fn names_that_are_not_plain_text_are_acted_on_as_the_commands_print_them() {
     let env = Env::with_remote(&[("back\\slash.txt", "b\n"), ("a & b?.txt", "ab\n")]);
     env.clone_ws();
     let page = start_page(&env);
-    let host = page.addr.to_string();
-    let origin = format!("http://{host}");
-    let bearer = format!("Bearer {}", page.token);
-    let headers = [
-        ("Host", host.as_str()),
-        ("Authorization", bearer.as_str()),
-        ("Origin", origin.as_str()),
-    ];
+    let api = Api::of(&page);
+    let headers = api.headers();
     let ws = env.ws.display().to_string();
     let (status, _, body) = http(page.addr, &format!("GET /api/files?ws={ws}"), &headers, "");
     assert_eq!(status, 200, "{body}");

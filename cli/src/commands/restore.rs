@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::app::CmdResult;
 use crate::output::{bytes, open_workspace, print_json, print_out, OrFail};
 
-/// Write paths as they were after an operation, as local changes (or elsewhere).
+/// Write paths as an operation left them, into the workspace or elsewhere.
 ///
 /// Each PATH (a file, or a directory and everything in it) is written as it was in the state
 /// both sides agreed on after operation OP: into the workspace, where the next `sync` sends
