@@ -310,3 +310,23 @@ fn an_undo_killed_after_it_wrote_the_workspace_is_finished_by_undo_not_sent_half
     assert_eq!(read(env.r("b.txt")), "b, agreed\n");
     env.assert_noop_sync();
 }
+
+#[test]
+fn a_resolve_is_not_undone_but_the_sync_that_sent_it_is() {
+    let env = env();
+    env.put_local("b.txt", "b, mine\n");
+    write_changed(&env.r("b.txt"), b"b, theirs\n");
+    assert_eq!(env.run(["sync"]).code, 7);
+    env.ok(&["resolve", "b.txt", "--take", "client"]);
+    let r = env.run(["undo"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("settled a conflict"), "{r}");
+    assert_eq!(read(env.w("b.txt")), "b, mine\n");
+    // The sync that sends the resolution can be undone: the server's version, on both sides.
+    let op = env.json(0, &["sync", "--json"])["op"].to_string();
+    assert_eq!(read(env.r("b.txt")), "b, mine\n");
+    env.ok(&["undo", &op]);
+    assert_eq!(read(env.r("b.txt")), "b, theirs\n");
+    assert_eq!(read(env.w("b.txt")), "b, theirs\n");
+    env.assert_noop_sync();
+}

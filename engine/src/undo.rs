@@ -95,6 +95,15 @@ fn target(ws: &Workspace, at: Option<u64>) -> Result<OpRecord> {
             op.command.as_str()
         )));
     }
+    if op.command == OpKind::Resolve {
+        return Err(SyncError::Usage(format!(
+            "operation {} settled a conflict in this workspace only (the next sync sends the \
+             resolution): undo the sync that sent it, or settle the path again with \
+             `cachesync resolve`; every version stays in the store (`cachesync log PATH`, \
+             `cachesync restore PATH --at OP`)",
+            op.id
+        )));
+    }
     if op.command == OpKind::Clone || op.base_before.is_none() {
         return Err(SyncError::Usage(format!(
             "operation {} is the first copy: undoing it would empty both sides; not done",
