@@ -135,6 +135,21 @@ pub fn open_workspace(json: bool) -> Result<cachesync_engine::Workspace, Failure
     open_workspace_as(json, cachesync_engine::Workspace::open)
 }
 
+/// The command line's paths as paths of the workspace (relative to the current directory,
+/// as the user typed them).
+pub fn rel_paths(
+    ws: &cachesync_engine::Workspace,
+    paths: &[std::path::PathBuf],
+    json: bool,
+) -> Result<Vec<Vec<u8>>, Failure> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ws.root.clone());
+    paths
+        .iter()
+        .map(|p| ws.rel_path(&cwd, p))
+        .collect::<Result<Vec<_>, _>>()
+        .or_fail(json)
+}
+
 /// As [`open_workspace`], but with the store open to read only when no view runs (see
 /// `Workspace::open_to_look`): for a command that may answer without writing.
 pub fn open_workspace_to_look(json: bool) -> Result<cachesync_engine::Workspace, Failure> {

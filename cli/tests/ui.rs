@@ -309,29 +309,15 @@ fn switches_for_all_and_for_a_server_and_a_binary_conflict_shown_by_its_facts() 
     );
     assert_eq!(status, 404, "{body}");
 
+    let set_mode = |json: &str| http(page.addr, "POST /api/mode", &headers, json);
     // Another server's switch leaves this workspace alone; the switch for all does not.
-    let (status, _, body) = http(
-        page.addr,
-        "POST /api/mode",
-        &headers,
-        r#"{"server": "elsewhere.example", "online": false}"#,
-    );
+    let (status, _, body) = set_mode(r#"{"server": "elsewhere.example", "online": false}"#);
     assert_eq!(status, 200, "{body}");
     assert_eq!(mode(&env), "connected");
-    let (status, _, body) = http(
-        page.addr,
-        "POST /api/mode",
-        &headers,
-        r#"{"all": true, "online": false}"#,
-    );
+    let (status, _, body) = set_mode(r#"{"all": true, "online": false}"#);
     assert_eq!(status, 200, "{body}");
     assert_eq!(mode(&env), "disconnected");
-    let (status, _, body) = http(
-        page.addr,
-        "POST /api/mode",
-        &headers,
-        r#"{"all": true, "online": true}"#,
-    );
+    let (status, _, body) = set_mode(r#"{"all": true, "online": true}"#);
     // Back online, the sync that follows finds the conflict still open: exit 7, said.
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""code":7"#), "{body}");
@@ -346,12 +332,7 @@ fn switches_for_all_and_for_a_server_and_a_binary_conflict_shown_by_its_facts() 
     assert_eq!(status, 409, "{body}");
     assert!(body.contains("first copy"), "{body}");
     // A switch that names nothing, or two things, is refused.
-    let (status, _, body) = http(
-        page.addr,
-        "POST /api/mode",
-        &headers,
-        r#"{"online": false}"#,
-    );
+    let (status, _, body) = set_mode(r#"{"online": false}"#);
     assert_eq!(status, 400, "{body}");
 }
 

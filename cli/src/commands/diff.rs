@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use crate::app::CmdResult;
-use crate::output::{open_workspace, print_out, OrFail};
+use crate::output::{open_workspace, print_out, rel_paths, OrFail};
 
 /// Show local changes as a diff, or two versions of one path.
 ///
@@ -19,13 +19,7 @@ pub struct DiffArgs {
 
 pub fn cmd_diff(args: DiffArgs) -> CmdResult {
     let ws = open_workspace(false)?;
-    let cwd = std::env::current_dir().unwrap_or_else(|_| ws.root.clone());
-    let paths = args
-        .paths
-        .iter()
-        .map(|p| ws.rel_path(&cwd, p))
-        .collect::<Result<Vec<_>, _>>()
-        .or_fail(false)?;
+    let paths = rel_paths(&ws, &args.paths, false)?;
     if args.variant.is_empty() {
         print_out(
             &cachesync_engine::diff::run(&ws, &cachesync_engine::diff::Options { paths })

@@ -1,11 +1,10 @@
 use std::path::PathBuf;
 
 use cachesync_engine::presence;
-use cachesync_engine::Workspace;
 use serde_json::json;
 
 use crate::app::CmdResult;
-use crate::output::{bytes, note, open_workspace, print_json, print_out, OrFail};
+use crate::output::{bytes, note, open_workspace, print_json, print_out, rel_paths, OrFail};
 
 /// Bring remote-only files into the workspace.
 ///
@@ -32,19 +31,6 @@ pub struct DropArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
-}
-
-fn rel_paths(
-    ws: &Workspace,
-    paths: &[PathBuf],
-    json: bool,
-) -> Result<Vec<Vec<u8>>, crate::output::Failure> {
-    let cwd = std::env::current_dir().unwrap_or_else(|_| ws.root.clone());
-    paths
-        .iter()
-        .map(|p| ws.rel_path(&cwd, p))
-        .collect::<Result<Vec<_>, _>>()
-        .or_fail(json)
 }
 
 fn show(verb: &str, r: &presence::Outcome, json: bool) -> i32 {

@@ -4,7 +4,7 @@ use cachesync_engine::restore;
 use serde_json::json;
 
 use crate::app::CmdResult;
-use crate::output::{bytes, open_workspace, print_json, print_out, OrFail};
+use crate::output::{bytes, open_workspace, print_json, print_out, rel_paths, OrFail};
 
 /// Write paths as an operation left them, into the workspace or elsewhere.
 ///
@@ -32,13 +32,8 @@ pub struct RestoreArgs {
 
 pub fn cmd_restore(args: RestoreArgs) -> CmdResult {
     let ws = open_workspace(args.json)?;
+    let paths = rel_paths(&ws, &args.paths, args.json)?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| ws.root.clone());
-    let paths = args
-        .paths
-        .iter()
-        .map(|p| ws.rel_path(&cwd, p))
-        .collect::<Result<Vec<_>, _>>()
-        .or_fail(args.json)?;
     let to = args.to.as_ref().map(|d| cwd.join(d));
     let r = restore::run(
         &ws,

@@ -7,7 +7,9 @@ use cachesync_engine::ErrorCode;
 use serde_json::json;
 
 use crate::app::CmdResult;
-use crate::output::{bytes, exit, note, open_workspace, print_json, print_out, Bars, OrFail};
+use crate::output::{
+    bytes, exit, note, open_workspace, print_json, print_out, rel_paths, Bars, OrFail,
+};
 
 #[derive(clap::Args)]
 struct Common {
@@ -68,12 +70,7 @@ pub fn cmd_sync(a: SyncArgs) -> CmdResult {
 
 fn run(kind: OpKind, direction: Direction, paths: Vec<PathBuf>, c: Common) -> CmdResult {
     let mut ws = open_workspace(c.json)?;
-    let cwd = std::env::current_dir().unwrap_or_else(|_| ws.root.clone());
-    let paths = paths
-        .iter()
-        .map(|p| ws.rel_path(&cwd, p))
-        .collect::<Result<Vec<_>, _>>()
-        .or_fail(c.json)?;
+    let paths = rel_paths(&ws, &paths, c.json)?;
     let opts = sync::Options {
         command: kind,
         direction,
