@@ -241,11 +241,6 @@ fn over_sshfs_undo_puts_both_sides_back_and_an_edit_there_since_is_kept() {
 
     let undo = run(&["undo", &op, "--json"]);
     assert!(undo.status.success(), "{undo:?}");
-    eprintln!(
-        "SYNC {}\nUNDO {}",
-        String::from_utf8_lossy(&sync.stdout),
-        String::from_utf8_lossy(&undo.stdout)
-    );
     let (local, remote) = (common::tree(&ws), common::tree(&served));
     assert_eq!(local, agreed.0, "{}", common::diff(&agreed.0, &local));
     assert_eq!(remote, agreed.1, "{}", common::diff(&agreed.1, &remote));
