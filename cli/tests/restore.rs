@@ -212,6 +212,39 @@ fn restore_refuses_what_it_cannot_do_without_losing_anything() {
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("inside the workspace"), "{r}");
 
+    // By time: a time after every operation gives the last one's version, one before any
+    // is refused, and something that is no time is told apart.
+    let later = env.root().join("later");
+    env.ok(&[
+        "restore",
+        "a.txt",
+        "--at",
+        "2200-01-01",
+        "--to",
+        later.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(read(later.join("a.txt")), "two\n");
+    let r = env.run([
+        "restore",
+        "a.txt",
+        "--at",
+        "2000-01-01 00:00:00",
+        "--to",
+        "/tmp/x",
+    ]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(
+        r.stderr.contains("no operation that changed anything"),
+        "{r}"
+    );
+    let r = env.run(["restore", "a.txt", "--at", "yesterday"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(
+        r.stderr
+            .contains("neither an operation's number nor a time"),
+        "{r}"
+    );
+
     // No such operation; a path that was not there; an operation that changed nothing.
     let r = env.run(["restore", "a.txt", "--at", "999"]);
     assert_eq!(r.code, 2, "{r}");

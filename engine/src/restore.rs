@@ -37,6 +37,25 @@ pub struct Outcome {
     pub left: Vec<String>,
 }
 
+/// The last operation that changed what both sides agree on and had finished by `time_ns`
+/// (ns since the epoch): what `restore --at DATE` restores from.
+///
+/// # Errors
+/// [`SyncError::Usage`] when none had; store errors.
+pub fn op_at(ws: &Workspace, time_ns: i64) -> Result<u64> {
+    crate::journal::all(&ws.store)?
+        .into_iter()
+        .filter(|op| op.base_after.is_some() && op.finished_ns.unwrap_or(op.started_ns) <= time_ns)
+        .map(|op| op.id)
+        .next_back()
+        .ok_or_else(|| {
+            SyncError::Usage(
+                "no operation that changed anything had finished by then (`cachesync log` lists them)"
+                    .into(),
+            )
+        })
+}
+
 /// The base snapshot operation `at` left, as a flat tree.
 ///
 /// # Errors

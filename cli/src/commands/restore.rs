@@ -19,9 +19,11 @@ pub struct RestoreArgs {
     /// Files or directories (relative to the current directory).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// The operation, by its number in `cachesync log`.
-    #[arg(long, value_name = "OP")]
-    at: u64,
+    /// The operation, by its number in `cachesync log`; or a time, and the paths are as the
+    /// last operation finished by then left them: `YYYY-MM-DD HH:MM:SS` (UTC, as `log`
+    /// prints it), `YYYY-MM-DD` (the end of that day, UTC) or RFC 3339 (`2026-12-05T12:00:00+01:00`).
+    #[arg(long, value_name = "OP|DATE", value_parser = parse_at)]
+    at: At,
     /// Write under this directory instead of into the workspace.
     #[arg(long, value_name = "DEST")]
     to: Option<PathBuf>,
@@ -30,23 +32,62 @@ pub struct RestoreArgs {
     json: bool,
 }
 
+/// What `--at` names.
+#[derive(Clone, Copy, Debug)]
+pub enum At {
+    /// An operation's number.
+    Op(u64),
+    /// A time, ns since the epoch.
+    Time(i64),
+}
+
+fn parse_at(s: &str) -> Result<At, String> {
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::format_description;
+    if let Ok(op) = s.parse::<u64>() {
+        return Ok(At::Op(op));
+    }
+    let at = time::OffsetDateTime::parse(s, &Rfc3339)
+        .or_else(|_| {
+            time::PrimitiveDateTime::parse(
+                s,
+                format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+            )
+            .map(time::PrimitiveDateTime::assume_utc)
+        })
+        .or_else(|_| {
+            time::Date::parse(s, format_description!("[year]-[month]-[day]"))
+                .map(|d| d.with_hms(23, 59, 59).map_or(d.midnight(), |t| t).assume_utc())
+        })
+        .map_err(|_| {
+            format!("{s:?} is neither an operation's number nor a time (YYYY-MM-DD HH:MM:SS in UTC, YYYY-MM-DD, or RFC 3339)")
+        })?;
+    i64::try_from(at.unix_timestamp_nanos())
+        .map(At::Time)
+        .map_err(|_| format!("{s:?} is out of range"))
+}
+
 pub fn cmd_restore(args: RestoreArgs) -> CmdResult {
     let ws = open_workspace(args.json)?;
     let paths = rel_paths(&ws, &args.paths, args.json)?;
+    let at = match args.at {
+        At::Op(op) => op,
+        At::Time(ns) => restore::op_at(&ws, ns).or_fail(args.json)?,
+    };
     let cwd = std::env::current_dir().unwrap_or_else(|_| ws.root.clone());
     let to = args.to.as_ref().map(|d| cwd.join(d));
     let r = restore::run(
         &ws,
         &restore::Options {
             paths,
-            at: args.at,
+            at,
             to: to.clone(),
         },
     )
     .or_fail(args.json)?;
     if args.json {
         print_json(&json!({
-            "at": args.at,
+            "at": at,
             "to": to.as_ref().map(|d| d.display().to_string()),
             "written": r.written,
             "left": r.left,
@@ -67,7 +108,7 @@ pub fn cmd_restore(args: RestoreArgs) -> CmdResult {
         "{} path(s), {} as after operation {}{}\n",
         r.written.len(),
         bytes(r.bytes),
-        args.at,
+        at,
         match &to {
             Some(d) => format!(", under {}", d.display()),
             None => "; `cachesync sync` sends them".to_string(),
