@@ -422,6 +422,16 @@ fn start_driver(dir: &Path) -> Driver {
     driver
 }
 
+/// chromedriver, a runtime to drive it from, and a browser profile of the test's own.
+fn browser_setup(env: &Env) -> (Driver, tokio::runtime::Runtime, std::path::PathBuf) {
+    let driver = start_driver(env.root());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    (driver, rt, env.root().join("chromium-profile"))
+}
+
 async fn browser(driver: &Driver, profile: &Path) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
@@ -622,12 +632,7 @@ async fn working_set(c: &Client, env: &Env, card: &str) {
 fn in_a_browser_a_conflict_is_settled_and_the_workspace_switched_offline() {
     let env = env_with_a_conflict();
     let page = start_page(&env);
-    let driver = start_driver(env.root());
-    let profile = env.root().join("chromium-profile");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let (driver, rt, profile) = browser_setup(&env);
     rt.block_on(async {
         let c = browser(&driver, &profile).await;
         settle_and_switch(&c, &env, &page).await;
@@ -647,12 +652,7 @@ fn in_a_browser_an_operation_is_undone_from_the_history() {
     let op = env.json(0, &["sync", "--json"])["op"].to_string();
     assert_eq!(read(env.w("x.txt")), "x, overwritten there\n");
     let page = start_page(&env);
-    let driver = start_driver(env.root());
-    let profile = env.root().join("chromium-profile");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let (driver, rt, profile) = browser_setup(&env);
     rt.block_on(async {
         let c = browser(&driver, &profile).await;
         c.goto(&page.url).await.expect("open the page");
