@@ -19,16 +19,8 @@ fn setup(mode: &str) -> (Env, Vec<u8>) {
     fs::write(env.r("big.img"), &base).expect("write");
     age(&env.r("big.img"));
     env.clone_ws();
-    set_config(&env, "patch_big_files", serde_json::json!(mode));
+    env.set_config(|c| c["patch_big_files"] = serde_json::json!(mode));
     (env, base)
-}
-
-fn set_config(env: &Env, key: &str, value: serde_json::Value) {
-    let path = env.w(".cachesync/config.json");
-    let mut c: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&path).expect("config")).expect("json");
-    c[key] = value;
-    fs::write(&path, c.to_string()).expect("write config");
 }
 
 /// `base` with one byte changed at each of `offsets`.
@@ -125,8 +117,8 @@ fn whole_writes_when_patching_is_off_or_the_base_is_not_verified() {
 
     // Patching asks for the remote's content to have been read back before the write:
     // without it, a server edit that kept size and mtime would be mixed into the patch.
-    set_config(&env, "patch_big_files", serde_json::json!("in-place"));
-    set_config(&env, "verify_before_overwrite", serde_json::json!(false));
+    env.set_config(|c| c["patch_big_files"] = serde_json::json!("in-place"));
+    env.set_config(|c| c["verify_before_overwrite"] = serde_json::json!(false));
     env.put_local("big.img", edited(&base, &[9]));
     let r = env.json(0, &["push", "--json"]);
     assert_eq!(r["patched"].as_array().map(Vec::len), Some(0), "{r}");
@@ -137,7 +129,7 @@ fn whole_writes_when_patching_is_off_or_the_base_is_not_verified() {
 #[test]
 fn a_bad_setting_is_refused_with_the_values_it_takes() {
     let (env, _) = setup("auto");
-    set_config(&env, "patch_big_files", serde_json::json!("sometimes"));
+    env.set_config(|c| c["patch_big_files"] = serde_json::json!("sometimes"));
     let r = env.run(["status"]);
     assert_ne!(r.code, 0, "{r}");
     assert!(

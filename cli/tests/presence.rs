@@ -134,14 +134,6 @@ fn a_remote_only_file_deleted_on_the_server_or_recreated_here() {
     env.assert_noop_sync();
 }
 
-fn set_config(env: &Env, f: impl FnOnce(&mut serde_json::Value)) {
-    let path = env.w(".cachesync/config.json");
-    let mut c: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("config")).expect("json");
-    f(&mut c);
-    std::fs::write(&path, c.to_string()).expect("write config");
-}
-
 #[test]
 fn pinned_files_come_back_and_are_never_dropped() {
     let env = cloned();
@@ -170,7 +162,7 @@ fn clone_pin_and_never_cache_directories() {
     )
     .expect("json");
     assert_eq!(c["pins"], serde_json::json!(["keep"]));
-    set_config(&env, |c| c["never_cache"] = serde_json::json!(["scratch"]));
+    env.set_config(|c| c["never_cache"] = serde_json::json!(["scratch"]));
     write_changed(&env.r("scratch/new.bin"), b"a big scratch file\n");
     write_changed(&env.r("keep/b.txt"), b"b\n");
     env.ok(&["sync"]);
@@ -199,7 +191,7 @@ fn cull_drops_the_least_wanted_clean_files_first() {
     }
     env.clone_ws();
     env.ok(&["pin", "p.bin"]);
-    set_config(&env, |c| {
+    env.set_config(|c| {
         c["hoard"] = serde_json::json!(["keep/** 100", "*.iso 0"]);
         c["budget_bytes"] = serde_json::json!(9u64 << 20);
     });
@@ -254,9 +246,7 @@ fn prefetch_fetches_the_working_set_within_the_budget() {
     // remote-only (the budget working: exit 0).
     let r = env.clone_with(&["--budget", "9M", "--pin", "p.bin"]);
     assert_eq!(r.code, 0, "{r}");
-    set_config(&env, |c| {
-        c["hoard"] = serde_json::json!(["hi/** 100", "*.iso 1"])
-    });
+    env.set_config(|c| c["hoard"] = serde_json::json!(["hi/** 100", "*.iso 1"]));
     let r = env.json(0, &["prefetch", "--json"]);
     for wanted in ["p.bin", "hi/a.bin", "hi/b.bin"] {
         assert!(
@@ -310,7 +300,7 @@ fn status_shows_the_budget_and_how_ready_the_workspace_is() {
         write_changed(&env.r(name), &noise(i as u64 + 30, 200_000));
     }
     env.clone_ws();
-    set_config(&env, |c| {
+    env.set_config(|c| {
         c["hoard"] = serde_json::json!(["*.iso 0"]);
         c["always_cache"] = serde_json::json!(["keep"]);
         c["budget_bytes"] = serde_json::json!(64u64 << 20);

@@ -138,12 +138,10 @@ fn gc_keeps_the_recent_operations_versions_and_lets_older_ones_go() {
     // third, the clone's snapshot goes, and with it that version.
     env.put_remote("a.txt", "three\n");
     env.ok(&["sync"]);
-    let path = env.w(".cachesync/config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&read(&path)).expect("the config is JSON");
-    config["keep_operations"] = 1.into();
-    config["keep_operations_days"] = 0.into();
-    std::fs::write(&path, config.to_string()).expect("write the config");
+    env.set_config(|c| {
+        c["keep_operations"] = 1.into();
+        c["keep_operations_days"] = 0.into();
+    });
     env.ok(&["gc"]);
     let r = env.run([
         "restore",
@@ -283,11 +281,7 @@ fn under_a_budget_the_history_goes_before_any_file_is_culled() {
     let used = env.json(0, &["status", "--json"])["cache"]["used"]
         .as_u64()
         .expect("the cache's use");
-    let path = env.w(".cachesync/config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&read(&path)).expect("the config is JSON");
-    config["budget_bytes"] = (used * 100 / 95).into();
-    std::fs::write(&path, config.to_string()).expect("write the config");
+    env.set_config(|c| c["budget_bytes"] = (used * 100 / 95).into());
 
     let cull = env.json(0, &["cull", "--json"]);
     assert_eq!(cull["report"]["dropped"], serde_json::json!([]), "{cull}");

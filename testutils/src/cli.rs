@@ -212,6 +212,15 @@ impl Env {
         assert_eq!(steps(&again).len(), 0, "{again}");
     }
 
+    /// Changes the workspace's `config.json` with `f`.
+    pub fn set_config(&self, f: impl FnOnce(&mut serde_json::Value)) {
+        let path = self.w(".cachesync/config.json");
+        let mut c: serde_json::Value =
+            serde_json::from_str(&read(&path)).expect("the config is JSON");
+        f(&mut c);
+        std::fs::write(&path, c.to_string()).expect("write the config");
+    }
+
     /// The remote path of `rel`.
     pub fn r(&self, rel: impl AsRef<Path>) -> PathBuf {
         self.remote.join(rel)
