@@ -419,17 +419,30 @@ fn cloned() -> Env {
     env
 }
 
+/// A conflict on `a.txt` (op 2) settled by taking the server's version (op 3).
+fn resolved() -> Env {
+    let env = cloned();
+    env.put_local("a.txt", "alpha, mine\n");
+    env.put_remote("a.txt", "alpha, theirs\n");
+    assert_eq!(env.run(["sync"]).code, 7);
+    env.ok(&["resolve", "a.txt", "--take", "server"]);
+    env
+}
+
+/// Files and a directory dropped (op 2).
+fn dropped() -> Env {
+    let env = cloned();
+    env.ok(&["drop", "a.txt", "docs", "big.bin"]);
+    env
+}
+
 fn over_budget() -> Env {
     let env = remote_with_files();
     for i in 0..4 {
         fs::write(env.r(format!("n{i}.bin")), noise(20 + i, 1_000_000)).expect("write");
     }
     env.clone_ws();
-    let path = env.w(".cachesync/config.json");
-    let mut c: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&path).expect("config")).expect("json");
-    c["budget_bytes"] = serde_json::json!(4_500_000u64);
-    fs::write(&path, c.to_string()).expect("write config");
+    env.set_config(|c| c["budget_bytes"] = serde_json::json!(4_500_000u64));
     env
 }
 
@@ -663,6 +676,32 @@ fn an_undo_killed_anywhere_loses_nothing() {
     crash_everywhere(&Scenario {
         name: "undo",
         setup: synced_both_ways,
+        command: &["undo", "2"],
+        again: Again::Same,
+        codes: &[0],
+        exact_local: true,
+        patched_in_place: false,
+    });
+}
+
+#[test]
+fn an_undo_of_a_resolve_killed_anywhere_loses_nothing() {
+    crash_everywhere(&Scenario {
+        name: "undo of a resolve",
+        setup: resolved,
+        command: &["undo", "3"],
+        again: Again::Same,
+        codes: &[0],
+        exact_local: true,
+        patched_in_place: false,
+    });
+}
+
+#[test]
+fn an_undo_of_a_drop_killed_anywhere_loses_nothing() {
+    crash_everywhere(&Scenario {
+        name: "undo of a drop",
+        setup: dropped,
         command: &["undo", "2"],
         again: Again::Same,
         codes: &[0],

@@ -306,22 +306,143 @@ fn an_undo_killed_after_it_wrote_the_workspace_is_finished_by_undo_not_sent_half
     env.assert_noop_sync();
 }
 
-#[test]
-fn a_resolve_is_not_undone_but_the_sync_that_sent_it_is() {
-    let env = env();
+/// The conflict of `b.txt`: edited here and on the share.
+fn b_in_conflict(env: &Env) {
     env.put_local("b.txt", "b, mine\n");
     write_changed(&env.r("b.txt"), b"b, theirs\n");
     assert_eq!(env.run(["sync"]).code, 7);
-    env.ok(&["resolve", "b.txt", "--take", "client"]);
-    let r = env.run(["undo"]);
-    assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("settled a conflict"), "{r}");
-    assert_eq!(read(env.w("b.txt")), "b, mine\n");
-    // The sync that sends the resolution can be undone: the server's version, on both sides.
-    let op = env.json(0, &["sync", "--json"])["op"].to_string();
-    assert_eq!(read(env.r("b.txt")), "b, mine\n");
-    env.ok(&["undo", &op]);
-    assert_eq!(read(env.r("b.txt")), "b, theirs\n");
+}
+
+/// The open conflicts, by path.
+fn open_conflicts(env: &Env) -> Vec<String> {
+    let list = env.json(0, &["conflicts", "--json"]);
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .filter(|c| c["state"] == "open")
+        .filter_map(|c| c["path"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn undo_of_a_resolve_opens_the_conflict_again_and_undo_of_that_settles_it_again() {
+    let env = env();
+    b_in_conflict(&env);
+    env.ok(&["resolve", "b.txt", "--take", "server"]);
     assert_eq!(read(env.w("b.txt")), "b, theirs\n");
+    assert!(open_conflicts(&env).is_empty());
+
+    let r = env.json(0, &["undo", "--json"]);
+    assert_eq!(r["command"], "resolve", "{r}");
+    assert_eq!(r["paths"][0]["action"], "reopen", "{r}");
+    assert_eq!(read(env.w("b.txt")), "b, mine\n", "yours is back here");
+    assert_eq!(open_conflicts(&env), ["b.txt"]);
+    let server = env.ok(&["show", "b.txt", "--variant", "server"]);
+    assert_eq!(server.stdout, b"b, theirs\n");
+    // Open again, the next sync sends nothing of it and says so.
+    assert_eq!(env.run(["sync"]).code, 7);
+    assert_eq!(read(env.r("b.txt")), "b, theirs\n");
+    assert_eq!(read(env.w("b.txt")), "b, mine\n");
+
+    // Undo of the undo settles it again, as the resolve did.
+    let r = env.json(0, &["undo", "--json"]);
+    assert_eq!(r["paths"][0]["action"], "settle", "{r}");
+    assert_eq!(read(env.w("b.txt")), "b, theirs\n");
+    assert!(open_conflicts(&env).is_empty());
     env.assert_noop_sync();
+    assert_eq!(read(env.r("b.txt")), "b, theirs\n");
+}
+
+#[test]
+fn a_resolve_a_sync_sent_is_undone_once_that_sync_is() {
+    let env = env();
+    b_in_conflict(&env);
+    env.put_local("b.txt", "b, mine and merged by hand\n");
+    env.ok(&["resolve", "b.txt", "--mark"]);
+    let resolve = env
+        .json(0, &["log", "--json", "--no-plan"])
+        .as_array()
+        .and_then(|ops| ops.last().map(|op| op["id"].to_string()))
+        .expect("the resolve's number");
+    let sync = env.json(0, &["sync", "--json"])["op"].to_string();
+    assert_eq!(read(env.r("b.txt")), "b, mine and merged by hand\n");
+
+    let r = env.json(7, &["undo", &resolve, "--json"]);
+    assert!(left_paths(&r).contains(&"b.txt".to_string()), "{r}");
+    let why = r["paths"][0]["reason"].as_str().unwrap_or_default();
+    assert!(why.contains("undo that sync first"), "{r}");
+    assert_eq!(read(env.w("b.txt")), "b, mine and merged by hand\n");
+
+    // The sync undone, both sides hold the server's version; then the resolve is undone.
+    env.ok(&["undo", &sync]);
+    assert_eq!(read(env.r("b.txt")), "b, theirs\n");
+    env.ok(&["undo", &resolve]);
+    assert_eq!(open_conflicts(&env), ["b.txt"]);
+    assert_eq!(
+        read(env.w("b.txt")),
+        "b, mine and merged by hand\n",
+        "what was here before the resolve (its edited file) is back"
+    );
+    assert_eq!(env.run(["sync"]).code, 7);
+    assert_eq!(read(env.r("b.txt")), "b, theirs\n");
+}
+
+#[test]
+fn undo_of_a_resolve_never_writes_over_an_edit_made_since() {
+    let env = env();
+    b_in_conflict(&env);
+    env.ok(&["resolve", "b.txt", "--take", "server"]);
+    env.put_local("b.txt", "b, edited after the resolve\n");
+    let r = env.json(7, &["undo", "--json"]);
+    assert_eq!(left_paths(&r), ["b.txt"], "{r}");
+    assert_eq!(read(env.w("b.txt")), "b, edited after the resolve\n");
+    assert!(open_conflicts(&env).is_empty());
+}
+
+/// Whether the workspace's `path` is remote-only, as `ls` says.
+fn remote_only(env: &Env, path: &str) -> bool {
+    let dir = path.rsplit_once('/').map_or(".", |(d, _)| d);
+    let ls = env.json(0, &["ls", dir, "--json"]);
+    ls.as_array()
+        .expect("entries")
+        .iter()
+        .any(|e| e["path"] == path && e["state"] == "remote-only")
+}
+
+#[test]
+fn undo_of_drop_get_and_cull_puts_back_which_files_are_here() {
+    let env = env();
+    env.ok(&["drop", "a.txt", "docs"]);
+    assert!(remote_only(&env, "a.txt") && remote_only(&env, "docs/deep/two.md"));
+    let r = env.json(0, &["undo", "--json"]);
+    assert_eq!(r["command"], "drop", "{r}");
+    assert_eq!(read(env.w("a.txt")), "a, agreed\n");
+    assert_eq!(read(env.w("docs/deep/two.md")), "two\n");
+    // Undo of the undo drops them again; the share never changes.
+    env.ok(&["undo"]);
+    assert!(remote_only(&env, "a.txt") && remote_only(&env, "docs/one.md"));
+    assert_eq!(read(env.r("a.txt")), "a, agreed\n");
+    env.assert_noop_sync();
+
+    // A file brought here and edited since is not dropped by the undo of the get.
+    env.ok(&["get", "a.txt", "docs"]);
+    env.put_local("a.txt", "a, edited after the get\n");
+    let r = env.json(7, &["undo", "--json"]);
+    assert_eq!(r["command"], "get", "{r}");
+    assert_eq!(left_paths(&r), ["a.txt"], "{r}");
+    assert_eq!(read(env.w("a.txt")), "a, edited after the get\n");
+    assert!(remote_only(&env, "docs/one.md"), "the rest is dropped: {r}");
+
+    // Culled files come back (from the share: the cull let their content go).
+    env.ok(&["sync"]);
+    env.set_config(|c| c["budget_bytes"] = 1.into());
+    let cull = env.json(0, &["cull", "--json"]);
+    assert!(remote_only(&env, "k1.txt"), "{cull}");
+    let r = env.json(0, &["undo", "--json"]);
+    assert_eq!(r["command"], "cull", "{r}");
+    for p in ["k1.txt", "k5.txt", "b.txt"] {
+        assert!(!remote_only(&env, p), "{p}: {r}");
+    }
+    assert_eq!(read(env.w("k1.txt")), "k\n");
+    assert_eq!(env.json(0, &["fsck", "--json"])["clean"], true);
 }

@@ -153,7 +153,8 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Outcome> {
         return Ok(report);
     }
     if !chosen.is_empty() {
-        crate::presence::drop_as(ws, &chosen, false)?;
+        let record = crate::presence::Record::of(crate::journal::OpKind::Cull);
+        crate::presence::drop_with(ws, &chosen, &|_| false, Some(record))?;
     }
     // Even with nothing left to drop: a cull killed after its drops left their content
     // in the store, and only a collection gives that space back.

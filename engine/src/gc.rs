@@ -58,6 +58,9 @@ pub fn collect(ws: &Workspace, keep_history: bool) -> Result<Outcome> {
                 .filter_map(|h| cachesync_objects::FileId::from_hex(h)),
         );
     }
+    if keep_history {
+        keep.extend(history_files(ws)?);
+    }
     let collectable = crate::cull::collectable(ws)?;
     Ok(Outcome {
         store: ws.store.gc_keeping(
@@ -80,21 +83,47 @@ pub fn collect(ws: &Workspace, keep_history: bool) -> Result<Outcome> {
 /// # Errors
 /// Store errors.
 pub fn history(ws: &Workspace) -> Result<Vec<cachesync_objects::SnapshotId>> {
+    Ok(kept_operations(ws)?
+        .iter()
+        .flat_map(|op| [op.base_before.as_deref(), op.base_after.as_deref()])
+        .flatten()
+        .filter_map(cachesync_objects::SnapshotId::from_hex)
+        .collect())
+}
+
+/// The operations whose snapshots [`history`] keeps.
+fn kept_operations(ws: &Workspace) -> Result<Vec<crate::journal::OpRecord>> {
     let since =
         crate::now_ns() - i64::from(ws.config.keep_operations_days) * 86_400 * 1_000_000_000;
-    let moved: Vec<crate::journal::OpRecord> = crate::journal::all(&ws.store)?
+    let mut moved: Vec<crate::journal::OpRecord> = crate::journal::all(&ws.store)?
         .into_iter()
         .filter(|op| op.base_after.is_some())
         .collect();
     let last = moved
         .len()
         .saturating_sub(ws.config.keep_operations as usize);
-    Ok(moved
-        .iter()
-        .enumerate()
-        .filter(|(i, op)| *i >= last || op.started_ns >= since)
-        .flat_map(|(_, op)| [op.base_before.as_deref(), op.base_after.as_deref()])
-        .flatten()
-        .filter_map(cachesync_objects::SnapshotId::from_hex)
-        .collect())
+    let mut i = 0;
+    moved.retain(|op| {
+        i += 1;
+        i > last || op.started_ns >= since
+    });
+    Ok(moved)
+}
+
+/// The content that undoing the kept operations which settled a conflict writes back (what
+/// the workspace held before the resolution, and the resolution): no snapshot names it.
+///
+/// # Errors
+/// Store errors; a plan that does not decode.
+pub fn history_files(ws: &Workspace) -> Result<Vec<cachesync_objects::FileId>> {
+    let mut out = Vec::new();
+    for op in kept_operations(ws)? {
+        if op.local_paths.is_some() {
+            let op = crate::journal::with_plan(&ws.store, op)?;
+            for step in crate::undo::local::steps_of(&op)? {
+                out.extend(step.files());
+            }
+        }
+    }
+    Ok(out)
 }

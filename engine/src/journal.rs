@@ -53,6 +53,12 @@ pub enum OpKind {
     Disconnect,
     /// An operation taken back on both sides (`undo`).
     Undo,
+    /// Remote-only files brought here (`get`).
+    Get,
+    /// Files made remote-only by hand (`drop`).
+    Drop,
+    /// Files made remote-only to keep the cache under its budget (`cull`, or a sync's).
+    Cull,
 }
 
 impl OpKind {
@@ -69,6 +75,9 @@ impl OpKind {
             OpKind::Connect => "connect",
             OpKind::Disconnect => "disconnect",
             OpKind::Undo => "undo",
+            OpKind::Get => "get",
+            OpKind::Drop => "drop",
+            OpKind::Cull => "cull",
         }
     }
 }
@@ -136,6 +145,44 @@ pub struct OpRecord {
     /// after it (`restore --at`, `log PATH`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_after: Option<String>,
+    /// How many paths it changed in this workspace alone (which files are here, a conflict
+    /// settled or reopened), each a `get`, `drop` or `settle` step of its plan: what `undo`
+    /// takes back (see [`crate::undo::local`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_paths: Option<u64>,
+}
+
+impl OpRecord {
+    /// A new operation `command` that starts and ends now (nothing planned, nothing
+    /// moved): its number is the journal's next.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn instant(store: &Store, command: OpKind, summary: String) -> Result<OpRecord> {
+        let now = crate::now_ns();
+        Ok(OpRecord {
+            id: next_id(store)?,
+            command,
+            started_ns: now,
+            finished_ns: Some(now),
+            state: OpState::Done,
+            summary,
+            plan: Vec::new(),
+            temporaries: Vec::new(),
+            temporaries_named: None,
+            steps_done: 0,
+            error: None,
+            base_before: None,
+            base_after: None,
+            local_paths: None,
+        })
+    }
+
+    /// Whether `undo` has something to take back: it moved the agreed state, or it changed
+    /// this workspace's files or conflicts on its own.
+    pub fn changed_anything(&self) -> bool {
+        self.base_after.is_some() || self.local_paths.is_some()
+    }
 }
 
 /// A temporary file a step may create.
@@ -210,6 +257,8 @@ struct Header<'a> {
     base_before: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     base_after: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local_paths: Option<u64>,
 }
 
 /// What `pl/` holds.
@@ -373,6 +422,7 @@ pub fn put(batch: &mut Batch, op: &OpRecord) {
         error: op.error.as_deref(),
         base_before: op.base_before.as_deref(),
         base_after: op.base_after.as_deref(),
+        local_paths: op.local_paths,
     };
     batch.put(
         keys::CF_JOURNAL,
@@ -481,6 +531,7 @@ mod tests {
             error: None,
             base_before: None,
             base_after: None,
+            local_paths: None,
         }
     }
 

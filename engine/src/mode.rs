@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SyncError};
 use crate::events::{self, Event, EventKind};
-use crate::journal::{self, OpRecord, OpState};
+use crate::journal::{self, OpRecord};
 use crate::state_keys;
 use crate::workspace::Workspace;
 
@@ -102,25 +102,15 @@ impl Workspace {
             state_keys::MODE,
             &serde_json::to_vec(state).expect("mode serializes"),
         );
-        let now = crate::now_ns();
-        let op = OpRecord {
-            id: journal::next_id(&self.store)?,
+        let op = OpRecord::instant(
+            &self.store,
             command,
-            started_ns: now,
-            finished_ns: Some(now),
-            state: OpState::Done,
-            summary: match &state.reason {
+            match &state.reason {
                 Some(r) => format!("{}: {r}", state.mode),
                 None => state.mode.as_str().to_string(),
             },
-            plan: Vec::new(),
-            temporaries: Vec::new(),
-            temporaries_named: None,
-            steps_done: 0,
-            error: None,
-            base_before: None,
-            base_after: None,
-        };
+        )?;
+        let now = op.started_ns;
         journal::put(&mut batch, &op);
         self.store.commit(batch)?;
         events::emit(

@@ -85,6 +85,12 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// [`hex`] of a path that is not UTF-8 (its displayable name loses bytes), `None` for one
+/// that is: the `path_hex` that records and JSON output carry beside `path`.
+pub fn hex_unless_utf8(path: &[u8]) -> Option<String> {
+    std::str::from_utf8(path).is_err().then(|| hex(path))
+}
+
 /// The bytes [`hex`] wrote, or `None` when `hex` is not an even run of hex digits (a damaged
 /// record: never read as some other path).
 pub fn unhex(hex: &str) -> Option<Vec<u8>> {
@@ -168,7 +174,7 @@ mod tests {
             ],
             0..24,
         )) {
-            let path_hex = std::str::from_utf8(&path).is_err().then(|| hex(&path));
+            let path_hex = hex_unless_utf8(&path);
             proptest::prop_assert_eq!(path_bytes(&display(&path), path_hex.as_deref()), Some(path));
         }
     }

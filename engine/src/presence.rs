@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use cachesync_objects::{keys, Batch, FileId, Store};
 
 use crate::error::Result;
+use crate::undo::local::LocalStep;
 use crate::workspace::Workspace;
 
 const REMOTE_ONLY: crate::path_set::PathSet =
@@ -190,12 +191,8 @@ pub struct Outcome {
     pub bytes_read: u64,
 }
 
-fn selected(paths: &[Vec<u8>], p: &[u8]) -> bool {
-    paths.is_empty() || paths.iter().any(|s| crate::paths::is_within(p, s))
-}
-
-/// [`selected`] for many paths: `p` or one of its directories is in `set` (time in the depth
-/// of `p`, not in the number of paths).
+/// Whether `p` is one of the paths asked for (all when none is): `p` or one of its
+/// directories is in `set` (time in the depth of `p`, not in the number of paths).
 fn selected_in(set: &HashSet<Vec<u8>>, p: &[u8]) -> bool {
     if set.is_empty() || set.contains(p) || set.contains(&Vec::new()) {
         return true;
@@ -217,7 +214,36 @@ fn selected_in(set: &HashSet<Vec<u8>>, p: &[u8]) -> bool {
 /// [`crate::SyncError::NotCached`] (EDISCONDATA) when content is neither cached nor
 /// reachable; store and I/O errors.
 pub fn get(ws: &Workspace, paths: &[Vec<u8>]) -> Result<Outcome> {
-    get_observed(ws, paths, None)
+    get_with(ws, paths, None, None)
+}
+
+/// [`get`], journalled as `record` says when it brings anything here (`undo` takes it back:
+/// see [`crate::undo::local`]).
+///
+/// # Errors
+/// As [`get`].
+pub fn get_recorded(ws: &Workspace, paths: &[Vec<u8>], record: Record) -> Result<Outcome> {
+    get_with(ws, paths, None, Some(record))
+}
+
+/// How a change of which files are here is journalled: the operation's kind and the
+/// beginning of its summary.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The operation's kind (`get`, `drop`, `cull`, `undo`).
+    pub kind: crate::journal::OpKind,
+    /// What the summary starts with (the count of paths follows).
+    pub summary: String,
+}
+
+impl Record {
+    /// A record of `kind` whose summary is its name.
+    pub fn of(kind: crate::journal::OpKind) -> Record {
+        Record {
+            kind,
+            summary: kind.as_str().to_string(),
+        }
+    }
 }
 
 /// [`get`], showing the bytes read from the remote to `observer` as they come (see
@@ -228,14 +254,27 @@ pub fn get(ws: &Workspace, paths: &[Vec<u8>]) -> Result<Outcome> {
 pub fn get_observed(
     ws: &Workspace,
     paths: &[Vec<u8>],
-    mut observer: Option<crate::scan::Observer<'_, '_>>,
+    observer: Option<crate::scan::Observer<'_, '_>>,
 ) -> Result<Outcome> {
+    get_with(ws, paths, observer, None)
+}
+
+fn get_with(
+    ws: &Workspace,
+    paths: &[Vec<u8>],
+    mut observer: Option<crate::scan::Observer<'_, '_>>,
+    record: Option<Record>,
+) -> Result<Outcome> {
+    let by_hand = match record {
+        Some(_) => load_by_hand(&ws.store)?,
+        None => HashSet::new(),
+    };
     let mut base = ws.store.read_ref_flat(keys::REF_BASE)?;
     let mut report = Outcome::default();
     let mut batch = Batch::new();
     let mut base_changed = false;
     let mut remote: Option<crate::timed::TimedRemote> = None;
-    for p in get_targets(ws, paths)? {
+    for (i, p) in get_targets(ws, paths)?.into_iter().enumerate() {
         let Some(e) = base.get(&p).cloned() else {
             clear(&mut batch, &p);
             continue;
@@ -265,6 +304,7 @@ pub fn get_observed(
         if !write_got(ws, &p, id, &e, &mut report)? {
             continue;
         }
+        crate::failpoint::hit_n("get-written", i);
         let md = std::fs::symlink_metadata(&abs)
             .map_err(|err| crate::error::SyncError::io(&abs, err))?;
         crate::index::put(&mut batch, &p, &crate::scan::index_entry_of(&md, id));
@@ -273,6 +313,14 @@ pub fn get_observed(
     }
     if base_changed {
         record_learned_content(ws, &base, &mut batch)?;
+    }
+    if let Some(r) = record.filter(|_| !report.done.is_empty()) {
+        let steps = report.done.iter().map(|p| LocalStep::Get {
+            path: crate::paths::display(p),
+            path_hex: crate::paths::hex_unless_utf8(p),
+            by_hand: by_hand.contains(p),
+        });
+        crate::undo::local::journal(ws, &mut batch, &r, steps.collect())?;
     }
     ws.store.commit(batch)?;
     Ok(report)
@@ -444,15 +492,34 @@ fn advance_ref(
 /// # Errors
 /// Local scan, store and I/O errors.
 pub fn drop_paths(ws: &Workspace, paths: &[Vec<u8>]) -> Result<Outcome> {
-    drop_as(ws, paths, true)
+    drop_with(
+        ws,
+        paths,
+        &|_| true,
+        Some(Record::of(crate::journal::OpKind::Drop)),
+    )
 }
 
 /// [`drop_paths`], recording whether it was asked for by hand (culling and
-/// prefetch make room without that mark).
+/// prefetch make room without that mark), not journalled.
 ///
 /// # Errors
 /// As [`drop_paths`].
 pub fn drop_as(ws: &Workspace, paths: &[Vec<u8>], by_hand: bool) -> Result<Outcome> {
+    drop_with(ws, paths, &|_| by_hand, None)
+}
+
+/// [`drop_paths`]: each path marked dropped by hand when `by_hand` says so, the whole
+/// journalled as `record` says when anything is dropped.
+///
+/// # Errors
+/// As [`drop_paths`].
+pub fn drop_with(
+    ws: &Workspace,
+    paths: &[Vec<u8>],
+    by_hand: &dyn Fn(&[u8]) -> bool,
+    record: Option<Record>,
+) -> Result<Outcome> {
     use crate::error::SyncError;
     let base = ws.synced_base()?;
     let local = scan_workspace(ws, &base)?;
@@ -461,11 +528,12 @@ pub fn drop_as(ws: &Workspace, paths: &[Vec<u8>], by_hand: bool) -> Result<Outco
         .map(|r| r.path_bytes())
         .collect();
     let ws_set = ws.working_set();
+    let wanted: HashSet<Vec<u8>> = paths.iter().cloned().collect();
     let mut report = Outcome::default();
     let mut batch = Batch::new();
     for (p, l) in &local.tree {
         if l.kind != cachesync_objects::EntryKind::File
-            || !selected(paths, p)
+            || !selected_in(&wanted, p)
             || local.remote_only.contains(p)
         {
             continue;
@@ -485,7 +553,7 @@ pub fn drop_as(ws: &Workspace, paths: &[Vec<u8>], by_hand: bool) -> Result<Outco
             report.refused.push((p.clone(), why.into()));
             continue;
         }
-        if by_hand {
+        if by_hand(p) {
             set_dropped_by_hand(&mut batch, p);
         } else {
             set_remote_only(&mut batch, p);
@@ -535,6 +603,14 @@ pub fn drop_as(ws: &Workspace, paths: &[Vec<u8>], by_hand: bool) -> Result<Outco
         }
     }
     report.done.retain(|p| !kept.contains(p));
+    if let Some(r) = record.filter(|_| !report.done.is_empty()) {
+        let steps = report.done.iter().map(|p| LocalStep::Drop {
+            path: crate::paths::display(p),
+            path_hex: crate::paths::hex_unless_utf8(p),
+            by_hand: by_hand(p),
+        });
+        crate::undo::local::journal(ws, &mut batch, &r, steps.collect())?;
+    }
     crate::failpoint::hit("drop-before-commit");
     ws.store.commit(batch)?;
     Ok(report)

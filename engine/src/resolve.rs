@@ -12,6 +12,7 @@ use crate::conflict::{self, ConflictRecord, ConflictState, Variant};
 use crate::error::{Result, SyncError};
 use crate::merge::{merge3, Merged};
 use crate::paths::{display, under};
+use crate::undo::local::LocalStep;
 use crate::variants::{content_of, open_record, workspace_content, VariantContent, Which};
 use crate::workspace::Workspace;
 
@@ -108,6 +109,8 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Outcome> {
             )));
         }
     }
+    // What the workspace held is kept (in the store, named by the journal) for undo.
+    let here_before = here_now(ws, path)?;
     // The workspace gets the resolution.
     crate::failpoint::hit("resolve-before-write");
     put_resolution_in_workspace(ws, path, result.as_ref())?;
@@ -116,7 +119,7 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Outcome> {
         path,
         record,
         server_entry.as_ref(),
-        result.as_ref(),
+        (here_before, result.as_ref()),
         label,
     )
 }
@@ -310,21 +313,28 @@ fn put_resolution_in_workspace(
 
 /// Records the resolution in one commit: the base moved to the server's variant (what
 /// the next sync sends the resolution against), the record settled, the path's index
-/// and presence entries dropped (the next scan reads the file afresh), and the op.
+/// and presence entries dropped (the next scan reads the file afresh), and the op, with
+/// what the workspace held before the resolution (`here.0`) and the record as it was,
+/// for undo.
 fn settle(
     ws: &Workspace,
     path: &[u8],
     record: ConflictRecord,
     server_entry: Option<&Entry>,
-    result: Option<&VariantContent>,
+    here: (Option<Variant>, Option<&VariantContent>),
     label: String,
 ) -> Result<Outcome> {
     let shown = display(path);
-    let sid = base_moved_to_server(ws, path, server_entry, &shown)?;
-    let resolved_entry = resolved_entry(ws, path, result)?;
+    let sid = base_with(
+        ws,
+        path,
+        server_entry,
+        format!("base after resolving {shown}"),
+    )?;
+    let resolved_entry = resolved_entry(ws, path, here.1)?;
     let needs_sync = Variant::of(resolved_entry.as_ref()) != record.server
         && !(resolved_entry.is_none() && record.server.is_none());
-    let mut r = record;
+    let mut r = record.clone();
     r.state = ConflictState::Resolved;
     r.resolved = Variant::of(resolved_entry.as_ref());
     r.resolution = Some(label.clone());
@@ -332,12 +342,13 @@ fn settle(
     let mut op = resolve_op(ws, format!("{shown}: {label}"))?;
     op.base_before = ws.store.get_ref(keys::REF_BASE)?.map(|b| b.to_hex());
     op.base_after = Some(sid.to_hex());
+    let step = LocalStep::settled(record, r.clone(), Some((here.0, r.resolved.clone())));
     let mut batch = Batch::new();
     Store::set_ref_in(&mut batch, keys::REF_BASE, sid);
     conflict::put(&mut batch, &r);
     crate::index::remove(&mut batch, path);
     crate::presence::clear(&mut batch, path);
-    crate::journal::put(&mut batch, &op);
+    crate::undo::local::put(&mut batch, &mut op, vec![step]);
     crate::failpoint::hit("resolve-before-commit");
     ws.store.commit(batch)?;
     Ok(Outcome {
@@ -350,16 +361,16 @@ fn settle(
     })
 }
 
-/// Stores a base snapshot where `path` is the server's variant (`server_entry`) and
-/// returns its id; the ref moves in the settling commit.
-fn base_moved_to_server(
+/// Stores a base snapshot where `path` is `entry` (absent: `None`), described as
+/// `description`, and returns its id; the caller moves the ref in its own commit.
+pub(crate) fn base_with(
     ws: &Workspace,
     path: &[u8],
-    server_entry: Option<&Entry>,
-    shown: &str,
+    entry: Option<&Entry>,
+    description: String,
 ) -> Result<cachesync_objects::SnapshotId> {
     let mut base = ws.store.read_ref_flat(keys::REF_BASE)?;
-    match server_entry {
+    match entry {
         Some(e) => {
             base.insert(path.to_vec(), e.clone());
         }
@@ -372,7 +383,7 @@ fn base_moved_to_server(
         root,
         parent: ws.store.get_ref(keys::REF_BASE)?,
         time_ns: crate::now_ns(),
-        description: format!("base after resolving {shown}"),
+        description,
     };
     Ok(ws.store.put_snapshot(&snap)?)
 }
@@ -404,24 +415,30 @@ fn resolved_entry(
     })
 }
 
+/// What the workspace holds at `path` now, as a variant (a file's content put in the
+/// store, read as a stream: a conflicted file may be bigger than memory).
+fn here_now(ws: &Workspace, path: &[u8]) -> Result<Option<Variant>> {
+    let abs = under(&ws.root, path);
+    let md = match std::fs::symlink_metadata(&abs) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(SyncError::io(&abs, e)),
+    };
+    let mut e = crate::scan::local_entry(path, &md);
+    if md.file_type().is_symlink() {
+        let t = std::fs::read_link(&abs).map_err(|err| SyncError::io(&abs, err))?;
+        e.target = crate::paths::bytes(&t).to_vec();
+    } else if md.is_file() {
+        let (found, _) = crate::scan::ingest_local(&ws.store, &abs)?;
+        e.file = Some(found.file);
+        e.size = found.size;
+    }
+    Ok(Variant::of(Some(&e)))
+}
+
 /// The journal's record of one `resolve`.
 fn resolve_op(ws: &Workspace, summary: String) -> Result<crate::journal::OpRecord> {
-    let now = crate::now_ns();
-    Ok(crate::journal::OpRecord {
-        id: crate::journal::next_id(&ws.store)?,
-        command: crate::journal::OpKind::Resolve,
-        started_ns: now,
-        finished_ns: Some(now),
-        state: crate::journal::OpState::Done,
-        summary,
-        plan: Vec::new(),
-        temporaries: Vec::new(),
-        temporaries_named: None,
-        steps_done: 0,
-        error: None,
-        base_before: None,
-        base_after: None,
-    })
+    crate::journal::OpRecord::instant(&ws.store, crate::journal::OpKind::Resolve, summary)
 }
 
 /// A type clash or name clash whose local version went to lost+found: the server's version
@@ -448,15 +465,16 @@ fn close_lost_found(
         )));
     }
     let label = format!("took the server's version; yours stays in {lf}");
-    let mut r = record;
+    let mut r = record.clone();
     r.state = ConflictState::Resolved;
     r.resolved = r.server.clone();
     r.resolution = Some(label.clone());
     r.resolved_ns = Some(crate::now_ns());
-    let op = resolve_op(ws, format!("{shown}: {label}"))?;
+    let mut op = resolve_op(ws, format!("{shown}: {label}"))?;
     let mut batch = Batch::new();
     conflict::put(&mut batch, &r);
-    crate::journal::put(&mut batch, &op);
+    let step = LocalStep::settled(record, r, None);
+    crate::undo::local::put(&mut batch, &mut op, vec![step]);
     ws.store.commit(batch)?;
     Ok(Outcome {
         message: format!("resolved {shown}: {label}"),

@@ -260,7 +260,7 @@ impl LocalScan {
 /// A workspace entry as its stat `md` shows it: [`tree_entry`] of
 /// [`crate::fs_remote::entry_from_metadata`] without its copies, and with no remote inode
 /// (content and target filled in separately).
-fn local_entry(name: &[u8], md: &fs::Metadata) -> Entry {
+pub(crate) fn local_entry(name: &[u8], md: &fs::Metadata) -> Entry {
     let kind = crate::fs_remote::kind_of(md.file_type());
     let mut e = Entry::new(name, kind);
     e.mode = if kind == EntryKind::Symlink {

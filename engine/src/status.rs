@@ -7,7 +7,7 @@ use crate::conflict::{self, ConflictRecord};
 use crate::error::{Result, SyncError};
 use crate::index;
 use crate::mode::Mode;
-use crate::paths::{display, hex};
+use crate::paths::display;
 use crate::plan::{Direction, Side};
 use crate::progress::Progress;
 use crate::reconcile::same;
@@ -188,7 +188,7 @@ pub(crate) fn change_words(c: &PathChange) -> String {
 fn path_change(path: &[u8], change: (&'static str, &'static str)) -> PathChange {
     PathChange {
         path: display(path),
-        path_hex: std::str::from_utf8(path).is_err().then(|| hex(path)),
+        path_hex: crate::paths::hex_unless_utf8(path),
         change: change.0,
         kind: change.1,
     }
@@ -325,25 +325,15 @@ fn record_offline_changes(ws: &Workspace, changes: &[PathChange]) -> Result<()> 
     if state.get(state_keys::OFFLINE_SEEN)?.as_deref() == Some(digest.as_bytes()) {
         return Ok(());
     }
-    let now = crate::now_ns();
-    let op = crate::journal::OpRecord {
-        id: crate::journal::next_id(&ws.store)?,
-        command: crate::journal::OpKind::Offline,
-        started_ns: now,
-        finished_ns: Some(now),
-        state: crate::journal::OpState::Done,
-        summary: format!("{} local change(s) made while disconnected", changes.len()),
-        plan: changes
-            .iter()
-            .map(|c| serde_json::to_value(c).expect("changes serialize"))
-            .collect(),
-        temporaries: Vec::new(),
-        temporaries_named: None,
-        steps_done: 0,
-        error: None,
-        base_before: None,
-        base_after: None,
-    };
+    let mut op = crate::journal::OpRecord::instant(
+        &ws.store,
+        crate::journal::OpKind::Offline,
+        format!("{} local change(s) made while disconnected", changes.len()),
+    )?;
+    op.plan = changes
+        .iter()
+        .map(|c| serde_json::to_value(c).expect("changes serialize"))
+        .collect();
     let mut batch = Batch::new();
     crate::journal::put_planned(&mut batch, &op, &op.plan);
     batch.put(
@@ -723,7 +713,7 @@ fn offline_permission_warnings(
         if let Some(why) = permission_problem(&seen, root_perm, &creds, &path, change) {
             permission.push(PermissionWarning {
                 path: display(&path),
-                path_hex: std::str::from_utf8(&path).is_err().then(|| hex(&path)),
+                path_hex: crate::paths::hex_unless_utf8(&path),
                 reason: why,
             });
         }

@@ -13,12 +13,14 @@
 //! left as it is and reported. What the operation brought stays in the store, in its
 //! snapshot: `restore PATH --at OP` gives it back.
 
+pub mod local;
+
 use cachesync_objects::{Entry, Flat};
 use serde::Serialize;
 
 use crate::error::{Result, SyncError};
 use crate::journal::{OpKind, OpRecord};
-use crate::paths::{display, hex, under};
+use crate::paths::{display, under};
 use crate::progress::Progress;
 use crate::restore::{content_is_stored, settled, through_symlink, write_all, Into};
 use crate::workspace::Workspace;
@@ -64,6 +66,9 @@ pub struct Outcome {
     /// The push that put the earlier versions on the share (none for a dry run, or when
     /// nothing was left to do).
     pub push: Option<crate::sync::Outcome>,
+    /// Whether the operation changed what both sides agree on (a sync, not a `get` or a
+    /// `resolve`): what it left can be restored with `restore --at`.
+    pub both_sides: bool,
 }
 
 impl Outcome {
@@ -85,26 +90,25 @@ fn target(ws: &Workspace, at: Option<u64>) -> Result<OpRecord> {
         None => ops
             .into_iter()
             .rev()
-            .find(|o| o.base_after.is_some())
+            .find(OpRecord::changed_anything)
             .ok_or_else(|| SyncError::Usage("no operation has changed anything yet".into()))?,
     };
-    if op.base_after.is_none() {
+    if !op.changed_anything() {
         return Err(SyncError::Usage(format!(
-            "operation {} ({}) changed nothing both sides agree on: there is nothing to undo",
+            "operation {} ({}) changed no file: there is nothing to undo",
             op.id,
             op.command.as_str()
         )));
     }
-    if op.command == OpKind::Resolve {
+    if op.command == OpKind::Resolve && op.local_paths.is_none() {
         return Err(SyncError::Usage(format!(
-            "operation {} settled a conflict in this workspace only (the next sync sends the \
-             resolution): undo the sync that sent it, or settle the path again with \
-             `cachesync resolve`; every version stays in the store (`cachesync log PATH`, \
-             `cachesync restore PATH --at OP`)",
+            "operation {} settled a conflict before resolve kept what undo needs to open it \
+             again: settle the path again with `cachesync resolve`; every version stays in \
+             the store (`cachesync log PATH`, `cachesync restore PATH --at OP`)",
             op.id
         )));
     }
-    if op.command == OpKind::Clone || op.base_before.is_none() {
+    if op.command == OpKind::Clone || (op.base_before.is_none() && op.local_paths.is_none()) {
         return Err(SyncError::Usage(format!(
             "operation {} is the first copy: undoing it would empty both sides; not done",
             op.id
@@ -161,7 +165,7 @@ fn plan(ws: &Workspace, op: &OpRecord, before: &Flat, after: &Flat) -> Result<Ve
             // Undone already (an undo run again after it was interrupted past its commit).
             out.push(PathPlan {
                 path: display(&p),
-                path_hex: std::str::from_utf8(&p).is_err().then(|| hex(&p)),
+                path_hex: crate::paths::hex_unless_utf8(&p),
                 action: "undone",
                 reason: None,
                 bytes: p,
@@ -184,7 +188,7 @@ fn plan(ws: &Workspace, op: &OpRecord, before: &Flat, after: &Flat) -> Result<Ve
         };
         out.push(PathPlan {
             path: display(&p),
-            path_hex: std::str::from_utf8(&p).is_err().then(|| hex(&p)),
+            path_hex: crate::paths::hex_unless_utf8(&p),
             action: match (&reason, b0) {
                 (Some(_), _) => "left",
                 (None, Some(_)) => "restore",
@@ -260,6 +264,10 @@ pub fn run(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Resul
             "the undo of operation {other} was interrupted: `cachesync undo {other}` finishes it first"
         )));
     }
+    if op.local_paths.is_some() {
+        let op = crate::journal::with_plan(&ws.store, op)?;
+        return local::run(ws, &op, opts.dry_run);
+    }
     let before = flat_of(ws, op.base_before.as_deref(), op.id)?;
     let after = flat_of(ws, op.base_after.as_deref(), op.id)?;
     let paths = plan(ws, &op, &before, &after)?;
@@ -268,6 +276,7 @@ pub fn run(ws: &mut Workspace, opts: &Options, progress: &dyn Progress) -> Resul
         command: op.command.as_str(),
         paths,
         push: None,
+        both_sides: true,
     };
     let acted: Vec<Vec<u8>> = outcome
         .paths

@@ -340,7 +340,7 @@ async function history(params) {
     el("td", {}, op.command),
     el("td", { class: "state" }, op.state),
     el("td", {}, op.summary || ""),
-    el("td", { class: "actions" }, op.base_after && op.command !== "clone" ? undo(op) : null)));
+    el("td", { class: "actions" }, (op.base_after || op.local_paths) && op.command !== "clone" ? undo(op) : null)));
   return [
     el("p", {}, el("a", { href: "#/" }, "← all workspaces")),
     el("h2", {}, "History: " + name(ws)),

@@ -66,7 +66,8 @@ fn show(verb: &str, r: &presence::Outcome, json: bool) -> i32 {
 pub fn cmd_get(args: GetArgs) -> CmdResult {
     let ws = open_workspace(args.json)?;
     let paths = rel_paths(&ws, &args.paths, args.json)?;
-    let r = presence::get(&ws, &paths).or_fail(args.json)?;
+    let record = presence::Record::of(cachesync_engine::journal::OpKind::Get);
+    let r = presence::get_recorded(&ws, &paths, record).or_fail(args.json)?;
     Ok(show("got", &r, args.json))
 }
 

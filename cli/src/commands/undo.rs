@@ -16,6 +16,10 @@ use crate::output::{exit, note, open_workspace, print_json, print_out, Bars, OrF
 /// Undo is an operation of its own in the journal: `undo` of it puts OP's changes back. What
 /// OP brought stays in the store: `cachesync restore PATH --at OP` gives a path back as OP
 /// left it.
+///
+/// An operation that changed this workspace alone is taken back here alone: files a `get`
+/// brought go back to remote-only, files a `drop` or `cull` let go come back, and a conflict
+/// a `resolve` settled is open again, with what the workspace held before.
 #[derive(clap::Args)]
 pub struct UndoArgs {
     /// The operation, by its number in `cachesync log` (default: the last that changed
@@ -89,7 +93,7 @@ fn text(r: &undo::Outcome, dry_run: bool) -> String {
     if let Some(push) = &r.push {
         out.push_str(&human("undo", false, push));
     }
-    if !dry_run && r.paths.iter().any(|p| p.action != "left") {
+    if r.both_sides && !dry_run && r.paths.iter().any(|p| p.action != "left") {
         out.push_str(&format!(
             "what operation {} left stays in the store: `cachesync restore PATH --at {}` gives a path back as it was\n",
             r.undone, r.undone

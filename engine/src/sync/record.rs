@@ -42,6 +42,7 @@ pub(super) fn journal_plan(
         error: None,
         base_before: None,
         base_after: None,
+        local_paths: None,
     };
     // An automatic merge is recorded before any step runs: a run killed once one side
     // holds the merge still keeps the versions it was made from (the commit writes the
