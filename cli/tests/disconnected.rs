@@ -352,38 +352,17 @@ fn a_patch_in_place_cut_by_an_outage_is_finished_after_reconnection() {
 #[test]
 fn offline_changes_the_server_would_refuse_are_flagged() {
     let env = common::Env::with_remote(&[("theirs.txt", "t\n"), ("ours/mine.txt", "m\n")]);
-    let nobody = 65534;
+    let nobody = common::NOBODY;
     fs::set_permissions(&env.remote, fs::Permissions::from_mode(0o755)).expect("chmod");
     std::os::unix::fs::chown(env.r("ours"), Some(nobody), Some(nobody)).expect("chown");
     env.clone_ws();
-    // The workspace is nobody's.
-    for entry in walk(&env.ws) {
-        std::os::unix::fs::lchown(&entry, Some(nobody), Some(nobody)).expect("chown");
-    }
-    std::os::unix::fs::chown(&env.home, Some(nobody), Some(nobody)).expect("chown");
-    // nobody cannot reach the build directory under /root: run a copy of the binary.
-    fs::set_permissions(env.root(), fs::Permissions::from_mode(0o755)).expect("chmod");
-    let bin = env.root().join("cachesync");
-    fs::copy(env!("CARGO_BIN_EXE_cachesync"), &bin).expect("copy the binary");
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let as_nobody = |args: &[&str]| {
-        use std::os::unix::process::CommandExt;
-        Command::new(&bin)
-            .args(args)
-            .current_dir(&env.ws)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", &env.home)
-            .uid(nobody)
-            .gid(nobody)
-            .output()
-            .expect("run as nobody")
-    };
+    let bin = env.hand_to_nobody();
+    let as_nobody = |args: &[&str]| env.run_as_nobody(&bin, args);
     let status = || -> serde_json::Value {
         let out = as_nobody(&["status", "--json"]);
         serde_json::from_slice(&out.stdout).expect("json")
     };
-    assert!(as_nobody(&["disconnect"]).status.success());
+    assert_eq!(as_nobody(&["disconnect"]).code, 0);
     let st = status();
     assert!(paths(&st["permission"]).is_empty(), "{st}");
     // Edits in place: the last answer is brought up to date at them, and their permissions
@@ -400,15 +379,12 @@ fn offline_changes_the_server_would_refuse_are_flagged() {
     flagged.sort_unstable();
     assert_eq!(flagged, ["added.txt", "theirs.txt"], "{st}");
     let out = as_nobody(&["check"]);
-    assert_eq!(out.status.code(), Some(5), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("permission: theirs.txt"),
-        "{out:?}"
-    );
+    assert_eq!(out.code, 5, "{out}");
+    assert!(out.out().contains("permission: theirs.txt"), "{out}");
     // Online again, the server agrees: what was allowed is pushed, the rest is refused and
     // kept as permission conflicts, never lost.
     let out = as_nobody(&["connect"]);
-    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(out.code, 7, "{out}");
     assert_eq!(
         fs::read_to_string(env.r("ours/mine.txt")).expect("pushed"),
         "mine, edited\n"
@@ -426,21 +402,6 @@ fn offline_changes_the_server_would_refuse_are_flagged() {
         fs::read_to_string(env.w("theirs.txt")).expect("local kept"),
         "theirs, edited\n"
     );
-}
-
-fn walk(root: &Path) -> Vec<PathBuf> {
-    let mut out = vec![root.to_path_buf()];
-    let mut i = 0;
-    while i < out.len() {
-        let p = out[i].clone();
-        if p.is_dir() && !p.is_symlink() {
-            for e in fs::read_dir(&p).expect("read_dir") {
-                out.push(e.expect("entry").path());
-            }
-        }
-        i += 1;
-    }
-    out
 }
 
 impl World {

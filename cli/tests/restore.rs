@@ -320,3 +320,46 @@ fn a_version_that_was_never_brought_here_is_refused_as_such() {
     assert!(r.stderr.contains("never brought here"), "{r}");
     assert!(!dest.exists(), "nothing written");
 }
+
+/// A read-only directory tree comes back for a user who is not root: its directories are
+/// writable by their owner while what goes inside is written, and get their own modes last
+/// (set first, the user could not write into them).
+#[test]
+fn a_read_only_tree_is_restored_by_a_user_who_is_not_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::with_remote(&[
+        ("ro/top.txt", "top\n"),
+        ("ro/inner/deep.txt", "deep\n"),
+        ("other.txt", "o\n"),
+    ]);
+    for dir in ["ro/inner", "ro"] {
+        std::fs::set_permissions(env.r(dir), std::fs::Permissions::from_mode(0o555))
+            .expect("chmod");
+    }
+    env.clone_ws();
+    assert_eq!(common::mode(env.w("ro")), 0o555);
+    let bin = env.hand_to_nobody();
+    let dest = env.root().join("dest");
+    std::fs::create_dir(&dest).expect("mkdir");
+    std::os::unix::fs::chown(&dest, Some(common::NOBODY), Some(common::NOBODY)).expect("chown");
+    let to = dest.to_str().expect("a UTF-8 path");
+    let r = env.run_as_nobody(&bin, &["restore", "ro", "--at", "1", "--to", to]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(read(dest.join("ro/inner/deep.txt")), "deep\n");
+    assert_eq!(common::mode(dest.join("ro")), 0o555);
+    assert_eq!(common::mode(dest.join("ro/inner")), 0o555);
+
+    // Into the workspace, where the tree was removed (as root: nobody could not).
+    std::fs::remove_dir_all(env.w("ro")).expect("remove ro/");
+    let r = env.run_as_nobody(&bin, &["restore", "ro", "--at", "1"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(read(env.w("ro/top.txt")), "top\n");
+    assert_eq!(read(env.w("ro/inner/deep.txt")), "deep\n");
+    assert_eq!(common::mode(env.w("ro/inner")), 0o555);
+    let st = env.run_as_nobody(&bin, &["status", "--json"]).json();
+    assert_eq!(
+        st["local_changes"],
+        serde_json::json!([]),
+        "as before: {st}"
+    );
+}

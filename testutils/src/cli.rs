@@ -154,6 +154,41 @@ impl Env {
         }
     }
 
+    /// Hands the workspace and HOME to the unprivileged user `nobody` (65534) and returns a
+    /// copy of the binary that user can run (the build directory under /root is out of its
+    /// reach): [`Env::run_as_nobody`] runs it.
+    pub fn hand_to_nobody(&self) -> PathBuf {
+        for entry in walk(&self.ws).into_iter().chain([self.home.clone()]) {
+            std::os::unix::fs::lchown(&entry, Some(NOBODY), Some(NOBODY)).expect("chown");
+        }
+        fs::set_permissions(self.root(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let bin = self.root().join("cachesync");
+        fs::copy(binary(), &bin).expect("copy the binary");
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod");
+        bin
+    }
+
+    /// Runs `bin ARGS` (see [`Env::hand_to_nobody`]) inside the workspace as `nobody`.
+    pub fn run_as_nobody(&self, bin: &Path, args: &[&str]) -> Run {
+        use std::os::unix::process::CommandExt;
+        let out = Command::new(bin)
+            .args(args)
+            .current_dir(&self.ws)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &self.home)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .expect("run as nobody");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            signal: std::os::unix::process::ExitStatusExt::signal(&out.status),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Runs `cachesync ARGS` inside the workspace.
     pub fn run<I, S>(&self, args: I) -> Run
     where
@@ -463,6 +498,25 @@ pub fn paths_of(list: &serde_json::Value) -> Vec<String> {
         .iter()
         .map(|v| v["path"].as_str().expect("path is a string").to_string())
         .collect()
+}
+
+/// The unprivileged user's id (and its group's).
+pub const NOBODY: u32 = 65534;
+
+/// Every path under `root` (itself included), symlinks not followed.
+pub fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i].clone();
+        if p.is_dir() && !p.is_symlink() {
+            for e in fs::read_dir(&p).expect("read_dir") {
+                out.push(e.expect("entry").path());
+            }
+        }
+        i += 1;
+    }
+    out
 }
 
 /// A path as an `OsStr` argument.
