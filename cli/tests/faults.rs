@@ -785,3 +785,47 @@ fn a_file_recreated_after_an_interrupted_drop_keeps_the_earlier_copy_in_lost_fou
     );
     assert_eq!(leftovers(&env.ws), Vec::<String>::new());
 }
+
+/// A restore killed between its exchange and its check leaves the workspace's earlier file
+/// under a temporary name. The next run removes it when the store holds its content, and
+/// keeps it in lost+found when it does not: an edit made in the very instant before the
+/// exchange (here written into the temporary by the test, as the exchange would have put it
+/// there).
+#[test]
+fn an_edit_caught_in_a_killed_restore_s_exchange_is_kept_in_lost_found() {
+    let setup = || {
+        let env = cloned();
+        env.put_remote("a.txt", "alpha, second\n");
+        env.ok(&["sync"]);
+        let killed = env.run_with(
+            &env.ws,
+            ["restore", "a.txt", "--at", "1"],
+            &[("CACHESYNC_FAILPOINT", OsStr::new("restore-exchanged"))],
+        );
+        assert_eq!(killed.signal, Some(9), "{killed}");
+        let left = leftovers(&env.ws);
+        assert_eq!(left.len(), 1, "the swapped-out file: {left:?}");
+        let aside = env.ws.join(&left[0]);
+        assert_eq!(common::read(&aside), "alpha, second\n");
+        (env, aside)
+    };
+    // What the store holds goes.
+    let (env, _) = setup();
+    env.ok(&["status"]);
+    assert_eq!(leftovers(&env.ws), Vec::<String>::new());
+    assert_eq!(common::read(env.w("a.txt")), "alpha\n");
+
+    // An edit it does not hold is kept.
+    let (env, aside) = setup();
+    fs::write(&aside, "an edit made in that instant\n").expect("write");
+    let r = env.run(["sync"]);
+    assert_eq!(
+        r.code, 7,
+        "the copy is listed, as lost+found entries are: {r}"
+    );
+    assert_eq!(
+        common::read(env.w(".cachesync-lost+found/interrupted-restore/a.txt")),
+        "an edit made in that instant\n"
+    );
+    assert_eq!(leftovers(&env.ws), Vec::<String>::new());
+}

@@ -33,8 +33,11 @@ impl Workspace {
     /// A file moved aside to be dropped was never removed: it goes back to its name (the
     /// name `base` knows in that directory whose temporary name it is), or, if that name was
     /// taken again meanwhile, into lost+found with a record, listed by `conflicts` and
-    /// `check` like any other. What cannot be tidied is left where it is, with a warning
-    /// (pushed to `warnings`). Returns whether a file went back to its name.
+    /// `check` like any other. A file `restore` or `undo` swapped out or moved aside is
+    /// removed when the store holds its content (a version cachesync wrote or agreed on);
+    /// one it does not hold is an edit made in that very instant, and goes to lost+found
+    /// too. What cannot be tidied is left where it is, with a warning (pushed to
+    /// `warnings`). Returns whether a file went back to its name.
     ///
     /// # Errors
     /// Store errors.
@@ -52,7 +55,11 @@ impl Workspace {
                 continue; // another workspace's, or not a cachesync temporary at all
             };
             let abs = crate::paths::under(&self.root, rel);
-            if !rest.starts_with(b"drop.") {
+            let tag = ["drop", "restore", "undo"]
+                .into_iter()
+                .find(|t| rest.starts_with(format!("{t}.").as_bytes()));
+            let swapped = matches!(tag, Some("restore" | "undo"));
+            if tag.is_none() || (swapped && self.holds_content_of(&abs)) {
                 if let Err(e) = fs::remove_file(&abs) {
                     if e.kind() != std::io::ErrorKind::NotFound {
                         warnings.push(format!(
@@ -63,17 +70,21 @@ impl Workspace {
                 }
                 continue;
             }
+            let tag = tag.unwrap_or("drop");
             let owners: Vec<&Vec<u8>> = base
                 .keys()
                 .filter(|p| {
                     crate::paths::split_parent(p).0 == parent
-                        && self
-                            .temp_beside(p, "drop")
-                            .file_name()
-                            .map(OsStrExt::as_bytes)
+                        && self.temp_beside(p, tag).file_name().map(OsStrExt::as_bytes)
                             == Some(name)
                 })
                 .collect();
+            if swapped {
+                // Named by its path when the base knows it, else by its temporary name.
+                let owner = owners.first().map_or(rel, |o| *o);
+                self.to_lost_found(&abs, owner, "interrupted-restore", warnings)?;
+                continue;
+            }
             let [owner] = owners[..] else {
                 warnings.push(format!(
                     "{} was being dropped when a run was killed and its name is not known; it is kept there",
@@ -87,41 +98,68 @@ impl Workspace {
             }
             // Its name was taken again meanwhile: the copy goes to lost+found, recorded under
             // its lost+found path (the name itself may get a conflict of its own).
-            let lf = crate::paths::join(
-                format!("{}/interrupted-drop", crate::ignore_rules::LOST_FOUND).as_bytes(),
-                owner,
-            );
-            let lf_abs = crate::paths::under(&self.root, &lf);
-            let mut r = crate::conflict::record(
-                &lf,
-                crate::conflict::ConflictKind::NameClash,
-                None,
-                None,
-                None,
-            );
-            r.set_lost_found(&lf);
-            r.resolution = Some(format!(
-                "a drop of {} was interrupted and something new took the name; the earlier copy is in {}",
-                display(owner),
-                display(&lf)
-            ));
-            let mut batch = cachesync_objects::Batch::new();
-            crate::conflict::put(&mut batch, &r);
-            self.store.commit(batch)?;
-            let moved = lf_abs
-                .parent()
-                .map_or(Ok(()), fs::create_dir_all)
-                .and_then(|()| rename_no_replace(&abs, &lf_abs));
-            if let Err(e) = moved {
-                warnings.push(format!(
-                    "{} was being dropped when a run was killed; it could not go to {}: {e}; it is kept at {}",
-                    display(owner),
-                    lf_abs.display(),
-                    abs.display()
-                ));
-            }
+            self.to_lost_found(&abs, owner, "interrupted-drop", warnings)?;
         }
         Ok(restored)
+    }
+
+    /// Whether `abs` is a regular file whose content the store holds (a symlink, a
+    /// directory or an unreadable file is not).
+    fn holds_content_of(&self, abs: &Path) -> bool {
+        let regular = fs::symlink_metadata(abs).is_ok_and(|m| m.is_file());
+        let mut hasher = blake3::Hasher::new();
+        regular
+            && File::open(abs)
+                .and_then(|f| hasher.update_reader(f).map(drop))
+                .is_ok()
+            && cachesync_objects::FileId::from_slice(hasher.finalize().as_bytes())
+                .is_some_and(|id| self.store.has_file(id).unwrap_or(false))
+    }
+
+    /// Moves `abs`, the copy of `owner` an interrupted run left, to
+    /// `lost+found/<why>/<owner>` with a record listed by `conflicts` and `check`.
+    fn to_lost_found(
+        &self,
+        abs: &Path,
+        owner: &[u8],
+        why: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
+        use crate::paths::display;
+        let lf = crate::paths::join(
+            format!("{}/{why}", crate::ignore_rules::LOST_FOUND).as_bytes(),
+            owner,
+        );
+        let lf_abs = crate::paths::under(&self.root, &lf);
+        let mut r = crate::conflict::record(
+            &lf,
+            crate::conflict::ConflictKind::NameClash,
+            None,
+            None,
+            None,
+        );
+        r.set_lost_found(&lf);
+        r.resolution = Some(format!(
+            "a run writing {} was interrupted; the copy it set aside is in {}",
+            display(owner),
+            display(&lf)
+        ));
+        let mut batch = cachesync_objects::Batch::new();
+        crate::conflict::put(&mut batch, &r);
+        self.store.commit(batch)?;
+        let moved = lf_abs
+            .parent()
+            .map_or(Ok(()), fs::create_dir_all)
+            .and_then(|()| rename_no_replace(abs, &lf_abs));
+        if let Err(e) = moved {
+            warnings.push(format!(
+                "{} was set aside when a run was killed; it could not go to {}: {e}; it is kept at {}",
+                display(owner),
+                lf_abs.display(),
+                abs.display()
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -157,10 +195,6 @@ pub fn flags_unsupported(e: &std::io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
     )
-}
-
-fn display(p: &[u8]) -> String {
-    crate::paths::display(p)
 }
 
 /// Writes a new file at `tmp` with `fill`, then sets `mode` and (when given) the mtime, and
