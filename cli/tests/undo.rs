@@ -446,3 +446,76 @@ fn undo_of_drop_get_and_cull_puts_back_which_files_are_here() {
     assert_eq!(read(env.w("k1.txt")), "k\n");
     assert_eq!(env.json(0, &["fsck", "--json"])["clean"], true);
 }
+
+/// An undo of a resolve killed after it wrote the workspace: the sync waits for it, a gc
+/// with no history kept does not take what it needs, and an edit made meanwhile neither
+/// stops it nor is sent as the resolution: the conflict is open again, with the edit as
+/// this side's version.
+#[test]
+fn a_killed_undo_of_a_resolve_is_finished_whatever_happened_meanwhile() {
+    let env = env();
+    b_in_conflict(&env);
+    env.ok(&["resolve", "b.txt", "--take", "server"]);
+    let resolve = "3";
+    let killed = env.run_with(
+        &env.ws,
+        ["undo", resolve],
+        &[(
+            "CACHESYNC_FAILPOINT",
+            std::ffi::OsStr::new("undo-reopen-written"),
+        )],
+    );
+    assert_eq!(killed.signal, Some(9), "{killed}");
+    assert_eq!(read(env.w("b.txt")), "b, mine\n");
+    let sync = env.run(["sync"]);
+    assert_eq!(sync.code, 2, "{sync}");
+    assert_eq!(read(env.r("b.txt")), "b, theirs\n");
+    env.set_config(|c| {
+        c["keep_operations"] = 0.into();
+        c["keep_operations_days"] = 0.into();
+    });
+    env.ok(&["gc"]);
+    env.put_local("b.txt", "b, mine, edited while the undo was stopped\n");
+    let r = env.json(0, &["undo", resolve, "--json"]);
+    assert_eq!(r["paths"][0]["action"], "reopen", "{r}");
+    assert_eq!(open_conflicts(&env), ["b.txt"]);
+    assert_eq!(
+        read(env.w("b.txt")),
+        "b, mine, edited while the undo was stopped\n"
+    );
+    assert_eq!(env.run(["sync"]).code, 7);
+    assert_eq!(read(env.r("b.txt")), "b, theirs\n", "nothing was sent");
+}
+
+/// A file removed here since it was brought, or one made here since it was let go, is left
+/// as it is; a sync's cull is the cache's, not an operation `undo` takes back.
+#[test]
+fn undo_of_get_and_drop_leaves_what_changed_here_since_and_skips_a_sync_s_cull() {
+    let env = env();
+    env.ok(&["drop", "a.txt"]);
+    env.ok(&["get", "a.txt"]);
+    std::fs::remove_file(env.w("a.txt")).expect("remove");
+    let r = env.json(7, &["undo", "--json"]);
+    assert_eq!(r["command"], "get", "{r}");
+    assert_eq!(left_paths(&r), ["a.txt"], "{r}");
+    env.ok(&["sync"]);
+    assert!(!env.r("a.txt").exists(), "the removal was a change here");
+
+    env.ok(&["drop", "b.txt"]);
+    env.put_local("b.txt", "b, made here after the drop\n");
+    let r = env.json(7, &["undo", "--json"]);
+    assert_eq!(r["command"], "drop", "{r}");
+    assert_eq!(left_paths(&r), ["b.txt"], "{r}");
+    assert_eq!(read(env.w("b.txt")), "b, made here after the drop\n");
+
+    env.ok(&["sync"]);
+    env.set_config(|c| c["budget_bytes"] = 1.into());
+    let sync = env.json(0, &["sync", "--json"]);
+    assert!(remote_only(&env, "k1.txt"), "the sync culled: {sync}");
+    let log = env.json(0, &["log", "--json", "--no-plan"]);
+    let last = log
+        .as_array()
+        .and_then(|ops| ops.last())
+        .expect("an operation");
+    assert_eq!(last["command"], "sync", "no cull of its own: {log}");
+}

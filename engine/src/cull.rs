@@ -93,6 +93,10 @@ pub fn collectable(ws: &Workspace) -> Result<HashSet<FileId>> {
 pub struct Options {
     /// Only report what would go.
     pub dry_run: bool,
+    /// Asked for by hand (`cachesync cull`): journalled as `cull`, for `undo`. A sync's cull
+    /// is not: it belongs to the cache, as a mount's does, and `undo` after a sync means
+    /// that sync.
+    pub by_hand: bool,
 }
 
 /// Culls down to [`CULL_TO_PERCENT`] of the budget (see the module doc).
@@ -153,8 +157,10 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Outcome> {
         return Ok(report);
     }
     if !chosen.is_empty() {
-        let record = crate::presence::Record::of(crate::journal::OpKind::Cull);
-        crate::presence::drop_with(ws, &chosen, &|_| false, Some(record))?;
+        let record = opts
+            .by_hand
+            .then(|| crate::presence::Record::of(crate::journal::OpKind::Cull));
+        crate::presence::drop_with(ws, &chosen, &|_| false, record)?;
     }
     // Even with nothing left to drop: a cull killed after its drops left their content
     // in the store, and only a collection gives that space back.
@@ -212,7 +218,11 @@ pub fn cull_if_needed(ws: &Workspace, used: u64) -> Result<Option<Outcome>> {
             let base = ws.synced_base()?;
             let local = crate::presence::scan_workspace(ws, &base)?;
             if cache_use(ws, &local.tree, &local.remote_only) * 100 > b * CULL_START_PERCENT {
-                run(ws, &Options { dry_run: false }).map(Some)
+                let opts = Options {
+                    dry_run: false,
+                    by_hand: false,
+                };
+                run(ws, &opts).map(Some)
             } else {
                 Ok(None)
             }

@@ -58,22 +58,57 @@ pub fn collect(ws: &Workspace, keep_history: bool) -> Result<Outcome> {
                 .filter_map(|h| cachesync_objects::FileId::from_hex(h)),
         );
     }
-    if keep_history {
-        keep.extend(history_files(ws)?);
+    let (mut snapshots, files) = if keep_history {
+        (history(ws)?, history_files(ws)?)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    keep.extend(files);
+    // An undo interrupted between its phases finishes from what its operation names, even
+    // with the history let go.
+    if let Some(op) = pending_undo(ws)? {
+        snapshots.extend(snapshots_of(&op));
+        keep.extend(files_of(ws, op)?);
     }
     let collectable = crate::cull::collectable(ws)?;
     Ok(Outcome {
-        store: ws.store.gc_keeping(
-            &if keep_history {
-                history(ws)?
-            } else {
-                Vec::new()
-            },
-            &keep,
-            &collectable,
-        )?,
+        store: ws.store.gc_keeping(&snapshots, &keep, &collectable)?,
         conflict_records: dropped,
     })
+}
+
+/// The operation an interrupted undo is taking back, if one is.
+fn pending_undo(ws: &Workspace) -> Result<Option<crate::journal::OpRecord>> {
+    let Some(id) = crate::undo::pending(ws)? else {
+        return Ok(None);
+    };
+    Ok(crate::journal::all(&ws.store)?
+        .into_iter()
+        .find(|op| op.id == id))
+}
+
+/// The snapshots an operation names.
+fn snapshots_of(op: &crate::journal::OpRecord) -> Vec<cachesync_objects::SnapshotId> {
+    [op.base_before.as_deref(), op.base_after.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter_map(cachesync_objects::SnapshotId::from_hex)
+        .collect()
+}
+
+/// The content an operation's `settle` steps name.
+fn files_of(
+    ws: &Workspace,
+    op: crate::journal::OpRecord,
+) -> Result<Vec<cachesync_objects::FileId>> {
+    if op.local_paths.is_none() {
+        return Ok(Vec::new());
+    }
+    let op = crate::journal::with_plan(&ws.store, op)?;
+    Ok(crate::undo::local::steps_of(&op)?
+        .iter()
+        .flat_map(crate::undo::local::LocalStep::files)
+        .collect())
 }
 
 /// The snapshots kept for `restore --at` and `log PATH`: before and after each of the last
@@ -83,12 +118,7 @@ pub fn collect(ws: &Workspace, keep_history: bool) -> Result<Outcome> {
 /// # Errors
 /// Store errors.
 pub fn history(ws: &Workspace) -> Result<Vec<cachesync_objects::SnapshotId>> {
-    Ok(kept_operations(ws)?
-        .iter()
-        .flat_map(|op| [op.base_before.as_deref(), op.base_after.as_deref()])
-        .flatten()
-        .filter_map(cachesync_objects::SnapshotId::from_hex)
-        .collect())
+    Ok(kept_operations(ws)?.iter().flat_map(snapshots_of).collect())
 }
 
 /// The operations whose snapshots [`history`] keeps.
@@ -118,12 +148,7 @@ fn kept_operations(ws: &Workspace) -> Result<Vec<crate::journal::OpRecord>> {
 pub fn history_files(ws: &Workspace) -> Result<Vec<cachesync_objects::FileId>> {
     let mut out = Vec::new();
     for op in kept_operations(ws)? {
-        if op.local_paths.is_some() {
-            let op = crate::journal::with_plan(&ws.store, op)?;
-            for step in crate::undo::local::steps_of(&op)? {
-                out.extend(step.files());
-            }
-        }
+        out.extend(files_of(ws, op)?);
     }
     Ok(out)
 }

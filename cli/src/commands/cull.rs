@@ -23,6 +23,7 @@ pub fn cmd_cull(args: CullArgs) -> CmdResult {
     let ws = open_workspace(args.json)?;
     let opts = cull::Options {
         dry_run: args.dry_run,
+        by_hand: true,
     };
     let r = cull::run(&ws, &opts).or_fail(args.json)?;
     if args.json {

@@ -98,13 +98,18 @@ impl LocalStep {
         }
     }
 
-    /// The path's bytes.
-    fn path_bytes(&self) -> Vec<u8> {
+    /// The path's bytes (`None` when its `path_hex` is damaged: never read as another path).
+    fn path_bytes_checked(&self) -> Option<Vec<u8>> {
         let (LocalStep::Get { path, path_hex, .. }
         | LocalStep::Drop { path, path_hex, .. }
         | LocalStep::Settle { path, path_hex, .. }) = self;
         crate::paths::path_bytes(path, path_hex.as_deref())
-            .unwrap_or_else(|| path.as_bytes().to_vec())
+    }
+
+    /// The path's bytes, of a step [`steps_of`] read (it checks them).
+    fn path_bytes(&self) -> Vec<u8> {
+        self.path_bytes_checked()
+            .expect("steps_of refuses a step whose path does not decode")
     }
 
     /// The content its undo and the undo of that undo write (gc keeps it while the
@@ -165,12 +170,17 @@ pub(crate) fn journal(
 /// # Errors
 /// [`SyncError::DamagedRecord`] when a step does not decode.
 pub(crate) fn steps_of(op: &OpRecord) -> Result<Vec<LocalStep>> {
+    let damaged =
+        |e: String| SyncError::damaged(format!("the plan of journal operation {}", op.id), e);
     op.plan
         .iter()
         .map(|v| {
-            serde_json::from_value(v.clone()).map_err(|e| {
-                SyncError::damaged(format!("the plan of journal operation {}", op.id), e)
-            })
+            let step: LocalStep =
+                serde_json::from_value(v.clone()).map_err(|e| damaged(e.to_string()))?;
+            match step.path_bytes_checked() {
+                Some(_) => Ok(step),
+                None => Err(damaged("a step's path_hex is not hex".into())),
+            }
         })
         .collect()
 }
@@ -242,17 +252,20 @@ fn presence(
             by_hand.insert(p.clone());
         }
         let wanted_remote_only = action == "drop";
-        if !base.contains_key(&p) {
-            out.push(planned(
-                p,
-                action,
-                Some("gone since (a sync removed it)".into()),
-            ));
+        let here = std::fs::symlink_metadata(under(&ws.root, &p)).is_ok();
+        let reason = if !base.contains_key(&p) {
+            Some("gone since (a sync removed it)")
         } else if remote_only.contains(&p) == wanted_remote_only {
             out.push(planned(p, "undone", None));
+            continue;
+        } else if wanted_remote_only && !here {
+            Some("removed here since (the next sync sends that)")
+        } else if !wanted_remote_only && here {
+            Some("a file is here already (the next sync compares it with the share's)")
         } else {
-            out.push(planned(p, action, None));
-        }
+            None
+        };
+        out.push(planned(p, action, reason.map(str::to_string)));
     }
     let acting: Vec<Vec<u8>> = out
         .iter()
@@ -267,10 +280,20 @@ fn presence(
     } else {
         crate::presence::get_recorded(ws, &acting, record)?
     };
-    for (p, why) in done.refused {
-        if let Some(plan) = out.iter_mut().find(|x| x.bytes == p) {
+    let mut refused: std::collections::HashMap<Vec<u8>, String> =
+        done.refused.into_iter().collect();
+    let done: HashSet<Vec<u8>> = done.done.into_iter().collect();
+    for plan in out
+        .iter_mut()
+        .filter(|p| p.action == "drop" || p.action == "get")
+    {
+        if !done.contains(&plan.bytes) {
             plan.action = "left";
-            plan.reason = Some(why);
+            plan.reason = Some(
+                refused
+                    .remove(&plan.bytes)
+                    .unwrap_or_else(|| "changed here while the undo ran".into()),
+            );
         }
     }
     Ok(out)
@@ -306,8 +329,9 @@ enum Found {
     Written,
 }
 
-/// Whether the settling `step` of `op` can be taken back.
-fn look(ws: &Workspace, op: &OpRecord, step: &LocalStep) -> Result<Found> {
+/// Whether the settling `step` of `op` can be taken back (`interrupted`: an undo of it was
+/// killed after it set the pending mark).
+fn look(ws: &Workspace, op: &OpRecord, step: &LocalStep, interrupted: bool) -> Result<Found> {
     let LocalStep::Settle {
         before,
         after,
@@ -360,8 +384,15 @@ fn look(ws: &Workspace, op: &OpRecord, step: &LocalStep) -> Result<Found> {
     if !wrote {
         return Ok(Found::Over(None));
     }
-    if is(before_here.as_ref()) {
+    // Written already (an undo killed after it wrote, run again); or, once an undo started,
+    // whatever is here now: its store side is finished either way, so that no sync takes
+    // what is here for the resolution (it is the workspace's side of the open conflict).
+    if is(before_here.as_ref()) || interrupted {
         return Ok(Found::Written);
+    }
+    let (parent, _) = crate::paths::split_parent(&p);
+    if here_before.is_some() && !parent.is_empty() && !under(&ws.root, parent).is_dir() {
+        return left("its directory is gone here");
     }
     // What the operation left, or (a sync that sent it undone since) what both sides agree on.
     if is(after_here.as_ref()) {
@@ -384,7 +415,8 @@ fn reopen(
     record: Record,
 ) -> Result<Vec<PathPlan>> {
     let p = step.path_bytes();
-    let found = look(ws, op, step)?;
+    let interrupted = super::pending(ws)? == Some(op.id);
+    let found = look(ws, op, step, interrupted)?;
     let LocalStep::Settle {
         before,
         after,
@@ -406,7 +438,7 @@ fn reopen(
         "settle"
     };
     let stopped = matches!(found, Found::Undone | Found::Left(_));
-    if stopped && !dry_run && super::pending(ws)? == Some(op.id) {
+    if stopped && !dry_run && interrupted {
         // An interrupted undo of it that has nothing left to finish.
         super::set_pending(ws, None)?;
     }
@@ -417,7 +449,10 @@ fn reopen(
         Found::Over(over) => (over, *wrote),
         Found::Written => (None, false),
     };
-    if let Some(v) = here_before.as_ref().filter(|v| v.kind != EntryKind::Dir) {
+    if let Some(v) = here_before
+        .as_ref()
+        .filter(|v| write && v.kind != EntryKind::Dir)
+    {
         let stored = v.file_id().map_or(Ok(true), |f| ws.store.has_file(f))?;
         if !stored {
             return Err(SyncError::Usage(format!(
@@ -430,10 +465,15 @@ fn reopen(
     }
     // Until the store says the conflict is open again, no sync may send what is written.
     super::set_pending(ws, Some(op.id))?;
-    if write && !put_back(ws, &p, here_before.as_ref(), over.as_ref())? {
-        super::set_pending(ws, None)?;
-        let why = "changed here while the undo ran".to_string();
-        return Ok(vec![planned(p, action, Some(why))]);
+    if write {
+        let placed = put_back(ws, &p, here_before.as_ref(), over.as_ref());
+        if !matches!(placed, Ok(true)) {
+            // Nothing was put there: nothing to finish.
+            super::set_pending(ws, None)?;
+            placed?;
+            let why = "changed here while the undo ran".to_string();
+            return Ok(vec![planned(p, action, Some(why))]);
+        }
     }
     crate::failpoint::hit("undo-reopen-written");
     let summary = format!("{}: {}", record.summary, display(&p));
