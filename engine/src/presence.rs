@@ -280,8 +280,14 @@ fn get_with(
             continue;
         };
         let abs = crate::paths::under(&ws.root, &p);
-        if abs.symlink_metadata().is_ok() {
+        if let Ok(md) = abs.symlink_metadata() {
             clear(&mut batch, &p);
+            // The version the base records (a get killed before it recorded its work): got.
+            let id = e.file.filter(|f| is_known(*f));
+            if let Some(id) = id.filter(|_| crate::restore::is_version(&abs, &md, &e)) {
+                crate::index::put(&mut batch, &p, &crate::scan::index_entry_of(&md, id));
+                report.done.push(p);
+            }
             continue;
         }
         let got = content_for_get(

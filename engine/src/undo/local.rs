@@ -232,7 +232,51 @@ fn presence(
     dry_run: bool,
     record: Record,
 ) -> Result<Vec<PathPlan>> {
-    let remote_only = crate::presence::load(&ws.store)?;
+    let (mut out, by_hand) = presence_plan(ws, steps)?;
+    let acting: Vec<Vec<u8>> = out
+        .iter()
+        .filter(|p| p.action == "drop" || p.action == "get")
+        .map(|p| p.bytes.clone())
+        .collect();
+    if dry_run || acting.is_empty() {
+        return Ok(out);
+    }
+    let done = if out.iter().any(|p| p.action == "drop") {
+        crate::presence::drop_with(ws, &acting, &|p| by_hand.contains(p), Some(record))?
+    } else {
+        crate::presence::get_recorded(ws, &acting, record)?
+    };
+    let mut refused: std::collections::HashMap<Vec<u8>, String> =
+        done.refused.into_iter().collect();
+    let flagged = crate::presence::load(&ws.store)?;
+    for plan in out
+        .iter_mut()
+        .filter(|p| p.action == "drop" || p.action == "get")
+    {
+        let (here, remote_only) = presence_of(ws, &flagged, &plan.bytes);
+        if here == (plan.action == "get") && remote_only == (plan.action == "drop") {
+            continue;
+        }
+        plan.action = "left";
+        plan.reason = Some(
+            refused
+                .remove(&plan.bytes)
+                .unwrap_or_else(|| "changed here while the undo ran".into()),
+        );
+    }
+    Ok(out)
+}
+
+/// Whether a file is at `p` in the workspace, and whether it is marked remote-only
+/// (`flagged`): a file both here and marked is one a killed run left half got or dropped.
+fn presence_of(ws: &Workspace, flagged: &HashSet<Vec<u8>>, p: &[u8]) -> (bool, bool) {
+    let here = std::fs::symlink_metadata(under(&ws.root, p)).is_ok();
+    (here, flagged.contains(p))
+}
+
+/// What the undo of each presence step does, and the paths to mark dropped by hand again.
+fn presence_plan(ws: &Workspace, steps: &[LocalStep]) -> Result<(Vec<PathPlan>, HashSet<Vec<u8>>)> {
+    let flagged = crate::presence::load(&ws.store)?;
     let base = ws.store.read_ref_flat(keys::REF_BASE)?;
     let mut out = Vec::new();
     let mut by_hand = HashSet::new();
@@ -251,52 +295,30 @@ fn presence(
         if hand {
             by_hand.insert(p.clone());
         }
-        let wanted_remote_only = action == "drop";
-        let here = std::fs::symlink_metadata(under(&ws.root, &p)).is_ok();
-        let reason = if !base.contains_key(&p) {
-            Some("gone since (a sync removed it)")
-        } else if remote_only.contains(&p) == wanted_remote_only {
-            out.push(planned(p, "undone", None));
-            continue;
-        } else if wanted_remote_only && !here {
-            Some("removed here since (the next sync sends that)")
-        } else if !wanted_remote_only && here {
-            Some("a file is here already (the next sync compares it with the share's)")
-        } else {
-            None
+        let (here, remote_only) = presence_of(ws, &flagged, &p);
+        let abs = under(&ws.root, &p);
+        let reason = match (base.get(p.as_slice()), action) {
+            (None, _) => Some("gone since (a sync removed it)"),
+            (Some(_), "drop") if remote_only && !here => {
+                out.push(planned(p, "undone", None));
+                continue;
+            }
+            (Some(_), "get") if !remote_only && here => {
+                out.push(planned(p, "undone", None));
+                continue;
+            }
+            (Some(_), _) if !here && !remote_only => {
+                Some("removed here since (the next sync sends that)")
+            }
+            // Marked and here: as a killed run left it, when it is the agreed version.
+            (Some(b), "get") if here && !crate::restore::settled(&abs, Some(b), None, false) => {
+                Some("a file is here already (the next sync compares it with the share's)")
+            }
+            (Some(_), _) => None,
         };
         out.push(planned(p, action, reason.map(str::to_string)));
     }
-    let acting: Vec<Vec<u8>> = out
-        .iter()
-        .filter(|p| p.action == "drop" || p.action == "get")
-        .map(|p| p.bytes.clone())
-        .collect();
-    if dry_run || acting.is_empty() {
-        return Ok(out);
-    }
-    let done = if out.iter().any(|p| p.action == "drop") {
-        crate::presence::drop_with(ws, &acting, &|p| by_hand.contains(p), Some(record))?
-    } else {
-        crate::presence::get_recorded(ws, &acting, record)?
-    };
-    let mut refused: std::collections::HashMap<Vec<u8>, String> =
-        done.refused.into_iter().collect();
-    let done: HashSet<Vec<u8>> = done.done.into_iter().collect();
-    for plan in out
-        .iter_mut()
-        .filter(|p| p.action == "drop" || p.action == "get")
-    {
-        if !done.contains(&plan.bytes) {
-            plan.action = "left";
-            plan.reason = Some(
-                refused
-                    .remove(&plan.bytes)
-                    .unwrap_or_else(|| "changed here while the undo ran".into()),
-            );
-        }
-    }
-    Ok(out)
+    Ok((out, by_hand))
 }
 
 /// The entry of `path` in the snapshot `sid` names (`Ok(None)`: absent there).
