@@ -320,12 +320,14 @@ async function history(params) {
   const undo = (op) => {
     const b = el("button", { type: "button", class: "undo", "data-op": String(op.id) }, "Undo");
     b.addEventListener("click", () => {
-      if (!confirm("Undo operation " + op.id + " (" + op.command + ") on both sides? " +
-          "Every path it changed goes back to the version agreed before it.")) return;
+      const here = Boolean(op.local_paths);
+      if (!confirm("Undo operation " + op.id + " (" + op.command + ")" + (here
+          ? " in this workspace? What it changed here goes back as it was before it."
+          : " on both sides? Every path it changed goes back to the version agreed before it."))) return;
       act(b, "Undoing operation " + op.id, async () => {
         const a = await post("/api/undo", { ws, op: op.id });
         const paths = (a.report && a.report.paths) || [];
-        const done = paths.filter((p) => p.action === "restore" || p.action === "remove").length;
+        const done = paths.filter((p) => p.action !== "left" && p.action !== "undone").length;
         const left = paths.filter((p) => p.action === "left").map((p) => p.path);
         return { message: "operation " + op.id + " undone: " + done + " path(s) put back" +
           (left.length ? "; left as they are (changed since): " + left.join(", ") : "") +

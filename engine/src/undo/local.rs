@@ -52,28 +52,32 @@ pub enum LocalStep {
         #[serde(default)]
         by_hand: bool,
     },
-    /// A conflict settled (or opened again by an undo): its record before and after, and,
-    /// when the operation wrote the workspace's path, what that held before and after.
-    Settle {
-        /// The path, displayable.
-        path: String,
-        /// Its bytes in hex, when it is not UTF-8.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        path_hex: Option<String>,
-        /// The record before.
-        before: Box<ConflictRecord>,
-        /// The record after.
-        after: Box<ConflictRecord>,
-        /// Whether the workspace's path was written.
-        #[serde(default)]
-        wrote: bool,
-        /// What the workspace held there before (absent: nothing).
-        #[serde(default)]
-        here_before: Option<Variant>,
-        /// What it held after.
-        #[serde(default)]
-        here_after: Option<Variant>,
-    },
+    /// A conflict settled (or opened again by an undo).
+    Settle(Box<Settled>),
+}
+
+/// A conflict settled (or opened again by an undo): its record before and after, and, when
+/// the operation wrote the workspace's path, what that held before and after.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Settled {
+    /// The path, displayable.
+    pub path: String,
+    /// Its bytes in hex, when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
+    /// The record before.
+    pub before: ConflictRecord,
+    /// The record after.
+    pub after: ConflictRecord,
+    /// Whether the workspace's path was written.
+    #[serde(default)]
+    pub wrote: bool,
+    /// What the workspace held there before (absent: nothing).
+    #[serde(default)]
+    pub here_before: Option<Variant>,
+    /// What it held after.
+    #[serde(default)]
+    pub here_after: Option<Variant>,
 }
 
 impl LocalStep {
@@ -87,22 +91,25 @@ impl LocalStep {
         let p = after.path_bytes();
         let wrote = here.is_some();
         let (here_before, here_after) = here.unwrap_or_default();
-        LocalStep::Settle {
+        LocalStep::Settle(Box::new(Settled {
             path: display(&p),
             path_hex: hex_unless_utf8(&p),
-            before: Box::new(before),
-            after: Box::new(after),
+            before,
+            after,
             wrote,
             here_before,
             here_after,
-        }
+        }))
     }
 
     /// The path's bytes (`None` when its `path_hex` is damaged: never read as another path).
     fn path_bytes_checked(&self) -> Option<Vec<u8>> {
-        let (LocalStep::Get { path, path_hex, .. }
-        | LocalStep::Drop { path, path_hex, .. }
-        | LocalStep::Settle { path, path_hex, .. }) = self;
+        let (path, path_hex) = match self {
+            LocalStep::Get { path, path_hex, .. } | LocalStep::Drop { path, path_hex, .. } => {
+                (path, path_hex)
+            }
+            LocalStep::Settle(s) => (&s.path, &s.path_hex),
+        };
         crate::paths::path_bytes(path, path_hex.as_deref())
     }
 
@@ -116,18 +123,13 @@ impl LocalStep {
     /// operation is in the history).
     pub(crate) fn files(&self) -> Vec<FileId> {
         match self {
-            LocalStep::Settle {
-                before,
-                after,
-                here_before,
-                here_after,
-                ..
-            } => before
+            LocalStep::Settle(s) => s
+                .before
                 .files()
                 .into_iter()
-                .chain(after.files())
+                .chain(s.after.files())
                 .chain(
-                    [here_before, here_after]
+                    [&s.here_before, &s.here_after]
                         .into_iter()
                         .flatten()
                         .filter_map(Variant::file_id),
@@ -202,7 +204,7 @@ pub(super) fn run(ws: &Workspace, op: &OpRecord, dry_run: bool) -> Result<Outcom
         summary: format!("undo of operation {} ({})", op.id, op.command),
     };
     let paths = match steps.as_slice() {
-        [LocalStep::Settle { .. }] => reopen(ws, op, &steps[0], dry_run, record)?,
+        [LocalStep::Settle(s)] => reopen(ws, op, s, dry_run, record)?,
         _ => presence(ws, &steps, dry_run, record)?,
     };
     Ok(Outcome {
@@ -285,7 +287,7 @@ fn presence_plan(ws: &Workspace, steps: &[LocalStep]) -> Result<(Vec<PathPlan>, 
         let (action, hand) = match step {
             LocalStep::Get { by_hand, .. } => ("drop", *by_hand),
             LocalStep::Drop { by_hand, .. } => ("get", *by_hand),
-            LocalStep::Settle { .. } => {
+            LocalStep::Settle(_) => {
                 return Err(SyncError::damaged(
                     "a journal plan",
                     "a settled conflict among files brought here or dropped",
@@ -351,21 +353,18 @@ enum Found {
     Written,
 }
 
-/// Whether the settling `step` of `op` can be taken back (`interrupted`: an undo of it was
-/// killed after it set the pending mark).
-fn look(ws: &Workspace, op: &OpRecord, step: &LocalStep, interrupted: bool) -> Result<Found> {
-    let LocalStep::Settle {
+/// Whether the settling step `s` of `op`, at `p`, can be taken back (`interrupted`: an undo
+/// of it was killed after it set the pending mark).
+fn look(ws: &Workspace, op: &OpRecord, s: &Settled, p: &[u8], interrupted: bool) -> Result<Found> {
+    let Settled {
         before,
         after,
         wrote,
         here_before,
         here_after,
         ..
-    } = step
-    else {
-        return Ok(Found::Left("not a settled conflict".into()));
-    };
-    let p = step.path_bytes();
+    } = s;
+    let p = p.to_vec();
     let abs = under(&ws.root, &p);
     let now = crate::conflict::get(&ws.store, &p)?;
     let base_now = ws.store.read_ref_flat(keys::REF_BASE)?;
@@ -381,14 +380,14 @@ fn look(ws: &Workspace, op: &OpRecord, step: &LocalStep, interrupted: bool) -> R
     let is = |e: Option<&Entry>| crate::restore::settled(&abs, e, e, false);
     let before_here = here_before.as_ref().map(|v| entry_of(&p, v));
     let after_here = here_after.as_ref().map(|v| entry_of(&p, v));
-    if now.as_ref() == Some(before.as_ref())
+    if now.as_ref() == Some(before)
         && (!moved || crate::reconcile::same(base_now.get(p.as_slice()), b0.as_ref()))
         && (!wrote || is(before_here.as_ref()))
     {
         return Ok(Found::Undone);
     }
     let left = |why: &str| Ok(Found::Left(why.to_string()));
-    if now.as_ref() != Some(after.as_ref()) {
+    if now.as_ref() != Some(after) {
         return match now {
             None => left("its conflict record is gone (gc drops settled ones)"),
             Some(r) if r.state == ConflictState::Open => {
@@ -432,29 +431,15 @@ fn look(ws: &Workspace, op: &OpRecord, step: &LocalStep, interrupted: bool) -> R
 fn reopen(
     ws: &Workspace,
     op: &OpRecord,
-    step: &LocalStep,
+    s: &Settled,
     dry_run: bool,
     record: Record,
 ) -> Result<Vec<PathPlan>> {
-    let p = step.path_bytes();
+    let p = crate::paths::path_bytes(&s.path, s.path_hex.as_deref())
+        .expect("steps_of refuses a step whose path does not decode");
     let interrupted = super::pending(ws)? == Some(op.id);
-    let found = look(ws, op, step, interrupted)?;
-    let LocalStep::Settle {
-        before,
-        after,
-        wrote,
-        here_before,
-        here_after,
-        ..
-    } = step
-    else {
-        return Ok(vec![planned(
-            p,
-            "left",
-            Some("not a settled conflict".into()),
-        )]);
-    };
-    let action = if after.state == ConflictState::Resolved {
+    let found = look(ws, op, s, &p, interrupted)?;
+    let action = if s.after.state == ConflictState::Resolved {
         "reopen"
     } else {
         "settle"
@@ -468,10 +453,11 @@ fn reopen(
         Found::Undone => return Ok(vec![planned(p, "undone", None)]),
         Found::Left(why) => return Ok(vec![planned(p, action, Some(why))]),
         _ if dry_run => return Ok(vec![planned(p, action, None)]),
-        Found::Over(over) => (over, *wrote),
+        Found::Over(over) => (over, s.wrote),
         Found::Written => (None, false),
     };
-    if let Some(v) = here_before
+    if let Some(v) = s
+        .here_before
         .as_ref()
         .filter(|v| write && v.kind != EntryKind::Dir)
     {
@@ -488,7 +474,7 @@ fn reopen(
     // Until the store says the conflict is open again, no sync may send what is written.
     super::set_pending(ws, Some(op.id))?;
     if write {
-        let placed = put_back(ws, &p, here_before.as_ref(), over.as_ref());
+        let placed = put_back(ws, &p, s.here_before.as_ref(), over.as_ref());
         if !matches!(placed, Ok(true)) {
             // Nothing was put there: nothing to finish.
             super::set_pending(ws, None)?;
@@ -498,29 +484,38 @@ fn reopen(
         }
     }
     crate::failpoint::hit("undo-reopen-written");
-    let summary = format!("{}: {}", record.summary, display(&p));
+    reopened(ws, op, s, &p, record)?;
+    Ok(vec![planned(p, action, None)])
+}
+
+/// The store's side of [`reopen`], in one commit: the base's entry as before `op`, the record
+/// as before, the path's index and presence entries dropped (the next scan reads the file
+/// afresh), the undo journalled, and the pending mark cleared.
+fn reopened(ws: &Workspace, op: &OpRecord, s: &Settled, p: &[u8], record: Record) -> Result<()> {
+    let summary = format!("{}: {}", record.summary, display(p));
     let mut undo = OpRecord::instant(&ws.store, record.kind, summary)?;
     let mut batch = Batch::new();
     if op.base_after.is_some() {
-        let b0 = entry_in(ws, op.base_before.as_deref(), &p, op.id)?;
+        let b0 = entry_in(ws, op.base_before.as_deref(), p, op.id)?;
         let description = format!("base after undoing operation {}", op.id);
-        let sid = crate::resolve::base_with(ws, &p, b0.as_ref(), description)?;
+        let sid = crate::resolve::base_with(ws, p, b0.as_ref(), description)?;
         undo.base_before = ws.store.get_ref(keys::REF_BASE)?.map(|b| b.to_hex());
         undo.base_after = Some(sid.to_hex());
         cachesync_objects::Store::set_ref_in(&mut batch, keys::REF_BASE, sid);
     }
-    crate::conflict::put(&mut batch, before);
-    crate::index::remove(&mut batch, &p);
-    crate::presence::clear(&mut batch, &p);
+    crate::conflict::put(&mut batch, &s.before);
+    crate::index::remove(&mut batch, p);
+    crate::presence::clear(&mut batch, p);
     let back = LocalStep::settled(
-        (**after).clone(),
-        (**before).clone(),
-        wrote.then(|| (here_after.clone(), here_before.clone())),
+        s.after.clone(),
+        s.before.clone(),
+        s.wrote
+            .then(|| (s.here_after.clone(), s.here_before.clone())),
     );
     put(&mut batch, &mut undo, vec![back]);
     batch.delete(keys::CF_STATE, crate::state_keys::UNDO_PENDING);
     ws.store.commit(batch)?;
-    Ok(vec![planned(p, action, None)])
+    Ok(())
 }
 
 /// Writes `before` at `path` over `over` (what was found there): a file or symlink put in
