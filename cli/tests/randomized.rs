@@ -103,6 +103,14 @@ const NAMED_POINTS: &[&str] = &[
     "after-commit",
 ];
 const NUMBERED_POINTS: &[&str] = &["before-step", "after-step", "mid-write", "before-rename"];
+/// Crash points of `undo` besides those of the push it runs.
+const UNDO_POINTS: &[&str] = &[
+    "undo-before-local",
+    "restore-exchanged",
+    "undo-restored",
+    "undo-before-push",
+    "undo-reopen-written",
+];
 
 // ---------------------------------------------------------------------------------------------
 // Operations
@@ -182,6 +190,9 @@ enum Op {
     /// `cachesync sync` paused at the point (`CACHESYNC_PAUSE`) while the operation is
     /// applied (a change made while the sync runs), then a second sync.
     SyncDuring(String, Box<Op>),
+    /// `cachesync undo` of the last operation, killed at the crash point if one is given,
+    /// then run again with the operation's number.
+    Undo(Option<String>),
 }
 
 impl fmt::Debug for Op {
@@ -210,6 +221,8 @@ impl fmt::Debug for Op {
             Op::Sync(None) => write!(f, "Sync"),
             Op::Sync(Some(p)) => write!(f, "Sync(kill at {p:?})"),
             Op::SyncDuring(p, op) => write!(f, "Sync(pause at {p:?}: {op:?})"),
+            Op::Undo(None) => write!(f, "Undo"),
+            Op::Undo(Some(p)) => write!(f, "Undo(kill at {p:?})"),
         }
     }
 }
@@ -289,6 +302,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::ClearLostFound => "clear-lost-found",
         Op::Resolve(..) => "resolve",
         Op::Sync(..) | Op::SyncDuring(..) => "sync",
+        Op::Undo(..) => "undo",
     }
 }
 
@@ -390,6 +404,22 @@ impl Generator {
             }
         }
         Op::Sync(None)
+    }
+
+    /// Now and then, right after a sync: an undo of the last operation, sometimes killed.
+    fn undo(&mut self) -> Option<Op> {
+        if self.skip.contains("undo") || !self.rng.chance(25) {
+            return None;
+        }
+        if self.skip.contains("kill") || !self.rng.chance(40) {
+            return Some(Op::Undo(None));
+        }
+        let point = if self.rng.chance(50) {
+            self.rng.pick(UNDO_POINTS).to_string()
+        } else {
+            self.point()
+        };
+        Some(Op::Undo(Some(point)))
     }
 
     /// A path from the pool, or a new name in an existing directory.
@@ -789,7 +819,9 @@ impl World {
             Op::Age(s) => self.age(*s),
             Op::ClearLostFound => self.remove(Side::Ws, LOST_FOUND),
             Op::Resolve(p, take) => self.resolve(p, take),
-            Op::Sync(_) | Op::SyncDuring(..) => unreachable!("syncs are run by the case"),
+            Op::Sync(_) | Op::SyncDuring(..) | Op::Undo(_) => {
+                unreachable!("syncs and undos are run by the case")
+            }
         }
     }
 
@@ -1215,10 +1247,7 @@ impl World {
         self.count("kill reached");
         self.script
             .push("(cd \"$W\" && cachesync fsck); echo \"fsck exit $?\"".to_string());
-        let fsck = self.run(&["fsck", "--json"], &[]);
-        if fsck.code != 0 {
-            return fail("fsck", format!("fsck after a kill at {point}: {fsck}"));
-        }
+        self.fsck_clean(&format!("a kill at {point}"))?;
         Ok(true)
     }
 
@@ -1231,17 +1260,7 @@ impl World {
             return fail("exit-code", format!("sync exited {}: {r}", r.code));
         }
         let report = parse(&r, "sync --json")?;
-        let listed = self.run(&["conflicts", "--json", "--all"], &[]);
-        if listed.code != 0 {
-            return fail("conflicts", format!("conflicts --json --all: {listed}"));
-        }
-        let all = parse(&listed, "conflicts --json --all")?;
-        let records = all.as_array().cloned().unwrap_or_default();
-        let open: BTreeSet<String> = records
-            .iter()
-            .filter(|c| c["state"] == "open")
-            .filter_map(|c| c["path"].as_str().map(String::from))
-            .collect();
+        let (all, records, open) = self.records()?;
         if (r.code == 7) == open.is_empty() {
             return fail(
                 "exit-vs-conflicts",
@@ -1261,6 +1280,130 @@ impl World {
             local: now.local,
             remote: now.remote,
         })
+    }
+
+    /// Every conflict record (`conflicts --json --all`): the list, its entries, and the
+    /// paths of the open ones.
+    fn records(
+        &self,
+    ) -> Result<(serde_json::Value, Vec<serde_json::Value>, BTreeSet<String>), Failure> {
+        let listed = self.run(&["conflicts", "--json", "--all"], &[]);
+        if listed.code != 0 {
+            return fail("conflicts", format!("conflicts --json --all: {listed}"));
+        }
+        let all = parse(&listed, "conflicts --json --all")?;
+        let records = all.as_array().cloned().unwrap_or_default();
+        let open: BTreeSet<String> = records
+            .iter()
+            .filter(|c| c["state"] == "open")
+            .filter_map(|c| c["path"].as_str().map(String::from))
+            .collect();
+        Ok((all, records, open))
+    }
+
+    /// `fsck` is clean.
+    fn fsck_clean(&self, after: &str) -> Result<(), Failure> {
+        let fsck = self.run(&["fsck", "--json"], &[]);
+        if fsck.code != 0 {
+            return fail("fsck", format!("fsck after {after}: {fsck}"));
+        }
+        Ok(())
+    }
+
+    /// `cachesync undo` of the last operation that changed anything (killed at `point` if
+    /// given, then run again with its number), and what it promises: exit 0, or 7 when a
+    /// path was left or became a conflict, or 2 when there is nothing to take back and
+    /// nothing changed; `fsck` clean; no temporary left; nothing lost: every version either
+    /// side held before (the base versions too: those are what an undo replaces) is
+    /// afterwards in a tree, a conflict variant, or given back, byte for byte, by
+    /// `restore PATH --at OP --to DIR`.
+    fn undo(&mut self, point: Option<&str>, base: &mut Tree) -> Result<(), Failure> {
+        if let Some(f) = self.broken.take() {
+            return Err(f);
+        }
+        let before = self.both();
+        let keep = Self::must_keep(&before, &Tree::new());
+        self.script
+            .push("(cd \"$W\" && cachesync undo -n); echo \"exit $?\"".to_string());
+        let dry = self.run(&["undo", "-n", "--json"], &[]);
+        if dry.code == 2 {
+            let now = self.both();
+            if now.local != before.local || now.remote != before.remote {
+                return fail("undo-refused", format!("a refused undo changed a tree: {dry}"));
+            }
+            self.count("undo refused");
+            return Ok(());
+        }
+        let op = parse(&dry, "undo -n --json")?["undone"].to_string();
+        if let Some(point) = point {
+            self.script.push(format!(
+                "(cd \"$W\" && CACHESYNC_FAILPOINT={point} cachesync undo {op}); echo \"exit $? (137: killed)\""
+            ));
+            let r = self.run(&["undo", &op], &[("CACHESYNC_FAILPOINT", OsStr::new(point))]);
+            if r.signal == Some(9) {
+                self.count("undo kill reached");
+                self.fsck_clean(&format!("an undo killed at {point}"))?;
+            } else if r.code != 0 && r.code != 7 {
+                return fail("undo-exit", format!("undo {op} (not killed at {point}): {r}"));
+            }
+        }
+        self.script
+            .push(format!("(cd \"$W\" && cachesync undo {op}); echo \"exit $?\""));
+        let r = self.run(&["undo", &op, "--json"], &[]);
+        if r.code != 0 && r.code != 7 {
+            return fail("undo-exit", format!("undo {op} exited {}: {r}", r.code));
+        }
+        let report = parse(&r, "undo --json")?;
+        self.count("undo");
+        self.fsck_clean(&format!("undo {op}"))?;
+        for root in [&self.env.ws, &self.env.remote] {
+            let left = leftovers(root);
+            if !left.is_empty() {
+                return fail("leftovers", format!("temporary files left by undo: {left:?}"));
+            }
+        }
+        let (all, records, open) = self.records()?;
+        let after = self.both();
+        let here: BTreeSet<Content> = [&after.local, &after.remote]
+            .into_iter()
+            .flat_map(|t| t.values().filter_map(content))
+            .collect();
+        let mut lost = Vec::new();
+        for (c, (side, path)) in &keep {
+            if here.contains(c) || self.in_a_variant(c, &records)? || self.restores(c, path, &op)
+            {
+                continue;
+            }
+            lost.push(format!("  {c:?} (held by the {side} at {})", lp(path)));
+        }
+        if !lost.is_empty() {
+            return fail(
+                "undo-nothing-lost",
+                format!(
+                    "after undo {op}, these are nowhere (not in either tree, a conflict variant, or `restore --at {op}`):\n{}\nundo: {report}\nrecords: {all}\nworkspace before vs remote before:\n{}",
+                    lost.join("\n"),
+                    tree_diff(&before.local, &before.remote)
+                ),
+            );
+        }
+        self.open = open;
+        self.agree(base);
+        Ok(())
+    }
+
+    /// Whether `restore PATH --at OP --to DIR` writes `c` at `path` under DIR.
+    fn restores(&self, c: &Content, path: &[u8], op: &str) -> bool {
+        let dir = tempfile::tempdir_in(self.env.root()).expect("a directory to restore into");
+        let shown = lp(path);
+        let to = dir.path().to_str().expect("a UTF-8 temporary path");
+        let r = self.run(&["restore", &shown, "--at", op, "--to", to], &[]);
+        let at = dir.path().join(OsStr::from_bytes(path));
+        r.code == 0
+            && match c {
+                Content::File(b) => fs::read(&at).is_ok_and(|got| &got == b),
+                Content::Link(t) => fs::read_link(&at)
+                    .is_ok_and(|got| got.as_os_str().as_bytes() == t.as_slice()),
+            }
     }
 
     /// Counts what the sync did, for the summary.
@@ -1448,6 +1591,11 @@ impl World {
                 Some((path, c["kind"].as_str().unwrap_or_default().to_string()))
             })
             .collect();
+        self.agree(base);
+    }
+
+    /// Moves the base to where both sides agree.
+    fn agree(&self, base: &mut Tree) {
         let now = self.both();
         let local = synced_part(&now.local);
         let keys: BTreeSet<Vec<u8>> = base
@@ -1644,6 +1792,10 @@ fn run_case(source: Source<'_>) -> (Case, Vec<String>, Result<(), Failure>) {
                         let op = g.sync(&w);
                         case.steps.push(op.clone());
                         w.step(&op, &mut base)?;
+                        if let Some(op) = g.undo() {
+                            case.steps.push(op.clone());
+                            w.step(&op, &mut base)?;
+                        }
                     }
                 }
             }
@@ -1730,6 +1882,7 @@ impl World {
             Op::Sync(Some(point)) => Disturb::Kill(point),
             Op::Sync(None) => Disturb::Nothing,
             Op::SyncDuring(point, op) => Disturb::Pause(point, op),
+            Op::Undo(point) => return self.undo(point.as_deref(), base),
             _ => {
                 self.apply(op);
                 return Ok(());
@@ -1813,6 +1966,7 @@ fn shrink(case: &Case, invariant: &'static str) -> Case {
             }
             let simpler = match &best.steps[i] {
                 Op::Sync(Some(_)) => vec![Op::Sync(None)],
+                Op::Undo(Some(_)) => vec![Op::Undo(None)],
                 Op::SyncDuring(_, op) => vec![Op::Sync(None), (**op).clone()],
                 _ => continue,
             };

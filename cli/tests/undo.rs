@@ -519,3 +519,25 @@ fn undo_of_get_and_drop_leaves_what_changed_here_since_and_skips_a_sync_s_cull()
         .expect("an operation");
     assert_eq!(last["command"], "sync", "no cull of its own: {log}");
 }
+
+/// The randomized tester found it: the share replaced a directory by a symlink; undone, the
+/// directory comes back with what was in it (the symlink on the way is the operation's own,
+/// and goes), and the symlink is given back by `restore --to`, its directory made there.
+#[test]
+fn a_directory_the_share_made_a_symlink_comes_back_whole() {
+    let env = Env::with_remote(&[("a/x/z", "z\n"), ("t.txt", "t\n")]);
+    env.clone_ws();
+    std::fs::remove_dir_all(env.r("a/x")).expect("rm");
+    std::os::unix::fs::symlink("x/z", env.r("a/x")).expect("symlink");
+    let op = env.json(0, &["sync", "--json"])["op"].to_string();
+    assert!(env.w("a/x").is_symlink());
+    env.ok(&["undo", &op]);
+    assert_eq!(read(env.w("a/x/z")), "z\n");
+    assert_eq!(read(env.r("a/x/z")), "z\n");
+    env.assert_noop_sync();
+    let out = env.root().join("out");
+    let to = out.to_str().expect("UTF-8");
+    env.ok(&["restore", "a/x", "--at", &op, "--to", to]);
+    let target = std::fs::read_link(out.join("a/x")).expect("the symlink, restored");
+    assert_eq!(target, std::path::Path::new("x/z"));
+}

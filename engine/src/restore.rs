@@ -138,6 +138,20 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Outcome> {
         }
         chosen.extend(found);
     }
+    // The directories they are in, as the operation left them, where they are missing: all
+    // of them under --to, those gone from the workspace here.
+    let wanted: Vec<&Vec<u8>> = chosen.iter().map(|(p, _)| *p).collect();
+    for p in wanted {
+        let mut up = p.as_slice();
+        while let Some(i) = up.iter().rposition(|&b| b == b'/') {
+            up = &up[..i];
+            let missing =
+                opts.to.is_some() || std::fs::symlink_metadata(under(&ws.root, up)).is_err();
+            if let Some((a, e)) = tree.get_key_value(up).filter(|_| missing) {
+                chosen.push((a, e));
+            }
+        }
+    }
     chosen.sort_by(|a, b| a.0.cmp(b.0));
     chosen.dedup_by(|a, b| a.0 == b.0);
     content_is_stored(ws, &chosen)?;
@@ -268,6 +282,11 @@ pub(crate) fn settled(
 /// Whether a directory on the way to `path` under `root` is a symlink (a write there would
 /// land outside the workspace, or elsewhere in it).
 pub(crate) fn through_symlink(root: &Path, path: &[u8]) -> bool {
+    symlink_on_the_way(root, path).is_some()
+}
+
+/// The first directory on the way to `path` under `root` that is a symlink, if one is.
+pub(crate) fn symlink_on_the_way(root: &Path, path: &[u8]) -> Option<Vec<u8>> {
     let mut at = Vec::new();
     for name in path
         .split(|&b| b == b'/')
@@ -280,10 +299,10 @@ pub(crate) fn through_symlink(root: &Path, path: &[u8]) -> bool {
         }
         at.extend_from_slice(name);
         if std::fs::symlink_metadata(under(root, &at)).is_ok_and(|m| m.file_type().is_symlink()) {
-            return true;
+            return Some(at);
         }
     }
-    false
+    None
 }
 
 /// Refuses, naming them, workspace paths holding a change not yet sent.

@@ -22,7 +22,7 @@ use crate::error::{Result, SyncError};
 use crate::journal::{OpKind, OpRecord};
 use crate::paths::{display, under};
 use crate::progress::Progress;
-use crate::restore::{content_is_stored, settled, through_symlink, write_all, Into};
+use crate::restore::{content_is_stored, settled, write_all, Into};
 use crate::workspace::Workspace;
 
 /// What to undo.
@@ -177,7 +177,9 @@ fn plan(ws: &Workspace, op: &OpRecord, before: &Flat, after: &Flat) -> Result<Ve
                 "changed since operation {} by a later operation",
                 op.id
             ))
-        } else if through_symlink(&ws.root, &p) {
+        } else if crate::restore::symlink_on_the_way(&ws.root, &p)
+            .is_some_and(|up| !made_a_directory_again(&out, before, &up))
+        {
             Some("a directory on its way is a symlink here now".to_string())
         } else if !settled(&abs, b1, b0, false) {
             Some("changed here since, not yet sent".to_string())
@@ -199,6 +201,17 @@ fn plan(ws: &Workspace, op: &OpRecord, before: &Flat, after: &Flat) -> Result<Ve
         });
     }
     Ok(out)
+}
+
+/// Whether the undo planned so far (`out`) puts back at `up` the directory it was before the
+/// operation (a symlink the operation made in its place goes).
+fn made_a_directory_again(out: &[PathPlan], before: &Flat, up: &[u8]) -> bool {
+    before
+        .get(up)
+        .is_some_and(|e| e.kind == cachesync_objects::EntryKind::Dir)
+        && out
+            .iter()
+            .any(|p| p.bytes.as_slice() == up && p.action == "restore")
 }
 
 /// Whether the workspace's directory `abs` (at `path`), which must go or become something

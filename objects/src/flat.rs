@@ -82,6 +82,13 @@ impl Flat {
         self.find(path.as_ref()).ok().map(|i| &self.entries[i].1)
     }
 
+    /// The path as the tree holds it, and its entry.
+    pub fn get_key_value<P: AsRef<[u8]> + ?Sized>(&self, path: &P) -> Option<(&Vec<u8>, &Entry)> {
+        self.find(path.as_ref())
+            .ok()
+            .map(|i| pair(&self.entries[i]))
+    }
+
     /// The entry at `path`, to change in place.
     pub fn get_mut<P: AsRef<[u8]> + ?Sized>(&mut self, path: &P) -> Option<&mut Entry> {
         let i = self.find(path.as_ref()).ok()?;
