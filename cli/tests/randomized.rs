@@ -11,6 +11,14 @@
 //! `cachesync sync`: plain, killed at a crash point (`CACHESYNC_FAILPOINT`) then run again, or
 //! paused at a point (`CACHESYNC_PAUSE`) while one more edit is made, then run again.
 //!
+//! A quarter of the syncs are followed by `cachesync undo` of the last operation (sometimes
+//! killed at one of its crash points, then run again with the operation's number). After it:
+//! exit 0, 7 or (nothing to take back, nothing changed) 2; `fsck` clean; no temporary left;
+//! and nothing lost, the versions the undo replaced included: every file content and symlink
+//! target either side held before it is afterwards in a tree, in a conflict variant, or
+//! written back byte for byte by `restore PATH --at OP --to DIR`. The round's next sync is
+//! checked as any other.
+//!
 //! Before the sync, `check` runs. After the kill, `fsck` must be clean. After the sync:
 //! - its exit code is 0 or 7, and 7 exactly when conflicts are open (a paused sync too);
 //! - nothing is lost: every file content and symlink target either side held before the sync
@@ -42,7 +50,7 @@
 //! `CACHESYNC_RANDOMIZED_CASES=N` sets the number of cases; `CACHESYNC_RANDOMIZED_KEEP_GOING=1`
 //! goes on after a failure and reports every failing seed at the end;
 //! `CACHESYNC_RANDOMIZED_EXCLUDE=keep-stat,kill,pause,...` leaves kinds of operations out (to
-//! look past a known bug; the names are those of `KINDS`, plus `kill` and `pause`);
+//! look past a known bug; the names are those of `KINDS`, plus `kill`, `pause` and `undo`);
 //! `CACHESYNC_RANDOMIZED_SHRINK=0` does not shrink, `CACHESYNC_RANDOMIZED_SHRINK_SECS=N`
 //! bounds shrinking (120 s, 600 s in the long run); `CACHESYNC_RANDOMIZED_VERBOSE=1` prints
 //! every case's script.
@@ -1329,7 +1337,10 @@ impl World {
         if dry.code == 2 {
             let now = self.both();
             if now.local != before.local || now.remote != before.remote {
-                return fail("undo-refused", format!("a refused undo changed a tree: {dry}"));
+                return fail(
+                    "undo-refused",
+                    format!("a refused undo changed a tree: {dry}"),
+                );
             }
             self.count("undo refused");
             return Ok(());
@@ -1339,16 +1350,23 @@ impl World {
             self.script.push(format!(
                 "(cd \"$W\" && CACHESYNC_FAILPOINT={point} cachesync undo {op}); echo \"exit $? (137: killed)\""
             ));
-            let r = self.run(&["undo", &op], &[("CACHESYNC_FAILPOINT", OsStr::new(point))]);
+            let r = self.run(
+                &["undo", &op],
+                &[("CACHESYNC_FAILPOINT", OsStr::new(point))],
+            );
             if r.signal == Some(9) {
                 self.count("undo kill reached");
                 self.fsck_clean(&format!("an undo killed at {point}"))?;
             } else if r.code != 0 && r.code != 7 {
-                return fail("undo-exit", format!("undo {op} (not killed at {point}): {r}"));
+                return fail(
+                    "undo-exit",
+                    format!("undo {op} (not killed at {point}): {r}"),
+                );
             }
         }
-        self.script
-            .push(format!("(cd \"$W\" && cachesync undo {op}); echo \"exit $?\""));
+        self.script.push(format!(
+            "(cd \"$W\" && cachesync undo {op}); echo \"exit $?\""
+        ));
         let r = self.run(&["undo", &op, "--json"], &[]);
         if r.code != 0 && r.code != 7 {
             return fail("undo-exit", format!("undo {op} exited {}: {r}", r.code));
@@ -1359,7 +1377,10 @@ impl World {
         for root in [&self.env.ws, &self.env.remote] {
             let left = leftovers(root);
             if !left.is_empty() {
-                return fail("leftovers", format!("temporary files left by undo: {left:?}"));
+                return fail(
+                    "leftovers",
+                    format!("temporary files left by undo: {left:?}"),
+                );
             }
         }
         let (all, records, open) = self.records()?;
@@ -1370,8 +1391,7 @@ impl World {
             .collect();
         let mut lost = Vec::new();
         for (c, (side, path)) in &keep {
-            if here.contains(c) || self.in_a_variant(c, &records)? || self.restores(c, path, &op)
-            {
+            if here.contains(c) || self.in_a_variant(c, &records)? || self.restores(c, path, &op) {
                 continue;
             }
             lost.push(format!("  {c:?} (held by the {side} at {})", lp(path)));
@@ -1401,8 +1421,9 @@ impl World {
         r.code == 0
             && match c {
                 Content::File(b) => fs::read(&at).is_ok_and(|got| &got == b),
-                Content::Link(t) => fs::read_link(&at)
-                    .is_ok_and(|got| got.as_os_str().as_bytes() == t.as_slice()),
+                Content::Link(t) => {
+                    fs::read_link(&at).is_ok_and(|got| got.as_os_str().as_bytes() == t.as_slice())
+                }
             }
     }
 
