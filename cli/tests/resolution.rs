@@ -1045,3 +1045,20 @@ fn a_lost_found_copy_from_a_killed_run_is_recorded() {
         "{check}"
     );
 }
+
+/// Found by the randomized tester: the conflicted file was made a directory holding a file
+/// here; settling the path is refused with the reason (it failed on an I/O error), and the
+/// directory and what is in it stay.
+#[test]
+fn resolve_over_a_directory_made_here_with_files_in_it_is_refused() {
+    let env = overlapping();
+    fs::remove_file(env.w("notes.txt")).expect("rm");
+    env.put_local("notes.txt/inside.txt", "mine, in a directory\n");
+    let r = env.expect_code(2, &["resolve", "notes.txt", "--take", "server"]);
+    assert!(r.stderr.contains("a directory with something in it"), "{r}");
+    assert_eq!(
+        read(env.w("notes.txt/inside.txt")),
+        "mine, in a directory\n"
+    );
+    assert_eq!(paths_of(&open_conflicts(&env)), ["notes.txt"]);
+}

@@ -109,6 +109,15 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Outcome> {
             )));
         }
     }
+    // A directory made here since, with something in it, is the user's to move.
+    let abs = under(&ws.root, path);
+    let is_dir = std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir());
+    if is_dir && std::fs::read_dir(&abs).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(SyncError::Usage(format!(
+            "{shown}: a directory with something in it is here now; move what is in it \
+             elsewhere, then settle the path"
+        )));
+    }
     // What the workspace held is kept (in the store, named by the journal) for undo.
     let here_before = here_now(ws, path)?;
     // The workspace gets the resolution.
