@@ -463,3 +463,21 @@ fn a_merge_interrupted_by_a_kill_still_keeps_what_it_was_made_from() {
     assert_ne!(r["resolved"]["size"], r["client"]["size"], "{r}");
     env.assert_in_sync();
 }
+
+/// Found by the randomized tester: a directory renamed, and a file of it given the
+/// directory's old name (a hard link here). The share gets the file at that name: it is
+/// written there, not renamed from inside the directory that must go first (the removal
+/// was skipped, "it still holds files", and the sides stayed apart).
+#[test]
+fn a_file_given_its_own_directory_s_old_name_is_written_there() {
+    let env = Env::with_remote(&[("a/x", "x\n"), ("t.txt", "t\n")]);
+    env.clone_ws();
+    fs::rename(env.w("a"), env.w("a22")).expect("mv");
+    fs::hard_link(env.w("a22/x"), env.w("a")).expect("ln");
+    let r = env.json(0, &["sync", "--json"]);
+    assert_eq!(r["skipped"], serde_json::json!([]), "{r}");
+    assert_eq!(read(env.r("a")), "x\n");
+    assert_eq!(read(env.r("a22/x")), "x\n");
+    env.assert_in_sync();
+    env.assert_noop_sync();
+}

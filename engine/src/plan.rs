@@ -322,7 +322,12 @@ fn find_renames(steps: &mut Vec<Step>) {
             continue;
         };
         if let Some(list) = removals.get_mut(&(s.side, f)) {
-            if let Some(j) = list.pop() {
+            // Never from inside the path itself (a file moved to its own directory's name):
+            // the directory must go first, and it holds the source.
+            let from_outside = list
+                .iter()
+                .rposition(|&j| !crate::paths::is_within(&steps[j].path, &s.path));
+            if let Some(j) = from_outside.map(|k| list.remove(k)) {
                 let source = steps[j].path.clone();
                 let expect = steps[j].expect.clone();
                 let s = &mut steps[i];
